@@ -1,0 +1,288 @@
+// SPDX-License-Identifier: MIT
+/*
+ * circuit/circuit.c - circuit setup (format, attach, parameters) and the
+ * connection state machine of an endpoint: readiness, shutdown, reset,
+ * close. The data path lives in ring.c, stream.c, dgram.c and copy.c.
+ */
+#include <sys/socket.h>
+
+#include "internal.h"
+
+static bool ring_size_ok(uint64_t s)
+{
+	return s >= CN_RING_MIN && s <= CN_RING_MAX && (s & (s - 1)) == 0;
+}
+
+static uint32_t effective_size(uint32_t s)
+{
+	return s ? s : CN_RING_DEFAULT;
+}
+
+size_t cn_circuit_size(const struct cn_circuit_params *p)
+{
+	uint32_t a, b;
+
+	if (!p || (p->mode != CN_MODE_STREAM && p->mode != CN_MODE_DGRAM))
+		return 0;
+	a = effective_size(p->ring_size[CN_RING_A]);
+	b = effective_size(p->ring_size[CN_RING_B]);
+	if (!ring_size_ok(a) || !ring_size_ok(b))
+		return 0;
+	return (size_t)CN_DATA_OFF + a + b;
+}
+
+int cn_circuit_format(void *base, size_t size, const struct cn_circuit_params *p)
+{
+	size_t total = cn_circuit_size(p);
+	struct cn_layout_hdr h = { 0 };
+	uint64_t a, b;
+
+	if (!base || !total || size < total)
+		return -EINVAL;
+	a = effective_size(p->ring_size[CN_RING_A]);
+	b = effective_size(p->ring_size[CN_RING_B]);
+	h.magic = CN_LAYOUT_MAGIC;
+	h.version = CN_LAYOUT_VERSION;
+	h.mode = (uint16_t)p->mode;
+	h.hdr_size = sizeof(h);
+	h.total_size = total;
+	h.ring[CN_RING_A] = (struct cn_layout_ring){ CN_CTRL_OFF(0), CN_DATA_OFF, a };
+	h.ring[CN_RING_B] = (struct cn_layout_ring){ CN_CTRL_OFF(1), CN_DATA_OFF + a, b };
+	/*
+	 * Only the control page is cleared: ring data is never read before the
+	 * peer produced it, and fresh memfd pages are zero anyway.
+	 */
+	memset(base, 0, CN_DATA_OFF);
+	memcpy(base, &h, sizeof(h));
+	return 0;
+}
+
+/* The header must describe exactly the canonical layout for its ring sizes. */
+static bool header_ok(const struct cn_layout_hdr *h, size_t size)
+{
+	struct cn_circuit_params p;
+
+	if (h->magic != CN_LAYOUT_MAGIC || h->version != CN_LAYOUT_VERSION ||
+	    h->hdr_size != sizeof(*h) || h->reserved != 0)
+		return false;
+	if (h->ring[0].size > CN_RING_MAX || h->ring[1].size > CN_RING_MAX)
+		return false;
+	p.mode = (enum cn_mode)h->mode;
+	p.ring_size[0] = (uint32_t)h->ring[0].size;
+	p.ring_size[1] = (uint32_t)h->ring[1].size;
+	if (!p.ring_size[0] || !p.ring_size[1] || cn_circuit_size(&p) != h->total_size)
+		return false;
+	if (h->total_size > size)
+		return false;
+	return h->ring[0].ctrl_off == CN_CTRL_OFF(0) && h->ring[1].ctrl_off == CN_CTRL_OFF(1) &&
+	       h->ring[0].data_off == CN_DATA_OFF &&
+	       h->ring[1].data_off == CN_DATA_OFF + h->ring[0].size;
+}
+
+/* Adopt whatever indices the region holds (fresh: zeros; after exec: live). */
+static int view_init(struct cn_ring_view *v, unsigned char *base, const struct cn_layout_ring *lr,
+		     bool producer, enum cn_mode mode)
+{
+	uint64_t prod, cons;
+
+	v->ctrl = (struct cn_layout_ctrl *)(base + lr->ctrl_off);
+	v->data = base + lr->data_off;
+	v->size = lr->size;
+	v->mask = lr->size - 1;
+	prod = atomic_load_explicit(&v->ctrl->prod, memory_order_seq_cst);
+	cons = atomic_load_explicit(&v->ctrl->cons, memory_order_seq_cst);
+	if (prod - cons > v->size)
+		return -EPROTO;
+	if (mode == CN_MODE_DGRAM && ((prod | cons) & (CN_REC_ALIGN - 1)))
+		return -EPROTO;
+	v->idx = producer ? prod : cons;
+	v->peer = producer ? cons : prod;
+	if (producer)
+		v->my_flags = atomic_load_explicit(&v->ctrl->prod_flags, memory_order_relaxed) &
+			      CN_PF_KNOWN;
+	else
+		v->my_flags = atomic_load_explicit(&v->ctrl->cons_flags, memory_order_relaxed) &
+			      CN_CF_KNOWN;
+	return 0;
+}
+
+int cn_ep_attach(struct cn_endpoint *ep, void *base, size_t size, enum cn_role role)
+{
+	struct cn_layout_hdr h;
+	unsigned txr, rxr;
+	int err;
+
+	if (!ep || !base || size < CN_DATA_OFF ||
+	    (role != CN_ROLE_INITIATOR && role != CN_ROLE_ACCEPTOR))
+		return -EINVAL;
+	memcpy(&h, base, sizeof(h)); /* the one and only read of the header */
+	if (!header_ok(&h, size))
+		return -EPROTO;
+	memset(ep, 0, sizeof(*ep));
+	txr = role == CN_ROLE_INITIATOR ? CN_RING_A : CN_RING_B;
+	rxr = txr ^ 1u;
+	err = view_init(&ep->tx, base, &h.ring[txr], true, (enum cn_mode)h.mode);
+	if (!err)
+		err = view_init(&ep->rx, base, &h.ring[rxr], false, (enum cn_mode)h.mode);
+	if (err)
+		return err;
+	ep->mode = (enum cn_mode)h.mode;
+	ep->dgram_max = (uint32_t)cn_min_u64(CN_DGRAM_MAX,
+					     cn_min_u64(h.ring[0].size, h.ring[1].size) / 2 -
+						     sizeof(struct cn_dgram_hdr));
+	if (ep->tx.my_flags & CN_PF_FIN)
+		ep->state |= CN_ST_WR_SHUT;
+	if ((ep->tx.my_flags & CN_PF_RST) || (ep->rx.my_flags & CN_CF_RST))
+		ep->state |= CN_ST_RESET;
+	ep->rcv_timeout_ms = -1;
+	ep->snd_timeout_ms = -1;
+	return 0;
+}
+
+void cn_ep_set_notifiers(struct cn_endpoint *ep, struct cn_notifier *wait_rx,
+			 struct cn_notifier *wait_tx, struct cn_notifier *sig_rx,
+			 struct cn_notifier *sig_tx)
+{
+	ep->wait_rx = wait_rx;
+	ep->wait_tx = wait_tx;
+	ep->sig_rx = sig_rx;
+	ep->sig_tx = sig_tx;
+}
+
+void cn_ep_set_spin(struct cn_endpoint *ep, uint32_t spin_ns)
+{
+	ep->spin_ns = spin_ns;
+}
+
+void cn_ep_set_timeouts(struct cn_endpoint *ep, int rcv_ms, int snd_ms)
+{
+	ep->rcv_timeout_ms = rcv_ms < 0 ? -1 : rcv_ms;
+	ep->snd_timeout_ms = snd_ms < 0 ? -1 : snd_ms;
+}
+
+static bool rx_has_data(struct cn_endpoint *ep)
+{
+	struct cn_span sp[2];
+
+	if (!cn_rx_avail(ep))
+		return false;
+	if (ep->mode == CN_MODE_STREAM)
+		return true;
+	/* A wrap record alone is not a datagram: let the peek skip it. */
+	return cn_dgram_peek(ep, sp) >= 0 && sp[0].ptr;
+}
+
+unsigned cn_poll(struct cn_endpoint *ep)
+{
+	unsigned ev = 0;
+
+	cn_rx_refresh(ep, true);
+	cn_tx_refresh(ep, true);
+	if (ep->state & CN_ST_BROKEN)
+		return CN_POLLIN | CN_POLLOUT | CN_POLLERR | CN_POLLHUP | CN_POLLRDHUP;
+	if (ep->state & CN_ST_RESET)
+		return CN_POLLIN | CN_POLLOUT | CN_POLLHUP | CN_POLLRDHUP |
+		       (ep->pending_err ? CN_POLLERR : 0);
+	if (rx_has_data(ep))
+		ev |= CN_POLLIN;
+	if (ep->state & (CN_ST_PEER_FIN | CN_ST_RD_SHUT))
+		ev |= CN_POLLIN | CN_POLLRDHUP;
+	if ((ep->state & (CN_ST_WR_SHUT | CN_ST_PEER_GONE)) || cn_tx_free(ep) >= cn_tx_lowat(ep))
+		ev |= CN_POLLOUT;
+	if ((ep->state & CN_ST_PEER_FIN) && (ep->state & CN_ST_WR_SHUT))
+		ev |= CN_POLLHUP;
+	return ev;
+}
+
+unsigned cn_poll_arm(struct cn_endpoint *ep, unsigned events)
+{
+	unsigned ev = cn_poll(ep);
+	bool armed = false;
+
+	if ((events & CN_POLLIN) && !(ev & CN_POLLIN)) {
+		atomic_store_explicit(&ep->rx.ctrl->reader_want, 1, memory_order_seq_cst);
+		armed = true;
+	}
+	if ((events & CN_POLLOUT) && !(ev & CN_POLLOUT)) {
+		atomic_store_explicit(&ep->tx.ctrl->writer_want, (uint32_t)cn_tx_lowat(ep),
+				      memory_order_seq_cst);
+		armed = true;
+	}
+	return armed ? cn_poll(ep) : ev;
+}
+
+size_t cn_readable(struct cn_endpoint *ep)
+{
+	struct cn_span sp[2];
+	ssize_t r;
+
+	if (ep->mode == CN_MODE_DGRAM) {
+		r = cn_dgram_peek(ep, sp);
+		return r > 0 ? (size_t)r : 0;
+	}
+	if (cn_rx_refresh(ep, true) || (ep->state & CN_ST_RESET))
+		return 0;
+	return cn_rx_avail(ep);
+}
+
+int cn_shutdown(struct cn_endpoint *ep, int how)
+{
+	if (how != SHUT_RD && how != SHUT_WR && how != SHUT_RDWR)
+		return -EINVAL;
+	if (ep->state & CN_ST_BROKEN)
+		return -EPROTO;
+	if (how != SHUT_WR)
+		ep->state |= CN_ST_RD_SHUT; /* like TCP: the peer is not told */
+	if (how != SHUT_RD && !(ep->state & (CN_ST_WR_SHUT | CN_ST_RESET))) {
+		ep->state |= CN_ST_WR_SHUT;
+		ep->resv_active = false;
+		cn_set_my_flags(ep, ep->tx.my_flags | CN_PF_FIN, ep->rx.my_flags);
+	}
+	return 0;
+}
+
+void cn_reset(struct cn_endpoint *ep)
+{
+	if (ep->state & CN_ST_RESET)
+		return;
+	ep->state |= CN_ST_RESET;
+	ep->resv_active = false;
+	ep->peek_active = false;
+	cn_set_my_flags(ep, ep->tx.my_flags | CN_PF_RST, ep->rx.my_flags | CN_CF_RST);
+}
+
+void cn_close(struct cn_endpoint *ep)
+{
+	if (ep->state & CN_ST_CLOSED)
+		return;
+	if (!(ep->state & (CN_ST_RESET | CN_ST_BROKEN))) {
+		/* TCP resets a connection closed with unread data. */
+		if (ep->mode == CN_MODE_STREAM && cn_rx_refresh(ep, true) == 0 &&
+		    !(ep->state & CN_ST_RESET) && cn_rx_avail(ep) > 0)
+			cn_reset(ep);
+		else
+			cn_set_my_flags(ep, ep->tx.my_flags | CN_PF_FIN,
+					ep->rx.my_flags | CN_CF_CLOSED);
+	}
+	ep->state |= CN_ST_CLOSED | CN_ST_WR_SHUT | CN_ST_RD_SHUT;
+	ep->resv_active = false;
+	ep->peek_active = false;
+}
+
+int cn_take_error(struct cn_endpoint *ep)
+{
+	int err;
+
+	cn_rx_refresh(ep, false);
+	cn_tx_refresh(ep, false);
+	if (ep->state & CN_ST_BROKEN)
+		return -EPROTO;
+	err = ep->pending_err;
+	ep->pending_err = 0;
+	return err;
+}
+
+bool cn_ep_broken(const struct cn_endpoint *ep)
+{
+	return ep->state & CN_ST_BROKEN;
+}

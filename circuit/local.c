@@ -1,0 +1,191 @@
+// SPDX-License-Identifier: MIT
+/*
+ * circuit/local.c - the local transport: memfd region + eventfd notifiers,
+ * and fd passing over Unix sockets (SCM_RIGHTS), with the paranoia fd
+ * passing needs: close-on-exec on arrival, truncated or unexpected control
+ * messages are refused and every fd that did arrive is closed.
+ */
+#define _GNU_SOURCE
+#include <errno.h>
+#include <string.h>
+#include <sys/eventfd.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <circnet/local.h>
+
+#define CN_MAX_PASSED_FDS 16
+
+void cn_local_fds_close(struct cn_local_fds *f)
+{
+	int i;
+
+	if (f->mem >= 0)
+		close(f->mem);
+	f->mem = -1;
+	for (i = 0; i < 4; i++) {
+		if (f->efd[i] >= 0)
+			close(f->efd[i]);
+		f->efd[i] = -1;
+	}
+}
+
+int cn_local_create(const struct cn_circuit_params *p, struct cn_local_fds *out)
+{
+	struct cn_region r = { 0 };
+	size_t size = cn_circuit_size(p);
+	int err, i;
+
+	out->mem = -1;
+	for (i = 0; i < 4; i++)
+		out->efd[i] = -1;
+	if (!size)
+		return -EINVAL;
+	err = cn_memfd_region_create(&r, size, "circnet-circuit");
+	if (err)
+		return err;
+	err = cn_circuit_format(r.base, r.size, p);
+	out->mem = r.fd;
+	r.fd = -1; /* keep the fd, drop only the creator's mapping */
+	cn_region_release(&r);
+	if (err)
+		goto fail;
+	for (i = 0; i < 4; i++) {
+		out->efd[i] = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
+		if (out->efd[i] < 0) {
+			err = -errno;
+			goto fail;
+		}
+	}
+	return 0;
+fail:
+	cn_local_fds_close(out);
+	return err;
+}
+
+void cn_local_select(const struct cn_local_fds *f, enum cn_role role, int out[CN_LOCAL_NFDS])
+{
+	unsigned me = role == CN_ROLE_INITIATOR ? 0 : 2, peer = 2 - me;
+
+	out[0] = f->mem;
+	out[1] = f->efd[me];
+	out[2] = f->efd[me + 1];
+	out[3] = f->efd[peer];
+	out[4] = f->efd[peer + 1];
+}
+
+int cn_local_open(struct cn_local_ep *l, const int fds[CN_LOCAL_NFDS], enum cn_role role)
+{
+	int err, i;
+
+	memset(l, 0, sizeof(*l));
+	err = cn_memfd_region_map(&l->region, fds[0]);
+	if (err)
+		return err;
+	err = cn_ep_attach(&l->ep, l->region.base, l->region.size, role);
+	for (i = 0; i < 4 && !err; i++)
+		err = cn_eventfd_notifier_init(&l->notif[i], fds[1 + i]);
+	if (err) {
+		l->region.fd = -1; /* ownership stays with the caller on failure */
+		cn_region_release(&l->region);
+		return err;
+	}
+	close(l->region.fd); /* the mapping keeps the memory */
+	l->region.fd = -1;
+	cn_ep_set_notifiers(&l->ep, &l->notif[0], &l->notif[1], &l->notif[2], &l->notif[3]);
+	return 0;
+}
+
+void cn_local_close(struct cn_local_ep *l)
+{
+	int i;
+
+	if (!l->region.base)
+		return;
+	cn_close(&l->ep);
+	cn_region_release(&l->region);
+	for (i = 0; i < 4; i++)
+		cn_notifier_release(&l->notif[i]);
+}
+
+int cn_send_fds(int sock, const int *fds, int nfds, const void *data, size_t len)
+{
+	union {
+		struct cmsghdr hdr;
+		char buf[CMSG_SPACE(sizeof(int) * CN_MAX_PASSED_FDS)];
+	} u;
+	struct iovec iov = { .iov_base = (void *)data, .iov_len = len };
+	struct msghdr msg = { .msg_iov = &iov, .msg_iovlen = 1 };
+	struct cmsghdr *c;
+	ssize_t r;
+
+	if (nfds < 0 || nfds > CN_MAX_PASSED_FDS || len == 0)
+		return -EINVAL;
+	if (nfds) {
+		memset(&u, 0, sizeof(u));
+		msg.msg_control = u.buf;
+		msg.msg_controllen = CMSG_SPACE(sizeof(int) * (size_t)nfds);
+		c = CMSG_FIRSTHDR(&msg);
+		c->cmsg_level = SOL_SOCKET;
+		c->cmsg_type = SCM_RIGHTS;
+		c->cmsg_len = CMSG_LEN(sizeof(int) * (size_t)nfds);
+		memcpy(CMSG_DATA(c), fds, sizeof(int) * (size_t)nfds);
+	}
+	do
+		r = sendmsg(sock, &msg, MSG_NOSIGNAL);
+	while (r < 0 && errno == EINTR);
+	if (r < 0)
+		return -errno;
+	return (size_t)r == len ? 0 : -EMSGSIZE;
+}
+
+ssize_t cn_recv_fds(int sock, int *fds, int maxfds, int *nfds, void *data, size_t len)
+{
+	union {
+		struct cmsghdr hdr;
+		char buf[CMSG_SPACE(sizeof(int) * CN_MAX_PASSED_FDS)];
+	} u;
+	struct iovec iov = { .iov_base = data, .iov_len = len };
+	struct msghdr msg = { .msg_iov = &iov, .msg_iovlen = 1 };
+	struct cmsghdr *c;
+	int got = 0, n, i, *in;
+	bool bad = false;
+	ssize_t r;
+
+	*nfds = 0;
+	if (maxfds < 0 || maxfds > CN_MAX_PASSED_FDS)
+		return -EINVAL;
+	msg.msg_control = u.buf;
+	msg.msg_controllen = sizeof(u.buf);
+	do
+		r = recvmsg(sock, &msg, MSG_CMSG_CLOEXEC);
+	while (r < 0 && errno == EINTR);
+	if (r < 0)
+		return -errno;
+	for (c = CMSG_FIRSTHDR(&msg); c; c = CMSG_NXTHDR(&msg, c)) {
+		if (c->cmsg_level != SOL_SOCKET || c->cmsg_type != SCM_RIGHTS) {
+			bad = true;
+			continue;
+		}
+		n = (int)((c->cmsg_len - CMSG_LEN(0)) / sizeof(int));
+		in = (int *)CMSG_DATA(c);
+		for (i = 0; i < n; i++) {
+			int fd;
+
+			memcpy(&fd, in + i, sizeof(fd));
+			if (got < maxfds)
+				fds[got++] = fd;
+			else {
+				close(fd);
+				bad = true;
+			}
+		}
+	}
+	if (bad || (msg.msg_flags & (MSG_CTRUNC | MSG_TRUNC))) {
+		for (i = 0; i < got; i++)
+			close(fds[i]);
+		return -EMSGSIZE;
+	}
+	*nfds = got;
+	return r;
+}

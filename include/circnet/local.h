@@ -1,0 +1,63 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * circnet/local.h - the local transport: a circuit for processes and
+ * containers on one host, made of a sealed memfd and four eventfds, handed
+ * to endpoints over Unix sockets with SCM_RIGHTS.
+ *
+ * The creator (the operator) calls cn_local_create() and sends each endpoint
+ * the fds that cn_local_select() picks for its role; the endpoint calls
+ * cn_local_open(). Per role the bundle is, in order:
+ *   [0] memfd   [1] wait_rx  [2] wait_tx  [3] sig_rx (peer's wait_rx)
+ *   [4] sig_tx (peer's wait_tx)
+ * Reader and writer sleep on separate eventfds so that two threads blocked on
+ * one endpoint (one sending, one receiving) cannot steal each other's wake-ups.
+ */
+#ifndef CIRCNET_LOCAL_H
+#define CIRCNET_LOCAL_H
+
+#include <circnet/circuit.h>
+#include <circnet/region.h>
+
+#define CN_LOCAL_NFDS 5
+
+/* Everything created for one circuit: memfd, then efd[role * 2 + {0: rx, 1: tx}]. */
+struct cn_local_fds {
+	int mem;
+	int efd[4];
+};
+
+struct cn_local_ep {
+	struct cn_region region;
+	struct cn_notifier notif[4]; /* wait_rx, wait_tx, sig_rx, sig_tx */
+	struct cn_endpoint ep;
+};
+
+/* Create and format a circuit. All fds are close-on-exec. 0 or -errno. */
+int cn_local_create(const struct cn_circuit_params *p, struct cn_local_fds *out);
+
+/* Close every fd of a bundle (after it has been handed out). */
+void cn_local_fds_close(struct cn_local_fds *f);
+
+/* The five fds an endpoint of this role needs, in bundle order (not dup'ed). */
+void cn_local_select(const struct cn_local_fds *f, enum cn_role role, int out[CN_LOCAL_NFDS]);
+
+/*
+ * Map and attach. Takes ownership of the fds on success only. The memfd is
+ * closed after mapping (the mapping keeps the memory alive).
+ */
+int cn_local_open(struct cn_local_ep *l, const int fds[CN_LOCAL_NFDS], enum cn_role role);
+
+/* cn_close() the endpoint, unmap, close notifiers. */
+void cn_local_close(struct cn_local_ep *l);
+
+/* Send data with fds attached (SCM_RIGHTS) on a Unix socket. 0 or -errno. */
+int cn_send_fds(int sock, const int *fds, int nfds, const void *data, size_t len);
+
+/*
+ * Receive data and up to maxfds fds. Received fds are close-on-exec.
+ * Returns bytes received (0 on EOF) with *nfds set, or -errno; a message
+ * whose fds were truncated (too many) fails with -EMSGSIZE, all fds closed.
+ */
+ssize_t cn_recv_fds(int sock, int *fds, int maxfds, int *nfds, void *data, size_t len);
+
+#endif /* CIRCNET_LOCAL_H */

@@ -1,0 +1,69 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * circnet/notify.h - wake-up objects behind one interface.
+ *
+ * A circuit endpoint sleeps on its own notifier and signals its peer's. The
+ * ring layer only calls these ops, so an ivshmem doorbell or a Xen event
+ * channel can replace the eventfd without touching circuit code.
+ *
+ * The eventfd implementation is pollable (cn_notifier_fd) and passable over
+ * SCM_RIGHTS. Signalling never blocks: the fd is non-blocking, and a full
+ * counter (EAGAIN) already means "a wake-up is pending".
+ */
+#ifndef CIRCNET_NOTIFY_H
+#define CIRCNET_NOTIFY_H
+
+#include <errno.h>
+
+struct cn_notifier;
+
+struct cn_notifier_ops {
+	/* Deliver one wake-up. Never blocks. 0 or -errno. */
+	int (*signal)(struct cn_notifier *n);
+	/* Sleep until signalled or timeout_ms passes (-1: forever). Consumes
+	 * pending wake-ups. 0 when signalled, -ETIMEDOUT, -EINTR, -errno. */
+	int (*wait)(struct cn_notifier *n, int timeout_ms);
+	/* Consume pending wake-ups without sleeping. */
+	void (*drain)(struct cn_notifier *n);
+	/* Release resources (close the fd). */
+	void (*release)(struct cn_notifier *n);
+};
+
+struct cn_notifier {
+	const struct cn_notifier_ops *ops;
+	int fd; /* pollable fd that turns readable on signal, or -1 */
+};
+
+/* Wrap an eventfd (takes ownership). fd < 0 creates a new one. 0 or -errno. */
+int cn_eventfd_notifier_init(struct cn_notifier *n, int fd);
+
+static inline int cn_notifier_signal(struct cn_notifier *n)
+{
+	return n->ops ? n->ops->signal(n) : 0;
+}
+
+static inline int cn_notifier_wait(struct cn_notifier *n, int timeout_ms)
+{
+	return n->ops ? n->ops->wait(n, timeout_ms) : -ENOTCONN;
+}
+
+static inline void cn_notifier_drain(struct cn_notifier *n)
+{
+	if (n->ops)
+		n->ops->drain(n);
+}
+
+static inline void cn_notifier_release(struct cn_notifier *n)
+{
+	if (n->ops)
+		n->ops->release(n);
+	n->ops = NULL;
+	n->fd = -1;
+}
+
+static inline int cn_notifier_fd(const struct cn_notifier *n)
+{
+	return n->fd;
+}
+
+#endif /* CIRCNET_NOTIFY_H */
