@@ -150,7 +150,7 @@ static ssize_t stream_recvv(struct cn_endpoint *ep, struct iov_cursor *c, size_t
 	if (total == 0)
 		return 0;
 	for (;;) {
-		r = cn_stream_peek(ep, sp);
+		r = cn_stream_peek(ep, sp, total - done);
 		if (r > 0) {
 			n = cn_min_u64((uint64_t)r, total - done);
 			spans_to_iov(c, sp, n);

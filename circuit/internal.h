@@ -66,7 +66,7 @@ int cn_wait_tx(struct cn_endpoint *ep, uint64_t want, int64_t deadline);
 
 /* stream.c / dgram.c: the non-blocking cores of the zero-copy API. */
 ssize_t cn_stream_reserve(struct cn_endpoint *ep, size_t n, struct cn_span sp[2], unsigned flags);
-ssize_t cn_stream_peek(struct cn_endpoint *ep, struct cn_span sp[2]);
+ssize_t cn_stream_peek(struct cn_endpoint *ep, struct cn_span sp[2], size_t want);
 ssize_t cn_dgram_reserve(struct cn_endpoint *ep, size_t n, struct cn_span sp[2]);
 int cn_dgram_commit(struct cn_endpoint *ep, size_t n);
 ssize_t cn_dgram_peek(struct cn_endpoint *ep, struct cn_span sp[2]);

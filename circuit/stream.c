@@ -44,7 +44,7 @@ ssize_t cn_stream_reserve(struct cn_endpoint *ep, size_t n, struct cn_span sp[2]
 	return (ssize_t)len;
 }
 
-ssize_t cn_stream_peek(struct cn_endpoint *ep, struct cn_span sp[2])
+ssize_t cn_stream_peek(struct cn_endpoint *ep, struct cn_span sp[2], size_t want)
 {
 	uint64_t avail;
 	bool eof;
@@ -58,7 +58,8 @@ ssize_t cn_stream_peek(struct cn_endpoint *ep, struct cn_span sp[2])
 	if (err || eof)
 		return err;
 	avail = cn_rx_avail(ep);
-	if (avail == 0) {
+	if (avail < want) {
+		/* The cache holds less than the caller wants: look for more. */
 		err = cn_rx_refresh(ep, true);
 		if (!err)
 			err = cn_rx_state_error(ep, &eof);

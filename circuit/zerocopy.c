@@ -69,7 +69,7 @@ ssize_t cn_peek(struct cn_endpoint *ep, struct cn_span sp[2], unsigned flags)
 
 	for (;;) {
 		if (ep->mode == CN_MODE_STREAM)
-			r = cn_stream_peek(ep, sp);
+			r = cn_stream_peek(ep, sp, SIZE_MAX);
 		else
 			r = cn_dgram_peek(ep, sp);
 		if (r != -EAGAIN || (flags & CN_MSG_DONTWAIT))

@@ -1,0 +1,158 @@
+// SPDX-License-Identifier: MIT
+/*
+ * test/test_local.c - the local transport: sealed memfds, fd passing with
+ * SCM_RIGHTS, a circuit between two processes, and refusal of fds that
+ * could hurt us (unsealed memfds, non-memfds, too many fds).
+ */
+#define _GNU_SOURCE
+#include <stdarg.h>
+#include <stddef.h>
+#include <setjmp.h>
+#include <cmocka.h>
+#include <dirent.h>
+#include <fcntl.h>
+#include <sys/mman.h>
+#include <sys/socket.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <circnet/local.h>
+
+static int count_fds(void)
+{
+	DIR *d = opendir("/proc/self/fd");
+	int n = 0;
+
+	assert_non_null(d);
+	while (readdir(d))
+		n++;
+	closedir(d);
+	return n;
+}
+
+static void test_memfd_is_sealed(void **state)
+{
+	struct cn_region r = { 0 };
+
+	(void)state;
+	assert_int_equal(cn_memfd_region_create(&r, 10000, "t"), 0);
+	assert_int_equal(r.size, 12288);
+	assert_int_equal(ftruncate(r.fd, 4096), -1);
+	assert_int_equal(errno, EPERM);
+	assert_int_equal(ftruncate(r.fd, 1 << 20), -1);
+	assert_int_equal(fcntl(r.fd, F_ADD_SEALS, F_SEAL_WRITE), -1);
+	cn_region_release(&r);
+	assert_int_equal(cn_memfd_region_create(&r, 0, "t"), -EINVAL);
+}
+
+static void test_map_refuses_unsafe_fds(void **state)
+{
+	struct cn_region r = { 0 };
+	int fd, pipefd[2];
+
+	(void)state;
+	fd = memfd_create("unsealed", MFD_CLOEXEC | MFD_ALLOW_SEALING);
+	assert_true(fd >= 0);
+	assert_int_equal(ftruncate(fd, 8192), 0);
+	assert_int_equal(cn_memfd_region_map(&r, fd), -EPERM);
+	assert_int_equal(fcntl(fd, F_ADD_SEALS, F_SEAL_SHRINK | F_SEAL_GROW), 0);
+	assert_int_equal(cn_memfd_region_map(&r, fd), -EPERM); /* F_SEAL_SEAL missing */
+	close(fd);
+	assert_int_equal(pipe(pipefd), 0);
+	assert_int_equal(cn_memfd_region_map(&r, pipefd[0]), -EINVAL);
+	close(pipefd[0]);
+	close(pipefd[1]);
+}
+
+static void test_fd_passing_limits(void **state)
+{
+	int sv[2], fds[16], got[16], n, i, before;
+	char c = 'x';
+
+	(void)state;
+	assert_int_equal(socketpair(AF_UNIX, SOCK_SEQPACKET, 0, sv), 0);
+	for (i = 0; i < 6; i++)
+		fds[i] = dup(0);
+	before = count_fds();
+	assert_int_equal(cn_send_fds(sv[0], fds, 6, &c, 1), 0);
+	/* The receiver expected at most 5: all six are closed, nothing leaks. */
+	assert_int_equal(cn_recv_fds(sv[1], got, 5, &n, &c, 1), -EMSGSIZE);
+	assert_int_equal(n, 0);
+	assert_int_equal(count_fds(), before);
+	assert_int_equal(cn_send_fds(sv[0], fds, 6, &c, 1), 0);
+	assert_int_equal(cn_recv_fds(sv[1], got, 6, &n, &c, 1), 1);
+	assert_int_equal(n, 6);
+	for (i = 0; i < 6; i++) {
+		assert_true(fcntl(got[i], F_GETFD) & FD_CLOEXEC);
+		close(got[i]);
+		close(fds[i]);
+	}
+	close(sv[0]);
+	close(sv[1]);
+}
+
+/* The operator's job in miniature: create, hand each side its bundle. */
+static void test_two_processes(void **state)
+{
+	struct cn_circuit_params prm = { .mode = CN_MODE_STREAM, .ring_size = { 8192, 8192 } };
+	struct cn_local_fds all;
+	struct cn_local_ep me;
+	int sv[2], mine[CN_LOCAL_NFDS], theirs[CN_LOCAL_NFDS], n, status;
+	unsigned char buf[100000];
+	char tag = 'c';
+	size_t i, got = 0;
+	pid_t pid;
+	ssize_t r;
+
+	(void)state;
+	assert_int_equal(socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, sv), 0);
+	assert_int_equal(cn_local_create(&prm, &all), 0);
+	pid = fork();
+	assert_true(pid >= 0);
+	if (pid == 0) {
+		struct cn_local_ep child;
+
+		close(sv[0]);
+		cn_local_fds_close(&all); /* the child only uses what it receives */
+		if (cn_recv_fds(sv[1], theirs, CN_LOCAL_NFDS, &n, &tag, 1) != 1 ||
+		    n != CN_LOCAL_NFDS || cn_local_open(&child, theirs, CN_ROLE_ACCEPTOR))
+			_exit(2);
+		for (i = 0; i < sizeof(buf); i++)
+			buf[i] = (unsigned char)(i * 7);
+		if (cn_send(&child.ep, buf, sizeof(buf), 0) != (ssize_t)sizeof(buf))
+			_exit(3);
+		cn_local_close(&child);
+		_exit(0);
+	}
+	close(sv[1]);
+	cn_local_select(&all, CN_ROLE_ACCEPTOR, theirs);
+	assert_int_equal(cn_send_fds(sv[0], theirs, CN_LOCAL_NFDS, &tag, 1), 0);
+	cn_local_select(&all, CN_ROLE_INITIATOR, mine);
+	for (i = 0; i < CN_LOCAL_NFDS; i++)
+		mine[i] = fcntl(mine[i], F_DUPFD_CLOEXEC, 0);
+	cn_local_fds_close(&all);
+	assert_int_equal(cn_local_open(&me, mine, CN_ROLE_INITIATOR), 0);
+	while ((r = cn_recv(&me.ep, buf + got, sizeof(buf) - got, 0)) > 0)
+		got += (size_t)r;
+	assert_int_equal(r, 0); /* orderly EOF after the child's close */
+	assert_int_equal(got, sizeof(buf));
+	for (i = 0; i < sizeof(buf); i++)
+		assert_int_equal(buf[i], (unsigned char)(i * 7));
+	assert_int_equal(waitpid(pid, &status, 0), pid);
+	assert_true(WIFEXITED(status));
+	assert_int_equal(WEXITSTATUS(status), 0);
+	cn_local_close(&me);
+	close(sv[0]);
+}
+
+int main(void)
+{
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test(test_memfd_is_sealed),
+		cmocka_unit_test(test_map_refuses_unsafe_fds),
+		cmocka_unit_test(test_fd_passing_limits),
+		cmocka_unit_test(test_two_processes),
+	};
+
+	return cmocka_run_group_tests_name("local", tests, NULL, NULL);
+}

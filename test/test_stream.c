@@ -1,0 +1,242 @@
+// SPDX-License-Identifier: MIT
+/* test/test_stream.c - stream mode semantics (TCP-like) on one thread. */
+#include <stdarg.h>
+#include <stddef.h>
+#include <setjmp.h>
+#include <cmocka.h>
+#include <sys/socket.h>
+
+#include "pair.h"
+
+#define DW CN_MSG_DONTWAIT
+
+static int setup(void **state)
+{
+	struct pair *p = malloc(sizeof(*p));
+
+	if (!p || pair_init(p, CN_MODE_STREAM, 4096))
+		return -1;
+	*state = p;
+	return 0;
+}
+
+static int teardown(void **state)
+{
+	pair_free(*state);
+	free(*state);
+	return 0;
+}
+
+static void test_roundtrip_both_ways(void **state)
+{
+	struct pair *p = *state;
+	char buf[64];
+
+	assert_int_equal(cn_send(&p->a, "hello", 5, DW), 5);
+	assert_int_equal(cn_send(&p->b, "world!", 6, DW), 6);
+	assert_int_equal(cn_recv(&p->b, buf, sizeof(buf), DW), 5);
+	assert_memory_equal(buf, "hello", 5);
+	assert_int_equal(cn_recv(&p->a, buf, sizeof(buf), DW), 6);
+	assert_memory_equal(buf, "world!", 6);
+	assert_int_equal(cn_recv(&p->a, buf, sizeof(buf), DW), -EAGAIN);
+	assert_int_equal(p->a.stats.tx_bytes, 5);
+	assert_int_equal(p->b.stats.rx_bytes, 5);
+}
+
+static void test_full_partial_empty(void **state)
+{
+	struct pair *p = *state;
+	static unsigned char big[5000], out[5000];
+	size_t i;
+
+	for (i = 0; i < sizeof(big); i++)
+		big[i] = pat(i);
+	/* Flow control is the ring: a 4096-byte ring takes 4096 of 5000. */
+	assert_int_equal(cn_send(&p->a, big, sizeof(big), DW), 4096);
+	assert_int_equal(cn_send(&p->a, big, 1, DW), -EAGAIN);
+	assert_int_equal(cn_poll(&p->a) & CN_POLLOUT, 0);
+	assert_int_equal(cn_readable(&p->b), 4096);
+	assert_int_equal(cn_recv(&p->b, out, 1000, DW), 1000);
+	assert_memory_equal(out, big, 1000);
+	/* 1000 free now: below the quarter-ring low-water mark? 1024 > 1000. */
+	assert_int_equal(cn_poll(&p->a) & CN_POLLOUT, 0);
+	assert_int_equal(cn_send(&p->a, big + 4096, 904, DW), 904);
+	assert_int_equal(cn_recv(&p->b, out + 1000, 5000, DW), 4000);
+	assert_memory_equal(out, big, 5000);
+	assert_int_equal(cn_recv(&p->b, out, 1, DW), -EAGAIN);
+	assert_true(cn_poll(&p->a) & CN_POLLOUT);
+	assert_false(cn_poll(&p->b) & CN_POLLIN);
+}
+
+static void test_wraparound_many(void **state)
+{
+	struct pair *p = *state;
+	unsigned char in[777], out[777];
+	uint64_t sent = 0, got = 0;
+	int round;
+	size_t i;
+
+	/* 777 is coprime to 4096: every offset of the ring gets crossed. */
+	for (round = 0; round < 6000; round++) {
+		for (i = 0; i < sizeof(in); i++)
+			in[i] = pat(sent + i);
+		assert_int_equal(cn_send(&p->a, in, sizeof(in), DW), sizeof(in));
+		sent += sizeof(in);
+		assert_int_equal(cn_recv(&p->b, out, sizeof(out), DW), sizeof(out));
+		for (i = 0; i < sizeof(out); i++)
+			assert_int_equal(out[i], pat(got + i));
+		got += sizeof(out);
+	}
+	assert_true(sent > 1000u * 4096u);
+}
+
+static void test_iovecs(void **state)
+{
+	struct pair *p = *state;
+	char x[] = "abc", y[] = "", z[] = "defgh", o1[2], o2[10];
+	struct iovec in[3] = { { x, 3 }, { y, 0 }, { z, 5 } };
+	struct iovec out[2] = { { o1, 2 }, { o2, 10 } };
+
+	assert_int_equal(cn_sendv(&p->a, in, 3, DW), 8);
+	assert_int_equal(cn_recvv(&p->b, out, 2, DW, NULL), 8);
+	assert_memory_equal(o1, "ab", 2);
+	assert_memory_equal(o2, "cdefgh", 6);
+	assert_int_equal(cn_sendv(&p->a, in, -1, DW), -EINVAL);
+	assert_int_equal(cn_send(&p->a, x, 0, DW), 0);
+	assert_int_equal(cn_recv(&p->b, o1, 0, DW), 0);
+}
+
+static void test_peek_does_not_consume(void **state)
+{
+	struct pair *p = *state;
+	char buf[16];
+
+	assert_int_equal(cn_send(&p->a, "peekaboo", 8, DW), 8);
+	assert_int_equal(cn_recv(&p->b, buf, 4, DW | CN_MSG_PEEK), 4);
+	assert_memory_equal(buf, "peek", 4);
+	assert_int_equal(cn_recv(&p->b, buf, 16, DW | CN_MSG_PEEK), 8);
+	assert_int_equal(cn_recv(&p->b, buf, 16, DW), 8);
+	assert_memory_equal(buf, "peekaboo", 8);
+}
+
+static void test_half_close(void **state)
+{
+	struct pair *p = *state;
+	char buf[16];
+
+	assert_int_equal(cn_send(&p->a, "last", 4, DW), 4);
+	assert_int_equal(cn_shutdown(&p->a, SHUT_WR), 0);
+	assert_int_equal(cn_send(&p->a, "x", 1, DW), -EPIPE);
+	/* The peer drains, then sees EOF, and may still talk back. */
+	assert_true(cn_poll(&p->b) & CN_POLLRDHUP);
+	assert_int_equal(cn_recv(&p->b, buf, 16, DW), 4);
+	assert_int_equal(cn_recv(&p->b, buf, 16, DW), 0);
+	assert_int_equal(cn_recv(&p->b, buf, 16, DW), 0);
+	assert_int_equal(cn_send(&p->b, "reply", 5, DW), 5);
+	assert_int_equal(cn_recv(&p->a, buf, 16, DW), 5);
+	assert_false(cn_poll(&p->b) & CN_POLLHUP);
+	assert_int_equal(cn_shutdown(&p->b, SHUT_WR), 0);
+	assert_int_equal(cn_recv(&p->a, buf, 16, DW), 0);
+	assert_true(cn_poll(&p->b) & CN_POLLHUP);
+	assert_true(cn_poll(&p->a) & CN_POLLHUP);
+	assert_int_equal(cn_shutdown(&p->a, 42), -EINVAL);
+}
+
+static void test_shut_rd_is_local(void **state)
+{
+	struct pair *p = *state;
+	char buf[4];
+
+	assert_int_equal(cn_shutdown(&p->b, SHUT_RD), 0);
+	assert_int_equal(cn_recv(&p->b, buf, 4, DW), 0);
+	/* TCP does not tell the peer about SHUT_RD. */
+	assert_int_equal(cn_send(&p->a, "ok", 2, DW), 2);
+}
+
+static void test_reset(void **state)
+{
+	struct pair *p = *state;
+	char buf[16];
+
+	assert_int_equal(cn_send(&p->a, "doomed", 6, DW), 6);
+	cn_reset(&p->b);
+	assert_true(cn_poll(&p->a) & CN_POLLERR);
+	assert_int_equal(cn_send(&p->a, "x", 1, DW), -ECONNRESET);
+	/* Reported once, like SO_ERROR; then EOF / EPIPE. */
+	assert_int_equal(cn_recv(&p->a, buf, 16, DW), 0);
+	assert_int_equal(cn_send(&p->a, "x", 1, DW), -EPIPE);
+	assert_false(cn_poll(&p->a) & CN_POLLERR);
+	assert_int_equal(cn_recv(&p->b, buf, 16, DW), 0);
+	assert_int_equal(cn_send(&p->b, "x", 1, DW), -EPIPE);
+}
+
+static void test_reset_seen_by_reader_first(void **state)
+{
+	struct pair *p = *state;
+	char buf[16];
+
+	assert_int_equal(cn_send(&p->a, "pending", 7, DW), 7);
+	cn_reset(&p->a);
+	/* Unread data is discarded by a reset, as TCP does. */
+	assert_int_equal(cn_recv(&p->b, buf, 16, DW), -ECONNRESET);
+	assert_int_equal(cn_recv(&p->b, buf, 16, DW), 0);
+	assert_int_equal(cn_take_error(&p->b), 0);
+}
+
+static void test_close_with_unread_data_resets(void **state)
+{
+	struct pair *p = *state;
+	char buf[8];
+
+	assert_int_equal(cn_send(&p->a, "unread", 6, DW), 6);
+	cn_close(&p->b);
+	assert_int_equal(cn_take_error(&p->a), -ECONNRESET);
+	assert_int_equal(cn_send(&p->a, "x", 1, DW), -EPIPE);
+	assert_int_equal(cn_recv(&p->a, buf, 8, DW), 0);
+}
+
+static void test_orderly_close(void **state)
+{
+	struct pair *p = *state;
+	char buf[8];
+
+	assert_int_equal(cn_send(&p->b, "bye", 3, DW), 3);
+	cn_close(&p->b);
+	assert_int_equal(cn_recv(&p->a, buf, 8, DW), 3);
+	assert_int_equal(cn_recv(&p->a, buf, 8, DW), 0);
+	/* The peer closed its read side: writing is a broken pipe. */
+	assert_int_equal(cn_send(&p->a, "x", 1, DW), -EPIPE);
+	assert_int_equal(cn_take_error(&p->a), 0);
+}
+
+static void test_asymmetric_rings(void **state)
+{
+	struct pair q;
+	static unsigned char buf[70000];
+
+	(void)state;
+	assert_int_equal(pair_init_sizes(&q, CN_MODE_STREAM, 4096, 65536, false), 0);
+	assert_int_equal(cn_send(&q.a, buf, sizeof(buf), DW), 4096);
+	assert_int_equal(cn_send(&q.b, buf, sizeof(buf), DW), 65536);
+	pair_free(&q);
+}
+
+int main(void)
+{
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test_setup_teardown(test_roundtrip_both_ways, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_full_partial_empty, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_wraparound_many, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_iovecs, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_peek_does_not_consume, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_half_close, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_shut_rd_is_local, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_reset, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_reset_seen_by_reader_first, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_close_with_unread_data_resets, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_orderly_close, setup, teardown),
+		cmocka_unit_test(test_asymmetric_rings),
+	};
+
+	return cmocka_run_group_tests_name("stream", tests, NULL, NULL);
+}
