@@ -97,12 +97,6 @@ static int view_init(struct cn_ring_view *v, unsigned char *base, const struct c
 		return -EPROTO;
 	v->idx = producer ? prod : cons;
 	v->peer = producer ? cons : prod;
-	if (producer)
-		v->my_flags = atomic_load_explicit(&v->ctrl->prod_flags, memory_order_relaxed) &
-			      CN_PF_KNOWN;
-	else
-		v->my_flags = atomic_load_explicit(&v->ctrl->cons_flags, memory_order_relaxed) &
-			      CN_CF_KNOWN;
 	return 0;
 }
 
@@ -110,6 +104,7 @@ int cn_ep_attach(struct cn_endpoint *ep, void *base, size_t size, enum cn_role r
 {
 	struct cn_layout_hdr h;
 	unsigned txr, rxr;
+	uint32_t pf, cf;
 	int err;
 
 	if (!ep || !base || size < CN_DATA_OFF ||
@@ -130,10 +125,13 @@ int cn_ep_attach(struct cn_endpoint *ep, void *base, size_t size, enum cn_role r
 	ep->dgram_max = (uint32_t)cn_min_u64(CN_DGRAM_MAX,
 					     cn_min_u64(h.ring[0].size, h.ring[1].size) / 2 -
 						     sizeof(struct cn_dgram_hdr));
-	if (ep->tx.my_flags & CN_PF_FIN)
-		ep->state |= CN_ST_WR_SHUT;
-	if ((ep->tx.my_flags & CN_PF_RST) || (ep->rx.my_flags & CN_CF_RST))
-		ep->state |= CN_ST_RESET;
+	/* Re-attaching (after exec): what we already said still holds. */
+	pf = atomic_load_explicit(&ep->tx.ctrl->prod_flags, memory_order_relaxed);
+	cf = atomic_load_explicit(&ep->rx.ctrl->cons_flags, memory_order_relaxed);
+	if (pf & CN_PF_FIN)
+		cn_st_set(ep, CN_ST_WR_SHUT);
+	if ((pf & CN_PF_RST) || (cf & CN_CF_RST))
+		cn_st_set(ep, CN_ST_RESET);
 	ep->rcv_timeout_ms = -1;
 	ep->snd_timeout_ms = -1;
 	return 0;
@@ -160,36 +158,37 @@ void cn_ep_set_timeouts(struct cn_endpoint *ep, int rcv_ms, int snd_ms)
 	ep->snd_timeout_ms = snd_ms < 0 ? -1 : snd_ms;
 }
 
-static bool rx_has_data(struct cn_endpoint *ep)
-{
-	struct cn_span sp[2];
-
-	if (!cn_rx_avail(ep))
-		return false;
-	if (ep->mode == CN_MODE_STREAM)
-		return true;
-	/* A wrap record alone is not a datagram: let the peek skip it. */
-	return cn_dgram_peek(ep, sp) >= 0 && sp[0].ptr;
-}
-
 unsigned cn_poll(struct cn_endpoint *ep)
 {
+	const struct cn_layout_ctrl *rx = ep->rx.ctrl, *tx = ep->tx.ctrl;
+	uint32_t st = cn_st(ep), pf, cf;
+	uint64_t rprod, rcons, tprod, tcons;
 	unsigned ev = 0;
 
-	cn_rx_refresh(ep, true);
-	cn_tx_refresh(ep, true);
-	if (ep->state & CN_ST_BROKEN)
+	/* Only atomics of the region and of the endpoint: no side's cache. */
+	pf = atomic_load_explicit(&rx->prod_flags, memory_order_seq_cst);
+	cf = atomic_load_explicit(&tx->cons_flags, memory_order_seq_cst);
+	rprod = atomic_load_explicit(&rx->prod, memory_order_seq_cst);
+	rcons = atomic_load_explicit(&rx->cons, memory_order_seq_cst);
+	tprod = atomic_load_explicit(&tx->prod, memory_order_seq_cst);
+	tcons = atomic_load_explicit(&tx->cons, memory_order_seq_cst);
+	if ((st & CN_ST_BROKEN) || (pf & ~CN_PF_KNOWN) || (cf & ~CN_CF_KNOWN) ||
+	    rprod - rcons > ep->rx.size || tprod - tcons > ep->tx.size)
 		return CN_POLLIN | CN_POLLOUT | CN_POLLERR | CN_POLLHUP | CN_POLLRDHUP;
-	if (ep->state & CN_ST_RESET)
-		return CN_POLLIN | CN_POLLOUT | CN_POLLHUP | CN_POLLRDHUP |
-		       (ep->pending_err ? CN_POLLERR : 0);
-	if (rx_has_data(ep))
+	if ((st & CN_ST_RESET) || (pf & CN_PF_RST) || (cf & CN_CF_RST)) {
+		ev = CN_POLLIN | CN_POLLOUT | CN_POLLHUP | CN_POLLRDHUP;
+		if (!(st & CN_ST_RESET) || atomic_load_explicit(&ep->pending_err, memory_order_relaxed))
+			ev |= CN_POLLERR; /* not reported yet */
+		return ev;
+	}
+	if (rprod != rcons)
 		ev |= CN_POLLIN;
-	if (ep->state & (CN_ST_PEER_FIN | CN_ST_RD_SHUT))
+	if ((pf & CN_PF_FIN) || (st & CN_ST_RD_SHUT))
 		ev |= CN_POLLIN | CN_POLLRDHUP;
-	if ((ep->state & (CN_ST_WR_SHUT | CN_ST_PEER_GONE)) || cn_tx_free(ep) >= cn_tx_lowat(ep))
+	if ((st & CN_ST_WR_SHUT) || (cf & CN_CF_CLOSED) ||
+	    ep->tx.size - (tprod - tcons) >= cn_tx_lowat(ep))
 		ev |= CN_POLLOUT;
-	if ((ep->state & CN_ST_PEER_FIN) && (ep->state & CN_ST_WR_SHUT))
+	if ((pf & CN_PF_FIN) && (st & CN_ST_WR_SHUT))
 		ev |= CN_POLLHUP;
 	return ev;
 }
@@ -208,6 +207,7 @@ unsigned cn_poll_arm(struct cn_endpoint *ep, unsigned events)
 				      memory_order_seq_cst);
 		armed = true;
 	}
+	/* Re-check after arming: see the ordering argument in ring.c. */
 	return armed ? cn_poll(ep) : ev;
 }
 
@@ -220,69 +220,70 @@ size_t cn_readable(struct cn_endpoint *ep)
 		r = cn_dgram_peek(ep, sp);
 		return r > 0 ? (size_t)r : 0;
 	}
-	if (cn_rx_refresh(ep, true) || (ep->state & CN_ST_RESET))
+	if (cn_rx_refresh(ep, true) || (cn_st(ep) & CN_ST_RESET))
 		return 0;
 	return cn_rx_avail(ep);
 }
 
 int cn_shutdown(struct cn_endpoint *ep, int how)
 {
+	uint32_t old;
+
 	if (how != SHUT_RD && how != SHUT_WR && how != SHUT_RDWR)
 		return -EINVAL;
-	if (ep->state & CN_ST_BROKEN)
+	if (cn_st(ep) & CN_ST_BROKEN)
 		return -EPROTO;
 	if (how != SHUT_WR)
-		ep->state |= CN_ST_RD_SHUT; /* like TCP: the peer is not told */
-	if (how != SHUT_RD && !(ep->state & (CN_ST_WR_SHUT | CN_ST_RESET))) {
-		ep->state |= CN_ST_WR_SHUT;
-		ep->resv_active = false;
-		cn_set_my_flags(ep, ep->tx.my_flags | CN_PF_FIN, ep->rx.my_flags);
+		cn_st_set(ep, CN_ST_RD_SHUT); /* like TCP: the peer is not told */
+	if (how != SHUT_RD) {
+		old = cn_st_set(ep, CN_ST_WR_SHUT);
+		if (!(old & (CN_ST_WR_SHUT | CN_ST_RESET)))
+			cn_send_flags(ep, CN_PF_FIN, 0);
 	}
 	return 0;
 }
 
 void cn_reset(struct cn_endpoint *ep)
 {
-	if (ep->state & CN_ST_RESET)
-		return;
-	ep->state |= CN_ST_RESET;
-	ep->resv_active = false;
-	ep->peek_active = false;
-	cn_set_my_flags(ep, ep->tx.my_flags | CN_PF_RST, ep->rx.my_flags | CN_CF_RST);
+	if (!(cn_st_set(ep, CN_ST_RESET) & CN_ST_RESET))
+		cn_send_flags(ep, CN_PF_RST, CN_CF_RST);
 }
 
 void cn_close(struct cn_endpoint *ep)
 {
-	if (ep->state & CN_ST_CLOSED)
+	uint32_t st = cn_st(ep);
+
+	if (st & CN_ST_CLOSED)
 		return;
-	if (!(ep->state & (CN_ST_RESET | CN_ST_BROKEN))) {
+	if (!(st & (CN_ST_RESET | CN_ST_BROKEN))) {
 		/* TCP resets a connection closed with unread data. */
 		if (ep->mode == CN_MODE_STREAM && cn_rx_refresh(ep, true) == 0 &&
-		    !(ep->state & CN_ST_RESET) && cn_rx_avail(ep) > 0)
+		    !(cn_st(ep) & CN_ST_RESET) && cn_rx_avail(ep) > 0)
 			cn_reset(ep);
 		else
-			cn_set_my_flags(ep, ep->tx.my_flags | CN_PF_FIN,
-					ep->rx.my_flags | CN_CF_CLOSED);
+			cn_send_flags(ep, CN_PF_FIN, CN_CF_CLOSED);
 	}
-	ep->state |= CN_ST_CLOSED | CN_ST_WR_SHUT | CN_ST_RD_SHUT;
-	ep->resv_active = false;
-	ep->peek_active = false;
+	cn_st_set(ep, CN_ST_CLOSED | CN_ST_WR_SHUT | CN_ST_RD_SHUT);
 }
 
 int cn_take_error(struct cn_endpoint *ep)
 {
-	int err;
+	uint32_t pf = atomic_load_explicit(&ep->rx.ctrl->prod_flags, memory_order_seq_cst);
+	uint32_t cf = atomic_load_explicit(&ep->tx.ctrl->cons_flags, memory_order_seq_cst);
 
-	cn_rx_refresh(ep, false);
-	cn_tx_refresh(ep, false);
-	if (ep->state & CN_ST_BROKEN)
+	if (cn_st(ep) & CN_ST_BROKEN)
 		return -EPROTO;
-	err = ep->pending_err;
-	ep->pending_err = 0;
-	return err;
+	/* A reset nobody has noticed yet is reported here, and only here. */
+	if (((pf & CN_PF_RST) || (cf & CN_CF_RST)) && cn_latch_peer_reset(ep))
+		atomic_store_explicit(&ep->pending_err, 0, memory_order_relaxed);
+	else if (!atomic_load_explicit(&ep->pending_err, memory_order_relaxed))
+		return 0;
+	else
+		return atomic_exchange_explicit(&ep->pending_err, 0, memory_order_relaxed);
+	return -ECONNRESET;
 }
 
 bool cn_ep_broken(const struct cn_endpoint *ep)
 {
-	return ep->state & CN_ST_BROKEN;
+	return cn_st(ep) & CN_ST_BROKEN;
 }

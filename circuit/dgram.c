@@ -99,7 +99,7 @@ static int dgram_fill(struct cn_endpoint *ep)
 		return 0;
 	if (cn_rx_avail(ep))
 		return 1;
-	return (ep->state & CN_ST_PEER_FIN) ? 0 : -EAGAIN;
+	return (cn_st(ep) & CN_ST_PEER_FIN) ? 0 : -EAGAIN;
 }
 
 /*

@@ -22,8 +22,22 @@
 #define CN_ST_BROKEN	0x20u /* peer violated the protocol */
 #define CN_ST_CLOSED	0x40u /* cn_close() was called */
 
+/* States in which nothing may be published any more. */
+#define CN_ST_TX_DEAD (CN_ST_RESET | CN_ST_BROKEN | CN_ST_WR_SHUT | CN_ST_CLOSED)
+
 #define CN_PF_KNOWN (CN_PF_FIN | CN_PF_RST)
 #define CN_CF_KNOWN (CN_CF_CLOSED | CN_CF_RST)
+
+static inline uint32_t cn_st(const struct cn_endpoint *ep)
+{
+	return atomic_load_explicit(&ep->state, memory_order_relaxed);
+}
+
+/* Set state bits; returns the bits as they were, so one caller wins a race. */
+static inline uint32_t cn_st_set(struct cn_endpoint *ep, uint32_t bits)
+{
+	return atomic_fetch_or_explicit(&ep->state, bits, memory_order_relaxed);
+}
 
 static inline uint64_t cn_min_u64(uint64_t a, uint64_t b)
 {
@@ -55,7 +69,8 @@ int cn_tx_state_error(struct cn_endpoint *ep);
 int cn_rx_state_error(struct cn_endpoint *ep, bool *eof);
 void cn_tx_publish(struct cn_endpoint *ep, uint64_t new_idx);
 void cn_rx_release(struct cn_endpoint *ep, uint64_t new_idx);
-void cn_set_my_flags(struct cn_endpoint *ep, uint32_t tx_pflags, uint32_t rx_cflags);
+void cn_send_flags(struct cn_endpoint *ep, uint32_t tx_pflags, uint32_t rx_cflags);
+bool cn_latch_peer_reset(struct cn_endpoint *ep);
 void cn_ring_spans(const struct cn_ring_view *r, uint64_t idx, uint64_t len, struct cn_span sp[2]);
 uint64_t cn_tx_lowat(const struct cn_endpoint *ep);
 

@@ -29,37 +29,36 @@
 
 int cn_violation(struct cn_endpoint *ep)
 {
-	if (!(ep->state & CN_ST_BROKEN)) {
-		ep->state |= CN_ST_BROKEN | CN_ST_RESET;
-		ep->resv_active = false;
-		ep->peek_active = false;
-		/* Tell a merely buggy peer; a hostile one may ignore it. */
-		cn_set_my_flags(ep, ep->tx.my_flags | CN_PF_RST, ep->rx.my_flags | CN_CF_RST);
-	}
+	/* Tell a merely buggy peer; a hostile one may ignore it. */
+	if (!(cn_st_set(ep, CN_ST_BROKEN | CN_ST_RESET) & CN_ST_BROKEN))
+		cn_send_flags(ep, CN_PF_RST, CN_CF_RST);
 	return -EPROTO;
 }
 
-void cn_set_my_flags(struct cn_endpoint *ep, uint32_t tx_pflags, uint32_t rx_cflags)
+/*
+ * Add bits to our two flag words (the producer flags of our tx ring, the
+ * consumer flags of our rx ring) and wake both of the peer's sleepers: state
+ * changes are rare, so they always signal.
+ */
+void cn_send_flags(struct cn_endpoint *ep, uint32_t tx_pflags, uint32_t rx_cflags)
 {
-	ep->tx.my_flags = tx_pflags;
-	ep->rx.my_flags = rx_cflags;
-	atomic_store_explicit(&ep->tx.ctrl->prod_flags, tx_pflags, memory_order_seq_cst);
-	atomic_store_explicit(&ep->rx.ctrl->cons_flags, rx_cflags, memory_order_seq_cst);
+	if (tx_pflags)
+		atomic_fetch_or_explicit(&ep->tx.ctrl->prod_flags, tx_pflags, memory_order_seq_cst);
+	if (rx_cflags)
+		atomic_fetch_or_explicit(&ep->rx.ctrl->cons_flags, rx_cflags, memory_order_seq_cst);
 	if (ep->sig_rx)
 		cn_notifier_signal(ep->sig_rx);
 	if (ep->sig_tx && ep->sig_tx != ep->sig_rx)
 		cn_notifier_signal(ep->sig_tx);
-	ep->stats.wakeups_sent++;
 }
 
-static void latch_peer_reset(struct cn_endpoint *ep)
+/* Record a reset by the peer; true for the one caller that saw it first. */
+bool cn_latch_peer_reset(struct cn_endpoint *ep)
 {
-	if (ep->state & CN_ST_RESET)
-		return;
-	ep->state |= CN_ST_RESET;
-	ep->pending_err = -ECONNRESET;
-	ep->resv_active = false;
-	ep->peek_active = false;
+	if (cn_st_set(ep, CN_ST_RESET) & CN_ST_RESET)
+		return false;
+	atomic_store_explicit(&ep->pending_err, -ECONNRESET, memory_order_relaxed);
+	return true;
 }
 
 /*
@@ -75,7 +74,7 @@ int cn_tx_refresh(struct cn_endpoint *ep, bool full)
 	uint32_t flags;
 	uint64_t cons;
 
-	if (ep->state & CN_ST_BROKEN)
+	if (cn_st(ep) & CN_ST_BROKEN)
 		return -EPROTO;
 	flags = atomic_load_explicit(&r->ctrl->cons_flags, memory_order_seq_cst);
 	if (flags & ~CN_CF_KNOWN)
@@ -89,9 +88,9 @@ int cn_tx_refresh(struct cn_endpoint *ep, bool full)
 		r->peer = cons;
 	}
 	if (flags & CN_CF_RST)
-		latch_peer_reset(ep);
+		cn_latch_peer_reset(ep);
 	else if (flags & CN_CF_CLOSED)
-		ep->state |= CN_ST_PEER_GONE;
+		cn_st_set(ep, CN_ST_PEER_GONE);
 	return 0;
 }
 
@@ -107,15 +106,17 @@ int cn_rx_refresh(struct cn_endpoint *ep, bool full)
 	uint32_t flags;
 	uint64_t prod;
 
-	if (ep->state & CN_ST_BROKEN)
+	uint32_t st = cn_st(ep);
+
+	if (st & CN_ST_BROKEN)
 		return -EPROTO;
-	if (ep->state & (CN_ST_PEER_FIN | CN_ST_RESET))
+	if (st & (CN_ST_PEER_FIN | CN_ST_RESET))
 		return 0; /* nothing the peer writes now can matter */
 	flags = atomic_load_explicit(&r->ctrl->prod_flags, memory_order_seq_cst);
 	if (flags & ~CN_PF_KNOWN)
 		return cn_violation(ep);
 	if (flags & CN_PF_RST) {
-		latch_peer_reset(ep);
+		cn_latch_peer_reset(ep);
 		return 0;
 	}
 	if (!full && !(flags & CN_PF_FIN))
@@ -127,23 +128,30 @@ int cn_rx_refresh(struct cn_endpoint *ep, bool full)
 		return cn_violation(ep);
 	r->peer = prod;
 	if (flags & CN_PF_FIN)
-		ep->state |= CN_ST_PEER_FIN;
+		cn_st_set(ep, CN_ST_PEER_FIN);
 	return 0;
+}
+
+/* Take the pending asynchronous error, if any (one caller gets it). */
+static int take_pending(struct cn_endpoint *ep)
+{
+	if (!atomic_load_explicit(&ep->pending_err, memory_order_relaxed))
+		return 0;
+	return atomic_exchange_explicit(&ep->pending_err, 0, memory_order_relaxed);
 }
 
 /* The error a write gets now, or 0 if writing may proceed. */
 int cn_tx_state_error(struct cn_endpoint *ep)
 {
+	uint32_t st = cn_st(ep);
 	int err;
 
-	if (ep->state & CN_ST_BROKEN)
+	if (st & CN_ST_BROKEN)
 		return -EPROTO;
-	if (ep->pending_err) {
-		err = ep->pending_err;
-		ep->pending_err = 0;
+	err = take_pending(ep);
+	if (err)
 		return err;
-	}
-	if (ep->state & (CN_ST_RESET | CN_ST_WR_SHUT | CN_ST_PEER_GONE | CN_ST_CLOSED))
+	if (st & (CN_ST_RESET | CN_ST_WR_SHUT | CN_ST_PEER_GONE | CN_ST_CLOSED))
 		return -EPIPE;
 	return 0;
 }
@@ -154,17 +162,16 @@ int cn_tx_state_error(struct cn_endpoint *ep)
  */
 int cn_rx_state_error(struct cn_endpoint *ep, bool *eof)
 {
+	uint32_t st = cn_st(ep);
 	int err;
 
 	*eof = false;
-	if (ep->state & CN_ST_BROKEN)
+	if (st & CN_ST_BROKEN)
 		return -EPROTO;
-	if (ep->pending_err) {
-		err = ep->pending_err;
-		ep->pending_err = 0;
+	err = take_pending(ep);
+	if (err)
 		return err;
-	}
-	if (ep->state & (CN_ST_RESET | CN_ST_RD_SHUT | CN_ST_CLOSED))
+	if (st & (CN_ST_RESET | CN_ST_RD_SHUT | CN_ST_CLOSED))
 		*eof = true;
 	return 0;
 }
@@ -187,7 +194,7 @@ void cn_tx_publish(struct cn_endpoint *ep, uint64_t new_idx)
 	if (atomic_exchange_explicit(&r->ctrl->reader_want, 0, memory_order_seq_cst) &&
 	    ep->sig_rx) {
 		cn_notifier_signal(ep->sig_rx);
-		ep->stats.wakeups_sent++;
+		ep->stats.tx_wakeups++;
 	}
 }
 
@@ -208,7 +215,7 @@ void cn_rx_release(struct cn_endpoint *ep, uint64_t new_idx)
 	if (atomic_exchange_explicit(&r->ctrl->writer_want, 0, memory_order_seq_cst) &&
 	    ep->sig_tx) {
 		cn_notifier_signal(ep->sig_tx);
-		ep->stats.wakeups_sent++;
+		ep->stats.rx_wakeups++;
 	}
 }
 

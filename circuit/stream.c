@@ -68,7 +68,7 @@ ssize_t cn_stream_peek(struct cn_endpoint *ep, struct cn_span sp[2], size_t want
 		avail = cn_rx_avail(ep);
 	}
 	if (avail == 0)
-		return (ep->state & CN_ST_PEER_FIN) ? 0 : -EAGAIN;
+		return (cn_st(ep) & CN_ST_PEER_FIN) ? 0 : -EAGAIN;
 	cn_ring_spans(&ep->rx, ep->rx.idx, avail, sp);
 	ep->peek_idx = ep->rx.idx;
 	ep->peek_len = (uint32_t)avail;

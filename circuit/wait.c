@@ -51,7 +51,7 @@ static int remaining_ms(int64_t deadline)
 /* True when a reader waiting for want bytes should look again. */
 static bool rx_ready(struct cn_endpoint *ep, uint64_t want)
 {
-	if (cn_rx_refresh(ep, true) || ep->pending_err || (ep->state & CN_ST_RX_OVER))
+	if (cn_rx_refresh(ep, true) || ep->pending_err || (cn_st(ep) & CN_ST_RX_OVER))
 		return true;
 	return cn_rx_avail(ep) >= want;
 }
@@ -59,7 +59,7 @@ static bool rx_ready(struct cn_endpoint *ep, uint64_t want)
 /* True when a writer waiting for want free bytes should look again. */
 static bool tx_ready(struct cn_endpoint *ep, uint64_t want)
 {
-	if (cn_tx_refresh(ep, true) || ep->pending_err || (ep->state & CN_ST_TX_OVER))
+	if (cn_tx_refresh(ep, true) || ep->pending_err || (cn_st(ep) & CN_ST_TX_OVER))
 		return true;
 	return cn_tx_free(ep) >= want;
 }
@@ -99,7 +99,10 @@ static int wait_common(struct cn_endpoint *ep, bool tx, uint64_t want, int64_t d
 		atomic_store_explicit(flag, 0, memory_order_relaxed);
 		return -EAGAIN;
 	}
-	ep->stats.sleeps++;
+	if (tx)
+		ep->stats.tx_sleeps++;
+	else
+		ep->stats.rx_sleeps++;
 	if (n && n->ops) {
 		err = cn_notifier_wait(n, ms);
 	} else {

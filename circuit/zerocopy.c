@@ -41,7 +41,9 @@ int cn_commit(struct cn_endpoint *ep, size_t n)
 {
 	int err;
 
-	if (!ep->resv_active) {
+	/* A reset or shutdown since the reserve voids the reservation. */
+	if (!ep->resv_active || (cn_st(ep) & CN_ST_TX_DEAD)) {
+		ep->resv_active = false;
 		err = cn_tx_state_error(ep);
 		return err ? err : -EINVAL;
 	}
@@ -84,8 +86,12 @@ int cn_consume(struct cn_endpoint *ep, size_t n)
 {
 	uint64_t len;
 
-	if (ep->state & CN_ST_BROKEN)
+	if (cn_st(ep) & CN_ST_BROKEN)
 		return -EPROTO;
+	if (cn_st(ep) & CN_ST_RESET) {
+		ep->peek_active = false;
+		return 0; /* the data is gone with the reset; nothing to release */
+	}
 	if (ep->mode == CN_MODE_DGRAM) {
 		/* A datagram is released whole, whatever n says. */
 		if (!ep->peek_active)

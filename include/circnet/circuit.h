@@ -20,9 +20,11 @@
  *   -EMSGSIZE    datagram larger than the circuit can ever carry
  *   -EINTR       a signal arrived while blocked and nothing was transferred
  *
- * Threads: the send side (send, reserve/commit, shutdown-write) and the
- * receive side (recv, peek/consume) may run in two different threads at
- * once. Two threads on the same side need a lock of the caller's.
+ * Threads: the send side (send, reserve/commit) and the receive side (recv,
+ * peek/consume, cn_readable) may run in two different threads at once, and
+ * cn_poll, cn_poll_arm, cn_shutdown, cn_reset and cn_take_error may be called
+ * from any thread alongside them. Two threads on the same side need a lock of
+ * the caller's; cn_close needs the endpoint to be otherwise idle.
  */
 #ifndef CIRCNET_CIRCUIT_H
 #define CIRCNET_CIRCUIT_H
@@ -69,11 +71,14 @@ struct cn_span {
 	size_t len;
 };
 
+/* Per side, so the sending and the receiving thread never share a counter. */
 struct cn_ep_stats {
-	uint64_t tx_bytes, rx_bytes;
-	uint64_t tx_msgs, rx_msgs;
-	uint64_t wakeups_sent; /* notifier signals issued */
-	uint64_t sleeps;       /* times this side went to sleep */
+	uint64_t tx_bytes, tx_msgs;
+	uint64_t tx_wakeups; /* peer readers signalled after a commit */
+	uint64_t tx_sleeps;  /* times a writer went to sleep */
+	uint64_t rx_bytes, rx_msgs;
+	uint64_t rx_wakeups; /* peer writers signalled after a consume */
+	uint64_t rx_sleeps;  /* times a reader went to sleep */
 };
 
 /*
@@ -88,7 +93,6 @@ struct cn_ring_view {
 	uint64_t mask;
 	uint64_t idx;
 	uint64_t peer;
-	uint32_t my_flags; /* what we last stored into our flags word */
 };
 
 /* Private fields: use the functions below. Embeddable, no allocation. */
@@ -96,8 +100,8 @@ struct cn_endpoint {
 	struct cn_ring_view tx, rx;
 	enum cn_mode mode;
 	uint32_t dgram_max;
-	uint32_t state; /* CN_ST_* (circuit/internal.h) */
-	int pending_err; /* reported once: -ECONNRESET */
+	_Atomic uint32_t state; /* CN_ST_* (circuit/internal.h), set from either side */
+	_Atomic int pending_err; /* reported once: -ECONNRESET */
 	/* Wake-ups: we sleep on wait_*, the peer on what we signal via sig_*. */
 	struct cn_notifier *wait_rx, *wait_tx, *sig_rx, *sig_tx;
 	uint32_t spin_ns;
@@ -204,7 +208,12 @@ int cn_consume(struct cn_endpoint *ep, size_t n);
 
 /* ---- state ---- */
 
-/* Current readiness (CN_POLL*), no side effects beyond latching peer state. */
+/*
+ * Current readiness (CN_POLL*), computed from the shared indices and flags
+ * without touching either side's local state, so any thread may call it.
+ * In datagram mode a ring holding only a wrap record reads as readable once
+ * (the next receive skips it and returns -EAGAIN).
+ */
 unsigned cn_poll(struct cn_endpoint *ep);
 
 /*
