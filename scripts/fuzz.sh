@@ -1,0 +1,34 @@
+#!/usr/bin/env bash
+# scripts/fuzz.sh - build the libFuzzer targets with clang + ASan/UBSan and run
+# each for a bounded time. CI runs it briefly; run it longer by hand:
+#   ./scripts/fuzz.sh 3600          # one hour per target
+#   ./scripts/fuzz.sh 60 -jobs=2    # extra args go to libFuzzer
+# New interesting inputs land in build-fuzz/corpus-<target>/ (not committed);
+# crashes are written to ./crash-* and the script exits non-zero.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+secs=${1:-60}
+shift || true
+if [ ! -f build-fuzz/build.ninja ]; then
+	CC=clang meson setup build-fuzz -Dfuzzing=true -Dtests=false \
+		-Db_sanitize=address,undefined -Db_lundef=false >/dev/null
+fi
+ninja -C build-fuzz fuzz/fuzz_circuit >/dev/null
+for target in fuzz_circuit; do
+	corpus=build-fuzz/corpus-$target
+	mkdir -p "$corpus"
+	echo "fuzz: $target for ${secs}s (corpus $corpus, seeds fuzz/corpus)"
+	log=build-fuzz/$target.log
+	rc=0
+	UBSAN_OPTIONS=halt_on_error=1:print_stacktrace=1 \
+		./build-fuzz/fuzz/$target "$corpus" fuzz/corpus \
+		-max_total_time="$secs" -timeout=10 -rss_limit_mb=2048 -print_final_stats=1 "$@" \
+		>"$log" 2>&1 || rc=$?
+	grep -E 'stat::number_of_executed_units|stat::peak_rss|ERROR|SUMMARY|invariant|crash-' "$log" || true
+	if [ "$rc" -ne 0 ]; then
+		tail -40 "$log"
+		echo "fuzz: $target FAILED (exit $rc), full log in $log"
+		exit 1
+	fi
+done
+echo "fuzz: all targets ran ${secs}s without a finding"
