@@ -1,0 +1,8 @@
+/* SPDX-License-Identifier: MIT */
+/* bench/bench.h - the subcommands of circnet-bench. */
+#ifndef CIRCNET_BENCH_H
+#define CIRCNET_BENCH_H
+
+int bench_ring(int argc, char **argv);
+
+#endif

@@ -1,0 +1,33 @@
+// SPDX-License-Identifier: MIT
+/*
+ * bench/circnet-bench.c - entry point of the benchmark suite. Each
+ * subcommand measures circnet against same-run baselines and reports in the
+ * shared format of report.h.
+ */
+#include <stdio.h>
+#include <string.h>
+
+#include "bench.h"
+
+static const struct {
+	const char *name;
+	int (*run)(int argc, char **argv);
+	const char *what;
+} cmds[] = {
+	{ "ring", bench_ring, "circuit goodput and latency vs TCP loopback, AF_UNIX, memcpy" },
+};
+
+int main(int argc, char **argv)
+{
+	size_t i;
+
+	if (argc >= 2) {
+		for (i = 0; i < sizeof(cmds) / sizeof(cmds[0]); i++)
+			if (!strcmp(argv[1], cmds[i].name))
+				return cmds[i].run(argc - 1, argv + 1);
+	}
+	fprintf(stderr, "usage: circnet-bench COMMAND [options]   (COMMAND --help for its options)\n");
+	for (i = 0; i < sizeof(cmds) / sizeof(cmds[0]); i++)
+		fprintf(stderr, "  %-8s %s\n", cmds[i].name, cmds[i].what);
+	return 2;
+}
