@@ -1,0 +1,22 @@
+#!/usr/bin/env bash
+# scripts/deps.sh - install the Debian 12 packages circnet builds and tests
+# with. Idempotent: asks apt only when something is missing. Needs root.
+set -euo pipefail
+pkgs=(meson ninja-build gcc clang pkg-config libcmocka-dev libclang-rt-14-dev python3)
+missing=()
+for p in "${pkgs[@]}"; do
+	dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing+=("$p")
+done
+if [ ${#missing[@]} -eq 0 ]; then
+	echo "deps: all present (${pkgs[*]})"
+	exit 0
+fi
+if [ "$(id -u)" -ne 0 ]; then
+	echo "deps: missing ${missing[*]}; run as root or install them: apt-get install -y ${missing[*]}" >&2
+	exit 1
+fi
+echo "deps: installing ${missing[*]}"
+export DEBIAN_FRONTEND=noninteractive
+apt-get update -qq
+apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+echo "deps: done"
