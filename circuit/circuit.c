@@ -240,13 +240,16 @@ int cn_shutdown(struct cn_endpoint *ep, int how)
 		if (!(old & (CN_ST_WR_SHUT | CN_ST_RESET)))
 			cn_send_flags(ep, CN_PF_FIN, 0);
 	}
+	cn_wake_local(ep);
 	return 0;
 }
 
 void cn_reset(struct cn_endpoint *ep)
 {
-	if (!(cn_st_set(ep, CN_ST_RESET) & CN_ST_RESET))
+	if (!(cn_st_set(ep, CN_ST_RESET) & CN_ST_RESET)) {
 		cn_send_flags(ep, CN_PF_RST, CN_CF_RST);
+		cn_wake_local(ep);
+	}
 }
 
 void cn_close(struct cn_endpoint *ep)

@@ -71,6 +71,7 @@ void cn_tx_publish(struct cn_endpoint *ep, uint64_t new_idx);
 void cn_rx_release(struct cn_endpoint *ep, uint64_t new_idx);
 void cn_send_flags(struct cn_endpoint *ep, uint32_t tx_pflags, uint32_t rx_cflags);
 bool cn_latch_peer_reset(struct cn_endpoint *ep);
+void cn_wake_local(struct cn_endpoint *ep);
 void cn_ring_spans(const struct cn_ring_view *r, uint64_t idx, uint64_t len, struct cn_span sp[2]);
 uint64_t cn_tx_lowat(const struct cn_endpoint *ep);
 

@@ -30,8 +30,10 @@
 int cn_violation(struct cn_endpoint *ep)
 {
 	/* Tell a merely buggy peer; a hostile one may ignore it. */
-	if (!(cn_st_set(ep, CN_ST_BROKEN | CN_ST_RESET) & CN_ST_BROKEN))
+	if (!(cn_st_set(ep, CN_ST_BROKEN | CN_ST_RESET) & CN_ST_BROKEN)) {
 		cn_send_flags(ep, CN_PF_RST, CN_CF_RST);
+		cn_wake_local(ep);
+	}
 	return -EPROTO;
 }
 
@@ -50,6 +52,19 @@ void cn_send_flags(struct cn_endpoint *ep, uint32_t tx_pflags, uint32_t rx_cflag
 		cn_notifier_signal(ep->sig_rx);
 	if (ep->sig_tx && ep->sig_tx != ep->sig_rx)
 		cn_notifier_signal(ep->sig_tx);
+}
+
+/*
+ * Wake this endpoint's own sleepers after a local state change (reset,
+ * shutdown, violation from another thread): they re-check and return, as a
+ * thread blocked in recv() returns when another thread shuts the socket down.
+ */
+void cn_wake_local(struct cn_endpoint *ep)
+{
+	if (ep->wait_rx)
+		cn_notifier_signal(ep->wait_rx);
+	if (ep->wait_tx && ep->wait_tx != ep->wait_rx)
+		cn_notifier_signal(ep->wait_tx);
 }
 
 /* Record a reset by the peer; true for the one caller that saw it first. */

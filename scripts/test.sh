@@ -37,6 +37,12 @@ run_meson() {
 	ok=$(echo "$out" | awk '/^Ok:/ {print $2}')
 	xfail=$(echo "$out" | awk '/^Expected Fail:/ {print $3}')
 	fail=$(echo "$out" | awk '/^(Fail|Unexpected Pass|Timeout):/ {s += $NF} END {print s + 0}')
+	if [ $((${ok:-0} + ${xfail:-0} + fail)) -eq 0 ]; then
+		echo "$out" | tail -5
+		echo "== $name: no test ran"
+		failed=$((failed + 1))
+		return
+	fi
 	passed=$((passed + ${ok:-0} + ${xfail:-0}))
 	failed=$((failed + fail))
 	if [ $rc -ne 0 ]; then
@@ -68,7 +74,7 @@ else
 	failed=$((failed + 1))
 fi
 if setup build-tsan -Db_sanitize=thread -Db_lundef=false; then
-	run_meson "TSan build: ring stress + wake-ups" build-tsan --suite stress wait
+	run_meson "TSan build: ring stress + wake-ups" build-tsan --suite tsan
 else
 	failed=$((failed + 1))
 fi

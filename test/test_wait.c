@@ -57,7 +57,8 @@ struct job {
 	char buf[8192];
 };
 
-enum { SEND_LATE, CONSUME_LATE, FIN_LATE, RST_LATE, SEND_PIECES, RECV_ALL };
+enum { SEND_LATE, CONSUME_LATE, FIN_LATE, RST_LATE, SEND_PIECES, RECV_ALL, LOCAL_SHUT_RD,
+       LOCAL_RESET };
 
 static void *worker(void *arg)
 {
@@ -90,6 +91,13 @@ static void *worker(void *arg)
 		break;
 	case RECV_ALL:
 		j->result = cn_recv(&p->b, j->buf, 8000, CN_MSG_WAITALL);
+		break;
+	case LOCAL_SHUT_RD:
+		j->result = cn_shutdown(&p->b, SHUT_RDWR);
+		break;
+	case LOCAL_RESET:
+		cn_reset(&p->a);
+		j->result = 0;
 		break;
 	}
 	return NULL;
@@ -148,6 +156,28 @@ static void test_recv_woken_by_fin_and_rst(void **state)
 	}
 	run_with(p, RST_LATE, &t, &j);
 	assert_int_equal(cn_send(&p->b, buf, 1, 0), -ECONNRESET);
+	pthread_join(t, NULL);
+}
+
+/* Another thread's shutdown or reset wakes our own blocked calls, as on Linux. */
+static void test_local_shutdown_wakes_own_sleepers(void **state)
+{
+	struct pair *p = *state;
+	static char big[8192];
+	struct job j;
+	pthread_t t;
+	char buf[8];
+
+	cn_ep_set_timeouts(&p->b, 5000, 5000); /* without the wake: -EAGAIN, not a hang */
+	run_with(p, LOCAL_SHUT_RD, &t, &j);
+	assert_int_equal(cn_recv(&p->b, buf, sizeof(buf), 0), 0);
+	pthread_join(t, NULL);
+
+	cn_ep_set_timeouts(&p->a, 5000, 5000);
+	assert_int_equal(cn_send(&p->a, big, 4096, DW), 4096);
+	run_with(p, LOCAL_RESET, &t, &j);
+	/* a is blocked writing into a full ring when another thread resets a. */
+	assert_int_equal(cn_send(&p->a, big, 1, 0), -EPIPE);
 	pthread_join(t, NULL);
 }
 
@@ -302,6 +332,8 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_recv_woken_by_data, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_send_woken_by_space, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_recv_woken_by_fin_and_rst, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_local_shutdown_wakes_own_sleepers, setup,
+						teardown),
 		cmocka_unit_test_setup_teardown(test_waitall, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_waitall_larger_than_ring, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_timeout, setup, teardown),
