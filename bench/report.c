@@ -98,7 +98,7 @@ void report_print_table(const struct report *r, FILE *out)
 			double q = report_ratio(r, x, *b);
 
 			if (q > 0 && strcmp(x->transport, *b))
-				fprintf(out, " %13.2fx", q);
+				fprintf(out, " %13.3gx", q);
 			else
 				fprintf(out, " %14s", "-");
 		}
