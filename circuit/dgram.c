@@ -34,23 +34,16 @@ ssize_t cn_dgram_reserve(struct cn_endpoint *ep, size_t n, struct cn_span sp[2])
 
 	ep->resv_active = false;
 	sp[0] = sp[1] = (struct cn_span){ NULL, 0 };
-	err = cn_tx_refresh(ep, false);
-	if (!err)
-		err = cn_tx_state_error(ep);
+	if (n > ep->dgram_max) {
+		err = cn_tx_prepare(ep, 0);
+		return err ? err : -EMSGSIZE;
+	}
+	need = cn_dgram_need(ep, n);
+	err = cn_tx_prepare(ep, need);
 	if (err)
 		return err;
-	if (n > ep->dgram_max)
-		return -EMSGSIZE;
-	need = cn_dgram_need(ep, n);
-	if (cn_tx_free(ep) < need) {
-		err = cn_tx_refresh(ep, true);
-		if (!err)
-			err = cn_tx_state_error(ep);
-		if (err)
-			return err;
-		if (cn_tx_free(ep) < need)
-			return -EAGAIN;
-	}
+	if (cn_tx_free(ep) < need)
+		return -EAGAIN;
 	rec = rec_size(n);
 	tail = ep->tx.size - (ep->tx.idx & ep->tx.mask);
 	skip = tail < rec ? tail : 0;
@@ -88,15 +81,9 @@ static int dgram_fill(struct cn_endpoint *ep)
 	bool eof;
 	int err;
 
-	if (cn_rx_avail(ep))
-		return 1;
-	err = cn_rx_refresh(ep, true);
-	if (!err)
-		err = cn_rx_state_error(ep, &eof);
-	if (err)
+	err = cn_rx_prepare(ep, 1, &eof);
+	if (err || eof)
 		return err;
-	if (eof)
-		return 0;
 	if (cn_rx_avail(ep))
 		return 1;
 	return (cn_st(ep) & CN_ST_PEER_FIN) ? 0 : -EAGAIN;
@@ -110,16 +97,10 @@ ssize_t cn_dgram_peek(struct cn_endpoint *ep, struct cn_span sp[2])
 {
 	struct cn_dgram_hdr h;
 	uint64_t avail, pos, rec;
-	bool eof;
 	int err, i;
 
 	ep->peek_active = false;
 	sp[0] = sp[1] = (struct cn_span){ NULL, 0 };
-	err = cn_rx_refresh(ep, false);
-	if (!err)
-		err = cn_rx_state_error(ep, &eof);
-	if (err || eof)
-		return err;
 	/* At most one wrap record precedes a data record: two iterations. */
 	for (i = 0; i < 2; i++) {
 		err = dgram_fill(ep);

@@ -66,6 +66,8 @@ int cn_violation(struct cn_endpoint *ep);
 int cn_tx_refresh(struct cn_endpoint *ep, bool full);
 int cn_rx_refresh(struct cn_endpoint *ep, bool full);
 int cn_tx_state_error(struct cn_endpoint *ep);
+int cn_tx_prepare(struct cn_endpoint *ep, uint64_t need);
+int cn_rx_prepare(struct cn_endpoint *ep, uint64_t want, bool *eof);
 int cn_rx_state_error(struct cn_endpoint *ep, bool *eof);
 void cn_tx_publish(struct cn_endpoint *ep, uint64_t new_idx);
 void cn_rx_release(struct cn_endpoint *ep, uint64_t new_idx);

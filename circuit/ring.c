@@ -191,6 +191,37 @@ int cn_rx_state_error(struct cn_endpoint *ep, bool *eof)
 	return 0;
 }
 
+/*
+ * Bring the tx cache up to date for a writer that needs `need` free bytes:
+ * always check the consumer's flags (cheap), reload its index only when the
+ * cache shows less than `need`. 0 or the error the write gets; the caller
+ * reads cn_tx_free() for what is there.
+ */
+int cn_tx_prepare(struct cn_endpoint *ep, uint64_t need)
+{
+	int err = cn_tx_refresh(ep, false);
+
+	if (!err)
+		err = cn_tx_state_error(ep);
+	if (err || cn_tx_free(ep) >= need)
+		return err;
+	err = cn_tx_refresh(ep, true);
+	return err ? err : cn_tx_state_error(ep);
+}
+
+/* The same for a reader that wants `want` bytes; *eof as cn_rx_state_error. */
+int cn_rx_prepare(struct cn_endpoint *ep, uint64_t want, bool *eof)
+{
+	int err = cn_rx_refresh(ep, false);
+
+	if (!err)
+		err = cn_rx_state_error(ep, eof);
+	if (err || *eof || cn_rx_avail(ep) >= want)
+		return err;
+	err = cn_rx_refresh(ep, true);
+	return err ? err : cn_rx_state_error(ep, eof);
+}
+
 /* Publish produced bytes, then wake the peer's reader if it asked for it. */
 void cn_tx_publish(struct cn_endpoint *ep, uint64_t new_idx)
 {

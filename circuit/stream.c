@@ -13,21 +13,11 @@ ssize_t cn_stream_reserve(struct cn_endpoint *ep, size_t n, struct cn_span sp[2]
 
 	ep->resv_active = false;
 	sp[0] = sp[1] = (struct cn_span){ NULL, 0 };
-	err = cn_tx_refresh(ep, false);
-	if (!err)
-		err = cn_tx_state_error(ep);
+	n = cn_min_u64(n, ep->tx.size);
+	err = cn_tx_prepare(ep, n);
 	if (err)
 		return err;
-	n = cn_min_u64(n, ep->tx.size);
 	free = cn_tx_free(ep);
-	if (free < n) {
-		err = cn_tx_refresh(ep, true);
-		if (!err)
-			err = cn_tx_state_error(ep);
-		if (err)
-			return err;
-		free = cn_tx_free(ep);
-	}
 	if (n == 0)
 		return 0;
 	if (free == 0)
@@ -52,21 +42,10 @@ ssize_t cn_stream_peek(struct cn_endpoint *ep, struct cn_span sp[2], size_t want
 
 	ep->peek_active = false;
 	sp[0] = sp[1] = (struct cn_span){ NULL, 0 };
-	err = cn_rx_refresh(ep, false);
-	if (!err)
-		err = cn_rx_state_error(ep, &eof);
+	err = cn_rx_prepare(ep, want, &eof);
 	if (err || eof)
 		return err;
 	avail = cn_rx_avail(ep);
-	if (avail < want) {
-		/* The cache holds less than the caller wants: look for more. */
-		err = cn_rx_refresh(ep, true);
-		if (!err)
-			err = cn_rx_state_error(ep, &eof);
-		if (err || eof)
-			return err;
-		avail = cn_rx_avail(ep);
-	}
 	if (avail == 0)
 		return (cn_st(ep) & CN_ST_PEER_FIN) ? 0 : -EAGAIN;
 	cn_ring_spans(&ep->rx, ep->rx.idx, avail, sp);
