@@ -67,6 +67,42 @@ static inline void pair_free(struct pair *p)
 	p->mem = NULL;
 }
 
+/* CMocka fixtures: a heap-allocated pair in *state. */
+static inline int pair_setup(void **state, enum cn_mode mode, uint32_t ring, bool notifiers)
+{
+	struct pair *p = malloc(sizeof(*p));
+
+	if (!p || pair_init_sizes(p, mode, ring, ring, notifiers))
+		return -1;
+	*state = p;
+	return 0;
+}
+
+static inline int pair_teardown(void **state)
+{
+	pair_free(*state);
+	free(*state);
+	return 0;
+}
+
+/*
+ * Datagram pair with 4 KiB rings: move ring A to offset 3584 with two
+ * legitimate datagrams (2048 + 1536 bytes of records), read back. The tail
+ * (512 bytes) then cannot hold a record of more than 504 payload bytes.
+ * Returns 0 when every step gave the expected result.
+ */
+static inline int pair_dgram_to_3584(struct pair *p)
+{
+	static char buf[2048];
+
+	if (cn_send(&p->a, buf, 2040, CN_MSG_DONTWAIT) != 2040 ||
+	    cn_send(&p->a, buf, 1528, CN_MSG_DONTWAIT) != 1528 ||
+	    cn_recv(&p->b, buf, sizeof(buf), CN_MSG_DONTWAIT) != 2040 ||
+	    cn_recv(&p->b, buf, sizeof(buf), CN_MSG_DONTWAIT) != 1528)
+		return -1;
+	return 0;
+}
+
 static inline struct cn_layout_ctrl *pair_ctrl(struct pair *p, int ring)
 {
 	return (struct cn_layout_ctrl *)(p->mem + CN_CTRL_OFF(ring));

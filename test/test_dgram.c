@@ -12,20 +12,10 @@
 
 static int setup(void **state)
 {
-	struct pair *p = malloc(sizeof(*p));
-
-	if (!p || pair_init(p, CN_MODE_DGRAM, 4096))
-		return -1;
-	*state = p;
-	return 0;
+	return pair_setup(state, CN_MODE_DGRAM, 4096, false);
 }
 
-static int teardown(void **state)
-{
-	pair_free(*state);
-	free(*state);
-	return 0;
-}
+#define teardown pair_teardown
 
 static void test_boundaries_kept(void **state)
 {

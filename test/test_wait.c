@@ -21,20 +21,10 @@
 
 static int setup(void **state)
 {
-	struct pair *p = malloc(sizeof(*p));
-
-	if (!p || pair_init_sizes(p, CN_MODE_STREAM, 4096, 4096, true))
-		return -1;
-	*state = p;
-	return 0;
+	return pair_setup(state, CN_MODE_STREAM, 4096, true);
 }
 
-static int teardown(void **state)
-{
-	pair_free(*state);
-	free(*state);
-	return 0;
-}
+#define teardown pair_teardown
 
 static void msleep(int ms)
 {
