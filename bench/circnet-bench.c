@@ -26,7 +26,8 @@ int main(int argc, char **argv)
 			if (!strcmp(argv[1], cmds[i].name))
 				return cmds[i].run(argc - 1, argv + 1);
 	}
-	fprintf(stderr, "usage: circnet-bench COMMAND [options]   (COMMAND --help for its options)\n");
+	fprintf(stderr,
+		"usage: circnet-bench COMMAND [options]   (COMMAND --help for its options)\n");
 	for (i = 0; i < sizeof(cmds) / sizeof(cmds[0]); i++)
 		fprintf(stderr, "  %-8s %s\n", cmds[i].name, cmds[i].what);
 	return 2;

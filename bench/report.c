@@ -116,7 +116,8 @@ int report_write_csv(const struct report *r, const char *path)
 
 	if (!f)
 		return -1;
-	fprintf(f, "benchmark,group,transport,size,unit,median,min,max,repetitions,higher_is_better");
+	fprintf(f,
+		"benchmark,group,transport,size,unit,median,min,max,repetitions,higher_is_better");
 	for (b = r->baselines; b && *b; b++)
 		fprintf(f, ",ratio_%s", *b);
 	fputc('\n', f);
@@ -149,18 +150,20 @@ int report_write_json(const struct report *r, const char *path)
 	strftime(when, sizeof(when), "%Y-%m-%dT%H:%M:%SZ", gmtime(&now));
 	fprintf(f, "{\n  \"schema\": \"circnet-bench/v1\",\n  \"benchmark\": \"%s\",\n",
 		r->benchmark);
-	fprintf(f, "  \"time\": \"%s\",\n  \"host\": {\"kernel\": \"%s\", \"machine\": \"%s\", "
-		   "\"cpus\": %ld},\n",
+	fprintf(f,
+		"  \"time\": \"%s\",\n  \"host\": {\"kernel\": \"%s\", \"machine\": \"%s\", "
+		"\"cpus\": %ld},\n",
 		when, u.release, u.machine, sysconf(_SC_NPROCESSORS_ONLN));
 	fprintf(f, "  \"config\": \"%s\",\n  \"results\": [\n", r->config);
 	for (i = 0; i < r->n; i++) {
 		const struct result *x = &r->res[i];
 		bool first = true;
 
-		fprintf(f, "    {\"name\": \"%s/%s/%zu\", \"group\": \"%s\", \"transport\": \"%s\", "
-			   "\"size\": %zu, \"unit\": \"%s\", \"value\": %.6g, \"min\": %.6g, "
-			   "\"max\": %.6g, \"repetitions\": %d, \"higher_is_better\": %s, "
-			   "\"samples\": [",
+		fprintf(f,
+			"    {\"name\": \"%s/%s/%zu\", \"group\": \"%s\", \"transport\": \"%s\", "
+			"\"size\": %zu, \"unit\": \"%s\", \"value\": %.6g, \"min\": %.6g, "
+			"\"max\": %.6g, \"repetitions\": %d, \"higher_is_better\": %s, "
+			"\"samples\": [",
 			x->group, x->transport, x->size, x->group, x->transport, x->size, x->unit,
 			x->value, x->min, x->max, x->reps, x->higher_is_better ? "true" : "false");
 		for (k = 0; k < x->reps; k++)

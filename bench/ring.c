@@ -55,10 +55,13 @@ enum kind {
 };
 
 static const char *kind_name[] = {
-	[K_MEMCPY] = "memcpy",		   [K_CIRCUIT_COPY] = "circuit-copy",
-	[K_CIRCUIT_ZC] = "circuit-zc",	   [K_CIRCUIT_POLL] = "circuit-busypoll",
+	[K_MEMCPY] = "memcpy",
+	[K_CIRCUIT_COPY] = "circuit-copy",
+	[K_CIRCUIT_ZC] = "circuit-zc",
+	[K_CIRCUIT_POLL] = "circuit-busypoll",
 	[K_CIRCUIT_BLOCK] = "circuit-blocking",
-	[K_TCP] = "tcp-loopback",	   [K_UNIX] = "af-unix",
+	[K_TCP] = "tcp-loopback",
+	[K_UNIX] = "af-unix",
 };
 
 struct cfg {
@@ -484,8 +487,8 @@ static void progress(const char *group, const char *t, size_t size, int rep, int
 	fflush(stderr);
 }
 
-static void add(struct report *rep, const char *group, enum kind k, size_t size,
-		const char *unit, bool hib, const double *s, int n)
+static void add(struct report *rep, const char *group, enum kind k, size_t size, const char *unit,
+		bool hib, const double *s, int n)
 {
 	struct result r = { .size = size, .higher_is_better = hib, .reps = n };
 
@@ -498,10 +501,9 @@ static void add(struct report *rep, const char *group, enum kind k, size_t size,
 
 static void usage(void)
 {
-	fprintf(stderr,
-		"usage: circnet-bench ring [--quick] [--reps N] [--secs S] [--ring SIZE]\n"
-		"                          [--sizes a,b,...] [--spin NS] [--no-pin]\n"
-		"                          [--json FILE] [--csv FILE]\n");
+	fprintf(stderr, "usage: circnet-bench ring [--quick] [--reps N] [--secs S] [--ring SIZE]\n"
+			"                          [--sizes a,b,...] [--spin NS] [--no-pin]\n"
+			"                          [--json FILE] [--csv FILE]\n");
 	exit(2);
 }
 
@@ -532,9 +534,9 @@ static size_t parse_sizes(const char *s, size_t *out, size_t max)
 int bench_ring(int argc, char **argv)
 {
 	static const struct option lo[] = {
-		{ "quick", 0, 0, 'q' }, { "reps", 1, 0, 'r' },	  { "secs", 1, 0, 's' },
-		{ "ring", 1, 0, 'R' },	{ "sizes", 1, 0, 'z' },	  { "no-pin", 0, 0, 'P' },
-		{ "json", 1, 0, 'j' },	{ "csv", 1, 0, 'c' },	  { "spin", 1, 0, 'S' },
+		{ "quick", 0, 0, 'q' }, { "reps", 1, 0, 'r' },	{ "secs", 1, 0, 's' },
+		{ "ring", 1, 0, 'R' },	{ "sizes", 1, 0, 'z' }, { "no-pin", 0, 0, 'P' },
+		{ "json", 1, 0, 'j' },	{ "csv", 1, 0, 'c' },	{ "spin", 1, 0, 'S' },
 		{ 0, 0, 0, 0 },
 	};
 	static const char *baselines[] = { "tcp-loopback", "af-unix", "memcpy", NULL };
@@ -545,7 +547,11 @@ int bench_ring(int argc, char **argv)
 	size_t sizes[16] = { 64, 256, 1024, 4096, 16384, 65536, 262144, 1048576 };
 	size_t nsizes = 8, i, j;
 	struct cfg cfg = {
-		.secs = 0.4, .reps = 3, .ring = CN_RING_DEFAULT, .pin = true, .spin_ns = 20000,
+		.secs = 0.4,
+		.reps = 3,
+		.ring = CN_RING_DEFAULT,
+		.pin = true,
+		.spin_ns = 20000,
 	};
 	double s[REPORT_MAX_REPS], p99s[REPORT_MAX_REPS];
 	struct report rep;
@@ -594,7 +600,8 @@ int bench_ring(int argc, char **argv)
 		struct cn_circuit_params p = { CN_MODE_STREAM, { cfg.ring, cfg.ring } };
 
 		if (!cn_circuit_size(&p)) {
-			fprintf(stderr, "circnet-bench: --ring %u: not a power of two in [%u, %u]\n",
+			fprintf(stderr,
+				"circnet-bench: --ring %u: not a power of two in [%u, %u]\n",
 				cfg.ring, CN_RING_MIN, CN_RING_MAX);
 			return 2;
 		}
@@ -608,7 +615,8 @@ int bench_ring(int argc, char **argv)
 	for (i = 0; i < nsizes; i++) {
 		for (j = 0; j < sizeof(gp_kinds) / sizeof(gp_kinds[0]); j++) {
 			for (r = 0; r < cfg.reps; r++) {
-				progress("goodput", kind_name[gp_kinds[j]], sizes[i], r + 1, cfg.reps);
+				progress("goodput", kind_name[gp_kinds[j]], sizes[i], r + 1,
+					 cfg.reps);
 				s[r] = run_goodput(gp_kinds[j], sizes[i], &cfg, cfg.ring);
 			}
 			add(&rep, "goodput", gp_kinds[j], sizes[i], "Gbit/s", true, s, cfg.reps);

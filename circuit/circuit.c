@@ -122,9 +122,9 @@ int cn_ep_attach(struct cn_endpoint *ep, void *base, size_t size, enum cn_role r
 	if (err)
 		return err;
 	ep->mode = (enum cn_mode)h.mode;
-	ep->dgram_max = (uint32_t)cn_min_u64(CN_DGRAM_MAX,
-					     cn_min_u64(h.ring[0].size, h.ring[1].size) / 2 -
-						     sizeof(struct cn_dgram_hdr));
+	ep->dgram_max =
+		(uint32_t)cn_min_u64(CN_DGRAM_MAX, cn_min_u64(h.ring[0].size, h.ring[1].size) / 2 -
+							   sizeof(struct cn_dgram_hdr));
 	/* Re-attaching (after exec): what we already said still holds. */
 	pf = atomic_load_explicit(&ep->tx.ctrl->prod_flags, memory_order_relaxed);
 	cf = atomic_load_explicit(&ep->rx.ctrl->cons_flags, memory_order_relaxed);
@@ -177,7 +177,8 @@ unsigned cn_poll(struct cn_endpoint *ep)
 		return CN_POLLIN | CN_POLLOUT | CN_POLLERR | CN_POLLHUP | CN_POLLRDHUP;
 	if ((st & CN_ST_RESET) || (pf & CN_PF_RST) || (cf & CN_CF_RST)) {
 		ev = CN_POLLIN | CN_POLLOUT | CN_POLLHUP | CN_POLLRDHUP;
-		if (!(st & CN_ST_RESET) || atomic_load_explicit(&ep->pending_err, memory_order_relaxed))
+		if (!(st & CN_ST_RESET) ||
+		    atomic_load_explicit(&ep->pending_err, memory_order_relaxed))
 			ev |= CN_POLLERR; /* not reported yet */
 		return ev;
 	}

@@ -45,8 +45,7 @@ static int remaining_ms(int64_t deadline)
 }
 
 #define CN_ST_RX_OVER (CN_ST_PEER_FIN | CN_ST_RESET | CN_ST_BROKEN | CN_ST_RD_SHUT | CN_ST_CLOSED)
-#define CN_ST_TX_OVER \
-	(CN_ST_RESET | CN_ST_BROKEN | CN_ST_WR_SHUT | CN_ST_PEER_GONE | CN_ST_CLOSED)
+#define CN_ST_TX_OVER (CN_ST_RESET | CN_ST_BROKEN | CN_ST_WR_SHUT | CN_ST_PEER_GONE | CN_ST_CLOSED)
 
 /* True when a reader waiting for want bytes should look again. */
 static bool rx_ready(struct cn_endpoint *ep, uint64_t want)

@@ -44,19 +44,19 @@ static uint64_t take(struct input *in, unsigned bytes)
 	return v;
 }
 
-#define CHECK(cond)                                                                     \
-	do {                                                                            \
-		if (!(cond)) {                                                          \
-			fprintf(stderr, "fuzz invariant failed: %s (%s:%d)\n", #cond,   \
-				__FILE__, __LINE__);                                    \
-			abort();                                                        \
-		}                                                                       \
+#define CHECK(cond)                                                                                \
+	do {                                                                                       \
+		if (!(cond)) {                                                                     \
+			fprintf(stderr, "fuzz invariant failed: %s (%s:%d)\n", #cond, __FILE__,    \
+				__LINE__);                                                         \
+			abort();                                                                   \
+		}                                                                                  \
 	} while (0)
 
 static bool allowed_error(ssize_t r)
 {
-	return r == -EAGAIN || r == -EPIPE || r == -ECONNRESET || r == -EPROTO ||
-	       r == -EMSGSIZE || r == -EINVAL;
+	return r == -EAGAIN || r == -EPIPE || r == -ECONNRESET || r == -EPROTO || r == -EMSGSIZE ||
+	       r == -EINVAL;
 }
 
 static void check_result(ssize_t r, size_t asked)

@@ -15,8 +15,8 @@
 struct pair {
 	unsigned char *mem;
 	size_t size;
-	struct cn_endpoint a; /* initiator */
-	struct cn_endpoint b; /* acceptor */
+	struct cn_endpoint a;	 /* initiator */
+	struct cn_endpoint b;	 /* acceptor */
 	struct cn_notifier n[4]; /* a.rx, a.tx, b.rx, b.tx */
 };
 

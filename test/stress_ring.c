@@ -75,14 +75,14 @@ static size_t dlen(int dir, uint64_t seq, size_t max)
 	return (size_t)(rnd(&s) % (max + 1));
 }
 
-#define FAIL(sd, ...)                                                   \
-	do {                                                            \
-		fprintf(stderr, "stress %s: ", (sd)->name);             \
-		fprintf(stderr, __VA_ARGS__);                           \
-		fputc('\n', stderr);                                    \
-		(sd)->failed = 1;                                       \
-		cn_reset((sd)->ep); /* unblock every other thread */   \
-		return NULL;                                            \
+#define FAIL(sd, ...)                                                                              \
+	do {                                                                                       \
+		fprintf(stderr, "stress %s: ", (sd)->name);                                        \
+		fprintf(stderr, __VA_ARGS__);                                                      \
+		fputc('\n', stderr);                                                               \
+		(sd)->failed = 1;                                                                  \
+		cn_reset((sd)->ep); /* unblock every other thread */                               \
+		return NULL;                                                                       \
 	} while (0)
 
 /* Wait until the endpoint is ready for ev, via the notifier fds (epoll-style path). */
@@ -313,8 +313,8 @@ static int run_side(struct cn_endpoint *ep, int dir, const char *name)
 	pthread_join(t2, NULL);
 	if (tx.failed || rx.failed)
 		return 1;
-	printf("stress %s: sent %llu %s, received %llu; wake-ups sent %llu, sleeps %llu\n",
-	       name, (unsigned long long)tx.moved, o.dgram ? "datagrams" : "bytes",
+	printf("stress %s: sent %llu %s, received %llu; wake-ups sent %llu, sleeps %llu\n", name,
+	       (unsigned long long)tx.moved, o.dgram ? "datagrams" : "bytes",
 	       (unsigned long long)rx.moved,
 	       (unsigned long long)(ep->stats.tx_wakeups + ep->stats.rx_wakeups),
 	       (unsigned long long)(ep->stats.tx_sleeps + ep->stats.rx_sleeps));
@@ -412,8 +412,8 @@ static void usage(void)
 int main(int argc, char **argv)
 {
 	static const struct option lo[] = {
-		{ "mode", 1, 0, 'm' },	  { "nonblock", 0, 0, 'n' }, { "dgram", 0, 0, 'd' },
-		{ "bytes", 1, 0, 'b' },	  { "ring", 1, 0, 'r' },     { "seed", 1, 0, 's' },
+		{ "mode", 1, 0, 'm' },	  { "nonblock", 0, 0, 'n' },   { "dgram", 0, 0, 'd' },
+		{ "bytes", 1, 0, 'b' },	  { "ring", 1, 0, 'r' },       { "seed", 1, 0, 's' },
 		{ "timeout", 1, 0, 't' }, { "corrupt-at", 1, 0, 'c' }, { 0, 0, 0, 0 },
 	};
 	struct cn_circuit_params prm = { 0 };

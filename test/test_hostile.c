@@ -52,7 +52,7 @@ static void test_prod_backwards(void **state)
 	assert_int_equal(cn_send(&p.a, "abcdef", 6, DW), 6);
 	assert_int_equal(cn_recv(&p.b, buf, 2, DW), 2);
 	atomic_store(&pair_ctrl(&p, CN_RING_A)->prod, 1); /* behind what we consumed */
-	assert_int_equal(cn_recv(&p.b, buf, 4, DW), 4); /* cached, validated data */
+	assert_int_equal(cn_recv(&p.b, buf, 4, DW), 4);	  /* cached, validated data */
 	assert_int_equal(cn_recv(&p.b, buf, 8, DW), -EPROTO);
 	pair_free(&p);
 }
@@ -130,12 +130,12 @@ static void dgram_case(uint64_t prod, uint64_t rec_off, uint32_t len, uint32_t t
 static void test_bad_records(void **state)
 {
 	(void)state;
-	dgram_case(16, 0, 3000, CN_REC_DATA);   /* longer than dgram_max */
-	dgram_case(16, 0, 100, CN_REC_DATA);    /* longer than what was published */
-	dgram_case(16, 0, 4, 7);                /* unknown type */
-	dgram_case(16, 0, 0, CN_REC_WRAP);      /* wrap at ring start */
-	dgram_case(12, 0, 4, CN_REC_DATA);      /* misaligned producer index */
-	dgram_case(4, 0, 0, CN_REC_DATA);       /* index inside a header */
+	dgram_case(16, 0, 3000, CN_REC_DATA); /* longer than dgram_max */
+	dgram_case(16, 0, 100, CN_REC_DATA);  /* longer than what was published */
+	dgram_case(16, 0, 4, 7);	      /* unknown type */
+	dgram_case(16, 0, 0, CN_REC_WRAP);    /* wrap at ring start */
+	dgram_case(12, 0, 4, CN_REC_DATA);    /* misaligned producer index */
+	dgram_case(4, 0, 0, CN_REC_DATA);     /* index inside a header */
 }
 
 static void test_wrap_then_garbage(void **state)
@@ -190,11 +190,11 @@ static void test_attach_rejects_bad_headers(void **state)
 	assert_int_equal(pair_init(&p, CN_MODE_STREAM, 4096), 0);
 	h = (struct cn_layout_hdr *)p.mem;
 	saved = *h;
-#define BAD(stmt)                                                                          \
-	do {                                                                               \
-		*h = saved;                                                                \
-		stmt;                                                                      \
-		assert_int_equal(cn_ep_attach(&ep, p.mem, p.size, CN_ROLE_ACCEPTOR), -EPROTO); \
+#define BAD(stmt)                                                                                  \
+	do {                                                                                       \
+		*h = saved;                                                                        \
+		stmt;                                                                              \
+		assert_int_equal(cn_ep_attach(&ep, p.mem, p.size, CN_ROLE_ACCEPTOR), -EPROTO);     \
 	} while (0)
 	BAD(h->magic ^= 1);
 	BAD(h->version = 2);
@@ -203,9 +203,9 @@ static void test_attach_rejects_bad_headers(void **state)
 	BAD(h->reserved = 1);
 	BAD(h->total_size += 4096);
 	BAD(h->ring[0].size = 3000);
-	BAD(h->ring[0].size = 8192);			/* total no longer matches */
-	BAD(h->ring[1].data_off = 0);			/* overlaps the header */
-	BAD(h->ring[1].ctrl_off = CN_CTRL_OFF(0));	/* shares ring A's control */
+	BAD(h->ring[0].size = 8192);		   /* total no longer matches */
+	BAD(h->ring[1].data_off = 0);		   /* overlaps the header */
+	BAD(h->ring[1].ctrl_off = CN_CTRL_OFF(0)); /* shares ring A's control */
 	BAD(h->ring[0].size = (uint64_t)1 << 40);
 	/* A header claiming more memory than is mapped. */
 	*h = saved;

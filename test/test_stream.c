@@ -223,7 +223,8 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_shut_rd_is_local, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_reset, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_reset_seen_by_reader_first, setup, teardown),
-		cmocka_unit_test_setup_teardown(test_close_with_unread_data_resets, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_close_with_unread_data_resets, setup,
+						teardown),
 		cmocka_unit_test_setup_teardown(test_orderly_close, setup, teardown),
 		cmocka_unit_test(test_asymmetric_rings),
 	};

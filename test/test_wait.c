@@ -47,8 +47,16 @@ struct job {
 	char buf[8192];
 };
 
-enum { SEND_LATE, CONSUME_LATE, FIN_LATE, RST_LATE, SEND_PIECES, RECV_ALL, LOCAL_SHUT_RD,
-       LOCAL_RESET };
+enum {
+	SEND_LATE,
+	CONSUME_LATE,
+	FIN_LATE,
+	RST_LATE,
+	SEND_PIECES,
+	RECV_ALL,
+	LOCAL_SHUT_RD,
+	LOCAL_RESET
+};
 
 static void *worker(void *arg)
 {

@@ -49,10 +49,10 @@ struct cn_circuit_params {
 };
 
 /* Flags for send/recv/reserve/peek. */
-#define CN_MSG_DONTWAIT 0x01u /* never block: -EAGAIN instead */
-#define CN_MSG_PEEK	0x02u /* recv: copy but do not consume */
-#define CN_MSG_WAITALL	0x04u /* stream recv: block until len bytes, EOF or error */
-#define CN_MSG_TRUNC	0x08u /* dgram recv: return the datagram's real length */
+#define CN_MSG_DONTWAIT	  0x01u /* never block: -EAGAIN instead */
+#define CN_MSG_PEEK	  0x02u /* recv: copy but do not consume */
+#define CN_MSG_WAITALL	  0x04u /* stream recv: block until len bytes, EOF or error */
+#define CN_MSG_TRUNC	  0x08u /* dgram recv: return the datagram's real length */
 #define CN_RESERVE_CONTIG 0x10u /* reserve: one contiguous span only */
 
 /* Output flags of cn_recvv. */
@@ -100,7 +100,7 @@ struct cn_endpoint {
 	struct cn_ring_view tx, rx;
 	enum cn_mode mode;
 	uint32_t dgram_max;
-	_Atomic uint32_t state; /* CN_ST_* (circuit/internal.h), set from either side */
+	_Atomic uint32_t state;	 /* CN_ST_* (circuit/internal.h), set from either side */
 	_Atomic int pending_err; /* reported once: -ECONNRESET */
 	/* Wake-ups: we sleep on wait_*, the peer on what we signal via sig_*. */
 	struct cn_notifier *wait_rx, *wait_tx, *sig_rx, *sig_tx;

@@ -34,12 +34,12 @@
  */
 #define CN_CTRL_STRIDE 128
 
-#define CN_HDR_OFF	 0u
-#define CN_CTRL_OFF(d)	 (256u + (unsigned)(d) * 384u)
-#define CN_DATA_OFF	 4096u
-#define CN_RING_MIN	 4096u		/* smallest ring, bytes */
-#define CN_RING_MAX	 (1u << 30)	/* largest ring, bytes */
-#define CN_RING_DEFAULT	 (256u * 1024u) /* measured: see docs/circuits.md */
+#define CN_HDR_OFF	0u
+#define CN_CTRL_OFF(d)	(256u + (unsigned)(d)*384u)
+#define CN_DATA_OFF	4096u
+#define CN_RING_MIN	4096u	       /* smallest ring, bytes */
+#define CN_RING_MAX	(1u << 30)     /* largest ring, bytes */
+#define CN_RING_DEFAULT (256u * 1024u) /* measured: docs/benchmarks.md */
 
 enum cn_mode {
 	CN_MODE_STREAM = 1, /* byte stream, TCP semantics */
@@ -61,7 +61,7 @@ struct cn_layout_ring {
 struct cn_layout_hdr {
 	uint32_t magic;
 	uint16_t version;
-	uint16_t mode; /* enum cn_mode */
+	uint16_t mode;	   /* enum cn_mode */
 	uint32_t hdr_size; /* sizeof(struct cn_layout_hdr) */
 	uint32_t reserved;
 	uint64_t total_size;
@@ -103,8 +103,8 @@ struct cn_layout_ctrl {
  * a CN_REC_WRAP record that fills the tail (its len is ignored).
  */
 struct cn_dgram_hdr {
-	uint32_t len;	/* payload bytes */
-	uint32_t type;	/* CN_REC_DATA or CN_REC_WRAP */
+	uint32_t len;  /* payload bytes */
+	uint32_t type; /* CN_REC_DATA or CN_REC_WRAP */
 };
 
 #define CN_REC_DATA  0u
