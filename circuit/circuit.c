@@ -184,12 +184,12 @@ unsigned cn_poll(struct cn_endpoint *ep)
 	}
 	if (rprod != rcons)
 		ev |= CN_POLLIN;
-	if ((pf & CN_PF_FIN) || (st & CN_ST_RD_SHUT))
+	if ((pf & CN_PF_FIN) || (st & (CN_ST_RD_SHUT | CN_ST_PEER_DEAD)))
 		ev |= CN_POLLIN | CN_POLLRDHUP;
-	if ((st & CN_ST_WR_SHUT) || (cf & CN_CF_CLOSED) ||
+	if ((st & (CN_ST_WR_SHUT | CN_ST_PEER_GONE)) || (cf & CN_CF_CLOSED) ||
 	    ep->tx.size - (tprod - tcons) >= cn_tx_lowat(ep))
 		ev |= CN_POLLOUT;
-	if ((pf & CN_PF_FIN) && (st & CN_ST_WR_SHUT))
+	if (((pf & CN_PF_FIN) && (st & CN_ST_WR_SHUT)) || (st & CN_ST_PEER_DEAD))
 		ev |= CN_POLLHUP;
 	return ev;
 }

@@ -145,7 +145,7 @@ static ssize_t stream_recvv(struct cn_endpoint *ep, struct iov_cursor *c, size_t
 	int64_t deadline = INT64_MIN;
 	struct cn_span sp[2];
 	size_t done = 0, n;
-	ssize_t r;
+	ssize_t r, err = 0;
 
 	if (total == 0)
 		return 0;
@@ -166,9 +166,20 @@ static ssize_t stream_recvv(struct cn_endpoint *ep, struct iov_cursor *c, size_t
 			break;
 		r = cn_wait_rx(ep, (flags & CN_MSG_WAITALL) ? total - done : 1,
 			       lazy_deadline(&deadline, ep->rcv_timeout_ms));
-		if (r)
-			break;
+		if (r) {
+			/*
+			 * A WAITALL sleeper is woken only once all of it is there;
+			 * on timeout or signal, collect what came meanwhile, as
+			 * recv(MSG_WAITALL) returns a partial count.
+			 */
+			if (!(flags & CN_MSG_WAITALL) || err)
+				break;
+			err = r;
+			flags |= CN_MSG_DONTWAIT;
+		}
 	}
+	if (err && r == -EAGAIN)
+		r = err; /* report the timeout or signal, not the final pass */
 	return done ? (ssize_t)done : r;
 }
 

@@ -21,6 +21,7 @@
 #define CN_ST_RESET	0x10u /* reset sent or received: data path is dead */
 #define CN_ST_BROKEN	0x20u /* peer violated the protocol */
 #define CN_ST_CLOSED	0x40u /* cn_close() was called */
+#define CN_ST_PEER_DEAD 0x80u /* the peer's notifier end is gone: it will write no more */
 
 /* States in which nothing may be published any more. */
 #define CN_ST_TX_DEAD (CN_ST_RESET | CN_ST_BROKEN | CN_ST_WR_SHUT | CN_ST_CLOSED)

@@ -8,7 +8,9 @@
 #define _GNU_SOURCE
 #include <errno.h>
 #include <string.h>
+#include <fcntl.h>
 #include <sys/eventfd.h>
+#include <sys/stat.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
@@ -18,19 +20,32 @@
 
 void cn_local_fds_close(struct cn_local_fds *f)
 {
-	int i;
+	int i, j;
 
 	if (f->mem >= 0)
 		close(f->mem);
 	f->mem = -1;
-	for (i = 0; i < 4; i++) {
-		if (f->efd[i] >= 0)
-			close(f->efd[i]);
-		f->efd[i] = -1;
-	}
+	for (i = 0; i < 4; i++)
+		for (j = 0; j < 2; j++) {
+			if (f->wake[i][j] >= 0)
+				close(f->wake[i][j]);
+			f->wake[i][j] = -1;
+		}
 }
 
-int cn_local_create(const struct cn_circuit_params *p, struct cn_local_fds *out)
+static int make_wake(enum cn_notify_kind kind, int fds[2])
+{
+	if (kind == CN_NOTIFY_SOCKET)
+		return cn_socket_notifier_pair(fds);
+	fds[0] = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
+	if (fds[0] < 0)
+		return -errno;
+	fds[1] = fcntl(fds[0], F_DUPFD_CLOEXEC, 0);
+	return fds[1] < 0 ? -errno : 0;
+}
+
+int cn_local_create_kind(const struct cn_circuit_params *p, enum cn_notify_kind kind,
+			 struct cn_local_fds *out)
 {
 	struct cn_region r = { 0 };
 	size_t size = cn_circuit_size(p);
@@ -38,8 +53,8 @@ int cn_local_create(const struct cn_circuit_params *p, struct cn_local_fds *out)
 
 	out->mem = -1;
 	for (i = 0; i < 4; i++)
-		out->efd[i] = -1;
-	if (!size)
+		out->wake[i][0] = out->wake[i][1] = -1;
+	if (!size || (kind != CN_NOTIFY_SOCKET && kind != CN_NOTIFY_EVENTFD))
 		return -EINVAL;
 	err = cn_memfd_region_create(&r, size, "circnet-circuit");
 	if (err)
@@ -48,19 +63,16 @@ int cn_local_create(const struct cn_circuit_params *p, struct cn_local_fds *out)
 	out->mem = r.fd;
 	r.fd = -1; /* keep the fd, drop only the creator's mapping */
 	cn_region_release(&r);
+	for (i = 0; i < 4 && !err; i++)
+		err = make_wake(kind, out->wake[i]);
 	if (err)
-		goto fail;
-	for (i = 0; i < 4; i++) {
-		out->efd[i] = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
-		if (out->efd[i] < 0) {
-			err = -errno;
-			goto fail;
-		}
-	}
-	return 0;
-fail:
-	cn_local_fds_close(out);
+		cn_local_fds_close(out);
 	return err;
+}
+
+int cn_local_create(const struct cn_circuit_params *p, struct cn_local_fds *out)
+{
+	return cn_local_create_kind(p, CN_NOTIFY_SOCKET, out);
 }
 
 void cn_local_select(const struct cn_local_fds *f, enum cn_role role, int out[CN_LOCAL_NFDS])
@@ -68,10 +80,22 @@ void cn_local_select(const struct cn_local_fds *f, enum cn_role role, int out[CN
 	unsigned me = role == CN_ROLE_INITIATOR ? 0 : 2, peer = 2 - me;
 
 	out[0] = f->mem;
-	out[1] = f->efd[me];
-	out[2] = f->efd[me + 1];
-	out[3] = f->efd[peer];
-	out[4] = f->efd[peer + 1];
+	out[1] = f->wake[me][0];
+	out[2] = f->wake[me + 1][0];
+	out[3] = f->wake[peer][1];
+	out[4] = f->wake[peer + 1][1];
+}
+
+/* A socket end becomes a socket notifier; anything else must be an eventfd. */
+static int notifier_from_fd(struct cn_notifier *n, int fd)
+{
+	struct stat st;
+
+	if (fstat(fd, &st) < 0)
+		return -errno;
+	if (S_ISSOCK(st.st_mode))
+		return cn_socket_notifier_init(n, fd);
+	return cn_eventfd_notifier_init(n, fd);
 }
 
 int cn_local_open(struct cn_local_ep *l, const int fds[CN_LOCAL_NFDS], enum cn_role role)
@@ -84,8 +108,14 @@ int cn_local_open(struct cn_local_ep *l, const int fds[CN_LOCAL_NFDS], enum cn_r
 		return err;
 	err = cn_ep_attach(&l->ep, l->region.base, l->region.size, role);
 	for (i = 0; i < 4 && !err; i++)
-		err = cn_eventfd_notifier_init(&l->notif[i], fds[1 + i]);
+		err = notifier_from_fd(&l->notif[i], fds[1 + i]);
 	if (err) {
+		while (i-- > 0) {
+			/* The caller keeps the fds; only private ones are ours. */
+			if (l->notif[i].aux_fd >= 0)
+				close(l->notif[i].aux_fd);
+			l->notif[i].ops = NULL;
+		}
 		l->region.fd = -1; /* ownership stays with the caller on failure */
 		cn_region_release(&l->region);
 		return err;

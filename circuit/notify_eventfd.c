@@ -10,6 +10,8 @@
 #include <fcntl.h>
 #include <poll.h>
 #include <stdint.h>
+#include <stdio.h>
+#include <string.h>
 #include <sys/eventfd.h>
 #include <unistd.h>
 
@@ -57,6 +59,7 @@ static const struct cn_notifier_ops eventfd_ops = {
 	.wait = efd_wait,
 	.drain = efd_drain,
 	.release = efd_release,
+	.kick = efd_signal, /* one object: a signal to ourselves is a kick */
 };
 
 int cn_eventfd_notifier_init(struct cn_notifier *n, int fd)
@@ -68,11 +71,23 @@ int cn_eventfd_notifier_init(struct cn_notifier *n, int fd)
 		if (fd < 0)
 			return -errno;
 	} else {
+		char link[64], path[32];
+		ssize_t n_;
+
+		/* Refuse what is visibly not an eventfd (when /proc can tell). */
+		snprintf(path, sizeof(path), "/proc/self/fd/%d", fd);
+		n_ = readlink(path, link, sizeof(link) - 1);
+		if (n_ > 0) {
+			link[n_] = 0;
+			if (strcmp(link, "anon_inode:[eventfd]"))
+				return -EINVAL;
+		}
 		fl = fcntl(fd, F_GETFL);
 		if (fl < 0 || fcntl(fd, F_SETFL, fl | O_NONBLOCK) < 0)
 			return -errno;
 	}
 	n->ops = &eventfd_ops;
 	n->fd = fd;
+	n->aux_fd = -1;
 	return 0;
 }

@@ -62,9 +62,27 @@ void cn_send_flags(struct cn_endpoint *ep, uint32_t tx_pflags, uint32_t rx_cflag
 void cn_wake_local(struct cn_endpoint *ep)
 {
 	if (ep->wait_rx)
-		cn_notifier_signal(ep->wait_rx);
+		cn_notifier_kick(ep->wait_rx);
 	if (ep->wait_tx && ep->wait_tx != ep->wait_rx)
-		cn_notifier_signal(ep->wait_tx);
+		cn_notifier_kick(ep->wait_tx);
+}
+
+/*
+ * The peer is gone without a word (killed, or it dropped its notifier
+ * ends): treat it as a TCP peer whose process died. If it left our data
+ * unread, that is a reset; otherwise an orderly close after what it sent.
+ * Only shared atomics and state bits are touched: any thread may call this.
+ */
+void cn_ep_peer_vanished(struct cn_endpoint *ep)
+{
+	uint64_t prod = atomic_load_explicit(&ep->tx.ctrl->prod, memory_order_seq_cst);
+	uint64_t cons = atomic_load_explicit(&ep->tx.ctrl->cons, memory_order_seq_cst);
+
+	if (cn_st_set(ep, CN_ST_PEER_DEAD | CN_ST_PEER_GONE) & CN_ST_PEER_DEAD)
+		return;
+	if (prod != cons)
+		cn_latch_peer_reset(ep);
+	cn_wake_local(ep);
 }
 
 /* Record a reset by the peer; true for the one caller that saw it first. */
@@ -134,7 +152,7 @@ int cn_rx_refresh(struct cn_endpoint *ep, bool full)
 		cn_latch_peer_reset(ep);
 		return 0;
 	}
-	if (!full && !(flags & CN_PF_FIN))
+	if (!full && !(flags & CN_PF_FIN) && !(cn_st(ep) & CN_ST_PEER_DEAD))
 		return 0;
 	prod = atomic_load_explicit(&r->ctrl->prod, memory_order_seq_cst);
 	if (prod - r->idx > r->size || prod - r->peer > prod - r->idx)
@@ -142,7 +160,8 @@ int cn_rx_refresh(struct cn_endpoint *ep, bool full)
 	if (ep->mode == CN_MODE_DGRAM && (prod & (CN_REC_ALIGN - 1)))
 		return cn_violation(ep);
 	r->peer = prod;
-	if (flags & CN_PF_FIN)
+	/* A vanished peer's last index is final, as after a FIN. */
+	if ((flags & CN_PF_FIN) || (cn_st(ep) & CN_ST_PEER_DEAD))
 		cn_st_set(ep, CN_ST_PEER_FIN);
 	return 0;
 }

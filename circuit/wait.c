@@ -44,7 +44,8 @@ static int remaining_ms(int64_t deadline)
 	return left > INT32_MAX ? INT32_MAX : (int)left;
 }
 
-#define CN_ST_RX_OVER (CN_ST_PEER_FIN | CN_ST_RESET | CN_ST_BROKEN | CN_ST_RD_SHUT | CN_ST_CLOSED)
+#define CN_ST_RX_OVER \
+	(CN_ST_PEER_FIN | CN_ST_RESET | CN_ST_BROKEN | CN_ST_RD_SHUT | CN_ST_CLOSED | CN_ST_PEER_DEAD)
 #define CN_ST_TX_OVER (CN_ST_RESET | CN_ST_BROKEN | CN_ST_WR_SHUT | CN_ST_PEER_GONE | CN_ST_CLOSED)
 
 /* True when a reader waiting for want bytes should look again. */
@@ -111,6 +112,11 @@ static int wait_common(struct cn_endpoint *ep, bool tx, uint64_t want, int64_t d
 	}
 	if (err == -ETIMEDOUT)
 		err = remaining_ms(deadline) == 0 ? -EAGAIN : 0;
+	if (err == -EPIPE) {
+		/* Nobody will ever signal us again: settle the state, let the caller look. */
+		cn_ep_peer_vanished(ep);
+		err = 0;
+	}
 	if (err)
 		atomic_store_explicit(flag, 0, memory_order_relaxed);
 	return err;

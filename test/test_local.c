@@ -14,6 +14,8 @@
 #include <sys/mman.h>
 #include <sys/socket.h>
 #include <sys/wait.h>
+#include <signal.h>
+#include <sys/prctl.h>
 #include <unistd.h>
 
 #include <circnet/local.h>
@@ -92,7 +94,7 @@ static void test_fd_passing_limits(void **state)
 }
 
 /* The operator's job in miniature: create, hand each side its bundle. */
-static void test_two_processes(void **state)
+static void two_processes(enum cn_notify_kind kind)
 {
 	struct cn_circuit_params prm = { .mode = CN_MODE_STREAM, .ring_size = { 8192, 8192 } };
 	struct cn_local_fds all;
@@ -104,9 +106,8 @@ static void test_two_processes(void **state)
 	pid_t pid;
 	ssize_t r;
 
-	(void)state;
 	assert_int_equal(socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, sv), 0);
-	assert_int_equal(cn_local_create(&prm, &all), 0);
+	assert_int_equal(cn_local_create_kind(&prm, kind, &all), 0);
 	pid = fork();
 	assert_true(pid >= 0);
 	if (pid == 0) {
@@ -145,13 +146,132 @@ static void test_two_processes(void **state)
 	close(sv[0]);
 }
 
+static void test_two_processes_socket_notifiers(void **state)
+{
+	(void)state;
+	two_processes(CN_NOTIFY_SOCKET);
+}
+
+static void test_two_processes_eventfd_notifiers(void **state)
+{
+	(void)state;
+	two_processes(CN_NOTIFY_EVENTFD);
+}
+
+/*
+ * A child takes the acceptor end, sends `send_bytes`, then waits to be
+ * killed. Returns its pid; *me is the parent's initiator end.
+ */
+static pid_t child_then_kill(struct cn_local_ep *me, size_t send_bytes)
+{
+	struct cn_circuit_params prm = { .mode = CN_MODE_STREAM, .ring_size = { 8192, 8192 } };
+	struct cn_local_fds all;
+	int fds[CN_LOCAL_NFDS], i;
+	static char buf[8192];
+	pid_t pid;
+
+	assert_int_equal(cn_local_create(&prm, &all), 0);
+	pid = fork();
+	assert_true(pid >= 0);
+	if (pid == 0) {
+		struct cn_local_ep child;
+
+		/* Never outlive a failed test: die with the parent, or after 30 s. */
+		prctl(PR_SET_PDEATHSIG, SIGKILL);
+		alarm(30);
+		cn_local_select(&all, CN_ROLE_ACCEPTOR, fds);
+		for (i = 0; i < CN_LOCAL_NFDS; i++)
+			fds[i] = fcntl(fds[i], F_DUPFD_CLOEXEC, 0);
+		cn_local_fds_close(&all);
+		if (cn_local_open(&child, fds, CN_ROLE_ACCEPTOR) ||
+		    (send_bytes && cn_send(&child.ep, buf, send_bytes, 0) != (ssize_t)send_bytes))
+			_exit(2);
+		for (;;)
+			pause(); /* killed here, without any close */
+	}
+	cn_local_select(&all, CN_ROLE_INITIATOR, fds);
+	for (i = 0; i < CN_LOCAL_NFDS; i++)
+		fds[i] = fcntl(fds[i], F_DUPFD_CLOEXEC, 0);
+	cn_local_fds_close(&all);
+	assert_int_equal(cn_local_open(me, fds, CN_ROLE_INITIATOR), 0);
+	/* Without peer-death detection these calls would sleep: fail instead. */
+	cn_ep_set_timeouts(&me->ep, 5000, 5000);
+	return pid;
+}
+
+static void test_killed_peer_reads_as_eof(void **state)
+{
+	struct cn_local_ep me;
+	char buf[8192];
+	pid_t pid;
+
+	(void)state;
+	pid = child_then_kill(&me, 3000);
+	assert_int_equal(cn_recv(&me.ep, buf, 3000, CN_MSG_WAITALL), 3000);
+	kill(pid, SIGKILL);
+	waitpid(pid, NULL, 0);
+	/* Everything it sent was read; a dead peer with nothing unread is an EOF. */
+	assert_int_equal(cn_recv(&me.ep, buf, sizeof(buf), 0), 0);
+	assert_int_equal(cn_send(&me.ep, buf, 1, 0), -EPIPE);
+	assert_true(cn_poll(&me.ep) & CN_POLLHUP);
+	cn_local_close(&me);
+}
+
+static void test_killed_peer_with_unread_data_resets(void **state)
+{
+	struct cn_local_ep me;
+	static char buf[8192];
+	pid_t pid;
+
+	(void)state;
+	pid = child_then_kill(&me, 0);
+	assert_int_equal(cn_send(&me.ep, buf, 8192, CN_MSG_DONTWAIT), 8192); /* never read */
+	kill(pid, SIGKILL);
+	waitpid(pid, NULL, 0);
+	assert_int_equal(cn_send(&me.ep, buf, 1, 0), -ECONNRESET);
+	assert_int_equal(cn_send(&me.ep, buf, 1, 0), -EPIPE);
+	cn_local_close(&me);
+}
+
+static void test_notifier_fd_types(void **state)
+{
+	struct cn_circuit_params prm = { .mode = CN_MODE_STREAM };
+	struct cn_notifier n = { 0 };
+	struct cn_local_fds all;
+	struct cn_local_ep l;
+	int pfd[2], dg[2], fds[CN_LOCAL_NFDS], i;
+
+	(void)state;
+	assert_int_equal(pipe(pfd), 0);
+	assert_int_equal(socketpair(AF_UNIX, SOCK_DGRAM, 0, dg), 0);
+	assert_int_equal(cn_socket_notifier_init(&n, pfd[0]), -EINVAL);
+	assert_int_equal(cn_socket_notifier_init(&n, dg[0]), -EINVAL); /* no hang-up reporting */
+	assert_int_equal(cn_eventfd_notifier_init(&n, pfd[0]), -EINVAL);
+	/* A bundle with a pipe where a notifier belongs: refused, fds left to us. */
+	assert_int_equal(cn_local_create(&prm, &all), 0);
+	cn_local_select(&all, CN_ROLE_INITIATOR, fds);
+	fds[3] = pfd[1];
+	assert_int_equal(cn_local_open(&l, fds, CN_ROLE_INITIATOR), -EINVAL);
+	for (i = 0; i < CN_LOCAL_NFDS; i++)
+		assert_true(fcntl(fds[i], F_GETFD) >= 0);
+	cn_local_fds_close(&all);
+	close(pfd[0]);
+	close(pfd[1]);
+	close(dg[0]);
+	close(dg[1]);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_memfd_is_sealed),
 		cmocka_unit_test(test_map_refuses_unsafe_fds),
 		cmocka_unit_test(test_fd_passing_limits),
-		cmocka_unit_test(test_two_processes),
+		cmocka_unit_test(test_two_processes_socket_notifiers),
+		cmocka_unit_test(test_two_processes_eventfd_notifiers),
+		cmocka_unit_test(test_killed_peer_reads_as_eof),
+		cmocka_unit_test(test_killed_peer_with_unread_data_resets),
+		cmocka_unit_test(test_notifier_fd_types),
 	};
 
 	return cmocka_run_group_tests_name("local", tests, NULL, NULL);

@@ -229,6 +229,21 @@ static void test_timeout(void **state)
 	assert_int_equal(atomic_load(&pair_ctrl(p, CN_RING_B)->writer_want), 0);
 }
 
+/* recv(MSG_WAITALL) that times out returns what arrived while it waited. */
+static void test_waitall_timeout_returns_partial(void **state)
+{
+	struct pair *p = *state;
+	struct job j;
+	pthread_t t;
+	char buf[64];
+
+	cn_ep_set_timeouts(&p->b, 300, 300);
+	run_with(p, SEND_LATE, &t, &j); /* 4 bytes, 50 ms from now */
+	assert_int_equal(cn_recv(&p->b, buf, sizeof(buf), CN_MSG_WAITALL), 4);
+	pthread_join(t, NULL);
+	assert_int_equal(cn_recv(&p->b, buf, sizeof(buf), CN_MSG_WAITALL), -EAGAIN);
+}
+
 static void test_poll_arm_in(void **state)
 {
 	struct pair *p = *state;
@@ -335,6 +350,8 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_waitall, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_waitall_larger_than_ring, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_timeout, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_waitall_timeout_returns_partial, setup,
+						teardown),
 		cmocka_unit_test_setup_teardown(test_poll_arm_in, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_pollout_after_full_ring, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_no_signals_without_sleepers, setup, teardown),

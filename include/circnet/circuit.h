@@ -243,6 +243,14 @@ void cn_close(struct cn_endpoint *ep);
 /* Fetch and clear a pending asynchronous error (SO_ERROR). 0 if none. */
 int cn_take_error(struct cn_endpoint *ep);
 
+/*
+ * Tell the endpoint its peer is gone for good (a notifier fd reported
+ * POLLHUP, or the operator said so). Like a TCP peer whose process died:
+ * reads drain what it sent, then EOF, unless it left our data unread, which
+ * is a reset; writes fail. Blocking calls notice by themselves.
+ */
+void cn_ep_peer_vanished(struct cn_endpoint *ep);
+
 /* True once the peer broke the protocol. */
 bool cn_ep_broken(const struct cn_endpoint *ep);
 

@@ -1,16 +1,19 @@
 /* SPDX-License-Identifier: MIT */
 /*
  * circnet/local.h - the local transport: a circuit for processes and
- * containers on one host, made of a sealed memfd and four eventfds, handed
- * to endpoints over Unix sockets with SCM_RIGHTS.
+ * containers on one host, made of a sealed memfd and four notifiers (socket
+ * pairs by default, eventfds on request), handed to endpoints over Unix
+ * sockets with SCM_RIGHTS.
  *
  * The creator (the operator) calls cn_local_create() and sends each endpoint
  * the fds that cn_local_select() picks for its role; the endpoint calls
  * cn_local_open(). Per role the bundle is, in order:
  *   [0] memfd   [1] wait_rx  [2] wait_tx  [3] sig_rx (peer's wait_rx)
  *   [4] sig_tx (peer's wait_tx)
- * Reader and writer sleep on separate eventfds so that two threads blocked on
- * one endpoint (one sending, one receiving) cannot steal each other's wake-ups.
+ * Reader and writer sleep on separate notifiers so that two threads blocked
+ * on one endpoint (one sending, one receiving) cannot steal each other's
+ * wake-ups. With socket notifiers no fd is shared between the endpoints
+ * except the memfd.
  */
 #ifndef CIRCNET_LOCAL_H
 #define CIRCNET_LOCAL_H
@@ -20,10 +23,20 @@
 
 #define CN_LOCAL_NFDS 5
 
-/* Everything created for one circuit: memfd, then efd[role * 2 + {0: rx, 1: tx}]. */
+enum cn_notify_kind {
+	CN_NOTIFY_SOCKET = 0,  /* default: isolated ends, peer death seen */
+	CN_NOTIFY_EVENTFD = 1, /* shared objects: trusted peers only */
+};
+
+/*
+ * Everything created for one circuit. wake[i] serves notifier i (0: the
+ * initiator's reader, 1: its writer, 2: the acceptor's reader, 3: its
+ * writer); wake[i][0] goes to the sleeper, wake[i][1] to the peer that
+ * signals it (for eventfds, two descriptors of one eventfd).
+ */
 struct cn_local_fds {
 	int mem;
-	int efd[4];
+	int wake[4][2];
 };
 
 struct cn_local_ep {
@@ -32,8 +45,12 @@ struct cn_local_ep {
 	struct cn_endpoint ep;
 };
 
-/* Create and format a circuit. All fds are close-on-exec. 0 or -errno. */
+/* Create and format a circuit with socket notifiers. All fds are close-on-exec. */
 int cn_local_create(const struct cn_circuit_params *p, struct cn_local_fds *out);
+
+/* The same with a chosen notifier kind. 0 or -errno. */
+int cn_local_create_kind(const struct cn_circuit_params *p, enum cn_notify_kind kind,
+			 struct cn_local_fds *out);
 
 /* Close every fd of a bundle (after it has been handed out). */
 void cn_local_fds_close(struct cn_local_fds *f);
@@ -43,7 +60,9 @@ void cn_local_select(const struct cn_local_fds *f, enum cn_role role, int out[CN
 
 /*
  * Map and attach. Takes ownership of the fds on success only. The memfd is
- * closed after mapping (the mapping keeps the memory alive).
+ * closed after mapping (the mapping keeps the memory alive). The kind of
+ * each notifier fd is recognised (socket end or eventfd); anything else is
+ * refused with -EINVAL.
  */
 int cn_local_open(struct cn_local_ep *l, const int fds[CN_LOCAL_NFDS], enum cn_role role);
 

@@ -6,9 +6,15 @@
  * ring layer only calls these ops, so an ivshmem doorbell or a Xen event
  * channel can replace the eventfd without touching circuit code.
  *
- * The eventfd implementation is pollable (cn_notifier_fd) and passable over
- * SCM_RIGHTS. Signalling never blocks: the fd is non-blocking, and a full
- * counter (EAGAIN) already means "a wake-up is pending".
+ * Two implementations, both pollable (cn_notifier_fd) and passable over
+ * SCM_RIGHTS:
+ *  - socket (default of the local transport): each holder has its own end of
+ *    a SOCK_SEQPACKET socketpair, so a peer can neither drain our doorbell
+ *    nor make our signal block, and its disappearance is seen (-EPIPE);
+ *  - eventfd: one shared object, cheaper, for peers that are trusted (both
+ *    ends in one process, the host's own proxy stack). A hostile holder of
+ *    a shared eventfd could drain it, or saturate it and clear O_NONBLOCK on
+ *    the shared file description so that signalling blocks.
  */
 #ifndef CIRCNET_NOTIFY_H
 #define CIRCNET_NOTIFY_H
@@ -21,21 +27,32 @@ struct cn_notifier_ops {
 	/* Deliver one wake-up. Never blocks. 0 or -errno. */
 	int (*signal)(struct cn_notifier *n);
 	/* Sleep until signalled or timeout_ms passes (-1: forever). Consumes
-	 * pending wake-ups. 0 when signalled, -ETIMEDOUT, -EINTR, -errno. */
+	 * pending wake-ups. 0 when signalled, -ETIMEDOUT, -EINTR, -EPIPE when
+	 * the signalling side is gone for good (it will never signal again). */
 	int (*wait)(struct cn_notifier *n, int timeout_ms);
 	/* Consume pending wake-ups without sleeping. */
 	void (*drain)(struct cn_notifier *n);
+	/* Wake a thread of this process sleeping in wait() on this notifier,
+	 * without signalling anyone else (local shutdown, reset). Never blocks. */
+	int (*kick)(struct cn_notifier *n);
 	/* Release resources (close the fd). */
 	void (*release)(struct cn_notifier *n);
 };
 
 struct cn_notifier {
 	const struct cn_notifier_ops *ops;
-	int fd; /* pollable fd that turns readable on signal, or -1 */
+	int fd;	    /* pollable fd that turns readable on signal, or -1 */
+	int aux_fd; /* implementation-private (socket: the local kick eventfd), or -1 */
 };
 
 /* Wrap an eventfd (takes ownership). fd < 0 creates a new one. 0 or -errno. */
 int cn_eventfd_notifier_init(struct cn_notifier *n, int fd);
+
+/* Wrap one end of a SOCK_SEQPACKET socketpair (takes ownership); -EINVAL otherwise. */
+int cn_socket_notifier_init(struct cn_notifier *n, int fd);
+
+/* A new pair for the socket notifier: the sleeper keeps fds[0], the waker fds[1]. */
+int cn_socket_notifier_pair(int fds[2]);
 
 static inline int cn_notifier_signal(struct cn_notifier *n)
 {
@@ -45,6 +62,11 @@ static inline int cn_notifier_signal(struct cn_notifier *n)
 static inline int cn_notifier_wait(struct cn_notifier *n, int timeout_ms)
 {
 	return n->ops ? n->ops->wait(n, timeout_ms) : -ENOTCONN;
+}
+
+static inline int cn_notifier_kick(struct cn_notifier *n)
+{
+	return n->ops ? n->ops->kick(n) : 0;
 }
 
 static inline void cn_notifier_drain(struct cn_notifier *n)
@@ -59,6 +81,7 @@ static inline void cn_notifier_release(struct cn_notifier *n)
 		n->ops->release(n);
 	n->ops = NULL;
 	n->fd = -1;
+	n->aux_fd = -1;
 }
 
 static inline int cn_notifier_fd(const struct cn_notifier *n)
