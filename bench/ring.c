@@ -50,6 +50,7 @@ enum kind {
 	K_CIRCUIT_ZC,
 	K_CIRCUIT_POLL,
 	K_CIRCUIT_BLOCK, /* copy API, no spinning: every wait is a sleep */
+	K_CIRCUIT_BLOCK_EFD, /* the same with eventfd notifiers instead of socket pairs */
 	K_TCP,
 	K_UNIX,
 };
@@ -60,6 +61,7 @@ static const char *kind_name[] = {
 	[K_CIRCUIT_ZC] = "circuit-zc",
 	[K_CIRCUIT_POLL] = "circuit-busypoll",
 	[K_CIRCUIT_BLOCK] = "circuit-blocking",
+	[K_CIRCUIT_BLOCK_EFD] = "circuit-block-efd",
 	[K_TCP] = "tcp-loopback",
 	[K_UNIX] = "af-unix",
 };
@@ -133,9 +135,15 @@ static void tcp_pair(int fd[2])
 	setsockopt(fd[1], IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
 }
 
+static bool is_blocking(enum kind k)
+{
+	return k == K_CIRCUIT_BLOCK || k == K_CIRCUIT_BLOCK_EFD;
+}
+
 static void conn_setup(struct conn *c, enum kind k, uint32_t ring)
 {
 	struct cn_circuit_params p = { .mode = CN_MODE_STREAM, .ring_size = { ring, ring } };
+	enum cn_notify_kind nk = k == K_CIRCUIT_BLOCK_EFD ? CN_NOTIFY_EVENTFD : CN_NOTIFY_SOCKET;
 
 	memset(c, 0, sizeof(*c));
 	c->kind = k;
@@ -144,7 +152,7 @@ static void conn_setup(struct conn *c, enum kind k, uint32_t ring)
 	else if (k == K_UNIX) {
 		if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, c->fd))
 			die("socketpair");
-	} else if (cn_local_create(&p, &c->cfds)) {
+	} else if (cn_local_create_kind(&p, nk, &c->cfds)) {
 		errno = EINVAL;
 		die("circuit");
 	}
@@ -172,7 +180,7 @@ static void conn_take(struct conn *c, int side, struct end *e)
 	cn_local_fds_close(&c->cfds);
 	if (cn_local_open(&lep, fds, side ? CN_ROLE_ACCEPTOR : CN_ROLE_INITIATOR))
 		die("circuit open");
-	cn_ep_set_spin(&lep.ep, c->kind == K_CIRCUIT_BLOCK ? 0 : g_spin_ns);
+	cn_ep_set_spin(&lep.ep, is_blocking(c->kind) ? 0 : g_spin_ns);
 	e->lep = &lep;
 }
 
@@ -193,6 +201,7 @@ static ssize_t end_send(struct end *e, const void *buf, size_t len)
 	switch (e->kind) {
 	case K_CIRCUIT_COPY:
 	case K_CIRCUIT_BLOCK:
+	case K_CIRCUIT_BLOCK_EFD:
 		return cn_send(&e->lep->ep, buf, len, 0);
 	case K_CIRCUIT_POLL:
 		do
@@ -212,6 +221,7 @@ static ssize_t end_recv(struct end *e, void *buf, size_t len)
 	switch (e->kind) {
 	case K_CIRCUIT_COPY:
 	case K_CIRCUIT_BLOCK:
+	case K_CIRCUIT_BLOCK_EFD:
 		return cn_recv(&e->lep->ep, buf, len, 0);
 	case K_CIRCUIT_POLL:
 		do
@@ -364,8 +374,7 @@ static double run_goodput(enum kind k, size_t msg, const struct cfg *cfg, uint32
 
 	if (k == K_MEMCPY)
 		return memcpy_goodput(msg, ring, cfg->secs);
-	conn_setup(&c, (k == K_CIRCUIT_ZC || k == K_CIRCUIT_BLOCK) ? K_CIRCUIT_COPY : k, ring);
-	c.kind = k;
+	conn_setup(&c, k, ring);
 	if (pipe2(pfd, O_CLOEXEC))
 		die("pipe");
 	pid = fork();
@@ -446,9 +455,7 @@ static void run_latency(enum kind k, const struct cfg *cfg, double *p50, double 
 	int status;
 	pid_t pid;
 
-	conn_setup(&c, (k == K_CIRCUIT_POLL || k == K_CIRCUIT_BLOCK) ? K_CIRCUIT_COPY : k,
-		   cfg->ring);
-	c.kind = k;
+	conn_setup(&c, k, cfg->ring);
 	pid = fork();
 	if (pid < 0)
 		die("fork");
@@ -540,9 +547,11 @@ int bench_ring(int argc, char **argv)
 		{ 0, 0, 0, 0 },
 	};
 	static const char *baselines[] = { "tcp-loopback", "af-unix", "memcpy", NULL };
-	static const enum kind gp_kinds[] = { K_MEMCPY,	       K_CIRCUIT_COPY, K_CIRCUIT_ZC,
-					      K_CIRCUIT_BLOCK, K_TCP,	       K_UNIX };
-	static const enum kind lat_kinds[] = { K_CIRCUIT_POLL, K_CIRCUIT_BLOCK, K_TCP, K_UNIX };
+	static const enum kind gp_kinds[] = { K_MEMCPY,	       K_CIRCUIT_COPY,	    K_CIRCUIT_ZC,
+					      K_CIRCUIT_BLOCK, K_CIRCUIT_BLOCK_EFD, K_TCP,
+					      K_UNIX };
+	static const enum kind lat_kinds[] = { K_CIRCUIT_POLL, K_CIRCUIT_BLOCK, K_CIRCUIT_BLOCK_EFD,
+					       K_TCP, K_UNIX };
 	static const uint32_t ring_sweep[] = { 16384, 65536, 262144, 1048576, 4194304 };
 	size_t sizes[16] = { 64, 256, 1024, 4096, 16384, 65536, 262144, 1048576 };
 	size_t nsizes = 8, i, j;

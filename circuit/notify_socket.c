@@ -66,7 +66,23 @@ static int sock_wait(struct cn_notifier *n, int timeout_ms)
 		return -errno;
 	if (r == 0)
 		return -ETIMEDOUT;
-	sock_drain(n);
+	/*
+	 * Read only what poll reported, one message: a waker sends only when
+	 * it cleared our want flag, so one is pending per sleep. A leftover
+	 * merely ends the next sleep early, and the caller re-checks anyway.
+	 */
+	if (p[0].revents & POLLIN) {
+		char buf[16];
+
+		if (recv(n->fd, buf, sizeof(buf), MSG_DONTWAIT) < 0 && errno != EAGAIN)
+			return -errno;
+	}
+	if (p[1].revents & POLLIN) {
+		uint64_t v;
+
+		if (read(n->aux_fd, &v, sizeof(v)) < 0 && errno != EAGAIN)
+			return -errno;
+	}
 	if (p[0].revents & (POLLHUP | POLLERR | POLLNVAL))
 		return -EPIPE; /* the other end is gone for good */
 	return 0;
