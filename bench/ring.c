@@ -11,14 +11,15 @@
  *             circuit-zc    the sender writes each byte straight into the
  *                           ring, the receiver reads each byte in place
  *                           (reserve/commit, peek/consume: no copy)
- *             circuit-blocking  copy API without the spin budget
+ *             circuit-blocking  copy API without the spin budget (socket notifiers)
+ *             circuit-block-efd the same on eventfd notifiers
  *           Every sender writes each byte it sends and every receiver reads
  *           each byte it receives, so all transports do the same app work;
  *           circuits spin up to --spin ns (default 20 us) before sleeping.
  *             tcp-loopback  TCP over 127.0.0.1, TCP_NODELAY
  *             af-unix       AF_UNIX stream socketpair
  * latency   64-byte ping-pong round trips: circuit busy-poll (both sides
- *           spin on the ring), circuit-blocking (eventfd wake-ups), TCP and
+ *           spin on the ring), circuit-blocking / -block-efd (sleeps), TCP and
  *           AF_UNIX (blocking, as applications use them). p50 and p99.
  * ringsize  circuit-copy goodput with 64 KiB messages for several ring
  *           sizes: the measurement behind CN_RING_DEFAULT.
