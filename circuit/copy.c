@@ -76,17 +76,10 @@ static void spans_to_iov(struct iov_cursor *c, const struct cn_span sp[2], size_
 		iov_xfer(c, sp[1].ptr, n - first, true);
 }
 
-static int64_t lazy_deadline(int64_t *deadline, int timeout_ms)
-{
-	if (*deadline == INT64_MIN)
-		*deadline = cn_deadline(timeout_ms);
-	return *deadline;
-}
-
 static ssize_t stream_sendv(struct cn_endpoint *ep, struct iov_cursor *c, size_t total,
 			    unsigned flags)
 {
-	int64_t deadline = INT64_MIN;
+	int64_t deadline = CN_DEADLINE_UNSET;
 	struct cn_span sp[2];
 	size_t done = 0;
 	ssize_t r = 0;
@@ -106,7 +99,7 @@ static ssize_t stream_sendv(struct cn_endpoint *ep, struct iov_cursor *c, size_t
 		if (r != -EAGAIN || (flags & CN_MSG_DONTWAIT))
 			break;
 		r = cn_wait_tx(ep, cn_min_u64(total - done, cn_tx_lowat(ep)),
-			       lazy_deadline(&deadline, ep->snd_timeout_ms));
+			       &deadline);
 		if (r)
 			break;
 	}
@@ -142,7 +135,7 @@ ssize_t cn_sendv(struct cn_endpoint *ep, const struct iovec *iov, int iovcnt, un
 static ssize_t stream_recvv(struct cn_endpoint *ep, struct iov_cursor *c, size_t total,
 			    unsigned flags)
 {
-	int64_t deadline = INT64_MIN;
+	int64_t deadline = CN_DEADLINE_UNSET;
 	struct cn_span sp[2];
 	size_t done = 0, n;
 	ssize_t r, err = 0;
@@ -165,7 +158,7 @@ static ssize_t stream_recvv(struct cn_endpoint *ep, struct iov_cursor *c, size_t
 		if (r != -EAGAIN || (flags & CN_MSG_DONTWAIT))
 			break;
 		r = cn_wait_rx(ep, (flags & CN_MSG_WAITALL) ? total - done : 1,
-			       lazy_deadline(&deadline, ep->rcv_timeout_ms));
+			       &deadline);
 		if (r) {
 			/*
 			 * A WAITALL sleeper is woken only once all of it is there;

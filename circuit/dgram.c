@@ -19,17 +19,22 @@ static uint64_t rec_size(uint64_t payload)
 	return sizeof(struct cn_dgram_hdr) + cn_align_rec(payload);
 }
 
-uint64_t cn_dgram_need(const struct cn_endpoint *ep, size_t n)
+/* Tail bytes a record of rec bytes must skip (with a wrap record) to stay whole. */
+static uint64_t wrap_skip(const struct cn_endpoint *ep, uint64_t rec)
 {
-	uint64_t rec = rec_size(n);
 	uint64_t tail = ep->tx.size - (ep->tx.idx & ep->tx.mask);
 
-	return (tail < rec ? tail : 0) + rec;
+	return tail < rec ? tail : 0;
+}
+
+uint64_t cn_dgram_need(const struct cn_endpoint *ep, size_t n)
+{
+	return wrap_skip(ep, rec_size(n)) + rec_size(n);
 }
 
 ssize_t cn_dgram_reserve(struct cn_endpoint *ep, size_t n, struct cn_span sp[2])
 {
-	uint64_t rec, tail, skip, need;
+	uint64_t skip, need;
 	int err;
 
 	ep->resv_active = false;
@@ -44,9 +49,7 @@ ssize_t cn_dgram_reserve(struct cn_endpoint *ep, size_t n, struct cn_span sp[2])
 		return err;
 	if (cn_tx_free(ep) < need)
 		return -EAGAIN;
-	rec = rec_size(n);
-	tail = ep->tx.size - (ep->tx.idx & ep->tx.mask);
-	skip = tail < rec ? tail : 0;
+	skip = wrap_skip(ep, rec_size(n));
 	ep->resv_idx = ep->tx.idx + skip;
 	ep->resv_skip = (uint32_t)skip;
 	ep->resv_len = (uint32_t)n;

@@ -78,10 +78,14 @@ void cn_wake_local(struct cn_endpoint *ep);
 void cn_ring_spans(const struct cn_ring_view *r, uint64_t idx, uint64_t len, struct cn_span sp[2]);
 uint64_t cn_tx_lowat(const struct cn_endpoint *ep);
 
-/* wait.c: block until the wanted amount may be there. 0, -EAGAIN (timeout), -EINTR. */
-int64_t cn_deadline(int timeout_ms);
-int cn_wait_rx(struct cn_endpoint *ep, uint64_t want, int64_t deadline);
-int cn_wait_tx(struct cn_endpoint *ep, uint64_t want, int64_t deadline);
+/*
+ * wait.c: block until the wanted amount may be there. 0, -EAGAIN (timeout),
+ * -EINTR. *deadline starts as CN_DEADLINE_UNSET; the first wait of a call
+ * fixes it from the endpoint's timeout, so later waits share one budget.
+ */
+#define CN_DEADLINE_UNSET INT64_MIN
+int cn_wait_rx(struct cn_endpoint *ep, uint64_t want, int64_t *deadline);
+int cn_wait_tx(struct cn_endpoint *ep, uint64_t want, int64_t *deadline);
 
 /* stream.c / dgram.c: the non-blocking cores of the zero-copy API. */
 ssize_t cn_stream_reserve(struct cn_endpoint *ep, size_t n, struct cn_span sp[2], unsigned flags);

@@ -80,6 +80,10 @@ void cn_ep_peer_vanished(struct cn_endpoint *ep)
 
 	if (cn_st_set(ep, CN_ST_PEER_DEAD | CN_ST_PEER_GONE) & CN_ST_PEER_DEAD)
 		return;
+	/*
+	 * Both words are in shared memory (cons is the peer's): they only pick
+	 * reset vs EOF for a peer that is gone, and index nothing.
+	 */
 	if (prod != cons)
 		cn_latch_peer_reset(ep);
 	cn_wake_local(ep);

@@ -25,9 +25,12 @@ static int64_t now_ns(void)
 	return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
 }
 
-int64_t cn_deadline(int timeout_ms)
+/* Absolute deadline for a timeout in ms; -1 = none. Fixed at the first wait of a call. */
+static int64_t deadline_of(int64_t *deadline, int timeout_ms)
 {
-	return timeout_ms < 0 ? -1 : now_ns() + (int64_t)timeout_ms * 1000000;
+	if (*deadline == CN_DEADLINE_UNSET)
+		*deadline = timeout_ms < 0 ? -1 : now_ns() + (int64_t)timeout_ms * 1000000;
+	return *deadline;
 }
 
 /* Milliseconds left until deadline, rounded up; -1 forever, 0 expired. */
@@ -78,8 +81,9 @@ static bool spin(struct cn_endpoint *ep, bool tx, uint64_t want)
 	}
 }
 
-static int wait_common(struct cn_endpoint *ep, bool tx, uint64_t want, int64_t deadline)
+static int wait_common(struct cn_endpoint *ep, bool tx, uint64_t want, int64_t *dl)
 {
+	int64_t deadline = deadline_of(dl, tx ? ep->snd_timeout_ms : ep->rcv_timeout_ms);
 	struct cn_ring_view *r = tx ? &ep->tx : &ep->rx;
 	_Atomic uint32_t *flag = tx ? &r->ctrl->writer_want : &r->ctrl->reader_want;
 	struct cn_notifier *n = tx ? ep->wait_tx : ep->wait_rx;
@@ -122,12 +126,12 @@ static int wait_common(struct cn_endpoint *ep, bool tx, uint64_t want, int64_t d
 	return err;
 }
 
-int cn_wait_rx(struct cn_endpoint *ep, uint64_t want, int64_t deadline)
+int cn_wait_rx(struct cn_endpoint *ep, uint64_t want, int64_t *deadline)
 {
 	return wait_common(ep, false, want, deadline);
 }
 
-int cn_wait_tx(struct cn_endpoint *ep, uint64_t want, int64_t deadline)
+int cn_wait_tx(struct cn_endpoint *ep, uint64_t want, int64_t *deadline)
 {
 	return wait_common(ep, true, want, deadline);
 }

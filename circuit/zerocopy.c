@@ -6,16 +6,9 @@
  */
 #include "internal.h"
 
-static int64_t lazy_deadline(int64_t *deadline, int timeout_ms)
-{
-	if (*deadline == INT64_MIN)
-		*deadline = cn_deadline(timeout_ms);
-	return *deadline;
-}
-
 ssize_t cn_reserve(struct cn_endpoint *ep, size_t n, struct cn_span sp[2], unsigned flags)
 {
-	int64_t deadline = INT64_MIN;
+	int64_t deadline = CN_DEADLINE_UNSET;
 	uint64_t want;
 	ssize_t r;
 	int err;
@@ -31,7 +24,7 @@ ssize_t cn_reserve(struct cn_endpoint *ep, size_t n, struct cn_span sp[2], unsig
 			want = cn_min_u64(n, cn_tx_lowat(ep));
 		else
 			want = cn_dgram_need(ep, n);
-		err = cn_wait_tx(ep, want, lazy_deadline(&deadline, ep->snd_timeout_ms));
+		err = cn_wait_tx(ep, want, &deadline);
 		if (err)
 			return err;
 	}
@@ -65,7 +58,7 @@ int cn_commit(struct cn_endpoint *ep, size_t n)
 
 ssize_t cn_peek(struct cn_endpoint *ep, struct cn_span sp[2], unsigned flags)
 {
-	int64_t deadline = INT64_MIN;
+	int64_t deadline = CN_DEADLINE_UNSET;
 	ssize_t r;
 	int err;
 
@@ -76,7 +69,7 @@ ssize_t cn_peek(struct cn_endpoint *ep, struct cn_span sp[2], unsigned flags)
 			r = cn_dgram_peek(ep, sp);
 		if (r != -EAGAIN || (flags & CN_MSG_DONTWAIT))
 			return r;
-		err = cn_wait_rx(ep, 1, lazy_deadline(&deadline, ep->rcv_timeout_ms));
+		err = cn_wait_rx(ep, 1, &deadline);
 		if (err)
 			return err;
 	}
