@@ -1,0 +1,346 @@
+// SPDX-License-Identifier: MIT
+/*
+ * guest/opclient.c - the guest side of the operator protocol (opclient.h).
+ *
+ * The operator is trusted to tell the truth but not to be alive: every wait
+ * is bounded, every reply validated like any other message, and a session
+ * whose operator vanished reports -ECONNABORTED so that the caller opens a
+ * new one (the operator may have restarted).
+ */
+#define _GNU_SOURCE
+#include <arpa/inet.h>
+#include <errno.h>
+#include <netinet/in.h>
+#include <poll.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/un.h>
+#include <unistd.h>
+
+#include <circnet/opclient.h>
+
+#define DEFAULT_TIMEOUT_MS 10000
+
+/* Receive one validated message; fds (if any) into fds[]. */
+static int recv_msg(struct cn_op *op, union cn_msg *m, int *fds, int *nfds, int timeout_ms)
+{
+	struct pollfd p = { .fd = op->fd, .events = POLLIN };
+	const char *why;
+	ssize_t n;
+	int i, rc;
+
+	rc = poll(&p, 1, timeout_ms);
+	if (rc < 0)
+		return -errno;
+	if (rc == 0)
+		return timeout_ms == 0 ? -EAGAIN : -ETIMEDOUT;
+	n = cn_recv_fds(op->fd, fds, CN_LOCAL_NFDS, nfds, m, sizeof(*m));
+	if (n == -EAGAIN)
+		return -EAGAIN;
+	if (n == 0 || n == -ECONNRESET)
+		return -ECONNABORTED;
+	if (n < 0)
+		return (int)n;
+	rc = cn_msg_validate(m, (size_t)n, *nfds, &why);
+	if (rc) {
+		for (i = 0; i < *nfds; i++)
+			close(fds[i]);
+		return -EPROTO;
+	}
+	return 0;
+}
+
+static void note_reset(struct cn_op *op, const union cn_msg *m)
+{
+	if (op->nresets < CN_OP_RESETS)
+		op->resets[op->nresets++] = m->reset.circuit_id;
+}
+
+/* Send a request and wait for its reply, keeping pushes that come between. */
+static int call(struct cn_op *op, struct cn_msg_hdr *req, union cn_msg *rep, int *fds, int *nfds)
+{
+	int err, i;
+
+	req->seq = ++op->seq;
+	err = cn_send_fds(op->fd, NULL, 0, req, req->len);
+	if (err)
+		return err == -EPIPE || err == -ECONNRESET ? -ECONNABORTED : err;
+	for (;;) {
+		*nfds = 0;
+		err = recv_msg(op, rep, fds, nfds, op->timeout_ms);
+		if (err)
+			return err;
+		if (rep->h.type == CN_MSG_RESET && rep->h.seq == 0) {
+			note_reset(op, rep);
+			continue;
+		}
+		if (rep->h.seq == req->seq)
+			break;
+		for (i = 0; i < *nfds; i++)
+			close(fds[i]); /* a stray push (NEW_CONN on a non-listener): drop */
+	}
+	if (rep->h.type == CN_MSG_ERROR)
+		return -rep->error.err;
+	return 0;
+}
+
+int cn_op_open(struct cn_op *op, const char *path)
+{
+	struct sockaddr_un sa = { .sun_family = AF_UNIX };
+	struct cn_msg_hello req;
+	union cn_msg rep;
+	int fds[CN_LOCAL_NFDS], nfds, err;
+
+	memset(op, 0, sizeof(*op));
+	op->timeout_ms = DEFAULT_TIMEOUT_MS;
+	if (strlen(path) >= sizeof(sa.sun_path))
+		return -ENAMETOOLONG;
+	memcpy(sa.sun_path, path, strlen(path) + 1);
+	op->fd = socket(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0);
+	if (op->fd < 0)
+		return -errno;
+	if (connect(op->fd, (struct sockaddr *)&sa, sizeof(sa))) {
+		err = -errno;
+		cn_op_close(op);
+		return err;
+	}
+	cn_msg_init(&req.h, CN_MSG_HELLO, sizeof(req), 0);
+	req.pid = (uint32_t)getpid();
+	err = call(op, &req.h, &rep, fds, &nfds);
+	if (!err && rep.h.type != CN_MSG_HELLO_OK)
+		err = -EPROTO;
+	if (err) {
+		cn_op_close(op);
+		return err;
+	}
+	op->info = rep.hello_ok;
+	return 0;
+}
+
+void cn_op_close(struct cn_op *op)
+{
+	if (op->fd >= 0)
+		close(op->fd);
+	op->fd = -1;
+}
+
+int cn_op_listen(struct cn_op *op, unsigned int l4, const struct cn_addr *addr, uint32_t backlog,
+		 struct cn_addr *bound, uint64_t *listener_id)
+{
+	struct cn_msg_listen req;
+	union cn_msg rep;
+	int fds[CN_LOCAL_NFDS], nfds, err;
+
+	cn_msg_init(&req.h, CN_MSG_LISTEN, sizeof(req), 0);
+	req.l4 = (uint8_t)l4;
+	req.backlog = backlog;
+	if (addr)
+		req.addr = *addr;
+	req.addr.pad = 0;
+	err = call(op, &req.h, &rep, fds, &nfds);
+	if (err)
+		return err;
+	if (rep.h.type != CN_MSG_LISTEN_OK)
+		return -EPROTO;
+	if (bound)
+		*bound = rep.listen_ok.bound;
+	if (listener_id)
+		*listener_id = rep.listen_ok.listener_id;
+	return 0;
+}
+
+int cn_op_unlisten(struct cn_op *op, uint64_t listener_id)
+{
+	struct cn_msg_id req;
+	union cn_msg rep;
+	int fds[CN_LOCAL_NFDS], nfds, err;
+
+	cn_msg_init(&req.h, CN_MSG_UNLISTEN, sizeof(req), 0);
+	req.id = listener_id;
+	err = call(op, &req.h, &rep, fds, &nfds);
+	if (!err && rep.h.type != CN_MSG_OK)
+		err = -EPROTO;
+	return err;
+}
+
+static int open_circuit(const struct cn_msg_circuit *c, int *fds, struct cn_local_ep *ep,
+			struct cn_op_conn *conn)
+{
+	int err, i;
+
+	err = cn_local_open(ep, fds, (enum cn_role)c->role);
+	if (err) {
+		for (i = 0; i < CN_LOCAL_NFDS; i++)
+			close(fds[i]);
+		return err;
+	}
+	if (conn) {
+		conn->circuit_id = c->circuit_id;
+		conn->listener_id = c->listener_id;
+		conn->l4 = c->l4;
+		conn->local = c->local;
+		conn->remote = c->remote;
+	}
+	return 0;
+}
+
+int cn_op_connect(struct cn_op *op, unsigned int l4, const struct cn_addr *src,
+		  const struct cn_addr *dst, struct cn_local_ep *ep, struct cn_op_conn *conn)
+{
+	struct cn_msg_connect req;
+	union cn_msg rep;
+	int fds[CN_LOCAL_NFDS], nfds, err;
+
+	cn_msg_init(&req.h, CN_MSG_CONNECT, sizeof(req), 0);
+	req.l4 = (uint8_t)l4;
+	if (src)
+		req.src = *src;
+	req.dst = *dst;
+	req.src.pad = req.dst.pad = 0;
+	err = call(op, &req.h, &rep, fds, &nfds);
+	if (err)
+		return err;
+	if (rep.h.type != CN_MSG_CONNECT_OK || rep.circuit.role != CN_ROLE_INITIATOR) {
+		while (nfds > 0)
+			close(fds[--nfds]);
+		return -EPROTO;
+	}
+	return open_circuit(&rep.circuit, fds, ep, conn);
+}
+
+int cn_op_accept(struct cn_op *op, struct cn_local_ep *ep, struct cn_op_conn *conn, int nonblock)
+{
+	struct cn_msg_id ack;
+	union cn_msg m;
+	int fds[CN_LOCAL_NFDS], nfds, err;
+
+	for (;;) {
+		nfds = 0;
+		err = recv_msg(op, &m, fds, &nfds, nonblock ? 0 : op->timeout_ms);
+		if (err)
+			return err;
+		if (m.h.type == CN_MSG_RESET) {
+			note_reset(op, &m);
+			continue;
+		}
+		if (m.h.type == CN_MSG_NEW_CONN && m.circuit.role == CN_ROLE_ACCEPTOR)
+			break;
+		while (nfds > 0)
+			close(fds[--nfds]);
+	}
+	err = open_circuit(&m.circuit, fds, ep, conn);
+	/* the backlog slot is free either way */
+	cn_msg_init(&ack.h, CN_MSG_ACCEPTED, sizeof(ack), 0);
+	ack.id = m.circuit.circuit_id;
+	cn_send_fds(op->fd, NULL, 0, &ack, sizeof(ack));
+	return err;
+}
+
+int cn_op_closed(struct cn_op *op, uint64_t circuit_id)
+{
+	struct cn_msg_id m;
+
+	cn_msg_init(&m.h, CN_MSG_CLOSED, sizeof(m), 0);
+	m.id = circuit_id;
+	return cn_send_fds(op->fd, NULL, 0, &m, sizeof(m));
+}
+
+int cn_op_query(struct cn_op *op, struct cn_msg_query_ok *out)
+{
+	struct cn_msg_hdr req;
+	union cn_msg rep;
+	int fds[CN_LOCAL_NFDS], nfds, err;
+
+	cn_msg_init(&req, CN_MSG_QUERY, sizeof(req), 0);
+	err = call(op, &req, &rep, fds, &nfds);
+	if (!err && rep.h.type != CN_MSG_QUERY_OK)
+		err = -EPROTO;
+	if (!err)
+		*out = rep.query_ok;
+	return err;
+}
+
+int cn_addr_from_sockaddr(struct cn_addr *a, const struct sockaddr *sa, socklen_t len)
+{
+	memset(a, 0, sizeof(*a));
+	if (sa->sa_family == AF_INET && len >= sizeof(struct sockaddr_in)) {
+		const struct sockaddr_in *in = (const struct sockaddr_in *)sa;
+
+		a->family = CN_AF_INET;
+		a->port = ntohs(in->sin_port);
+		memcpy(a->addr, &in->sin_addr, 4);
+		return 0;
+	}
+	if (sa->sa_family == AF_INET6 && len >= sizeof(struct sockaddr_in6)) {
+		const struct sockaddr_in6 *in6 = (const struct sockaddr_in6 *)sa;
+
+		a->family = CN_AF_INET6;
+		a->port = ntohs(in6->sin6_port);
+		memcpy(a->addr, &in6->sin6_addr, 16);
+		return 0;
+	}
+	return -EAFNOSUPPORT;
+}
+
+socklen_t cn_addr_to_sockaddr(const struct cn_addr *a, struct sockaddr_storage *ss)
+{
+	memset(ss, 0, sizeof(*ss));
+	if (a->family == CN_AF_INET6) {
+		struct sockaddr_in6 *in6 = (struct sockaddr_in6 *)ss;
+
+		in6->sin6_family = AF_INET6;
+		in6->sin6_port = htons(a->port);
+		memcpy(&in6->sin6_addr, a->addr, 16);
+		return sizeof(*in6);
+	}
+	{
+		struct sockaddr_in *in = (struct sockaddr_in *)ss;
+
+		in->sin_family = AF_INET;
+		in->sin_port = htons(a->port);
+		memcpy(&in->sin_addr, a->addr, 4);
+		return sizeof(*in);
+	}
+}
+
+int cn_addr_parse(struct cn_addr *a, const char *s)
+{
+	char host[64];
+	const char *colon;
+	unsigned long port;
+	char *end;
+	size_t n;
+
+	memset(a, 0, sizeof(*a));
+	if (s[0] == '[') {
+		const char *rb = strchr(s, ']');
+
+		if (!rb || rb[1] != ':')
+			return -EINVAL;
+		n = (size_t)(rb - s - 1);
+		colon = rb + 1;
+		s++;
+	} else {
+		colon = strrchr(s, ':');
+		if (!colon)
+			return -EINVAL;
+		n = (size_t)(colon - s);
+	}
+	if (n >= sizeof(host))
+		return -EINVAL;
+	memcpy(host, s, n);
+	host[n] = 0;
+	errno = 0;
+	port = strtoul(colon + 1, &end, 10);
+	if (errno || *end || !colon[1] || port > 65535)
+		return -EINVAL;
+	a->port = (uint16_t)port;
+	if (inet_pton(AF_INET, host, a->addr) == 1)
+		a->family = CN_AF_INET;
+	else if (inet_pton(AF_INET6, host, a->addr) == 1)
+		a->family = CN_AF_INET6;
+	else
+		return -EINVAL;
+	return 0;
+}

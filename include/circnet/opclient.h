@@ -1,0 +1,78 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * circnet/opclient.h - the guest side of the operator protocol
+ * (circnet/proto.h): register, listen, connect, accept, report closes.
+ * Used by the socket preload, by test guests and by benchmarks.
+ *
+ * A struct cn_op is one session, i.e. one connection to the guest's operator
+ * socket. Calls on one session are not thread-safe; use a session per thread
+ * or a lock. A session that listens is the listener's channel: the operator
+ * pushes connections on it and its fd turns readable when one is waiting,
+ * so it can sit in poll/epoll like a listening socket. All functions return
+ * 0 or a negative errno; errors the operator reports (ECONNREFUSED,
+ * ENETUNREACH, EACCES, ...) come back as they would from connect or listen.
+ * -ECONNABORTED means the operator went away: open a new session.
+ */
+#ifndef CIRCNET_OPCLIENT_H
+#define CIRCNET_OPCLIENT_H
+
+#include <stdint.h>
+#include <sys/socket.h>
+
+#include <circnet/local.h>
+#include <circnet/proto.h>
+
+#define CN_OP_RESETS 64
+
+struct cn_op {
+	int fd;
+	uint32_t seq;
+	int timeout_ms; /* for replies; default 10 s */
+	struct cn_msg_hello_ok info; /* who the operator says we are */
+	/* RESET pushes that arrived while waiting for a reply */
+	unsigned int nresets;
+	uint64_t resets[CN_OP_RESETS];
+};
+
+/* What a circuit connects: from CONNECT_OK or NEW_CONN. */
+struct cn_op_conn {
+	uint64_t circuit_id;
+	uint64_t listener_id;
+	unsigned int l4;
+	struct cn_addr local, remote;
+};
+
+/* Connect to a guest's operator socket and register (HELLO). */
+int cn_op_open(struct cn_op *op, const char *path);
+void cn_op_close(struct cn_op *op);
+
+/* Listen (tcp) or bind (udp) on addr; port 0 picks one. *bound: what we got. */
+int cn_op_listen(struct cn_op *op, unsigned int l4, const struct cn_addr *addr, uint32_t backlog,
+		 struct cn_addr *bound, uint64_t *listener_id);
+int cn_op_unlisten(struct cn_op *op, uint64_t listener_id);
+
+/*
+ * Set up a circuit to dst and open our end in *ep. src may be NULL; for udp
+ * it must be the address bound on this session.
+ */
+int cn_op_connect(struct cn_op *op, unsigned int l4, const struct cn_addr *src,
+		  const struct cn_addr *dst, struct cn_local_ep *ep, struct cn_op_conn *conn);
+
+/*
+ * Take the next connection pushed to this listener session and open it.
+ * With nonblock, -EAGAIN if none is waiting; else waits up to timeout_ms.
+ */
+int cn_op_accept(struct cn_op *op, struct cn_local_ep *ep, struct cn_op_conn *conn, int nonblock);
+
+/* Tell the operator our end of a circuit is closed (no reply). */
+int cn_op_closed(struct cn_op *op, uint64_t circuit_id);
+
+int cn_op_query(struct cn_op *op, struct cn_msg_query_ok *out);
+
+/* Conversions between socket addresses and protocol addresses. */
+int cn_addr_from_sockaddr(struct cn_addr *a, const struct sockaddr *sa, socklen_t len);
+socklen_t cn_addr_to_sockaddr(const struct cn_addr *a, struct sockaddr_storage *ss);
+/* "10.0.0.1:80", "[fd00::1]:80": 0 or -EINVAL. */
+int cn_addr_parse(struct cn_addr *a, const char *s);
+
+#endif

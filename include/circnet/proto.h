@@ -1,0 +1,186 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * circnet/proto.h - the operator protocol: the binary, versioned messages a
+ * guest exchanges with the operator over its SOCK_SEQPACKET control socket.
+ *
+ * Every message is one packet: a fixed header followed by a fixed-size body
+ * chosen by the type; nothing is variable-length, so a decoder checks one
+ * exact length per type. Circuit fds travel with SCM_RIGHTS next to the
+ * message that announces them (CN_LOCAL_NFDS of them, circnet/local.h).
+ * Integers are host-endian: both ends run on the same host.
+ *
+ * A session (one connection to the guest's operator socket) starts with
+ * HELLO. Requests carry a seq that the reply echoes. A session that sends
+ * LISTEN becomes that listener's channel: the operator pushes NEW_CONN on it
+ * for every connection, the guest answers ACCEPTED once it took one (that is
+ * what frees a backlog slot). RESET is pushed on the session that set a
+ * circuit up when the operator revokes it. CLOSED and ACCEPTED get no reply.
+ */
+#ifndef CIRCNET_PROTO_H
+#define CIRCNET_PROTO_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#define CN_PROTO_MAGIC	 0x504f4e43u /* "CNOP" in memory */
+#define CN_PROTO_VERSION 1
+#define CN_NAME_MAX	 32 /* guest names, NUL included */
+#define CN_GUEST_ADDRS	 8  /* addresses a guest may own */
+
+enum cn_msg_type {
+	/* guest -> operator */
+	CN_MSG_HELLO = 1,
+	CN_MSG_LISTEN = 2,   /* tcp: listen; udp: bind a datagram socket */
+	CN_MSG_UNLISTEN = 3, /* stop; the session stays */
+	CN_MSG_CONNECT = 4,  /* tcp, or a udp circuit to one peer */
+	CN_MSG_ACCEPTED = 5, /* no reply */
+	CN_MSG_CLOSED = 6,   /* no reply */
+	CN_MSG_QUERY = 7,
+	/* operator -> guest */
+	CN_MSG_ERROR = 64,
+	CN_MSG_HELLO_OK = 65,
+	CN_MSG_LISTEN_OK = 66,
+	CN_MSG_CONNECT_OK = 67, /* + CN_LOCAL_NFDS fds */
+	CN_MSG_NEW_CONN = 68,	/* pushed on a listener session; + fds */
+	CN_MSG_RESET = 69,	/* pushed: the operator revoked a circuit */
+	CN_MSG_QUERY_OK = 70,
+	CN_MSG_OK = 71,
+};
+
+enum cn_proto_l4 {
+	CN_L4_TCP = 1,
+	CN_L4_UDP = 2,
+};
+
+struct cn_msg_hdr {
+	uint32_t magic;
+	uint16_t version;
+	uint16_t type;
+	uint32_t len; /* whole message, header included */
+	uint32_t seq; /* a request's id, echoed by its reply; 0 for pushes */
+};
+
+/* A socket address; family 0 means "any / unspecified". */
+#define CN_AF_NONE 0
+#define CN_AF_INET 4
+#define CN_AF_INET6 6
+struct cn_addr {
+	uint8_t family;
+	uint8_t pad;
+	uint16_t port; /* host order */
+	uint8_t addr[16]; /* IPv4 in the first 4 bytes, the rest zero */
+};
+
+struct cn_msg_hello {
+	struct cn_msg_hdr h;
+	uint32_t pid; /* informative: SO_PEERCRED is what counts */
+	uint32_t flags; /* 0 */
+};
+
+struct cn_msg_hello_ok {
+	struct cn_msg_hdr h;
+	char name[CN_NAME_MAX];
+	uint64_t guest_id;
+	uint32_t naddr;
+	uint32_t ring_size; /* this guest's receive ring */
+	struct cn_addr addrs[CN_GUEST_ADDRS];
+};
+
+struct cn_msg_listen {
+	struct cn_msg_hdr h;
+	uint8_t l4;
+	uint8_t pad[3];
+	uint32_t backlog; /* tcp: pending connections; udp: peer circuits */
+	struct cn_addr addr; /* port 0: the operator picks one */
+};
+
+struct cn_msg_listen_ok {
+	struct cn_msg_hdr h;
+	uint64_t listener_id;
+	struct cn_addr bound;
+};
+
+struct cn_msg_id {
+	struct cn_msg_hdr h;
+	uint64_t id; /* UNLISTEN: listener; ACCEPTED, CLOSED: circuit */
+};
+
+struct cn_msg_connect {
+	struct cn_msg_hdr h;
+	uint8_t l4;
+	uint8_t pad[3];
+	uint32_t flags; /* 0 */
+	struct cn_addr src; /* family 0: the operator picks; udp: a bound address */
+	struct cn_addr dst;
+};
+
+/* CONNECT_OK and NEW_CONN: the circuit and both ends' addresses. */
+struct cn_msg_circuit {
+	struct cn_msg_hdr h;
+	uint64_t circuit_id;
+	uint64_t listener_id; /* NEW_CONN: which listener; CONNECT_OK: 0 */
+	uint8_t l4;
+	uint8_t role; /* enum cn_role of the receiver */
+	uint8_t pad[2];
+	uint32_t ring_size[2];
+	struct cn_addr local;
+	struct cn_addr remote;
+};
+
+struct cn_msg_reset {
+	struct cn_msg_hdr h;
+	uint64_t circuit_id;
+	int32_t err; /* positive errno, e.g. ECONNRESET */
+	uint32_t pad;
+};
+
+struct cn_msg_error {
+	struct cn_msg_hdr h;
+	int32_t err; /* positive errno */
+	uint32_t pad;
+};
+
+struct cn_msg_query_ok {
+	struct cn_msg_hdr h;
+	uint32_t circuits;  /* this guest's open circuits */
+	uint32_t listeners; /* and listeners */
+	uint32_t max_circuits;
+	uint32_t max_listeners;
+	uint64_t circuit_bytes; /* memory of its circuits */
+	uint64_t max_circuit_bytes;
+};
+
+/* The largest message of the protocol; receive buffers use this size. */
+union cn_msg {
+	struct cn_msg_hdr h;
+	struct cn_msg_hello hello;
+	struct cn_msg_hello_ok hello_ok;
+	struct cn_msg_listen listen;
+	struct cn_msg_listen_ok listen_ok;
+	struct cn_msg_id id;
+	struct cn_msg_connect connect;
+	struct cn_msg_circuit circuit;
+	struct cn_msg_reset reset;
+	struct cn_msg_error error;
+	struct cn_msg_query_ok query_ok;
+};
+
+/* Fill a header for a message of this type and body size. */
+void cn_msg_init(struct cn_msg_hdr *h, enum cn_msg_type type, size_t len, uint32_t seq);
+
+/*
+ * Validate a received message: magic, version, the exact length of its
+ * type, enums and reserved fields, address families and padding, how many
+ * fds came with it. Returns 0, or -EPROTO / -EPROTONOSUPPORT (version) /
+ * -EBADMSG with *why set to a static one-line reason. The message is a local
+ * copy: validated fields cannot change afterwards.
+ */
+int cn_msg_validate(const void *buf, size_t len, int nfds, const char **why);
+
+/* Number of fds a message of this type must carry. */
+int cn_msg_nfds(enum cn_msg_type type);
+
+/* "hello", "connect", ... for logs; "?" if unknown. */
+const char *cn_msg_name(unsigned int type);
+
+#endif /* CIRCNET_PROTO_H */

@@ -1,0 +1,1035 @@
+// SPDX-License-Identifier: MIT
+/*
+ * operator/core.c - guests, sessions and circuit setup: everything a guest
+ * can ask the operator for.
+ *
+ * Identity: each guest has its own operator socket; a session belongs to the
+ * guest whose socket it came through (and, if the config names a uid, only
+ * that uid may connect: SO_PEERCRED). Nothing a guest sends names a guest,
+ * so no message can act for another one.
+ *
+ * A guest is hostile until proven otherwise: messages are validated before
+ * use (proto.c), a session that breaks the protocol is dropped, replies
+ * never block (a guest that stops reading its socket loses its session, not
+ * our time), and each guest gets a bounded share of every event-loop round
+ * so that one flooding guest cannot starve the others.
+ */
+#define _GNU_SOURCE
+#include <errno.h>
+#include <fcntl.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/epoll.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/un.h>
+#include <unistd.h>
+
+#include <circnet/local.h>
+
+#include "log.h"
+#include "operator.h"
+#include "policy.h"
+
+#define ROUND_BUDGET	 32 /* messages per guest per event-loop round */
+#define SESSION_BATCH	 8  /* messages per session per event */
+#define DENY_LOGS_PER_SEC 20
+
+struct guest_conf *guest_conf(struct op *op, struct guest *g)
+{
+	return &op->cfg->guests[g->conf];
+}
+
+static int ep_add(struct op *op, struct evsrc *ev)
+{
+	struct epoll_event e = { .events = EPOLLIN, .data.ptr = ev };
+
+	return epoll_ctl(op->epfd, EPOLL_CTL_ADD, ev->fd, &e);
+}
+
+/* ---- circuits ---- */
+
+static struct circuit **hash_slot(struct op *op, uint64_t id)
+{
+	return &op->hash[(id * 0x9e3779b97f4a7c15ull) >> 50 & (op->hash_size - 1)];
+}
+
+static struct circuit *circuit_find(struct op *op, uint64_t id)
+{
+	struct circuit *c;
+
+	for (c = *hash_slot(op, id); c; c = c->hnext)
+		if (c->id == id)
+			return c;
+	return NULL;
+}
+
+static void end_detach_session(struct circuit_end *e)
+{
+	if (e->s) {
+		list_del(&e->link);
+		e->s = NULL;
+	}
+}
+
+static void circuit_free(struct op *op, struct circuit *c)
+{
+	struct circuit **pp;
+	int i;
+
+	for (pp = hash_slot(op, c->id); *pp; pp = &(*pp)->hnext)
+		if (*pp == c) {
+			*pp = c->hnext;
+			break;
+		}
+	for (i = 0; i < 2; i++) {
+		end_detach_session(&c->end[i]);
+		if (c->end[i].g) {
+			c->end[i].g->ncircuits--;
+			c->end[i].g->mem -= c->mem;
+		}
+	}
+	if (c->queued_in) {
+		c->queued_in->queued--;
+		c->queued_in->s->g->npending--;
+	}
+	list_del(&c->link);
+	op->ncircuits--;
+	free(c);
+}
+
+/* One end is done (CLOSED, its session ended, its guest removed). */
+static void circuit_end_close(struct op *op, struct circuit *c, int role)
+{
+	struct circuit_end *e = &c->end[role];
+
+	end_detach_session(e);
+	if (e->g) {
+		e->g->ncircuits--;
+		e->g->mem -= c->mem;
+		e->g = NULL;
+	}
+	if (role == CN_ROLE_ACCEPTOR && c->queued_in) {
+		c->queued_in->queued--;
+		c->queued_in->s->g->npending--;
+		c->queued_in = NULL;
+	}
+	if (!c->end[0].g && !c->end[1].g)
+		circuit_free(op, c);
+}
+
+/* ---- sending ---- */
+
+/* Never blocks: a guest that does not read its socket is dropped instead. */
+static int send_msg(struct session *s, const struct cn_msg_hdr *h, const int *fds, int nfds)
+{
+	int err = cn_send_fds(s->ev.fd, fds, nfds, h, h->len);
+
+	if (err)
+		log_debug("guest %s session %llu: send %s failed: %s", s->g->name,
+			  (unsigned long long)s->id, cn_msg_name(h->type), strerror(-err));
+	return err;
+}
+
+static int reply_error(struct session *s, uint32_t seq, int err)
+{
+	struct cn_msg_error m;
+
+	cn_msg_init(&m.h, CN_MSG_ERROR, sizeof(m), seq);
+	m.err = err;
+	return send_msg(s, &m.h, NULL, 0);
+}
+
+/* ---- sessions ---- */
+
+static void session_close(struct op *op, struct session *s, const char *why)
+{
+	struct guest *g = s->g;
+
+	if (why)
+		log_info("guest %s: session %llu (pid %d) closed: %s", g->name,
+			 (unsigned long long)s->id, (int)s->pid, why);
+	while (!list_empty(&s->circuits)) {
+		struct circuit_end *e = container_of(s->circuits.next, struct circuit_end, link);
+		struct circuit *c = container_of(e - e->role, struct circuit, end[0]);
+
+		circuit_end_close(op, c, e->role);
+	}
+	if (s->lst) {
+		g->nlisteners--;
+		list_del(&s->lst->link);
+		free(s->lst);
+	}
+	epoll_ctl(op->epfd, EPOLL_CTL_DEL, s->ev.fd, NULL);
+	close(s->ev.fd);
+	list_del(&s->link);
+	g->nsessions--;
+	op->nsessions--;
+	free(s);
+}
+
+void core_guest_event(struct op *op, struct guest *g)
+{
+	struct guest_conf *gc = guest_conf(op, g);
+	struct session *s;
+	struct ucred cred;
+	socklen_t len = sizeof(cred);
+	int fd;
+
+	fd = accept4(g->ev.fd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
+	if (fd < 0) {
+		if (errno != EAGAIN && errno != EINTR && errno != ECONNABORTED)
+			log_warn("guest %s: accept: %s", g->name, strerror(errno));
+		return;
+	}
+	if (getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &cred, &len)) {
+		log_warn("guest %s: SO_PEERCRED: %s", g->name, strerror(errno));
+		close(fd);
+		return;
+	}
+	if (gc->uid >= 0 && (long)cred.uid != gc->uid) {
+		log_warn("guest %s: refused a session from pid %d: uid %u is not the guest's uid %ld",
+			 g->name, (int)cred.pid, (unsigned int)cred.uid, gc->uid);
+		close(fd);
+		return;
+	}
+	if (g->nsessions >= gc->lim.max_sessions) {
+		log_warn("guest %s: refused a session from pid %d: max-sessions %u reached",
+			 g->name, (int)cred.pid, gc->lim.max_sessions);
+		close(fd);
+		return;
+	}
+	s = calloc(1, sizeof(*s));
+	if (!s) {
+		close(fd);
+		return;
+	}
+	s->ev.kind = EV_SESSION;
+	s->ev.fd = fd;
+	s->g = g;
+	s->id = ++op->next_id;
+	s->pid = cred.pid;
+	s->uid = cred.uid;
+	list_init(&s->circuits);
+	if (ep_add(op, &s->ev)) {
+		close(fd);
+		free(s);
+		return;
+	}
+	list_add_tail(&g->sessions, &s->link);
+	g->nsessions++;
+	op->nsessions++;
+	log_debug("guest %s: session %llu from pid %d uid %u", g->name,
+		  (unsigned long long)s->id, (int)cred.pid, (unsigned int)cred.uid);
+}
+
+/* ---- requests ---- */
+
+static int handle_hello(struct op *op, struct session *s, const struct cn_msg_hello *m)
+{
+	struct guest_conf *gc = guest_conf(op, s->g);
+	struct cn_msg_hello_ok r;
+	int i;
+
+	if (s->hello)
+		return reply_error(s, m->h.seq, EISCONN);
+	cn_msg_init(&r.h, CN_MSG_HELLO_OK, sizeof(r), m->h.seq);
+	memcpy(r.name, s->g->name, CN_NAME_MAX);
+	r.guest_id = s->g->id;
+	r.naddr = (uint32_t)gc->naddr;
+	r.ring_size = gc->lim.ring_size;
+	for (i = 0; i < gc->naddr; i++)
+		r.addrs[i] = gc->addrs[i];
+	s->hello = true;
+	log_info("guest %s: registered (session %llu, pid %d, uid %u, declared pid %u)",
+		 s->g->name, (unsigned long long)s->id, (int)s->pid, (unsigned int)s->uid, m->pid);
+	return send_msg(s, &r.h, NULL, 0);
+}
+
+static bool is_loopback(const struct cn_addr *a)
+{
+	static const uint8_t v6lo[16] = { [15] = 1 };
+
+	if (a->family == CN_AF_INET)
+		return a->addr[0] == 127;
+	return a->family == CN_AF_INET6 && !memcmp(a->addr, v6lo, 16);
+}
+
+static bool is_unspecified(const struct cn_addr *a)
+{
+	static const uint8_t zero[16];
+
+	return a->family == CN_AF_NONE || !memcmp(a->addr, zero, 16);
+}
+
+static bool addr_eq(const struct cn_addr *a, const struct cn_addr *b)
+{
+	return a->family == b->family && !memcmp(a->addr, b->addr, 16);
+}
+
+static bool guest_owns(const struct guest_conf *gc, const struct cn_addr *a)
+{
+	int i;
+
+	for (i = 0; i < gc->naddr; i++)
+		if (addr_eq(&gc->addrs[i], a))
+			return true;
+	return false;
+}
+
+/* Does listener l take a connection to dst? */
+static bool listener_takes(const struct listener *l, unsigned int l4, const struct cn_addr *dst)
+{
+	if (l->l4 != l4 || l->addr.port != dst->port)
+		return false;
+	return is_unspecified(&l->addr) || addr_eq(&l->addr, dst);
+}
+
+static struct listener *listener_find(struct guest *g, unsigned int l4, const struct cn_addr *dst)
+{
+	struct list *pos, *tmp;
+	struct listener *wild = NULL;
+
+	list_for_each_safe(pos, tmp, &g->listeners) {
+		struct listener *l = container_of(pos, struct listener, link);
+
+		if (!listener_takes(l, l4, dst))
+			continue;
+		if (!is_unspecified(&l->addr))
+			return l; /* a specific address beats a wildcard */
+		wild = l;
+	}
+	return wild;
+}
+
+static bool port_in_use(struct guest *g, unsigned int l4, uint16_t port, const struct cn_addr *a)
+{
+	struct list *pos, *tmp;
+
+	list_for_each_safe(pos, tmp, &g->listeners) {
+		struct listener *l = container_of(pos, struct listener, link);
+
+		if (l->l4 == l4 && l->addr.port == port &&
+		    (is_unspecified(&l->addr) || is_unspecified(a) || addr_eq(&l->addr, a)))
+			return true;
+	}
+	return false;
+}
+
+/* An ephemeral port no listener of this guest uses, or 0. */
+static uint16_t pick_port(struct op *op, struct guest *g, unsigned int l4, const struct cn_addr *a)
+{
+	unsigned int span = (unsigned int)(op->cfg->eph_hi - op->cfg->eph_lo) + 1, i;
+
+	for (i = 0; i < span; i++) {
+		uint16_t port;
+
+		if (g->next_port < op->cfg->eph_lo || g->next_port > op->cfg->eph_hi)
+			g->next_port = op->cfg->eph_lo;
+		port = g->next_port++;
+		if (!a || !port_in_use(g, l4, port, a))
+			return port;
+	}
+	return 0;
+}
+
+static int handle_listen(struct op *op, struct session *s, const struct cn_msg_listen *m)
+{
+	struct guest *g = s->g;
+	struct guest_conf *gc = guest_conf(op, g);
+	struct cn_msg_listen_ok r;
+	struct cn_addr a = m->addr;
+	struct listener *l;
+
+	if (s->lst)
+		return reply_error(s, m->h.seq, EINVAL); /* one listener per session */
+	if (!is_unspecified(&a) && !is_loopback(&a) && !guest_owns(gc, &a)) {
+		log_warn("guest %s: listen on an address it does not own refused", g->name);
+		return reply_error(s, m->h.seq, EADDRNOTAVAIL);
+	}
+	if (g->nlisteners >= gc->lim.max_listeners)
+		return reply_error(s, m->h.seq, ENOBUFS);
+	if (!a.port) {
+		a.port = pick_port(op, g, m->l4, &a);
+		if (!a.port)
+			return reply_error(s, m->h.seq, EADDRINUSE);
+		/* udp clients bind a port to send from: always allowed */
+		if (m->l4 == CN_L4_TCP && !policy_may_listen(gc, m->l4, a.port))
+			return reply_error(s, m->h.seq, EACCES);
+	} else {
+		if (!policy_may_listen(gc, m->l4, a.port)) {
+			log_warn("guest %s: listen on %s port %u refused: not in its listen ports",
+				 g->name, m->l4 == CN_L4_TCP ? "tcp" : "udp", a.port);
+			return reply_error(s, m->h.seq, EACCES);
+		}
+		if (port_in_use(g, m->l4, a.port, &a))
+			return reply_error(s, m->h.seq, EADDRINUSE);
+	}
+	l = calloc(1, sizeof(*l));
+	if (!l)
+		return reply_error(s, m->h.seq, ENOMEM);
+	l->id = ++op->next_id;
+	l->s = s;
+	l->l4 = m->l4;
+	l->addr = a;
+	l->backlog = m->backlog ? m->backlog : 1;
+	if (l->backlog > gc->lim.max_pending)
+		l->backlog = gc->lim.max_pending;
+	list_add_tail(&g->listeners, &l->link);
+	g->nlisteners++;
+	s->lst = l;
+	cn_msg_init(&r.h, CN_MSG_LISTEN_OK, sizeof(r), m->h.seq);
+	r.listener_id = l->id;
+	r.bound = a;
+	if (!r.bound.family)
+		r.bound.family = CN_AF_INET; /* wildcard shown as 0.0.0.0 */
+	log_debug("guest %s: listening %s port %u backlog %u", g->name,
+		  m->l4 == CN_L4_TCP ? "tcp" : "udp", a.port, l->backlog);
+	return send_msg(s, &r.h, NULL, 0);
+}
+
+static int handle_unlisten(struct op *op, struct session *s, const struct cn_msg_id *m)
+{
+	struct listener *l = s->lst;
+
+	if (!l || l->id != m->id)
+		return reply_error(s, m->h.seq, ENOENT);
+	/* queued connections die with the session's socket queue; forget them */
+	{
+		struct list *pos, *tmp;
+
+		list_for_each_safe(pos, tmp, &op->circuits) {
+			struct circuit *c = container_of(pos, struct circuit, link);
+
+			if (c->queued_in == l)
+				circuit_end_close(op, c, CN_ROLE_ACCEPTOR);
+		}
+	}
+	s->g->nlisteners--;
+	list_del(&l->link);
+	free(l);
+	s->lst = NULL;
+	{
+		struct cn_msg_hdr r;
+
+		cn_msg_init(&r, CN_MSG_OK, sizeof(r), m->h.seq);
+		return send_msg(s, &r, NULL, 0);
+	}
+}
+
+/* Log a refusal, at most DENY_LOGS_PER_SEC a second per guest. */
+static void log_refusal(struct guest *g, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+
+static void log_refusal(struct guest *g, const char *fmt, ...)
+{
+	time_t now = time(NULL);
+	char line[512];
+	va_list ap;
+
+	if (now != g->log_window) {
+		if (g->log_dropped)
+			log_warn("guest %s: %u more refusals not logged", g->name, g->log_dropped);
+		g->log_window = now;
+		g->log_count = 0;
+		g->log_dropped = 0;
+	}
+	if (++g->log_count > DENY_LOGS_PER_SEC) {
+		g->log_dropped++;
+		return;
+	}
+	va_start(ap, fmt);
+	vsnprintf(line, sizeof(line), fmt, ap);
+	va_end(ap);
+	log_warn("%s", line);
+}
+
+static struct guest *guest_by_conf(struct op *op, int conf)
+{
+	struct list *pos, *tmp;
+
+	list_for_each_safe(pos, tmp, &op->guests) {
+		struct guest *g = container_of(pos, struct guest, link);
+
+		if (g->conf == conf)
+			return g;
+	}
+	return NULL;
+}
+
+/* The source address of a new circuit; 0 or a positive errno. */
+static int choose_src(struct op *op, struct session *s, const struct cn_msg_connect *m,
+		      struct cn_addr *src)
+{
+	struct guest_conf *gc = guest_conf(op, s->g);
+	int i;
+
+	*src = m->src;
+	if (is_unspecified(src)) {
+		if (is_loopback(&m->dst)) {
+			*src = m->dst;
+		} else {
+			for (i = 0; i < gc->naddr; i++)
+				if (gc->addrs[i].family == m->dst.family)
+					break;
+			if (i == gc->naddr)
+				return ENETUNREACH; /* no address of that family */
+			*src = gc->addrs[i];
+		}
+		src->port = m->src.port;
+	} else if (!guest_owns(gc, src) && !(is_loopback(src) && is_loopback(&m->dst))) {
+		return EADDRNOTAVAIL;
+	}
+	if (m->l4 == CN_L4_UDP) {
+		/* datagram circuits run from a bound socket of the requester */
+		if (!m->src.port || !s->lst || s->lst->l4 != CN_L4_UDP ||
+		    s->lst->addr.port != m->src.port)
+			return EINVAL;
+	} else if (!src->port) {
+		src->port = pick_port(op, s->g, CN_L4_TCP, NULL);
+	}
+	return 0;
+}
+
+struct setup {
+	struct flow flow;
+	struct guest *dst;
+	struct listener *lst;
+	int rule;
+};
+
+/* Where does the connection go, and may it? 0 or a positive errno. */
+static int route(struct op *op, struct session *s, const struct cn_msg_connect *m,
+		 struct setup *st)
+{
+	struct config *cfg = op->cfg;
+	struct guest *g = s->g;
+	char sa[64], da[64];
+	enum verdict v;
+	int i;
+
+	st->flow.dst_guest = -1;
+	if (is_loopback(&m->dst) || guest_owns(guest_conf(op, g), &m->dst))
+		st->flow.dst_guest = g->conf;
+	else
+		st->flow.dst_guest = config_guest_by_addr(cfg, &m->dst);
+	st->rule = -1;
+	addr_format(&st->flow.src, true, sa, sizeof(sa));
+	addr_format(&m->dst, true, da, sizeof(da));
+	if (st->flow.dst_guest < 0) {
+		v = policy_decide(cfg, &st->flow, &st->rule);
+		if (v == VERDICT_PROXY) {
+			/* routed off-host: no proxy stack has attached to this operator */
+			log_refusal(g, "guest %s: %s %s -> %s: proxy route (rule at %s:%d) but no "
+				    "proxy stack attached", g->name, m->l4 == CN_L4_TCP ? "tcp" : "udp",
+				    sa, da, cfg->path, cfg->rules[st->rule].line);
+			return ENETUNREACH;
+		}
+		for (i = 0; i < cfg->nnetworks; i++)
+			if (prefix_match(&cfg->networks[i], &m->dst))
+				return EHOSTUNREACH; /* on the guest network, nobody there */
+		return ENETUNREACH;
+	}
+	st->dst = guest_by_conf(op, st->flow.dst_guest);
+	if (st->flow.dst_guest != g->conf) {
+		v = policy_decide(cfg, &st->flow, &st->rule);
+		if (v != VERDICT_ALLOW) {
+			char where[CFG_PATH_MAX + 32];
+
+			if (st->rule >= 0)
+				snprintf(where, sizeof(where), "rule at %s:%d", cfg->path,
+					 cfg->rules[st->rule].line);
+			else
+				snprintf(where, sizeof(where), "default deny");
+			log_refusal(g, "denied: %s %s(%s) -> %s(%s) by %s",
+				    m->l4 == CN_L4_TCP ? "tcp" : "udp", g->name, sa,
+				    cfg->guests[st->flow.dst_guest].name, da, where);
+			g->cnt.denied++;
+			op->cnt.denied++;
+			return ECONNREFUSED;
+		}
+	}
+	if (!st->dst || !(st->lst = listener_find(st->dst, m->l4, &m->dst))) {
+		g->cnt.refused++;
+		op->cnt.refused++;
+		return ECONNREFUSED;
+	}
+	/* a loopback listener takes only its own guest's loopback connections */
+	if (is_loopback(&st->lst->addr) && !is_loopback(&m->dst))
+		return ECONNREFUSED;
+	return 0;
+}
+
+/* Limits on both sides; 0 or a positive errno. */
+static int check_limits(struct op *op, struct session *s, struct setup *st, size_t mem)
+{
+	struct guest_conf *sc = guest_conf(op, s->g), *dc = guest_conf(op, st->dst);
+	struct listener *l = st->lst;
+
+	if (s->g->ncircuits >= sc->lim.max_circuits || s->g->mem + mem > sc->lim.max_memory)
+		return ENOBUFS;
+	if (st->dst->ncircuits >= dc->lim.max_circuits || st->dst->mem + mem > dc->lim.max_memory ||
+	    l->queued >= l->backlog || st->dst->npending >= dc->lim.max_pending) {
+		s->g->cnt.refused++;
+		op->cnt.refused++;
+		log_debug("guest %s: connection to %s refused: backlog or limits full", s->g->name,
+			  st->dst->name);
+		return ECONNREFUSED;
+	}
+	/* same guest on both ends counts twice: the second end must fit as well */
+	if (st->dst == s->g && (s->g->ncircuits + 2 > sc->lim.max_circuits ||
+				s->g->mem + 2 * mem > sc->lim.max_memory))
+		return ENOBUFS;
+	return 0;
+}
+
+static void fill_circuit_msg(struct cn_msg_circuit *r, enum cn_msg_type type, uint32_t seq,
+			     const struct circuit *c, int role, uint64_t lst)
+{
+	cn_msg_init(&r->h, type, sizeof(*r), seq);
+	r->circuit_id = c->id;
+	r->listener_id = lst;
+	r->l4 = (uint8_t)c->l4;
+	r->role = (uint8_t)role;
+	r->ring_size[0] = c->ring_size[0];
+	r->ring_size[1] = c->ring_size[1];
+	r->local = c->end[role].addr;
+	r->remote = c->end[!role].addr;
+}
+
+static void end_attach(struct circuit *c, int role, struct guest *g, struct session *s)
+{
+	struct circuit_end *e = &c->end[role];
+
+	e->g = g;
+	e->s = s;
+	e->role = (uint8_t)role;
+	list_add_tail(&s->circuits, &e->link);
+	g->ncircuits++;
+	g->mem += c->mem;
+}
+
+static struct circuit *circuit_new(struct op *op, unsigned int l4, const struct setup *st,
+				   const struct cn_circuit_params *prm, size_t mem)
+{
+	struct circuit *c = calloc(1, sizeof(*c));
+	struct circuit **slot;
+
+	if (!c)
+		return NULL;
+	c->id = ++op->next_id;
+	c->l4 = l4;
+	c->ring_size[0] = prm->ring_size[0];
+	c->ring_size[1] = prm->ring_size[1];
+	c->mem = mem;
+	c->created = time(NULL);
+	c->rule = st->rule;
+	slot = hash_slot(op, c->id);
+	c->hnext = *slot;
+	*slot = c;
+	list_add_tail(&op->circuits, &c->link);
+	op->ncircuits++;
+	return c;
+}
+
+static int handle_connect(struct op *op, struct session *s, const struct cn_msg_connect *m)
+{
+	struct setup st = { .flow = { .l4 = m->l4, .src_guest = s->g->conf, .dst = m->dst } };
+	struct cn_circuit_params prm = { 0 };
+	struct cn_msg_circuit r;
+	struct cn_local_fds fds;
+	struct circuit *c;
+	int ends[CN_LOCAL_NFDS], err;
+	size_t mem;
+
+	err = choose_src(op, s, m, &st.flow.src);
+	if (!err)
+		err = route(op, s, m, &st);
+	if (err) {
+		if (err == ENETUNREACH || err == EHOSTUNREACH) {
+			s->g->cnt.unreachable++;
+			op->cnt.unreachable++;
+		}
+		return reply_error(s, m->h.seq, err);
+	}
+	prm.mode = m->l4 == CN_L4_TCP ? CN_MODE_STREAM : CN_MODE_DGRAM;
+	/* each direction's ring is sized by the guest that reads it */
+	prm.ring_size[0] = guest_conf(op, st.dst)->lim.ring_size;
+	prm.ring_size[1] = guest_conf(op, s->g)->lim.ring_size;
+	mem = cn_circuit_size(&prm);
+	err = check_limits(op, s, &st, mem);
+	if (err)
+		return reply_error(s, m->h.seq, err);
+	err = cn_local_create(&prm, &fds);
+	if (err) {
+		log_err("guest %s: creating a circuit failed: %s", s->g->name, strerror(-err));
+		op->cnt.errors++;
+		return reply_error(s, m->h.seq, -err == EMFILE || -err == ENFILE ? ENOBUFS : -err);
+	}
+	c = circuit_new(op, m->l4, &st, &prm, mem);
+	if (!c) {
+		cn_local_fds_close(&fds);
+		return reply_error(s, m->h.seq, ENOMEM);
+	}
+	c->end[CN_ROLE_INITIATOR].addr = st.flow.src;
+	c->end[CN_ROLE_ACCEPTOR].addr = m->dst;
+
+	/* the acceptor first: if it cannot take it, the connector is refused */
+	fill_circuit_msg(&r, CN_MSG_NEW_CONN, 0, c, CN_ROLE_ACCEPTOR, st.lst->id);
+	cn_local_select(&fds, CN_ROLE_ACCEPTOR, ends);
+	if (send_msg(st.lst->s, &r.h, ends, CN_LOCAL_NFDS)) {
+		cn_local_fds_close(&fds);
+		circuit_free(op, c);
+		s->g->cnt.refused++;
+		op->cnt.refused++;
+		return reply_error(s, m->h.seq, ECONNREFUSED);
+	}
+	end_attach(c, CN_ROLE_ACCEPTOR, st.dst, st.lst->s);
+	c->queued_in = st.lst;
+	st.lst->queued++;
+	st.dst->npending++;
+
+	fill_circuit_msg(&r, CN_MSG_CONNECT_OK, m->h.seq, c, CN_ROLE_INITIATOR, 0);
+	cn_local_select(&fds, CN_ROLE_INITIATOR, ends);
+	err = send_msg(s, &r.h, ends, CN_LOCAL_NFDS);
+	/*
+	 * Our copies go now. If the reply failed, the acceptor's notifiers see
+	 * the initiator's ends close, which it reads as a vanished peer.
+	 */
+	cn_local_fds_close(&fds);
+	if (err) {
+		circuit_end_close(op, c, CN_ROLE_ACCEPTOR);
+		return err;
+	}
+	end_attach(c, CN_ROLE_INITIATOR, s->g, s);
+	s->g->cnt.connects++;
+	op->cnt.connects++;
+	return 0;
+}
+
+static int handle_accepted(struct op *op, struct session *s, const struct cn_msg_id *m)
+{
+	struct circuit *c = circuit_find(op, m->id);
+
+	/* only the session it was pushed to can accept it: others learn nothing */
+	if (!c || !c->queued_in || c->queued_in->s != s)
+		return 0;
+	c->queued_in->queued--;
+	c->queued_in->accepted++;
+	s->g->npending--;
+	c->queued_in = NULL;
+	return 0;
+}
+
+static int handle_closed(struct op *op, struct session *s, const struct cn_msg_id *m)
+{
+	struct circuit *c = circuit_find(op, m->id);
+	int role;
+
+	if (!c)
+		return 0;
+	/* a guest may report its own ends only, through any of its sessions */
+	for (role = 0; role < 2; role++)
+		if (c->end[role].g == s->g) {
+			circuit_end_close(op, c, role);
+			return 0;
+		}
+	return 0;
+}
+
+static int handle_query(struct op *op, struct session *s, const struct cn_msg_hdr *m)
+{
+	struct guest_conf *gc = guest_conf(op, s->g);
+	struct cn_msg_query_ok r;
+
+	cn_msg_init(&r.h, CN_MSG_QUERY_OK, sizeof(r), m->seq);
+	r.circuits = s->g->ncircuits;
+	r.listeners = s->g->nlisteners;
+	r.max_circuits = gc->lim.max_circuits;
+	r.max_listeners = gc->lim.max_listeners;
+	r.circuit_bytes = s->g->mem;
+	r.max_circuit_bytes = gc->lim.max_memory;
+	return send_msg(s, &r.h, NULL, 0);
+}
+
+/* 0: keep the session; -1: drop it. */
+static int dispatch(struct op *op, struct session *s, const union cn_msg *m)
+{
+	if (!s->hello && m->h.type != CN_MSG_HELLO)
+		return reply_error(s, m->h.seq, ENOTCONN) ? -1 : 0;
+	switch (m->h.type) {
+	case CN_MSG_HELLO:
+		return handle_hello(op, s, &m->hello) ? -1 : 0;
+	case CN_MSG_LISTEN:
+		return handle_listen(op, s, &m->listen) ? -1 : 0;
+	case CN_MSG_UNLISTEN:
+		return handle_unlisten(op, s, &m->id) ? -1 : 0;
+	case CN_MSG_CONNECT:
+		return handle_connect(op, s, &m->connect) ? -1 : 0;
+	case CN_MSG_ACCEPTED:
+		return handle_accepted(op, s, &m->id);
+	case CN_MSG_CLOSED:
+		return handle_closed(op, s, &m->id);
+	case CN_MSG_QUERY:
+		return handle_query(op, s, &m->h) ? -1 : 0;
+	default:
+		/* a reply type sent to us */
+		reply_error(s, m->h.seq, EPROTO);
+		return -1;
+	}
+}
+
+/* Read and handle up to SESSION_BATCH messages. */
+void core_session_event(struct op *op, struct session *s, uint32_t events)
+{
+	struct guest *g = s->g;
+	union cn_msg m;
+	int i;
+
+	for (i = 0; i < SESSION_BATCH && g->round_msgs < ROUND_BUDGET; i++) {
+		int fds[CN_LOCAL_NFDS + 1], nfds = 0, j, err;
+		const char *why;
+		ssize_t n;
+
+		n = cn_recv_fds(s->ev.fd, fds, CN_LOCAL_NFDS + 1, &nfds, &m, sizeof(m) + 1);
+		if (n == -EAGAIN)
+			return;
+		for (j = 0; j < nfds; j++)
+			close(fds[j]); /* guests send no fds: a violation, checked below */
+		if (n == 0) {
+			session_close(op, s, s->lst ? "listener closed" : NULL);
+			return;
+		}
+		if (n < 0) {
+			session_close(op, s, strerror((int)-n));
+			return;
+		}
+		g->round_msgs++;
+		err = cn_msg_validate(&m, (size_t)n, nfds, &why);
+		if (!err && m.h.type >= CN_MSG_ERROR) {
+			err = -EBADMSG;
+			why = "operator-to-guest message type";
+		}
+		if (err) {
+			log_warn("guest %s: session %llu (pid %d): protocol violation: %s", g->name,
+				 (unsigned long long)s->id, (int)s->pid, why);
+			g->cnt.protocol++;
+			op->cnt.protocol++;
+			if ((size_t)n >= sizeof(struct cn_msg_hdr))
+				reply_error(s, m.h.seq, -err);
+			session_close(op, s, NULL);
+			return;
+		}
+		if (dispatch(op, s, &m)) {
+			session_close(op, s, "not reading its replies");
+			return;
+		}
+	}
+	(void)events;
+}
+
+void core_new_round(struct op *op)
+{
+	struct list *pos, *tmp;
+
+	list_for_each_safe(pos, tmp, &op->guests)
+		container_of(pos, struct guest, link)->round_msgs = 0;
+}
+
+/* ---- guests ---- */
+
+static int make_dirs(const char *path)
+{
+	char buf[CFG_PATH_MAX + 64];
+	char *p;
+
+	snprintf(buf, sizeof(buf), "%s", path);
+	for (p = buf + 1; *p; p++) {
+		if (*p != '/')
+			continue;
+		*p = 0;
+		if (mkdir(buf, 0755) && errno != EEXIST)
+			return -errno;
+		*p = '/';
+	}
+	if (mkdir(buf, 0755) && errno != EEXIST)
+		return -errno;
+	return 0;
+}
+
+static int guest_socket(struct op *op, struct guest *g, const struct guest_conf *gc)
+{
+	struct sockaddr_un sa = { .sun_family = AF_UNIX };
+	char dir[CFG_PATH_MAX + 48];
+	int fd, err;
+
+	snprintf(dir, sizeof(dir), "%s/guests/%s", op->run_dir, g->name);
+	snprintf(g->path, sizeof(g->path), "%s/operator.sock", dir);
+	if (strlen(g->path) >= sizeof(sa.sun_path)) {
+		log_err("guest %s: socket path %s is too long", g->name, g->path);
+		return -ENAMETOOLONG;
+	}
+	err = make_dirs(dir);
+	if (err) {
+		log_err("guest %s: cannot create %s: %s", g->name, dir, strerror(-err));
+		return err;
+	}
+	memcpy(sa.sun_path, g->path, strlen(g->path) + 1);
+	fd = socket(AF_UNIX, SOCK_SEQPACKET | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+	if (fd < 0)
+		return -errno;
+	unlink(g->path); /* a stale socket of an earlier run */
+	if (bind(fd, (struct sockaddr *)&sa, sizeof(sa)) || listen(fd, 128)) {
+		err = -errno;
+		log_err("guest %s: cannot bind %s: %s", g->name, g->path, strerror(errno));
+		close(fd);
+		return err;
+	}
+	if (gc->uid >= 0) {
+		if (chown(g->path, (uid_t)gc->uid, (gid_t)-1) || chmod(g->path, 0600))
+			log_warn("guest %s: cannot hand %s to uid %ld: %s", g->name, g->path,
+				 gc->uid, strerror(errno));
+	} else {
+		chmod(g->path, 0666);
+	}
+	g->ev.kind = EV_GUEST_SOCK;
+	g->ev.fd = fd;
+	if (ep_add(op, &g->ev)) {
+		err = -errno;
+		close(fd);
+		unlink(g->path);
+		return err;
+	}
+	return 0;
+}
+
+static void guest_remove(struct op *op, struct guest *g, bool shutdown)
+{
+	struct list *pos, *tmp;
+
+	list_for_each_safe(pos, tmp, &g->sessions)
+		session_close(op, container_of(pos, struct session, link),
+			      shutdown ? NULL : "guest removed");
+	/* circuits with an end here whose session is gone already */
+	list_for_each_safe(pos, tmp, &op->circuits) {
+		struct circuit *c = container_of(pos, struct circuit, link);
+		int role;
+
+		for (role = 0; role < 2; role++)
+			if (c->end[role].g == g) {
+				circuit_end_close(op, c, role);
+				break;
+			}
+	}
+	epoll_ctl(op->epfd, EPOLL_CTL_DEL, g->ev.fd, NULL);
+	close(g->ev.fd);
+	unlink(g->path);
+	list_del(&g->link);
+	if (!shutdown)
+		log_info("guest %s: removed", g->name);
+	free(g);
+}
+
+int core_sync_guests(struct op *op)
+{
+	struct list *pos, *tmp;
+	int i, err = 0;
+
+	list_for_each_safe(pos, tmp, &op->guests) {
+		struct guest *g = container_of(pos, struct guest, link);
+
+		g->conf = config_guest_index(op->cfg, g->name);
+		if (g->conf < 0)
+			guest_remove(op, g, false);
+	}
+	for (i = 0; i < op->cfg->nguests; i++) {
+		struct guest *g;
+
+		if (guest_by_conf(op, i))
+			continue;
+		g = calloc(1, sizeof(*g));
+		if (!g)
+			return -ENOMEM;
+		memcpy(g->name, op->cfg->guests[i].name, CN_NAME_MAX);
+		g->conf = i;
+		g->id = ++op->next_id;
+		list_init(&g->sessions);
+		list_init(&g->listeners);
+		err = guest_socket(op, g, &op->cfg->guests[i]);
+		if (err) {
+			free(g);
+			return err;
+		}
+		list_add_tail(&op->guests, &g->link);
+		log_info("guest %s: socket %s", g->name, g->path);
+	}
+	return 0;
+}
+
+/* ---- policy changes ---- */
+
+static void push_reset(struct circuit *c, int role)
+{
+	struct session *s = c->end[role].s;
+	struct cn_msg_reset m;
+
+	if (!s)
+		return;
+	cn_msg_init(&m.h, CN_MSG_RESET, sizeof(m), 0);
+	m.circuit_id = c->id;
+	m.err = ECONNRESET;
+	send_msg(s, &m.h, NULL, 0);
+}
+
+unsigned int core_reset_denied(struct op *op)
+{
+	struct list *pos, *tmp;
+	unsigned int n = 0;
+
+	list_for_each_safe(pos, tmp, &op->circuits) {
+		struct circuit *c = container_of(pos, struct circuit, link);
+		struct guest *a = c->end[0].g, *b = c->end[1].g;
+		struct flow f = { .l4 = c->l4 };
+		int rule;
+
+		if (!a || !b || a == b)
+			continue; /* half gone already, or a guest's own loopback */
+		f.src_guest = a->conf;
+		f.src = c->end[0].addr;
+		f.dst_guest = b->conf;
+		f.dst = c->end[1].addr;
+		if (policy_decide(op->cfg, &f, &rule) == VERDICT_ALLOW)
+			continue;
+		log_notice("reset circuit %llu %s -> %s: no longer allowed",
+			   (unsigned long long)c->id, a->name, b->name);
+		push_reset(c, 0);
+		push_reset(c, 1);
+		circuit_end_close(op, c, 0);
+		circuit_end_close(op, c, 1);
+		n++;
+	}
+	op->resets += n;
+	return n;
+}
+
+int core_init(struct op *op)
+{
+	list_init(&op->guests);
+	list_init(&op->circuits);
+	op->hash_size = 1u << 14;
+	op->hash = calloc(op->hash_size, sizeof(*op->hash));
+	return op->hash ? 0 : -ENOMEM;
+}
+
+void core_fini(struct op *op)
+{
+	struct list *pos, *tmp;
+
+	list_for_each_safe(pos, tmp, &op->guests)
+		guest_remove(op, container_of(pos, struct guest, link), true);
+	while (!list_empty(&op->circuits))
+		circuit_free(op, container_of(op->circuits.next, struct circuit, link));
+	free(op->hash);
+	op->hash = NULL;
+}

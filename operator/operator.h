@@ -1,0 +1,146 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * operator/operator.h - the operator's run-time state: guests with their
+ * operator sockets, sessions (one per control connection), listeners and
+ * circuits, and the functions of the modules that share it:
+ *   core.c    guest sockets, sessions, the protocol's requests, circuits
+ *   ctl.c     the control socket behind circnetctl (status views, reload)
+ *   main.c    command line, event loop, signals, reload
+ * Everything runs in one thread: the operator only sets circuits up, it is
+ * never on the data path.
+ */
+#ifndef CIRCNET_OPERATOR_OPERATOR_H
+#define CIRCNET_OPERATOR_OPERATOR_H
+
+#include <stdbool.h>
+#include <stdint.h>
+#include <sys/types.h>
+#include <time.h>
+
+#include <circnet/proto.h>
+
+#include "config.h"
+#include "list.h"
+
+/* What an epoll event belongs to: the first member of each owner. */
+enum ev_kind { EV_GUEST_SOCK, EV_SESSION, EV_CTL_SOCK, EV_SIGNAL };
+
+struct evsrc {
+	enum ev_kind kind;
+	int fd;
+};
+
+struct counters {
+	uint64_t connects;   /* circuits set up */
+	uint64_t refused;    /* no listener, backlog full, peer limits */
+	uint64_t denied;     /* by policy */
+	uint64_t unreachable;
+	uint64_t errors;     /* other failed requests */
+	uint64_t protocol;   /* sessions dropped for protocol violations */
+};
+
+struct guest {
+	struct evsrc ev; /* the guest's operator socket */
+	char name[CN_NAME_MAX];
+	int conf; /* index in the current config */
+	uint64_t id;
+	char path[CFG_PATH_MAX + 80];
+	struct list sessions;
+	struct list listeners;
+	uint32_t nsessions, nlisteners, ncircuits, npending;
+	uint64_t mem;
+	uint16_t next_port;
+	/* per-round fairness budget and denial log rate limit */
+	unsigned int round_msgs;
+	time_t log_window;
+	unsigned int log_count, log_dropped;
+	struct counters cnt;
+	struct list link;
+};
+
+struct listener {
+	uint64_t id;
+	struct session *s;
+	unsigned int l4;
+	struct cn_addr addr; /* family NONE: every address of the guest */
+	uint32_t backlog;
+	uint32_t queued; /* handed to the session, not yet ACCEPTED */
+	uint64_t accepted;
+	struct list link; /* in guest->listeners */
+};
+
+struct session {
+	struct evsrc ev;
+	struct guest *g;
+	uint64_t id;
+	pid_t pid;
+	uid_t uid;
+	bool hello;
+	struct listener *lst; /* set once the session listens */
+	struct list circuits; /* circuit ends held through this session */
+	struct list link;     /* in guest->sessions */
+};
+
+/* One end of a circuit as the operator accounts for it. */
+struct circuit_end {
+	struct guest *g;      /* NULL once closed */
+	struct session *s;    /* the session it was handed to, NULL once gone */
+	struct cn_addr addr;  /* this end's local address */
+	uint8_t role;	      /* which end: finds the circuit from the end */
+	struct list link;     /* in s->circuits */
+};
+
+struct circuit {
+	uint64_t id;
+	unsigned int l4;
+	struct circuit_end end[2]; /* [CN_ROLE_INITIATOR], [CN_ROLE_ACCEPTOR] */
+	struct listener *queued_in; /* waiting for ACCEPTED there */
+	uint32_t ring_size[2];
+	size_t mem;
+	time_t created;
+	int rule; /* the policy rule that allowed it, -1 for a guest's own loopback */
+	struct circuit *hnext;
+	struct list link; /* all circuits, oldest first */
+};
+
+struct op {
+	struct config *cfg;
+	char cfg_path[CFG_PATH_MAX]; /* "" for the built-in config */
+	char run_dir[CFG_PATH_MAX];
+	bool run_dir_forced;
+	int epfd;
+	struct evsrc ctl;
+	struct list guests;
+	struct list circuits;
+	struct circuit **hash;
+	size_t hash_size;
+	uint64_t ncircuits, nsessions, next_id;
+	struct counters cnt;
+	time_t started;
+	uint64_t reloads, reload_failures, resets;
+	char last_reload_error[512];
+	bool stop;
+};
+
+/* core.c */
+int core_init(struct op *op);
+void core_fini(struct op *op);
+/* Make the runtime guests match op->cfg: create sockets, drop removed guests. */
+int core_sync_guests(struct op *op);
+void core_guest_event(struct op *op, struct guest *g);
+void core_session_event(struct op *op, struct session *s, uint32_t events);
+/* Start of an event-loop round: fairness budgets reset. */
+void core_new_round(struct op *op);
+/* Revoke circuits the current policy no longer allows. Returns how many. */
+unsigned int core_reset_denied(struct op *op);
+struct guest_conf *guest_conf(struct op *op, struct guest *g);
+
+/* ctl.c */
+int ctl_init(struct op *op);
+void ctl_event(struct op *op);
+void ctl_fini(struct op *op);
+
+/* main.c */
+int op_reload(struct op *op, bool reset_denied, char *err, size_t errlen);
+
+#endif
