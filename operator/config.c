@@ -276,6 +276,7 @@ static int name_word(struct parser *p, const struct word *w, const char *what, c
 			    "bad %s name '%.*s' (letter first, then letters, digits, '-', '_', '.'; "
 			    "at most %d; not 'any')",
 			    what, (int)w->n, w->s, CN_NAME_MAX - 1);
+	memset(out, 0, CN_NAME_MAX); /* names go on the wire: no stale bytes */
 	word_copy(w, out, CN_NAME_MAX);
 	return 0;
 }

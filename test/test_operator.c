@@ -1,0 +1,852 @@
+// SPDX-License-Identifier: MIT
+/*
+ * test/test_operator.c - integration tests of the operator: a real
+ * circnet-operator process with its own config and run directory, and test
+ * guests in this process that speak the protocol through the guest client
+ * (a guest is whichever guest socket its session came through, so one
+ * process can play several guests). circnetctl is run for real as well.
+ *
+ * usage: test_operator PATH-TO-circnet-operator PATH-TO-circnetctl
+ */
+#define _GNU_SOURCE
+#include <errno.h>
+#include <fcntl.h>
+#include <poll.h>
+#include <setjmp.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/un.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <cmocka.h>
+
+#include <circnet/opclient.h>
+
+static const char *operator_bin, *ctl_bin;
+static char dir[48], run_dir[64], cfg_path[64], log_path[64];
+static pid_t op_pid;
+
+static const char *const base_config =
+	"log-level debug\n"
+	"network 10.9.0.0/24\n"
+	"defaults {\n"
+	"    ring-size 16K\n"
+	"}\n"
+	"guest web {\n"
+	"    address 10.9.0.2 fd09::2\n"
+	"    group frontend\n"
+	"    listen tcp 80,8080\n"
+	"    listen udp 53\n"
+	"}\n"
+	"guest client {\n"
+	"    address 10.9.0.10 fd09::10\n"
+	"    group clients\n"
+	"    listen udp any\n"
+	"    max-circuits 40\n"
+	"}\n"
+	"guest cache {\n"
+	"    address 10.9.0.3\n"
+	"    listen tcp 6379\n"
+	"}\n"
+	"guest locked {\n"
+	"    address 10.9.0.20\n"
+	"    uid %u\n"
+	"}\n"
+	"guest flood {\n"
+	"    address 10.9.0.30\n"
+	"    max-sessions 16\n"
+	"}\n"
+	"allow tcp from group:clients to web port 80\n"
+	"allow tcp from flood to web port 80\n"
+	"allow udp from client to web port 53\n"
+	"proxy tcp from client to 198.51.100.0/24 port 443\n"
+	"%s"
+	"deny any from any to any\n";
+
+/* ---- helpers ---- */
+
+static void write_config(const char *extra_rules)
+{
+	FILE *f = fopen(cfg_path, "w");
+
+	assert_non_null(f);
+	fprintf(f, base_config, (unsigned int)getuid() + 4242, extra_rules);
+	fclose(f);
+}
+
+static void write_file(const char *path, const char *text)
+{
+	FILE *f = fopen(path, "w");
+
+	assert_non_null(f);
+	fputs(text, f);
+	fclose(f);
+}
+
+static bool ctl_reachable(void)
+{
+	struct sockaddr_un sa = { .sun_family = AF_UNIX };
+	int fd = socket(AF_UNIX, SOCK_STREAM, 0);
+	bool ok;
+
+	snprintf(sa.sun_path, sizeof(sa.sun_path), "%s/control.sock", run_dir);
+	ok = !connect(fd, (struct sockaddr *)&sa, sizeof(sa));
+	close(fd);
+	return ok;
+}
+
+static void op_start(void)
+{
+	int i;
+
+	op_pid = fork();
+	assert_true(op_pid >= 0);
+	if (op_pid == 0) {
+		int fd = open(log_path, O_WRONLY | O_CREAT | O_APPEND, 0644);
+
+		dup2(fd, 2);
+		execl(operator_bin, operator_bin, "--config", cfg_path, "--run-dir", run_dir,
+		      (char *)NULL);
+		_exit(127);
+	}
+	for (i = 0; i < 500 && !ctl_reachable(); i++)
+		usleep(10000);
+	assert_true(ctl_reachable());
+}
+
+static void op_stop(void)
+{
+	int status;
+
+	kill(op_pid, SIGTERM);
+	assert_int_equal(waitpid(op_pid, &status, 0), op_pid);
+	assert_true(WIFEXITED(status));
+	assert_int_equal(WEXITSTATUS(status), 0);
+	op_pid = 0;
+}
+
+/* Run circnetctl; returns its exit status, output (stdout+stderr) in out. */
+static int ctl(char *out, size_t len, const char *fmt, ...)
+{
+	char args[512], cmd[1024];
+	size_t got = 0;
+	va_list ap;
+	FILE *p;
+	int st;
+
+	va_start(ap, fmt);
+	vsnprintf(args, sizeof(args), fmt, ap);
+	va_end(ap);
+	snprintf(cmd, sizeof(cmd), "%s --run-dir %s %s 2>&1", ctl_bin, run_dir, args);
+	p = popen(cmd, "r");
+	assert_non_null(p);
+	while (got < len - 1) {
+		size_t n = fread(out + got, 1, len - 1 - got, p);
+
+		if (!n)
+			break;
+		got += n;
+	}
+	out[got] = 0;
+	st = pclose(p);
+	return WIFEXITED(st) ? WEXITSTATUS(st) : -1;
+}
+
+static char *read_log(void)
+{
+	static char buf[1 << 20];
+	int fd = open(log_path, O_RDONLY);
+	ssize_t n;
+
+	assert_true(fd >= 0);
+	n = read(fd, buf, sizeof(buf) - 1);
+	close(fd);
+	buf[n > 0 ? n : 0] = 0;
+	return buf;
+}
+
+static unsigned int log_count(const char *needle)
+{
+	const char *p = read_log();
+	unsigned int n = 0;
+
+	while ((p = strstr(p, needle))) {
+		n++;
+		p++;
+	}
+	return n;
+}
+
+/* The operator logs asynchronously to us: wait a little for a line. */
+static bool log_has(const char *needle)
+{
+	int i;
+
+	for (i = 0; i < 100; i++) {
+		if (strstr(read_log(), needle))
+			return true;
+		usleep(10000);
+	}
+	return false;
+}
+
+static void guest_path(char *buf, size_t len, const char *guest)
+{
+	snprintf(buf, len, "%s/guests/%s/operator.sock", run_dir, guest);
+}
+
+static int open_guest(struct cn_op *op, const char *guest)
+{
+	char path[256];
+
+	guest_path(path, sizeof(path), guest);
+	return cn_op_open(op, path);
+}
+
+static struct cn_addr addr(const char *s)
+{
+	struct cn_addr a;
+
+	assert_int_equal(cn_addr_parse(&a, s), 0);
+	return a;
+}
+
+static struct cn_addr wildcard(uint16_t port)
+{
+	struct cn_addr a = { .port = port };
+
+	return a;
+}
+
+/* Both directions of an open circuit carry data. */
+static void check_talks(struct cn_local_ep *a, struct cn_local_ep *b)
+{
+	char buf[64];
+
+	assert_int_equal(cn_send(&a->ep, "ping", 4, 0), 4);
+	assert_int_equal(cn_recv(&b->ep, buf, sizeof(buf), 0), 4);
+	assert_memory_equal(buf, "ping", 4);
+	assert_int_equal(cn_send(&b->ep, "pong!", 5, 0), 5);
+	assert_int_equal(cn_recv(&a->ep, buf, sizeof(buf), 0), 5);
+	assert_memory_equal(buf, "pong!", 5);
+}
+
+struct listener_g {
+	struct cn_op op;
+	uint64_t id;
+	struct cn_addr bound;
+};
+
+static void listen_on(struct listener_g *l, const char *guest, unsigned int l4,
+		      struct cn_addr a, uint32_t backlog)
+{
+	assert_int_equal(open_guest(&l->op, guest), 0);
+	assert_int_equal(cn_op_listen(&l->op, l4, &a, backlog, &l->bound, &l->id), 0);
+}
+
+/* One established client -> web:80 circuit with both ends open. */
+struct conn {
+	struct cn_local_ep c, s;
+	struct cn_op_conn ci, si;
+};
+
+static int connect_pair(struct cn_op *client, struct listener_g *l, const char *dst,
+			struct conn *k)
+{
+	struct cn_addr d = addr(dst);
+	int err = cn_op_connect(client, CN_L4_TCP, NULL, &d, &k->c, &k->ci);
+
+	if (err)
+		return err;
+	assert_int_equal(cn_op_accept(&l->op, &k->s, &k->si, 0), 0);
+	return 0;
+}
+
+static void close_pair(struct cn_op *client, struct listener_g *l, struct conn *k)
+{
+	cn_local_close(&k->c);
+	cn_local_close(&k->s);
+	cn_op_closed(client, k->ci.circuit_id);
+	cn_op_closed(&l->op, k->si.circuit_id);
+}
+
+static unsigned int own_circuits(struct cn_op *op)
+{
+	struct cn_msg_query_ok q;
+
+	assert_int_equal(cn_op_query(op, &q), 0);
+	return q.circuits;
+}
+
+/* ---- tests ---- */
+
+static void test_connect_allowed(void **state)
+{
+	struct listener_g web;
+	struct cn_op client;
+	struct conn k;
+	char out[8192], a[64];
+
+	listen_on(&web, "web", CN_L4_TCP, wildcard(80), 16);
+	assert_int_equal(open_guest(&client, "client"), 0);
+	assert_string_equal(client.info.name, "client");
+	assert_int_equal(connect_pair(&client, &web, "10.9.0.2:80", &k), 0);
+	check_talks(&k.c, &k.s);
+
+	/* both ends see the same circuit with matching addresses */
+	assert_int_equal(k.ci.circuit_id, k.si.circuit_id);
+	assert_int_equal(k.si.listener_id, web.id);
+	assert_memory_equal(&k.ci.local, &k.si.remote, sizeof(k.ci.local));
+	assert_memory_equal(&k.ci.remote, &k.si.local, sizeof(k.ci.local));
+	snprintf(a, sizeof(a), "10.9.0.10:%u", k.ci.local.port);
+	assert_true(k.ci.local.port >= 32768);
+	assert_int_equal(k.ci.remote.port, 80);
+
+	assert_int_equal(ctl(out, sizeof(out), "circuits --json"), 0);
+	assert_non_null(strstr(out, "\"state\":\"established\""));
+	assert_non_null(strstr(out, a));
+	assert_int_equal(ctl(out, sizeof(out), "listeners"), 0);
+	assert_non_null(strstr(out, "web"));
+	assert_int_equal(own_circuits(&client), 1);
+
+	/* IPv6 works the same way */
+	{
+		struct conn k6;
+
+		assert_int_equal(connect_pair(&client, &web, "[fd09::2]:80", &k6), 0);
+		assert_int_equal(k6.ci.local.family, CN_AF_INET6);
+		check_talks(&k6.c, &k6.s);
+		close_pair(&client, &web, &k6);
+	}
+	close_pair(&client, &web, &k);
+	assert_int_equal(own_circuits(&client), 0);
+	cn_op_close(&client);
+	cn_op_close(&web.op);
+}
+
+static void test_loopback_within_guest(void **state)
+{
+	struct listener_g self;
+	struct cn_op client;
+	struct conn k;
+
+	/* a guest reaches itself on 127.0.0.1 without any rule */
+	listen_on(&self, "cache", CN_L4_TCP, wildcard(6379), 4);
+	assert_int_equal(open_guest(&client, "cache"), 0);
+	assert_int_equal(connect_pair(&client, &self, "127.0.0.1:6379", &k), 0);
+	check_talks(&k.c, &k.s);
+	assert_int_equal(k.ci.local.addr[0], 127);
+	close_pair(&client, &self, &k);
+	cn_op_close(&client);
+	cn_op_close(&self.op);
+}
+
+static void test_denied_and_logged(void **state)
+{
+	struct listener_g web, cache;
+	struct cn_op client;
+	struct cn_local_ep ep;
+	struct cn_addr d = addr("10.9.0.2:8080");
+
+	listen_on(&web, "web", CN_L4_TCP, wildcard(8080), 4);
+	listen_on(&cache, "cache", CN_L4_TCP, wildcard(6379), 4);
+	assert_int_equal(open_guest(&client, "client"), 0);
+	/* web listens on 8080, but no rule lets client in there */
+	assert_int_equal(cn_op_connect(&client, CN_L4_TCP, NULL, &d, &ep, NULL), -ECONNREFUSED);
+	assert_true(log_has("denied: tcp client(10.9.0.10:"));
+	assert_true(log_has("-> web(10.9.0.2:8080) by rule at "));
+	d = addr("10.9.0.3:6379");
+	assert_int_equal(cn_op_connect(&client, CN_L4_TCP, NULL, &d, &ep, NULL), -ECONNREFUSED);
+	assert_true(log_has("-> cache(10.9.0.3:6379)"));
+	/* nothing reached the listeners */
+	assert_int_equal(cn_op_accept(&web.op, &ep, NULL, 1), -EAGAIN);
+	assert_int_equal(cn_op_accept(&cache.op, &ep, NULL, 1), -EAGAIN);
+	cn_op_close(&client);
+	cn_op_close(&web.op);
+	cn_op_close(&cache.op);
+}
+
+static void test_refused_and_unreachable(void **state)
+{
+	struct cn_op client;
+	struct cn_local_ep ep;
+	struct cn_addr d;
+
+	assert_int_equal(open_guest(&client, "client"), 0);
+	d = addr("10.9.0.2:80"); /* allowed, but nobody listens */
+	assert_int_equal(cn_op_connect(&client, CN_L4_TCP, NULL, &d, &ep, NULL), -ECONNREFUSED);
+	d = addr("10.9.0.99:80"); /* on the guest network, no such guest */
+	assert_int_equal(cn_op_connect(&client, CN_L4_TCP, NULL, &d, &ep, NULL), -EHOSTUNREACH);
+	d = addr("192.0.2.1:80"); /* off-host, no route */
+	assert_int_equal(cn_op_connect(&client, CN_L4_TCP, NULL, &d, &ep, NULL), -ENETUNREACH);
+	d = addr("198.51.100.7:443"); /* routed to the proxy stack, which is not there */
+	assert_int_equal(cn_op_connect(&client, CN_L4_TCP, NULL, &d, &ep, NULL), -ENETUNREACH);
+	assert_true(log_has("no proxy stack attached"));
+	d = addr("[fd09::99]:80"); /* not on any configured network */
+	assert_int_equal(cn_op_connect(&client, CN_L4_TCP, NULL, &d, &ep, NULL), -ENETUNREACH);
+	cn_op_close(&client);
+}
+
+static void test_impersonation(void **state)
+{
+	struct listener_g web;
+	struct cn_op client, cache, locked, raw;
+	struct cn_local_ep ep;
+	struct cn_addr a = addr("10.9.0.2:80"), src = addr("10.9.0.2:0");
+	struct conn k;
+	char path[256];
+
+	assert_int_equal(open_guest(&client, "client"), 0);
+	/* listen on another guest's address */
+	assert_int_equal(cn_op_listen(&client, CN_L4_TCP, &a, 4, NULL, NULL), -EADDRNOTAVAIL);
+	/* connect pretending to come from web's address */
+	listen_on(&web, "web", CN_L4_TCP, wildcard(80), 4);
+	assert_int_equal(cn_op_connect(&client, CN_L4_TCP, &src, &a, &ep, NULL), -EADDRNOTAVAIL);
+	/* a port outside the guest's listen ports */
+	assert_int_equal(open_guest(&raw, "web"), 0);
+	a = wildcard(22);
+	assert_int_equal(cn_op_listen(&raw, CN_L4_TCP, &a, 4, NULL, NULL), -EACCES);
+	cn_op_close(&raw);
+	/* the socket of a guest with another uid */
+	guest_path(path, sizeof(path), "locked");
+	assert_int_not_equal(cn_op_open(&locked, path), 0);
+	assert_true(log_has("guest locked: refused a session"));
+	/* another guest cannot close (or learn about) our circuits */
+	assert_int_equal(connect_pair(&client, &web, "10.9.0.2:80", &k), 0);
+	assert_int_equal(open_guest(&cache, "cache"), 0);
+	assert_int_equal(cn_op_closed(&cache, k.ci.circuit_id), 0);
+	assert_int_equal(own_circuits(&cache), 0);
+	assert_int_equal(own_circuits(&client), 1);
+	check_talks(&k.c, &k.s);
+	close_pair(&client, &web, &k);
+	cn_op_close(&cache);
+	cn_op_close(&client);
+	cn_op_close(&web.op);
+}
+
+static void test_backlog(void **state)
+{
+	struct listener_g web;
+	struct cn_op client;
+	struct cn_local_ep eps[3], ep;
+	struct cn_addr d = addr("10.9.0.2:80");
+	int i;
+
+	listen_on(&web, "web", CN_L4_TCP, wildcard(80), 2);
+	assert_int_equal(open_guest(&client, "client"), 0);
+	for (i = 0; i < 2; i++)
+		assert_int_equal(cn_op_connect(&client, CN_L4_TCP, NULL, &d, &eps[i], NULL), 0);
+	assert_int_equal(cn_op_connect(&client, CN_L4_TCP, NULL, &d, &ep, NULL), -ECONNREFUSED);
+	assert_int_equal(cn_op_accept(&web.op, &ep, NULL, 0), 0);
+	/* an accept frees a slot: the operator must have seen the ACCEPTED first */
+	for (i = 0; i < 100; i++) {
+		int err = cn_op_connect(&client, CN_L4_TCP, NULL, &d, &eps[2], NULL);
+
+		if (!err)
+			break;
+		assert_int_equal(err, -ECONNREFUSED);
+		usleep(10000);
+	}
+	assert_true(i < 100);
+	cn_local_close(&ep);
+	for (i = 0; i < 3; i++)
+		cn_local_close(&eps[i]);
+	cn_op_close(&client);
+	cn_op_close(&web.op);
+}
+
+static void test_limits(void **state)
+{
+	struct listener_g web;
+	struct cn_op client, sess[17];
+	struct cn_local_ep *c = calloc(41, sizeof(*c)), *s = calloc(41, sizeof(*s));
+	struct cn_addr d = addr("10.9.0.2:80");
+	int i, n = 0;
+
+	listen_on(&web, "web", CN_L4_TCP, wildcard(80), 64);
+	assert_int_equal(open_guest(&client, "client"), 0);
+	/* client: max-circuits 40 */
+	for (i = 0; i < 40; i++) {
+		assert_int_equal(cn_op_connect(&client, CN_L4_TCP, NULL, &d, &c[i], NULL), 0);
+		assert_int_equal(cn_op_accept(&web.op, &s[i], NULL, 0), 0);
+	}
+	assert_int_equal(cn_op_connect(&client, CN_L4_TCP, NULL, &d, &c[40], NULL), -ENOBUFS);
+	cn_op_close(&client); /* the session's circuits leave the accounting with it */
+	assert_int_equal(open_guest(&client, "client"), 0);
+	assert_int_equal(cn_op_connect(&client, CN_L4_TCP, NULL, &d, &c[40], NULL), 0);
+	assert_int_equal(cn_op_accept(&web.op, &s[40], NULL, 0), 0);
+	for (i = 0; i < 41; i++) {
+		cn_local_close(&c[i]);
+		cn_local_close(&s[i]);
+	}
+	free(c);
+	free(s);
+	/* flood: max-sessions 16 */
+	for (i = 0; i < 17; i++)
+		if (!open_guest(&sess[i], "flood"))
+			n++;
+	assert_int_equal(n, 16);
+	assert_true(log_has("max-sessions 16 reached"));
+	for (i = 0; i < 17; i++)
+		if (sess[i].fd >= 0)
+			cn_op_close(&sess[i]);
+	cn_op_close(&client);
+	cn_op_close(&web.op);
+}
+
+static void test_udp(void **state)
+{
+	struct listener_g dns, cl;
+	struct cn_op plain;
+	struct cn_local_ep c, s;
+	struct cn_op_conn ci, si;
+	struct cn_addr d = addr("10.9.0.2:53");
+	char buf[64];
+
+	listen_on(&dns, "web", CN_L4_UDP, wildcard(53), 16);
+	listen_on(&cl, "client", CN_L4_UDP, wildcard(0), 16); /* an ephemeral port */
+	assert_true(cl.bound.port >= 32768);
+	/* datagram circuits run from the bound socket's session only */
+	assert_int_equal(open_guest(&plain, "client"), 0);
+	assert_int_equal(cn_op_connect(&plain, CN_L4_UDP, &cl.bound, &d, &c, NULL), -EINVAL);
+	cn_op_close(&plain);
+	assert_int_equal(cn_op_connect(&cl.op, CN_L4_UDP, &cl.bound, &d, &c, &ci), 0);
+	assert_int_equal(cn_op_accept(&dns.op, &s, &si, 0), 0);
+	assert_int_equal(si.l4, CN_L4_UDP);
+	assert_int_equal(si.remote.port, cl.bound.port);
+	assert_int_equal(cn_send(&c.ep, "query", 5, 0), 5);
+	assert_int_equal(cn_send(&c.ep, "q2", 2, 0), 2);
+	assert_int_equal(cn_recv(&s.ep, buf, sizeof(buf), 0), 5);
+	assert_int_equal(cn_recv(&s.ep, buf, sizeof(buf), 0), 2);
+	assert_int_equal(cn_send(&s.ep, "answer", 6, 0), 6);
+	assert_int_equal(cn_recv(&c.ep, buf, sizeof(buf), 0), 6);
+	assert_memory_equal(buf, "answer", 6);
+	cn_local_close(&c);
+	cn_local_close(&s);
+	/* udp to a port nobody bound: refused (ICMP port unreachable on Linux) */
+	d = addr("10.9.0.2:54");
+	assert_int_equal(cn_op_connect(&cl.op, CN_L4_UDP, &cl.bound, &d, &c, NULL), -ECONNREFUSED);
+	cn_op_close(&cl.op);
+	cn_op_close(&dns.op);
+}
+
+static void send_raw(int fd, const void *buf, size_t len)
+{
+	assert_int_equal(send(fd, buf, len, 0), (ssize_t)len);
+}
+
+static int raw_session(const char *guest)
+{
+	struct sockaddr_un sa = { .sun_family = AF_UNIX };
+	int fd = socket(AF_UNIX, SOCK_SEQPACKET, 0);
+
+	guest_path(sa.sun_path, sizeof(sa.sun_path), guest);
+	assert_int_equal(connect(fd, (struct sockaddr *)&sa, sizeof(sa)), 0);
+	return fd;
+}
+
+static void test_protocol_violations(void **state)
+{
+	struct cn_msg_hello h;
+	union cn_msg m;
+	struct timeval tv = { .tv_sec = 5 };
+	struct cn_op ok;
+	char out[4096];
+	int fd;
+
+	/* garbage: dropped without an answer worth reading */
+	fd = raw_session("web");
+	setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
+	send_raw(fd, "garbage", 7);
+	while (recv(fd, &m, sizeof(m), 0) > 0)
+		;
+	close(fd);
+	/* another version: EPROTONOSUPPORT, then dropped */
+	fd = raw_session("web");
+	setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
+	cn_msg_init(&h.h, CN_MSG_HELLO, sizeof(h), 7);
+	h.h.version = 99;
+	send_raw(fd, &h, sizeof(h));
+	assert_int_equal(recv(fd, &m, sizeof(m), 0), (ssize_t)sizeof(struct cn_msg_error));
+	assert_int_equal(m.h.type, CN_MSG_ERROR);
+	assert_int_equal(m.error.err, EPROTONOSUPPORT);
+	assert_int_equal(recv(fd, &m, sizeof(m), 0), 0);
+	close(fd);
+	/* a request before HELLO: ENOTCONN, the session stays */
+	fd = raw_session("web");
+	setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
+	cn_msg_init(&m.h, CN_MSG_QUERY, sizeof(m.h), 9);
+	send_raw(fd, &m, sizeof(m.h));
+	assert_int_equal(recv(fd, &m, sizeof(m), 0), (ssize_t)sizeof(struct cn_msg_error));
+	assert_int_equal(m.error.err, ENOTCONN);
+	/* a message type only the operator sends: dropped */
+	cn_msg_init(&m.h, CN_MSG_OK, sizeof(m.h), 10);
+	send_raw(fd, &m, sizeof(m.h));
+	assert_int_equal(recv(fd, &m, sizeof(m), 0), (ssize_t)sizeof(struct cn_msg_error));
+	assert_int_equal(recv(fd, &m, sizeof(m), 0), 0);
+	close(fd);
+	/* the operator serves everyone else as before */
+	assert_int_equal(open_guest(&ok, "web"), 0);
+	cn_op_close(&ok);
+	assert_int_equal(ctl(out, sizeof(out), "status --json"), 0);
+	assert_null(strstr(out, "\"protocol_violations\":0,"));
+	assert_null(strstr(out, "\"protocol_violations\":0}"));
+}
+
+/*
+ * A guest floods the operator from 16 sessions with pipelined connect
+ * requests; an honest guest's setups must still go through promptly.
+ */
+static void flood_child(int secs)
+{
+	struct cn_op s[16];
+	struct cn_msg_connect req;
+	union cn_msg m;
+	time_t end = time(NULL) + secs;
+	unsigned long sent = 0, answered = 0;
+	int i, j, n = 0;
+
+	for (i = 0; i < 16; i++)
+		if (!open_guest(&s[n], "flood"))
+			n++;
+	cn_msg_init(&req.h, CN_MSG_CONNECT, sizeof(req), 1);
+	req.l4 = CN_L4_TCP;
+	req.dst = addr("10.9.0.3:6379"); /* denied: every request costs a policy check */
+	while (time(NULL) < end) {
+		for (i = 0; i < n; i++) {
+			for (j = 0; j < 32; j++)
+				if (send(s[i].fd, &req, sizeof(req), MSG_DONTWAIT) == sizeof(req))
+					sent++;
+			while (recv(s[i].fd, &m, sizeof(m), MSG_DONTWAIT) > 0)
+				answered++;
+		}
+	}
+	fprintf(stderr, "flood: %d sessions, %lu requests sent, %lu answered\n", n, sent, answered);
+	_exit(answered > 1000 ? 0 : 1);
+}
+
+static void test_flood_fairness(void **state)
+{
+	struct listener_g web;
+	struct cn_op client;
+	struct timespec t0, t1;
+	double worst = 0;
+	pid_t child;
+	int i, status;
+	unsigned int denials_before = log_count("denied: tcp flood");
+
+	listen_on(&web, "web", CN_L4_TCP, wildcard(80), 16);
+	assert_int_equal(open_guest(&client, "client"), 0);
+	fflush(stdout);
+	child = fork();
+	assert_true(child >= 0);
+	if (child == 0)
+		flood_child(3);
+	usleep(300000); /* let the flood build up */
+	for (i = 0; i < 200; i++) {
+		struct conn k;
+		double dt;
+
+		clock_gettime(CLOCK_MONOTONIC, &t0);
+		assert_int_equal(connect_pair(&client, &web, "10.9.0.2:80", &k), 0);
+		clock_gettime(CLOCK_MONOTONIC, &t1);
+		dt = (double)(t1.tv_sec - t0.tv_sec) + (double)(t1.tv_nsec - t0.tv_nsec) / 1e9;
+		if (dt > worst)
+			worst = dt;
+		close_pair(&client, &web, &k);
+	}
+	assert_int_equal(waitpid(child, &status, 0), child);
+	printf("honest guest: 200 setups during the flood, worst %.1f ms\n", worst * 1e3);
+	assert_true(WIFEXITED(status) && WEXITSTATUS(status) == 0); /* the flood was real */
+	assert_true(worst < 0.5);
+	/* refusals are logged at a bounded rate, not once per request */
+	assert_true(log_count("denied: tcp flood") - denials_before <= 5 * 20);
+	cn_op_close(&client);
+	cn_op_close(&web.op);
+}
+
+static void test_reload(void **state)
+{
+	struct listener_g web;
+	struct cn_op client;
+	struct cn_local_ep ep;
+	struct cn_addr d = addr("10.9.0.2:80");
+	struct conn k;
+	char out[8192], bad[200];
+	int i;
+
+	listen_on(&web, "web", CN_L4_TCP, wildcard(80), 16);
+	assert_int_equal(open_guest(&client, "client"), 0);
+	assert_int_equal(connect_pair(&client, &web, "10.9.0.2:80", &k), 0);
+
+	/* a bad file: rejected with file:line:col, old policy in force */
+	write_file(cfg_path, "guest web {\n    address 10.9.0.2\n    listen tcp 80-\n}\n");
+	kill(op_pid, SIGHUP);
+	snprintf(bad, sizeof(bad), "%s:3:16: bad port in '80-'", cfg_path);
+	assert_true(log_has(bad));
+	assert_true(log_has("reload rejected, the old policy stays in force"));
+	assert_int_equal(ctl(out, sizeof(out), "status --json"), 0);
+	assert_non_null(strstr(out, "\"reload_failures\":1"));
+	assert_int_equal(ctl(out, sizeof(out), "reload"), 1);
+	assert_non_null(strstr(out, bad));
+	{
+		struct conn k2;
+
+		assert_int_equal(connect_pair(&client, &web, "10.9.0.2:80", &k2), 0);
+		close_pair(&client, &web, &k2);
+	}
+
+	/* a good file that denies client -> web: new setups refused, old circuit kept */
+	write_file(cfg_path, "log-level debug\nnetwork 10.9.0.0/24\n"
+			     "guest web {\n address 10.9.0.2 fd09::2\n listen tcp 80\n}\n"
+			     "guest client {\n address 10.9.0.10\n}\n"
+			     "deny tcp from client to web\n");
+	assert_int_equal(ctl(out, sizeof(out), "reload"), 0);
+	assert_non_null(strstr(out, "0 circuits reset"));
+	assert_int_equal(cn_op_connect(&client, CN_L4_TCP, NULL, &d, &ep, NULL), -ECONNREFUSED);
+	check_talks(&k.c, &k.s);
+	assert_int_equal(ctl(out, sizeof(out), "policy"), 0);
+	assert_non_null(strstr(out, "deny"));
+
+	/* reload --reset revokes it: both ends are told */
+	assert_int_equal(ctl(out, sizeof(out), "reload --reset"), 0);
+	assert_non_null(strstr(out, "1 circuits reset"));
+	assert_int_equal(own_circuits(&client), 0); /* a call: picks the RESET push up */
+	assert_int_equal(client.nresets, 1);
+	assert_int_equal(client.resets[0], k.ci.circuit_id);
+	assert_int_equal(cn_op_accept(&web.op, &ep, NULL, 1), -EAGAIN);
+	assert_int_equal(web.op.nresets, 1);
+	for (i = 0; i < 2; i++)
+		cn_local_close(i ? &k.s : &k.c);
+
+	write_config("");
+	assert_int_equal(ctl(out, sizeof(out), "reload"), 0);
+	cn_op_close(&client);
+	cn_op_close(&web.op);
+}
+
+static void test_restart_keeps_circuits(void **state)
+{
+	struct listener_g web;
+	struct cn_op client;
+	struct cn_local_ep ep;
+	struct cn_addr d = addr("10.9.0.2:80");
+	struct conn k;
+
+	listen_on(&web, "web", CN_L4_TCP, wildcard(80), 16);
+	assert_int_equal(open_guest(&client, "client"), 0);
+	assert_int_equal(connect_pair(&client, &web, "10.9.0.2:80", &k), 0);
+	op_stop();
+	/* the data path does not need the operator */
+	check_talks(&k.c, &k.s);
+	/* new setups fail cleanly while it is down */
+	assert_int_equal(cn_op_connect(&client, CN_L4_TCP, NULL, &d, &ep, NULL), -ECONNABORTED);
+	cn_op_close(&client);
+	assert_true(open_guest(&client, "client") < 0);
+	op_start();
+	check_talks(&k.c, &k.s);
+	/* guests register again and work */
+	cn_op_close(&web.op);
+	listen_on(&web, "web", CN_L4_TCP, wildcard(80), 16);
+	assert_int_equal(open_guest(&client, "client"), 0);
+	{
+		struct conn k2;
+
+		assert_int_equal(connect_pair(&client, &web, "10.9.0.2:80", &k2), 0);
+		check_talks(&k2.c, &k2.s);
+		close_pair(&client, &web, &k2);
+	}
+	check_talks(&k.c, &k.s);
+	cn_local_close(&k.c);
+	cn_local_close(&k.s);
+	cn_op_close(&client);
+	cn_op_close(&web.op);
+}
+
+static void test_circnetctl(void **state)
+{
+	char out[16384], path[256];
+
+	assert_int_equal(ctl(out, sizeof(out), "status"), 0);
+	assert_non_null(strstr(out, "guests     5"));
+	assert_int_equal(ctl(out, sizeof(out), "guests"), 0);
+	assert_non_null(strstr(out, "web              10.9.0.2,fd09::2"));
+	assert_int_equal(ctl(out, sizeof(out), "guests --json"), 0);
+	assert_non_null(strstr(out, "{\"name\":\"client\""));
+	assert_non_null(strstr(out, "\"max_circuits\":40"));
+	assert_int_equal(ctl(out, sizeof(out), "policy --json"), 0);
+	assert_non_null(strstr(out, "\"action\":\"proxy\",\"proto\":\"tcp\",\"from\":\"client\","
+				    "\"to\":\"198.51.100.0/24\",\"ports\":\"443\""));
+	assert_int_equal(ctl(out, sizeof(out), "check-config %s", cfg_path), 0);
+	assert_non_null(strstr(out, ": ok (5 guests"));
+	snprintf(path, sizeof(path), "%s/bad.conf", dir);
+	write_file(path, "guest a {\n  address 10.0.0.1\n}\nallow tcp from a to nobody\n");
+	assert_int_equal(ctl(out, sizeof(out), "check-config %s", path), 1);
+	assert_non_null(strstr(out, "bad.conf:4:21: unknown guest 'nobody'"));
+	assert_int_equal(ctl(out, sizeof(out), "bogus"), 2);
+	assert_int_equal(ctl(out, sizeof(out), "status --yaml"), 2);
+}
+
+static int group_setup(void **state)
+{
+	snprintf(dir, sizeof(dir), "/tmp/circnet-test-op.XXXXXX");
+	if (!mkdtemp(dir))
+		return -1;
+	snprintf(run_dir, sizeof(run_dir), "%s/run", dir);
+	snprintf(cfg_path, sizeof(cfg_path), "%s/circnet.conf", dir);
+	snprintf(log_path, sizeof(log_path), "%s/operator.log", dir);
+	write_config("");
+	op_start();
+	return 0;
+}
+
+static int group_teardown(void **state)
+{
+	char cmd[256];
+
+	if (op_pid > 0)
+		op_stop();
+	if (getenv("CIRCNET_KEEP_TEST_DIR")) {
+		fprintf(stderr, "operator log: %s\n", log_path);
+		return 0;
+	}
+	snprintf(cmd, sizeof(cmd), "rm -rf %s", dir);
+	return system(cmd);
+}
+
+int main(int argc, char **argv)
+{
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test(test_connect_allowed),
+		cmocka_unit_test(test_loopback_within_guest),
+		cmocka_unit_test(test_denied_and_logged),
+		cmocka_unit_test(test_refused_and_unreachable),
+		cmocka_unit_test(test_impersonation),
+		cmocka_unit_test(test_backlog),
+		cmocka_unit_test(test_limits),
+		cmocka_unit_test(test_udp),
+		cmocka_unit_test(test_protocol_violations),
+		cmocka_unit_test(test_flood_fairness),
+		cmocka_unit_test(test_circnetctl),
+		cmocka_unit_test(test_reload),
+		cmocka_unit_test(test_restart_keeps_circuits),
+	};
+
+	if (argc != 3) {
+		fprintf(stderr, "usage: %s CIRCNET-OPERATOR CIRCNETCTL\n", argv[0]);
+		return 2;
+	}
+	operator_bin = argv[1];
+	ctl_bin = argv[2];
+	signal(SIGPIPE, SIG_IGN);
+	return cmocka_run_group_tests(tests, group_setup, group_teardown);
+}
