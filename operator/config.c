@@ -577,9 +577,6 @@ static int parse_rule(struct parser *p, const struct word *w, int n)
 	struct rule *r;
 	size_t idx;
 
-	if (p->block != TOP)
-		return fail(p, w[0].col, "rules belong outside blocks (block opened on line %d)",
-			    p->block_line);
 	if (n != 6 && n != 8)
 		return fail(p, w[0].col, "expected '%.*s PROTO from SRC to DST [port PORTS]'",
 			    (int)w[0].n, w[0].s);
@@ -706,6 +703,11 @@ static int parse_line(struct parser *p, const char *line, size_t len)
 		return n;
 	if (word_is(&w[0], "}"))
 		return end_block(p, w, n);
+	if (p->block != TOP && (word_is(&w[0], "allow") || word_is(&w[0], "deny") ||
+				word_is(&w[0], "proxy") || word_is(&w[0], "guest") ||
+				word_is(&w[0], "defaults")))
+		return fail(p, w[0].col, "'%.*s' belongs outside blocks (block opened on line %d)",
+			    (int)w[0].n, w[0].s, p->block_line);
 	if (p->block == IN_GUEST)
 		return guest_directive(p, w, n);
 	if (p->block == IN_DEFAULTS) {

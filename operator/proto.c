@@ -158,8 +158,11 @@ static int check_body(const union cn_msg *m, const char **why)
 			break;
 		if (m->hello_ok.naddr > CN_GUEST_ADDRS)
 			FAIL("hello-ok: too many addresses");
-		for (i = 0; i < CN_GUEST_ADDRS && !err; i++)
-			err = check_addr(&m->hello_ok.addrs[i], i >= m->hello_ok.naddr, why);
+		for (i = 0; i < m->hello_ok.naddr && !err; i++)
+			err = check_addr(&m->hello_ok.addrs[i], 0, why);
+		for (; i < CN_GUEST_ADDRS && !err; i++)
+			if (!all_zero(&m->hello_ok.addrs[i], sizeof(m->hello_ok.addrs[i])))
+				FAIL("hello-ok: bytes in unused address slots");
 		break;
 	case CN_MSG_LISTEN_OK:
 		err = check_addr(&m->listen_ok.bound, 0, why);
