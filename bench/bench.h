@@ -4,5 +4,6 @@
 #define CIRCNET_BENCH_H
 
 int bench_ring(int argc, char **argv);
+int bench_setup(int argc, char **argv);
 
 #endif

@@ -15,6 +15,7 @@ static const struct {
 	const char *what;
 } cmds[] = {
 	{ "ring", bench_ring, "circuit goodput and latency vs TCP loopback, AF_UNIX, memcpy" },
+	{ "setup", bench_setup, "connection setup through the operator vs TCP/AF_UNIX connect" },
 };
 
 int main(int argc, char **argv)

@@ -87,14 +87,14 @@ void cn_local_select(const struct cn_local_fds *f, enum cn_role role, int out[CN
 }
 
 /* A socket end becomes a socket notifier; anything else must be an eventfd. */
-static int notifier_from_fd(struct cn_notifier *n, int fd)
+static int notifier_from_fd(struct cn_notifier *n, int fd, bool signal_only)
 {
 	struct stat st;
 
 	if (fstat(fd, &st) < 0)
 		return -errno;
 	if (S_ISSOCK(st.st_mode))
-		return cn_socket_notifier_init(n, fd);
+		return cn_socket_notifier_init_flags(n, fd, signal_only ? CN_NOTIFIER_SIGNAL_ONLY : 0);
 	return cn_eventfd_notifier_init(n, fd);
 }
 
@@ -108,7 +108,7 @@ int cn_local_open(struct cn_local_ep *l, const int fds[CN_LOCAL_NFDS], enum cn_r
 		return err;
 	err = cn_ep_attach(&l->ep, l->region.base, l->region.size, role);
 	for (i = 0; i < 4 && !err; i++)
-		err = notifier_from_fd(&l->notif[i], fds[1 + i]);
+		err = notifier_from_fd(&l->notif[i], fds[1 + i], i >= 2); /* 2, 3: the peer's */
 	if (err) {
 		while (i-- > 0) {
 			/* The caller keeps the fds; only private ones are ours. */

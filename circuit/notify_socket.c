@@ -23,7 +23,6 @@
 #include <stdint.h>
 #include <sys/eventfd.h>
 #include <sys/socket.h>
-#include <sys/stat.h>
 #include <unistd.h>
 
 #include <circnet/notify.h>
@@ -52,7 +51,7 @@ static void sock_drain(struct cn_notifier *n)
 	for (i = 0; i < CN_DRAIN_MAX; i++)
 		if (recv(n->fd, buf, sizeof(buf), MSG_DONTWAIT) <= 0)
 			break;
-	if (read(n->aux_fd, &v, sizeof(v)) < 0 && errno != EAGAIN)
+	if (n->aux_fd >= 0 && read(n->aux_fd, &v, sizeof(v)) < 0 && errno != EAGAIN)
 		return;
 }
 
@@ -60,7 +59,7 @@ static int sock_wait(struct cn_notifier *n, int timeout_ms)
 {
 	struct pollfd p[2] = { { .fd = n->fd, .events = POLLIN },
 			       { .fd = n->aux_fd, .events = POLLIN } };
-	int r = poll(p, 2, timeout_ms);
+	int r = poll(p, n->aux_fd >= 0 ? 2 : 1, timeout_ms);
 
 	if (r < 0)
 		return -errno;
@@ -92,6 +91,8 @@ static int sock_kick(struct cn_notifier *n)
 {
 	uint64_t one = 1;
 
+	if (n->aux_fd < 0)
+		return 0; /* signal-only: nobody ever sleeps on it */
 	if (write(n->aux_fd, &one, sizeof(one)) == sizeof(one) || errno == EAGAIN)
 		return 0;
 	return -errno;
@@ -113,23 +114,30 @@ static const struct cn_notifier_ops socket_ops = {
 	.kick = sock_kick,
 };
 
-int cn_socket_notifier_init(struct cn_notifier *n, int fd)
+int cn_socket_notifier_init_flags(struct cn_notifier *n, int fd, unsigned int flags)
 {
-	struct stat st;
 	socklen_t len = sizeof(int);
 	int type;
 
-	if (fstat(fd, &st) < 0)
-		return -errno;
-	if (!S_ISSOCK(st.st_mode) || getsockopt(fd, SOL_SOCKET, SO_TYPE, &type, &len) < 0 ||
-	    type != SOCK_SEQPACKET)
+	/* ENOTSOCK for anything that is not a socket */
+	if (getsockopt(fd, SOL_SOCKET, SO_TYPE, &type, &len) < 0 || type != SOCK_SEQPACKET)
 		return -EINVAL;
-	n->aux_fd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
-	if (n->aux_fd < 0)
-		return -errno;
+	if (flags & ~CN_NOTIFIER_SIGNAL_ONLY)
+		return -EINVAL;
+	n->aux_fd = -1;
+	if (!(flags & CN_NOTIFIER_SIGNAL_ONLY)) {
+		n->aux_fd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
+		if (n->aux_fd < 0)
+			return -errno;
+	}
 	n->ops = &socket_ops;
 	n->fd = fd;
 	return 0;
+}
+
+int cn_socket_notifier_init(struct cn_notifier *n, int fd)
+{
+	return cn_socket_notifier_init_flags(n, fd, 0);
 }
 
 int cn_socket_notifier_pair(int fds[2])

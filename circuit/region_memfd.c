@@ -28,9 +28,14 @@ static void memfd_unmap(struct cn_region *r)
 
 static const struct cn_region_ops memfd_ops = { .unmap = memfd_unmap };
 
+/*
+ * No MAP_POPULATE: pages are allocated as the rings first touch them, so an
+ * idle or short-lived circuit costs a page or two, not both rings in full,
+ * and setting a circuit up does not zero half a megabyte three times.
+ */
 static int map_fd(struct cn_region *r, int fd, size_t size)
 {
-	void *base = mmap(NULL, size, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_POPULATE, fd, 0);
+	void *base = mmap(NULL, size, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
 
 	if (base == MAP_FAILED)
 		return -errno;

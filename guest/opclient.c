@@ -15,6 +15,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
 #include <sys/un.h>
 #include <unistd.h>
 
@@ -57,15 +58,52 @@ static void note_reset(struct cn_op *op, const union cn_msg *m)
 		op->resets[op->nresets++] = m->reset.circuit_id;
 }
 
+/*
+ * Send msg (may be NULL) after the pending CLOSED notices, all in one
+ * sendmmsg: the operator wakes once for the lot.
+ */
+static int send_with_closed(struct cn_op *op, const struct cn_msg_hdr *msg)
+{
+	struct cn_msg_id ids[CN_OP_CLOSED_BATCH];
+	struct mmsghdr mm[CN_OP_CLOSED_BATCH + 1];
+	struct iovec iov[CN_OP_CLOSED_BATCH + 1];
+	unsigned int n = 0, i, sent = 0;
+
+	memset(mm, 0, sizeof(mm));
+	for (i = 0; i < op->nclosed; i++, n++) {
+		cn_msg_init(&ids[i].h, CN_MSG_CLOSED, sizeof(ids[i]), 0);
+		ids[i].id = op->closed[i];
+		iov[n] = (struct iovec){ &ids[i], sizeof(ids[i]) };
+	}
+	if (msg)
+		iov[n++] = (struct iovec){ (void *)msg, msg->len };
+	for (i = 0; i < n; i++) {
+		mm[i].msg_hdr.msg_iov = &iov[i];
+		mm[i].msg_hdr.msg_iovlen = 1;
+	}
+	op->nclosed = 0; /* lost with the session if this fails: it is dead then */
+	while (sent < n) {
+		int r = sendmmsg(op->fd, mm + sent, n - sent, MSG_NOSIGNAL);
+
+		if (r < 0) {
+			if (errno == EINTR)
+				continue;
+			return errno == EPIPE || errno == ECONNRESET ? -ECONNABORTED : -errno;
+		}
+		sent += (unsigned int)r;
+	}
+	return 0;
+}
+
 /* Send a request and wait for its reply, keeping pushes that come between. */
 static int call(struct cn_op *op, struct cn_msg_hdr *req, union cn_msg *rep, int *fds, int *nfds)
 {
 	int err, i;
 
 	req->seq = ++op->seq;
-	err = cn_send_fds(op->fd, NULL, 0, req, req->len);
+	err = send_with_closed(op, req);
 	if (err)
-		return err == -EPIPE || err == -ECONNRESET ? -ECONNABORTED : err;
+		return err;
 	for (;;) {
 		*nfds = 0;
 		err = recv_msg(op, rep, fds, nfds, op->timeout_ms);
@@ -120,6 +158,8 @@ int cn_op_open(struct cn_op *op, const char *path)
 
 void cn_op_close(struct cn_op *op)
 {
+	if (op->fd >= 0 && op->nclosed)
+		send_with_closed(op, NULL);
 	if (op->fd >= 0)
 		close(op->fd);
 	op->fd = -1;
@@ -233,17 +273,21 @@ int cn_op_accept(struct cn_op *op, struct cn_local_ep *ep, struct cn_op_conn *co
 	/* the backlog slot is free either way */
 	cn_msg_init(&ack.h, CN_MSG_ACCEPTED, sizeof(ack), 0);
 	ack.id = m.circuit.circuit_id;
-	cn_send_fds(op->fd, NULL, 0, &ack, sizeof(ack));
+	send_with_closed(op, &ack.h);
 	return err;
 }
 
 int cn_op_closed(struct cn_op *op, uint64_t circuit_id)
 {
-	struct cn_msg_id m;
+	op->closed[op->nclosed++] = circuit_id;
+	if (op->nclosed == CN_OP_CLOSED_BATCH)
+		return send_with_closed(op, NULL);
+	return 0;
+}
 
-	cn_msg_init(&m.h, CN_MSG_CLOSED, sizeof(m), 0);
-	m.id = circuit_id;
-	return cn_send_fds(op->fd, NULL, 0, &m, sizeof(m));
+int cn_op_flush(struct cn_op *op)
+{
+	return op->nclosed ? send_with_closed(op, NULL) : 0;
 }
 
 int cn_op_query(struct cn_op *op, struct cn_msg_query_ok *out)

@@ -50,6 +50,13 @@ int cn_eventfd_notifier_init(struct cn_notifier *n, int fd);
 
 /* Wrap one end of a SOCK_SEQPACKET socketpair (takes ownership); -EINVAL otherwise. */
 int cn_socket_notifier_init(struct cn_notifier *n, int fd);
+/*
+ * The same with flags. CN_NOTIFIER_SIGNAL_ONLY: we only ever signal through
+ * it (it wakes the peer) and never wait on it, so it needs no kick object:
+ * saves an eventfd per such notifier.
+ */
+#define CN_NOTIFIER_SIGNAL_ONLY 0x1u
+int cn_socket_notifier_init_flags(struct cn_notifier *n, int fd, unsigned int flags);
 
 /* A new pair for the socket notifier: the sleeper keeps fds[0], the waker fds[1]. */
 int cn_socket_notifier_pair(int fds[2]);

@@ -23,6 +23,7 @@
 #include <circnet/proto.h>
 
 #define CN_OP_RESETS 64
+#define CN_OP_CLOSED_BATCH 16
 
 struct cn_op {
 	int fd;
@@ -32,6 +33,9 @@ struct cn_op {
 	/* RESET pushes that arrived while waiting for a reply */
 	unsigned int nresets;
 	uint64_t resets[CN_OP_RESETS];
+	/* CLOSED notices not sent yet: they ride along with the next message */
+	unsigned int nclosed;
+	uint64_t closed[CN_OP_CLOSED_BATCH];
 };
 
 /* What a circuit connects: from CONNECT_OK or NEW_CONN. */
@@ -64,8 +68,14 @@ int cn_op_connect(struct cn_op *op, unsigned int l4, const struct cn_addr *src,
  */
 int cn_op_accept(struct cn_op *op, struct cn_local_ep *ep, struct cn_op_conn *conn, int nonblock);
 
-/* Tell the operator our end of a circuit is closed (no reply). */
+/*
+ * Tell the operator our end of a circuit is closed (no reply). Notices are
+ * batched: they go out with this session's next request or accept, when
+ * CN_OP_CLOSED_BATCH have gathered, or on cn_op_flush / cn_op_close, so
+ * that closing a connection does not cost an operator wake-up of its own.
+ */
 int cn_op_closed(struct cn_op *op, uint64_t circuit_id);
+int cn_op_flush(struct cn_op *op);
 
 int cn_op_query(struct cn_op *op, struct cn_msg_query_ok *out);
 

@@ -1,0 +1,461 @@
+// SPDX-License-Identifier: MIT
+/*
+ * bench/setup.c - circnet-bench setup: how fast connections are set up
+ * through the operator, against TCP loopback's and AF_UNIX's connect/accept,
+ * measured side by side in one run.
+ *
+ * One transaction: the client connects, sends one byte, the server accepts,
+ * reads it and answers one byte, the client reads it, both close. Reported:
+ * transactions per second and the p50/p99 time of one transaction. Circuits
+ * go through a real circnet-operator started for the run (policy checked,
+ * memfd and notifiers created, fds passed to both guests, CLOSED reported);
+ * "circuit-1k-rules" puts 1000 non-matching rules before the allow rule to
+ * show what a long policy costs. TCP clients close with SO_LINGER 0 so that
+ * TIME_WAIT does not run the ephemeral ports out.
+ */
+#define _GNU_SOURCE
+#include <errno.h>
+#include <fcntl.h>
+#include <getopt.h>
+#include <libgen.h>
+#include <limits.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/un.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <circnet/opclient.h>
+
+#include "bench.h"
+#include "report.h"
+
+enum setup_kind { S_CIRCUIT, S_CIRCUIT_RULES, S_TCP, S_UNIX, S_NKINDS };
+
+static const char *const setup_name[] = {
+	[S_CIRCUIT] = "circuit",
+	[S_CIRCUIT_RULES] = "circuit-1k-rules",
+	[S_TCP] = "tcp-loopback",
+	[S_UNIX] = "af-unix",
+};
+
+struct setup_cfg {
+	double secs;
+	int reps;
+	const char *operator_bin;
+	char dir[64];
+	char run[S_NKINDS][96]; /* run dir of the operator for a circuit kind */
+	pid_t op_pid[S_NKINDS];
+	const char *json, *csv;
+};
+
+static int64_t mono_ns(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
+}
+
+static struct setup_cfg *cleanup_cfg;
+static pid_t main_pid;
+static void stop_operators(struct setup_cfg *c);
+
+/* Operators must not outlive a failed run; forked servers leave them alone. */
+static void cleanup(void)
+{
+	if (cleanup_cfg && getpid() == main_pid)
+		stop_operators(cleanup_cfg);
+}
+
+static void fail(const char *what, int err)
+{
+	fprintf(stderr, "circnet-bench setup: %s: %s\n", what, strerror(err));
+	exit(1);
+}
+
+/* ---- the operator for the run ---- */
+
+static void write_config(const char *path, const char *run, int extra_rules)
+{
+	FILE *f = fopen(path, "w");
+	int i;
+
+	if (!f)
+		fail(path, errno);
+	fprintf(f, "run-dir %s\nlog-level warning\n"
+		   "guest a {\n  address 10.99.0.1\n}\n"
+		   "guest b {\n  address 10.99.0.2\n  listen tcp 7000\n}\n",
+		run);
+	/* rules that are checked and do not match: the matcher's worst case */
+	for (i = 0; i < extra_rules; i++)
+		fprintf(f, "deny tcp from a to 10.%d.%d.0/24 port %d\n", 100 + i / 250, i % 250,
+			1 + i);
+	fprintf(f, "allow tcp from a to b port 7000\ndeny any from any to any\n");
+	fclose(f);
+}
+
+static bool reachable(const char *run)
+{
+	struct sockaddr_un sa = { .sun_family = AF_UNIX };
+	int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	bool ok;
+
+	snprintf(sa.sun_path, sizeof(sa.sun_path), "%s/control.sock", run);
+	ok = fd >= 0 && !connect(fd, (struct sockaddr *)&sa, sizeof(sa));
+	if (fd >= 0)
+		close(fd);
+	return ok;
+}
+
+static void start_operator(struct setup_cfg *c, enum setup_kind k)
+{
+	char cfg[128], log[128];
+	int i;
+
+	snprintf(c->run[k], sizeof(c->run[k]), "%s/run-%d", c->dir, (int)k);
+	snprintf(cfg, sizeof(cfg), "%s/op-%d.conf", c->dir, (int)k);
+	snprintf(log, sizeof(log), "%s/op-%d.log", c->dir, (int)k);
+	write_config(cfg, c->run[k], k == S_CIRCUIT_RULES ? 1000 : 0);
+	c->op_pid[k] = fork();
+	if (c->op_pid[k] < 0)
+		fail("fork", errno);
+	if (c->op_pid[k] == 0) {
+		int fd = open(log, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+
+		if (fd >= 0)
+			dup2(fd, 2);
+		execlp(c->operator_bin, c->operator_bin, "--config", cfg, (char *)NULL);
+		fprintf(stderr, "exec %s: %s\n", c->operator_bin, strerror(errno));
+		_exit(127);
+	}
+	for (i = 0; i < 500 && !reachable(c->run[k]); i++)
+		usleep(10000);
+	if (!reachable(c->run[k])) {
+		fprintf(stderr, "circnet-bench setup: the operator (%s) did not start; log: %s\n",
+			c->operator_bin, log);
+		exit(1);
+	}
+}
+
+static void stop_operators(struct setup_cfg *c)
+{
+	char cmd[128];
+	int k;
+
+	for (k = 0; k < S_NKINDS; k++)
+		if (c->op_pid[k] > 0) {
+			kill(c->op_pid[k], SIGTERM);
+			waitpid(c->op_pid[k], NULL, 0);
+			c->op_pid[k] = 0;
+		}
+	snprintf(cmd, sizeof(cmd), "rm -rf %s", c->dir);
+	if (c->dir[0] && system(cmd) != 0)
+		fprintf(stderr, "circnet-bench setup: could not remove %s\n", c->dir);
+}
+
+/* Next to our own binary in a build tree, else from PATH. */
+static const char *find_operator(void)
+{
+	static char path[PATH_MAX];
+	char self[PATH_MAX];
+	ssize_t n = readlink("/proc/self/exe", self, sizeof(self) - 1);
+
+	if (n > 0) {
+		self[n] = 0;
+		snprintf(path, sizeof(path), "%s/../operator/circnet-operator", dirname(self));
+		if (!access(path, X_OK))
+			return path;
+	}
+	return "circnet-operator";
+}
+
+/* ---- servers: accept, read a byte, answer it, close; until killed ---- */
+
+static void circuit_server(const char *run, int ready)
+{
+	char path[160], b;
+	struct cn_addr a = { .port = 7000 };
+	struct cn_local_ep ep;
+	struct cn_op_conn conn;
+	struct cn_op op;
+	int err;
+
+	snprintf(path, sizeof(path), "%s/guests/b/operator.sock", run);
+	err = cn_op_open(&op, path);
+	if (!err)
+		err = cn_op_listen(&op, CN_L4_TCP, &a, 1024, NULL, NULL);
+	if (err)
+		fail("server: listen through the operator", -err);
+	if (write(ready, "r", 1) != 1)
+		_exit(1);
+	op.timeout_ms = -1;
+	for (;;) {
+		err = cn_op_accept(&op, &ep, &conn, 0);
+		if (err)
+			fail("server: accept", -err);
+		if (cn_recv(&ep.ep, &b, 1, 0) == 1)
+			cn_send(&ep.ep, &b, 1, 0);
+		cn_local_close(&ep);
+		cn_op_closed(&op, conn.circuit_id);
+	}
+}
+
+static void socket_server(int lfd, int ready)
+{
+	char b;
+
+	if (write(ready, "r", 1) != 1)
+		_exit(1);
+	for (;;) {
+		int fd = accept4(lfd, NULL, NULL, SOCK_CLOEXEC);
+
+		if (fd < 0)
+			continue;
+		if (read(fd, &b, 1) == 1 && write(fd, &b, 1) != 1) {
+			/* the client went away: nothing to do */
+		}
+		close(fd);
+	}
+}
+
+/* ---- clients: one transaction ---- */
+
+struct client {
+	enum setup_kind kind;
+	struct cn_op op;
+	struct cn_addr dst;
+	struct sockaddr_storage sa;
+	socklen_t salen;
+};
+
+static void circuit_txn(struct client *cl)
+{
+	struct cn_local_ep ep;
+	struct cn_op_conn conn;
+	char b = 'x';
+	int err;
+
+	err = cn_op_connect(&cl->op, CN_L4_TCP, NULL, &cl->dst, &ep, &conn);
+	if (err)
+		fail("connect through the operator", -err);
+	if (cn_send(&ep.ep, &b, 1, 0) != 1 || cn_recv(&ep.ep, &b, 1, 0) != 1)
+		fail("circuit transaction", EIO);
+	cn_local_close(&ep);
+	cn_op_closed(&cl->op, conn.circuit_id);
+}
+
+static void socket_txn(struct client *cl)
+{
+	int fam = cl->kind == S_TCP ? AF_INET : AF_UNIX;
+	int fd = socket(fam, SOCK_STREAM | SOCK_CLOEXEC, 0), one = 1;
+	struct linger lg = { .l_onoff = 1, .l_linger = 0 };
+	char b = 'x';
+
+	if (fd < 0 || connect(fd, (struct sockaddr *)&cl->sa, cl->salen))
+		fail("connect", errno);
+	if (fam == AF_INET) {
+		setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+		setsockopt(fd, SOL_SOCKET, SO_LINGER, &lg, sizeof(lg));
+	}
+	if (write(fd, &b, 1) != 1 || read(fd, &b, 1) != 1)
+		fail("socket transaction", errno ? errno : EIO);
+	close(fd);
+}
+
+static int cmp_i64(const void *a, const void *b)
+{
+	int64_t x = *(const int64_t *)a, y = *(const int64_t *)b;
+
+	return (x > y) - (x < y);
+}
+
+/* Run transactions for secs; rate in txn/s, p50/p99 in microseconds. */
+static void run_one(struct setup_cfg *c, enum setup_kind k, double *rate, double *p50,
+		    double *p99)
+{
+	static int64_t lat[1 << 20];
+	struct client cl = { .kind = k };
+	int ready[2], lfd = -1;
+	size_t n = 0;
+	int64_t t0, end, t;
+	pid_t srv;
+	char b;
+
+	if (pipe2(ready, O_CLOEXEC))
+		fail("pipe", errno);
+	if (k == S_TCP) {
+		struct sockaddr_in *in = (struct sockaddr_in *)&cl.sa;
+		int one = 1;
+
+		lfd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+		in->sin_family = AF_INET;
+		in->sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+		cl.salen = sizeof(*in);
+		setsockopt(lfd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
+		if (bind(lfd, (struct sockaddr *)in, cl.salen) || listen(lfd, 1024) ||
+		    getsockname(lfd, (struct sockaddr *)in, &cl.salen))
+			fail("tcp listen", errno);
+	} else if (k == S_UNIX) {
+		struct sockaddr_un *un = (struct sockaddr_un *)&cl.sa;
+
+		lfd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+		un->sun_family = AF_UNIX;
+		snprintf(un->sun_path, sizeof(un->sun_path), "%s/unix.sock", c->dir);
+		unlink(un->sun_path);
+		cl.salen = sizeof(*un);
+		if (bind(lfd, (struct sockaddr *)un, cl.salen) || listen(lfd, 1024))
+			fail("unix listen", errno);
+	}
+	srv = fork();
+	if (srv < 0)
+		fail("fork", errno);
+	if (srv == 0) {
+		close(ready[0]);
+		if (lfd >= 0)
+			socket_server(lfd, ready[1]);
+		circuit_server(c->run[k], ready[1]);
+	}
+	close(ready[1]);
+	if (read(ready[0], &b, 1) != 1)
+		fail("the server did not start", EIO);
+	close(ready[0]);
+	if (lfd >= 0)
+		close(lfd);
+	if (k == S_CIRCUIT || k == S_CIRCUIT_RULES) {
+		char path[160];
+		int err;
+
+		snprintf(path, sizeof(path), "%s/guests/a/operator.sock", c->run[k]);
+		err = cn_op_open(&cl.op, path);
+		if (err)
+			fail("client: register with the operator", -err);
+		cn_addr_parse(&cl.dst, "10.99.0.2:7000");
+	}
+	t0 = mono_ns();
+	end = t0 + (int64_t)(c->secs * 1e9);
+	do {
+		t = mono_ns();
+		if (k == S_CIRCUIT || k == S_CIRCUIT_RULES)
+			circuit_txn(&cl);
+		else
+			socket_txn(&cl);
+		lat[n] = mono_ns() - t;
+	} while (++n < sizeof(lat) / sizeof(lat[0]) && mono_ns() < end);
+	*rate = (double)n / ((double)(mono_ns() - t0) / 1e9);
+	kill(srv, SIGKILL);
+	waitpid(srv, NULL, 0);
+	if (k == S_CIRCUIT || k == S_CIRCUIT_RULES)
+		cn_op_close(&cl.op);
+	qsort(lat, n, sizeof(lat[0]), cmp_i64);
+	*p50 = (double)lat[n / 2] / 1e3;
+	*p99 = (double)lat[n * 99 / 100] / 1e3;
+}
+
+static void add(struct report *rep, const char *group, enum setup_kind k, const char *unit,
+		bool hib, const double *s, int n)
+{
+	struct result r = { .size = 1, .higher_is_better = hib, .reps = n };
+
+	snprintf(r.group, sizeof(r.group), "%s", group);
+	snprintf(r.transport, sizeof(r.transport), "%s", setup_name[k]);
+	snprintf(r.unit, sizeof(r.unit), "%s", unit);
+	memcpy(r.samples, s, sizeof(double) * (size_t)n);
+	report_add(rep, &r);
+}
+
+static void usage(void)
+{
+	fprintf(stderr, "usage: circnet-bench setup [--quick] [--reps N] [--secs S]\n"
+			"                           [--operator PATH] [--json FILE] [--csv FILE]\n");
+	exit(2);
+}
+
+int bench_setup(int argc, char **argv)
+{
+	static const struct option lo[] = {
+		{ "quick", 0, 0, 'q' }, { "reps", 1, 0, 'r' },	   { "secs", 1, 0, 's' },
+		{ "json", 1, 0, 'j' },	{ "operator", 1, 0, 'o' }, { "csv", 1, 0, 'c' },
+		{ 0, 0, 0, 0 },
+	};
+	static const char *baselines[] = { "tcp-loopback", "af-unix", NULL };
+	struct setup_cfg c = { .secs = 1.0, .reps = 3 };
+	double rate[REPORT_MAX_REPS], p50[REPORT_MAX_REPS], p99[REPORT_MAX_REPS];
+	struct report rep;
+	int opt, r, k;
+
+	optind = 1;
+	while ((opt = getopt_long(argc, argv, "", lo, NULL)) != -1) {
+		switch (opt) {
+		case 'q':
+			c.secs = 0.3;
+			c.reps = 1;
+			break;
+		case 'r':
+			c.reps = atoi(optarg);
+			if (c.reps < 1 || c.reps > REPORT_MAX_REPS)
+				usage();
+			break;
+		case 's':
+			c.secs = atof(optarg);
+			if (c.secs <= 0 || c.secs > 60)
+				usage();
+			break;
+		case 'o':
+			c.operator_bin = optarg;
+			break;
+		case 'j':
+			c.json = optarg;
+			break;
+		case 'c':
+			c.csv = optarg;
+			break;
+		default:
+			usage();
+		}
+	}
+	if (optind != argc)
+		usage();
+	if (!c.operator_bin)
+		c.operator_bin = find_operator();
+	snprintf(c.dir, sizeof(c.dir), "/tmp/circnet-bench-setup.XXXXXX");
+	if (!mkdtemp(c.dir))
+		fail("mkdtemp", errno);
+	signal(SIGPIPE, SIG_IGN);
+	main_pid = getpid();
+	cleanup_cfg = &c;
+	atexit(cleanup);
+	start_operator(&c, S_CIRCUIT);
+	start_operator(&c, S_CIRCUIT_RULES);
+	report_init(&rep, "setup", baselines);
+	snprintf(rep.config, sizeof(rep.config), "secs=%.2f reps=%d cpus=%ld operator=%s", c.secs,
+		 c.reps, sysconf(_SC_NPROCESSORS_ONLN), c.operator_bin);
+	for (k = 0; k < S_NKINDS; k++) {
+		for (r = 0; r < c.reps; r++) {
+			fprintf(stderr, "\r[setup] %-18s rep %d/%d   ", setup_name[k], r + 1, c.reps);
+			fflush(stderr);
+			run_one(&c, (enum setup_kind)k, &rate[r], &p50[r], &p99[r]);
+		}
+		add(&rep, "setup-rate", (enum setup_kind)k, "conn/s", true, rate, c.reps);
+		add(&rep, "setup-p50", (enum setup_kind)k, "us", false, p50, c.reps);
+		add(&rep, "setup-p99", (enum setup_kind)k, "us", false, p99, c.reps);
+	}
+	stop_operators(&c);
+	cleanup_cfg = NULL;
+	fprintf(stderr, "\r%-60s\r", "");
+	printf("circnet-bench setup: %s\n", rep.config);
+	report_print_table(&rep, stdout);
+	if (c.json && report_write_json(&rep, c.json))
+		fail(c.json, errno);
+	if (c.csv && report_write_csv(&rep, c.csv))
+		fail(c.csv, errno);
+	report_free(&rep);
+	return 0;
+}
