@@ -1,13 +1,14 @@
 #!/usr/bin/env bash
 # scripts/demo.sh - the main job: install what is needed, build, and measure
-# circuits against TCP loopback, AF_UNIX and memcpy on this machine, with the
-# figures written to results/ (table, JSON, CSV).
+# circuits against TCP loopback, AF_UNIX and memcpy on this machine, then
+# connection setup through a real operator against TCP/AF_UNIX connect, with
+# the figures written to results/ (table, JSON, CSV).
 #
 #   ./scripts/demo.sh            full run (3 repetitions, a few minutes)
 #   ./scripts/demo.sh --quick    30-second version
 #
-# Until the operator and the socket preload land, the demo is the circuit
-# benchmark; later issues grow it into the guest-to-guest demo.
+# Until the socket preload lands, the demo is these two benchmarks; issue 7
+# grows it into the guest-to-guest demo with real applications.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 quick=()
@@ -28,4 +29,8 @@ echo "demo: circuit benchmark (two processes, one per core; progress on stderr)"
 ./build/bench/circnet-bench ring "${quick[@]}" \
 	--json results/ring.json --csv results/ring.csv | tee results/ring.txt
 echo
-echo "demo: figures in results/ring.txt, results/ring.json, results/ring.csv"
+echo "demo: connection setup through the operator vs TCP loopback and AF_UNIX"
+./build/bench/circnet-bench setup "${quick[@]}" \
+	--json results/setup.json --csv results/setup.csv | tee results/setup.txt
+echo
+echo "demo: figures in results/{ring,setup}.{txt,json,csv}"
