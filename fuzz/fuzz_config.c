@@ -45,8 +45,9 @@ static void check_config(const struct config *c)
 		if (g->naddr < 1 || g->naddr > CN_GUEST_ADDRS || !g->lim.ring_size ||
 		    strnlen(g->name, CN_NAME_MAX) == CN_NAME_MAX)
 			abort();
-		if (config_guest_by_addr(c, &g->addrs[0]) != i)
-			abort(); /* addresses are unique */
+		for (j = 0; j < g->naddr; j++)
+			if (config_guest_by_addr(c, &g->addrs[j]) != i)
+				abort(); /* addresses are unique and all indexed */
 	}
 	for (i = 0; i < c->nrules; i++) {
 		check_selector(c, &c->rules[i].src);

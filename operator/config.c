@@ -749,6 +749,8 @@ static int resolve_refs(struct parser *p)
 	return 0;
 }
 
+static int build_addr_index(struct config *c);
+
 static void config_defaults(struct config *c)
 {
 	snprintf(c->run_dir, sizeof(c->run_dir), "/run/circnet");
@@ -805,6 +807,11 @@ struct config *config_parse(const char *name, const char *text, size_t len, char
 	/* limits a guest did not set come from the defaults block, wherever it is */
 	for (i = 0; i < p.c->nguests; i++)
 		apply_defaults(p.c, &p.c->guests[i]);
+	if (build_addr_index(p.c)) {
+		snprintf(err, errlen, "%s: out of memory", name);
+		config_free(p.c);
+		return NULL;
+	}
 	return p.c;
 }
 
@@ -856,6 +863,7 @@ void config_free(struct config *c)
 		return;
 	free(c->guests);
 	free(c->rules);
+	free(c->addr_index);
 	free(c);
 }
 
@@ -869,15 +877,54 @@ int config_guest_index(const struct config *c, const char *name)
 	return -1;
 }
 
-int config_guest_by_addr(const struct config *c, const struct cn_addr *a)
+static int addr_cmp(const struct cn_addr *x, const struct cn_addr *y)
 {
-	int i, j;
+	if (x->family != y->family)
+		return x->family < y->family ? -1 : 1;
+	return memcmp(x->addr, y->addr, 16);
+}
+
+static int owner_cmp(const void *a, const void *b)
+{
+	return addr_cmp(&((const struct addr_owner *)a)->addr,
+			&((const struct addr_owner *)b)->addr);
+}
+
+/* Called once the guests are final. 0 or -ENOMEM. */
+static int build_addr_index(struct config *c)
+{
+	int i, j, n = 0;
 
 	for (i = 0; i < c->nguests; i++)
-		for (j = 0; j < c->guests[i].naddr; j++)
-			if (c->guests[i].addrs[j].family == a->family &&
-			    !memcmp(c->guests[i].addrs[j].addr, a->addr, 16))
-				return i;
+		n += c->guests[i].naddr;
+	c->addr_index = calloc((size_t)n + 1, sizeof(*c->addr_index));
+	if (!c->addr_index)
+		return -ENOMEM;
+	for (i = 0; i < c->nguests; i++)
+		for (j = 0; j < c->guests[i].naddr; j++) {
+			c->addr_index[c->naddr_index].addr = c->guests[i].addrs[j];
+			c->addr_index[c->naddr_index].addr.port = 0;
+			c->addr_index[c->naddr_index++].guest = i;
+		}
+	qsort(c->addr_index, (size_t)n, sizeof(*c->addr_index), owner_cmp);
+	return 0;
+}
+
+int config_guest_by_addr(const struct config *c, const struct cn_addr *a)
+{
+	int lo = 0, hi = c->naddr_index - 1;
+
+	while (lo <= hi) {
+		int mid = lo + (hi - lo) / 2;
+		int d = addr_cmp(a, &c->addr_index[mid].addr);
+
+		if (!d)
+			return c->addr_index[mid].guest;
+		if (d < 0)
+			hi = mid - 1;
+		else
+			lo = mid + 1;
+	}
 	return -1;
 }
 

@@ -97,6 +97,12 @@ struct config {
 	struct guest_conf *guests;
 	int nrules;
 	struct rule *rules;
+	/* every guest address, sorted: who owns an address is a binary search */
+	int naddr_index;
+	struct addr_owner {
+		struct cn_addr addr;
+		int guest;
+	} *addr_index;
 };
 
 /*

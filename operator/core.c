@@ -447,15 +447,7 @@ static void log_refusal(struct guest *g, const char *fmt, ...)
 
 static struct guest *guest_by_conf(struct op *op, int conf)
 {
-	struct list *pos, *tmp;
-
-	list_for_each_safe(pos, tmp, &op->guests) {
-		struct guest *g = container_of(pos, struct guest, link);
-
-		if (g->conf == conf)
-			return g;
-	}
-	return NULL;
+	return conf >= 0 && conf < op->cfg->nguests ? op->by_conf[conf] : NULL;
 }
 
 /* The source address of a new circuit; 0 or a positive errno. */
@@ -792,7 +784,8 @@ void core_session_event(struct op *op, struct session *s, uint32_t events)
 		const char *why;
 		ssize_t n;
 
-		n = cn_recv_fds(s->ev.fd, fds, CN_LOCAL_NFDS + 1, &nfds, &m, sizeof(m) + 1);
+		/* anything longer than the largest message is truncated: -EMSGSIZE */
+		n = cn_recv_fds(s->ev.fd, fds, CN_LOCAL_NFDS + 1, &nfds, &m, sizeof(m));
 		if (n == -EAGAIN)
 			return;
 		for (j = 0; j < nfds; j++)
@@ -801,12 +794,16 @@ void core_session_event(struct op *op, struct session *s, uint32_t events)
 			session_close(op, s, s->lst ? "listener closed" : NULL);
 			return;
 		}
-		if (n < 0) {
+		g->round_msgs++;
+		if (n == -EMSGSIZE) {
+			err = -EBADMSG;
+			why = "message too long, or too many fds";
+		} else if (n < 0) {
 			session_close(op, s, strerror((int)-n));
 			return;
+		} else {
+			err = cn_msg_validate(&m, (size_t)n, nfds, &why);
 		}
-		g->round_msgs++;
-		err = cn_msg_validate(&m, (size_t)n, nfds, &why);
 		if (!err && m.h.type >= CN_MSG_ERROR) {
 			err = -EBADMSG;
 			why = "operator-to-guest message type";
@@ -816,7 +813,7 @@ void core_session_event(struct op *op, struct session *s, uint32_t events)
 				 (unsigned long long)s->id, (int)s->pid, why);
 			g->cnt.protocol++;
 			op->cnt.protocol++;
-			if ((size_t)n >= sizeof(struct cn_msg_hdr))
+			if (n >= (ssize_t)sizeof(struct cn_msg_hdr))
 				reply_error(s, m.h.seq, -err);
 			session_close(op, s, NULL);
 			return;
@@ -933,20 +930,25 @@ static void guest_remove(struct op *op, struct guest *g, bool shutdown)
 
 int core_sync_guests(struct op *op)
 {
+	struct guest **by_conf = calloc((size_t)op->cfg->nguests + 1, sizeof(*by_conf));
 	struct list *pos, *tmp;
 	int i, err = 0;
 
+	if (!by_conf)
+		return -ENOMEM;
+	free(op->by_conf);
+	op->by_conf = by_conf;
 	list_for_each_safe(pos, tmp, &op->guests) {
 		struct guest *g = container_of(pos, struct guest, link);
 
 		g->conf = config_guest_index(op->cfg, g->name);
-		if (g->conf < 0)
-			guest_remove(op, g, false);
+		if (g->conf >= 0)
+			by_conf[g->conf] = g;
 	}
 	for (i = 0; i < op->cfg->nguests; i++) {
 		struct guest *g;
 
-		if (guest_by_conf(op, i))
+		if (by_conf[i])
 			continue;
 		g = calloc(1, sizeof(*g));
 		if (!g)
@@ -958,11 +960,20 @@ int core_sync_guests(struct op *op)
 		list_init(&g->listeners);
 		err = guest_socket(op, g, &op->cfg->guests[i]);
 		if (err) {
+			/* nothing removed yet: the caller can go back to the old config */
 			free(g);
 			return err;
 		}
 		list_add_tail(&op->guests, &g->link);
+		by_conf[i] = g;
 		log_info("guest %s: socket %s", g->name, g->path);
+	}
+	/* only now that the new guests stand: drop those the config no longer has */
+	list_for_each_safe(pos, tmp, &op->guests) {
+		struct guest *g = container_of(pos, struct guest, link);
+
+		if (g->conf < 0)
+			guest_remove(op, g, false);
 	}
 	return 0;
 }
@@ -1032,4 +1043,6 @@ void core_fini(struct op *op)
 		circuit_free(op, container_of(op->circuits.next, struct circuit, link));
 	free(op->hash);
 	op->hash = NULL;
+	free(op->by_conf);
+	op->by_conf = NULL;
 }

@@ -111,6 +111,7 @@ struct op {
 	int epfd;
 	struct evsrc ctl;
 	struct list guests;
+	struct guest **by_conf; /* runtime guest of each config guest index */
 	struct list circuits;
 	struct circuit **hash;
 	size_t hash_size;

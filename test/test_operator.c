@@ -594,6 +594,33 @@ static void test_protocol_violations(void **state)
 	assert_int_equal(recv(fd, &m, sizeof(m), 0), (ssize_t)sizeof(struct cn_msg_error));
 	assert_int_equal(recv(fd, &m, sizeof(m), 0), 0);
 	close(fd);
+	/* longer than any message: dropped */
+	fd = raw_session("web");
+	setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
+	{
+		char big[4096] = { 0 };
+
+		send_raw(fd, big, sizeof(big));
+		while (recv(fd, &m, sizeof(m), 0) > 0)
+			;
+	}
+	close(fd);
+	/* a valid HELLO with an fd attached: guests send no fds */
+	fd = raw_session("web");
+	setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
+	cn_msg_init(&h.h, CN_MSG_HELLO, sizeof(h), 1);
+	{
+		int devnull = open("/dev/null", O_RDONLY);
+
+		assert_int_equal(cn_send_fds(fd, &devnull, 1, &h, sizeof(h)), 0);
+		close(devnull);
+	}
+	assert_int_equal(recv(fd, &m, sizeof(m), 0), (ssize_t)sizeof(struct cn_msg_error));
+	assert_int_equal(m.error.err, EBADMSG);
+	assert_int_equal(recv(fd, &m, sizeof(m), 0), 0);
+	close(fd);
+	assert_true(log_has("protocol violation: message too long, or too many fds"));
+	assert_true(log_has("protocol violation: wrong number of fds for the message type"));
 	/* the operator serves everyone else as before */
 	assert_int_equal(open_guest(&ok, "web"), 0);
 	cn_op_close(&ok);
@@ -712,6 +739,13 @@ static void test_reload(void **state)
 			     "deny tcp from client to web\n");
 	assert_int_equal(ctl(out, sizeof(out), "reload"), 0);
 	assert_non_null(strstr(out, "0 circuits reset"));
+	/* guests gone from the file lose their sockets */
+	{
+		char path[256];
+
+		guest_path(path, sizeof(path), "cache");
+		assert_int_not_equal(access(path, F_OK), 0);
+	}
 	assert_int_equal(cn_op_connect(&client, CN_L4_TCP, NULL, &d, &ep, NULL), -ECONNREFUSED);
 	check_talks(&k.c, &k.s);
 	assert_int_equal(ctl(out, sizeof(out), "policy"), 0);
@@ -730,6 +764,12 @@ static void test_reload(void **state)
 
 	write_config("");
 	assert_int_equal(ctl(out, sizeof(out), "reload"), 0);
+	{
+		struct cn_op cache;
+
+		assert_int_equal(open_guest(&cache, "cache"), 0); /* back, with a new socket */
+		cn_op_close(&cache);
+	}
 	cn_op_close(&client);
 	cn_op_close(&web.op);
 }
