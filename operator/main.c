@@ -16,6 +16,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/epoll.h>
+#include <sys/resource.h>
 #include <sys/signalfd.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -154,6 +155,17 @@ static void run(struct op *op)
 	}
 }
 
+/* Each session, listener and pooled circuit is an fd: take what we may. */
+static void raise_fd_limit(void)
+{
+	struct rlimit rl;
+
+	if (!getrlimit(RLIMIT_NOFILE, &rl) && rl.rlim_cur < rl.rlim_max) {
+		rl.rlim_cur = rl.rlim_max;
+		setrlimit(RLIMIT_NOFILE, &rl);
+	}
+}
+
 static void usage(FILE *f)
 {
 	fprintf(f,
@@ -246,6 +258,7 @@ int main(int argc, char **argv)
 		return 0;
 	}
 	log_level = forced_level >= 0 ? forced_level : op.cfg->log_level;
+	raise_fd_limit();
 	snprintf(op.run_dir, sizeof(op.run_dir), "%s", op.cfg->run_dir);
 	op.started = time(NULL);
 	umask(022);
