@@ -165,7 +165,7 @@ static uint32_t g_spin_ns;
 static void conn_take(struct conn *c, int side, struct end *e)
 {
 	static struct cn_local_ep lep;
-	int fds[CN_LOCAL_NFDS], i;
+	int fds[CN_LOCAL_NFDS], i, n;
 
 	e->kind = c->kind;
 	e->lep = NULL;
@@ -175,11 +175,11 @@ static void conn_take(struct conn *c, int side, struct end *e)
 		close(c->fd[side ^ 1]);
 		return;
 	}
-	cn_local_select(&c->cfds, side ? CN_ROLE_ACCEPTOR : CN_ROLE_INITIATOR, fds);
-	for (i = 0; i < CN_LOCAL_NFDS; i++)
+	n = cn_local_select(&c->cfds, side ? CN_ROLE_ACCEPTOR : CN_ROLE_INITIATOR, fds);
+	for (i = 0; i < n; i++)
 		fds[i] = fcntl(fds[i], F_DUPFD_CLOEXEC, 0);
 	cn_local_fds_close(&c->cfds);
-	if (cn_local_open(&lep, fds, side ? CN_ROLE_ACCEPTOR : CN_ROLE_INITIATOR))
+	if (cn_local_open(&lep, fds, n, side ? CN_ROLE_ACCEPTOR : CN_ROLE_INITIATOR))
 		die("circuit open");
 	cn_ep_set_spin(&lep.ep, is_blocking(c->kind) ? 0 : g_spin_ns);
 	e->lep = &lep;

@@ -1,6 +1,7 @@
 // SPDX-License-Identifier: MIT
 /*
- * circuit/local.c - the local transport: memfd region + eventfd notifiers,
+ * circuit/local.c - the local transport: memfd region + socket-pair or
+ * eventfd notifiers,
  * and fd passing over Unix sockets (SCM_RIGHTS), with the paranoia fd
  * passing needs: close-on-exec on arrival, truncated or unexpected control
  * messages are refused and every fd that did arrive is closed.
@@ -51,6 +52,7 @@ int cn_local_create_kind(const struct cn_circuit_params *p, enum cn_notify_kind 
 	size_t size = cn_circuit_size(p);
 	int err, i;
 
+	out->kind = kind;
 	out->mem = -1;
 	for (i = 0; i < 4; i++)
 		out->wake[i][0] = out->wake[i][1] = -1;
@@ -63,7 +65,8 @@ int cn_local_create_kind(const struct cn_circuit_params *p, enum cn_notify_kind 
 	out->mem = r.fd;
 	r.fd = -1; /* keep the fd, drop only the creator's mapping */
 	cn_region_release(&r);
-	for (i = 0; i < 4 && !err; i++)
+	/* socket pairs serve both sides: two of them; eventfds: one per sleeper */
+	for (i = 0; i < (kind == CN_NOTIFY_SOCKET ? 2 : 4) && !err; i++)
 		err = make_wake(kind, out->wake[i]);
 	if (err)
 		cn_local_fds_close(out);
@@ -75,15 +78,21 @@ int cn_local_create(const struct cn_circuit_params *p, struct cn_local_fds *out)
 	return cn_local_create_kind(p, CN_NOTIFY_SOCKET, out);
 }
 
-void cn_local_select(const struct cn_local_fds *f, enum cn_role role, int out[CN_LOCAL_NFDS])
+int cn_local_select(const struct cn_local_fds *f, enum cn_role role, int out[CN_LOCAL_NFDS])
 {
-	unsigned me = role == CN_ROLE_INITIATOR ? 0 : 2, peer = 2 - me;
+	unsigned int me = role == CN_ROLE_INITIATOR ? 0 : 2, peer = 2 - me;
 
 	out[0] = f->mem;
+	if (f->kind == CN_NOTIFY_SOCKET) {
+		out[1] = f->wake[0][role == CN_ROLE_INITIATOR ? 0 : 1];
+		out[2] = f->wake[1][role == CN_ROLE_INITIATOR ? 0 : 1];
+		return CN_LOCAL_NFDS_SOCK;
+	}
 	out[1] = f->wake[me][0];
 	out[2] = f->wake[me + 1][0];
 	out[3] = f->wake[peer][1];
 	out[4] = f->wake[peer + 1][1];
+	return CN_LOCAL_NFDS;
 }
 
 /* A socket end becomes a socket notifier; anything else must be an eventfd. */
@@ -98,31 +107,75 @@ static int notifier_from_fd(struct cn_notifier *n, int fd, bool signal_only)
 	return cn_eventfd_notifier_init(n, fd);
 }
 
-int cn_local_open(struct cn_local_ep *l, const int fds[CN_LOCAL_NFDS], enum cn_role role)
+static void notifiers_undo(struct cn_local_ep *l, int n)
+{
+	/* The caller keeps the fds; only private ones (kick eventfds) are ours. */
+	while (n-- > 0) {
+		if (l->notif[n].aux_fd >= 0)
+			close(l->notif[n].aux_fd);
+		l->notif[n].ops = NULL;
+	}
+}
+
+/*
+ * Socket bundle: our end of each pair is both our doorbell (we wait on it)
+ * and the peer's (a byte we send lands at the peer's end), so one notifier
+ * object serves as wait_rx and sig_rx, another as wait_tx and sig_tx.
+ */
+static int open_notifiers_shared(struct cn_local_ep *l, const int *fds)
 {
 	int err, i;
 
+	for (i = 0; i < 2; i++) {
+		err = cn_socket_notifier_init(&l->notif[i], fds[1 + i]);
+		if (err) {
+			notifiers_undo(l, i);
+			return err;
+		}
+	}
+	if (fds[1] == fds[2]) {
+		notifiers_undo(l, 2);
+		return -EINVAL;
+	}
+	cn_ep_set_notifiers(&l->ep, &l->notif[0], &l->notif[1], &l->notif[0], &l->notif[1]);
+	return 0;
+}
+
+static int open_notifiers_each(struct cn_local_ep *l, const int *fds)
+{
+	int err = 0, i;
+
+	for (i = 0; i < 4 && !err; i++)
+		err = notifier_from_fd(&l->notif[i], fds[1 + i], i >= 2); /* 2, 3: the peer's */
+	if (err) {
+		notifiers_undo(l, i - 1);
+		return err;
+	}
+	cn_ep_set_notifiers(&l->ep, &l->notif[0], &l->notif[1], &l->notif[2], &l->notif[3]);
+	return 0;
+}
+
+int cn_local_open(struct cn_local_ep *l, const int *fds, int nfds, enum cn_role role)
+{
+	int err;
+
 	memset(l, 0, sizeof(*l));
+	if (nfds != CN_LOCAL_NFDS_SOCK && nfds != CN_LOCAL_NFDS)
+		return -EINVAL;
 	err = cn_memfd_region_map(&l->region, fds[0]);
 	if (err)
 		return err;
 	err = cn_ep_attach(&l->ep, l->region.base, l->region.size, role);
-	for (i = 0; i < 4 && !err; i++)
-		err = notifier_from_fd(&l->notif[i], fds[1 + i], i >= 2); /* 2, 3: the peer's */
+	if (!err)
+		err = nfds == CN_LOCAL_NFDS_SOCK ? open_notifiers_shared(l, fds) :
+						   open_notifiers_each(l, fds);
 	if (err) {
-		while (i-- > 0) {
-			/* The caller keeps the fds; only private ones are ours. */
-			if (l->notif[i].aux_fd >= 0)
-				close(l->notif[i].aux_fd);
-			l->notif[i].ops = NULL;
-		}
 		l->region.fd = -1; /* ownership stays with the caller on failure */
 		cn_region_release(&l->region);
 		return err;
 	}
 	close(l->region.fd); /* the mapping keeps the memory */
 	l->region.fd = -1;
-	cn_ep_set_notifiers(&l->ep, &l->notif[0], &l->notif[1], &l->notif[2], &l->notif[3]);
 	return 0;
 }
 

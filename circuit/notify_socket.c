@@ -73,8 +73,12 @@ static int sock_wait(struct cn_notifier *n, int timeout_ms)
 	if (p[0].revents & POLLIN) {
 		char buf[16];
 
+		/*
+		 * A peer that closed its end with wake-ups of ours still queued
+		 * at it leaves ECONNRESET on our end: it is gone, like a hang-up.
+		 */
 		if (recv(n->fd, buf, sizeof(buf), MSG_DONTWAIT) < 0 && errno != EAGAIN)
-			return -errno;
+			return errno == ECONNRESET || errno == EPIPE ? -EPIPE : -errno;
 	}
 	if (p[1].revents & POLLIN) {
 		uint64_t v;

@@ -41,7 +41,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		if (size > sizeof(m) || !strcmp(cn_msg_name(((struct cn_msg_hdr *)copy)->type), "?"))
 			abort();
 		memcpy(&m, copy, size);
-		if (m.h.len != size || cn_msg_nfds(m.h.type) != nfds)
+		if (m.h.len != size ||
+		    (cn_msg_nfds(m.h.type) != nfds && !(cn_msg_nfds(m.h.type) == 5 && nfds == 3)))
 			abort();
 		switch (m.h.type) {
 		case CN_MSG_CONNECT:

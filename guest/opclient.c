@@ -204,14 +204,14 @@ int cn_op_unlisten(struct cn_op *op, uint64_t listener_id)
 	return err;
 }
 
-static int open_circuit(const struct cn_msg_circuit *c, int *fds, struct cn_local_ep *ep,
-			struct cn_op_conn *conn)
+static int open_circuit(const struct cn_msg_circuit *c, int *fds, int nfds,
+			struct cn_local_ep *ep, struct cn_op_conn *conn)
 {
 	int err, i;
 
-	err = cn_local_open(ep, fds, (enum cn_role)c->role);
+	err = cn_local_open(ep, fds, nfds, (enum cn_role)c->role);
 	if (err) {
-		for (i = 0; i < CN_LOCAL_NFDS; i++)
+		for (i = 0; i < nfds; i++)
 			close(fds[i]);
 		return err;
 	}
@@ -246,7 +246,7 @@ int cn_op_connect(struct cn_op *op, unsigned int l4, const struct cn_addr *src,
 			close(fds[--nfds]);
 		return -EPROTO;
 	}
-	return open_circuit(&rep.circuit, fds, ep, conn);
+	return open_circuit(&rep.circuit, fds, nfds, ep, conn);
 }
 
 int cn_op_accept(struct cn_op *op, struct cn_local_ep *ep, struct cn_op_conn *conn, int nonblock)
@@ -269,7 +269,7 @@ int cn_op_accept(struct cn_op *op, struct cn_local_ep *ep, struct cn_op_conn *co
 		while (nfds > 0)
 			close(fds[--nfds]);
 	}
-	err = open_circuit(&m.circuit, fds, ep, conn);
+	err = open_circuit(&m.circuit, fds, nfds, ep, conn);
 	/* the backlog slot is free either way */
 	cn_msg_init(&ack.h, CN_MSG_ACCEPTED, sizeof(ack), 0);
 	ack.id = m.circuit.circuit_id;

@@ -632,7 +632,7 @@ static int handle_connect(struct op *op, struct session *s, const struct cn_msg_
 	struct cn_msg_circuit r;
 	struct cn_local_fds fds;
 	struct circuit *c;
-	int ends[CN_LOCAL_NFDS], err;
+	int ends[CN_LOCAL_NFDS], nfds, err;
 	size_t mem;
 
 	err = choose_src(op, s, m, &st.flow.src);
@@ -669,8 +669,8 @@ static int handle_connect(struct op *op, struct session *s, const struct cn_msg_
 
 	/* the acceptor first: if it cannot take it, the connector is refused */
 	fill_circuit_msg(&r, CN_MSG_NEW_CONN, 0, c, CN_ROLE_ACCEPTOR, st.lst->id);
-	cn_local_select(&fds, CN_ROLE_ACCEPTOR, ends);
-	if (send_msg(st.lst->s, &r.h, ends, CN_LOCAL_NFDS)) {
+	nfds = cn_local_select(&fds, CN_ROLE_ACCEPTOR, ends);
+	if (send_msg(st.lst->s, &r.h, ends, nfds)) {
 		cn_local_fds_close(&fds);
 		circuit_free(op, c);
 		s->g->cnt.refused++;
@@ -683,8 +683,8 @@ static int handle_connect(struct op *op, struct session *s, const struct cn_msg_
 	st.dst->npending++;
 
 	fill_circuit_msg(&r, CN_MSG_CONNECT_OK, m->h.seq, c, CN_ROLE_INITIATOR, 0);
-	cn_local_select(&fds, CN_ROLE_INITIATOR, ends);
-	err = send_msg(s, &r.h, ends, CN_LOCAL_NFDS);
+	nfds = cn_local_select(&fds, CN_ROLE_INITIATOR, ends);
+	err = send_msg(s, &r.h, ends, nfds);
 	/*
 	 * Our copies go now. If the reply failed, the acceptor's notifiers see
 	 * the initiator's ends close, which it reads as a vanished peer.

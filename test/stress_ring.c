@@ -338,12 +338,12 @@ static void *side_thread(void *arg)
 
 static int open_pair_end(struct cn_local_fds *all, enum cn_role role, struct cn_local_ep *l)
 {
-	int fds[CN_LOCAL_NFDS], i;
+	int fds[CN_LOCAL_NFDS], i, n;
 
-	cn_local_select(all, role, fds);
-	for (i = 0; i < CN_LOCAL_NFDS; i++)
+	n = cn_local_select(all, role, fds);
+	for (i = 0; i < n; i++)
 		fds[i] = fcntl(fds[i], F_DUPFD_CLOEXEC, 0);
-	return cn_local_open(l, fds, role);
+	return cn_local_open(l, fds, n, role);
 }
 
 static int run_threads(struct cn_local_fds *all)
@@ -380,15 +380,15 @@ static int run_fork(struct cn_local_fds *all)
 		close(sv[0]);
 		cn_local_fds_close(all);
 		if (cn_recv_fds(sv[1], fds, CN_LOCAL_NFDS, &n, &tag, 1) != 1 ||
-		    n != CN_LOCAL_NFDS || cn_local_open(&l, fds, CN_ROLE_ACCEPTOR))
+		    cn_local_open(&l, fds, n, CN_ROLE_ACCEPTOR))
 			_exit(2);
 		rc = run_side(&l.ep, 1, "acceptor");
 		cn_local_close(&l);
 		_exit(rc);
 	}
 	close(sv[1]);
-	cn_local_select(all, CN_ROLE_ACCEPTOR, fds);
-	if (cn_send_fds(sv[0], fds, CN_LOCAL_NFDS, &tag, 1))
+	n = cn_local_select(all, CN_ROLE_ACCEPTOR, fds);
+	if (cn_send_fds(sv[0], fds, n, &tag, 1))
 		return 1;
 	rc = open_pair_end(all, CN_ROLE_INITIATOR, &l);
 	cn_local_fds_close(all);

@@ -409,7 +409,9 @@ static void test_proto_validate(void **state)
 	m.circuit.role = 1;
 	m.circuit.local.family = m.circuit.remote.family = CN_AF_INET6;
 	assert_int_equal(cn_msg_validate(&m, sizeof(m.circuit), CN_LOCAL_NFDS, &why), 0);
+	assert_int_equal(cn_msg_validate(&m, sizeof(m.circuit), CN_LOCAL_NFDS_SOCK, &why), 0);
 	assert_int_equal(cn_msg_validate(&m, sizeof(m.circuit), CN_LOCAL_NFDS - 1, &why), -EBADMSG);
+	assert_int_equal(cn_msg_validate(&m, sizeof(m.circuit), 0, &why), -EBADMSG);
 	m.circuit.role = 2;
 	assert_int_equal(cn_msg_validate(&m, sizeof(m.circuit), CN_LOCAL_NFDS, &why), -EBADMSG);
 

@@ -116,7 +116,8 @@ static void two_processes(enum cn_notify_kind kind)
 		close(sv[0]);
 		cn_local_fds_close(&all); /* the child only uses what it receives */
 		if (cn_recv_fds(sv[1], theirs, CN_LOCAL_NFDS, &n, &tag, 1) != 1 ||
-		    n != CN_LOCAL_NFDS || cn_local_open(&child, theirs, CN_ROLE_ACCEPTOR))
+		    n != (kind == CN_NOTIFY_SOCKET ? CN_LOCAL_NFDS_SOCK : CN_LOCAL_NFDS) ||
+		    cn_local_open(&child, theirs, n, CN_ROLE_ACCEPTOR))
 			_exit(2);
 		for (i = 0; i < sizeof(buf); i++)
 			buf[i] = (unsigned char)(i * 7);
@@ -126,13 +127,13 @@ static void two_processes(enum cn_notify_kind kind)
 		_exit(0);
 	}
 	close(sv[1]);
-	cn_local_select(&all, CN_ROLE_ACCEPTOR, theirs);
-	assert_int_equal(cn_send_fds(sv[0], theirs, CN_LOCAL_NFDS, &tag, 1), 0);
-	cn_local_select(&all, CN_ROLE_INITIATOR, mine);
-	for (i = 0; i < CN_LOCAL_NFDS; i++)
+	n = cn_local_select(&all, CN_ROLE_ACCEPTOR, theirs);
+	assert_int_equal(cn_send_fds(sv[0], theirs, n, &tag, 1), 0);
+	n = cn_local_select(&all, CN_ROLE_INITIATOR, mine);
+	for (i = 0; i < (size_t)n; i++)
 		mine[i] = fcntl(mine[i], F_DUPFD_CLOEXEC, 0);
 	cn_local_fds_close(&all);
-	assert_int_equal(cn_local_open(&me, mine, CN_ROLE_INITIATOR), 0);
+	assert_int_equal(cn_local_open(&me, mine, n, CN_ROLE_INITIATOR), 0);
 	while ((r = cn_recv(&me.ep, buf + got, sizeof(buf) - got, 0)) > 0)
 		got += (size_t)r;
 	assert_int_equal(r, 0); /* orderly EOF after the child's close */
@@ -166,7 +167,7 @@ static pid_t child_then_kill(struct cn_local_ep *me, size_t send_bytes)
 {
 	struct cn_circuit_params prm = { .mode = CN_MODE_STREAM, .ring_size = { 8192, 8192 } };
 	struct cn_local_fds all;
-	int fds[CN_LOCAL_NFDS], i;
+	int fds[CN_LOCAL_NFDS], i, n;
 	static char buf[8192];
 	pid_t pid;
 
@@ -179,21 +180,21 @@ static pid_t child_then_kill(struct cn_local_ep *me, size_t send_bytes)
 		/* Never outlive a failed test: die with the parent, or after 30 s. */
 		prctl(PR_SET_PDEATHSIG, SIGKILL);
 		alarm(30);
-		cn_local_select(&all, CN_ROLE_ACCEPTOR, fds);
-		for (i = 0; i < CN_LOCAL_NFDS; i++)
+		n = cn_local_select(&all, CN_ROLE_ACCEPTOR, fds);
+		for (i = 0; i < n; i++)
 			fds[i] = fcntl(fds[i], F_DUPFD_CLOEXEC, 0);
 		cn_local_fds_close(&all);
-		if (cn_local_open(&child, fds, CN_ROLE_ACCEPTOR) ||
+		if (cn_local_open(&child, fds, n, CN_ROLE_ACCEPTOR) ||
 		    (send_bytes && cn_send(&child.ep, buf, send_bytes, 0) != (ssize_t)send_bytes))
 			_exit(2);
 		for (;;)
 			pause(); /* killed here, without any close */
 	}
-	cn_local_select(&all, CN_ROLE_INITIATOR, fds);
-	for (i = 0; i < CN_LOCAL_NFDS; i++)
+	n = cn_local_select(&all, CN_ROLE_INITIATOR, fds);
+	for (i = 0; i < n; i++)
 		fds[i] = fcntl(fds[i], F_DUPFD_CLOEXEC, 0);
 	cn_local_fds_close(&all);
-	assert_int_equal(cn_local_open(me, fds, CN_ROLE_INITIATOR), 0);
+	assert_int_equal(cn_local_open(me, fds, n, CN_ROLE_INITIATOR), 0);
 	/* Without peer-death detection these calls would sleep: fail instead. */
 	cn_ep_set_timeouts(&me->ep, 5000, 5000);
 	return pid;
@@ -248,17 +249,66 @@ static void test_notifier_fd_types(void **state)
 	assert_int_equal(cn_socket_notifier_init(&n, dg[0]), -EINVAL); /* no hang-up reporting */
 	assert_int_equal(cn_eventfd_notifier_init(&n, pfd[0]), -EINVAL);
 	/* A bundle with a pipe where a notifier belongs: refused, fds left to us. */
-	assert_int_equal(cn_local_create(&prm, &all), 0);
-	cn_local_select(&all, CN_ROLE_INITIATOR, fds);
+	assert_int_equal(cn_local_create_kind(&prm, CN_NOTIFY_EVENTFD, &all), 0);
+	assert_int_equal(cn_local_select(&all, CN_ROLE_INITIATOR, fds), CN_LOCAL_NFDS);
 	fds[3] = pfd[1];
-	assert_int_equal(cn_local_open(&l, fds, CN_ROLE_INITIATOR), -EINVAL);
+	assert_int_equal(cn_local_open(&l, fds, CN_LOCAL_NFDS, CN_ROLE_INITIATOR), -EINVAL);
 	for (i = 0; i < CN_LOCAL_NFDS; i++)
+		assert_true(fcntl(fds[i], F_GETFD) >= 0);
+	cn_local_fds_close(&all);
+	/* The same for a socket bundle: both notifiers must be seqpacket ends. */
+	assert_int_equal(cn_local_create(&prm, &all), 0);
+	assert_int_equal(cn_local_select(&all, CN_ROLE_INITIATOR, fds), CN_LOCAL_NFDS_SOCK);
+	fds[2] = dg[0];
+	assert_int_equal(cn_local_open(&l, fds, CN_LOCAL_NFDS_SOCK, CN_ROLE_INITIATOR), -EINVAL);
+	fds[2] = fds[1]; /* one pair for both doorbells would mix wake-ups */
+	assert_int_equal(cn_local_open(&l, fds, CN_LOCAL_NFDS_SOCK, CN_ROLE_INITIATOR), -EINVAL);
+	assert_int_equal(cn_local_open(&l, fds, 4, CN_ROLE_INITIATOR), -EINVAL);
+	for (i = 0; i < CN_LOCAL_NFDS_SOCK; i++)
 		assert_true(fcntl(fds[i], F_GETFD) >= 0);
 	cn_local_fds_close(&all);
 	close(pfd[0]);
 	close(pfd[1]);
 	close(dg[0]);
 	close(dg[1]);
+}
+
+/*
+ * Socket bundles share each pair between both sides: we sleep on the end we
+ * also signal with. A peer that closes with wake-ups of ours unread at its
+ * end leaves ECONNRESET pending on our end, and the kernel reports it before
+ * any queued message. That is a hang-up, not an error: wait() must say
+ * -EPIPE (peer gone), and the data the peer left must still be read.
+ */
+static void test_peer_closing_with_unread_wakeups(void **state)
+{
+	struct cn_circuit_params prm = { .mode = CN_MODE_STREAM, .ring_size = { 8192, 8192 } };
+	struct cn_local_fds all;
+	struct cn_local_ep a, b;
+	int fds[CN_LOCAL_NFDS], i, n;
+	char buf[8];
+
+	(void)state;
+	assert_int_equal(cn_local_create(&prm, &all), 0);
+	n = cn_local_select(&all, CN_ROLE_INITIATOR, fds);
+	for (i = 0; i < n; i++)
+		fds[i] = fcntl(fds[i], F_DUPFD_CLOEXEC, 0);
+	assert_int_equal(cn_local_open(&a, fds, n, CN_ROLE_INITIATOR), 0);
+	n = cn_local_select(&all, CN_ROLE_ACCEPTOR, fds);
+	for (i = 0; i < n; i++)
+		fds[i] = fcntl(fds[i], F_DUPFD_CLOEXEC, 0);
+	assert_int_equal(cn_local_open(&b, fds, n, CN_ROLE_ACCEPTOR), 0);
+	cn_local_fds_close(&all);
+	/* a wake-up of ours that b never consumes, b's answer and its wake-up for us */
+	assert_int_equal(send(a.notif[0].fd, "w", 1, MSG_DONTWAIT), 1);
+	assert_int_equal(cn_send(&b.ep, "y", 1, 0), 1);
+	assert_int_equal(cn_notifier_signal(&b.notif[0]), 0);
+	cn_local_close(&b);
+	assert_int_equal(cn_notifier_wait(&a.notif[0], 1000), -EPIPE);
+	assert_int_equal(cn_recv(&a.ep, buf, sizeof(buf), 0), 1);
+	assert_int_equal(buf[0], 'y');
+	assert_int_equal(cn_recv(&a.ep, buf, sizeof(buf), 0), 0);
+	cn_local_close(&a);
 }
 
 int main(void)
@@ -272,6 +322,7 @@ int main(void)
 		cmocka_unit_test(test_killed_peer_reads_as_eof),
 		cmocka_unit_test(test_killed_peer_with_unread_data_resets),
 		cmocka_unit_test(test_notifier_fd_types),
+		cmocka_unit_test(test_peer_closing_with_unread_wakeups),
 	};
 
 	return cmocka_run_group_tests_name("local", tests, NULL, NULL);

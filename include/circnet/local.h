@@ -7,13 +7,21 @@
  *
  * The creator (the operator) calls cn_local_create() and sends each endpoint
  * the fds that cn_local_select() picks for its role; the endpoint calls
- * cn_local_open(). Per role the bundle is, in order:
+ * cn_local_open(). Reader and writer sleep on separate notifiers so that two
+ * threads blocked on one endpoint (one sending, one receiving) cannot steal
+ * each other's wake-ups.
+ *
+ * With socket notifiers (the default) a bundle is three fds:
+ *   [0] memfd   [1] our end of the "data" pair   [2] our end of the "space" pair
+ * Each socketpair serves both sides: we sleep on our end for the peer's
+ * wake-ups, and a byte we send on our end lands at the peer's end only. So
+ * one pair is both our reader's doorbell and the peer reader's, and no fd is
+ * shared between the endpoints except the memfd.
+ *
+ * With eventfd notifiers a bundle is five fds, because an eventfd is one
+ * counter that both holders would read:
  *   [0] memfd   [1] wait_rx  [2] wait_tx  [3] sig_rx (peer's wait_rx)
  *   [4] sig_tx (peer's wait_tx)
- * Reader and writer sleep on separate notifiers so that two threads blocked
- * on one endpoint (one sending, one receiving) cannot steal each other's
- * wake-ups. With socket notifiers no fd is shared between the endpoints
- * except the memfd.
  */
 #ifndef CIRCNET_LOCAL_H
 #define CIRCNET_LOCAL_H
@@ -21,7 +29,8 @@
 #include <circnet/circuit.h>
 #include <circnet/region.h>
 
-#define CN_LOCAL_NFDS 5
+#define CN_LOCAL_NFDS	   5 /* the most a bundle has (eventfd notifiers) */
+#define CN_LOCAL_NFDS_SOCK 3 /* a bundle with socket notifiers */
 
 enum cn_notify_kind {
 	CN_NOTIFY_SOCKET = 0,  /* default: isolated ends, peer death seen */
@@ -29,12 +38,15 @@ enum cn_notify_kind {
 };
 
 /*
- * Everything created for one circuit. wake[i] serves notifier i (0: the
- * initiator's reader, 1: its writer, 2: the acceptor's reader, 3: its
- * writer); wake[i][0] goes to the sleeper, wake[i][1] to the peer that
- * signals it (for eventfds, two descriptors of one eventfd).
+ * Everything created for one circuit. Socket kind: wake[0] is the data
+ * pair, wake[1] the space pair, end [0] for the initiator and [1] for the
+ * acceptor; wake[2] and wake[3] are unused (-1). Eventfd kind: wake[i]
+ * serves notifier i (0: the initiator's reader, 1: its writer, 2: the
+ * acceptor's reader, 3: its writer), [0] for the sleeper and [1] for the
+ * peer that signals it (two descriptors of one eventfd).
  */
 struct cn_local_fds {
+	enum cn_notify_kind kind;
 	int mem;
 	int wake[4][2];
 };
@@ -55,16 +67,20 @@ int cn_local_create_kind(const struct cn_circuit_params *p, enum cn_notify_kind 
 /* Close every fd of a bundle (after it has been handed out). */
 void cn_local_fds_close(struct cn_local_fds *f);
 
-/* The five fds an endpoint of this role needs, in bundle order (not dup'ed). */
-void cn_local_select(const struct cn_local_fds *f, enum cn_role role, int out[CN_LOCAL_NFDS]);
+/*
+ * The fds an endpoint of this role needs, in bundle order (not dup'ed).
+ * Returns how many: CN_LOCAL_NFDS_SOCK or CN_LOCAL_NFDS.
+ */
+int cn_local_select(const struct cn_local_fds *f, enum cn_role role, int out[CN_LOCAL_NFDS]);
 
 /*
- * Map and attach. Takes ownership of the fds on success only. The memfd is
- * closed after mapping (the mapping keeps the memory alive). The kind of
- * each notifier fd is recognised (socket end or eventfd); anything else is
- * refused with -EINVAL.
+ * Map and attach a bundle of nfds fds (3: socket notifiers; 5: one notifier
+ * each, socket ends or eventfds). Takes ownership of the fds on success
+ * only. The memfd is closed after mapping (the mapping keeps the memory
+ * alive). Each notifier fd's kind is recognised; anything else, or a 3-fd
+ * bundle that is not two SOCK_SEQPACKET ends, is refused with -EINVAL.
  */
-int cn_local_open(struct cn_local_ep *l, const int fds[CN_LOCAL_NFDS], enum cn_role role);
+int cn_local_open(struct cn_local_ep *l, const int *fds, int nfds, enum cn_role role);
 
 /* cn_close() the endpoint, unmap, close notifiers. */
 void cn_local_close(struct cn_local_ep *l);

@@ -6,7 +6,8 @@
  * Every message is one packet: a fixed header followed by a fixed-size body
  * chosen by the type; nothing is variable-length, so a decoder checks one
  * exact length per type. Circuit fds travel with SCM_RIGHTS next to the
- * message that announces them (CN_LOCAL_NFDS of them, circnet/local.h).
+ * message that announces them (a bundle of circnet/local.h: 3 fds with
+ * socket notifiers, 5 with eventfds).
  * Integers are host-endian: both ends run on the same host.
  *
  * A session (one connection to the guest's operator socket) starts with
@@ -177,7 +178,7 @@ void cn_msg_init(struct cn_msg_hdr *h, enum cn_msg_type type, size_t len, uint32
  */
 int cn_msg_validate(const void *buf, size_t len, int nfds, const char **why);
 
-/* Number of fds a message of this type must carry. */
+/* The most fds a message of this type carries (circuits: 3 or 5, local.h). */
 int cn_msg_nfds(enum cn_msg_type type);
 
 /* "hello", "connect", ... for logs; "?" if unknown. */
