@@ -16,7 +16,7 @@ if [ ! -f build-fuzz/build.ninja ]; then
 fi
 ninja -C build-fuzz fuzz/fuzz_circuit fuzz/fuzz_config fuzz/fuzz_proto >/dev/null
 # target:seed-directory
-for spec in fuzz_circuit:corpus fuzz_config:corpus-config fuzz_proto:corpus-proto; do
+for spec in fuzz_circuit:corpus fuzz_config:seeds-config fuzz_proto:seeds-proto; do
 	target=${spec%%:*}
 	seeds=fuzz/${spec#*:}
 	corpus=build-fuzz/corpus-$target
