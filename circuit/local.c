@@ -179,6 +179,17 @@ int cn_local_open(struct cn_local_ep *l, const int *fds, int nfds, enum cn_role 
 	return 0;
 }
 
+void cn_local_detach(struct cn_local_ep *l)
+{
+	int i;
+
+	if (!l->region.base)
+		return;
+	cn_region_release(&l->region);
+	for (i = 0; i < 4; i++)
+		cn_notifier_release(&l->notif[i]);
+}
+
 void cn_local_close(struct cn_local_ep *l)
 {
 	int i;

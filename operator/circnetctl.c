@@ -19,6 +19,7 @@ static void usage(FILE *f)
 	fprintf(f,
 		"usage: circnetctl [--run-dir DIR] COMMAND\n"
 		"  status | guests | listeners | circuits | policy [--json]\n"
+		"  hosts                 guest addresses and names, in /etc/hosts format\n"
 		"  reload [--reset]      reload the config; --reset also resets circuits the new\n"
 		"                        policy no longer allows\n"
 		"  check-config FILE     validate a config file: exit 0 if good, 1 if not\n"
@@ -94,7 +95,7 @@ static int request(const char *run_dir, const char *req)
 int main(int argc, char **argv)
 {
 	static const char *const views[] = { "status", "guests", "listeners", "circuits",
-					     "policy" };
+					     "policy", "hosts" };
 	const char *run_dir = getenv("CIRCNET_RUN_DIR");
 	char req[64];
 	size_t i;

@@ -373,6 +373,22 @@ static void view_policy(struct op *op, struct sbuf *b, bool json)
 		sb_printf(b, "]}\n");
 }
 
+/* "ADDRESS NAME" per guest address: the hosts file guests get from circnet run. */
+static void view_hosts(struct op *op, struct sbuf *b, bool json)
+{
+	struct config *c = op->cfg;
+	int i, j;
+
+	(void)json;
+	for (i = 0; i < c->nguests; i++)
+		for (j = 0; j < c->guests[i].naddr; j++) {
+			char a[64];
+
+			addr_format(&c->guests[i].addrs[j], false, a, sizeof(a));
+			sb_printf(b, "%s\t%s\n", a, c->guests[i].name);
+		}
+}
+
 static void handle_request(struct op *op, char *line, struct sbuf *b)
 {
 	static const struct {
@@ -381,7 +397,7 @@ static void handle_request(struct op *op, char *line, struct sbuf *b)
 	} views[] = {
 		{ "status", view_status },	 { "guests", view_guests },
 		{ "listeners", view_listeners }, { "circuits", view_circuits },
-		{ "policy", view_policy },
+		{ "policy", view_policy },	 { "hosts", view_hosts },
 	};
 	char *cmd = strtok(line, " \t\r\n"), *arg = strtok(NULL, " \t\r\n");
 	size_t i;

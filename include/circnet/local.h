@@ -85,6 +85,15 @@ int cn_local_open(struct cn_local_ep *l, const int *fds, int nfds, enum cn_role 
 /* cn_close() the endpoint, unmap, close notifiers. */
 void cn_local_close(struct cn_local_ep *l);
 
+/*
+ * Unmap and close our notifier ends without a word to the peer. The peer
+ * sees us vanish (POLLHUP) once every holder of our ends has closed them:
+ * for a socket shared across fork, the last process to close it. It then
+ * reads what we sent and gets EOF, or a reset if we left its data unread:
+ * what close(2) of a shared TCP socket gives.
+ */
+void cn_local_detach(struct cn_local_ep *l);
+
 /* Send data with fds attached (SCM_RIGHTS) on a Unix socket. 0 or -errno. */
 int cn_send_fds(int sock, const int *fds, int nfds, const void *data, size_t len);
 

@@ -1,0 +1,961 @@
+// SPDX-License-Identifier: MIT
+/*
+ * guest/preload.c - libcircnet-preload.so: the socket API over circuits for
+ * unmodified programs (LD_PRELOAD, set by `circnet run`).
+ *
+ * It owns the table from application fds to circuit sockets (sock.h) and
+ * the libc entry points that consult it. AF_INET and AF_INET6 stream
+ * sockets become circuits; every other fd (files, pipes, Unix sockets, and
+ * for now datagram sockets) goes straight to libc. A table entry is one
+ * atomic pointer per fd, so the data path takes no global lock: a lookup is
+ * a load.
+ *
+ * Readiness: poll, ppoll, select and pselect compute a circuit's readiness
+ * from its ring and sleep on its doorbells together with the other fds of
+ * the call. epoll needs no help for readability: a connected socket's fd
+ * is its data doorbell, kept armed while the ring is empty, and a listener's
+ * fd is its operator session; EPOLLOUT on a full ring is the known gap.
+ */
+#define _GNU_SOURCE
+/*
+ * Programs built with and without _FILE_OFFSET_BITS=64 call fcntl/fcntl64
+ * and sendfile/sendfile64: define the plain names here, alias the others.
+ * (off_t is 64 bits either way on the LP64 targets we build for.)
+ */
+#undef _FILE_OFFSET_BITS
+#include <dlfcn.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <netinet/in.h>
+#include <poll.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stdbool.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/ioctl.h>
+#include <sys/mman.h>
+#include <sys/resource.h>
+#include <sys/select.h>
+#include <sys/sendfile.h>
+#include <sys/socket.h>
+#include <sys/uio.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "sock.h"
+
+#define EXPORT __attribute__((visibility("default")))
+
+/* ---- the real functions ---- */
+
+#define REAL(name) real_##name
+#define DECLARE_REAL(ret, name, ...) static ret (*real_##name)(__VA_ARGS__)
+
+DECLARE_REAL(int, socket, int, int, int);
+DECLARE_REAL(int, close, int);
+DECLARE_REAL(int, dup, int);
+DECLARE_REAL(int, dup2, int, int);
+DECLARE_REAL(int, dup3, int, int, int);
+DECLARE_REAL(int, fcntl, int, int, ...);
+DECLARE_REAL(int, ioctl, int, unsigned long, ...);
+DECLARE_REAL(int, bind, int, const struct sockaddr *, socklen_t);
+DECLARE_REAL(int, listen, int, int);
+DECLARE_REAL(int, accept, int, struct sockaddr *, socklen_t *);
+DECLARE_REAL(int, accept4, int, struct sockaddr *, socklen_t *, int);
+DECLARE_REAL(int, connect, int, const struct sockaddr *, socklen_t);
+DECLARE_REAL(ssize_t, read, int, void *, size_t);
+DECLARE_REAL(ssize_t, write, int, const void *, size_t);
+DECLARE_REAL(ssize_t, readv, int, const struct iovec *, int);
+DECLARE_REAL(ssize_t, writev, int, const struct iovec *, int);
+DECLARE_REAL(ssize_t, send, int, const void *, size_t, int);
+DECLARE_REAL(ssize_t, sendto, int, const void *, size_t, int, const struct sockaddr *, socklen_t);
+DECLARE_REAL(ssize_t, sendmsg, int, const struct msghdr *, int);
+DECLARE_REAL(ssize_t, recv, int, void *, size_t, int);
+DECLARE_REAL(ssize_t, recvfrom, int, void *, size_t, int, struct sockaddr *, socklen_t *);
+DECLARE_REAL(ssize_t, recvmsg, int, struct msghdr *, int);
+DECLARE_REAL(int, shutdown, int, int);
+DECLARE_REAL(int, getsockname, int, struct sockaddr *, socklen_t *);
+DECLARE_REAL(int, getpeername, int, struct sockaddr *, socklen_t *);
+DECLARE_REAL(int, getsockopt, int, int, int, void *, socklen_t *);
+DECLARE_REAL(int, setsockopt, int, int, int, const void *, socklen_t);
+DECLARE_REAL(int, poll, struct pollfd *, nfds_t, int);
+DECLARE_REAL(int, ppoll, struct pollfd *, nfds_t, const struct timespec *, const sigset_t *);
+DECLARE_REAL(int, select, int, fd_set *, fd_set *, fd_set *, struct timeval *);
+DECLARE_REAL(int, pselect, int, fd_set *, fd_set *, fd_set *, const struct timespec *,
+	     const sigset_t *);
+DECLARE_REAL(ssize_t, sendfile, int, int, off_t *, size_t);
+
+static pthread_once_t real_once = PTHREAD_ONCE_INIT;
+
+static void resolve_real(void)
+{
+#define R(name) real_##name = dlsym(RTLD_NEXT, #name)
+	R(socket); R(close); R(dup); R(dup2); R(dup3); R(fcntl); R(ioctl); R(bind); R(listen);
+	R(accept); R(accept4); R(connect); R(read); R(write); R(readv); R(writev); R(send);
+	R(sendto); R(sendmsg); R(recv); R(recvfrom); R(recvmsg); R(shutdown); R(getsockname);
+	R(getpeername); R(getsockopt); R(setsockopt); R(poll); R(ppoll); R(select); R(pselect);
+	R(sendfile);
+#undef R
+}
+
+#define NEED_REAL() pthread_once(&real_once, resolve_real)
+
+/* ---- the fd table ---- */
+
+static struct csock **fdtab;
+static int fdtab_size;
+static pthread_once_t table_once = PTHREAD_ONCE_INIT;
+
+static void table_init(void)
+{
+	struct rlimit rl;
+	size_t n = 65536;
+
+	if (!getrlimit(RLIMIT_NOFILE, &rl) && rl.rlim_max != RLIM_INFINITY && rl.rlim_max > n)
+		n = rl.rlim_max > (1u << 20) ? (1u << 20) : rl.rlim_max;
+	/* untouched pages cost nothing: size for the hard limit */
+	fdtab = mmap(NULL, n * sizeof(*fdtab), PROT_READ | PROT_WRITE,
+		     MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+	fdtab_size = fdtab == MAP_FAILED ? 0 : (int)n;
+	if (fdtab == MAP_FAILED)
+		fdtab = NULL;
+}
+
+static inline struct csock *lookup(int fd)
+{
+	if (fd < 0 || fd >= fdtab_size)
+		return NULL;
+	return __atomic_load_n(&fdtab[fd], __ATOMIC_ACQUIRE);
+}
+
+static inline struct csock *table_swap(int fd, struct csock *cs)
+{
+	if (fd < 0 || fd >= fdtab_size)
+		return NULL;
+	return __atomic_exchange_n(&fdtab[fd], cs, __ATOMIC_ACQ_REL);
+}
+
+static int fail(int err)
+{
+	errno = err;
+	return -1;
+}
+
+static ssize_t fail_sz(ssize_t err)
+{
+	errno = (int)-err;
+	return -1;
+}
+
+/* Every socket open across a fork is shared with the child from now on. */
+static void atfork_prepare(void)
+{
+}
+
+static void mark_shared(void)
+{
+	int fd;
+
+	for (fd = 0; fd < fdtab_size; fd++) {
+		struct csock *cs = lookup(fd);
+
+		if (cs)
+			cs->shared = true;
+	}
+}
+
+static void atfork_child(void)
+{
+	mark_shared();
+	csock_after_fork_child();
+}
+
+__attribute__((constructor)) static void preload_init(void)
+{
+	NEED_REAL();
+	pthread_once(&table_once, table_init);
+	csock_global_init();
+	pthread_atfork(atfork_prepare, mark_shared, atfork_child);
+}
+
+/* ---- sockets ---- */
+
+EXPORT int socket(int domain, int type, int protocol)
+{
+	int base = type & ~(SOCK_NONBLOCK | SOCK_CLOEXEC), fd;
+	struct csock *cs;
+
+	NEED_REAL();
+	if ((domain != AF_INET && domain != AF_INET6) || base != SOCK_STREAM ||
+	    (protocol != 0 && protocol != IPPROTO_TCP) || !fdtab)
+		return REAL(socket)(domain, type, protocol);
+	/* the placeholder: a real socket fd that is not connected to anything */
+	fd = REAL(socket)(AF_UNIX, SOCK_STREAM | (type & (SOCK_NONBLOCK | SOCK_CLOEXEC)), 0);
+	if (fd < 0)
+		return -1;
+	cs = csock_new(domain, type & SOCK_NONBLOCK);
+	if (!cs) {
+		REAL(close)(fd);
+		return fail(ENOMEM);
+	}
+	table_swap(fd, cs);
+	return fd;
+}
+
+/* Put kernel object `obj` at the app's fd number, keeping its close-on-exec. */
+static int install(int fd, int obj, bool nonblock)
+{
+	int fdflags = REAL(fcntl)(fd, F_GETFD), fl;
+
+	if (fdflags < 0 || REAL(dup3)(obj, fd, (fdflags & FD_CLOEXEC) ? O_CLOEXEC : 0) < 0)
+		return -errno;
+	fl = REAL(fcntl)(fd, F_GETFL);
+	if (fl >= 0 && nonblock != !!(fl & O_NONBLOCK))
+		REAL(fcntl)(fd, F_SETFL, nonblock ? fl | O_NONBLOCK : fl & ~O_NONBLOCK);
+	return 0;
+}
+
+EXPORT int bind(int fd, const struct sockaddr *sa, socklen_t len)
+{
+	struct csock *cs = lookup(fd);
+	int err;
+
+	NEED_REAL();
+	if (!cs)
+		return REAL(bind)(fd, sa, len);
+	err = csock_bind(cs, sa, len);
+	return err ? fail(-err) : 0;
+}
+
+EXPORT int listen(int fd, int backlog)
+{
+	struct csock *cs = lookup(fd);
+	int err, session;
+
+	NEED_REAL();
+	if (!cs)
+		return REAL(listen)(fd, backlog);
+	err = csock_listen(cs, backlog, &session);
+	if (!err && session >= 0)
+		err = install(fd, session, cs->nonblock);
+	return err ? fail(-err) : 0;
+}
+
+static int do_accept(int fd, struct sockaddr *sa, socklen_t *len, int flags)
+{
+	struct csock *cs = lookup(fd), *n;
+	int err, doorbell, nfd;
+
+	NEED_REAL();
+	if (!cs)
+		return REAL(accept4)(fd, sa, len, flags);
+	if (flags & ~(SOCK_NONBLOCK | SOCK_CLOEXEC))
+		return fail(EINVAL);
+	err = csock_accept(cs, flags & SOCK_NONBLOCK, &n, &doorbell);
+	if (err)
+		return fail(-err);
+	nfd = REAL(fcntl)(doorbell, (flags & SOCK_CLOEXEC) ? F_DUPFD_CLOEXEC : F_DUPFD, 0);
+	if (nfd < 0) {
+		err = errno;
+		csock_put(n);
+		return fail(err);
+	}
+	if (flags & SOCK_NONBLOCK) {
+		int fl = REAL(fcntl)(nfd, F_GETFL);
+
+		REAL(fcntl)(nfd, F_SETFL, fl | O_NONBLOCK);
+	}
+	table_swap(nfd, n);
+	if (sa && len)
+		csock_getpeername(n, sa, len);
+	return nfd;
+}
+
+EXPORT int accept(int fd, struct sockaddr *sa, socklen_t *len)
+{
+	return do_accept(fd, sa, len, 0);
+}
+
+EXPORT int accept4(int fd, struct sockaddr *sa, socklen_t *len, int flags)
+{
+	return do_accept(fd, sa, len, flags);
+}
+
+EXPORT int connect(int fd, const struct sockaddr *sa, socklen_t len)
+{
+	struct csock *cs = lookup(fd);
+	int err, doorbell, ierr;
+
+	NEED_REAL();
+	if (!cs)
+		return REAL(connect)(fd, sa, len);
+	err = csock_connect(cs, sa, len, &doorbell);
+	if (doorbell >= 0) {
+		ierr = install(fd, doorbell, cs->nonblock);
+		if (ierr)
+			err = ierr;
+	}
+	return err ? fail(-err) : 0;
+}
+
+/* ---- data ---- */
+
+/* EPIPE comes with SIGPIPE, as from the kernel, unless the caller said not to. */
+static ssize_t data_result(ssize_t n, int flags)
+{
+	if (n >= 0)
+		return n;
+	if (n == -EPIPE && !(flags & MSG_NOSIGNAL))
+		pthread_kill(pthread_self(), SIGPIPE);
+	return fail_sz(n);
+}
+
+EXPORT ssize_t send(int fd, const void *buf, size_t len, int flags)
+{
+	struct csock *cs = lookup(fd);
+	struct iovec iov = { (void *)buf, len };
+
+	NEED_REAL();
+	if (!cs)
+		return REAL(send)(fd, buf, len, flags);
+	return data_result(csock_sendv(cs, &iov, 1, flags), flags);
+}
+
+EXPORT ssize_t sendto(int fd, const void *buf, size_t len, int flags, const struct sockaddr *sa,
+		      socklen_t alen)
+{
+	struct csock *cs = lookup(fd);
+	struct iovec iov = { (void *)buf, len };
+
+	NEED_REAL();
+	if (!cs)
+		return REAL(sendto)(fd, buf, len, flags, sa, alen);
+	/* a connected stream socket ignores the address, as TCP does */
+	return data_result(csock_sendv(cs, &iov, 1, flags), flags);
+}
+
+EXPORT ssize_t sendmsg(int fd, const struct msghdr *msg, int flags)
+{
+	struct csock *cs = lookup(fd);
+
+	NEED_REAL();
+	if (!cs)
+		return REAL(sendmsg)(fd, msg, flags);
+	return data_result(csock_sendv(cs, msg->msg_iov, (int)msg->msg_iovlen, flags), flags);
+}
+
+EXPORT ssize_t write(int fd, const void *buf, size_t len)
+{
+	struct csock *cs = lookup(fd);
+	struct iovec iov = { (void *)buf, len };
+
+	NEED_REAL();
+	if (!cs)
+		return REAL(write)(fd, buf, len);
+	return data_result(csock_sendv(cs, &iov, 1, 0), 0);
+}
+
+EXPORT ssize_t writev(int fd, const struct iovec *iov, int iovcnt)
+{
+	struct csock *cs = lookup(fd);
+
+	NEED_REAL();
+	if (!cs)
+		return REAL(writev)(fd, iov, iovcnt);
+	return data_result(csock_sendv(cs, iov, iovcnt, 0), 0);
+}
+
+EXPORT ssize_t recv(int fd, void *buf, size_t len, int flags)
+{
+	struct csock *cs = lookup(fd);
+	struct iovec iov = { buf, len };
+	ssize_t n;
+
+	NEED_REAL();
+	if (!cs)
+		return REAL(recv)(fd, buf, len, flags);
+	n = csock_recvv(cs, &iov, 1, flags);
+	return n < 0 ? fail_sz(n) : n;
+}
+
+EXPORT ssize_t recvfrom(int fd, void *buf, size_t len, int flags, struct sockaddr *sa,
+			socklen_t *alen)
+{
+	struct csock *cs = lookup(fd);
+	struct iovec iov = { buf, len };
+	ssize_t n;
+
+	NEED_REAL();
+	if (!cs)
+		return REAL(recvfrom)(fd, buf, len, flags, sa, alen);
+	n = csock_recvv(cs, &iov, 1, flags);
+	return n < 0 ? fail_sz(n) : n; /* TCP leaves the address alone */
+}
+
+EXPORT ssize_t recvmsg(int fd, struct msghdr *msg, int flags)
+{
+	struct csock *cs = lookup(fd);
+	ssize_t n;
+
+	NEED_REAL();
+	if (!cs)
+		return REAL(recvmsg)(fd, msg, flags);
+	n = csock_recvv(cs, msg->msg_iov, (int)msg->msg_iovlen, flags);
+	if (n < 0)
+		return fail_sz(n);
+	msg->msg_namelen = 0;
+	msg->msg_controllen = 0;
+	msg->msg_flags = 0;
+	return n;
+}
+
+EXPORT ssize_t read(int fd, void *buf, size_t len)
+{
+	struct csock *cs = lookup(fd);
+	struct iovec iov = { buf, len };
+	ssize_t n;
+
+	NEED_REAL();
+	if (!cs)
+		return REAL(read)(fd, buf, len);
+	n = csock_recvv(cs, &iov, 1, 0);
+	return n < 0 ? fail_sz(n) : n;
+}
+
+EXPORT ssize_t readv(int fd, const struct iovec *iov, int iovcnt)
+{
+	struct csock *cs = lookup(fd);
+	ssize_t n;
+
+	NEED_REAL();
+	if (!cs)
+		return REAL(readv)(fd, iov, iovcnt);
+	n = csock_recvv(cs, iov, iovcnt, 0);
+	return n < 0 ? fail_sz(n) : n;
+}
+
+/* _FORTIFY_SOURCE builds (Debian's) call these instead. */
+ssize_t __read_chk(int fd, void *buf, size_t len, size_t buflen);
+ssize_t __recv_chk(int fd, void *buf, size_t len, size_t buflen, int flags);
+ssize_t __recvfrom_chk(int fd, void *buf, size_t len, size_t buflen, int flags,
+		       struct sockaddr *sa, socklen_t *alen);
+int __poll_chk(struct pollfd *fds, nfds_t n, int timeout, size_t fdslen);
+
+EXPORT ssize_t __read_chk(int fd, void *buf, size_t len, size_t buflen)
+{
+	(void)buflen;
+	return read(fd, buf, len);
+}
+
+EXPORT ssize_t __recv_chk(int fd, void *buf, size_t len, size_t buflen, int flags)
+{
+	(void)buflen;
+	return recv(fd, buf, len, flags);
+}
+
+EXPORT ssize_t __recvfrom_chk(int fd, void *buf, size_t len, size_t buflen, int flags,
+			      struct sockaddr *sa, socklen_t *alen)
+{
+	(void)buflen;
+	return recvfrom(fd, buf, len, flags, sa, alen);
+}
+
+/*
+ * sendfile to a circuit: read the file straight into the ring (one copy),
+ * the way the kernel reads it into socket buffers.
+ */
+EXPORT ssize_t sendfile(int out, int in, off_t *offset, size_t count)
+{
+	struct csock *cs = lookup(out);
+	char buf[65536];
+	size_t done = 0;
+
+	NEED_REAL();
+	if (!cs)
+		return REAL(sendfile)(out, in, offset, count);
+	while (done < count) {
+		size_t chunk = count - done < sizeof(buf) ? count - done : sizeof(buf);
+		struct iovec iov = { buf, 0 };
+		ssize_t got, sent;
+
+		got = offset ? pread(in, buf, chunk, *offset) : REAL(read)(in, buf, chunk);
+		if (got <= 0) {
+			if (got < 0 && !done)
+				return -1;
+			break;
+		}
+		iov.iov_len = (size_t)got;
+		sent = csock_sendv(cs, &iov, 1, 0);
+		if (sent < 0) {
+			if (!offset)
+				lseek(in, -got, SEEK_CUR);
+			if (done)
+				break;
+			return data_result(sent, 0);
+		}
+		if (offset)
+			*offset += sent;
+		else if (sent < got)
+			lseek(in, sent - got, SEEK_CUR); /* give back what did not fit */
+		done += (size_t)sent;
+		if (sent < got)
+			break; /* a non-blocking socket is full */
+	}
+	return (ssize_t)done;
+}
+
+EXPORT ssize_t sendfile64(int out, int in, off_t *offset, size_t count)
+	__attribute__((alias("sendfile")));
+
+EXPORT int shutdown(int fd, int how)
+{
+	struct csock *cs = lookup(fd);
+	int err;
+
+	NEED_REAL();
+	if (!cs)
+		return REAL(shutdown)(fd, how);
+	err = csock_shutdown(cs, how);
+	return err ? fail(-err) : 0;
+}
+
+/* ---- fds ---- */
+
+EXPORT int close(int fd)
+{
+	struct csock *cs;
+	int rc;
+
+	NEED_REAL();
+	cs = table_swap(fd, NULL);
+	rc = REAL(close)(fd);
+	if (cs)
+		csock_put(cs);
+	return rc;
+}
+
+/* newfd now names what oldfd names (dup2, dup3, F_DUPFD). */
+static void alias(int oldfd, int newfd)
+{
+	struct csock *cs = lookup(oldfd), *prev;
+
+	if (cs)
+		csock_get(cs);
+	prev = table_swap(newfd, cs);
+	if (prev)
+		csock_put(prev);
+}
+
+EXPORT int dup(int fd)
+{
+	int n;
+
+	NEED_REAL();
+	n = REAL(dup)(fd);
+	if (n >= 0)
+		alias(fd, n);
+	return n;
+}
+
+EXPORT int dup2(int oldfd, int newfd)
+{
+	int n;
+
+	NEED_REAL();
+	n = REAL(dup2)(oldfd, newfd);
+	if (n >= 0 && oldfd != newfd)
+		alias(oldfd, newfd);
+	return n;
+}
+
+EXPORT int dup3(int oldfd, int newfd, int flags)
+{
+	int n;
+
+	NEED_REAL();
+	n = REAL(dup3)(oldfd, newfd, flags);
+	if (n >= 0)
+		alias(oldfd, newfd);
+	return n;
+}
+
+EXPORT int fcntl(int fd, int cmd, ...)
+{
+	struct csock *cs = lookup(fd);
+	va_list ap;
+	long arg;
+	int rc;
+
+	NEED_REAL();
+	va_start(ap, cmd);
+	arg = va_arg(ap, long);
+	va_end(ap);
+	rc = REAL(fcntl)(fd, cmd, arg);
+	if (rc < 0 || !cs)
+		return rc;
+	switch (cmd) {
+	case F_DUPFD:
+	case F_DUPFD_CLOEXEC:
+		alias(fd, rc);
+		break;
+	case F_SETFL:
+		cs->nonblock = arg & O_NONBLOCK;
+		break;
+	default:
+		break;
+	}
+	return rc;
+}
+
+EXPORT int fcntl64(int fd, int cmd, ...) __attribute__((alias("fcntl")));
+
+EXPORT int ioctl(int fd, unsigned long req, ...)
+{
+	struct csock *cs = lookup(fd);
+	va_list ap;
+	void *arg;
+
+	NEED_REAL();
+	va_start(ap, req);
+	arg = va_arg(ap, void *);
+	va_end(ap);
+	if (!cs)
+		return REAL(ioctl)(fd, req, arg);
+	if (req == FIONBIO) {
+		int on;
+
+		if (!arg)
+			return fail(EFAULT);
+		memcpy(&on, arg, sizeof(on));
+		cs->nonblock = on != 0;
+		return REAL(ioctl)(fd, req, arg);
+	}
+	if (req == FIONREAD) {
+		int n = csock_readable(cs);
+
+		if (!arg)
+			return fail(EFAULT);
+		memcpy(arg, &n, sizeof(n));
+		return 0;
+	}
+	return REAL(ioctl)(fd, req, arg);
+}
+
+/* ---- addresses and options ---- */
+
+EXPORT int getsockname(int fd, struct sockaddr *sa, socklen_t *len)
+{
+	struct csock *cs = lookup(fd);
+	int err;
+
+	NEED_REAL();
+	if (!cs)
+		return REAL(getsockname)(fd, sa, len);
+	err = csock_getsockname(cs, sa, len);
+	return err ? fail(-err) : 0;
+}
+
+EXPORT int getpeername(int fd, struct sockaddr *sa, socklen_t *len)
+{
+	struct csock *cs = lookup(fd);
+	int err;
+
+	NEED_REAL();
+	if (!cs)
+		return REAL(getpeername)(fd, sa, len);
+	err = csock_getpeername(cs, sa, len);
+	return err ? fail(-err) : 0;
+}
+
+EXPORT int getsockopt(int fd, int level, int name, void *val, socklen_t *len)
+{
+	struct csock *cs = lookup(fd);
+	int err;
+
+	NEED_REAL();
+	if (!cs)
+		return REAL(getsockopt)(fd, level, name, val, len);
+	err = csock_getsockopt(cs, level, name, val, len);
+	return err ? fail(-err) : 0;
+}
+
+EXPORT int setsockopt(int fd, int level, int name, const void *val, socklen_t len)
+{
+	struct csock *cs = lookup(fd);
+	int err;
+
+	NEED_REAL();
+	if (!cs)
+		return REAL(setsockopt)(fd, level, name, val, len);
+	err = csock_setsockopt(cs, level, name, val, len);
+	return err ? fail(-err) : 0;
+}
+
+/* ---- readiness ---- */
+
+static int64_t mono_ns(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
+}
+
+static bool any_circuit(const struct pollfd *fds, nfds_t n)
+{
+	nfds_t i;
+
+	for (i = 0; i < n; i++)
+		if (lookup(fds[i].fd))
+			return true;
+	return false;
+}
+
+/* Circuits' readiness without sleeping; returns how many entries are ready. */
+static int circuits_ready(struct pollfd *fds, nfds_t n)
+{
+	int ready = 0, sfd[2], nsfd;
+	short sev[2];
+	nfds_t i;
+
+	for (i = 0; i < n; i++) {
+		struct csock *cs = lookup(fds[i].fd);
+
+		if (!cs)
+			continue;
+		fds[i].revents = (short)csock_poll(cs, (unsigned short)fds[i].events, false, sfd, sev,
+						   &nsfd);
+		if (cs->state == CS_LISTENING) {
+			struct pollfd p = { .fd = fds[i].fd, .events = POLLIN };
+
+			if (REAL(poll)(&p, 1, 0) == 1)
+				fds[i].revents = (short)(p.revents & (fds[i].events | POLLERR | POLLHUP));
+		}
+		if (fds[i].revents)
+			ready++;
+	}
+	return ready;
+}
+
+/*
+ * poll over circuits and ordinary fds. Circuits not ready get their
+ * doorbells armed and polled in their place; after any wake-up all circuits
+ * are looked at again. timeout_ns < 0: forever.
+ */
+static int poll_mixed(struct pollfd *fds, nfds_t n, int64_t timeout_ns, const sigset_t *mask)
+{
+	int64_t deadline = timeout_ns < 0 ? -1 : mono_ns() + timeout_ns;
+	struct pollfd stackbuf[64], *k = stackbuf;
+	int *owner, stackown[64], ready, rc;
+	nfds_t i, nk;
+
+	if (n * 3 > 64) {
+		k = calloc(n * 3, sizeof(*k));
+		owner = calloc(n * 3, sizeof(*owner));
+		if (!k || !owner) {
+			free(k);
+			free(owner);
+			return fail(ENOMEM);
+		}
+	} else {
+		owner = stackown;
+	}
+	for (;;) {
+		struct timespec ts, *tsp = NULL;
+
+		ready = circuits_ready(fds, n);
+		/* kernel fds: polled every time, without waiting if circuits are ready */
+		nk = 0;
+		for (i = 0; i < n; i++) {
+			struct csock *cs = lookup(fds[i].fd);
+			int sfd[2], nsfd, j;
+			short sev[2];
+
+			if (!cs) {
+				k[nk] = fds[i];
+				k[nk].revents = 0;
+				owner[nk++] = (int)i;
+				continue;
+			}
+			if (ready || fds[i].revents)
+				continue;
+			fds[i].revents = (short)csock_poll(cs, (unsigned short)fds[i].events, true,
+							   sfd, sev, &nsfd);
+			if (fds[i].revents) {
+				ready++;
+				continue;
+			}
+			for (j = 0; j < nsfd; j++) {
+				k[nk].fd = sfd[j];
+				k[nk].events = sev[j];
+				k[nk].revents = 0;
+				owner[nk++] = -1 - (int)i;
+			}
+		}
+		if (!ready && deadline >= 0) {
+			int64_t left = deadline - mono_ns();
+
+			if (left < 0)
+				left = 0;
+			ts.tv_sec = left / 1000000000;
+			ts.tv_nsec = left % 1000000000;
+			tsp = &ts;
+		} else if (ready) {
+			ts.tv_sec = ts.tv_nsec = 0;
+			tsp = &ts;
+		}
+		rc = REAL(ppoll)(k, nk, tsp, mask);
+		if (rc < 0)
+			break;
+		for (i = 0; i < nk; i++) {
+			if (owner[i] >= 0) {
+				fds[owner[i]].revents = k[i].revents;
+				if (k[i].revents)
+					ready++;
+			} else if (k[i].revents & (POLLHUP | POLLERR)) {
+				csock_peer_hangup(lookup(fds[-1 - owner[i]].fd));
+			}
+		}
+		if (ready) {
+			/* circuits whose doorbell rang: look at their rings now */
+			ready = 0;
+			for (i = 0; i < n; i++) {
+				if (!lookup(fds[i].fd) && fds[i].revents)
+					ready++;
+			}
+			ready += circuits_ready(fds, n);
+			rc = ready;
+			break;
+		}
+		if (rc > 0) {
+			rc = circuits_ready(fds, n);
+			if (rc > 0)
+				break;
+		}
+		if (deadline >= 0 && mono_ns() >= deadline) {
+			rc = 0;
+			break;
+		}
+	}
+	if (k != stackbuf) {
+		free(k);
+		free(owner);
+	}
+	return rc;
+}
+
+EXPORT int poll(struct pollfd *fds, nfds_t n, int timeout)
+{
+	NEED_REAL();
+	if (!any_circuit(fds, n))
+		return REAL(poll)(fds, n, timeout);
+	return poll_mixed(fds, n, timeout < 0 ? -1 : (int64_t)timeout * 1000000, NULL);
+}
+
+EXPORT int __poll_chk(struct pollfd *fds, nfds_t n, int timeout, size_t fdslen)
+{
+	(void)fdslen;
+	return poll(fds, n, timeout);
+}
+
+EXPORT int ppoll(struct pollfd *fds, nfds_t n, const struct timespec *ts, const sigset_t *mask)
+{
+	NEED_REAL();
+	if (!any_circuit(fds, n))
+		return REAL(ppoll)(fds, n, ts, mask);
+	return poll_mixed(fds, n, ts ? (int64_t)ts->tv_sec * 1000000000 + ts->tv_nsec : -1, mask);
+}
+
+/* select and pselect: through poll when a circuit is in the sets. */
+static int select_mixed(int nfds, fd_set *r, fd_set *w, fd_set *e, int64_t timeout_ns,
+			const sigset_t *mask)
+{
+	struct pollfd *p = calloc((size_t)nfds, sizeof(*p));
+	int fd, n = 0, rc, i;
+
+	if (!p)
+		return fail(ENOMEM);
+	for (fd = 0; fd < nfds; fd++) {
+		short ev = 0;
+
+		if (r && FD_ISSET(fd, r))
+			ev |= POLLIN;
+		if (w && FD_ISSET(fd, w))
+			ev |= POLLOUT;
+		if (e && FD_ISSET(fd, e))
+			ev |= POLLPRI;
+		if (!ev)
+			continue;
+		p[n].fd = fd;
+		p[n++].events = ev;
+	}
+	rc = poll_mixed(p, (nfds_t)n, timeout_ns, mask);
+	if (rc < 0) {
+		free(p);
+		return rc;
+	}
+	if (r)
+		FD_ZERO(r);
+	if (w)
+		FD_ZERO(w);
+	if (e)
+		FD_ZERO(e);
+	rc = 0;
+	for (i = 0; i < n; i++) {
+		short re = p[i].revents;
+
+		if (re & POLLNVAL) {
+			free(p);
+			return fail(EBADF);
+		}
+		if (r && (re & (POLLIN | POLLHUP | POLLERR)) && (p[i].events & POLLIN)) {
+			FD_SET(p[i].fd, r);
+			rc++;
+		}
+		if (w && (re & (POLLOUT | POLLERR)) && (p[i].events & POLLOUT)) {
+			FD_SET(p[i].fd, w);
+			rc++;
+		}
+		if (e && (re & POLLPRI)) {
+			FD_SET(p[i].fd, e);
+			rc++;
+		}
+	}
+	free(p);
+	return rc;
+}
+
+static bool sets_have_circuit(int nfds, fd_set *r, fd_set *w, fd_set *e)
+{
+	int fd;
+
+	for (fd = 0; fd < nfds && fd < FD_SETSIZE; fd++)
+		if (((r && FD_ISSET(fd, r)) || (w && FD_ISSET(fd, w)) || (e && FD_ISSET(fd, e))) &&
+		    lookup(fd))
+			return true;
+	return false;
+}
+
+EXPORT int select(int nfds, fd_set *r, fd_set *w, fd_set *e, struct timeval *tv)
+{
+	NEED_REAL();
+	if (!sets_have_circuit(nfds, r, w, e))
+		return REAL(select)(nfds, r, w, e, tv);
+	return select_mixed(nfds, r, w, e,
+			    tv ? (int64_t)tv->tv_sec * 1000000000 + (int64_t)tv->tv_usec * 1000 : -1,
+			    NULL);
+}
+
+EXPORT int pselect(int nfds, fd_set *r, fd_set *w, fd_set *e, const struct timespec *ts,
+		   const sigset_t *mask)
+{
+	NEED_REAL();
+	if (!sets_have_circuit(nfds, r, w, e))
+		return REAL(pselect)(nfds, r, w, e, ts, mask);
+	return select_mixed(nfds, r, w, e, ts ? (int64_t)ts->tv_sec * 1000000000 + ts->tv_nsec : -1,
+			    mask);
+}

@@ -1,0 +1,677 @@
+// SPDX-License-Identifier: MIT
+/*
+ * guest/sock.c - circuit-backed stream sockets (sock.h).
+ *
+ * Setup goes through the operator: a process-wide session for connects
+ * (one request at a time, reopened after a fork or an operator restart),
+ * and one session per listening socket. The data path is the circuit
+ * library alone: no operator, no lock shared between sockets.
+ *
+ * Doorbells: a connected socket's app fd is its end of the data pair. To
+ * make it readable exactly when data may be there (for poll and epoll, level
+ * or edge triggered), the socket keeps the reader's want flag armed while
+ * its ring is empty: whenever a receive finds the ring empty it drains the
+ * doorbell, arms it, and looks at the ring again before saying EAGAIN. So a
+ * peer write after that point rings the doorbell, and an empty ring leaves
+ * the fd quiet.
+ */
+#define _GNU_SOURCE
+#include <arpa/inet.h>
+#include <errno.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <poll.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/ioctl.h>
+#include <unistd.h>
+
+#include "sock.h"
+
+/* ---- the process's session at the operator ---- */
+
+static struct {
+	pthread_mutex_t lock;
+	char path[108];
+	bool open;
+	struct cn_op op;
+} proc = { .lock = PTHREAD_MUTEX_INITIALIZER };
+
+int csock_global_init(void)
+{
+	const char *p = getenv("CIRCNET_OPERATOR_SOCKET");
+
+	if (!p || !*p || strlen(p) >= sizeof(proc.path))
+		return -ENOENT;
+	memcpy(proc.path, p, strlen(p) + 1);
+	return 0;
+}
+
+void csock_after_fork_child(void)
+{
+	/* the session socket is the parent's: replies could go to either */
+	pthread_mutex_init(&proc.lock, NULL);
+	if (proc.open) {
+		proc.op.nclosed = 0; /* the parent reports its own closes */
+		cn_op_close(&proc.op);
+	}
+	proc.open = false;
+}
+
+/* With proc.lock held: a registered session, opened on first use. */
+static int proc_session(void)
+{
+	int err;
+
+	if (proc.open)
+		return 0;
+	if (!proc.path[0])
+		return -ENETUNREACH; /* not a guest: no circuit network */
+	err = cn_op_open(&proc.op, proc.path);
+	if (err)
+		return err == -ENOENT || err == -ECONNREFUSED ? -ENETUNREACH : err;
+	proc.open = true;
+	return 0;
+}
+
+/* The guest's own addresses (from the operator's HELLO), for bind checks. */
+static int proc_info(struct cn_msg_hello_ok *info)
+{
+	int err;
+
+	pthread_mutex_lock(&proc.lock);
+	err = proc_session();
+	if (!err)
+		*info = proc.op.info;
+	pthread_mutex_unlock(&proc.lock);
+	return err;
+}
+
+static int proc_connect(const struct cn_addr *src, const struct cn_addr *dst,
+			struct cn_local_ep *ep, struct cn_op_conn *conn)
+{
+	int err, tries;
+
+	pthread_mutex_lock(&proc.lock);
+	for (tries = 0; tries < 2; tries++) {
+		err = proc_session();
+		if (err)
+			break;
+		err = cn_op_connect(&proc.op, CN_L4_TCP, src, dst, ep, conn);
+		if (err != -ECONNABORTED)
+			break;
+		/* the operator restarted: register again, once */
+		cn_op_close(&proc.op);
+		proc.open = false;
+	}
+	pthread_mutex_unlock(&proc.lock);
+	return err;
+}
+
+/* Any session of the guest may report its closes: use the process's. */
+static void proc_closed(uint64_t circuit_id)
+{
+	pthread_mutex_lock(&proc.lock);
+	if (!proc_session())
+		cn_op_closed(&proc.op, circuit_id);
+	pthread_mutex_unlock(&proc.lock);
+}
+
+/* ---- addresses ---- */
+
+static const uint8_t v4mapped[12] = { 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff };
+
+/* A sockaddr of the socket's family into a protocol address (v4-mapped -> v4). */
+static int addr_in(const struct csock *cs, const struct sockaddr *sa, socklen_t len,
+		   struct cn_addr *a)
+{
+	if (!sa || len < sizeof(sa_family_t))
+		return -EINVAL;
+	if (sa->sa_family != cs->family)
+		return -EAFNOSUPPORT;
+	if ((cs->family == AF_INET && len < sizeof(struct sockaddr_in)) ||
+	    (cs->family == AF_INET6 && len < sizeof(struct sockaddr_in6)))
+		return -EINVAL;
+	cn_addr_from_sockaddr(a, sa, len);
+	if (a->family == CN_AF_INET6 && !memcmp(a->addr, v4mapped, 12)) {
+		memmove(a->addr, a->addr + 12, 4);
+		memset(a->addr + 4, 0, 12);
+		a->family = CN_AF_INET;
+	}
+	return 0;
+}
+
+/* A protocol address as the socket's family shows it (v4 on v6 -> v4-mapped). */
+static int addr_out(const struct csock *cs, const struct cn_addr *a, struct sockaddr *sa,
+		    socklen_t *len)
+{
+	struct sockaddr_storage ss;
+	struct cn_addr b = *a;
+	socklen_t n;
+
+	if (!sa || !len)
+		return -EFAULT;
+	if (cs->family == AF_INET6 && b.family != CN_AF_INET6) {
+		uint8_t v4[4];
+
+		memcpy(v4, b.addr, 4);
+		memcpy(b.addr, v4mapped, 12);
+		memcpy(b.addr + 12, v4, 4);
+		b.family = CN_AF_INET6;
+	} else if (cs->family == AF_INET && b.family != CN_AF_INET) {
+		b.family = CN_AF_INET; /* unbound: 0.0.0.0:0 */
+		memset(b.addr, 0, sizeof(b.addr));
+	}
+	n = cn_addr_to_sockaddr(&b, &ss);
+	memcpy(sa, &ss, *len < n ? *len : n);
+	*len = n;
+	return 0;
+}
+
+static bool is_loopback(const struct cn_addr *a)
+{
+	static const uint8_t lo6[16] = { [15] = 1 };
+
+	return (a->family == CN_AF_INET && a->addr[0] == 127) ||
+	       (a->family == CN_AF_INET6 && !memcmp(a->addr, lo6, 16));
+}
+
+static bool is_any(const struct cn_addr *a)
+{
+	static const uint8_t zero[16];
+
+	return !memcmp(a->addr, zero, 16);
+}
+
+/* ---- lifetime ---- */
+
+struct csock *csock_new(int family, bool nonblock)
+{
+	struct csock *cs = calloc(1, sizeof(*cs));
+
+	if (!cs)
+		return NULL;
+	pthread_mutex_init(&cs->lock, NULL);
+	pthread_mutex_init(&cs->rx_lock, NULL);
+	pthread_mutex_init(&cs->tx_lock, NULL);
+	cs->refs = 1;
+	cs->family = family;
+	cs->nonblock = nonblock;
+	cs->state = CS_NEW;
+	cs->rcvtimeo_ms = cs->sndtimeo_ms = -1;
+	cs->op.fd = -1;
+	return cs;
+}
+
+void csock_get(struct csock *cs)
+{
+	__atomic_add_fetch(&cs->refs, 1, __ATOMIC_SEQ_CST);
+}
+
+void csock_put(struct csock *cs)
+{
+	if (__atomic_sub_fetch(&cs->refs, 1, __ATOMIC_SEQ_CST))
+		return;
+	if (cs->state == CS_LISTENING) {
+		cn_op_close(&cs->op);
+	} else if (cs->state == CS_CONNECTED) {
+		/*
+		 * Alone with it: close as TCP does (FIN, or a reset if its data
+		 * is unread). Shared across a fork: other processes may still
+		 * use it, so only let go; the peer sees the last one leave.
+		 */
+		if (cs->shared)
+			cn_local_detach(&cs->ep);
+		else
+			cn_local_close(&cs->ep);
+		proc_closed(cs->circuit_id);
+	}
+	pthread_mutex_destroy(&cs->lock);
+	pthread_mutex_destroy(&cs->rx_lock);
+	pthread_mutex_destroy(&cs->tx_lock);
+	free(cs);
+}
+
+/* ---- setup ---- */
+
+int csock_bind(struct csock *cs, const struct sockaddr *sa, socklen_t len)
+{
+	struct cn_msg_hello_ok info;
+	struct cn_addr a;
+	int err, i;
+
+	err = addr_in(cs, sa, len, &a);
+	if (err)
+		return err;
+	pthread_mutex_lock(&cs->lock);
+	if (cs->state != CS_NEW) {
+		err = -EINVAL; /* bound already */
+		goto out;
+	}
+	if (!is_any(&a) && !is_loopback(&a)) {
+		err = proc_info(&info);
+		if (err)
+			goto out;
+		for (i = 0; i < (int)info.naddr; i++)
+			if (info.addrs[i].family == a.family && !memcmp(info.addrs[i].addr, a.addr, 16))
+				break;
+		if (i == (int)info.naddr) {
+			err = -EADDRNOTAVAIL;
+			goto out;
+		}
+	}
+	if (is_any(&a))
+		a.family = CN_AF_NONE; /* the wildcard: every address of the guest */
+	cs->local = a;
+	cs->state = CS_BOUND;
+out:
+	pthread_mutex_unlock(&cs->lock);
+	return err;
+}
+
+int csock_listen(struct csock *cs, int backlog, int *session)
+{
+	struct cn_addr bound;
+	int err = 0;
+
+	*session = -1;
+	pthread_mutex_lock(&cs->lock);
+	if (cs->state == CS_LISTENING)
+		goto out; /* a new backlog: kept as it is */
+	if (cs->state != CS_NEW && cs->state != CS_BOUND) {
+		err = -EINVAL;
+		goto out;
+	}
+	if (!proc.path[0]) {
+		err = -ENETUNREACH;
+		goto out;
+	}
+	err = cn_op_open(&cs->op, proc.path);
+	if (err)
+		goto out;
+	if (backlog <= 0)
+		backlog = 1;
+	err = cn_op_listen(&cs->op, CN_L4_TCP, &cs->local, (uint32_t)backlog, &bound, NULL);
+	if (err) {
+		cn_op_close(&cs->op);
+		goto out;
+	}
+	if (cs->local.family == CN_AF_NONE)
+		bound.family = CN_AF_NONE;
+	cs->local = bound;
+	cs->op.timeout_ms = -1; /* accept blocks as long as it takes */
+	cs->state = CS_LISTENING;
+	*session = cs->op.fd;
+out:
+	pthread_mutex_unlock(&cs->lock);
+	return err;
+}
+
+int csock_accept(struct csock *cs, bool nonblock, struct csock **out, int *doorbell)
+{
+	struct cn_op_conn conn;
+	struct csock *n;
+	int err;
+
+	if (cs->state != CS_LISTENING)
+		return -EINVAL;
+	n = csock_new(cs->family, nonblock); /* accept4's SOCK_NONBLOCK */
+	if (!n)
+		return -ENOMEM;
+	/* a listener has no data path: its rx lock serialises accepts, close stays free */
+	pthread_mutex_lock(&cs->rx_lock);
+	for (;;) {
+		err = cn_op_accept(&cs->op, &n->ep, &conn, cs->nonblock);
+		/* a process sharing the listener took it first: wait for the next */
+		if (err != -EAGAIN || cs->nonblock)
+			break;
+	}
+	pthread_mutex_unlock(&cs->rx_lock);
+	if (err) {
+		free(n);
+		return err == -ETIMEDOUT ? -EAGAIN : err;
+	}
+	n->state = CS_CONNECTED;
+	n->local = conn.local;
+	n->remote = conn.remote;
+	n->circuit_id = conn.circuit_id;
+	cn_poll_arm(&n->ep.ep, CN_POLLIN);
+	*out = n;
+	*doorbell = n->ep.notif[0].fd;
+	return 0;
+}
+
+int csock_connect(struct csock *cs, const struct sockaddr *sa, socklen_t len, int *doorbell)
+{
+	struct cn_op_conn conn;
+	struct cn_addr dst;
+	int err;
+
+	*doorbell = -1;
+	if (sa && len >= sizeof(sa_family_t) && sa->sa_family == AF_UNSPEC)
+		return -EOPNOTSUPP; /* disconnect: not for circuits yet */
+	err = addr_in(cs, sa, len, &dst);
+	if (err)
+		return err;
+	if (!dst.port)
+		return -ECONNREFUSED;
+	pthread_mutex_lock(&cs->lock);
+	switch (cs->state) {
+	case CS_CONNECTED:
+		err = -EISCONN;
+		goto out;
+	case CS_LISTENING:
+		err = -EINVAL;
+		goto out;
+	case CS_FAILED:
+		/* report the failure once more, then allow a new attempt */
+		err = cs->so_error ? -cs->so_error : -ECONNREFUSED;
+		cs->so_error = 0;
+		cs->state = cs->local.family || cs->local.port ? CS_BOUND : CS_NEW;
+		goto out;
+	default:
+		break;
+	}
+	err = proc_connect(cs->state == CS_BOUND ? &cs->local : NULL, &dst, &cs->ep, &conn);
+	if (err == -ECONNREFUSED && cs->nonblock) {
+		/* Linux reports a refused loopback connect asynchronously */
+		cs->state = CS_FAILED;
+		cs->so_error = ECONNREFUSED;
+		err = -EINPROGRESS;
+		goto out;
+	}
+	if (err)
+		goto out;
+	cs->state = CS_CONNECTED;
+	cs->local = conn.local;
+	cs->remote = conn.remote;
+	cs->circuit_id = conn.circuit_id;
+	cn_ep_set_timeouts(&cs->ep.ep, cs->sndtimeo_ms, cs->rcvtimeo_ms);
+	cn_poll_arm(&cs->ep.ep, CN_POLLIN);
+	*doorbell = cs->ep.notif[0].fd;
+	if (cs->nonblock)
+		err = -EINPROGRESS; /* as a non-blocking loopback connect says */
+out:
+	pthread_mutex_unlock(&cs->lock);
+	return err;
+}
+
+/* ---- data ---- */
+
+static int map_err(ssize_t err)
+{
+	return err == -EPROTO ? -ECONNRESET : (int)err;
+}
+
+ssize_t csock_sendv(struct csock *cs, const struct iovec *iov, int iovcnt, int flags)
+{
+	unsigned int f = 0;
+	ssize_t n;
+
+	if (cs->state == CS_FAILED) {
+		int e = cs->so_error;
+
+		cs->so_error = 0;
+		return e ? -e : -EPIPE;
+	}
+	if (cs->state != CS_CONNECTED)
+		return -EPIPE; /* what TCP says for a socket that never connected */
+	if ((flags & MSG_DONTWAIT) || cs->nonblock)
+		f |= CN_MSG_DONTWAIT;
+	pthread_mutex_lock(&cs->tx_lock);
+	n = cn_sendv(&cs->ep.ep, iov, iovcnt, f);
+	pthread_mutex_unlock(&cs->tx_lock);
+	return n < 0 ? map_err(n) : n;
+}
+
+/* The ring is empty: drain the doorbell, arm it, and look once more. */
+static bool rearm_rx(struct csock *cs)
+{
+	cn_notifier_drain(&cs->ep.notif[0]);
+	return cn_poll_arm(&cs->ep.ep, CN_POLLIN) & (CN_POLLIN | CN_POLLHUP | CN_POLLERR);
+}
+
+/* A peer killed or gone without FIN shows only as a hang-up of the doorbell. */
+static bool doorbell_hung_up(struct csock *cs)
+{
+	struct pollfd p = { .fd = cs->ep.notif[0].fd, .events = POLLIN };
+
+	return poll(&p, 1, 0) == 1 && (p.revents & (POLLHUP | POLLERR));
+}
+
+ssize_t csock_recvv(struct csock *cs, const struct iovec *iov, int iovcnt, int flags)
+{
+	unsigned int f = 0;
+	int hangups = 0;
+	ssize_t n;
+
+	if (cs->state != CS_CONNECTED)
+		return cs->state == CS_FAILED ? -cs->so_error : -ENOTCONN;
+	if ((flags & MSG_DONTWAIT) || cs->nonblock)
+		f |= CN_MSG_DONTWAIT;
+	if (flags & MSG_PEEK)
+		f |= CN_MSG_PEEK;
+	if (flags & MSG_WAITALL)
+		f |= CN_MSG_WAITALL;
+	pthread_mutex_lock(&cs->rx_lock);
+	for (;;) {
+		n = cn_recvv(&cs->ep.ep, iov, iovcnt, f, NULL);
+		if (n != -EAGAIN || !(f & CN_MSG_DONTWAIT))
+			break;
+		if (rearm_rx(cs))
+			continue;
+		/* armed and still empty; unless the peer is gone, the doorbell will ring */
+		if (hangups++ || !doorbell_hung_up(cs))
+			break;
+		cn_ep_peer_vanished(&cs->ep.ep); /* then EOF, or a reset */
+	}
+	if (n > 0 && !(f & CN_MSG_PEEK) && !cn_readable(&cs->ep.ep))
+		rearm_rx(cs); /* emptied it: keep the app fd honest for epoll */
+	pthread_mutex_unlock(&cs->rx_lock);
+	return n < 0 ? map_err(n) : n;
+}
+
+int csock_shutdown(struct csock *cs, int how)
+{
+	if (how != SHUT_RD && how != SHUT_WR && how != SHUT_RDWR)
+		return -EINVAL;
+	if (cs->state != CS_CONNECTED)
+		return -ENOTCONN;
+	return cn_shutdown(&cs->ep.ep, how);
+}
+
+/* ---- addresses and options ---- */
+
+int csock_getsockname(struct csock *cs, struct sockaddr *sa, socklen_t *len)
+{
+	return addr_out(cs, &cs->local, sa, len);
+}
+
+int csock_getpeername(struct csock *cs, struct sockaddr *sa, socklen_t *len)
+{
+	if (cs->state != CS_CONNECTED)
+		return -ENOTCONN;
+	return addr_out(cs, &cs->remote, sa, len);
+}
+
+static int put_int(void *val, socklen_t *len, int v)
+{
+	if (!val || !len || *len < sizeof(int))
+		return -EINVAL;
+	memcpy(val, &v, sizeof(int));
+	*len = sizeof(int);
+	return 0;
+}
+
+static int get_int(const void *val, socklen_t len, int *v)
+{
+	if (!val || len < sizeof(int))
+		return -EINVAL;
+	memcpy(v, val, sizeof(int));
+	return 0;
+}
+
+static int ring_bytes(struct csock *cs, bool rx)
+{
+	if (cs->state != CS_CONNECTED)
+		return 256 << 10;
+	return (int)(rx ? cs->ep.ep.rx.size : cs->ep.ep.tx.size);
+}
+
+static int timeo_ms(const void *val, socklen_t len, int *ms)
+{
+	struct timeval tv;
+
+	if (!val || len < sizeof(tv))
+		return -EINVAL;
+	memcpy(&tv, val, sizeof(tv));
+	if (tv.tv_sec < 0 || tv.tv_usec < 0 || tv.tv_usec >= 1000000)
+		return -EDOM;
+	*ms = tv.tv_sec || tv.tv_usec ? (int)(tv.tv_sec * 1000 + (tv.tv_usec + 999) / 1000) : -1;
+	return 0;
+}
+
+int csock_getsockopt(struct csock *cs, int level, int name, void *val, socklen_t *len)
+{
+	if (level == SOL_SOCKET) {
+		switch (name) {
+		case SO_ERROR: {
+			int e = cs->so_error;
+
+			cs->so_error = 0;
+			if (!e && cs->state == CS_CONNECTED)
+				e = -cn_take_error(&cs->ep.ep);
+			return put_int(val, len, e == EPROTO ? ECONNRESET : e);
+		}
+		case SO_TYPE:
+			return put_int(val, len, SOCK_STREAM);
+		case SO_DOMAIN:
+			return put_int(val, len, cs->family);
+		case SO_PROTOCOL:
+			return put_int(val, len, IPPROTO_TCP);
+		case SO_ACCEPTCONN:
+			return put_int(val, len, cs->state == CS_LISTENING);
+		case SO_RCVBUF:
+			return put_int(val, len, ring_bytes(cs, true));
+		case SO_SNDBUF:
+			return put_int(val, len, ring_bytes(cs, false));
+		case SO_REUSEADDR:
+			return put_int(val, len, cs->opt_reuseaddr);
+		case SO_REUSEPORT:
+			return put_int(val, len, cs->opt_reuseport);
+		case SO_KEEPALIVE:
+			return put_int(val, len, cs->opt_keepalive);
+		default:
+			return put_int(val, len, 0);
+		}
+	}
+	if (level == IPPROTO_TCP) {
+		if (name == TCP_NODELAY)
+			return put_int(val, len, cs->opt_nodelay);
+		if (name == TCP_MAXSEG)
+			return put_int(val, len, 65483);
+		return put_int(val, len, 0);
+	}
+	return -ENOPROTOOPT;
+}
+
+int csock_setsockopt(struct csock *cs, int level, int name, const void *val, socklen_t len)
+{
+	int v = 0, err;
+
+	if (level == SOL_SOCKET && (name == SO_RCVTIMEO || name == SO_SNDTIMEO)) {
+		err = timeo_ms(val, len, name == SO_RCVTIMEO ? &cs->rcvtimeo_ms : &cs->sndtimeo_ms);
+		if (!err && cs->state == CS_CONNECTED)
+			cn_ep_set_timeouts(&cs->ep.ep, cs->sndtimeo_ms, cs->rcvtimeo_ms);
+		return err;
+	}
+	if (level == SOL_SOCKET && name == SO_LINGER)
+		return len >= sizeof(struct linger) ? 0 : -EINVAL;
+	if (level != SOL_SOCKET && level != IPPROTO_TCP && level != IPPROTO_IP &&
+	    level != IPPROTO_IPV6)
+		return -ENOPROTOOPT;
+	if (get_int(val, len, &v))
+		return level == SOL_SOCKET || level == IPPROTO_TCP ? -EINVAL : 0;
+	if (level == SOL_SOCKET && name == SO_REUSEADDR)
+		cs->opt_reuseaddr = !!v;
+	else if (level == SOL_SOCKET && name == SO_REUSEPORT)
+		cs->opt_reuseport = !!v;
+	else if (level == SOL_SOCKET && name == SO_KEEPALIVE)
+		cs->opt_keepalive = !!v;
+	else if (level == IPPROTO_TCP && name == TCP_NODELAY)
+		cs->opt_nodelay = !!v;
+	/* buffer sizes, priorities, TOS, keepalive timers...: accepted, nothing to do */
+	return 0;
+}
+
+int csock_readable(struct csock *cs)
+{
+	return cs->state == CS_CONNECTED ? (int)cn_readable(&cs->ep.ep) : 0;
+}
+
+/* ---- readiness ---- */
+
+unsigned int csock_poll(struct csock *cs, unsigned int events, bool arm, int fds[2],
+			short fd_events[2], int *nfds)
+{
+	unsigned int ready, want = events & (POLLIN | POLLOUT | POLLRDNORM | POLLWRNORM);
+
+	*nfds = 0;
+	switch (cs->state) {
+	case CS_NEW:
+	case CS_BOUND:
+		return POLLOUT | POLLHUP; /* what an unconnected TCP socket reports */
+	case CS_FAILED:
+		return POLLOUT | POLLERR | POLLHUP;
+	case CS_LISTENING:
+		/* the session turns readable when a connection waits */
+		fds[0] = cs->op.fd;
+		fd_events[0] = POLLIN;
+		*nfds = 1;
+		return 0;
+	case CS_CONNECTED:
+		break;
+	}
+	if (want & POLLRDNORM)
+		want |= POLLIN;
+	if (want & POLLWRNORM)
+		want |= POLLOUT;
+	ready = cn_poll(&cs->ep.ep);
+	if (!arm || (ready & (POLLIN | POLLOUT) & want) == (want & (POLLIN | POLLOUT)))
+		goto done;
+	/*
+	 * Arm what is not ready. A doorbell may hold stale rings from wake-ups
+	 * nobody consumed: drain it first, or it would wake us at once, for
+	 * nothing, forever. A receiver in another thread owns the data
+	 * doorbell while it runs; leave it to it.
+	 */
+	if ((want & POLLIN) && !(ready & POLLIN)) {
+		if (!pthread_mutex_trylock(&cs->rx_lock)) {
+			cn_notifier_drain(&cs->ep.notif[0]);
+			pthread_mutex_unlock(&cs->rx_lock);
+		}
+		fds[*nfds] = cs->ep.notif[0].fd;
+		fd_events[(*nfds)++] = POLLIN;
+	}
+	if ((want & POLLOUT) && !(ready & POLLOUT)) {
+		if (!pthread_mutex_trylock(&cs->tx_lock)) {
+			cn_notifier_drain(&cs->ep.notif[1]);
+			pthread_mutex_unlock(&cs->tx_lock);
+		}
+		fds[*nfds] = cs->ep.notif[1].fd;
+		fd_events[(*nfds)++] = POLLIN;
+	}
+	ready = cn_poll_arm(&cs->ep.ep, want & (POLLIN | POLLOUT));
+done:
+	if (ready & POLLIN)
+		ready |= events & POLLRDNORM;
+	if (ready & POLLOUT)
+		ready |= events & POLLWRNORM;
+	return ready & (events | POLLERR | POLLHUP);
+}
+
+void csock_peer_hangup(struct csock *cs)
+{
+	if (cs->state == CS_CONNECTED)
+		cn_ep_peer_vanished(&cs->ep.ep);
+}

@@ -1,0 +1,101 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * guest/sock.h - circuit-backed sockets of the preload: what an AF_INET /
+ * AF_INET6 stream socket is when the network is circuits. This module owns
+ * the socket objects and their operations (bind, listen, accept, connect,
+ * send, receive, shutdown, close, options, readiness); preload.c maps the
+ * application's fds to them and interposes libc.
+ *
+ * Every socket the application sees is a real kernel fd:
+ *   - fresh or bound: a placeholder (an unconnected AF_UNIX socket);
+ *   - listening: a dup of its operator session, which turns readable when a
+ *     connection waits, so poll/epoll/select and sharing across fork behave
+ *     as a listening socket does;
+ *   - connected: a dup of its end of the circuit's data doorbell, which turns
+ *     readable when the peer signals data; the socket keeps the doorbell
+ *     armed whenever its ring is empty, so every arrival is a kernel event.
+ * The fd number never changes: dup3 replaces the placeholder in place.
+ *
+ * Errors are negative errno values, as the circuit library returns them.
+ */
+#ifndef CIRCNET_GUEST_SOCK_H
+#define CIRCNET_GUEST_SOCK_H
+
+#include <pthread.h>
+#include <stdbool.h>
+#include <stdint.h>
+#include <sys/socket.h>
+
+#include <circnet/opclient.h>
+
+enum csock_state {
+	CS_NEW,	       /* socket(): no address yet */
+	CS_BOUND,      /* bind() recorded an address */
+	CS_LISTENING,  /* a listener session at the operator */
+	CS_CONNECTED,  /* a circuit */
+	CS_FAILED,     /* a non-blocking connect that failed: SO_ERROR tells */
+};
+
+struct csock {
+	pthread_mutex_t lock;	 /* state changes; never held while blocking on data */
+	pthread_mutex_t rx_lock; /* one receiver at a time (the library's contract) */
+	pthread_mutex_t tx_lock; /* one sender at a time */
+	int refs;		 /* application fds that name this socket */
+	int family;		 /* AF_INET or AF_INET6 */
+	bool nonblock;		 /* O_NONBLOCK of the file description */
+	bool shared;		 /* open across a fork: close must not speak for others */
+	enum csock_state state;
+	int so_error;
+	int rcvtimeo_ms, sndtimeo_ms;
+	int opt_reuseaddr, opt_reuseport, opt_keepalive, opt_nodelay, opt_linger;
+	struct cn_addr local, remote;
+	struct cn_op op; /* CS_LISTENING */
+	struct cn_local_ep ep; /* CS_CONNECTED */
+	uint64_t circuit_id;
+};
+
+/* The process's identity at the operator, from CIRCNET_OPERATOR_SOCKET. */
+int csock_global_init(void);
+/* After fork, in the child: the process session is the parent's. */
+void csock_after_fork_child(void);
+
+struct csock *csock_new(int family, bool nonblock);
+void csock_get(struct csock *cs);
+/* Drop a reference; the last one closes the socket (sends CLOSED, detaches). */
+void csock_put(struct csock *cs);
+
+int csock_bind(struct csock *cs, const struct sockaddr *sa, socklen_t len);
+/* On success *session is the listener session fd to install as the app fd. */
+int csock_listen(struct csock *cs, int backlog, int *session);
+/* New connected socket; *doorbell is its fd to dup as the new app fd. */
+int csock_accept(struct csock *cs, bool nonblock, struct csock **out, int *doorbell);
+/*
+ * 0 with *doorbell to install as the app fd, or -errno. A non-blocking
+ * socket gets -EINPROGRESS (with *doorbell set on success, or CS_FAILED and
+ * SO_ERROR on a refusal), as Linux gives for a loopback connect.
+ */
+int csock_connect(struct csock *cs, const struct sockaddr *sa, socklen_t len, int *doorbell);
+
+ssize_t csock_sendv(struct csock *cs, const struct iovec *iov, int iovcnt, int flags);
+ssize_t csock_recvv(struct csock *cs, const struct iovec *iov, int iovcnt, int flags);
+int csock_shutdown(struct csock *cs, int how);
+
+int csock_getsockname(struct csock *cs, struct sockaddr *sa, socklen_t *len);
+int csock_getpeername(struct csock *cs, struct sockaddr *sa, socklen_t *len);
+int csock_getsockopt(struct csock *cs, int level, int name, void *val, socklen_t *len);
+int csock_setsockopt(struct csock *cs, int level, int name, const void *val, socklen_t len);
+/* FIONREAD */
+int csock_readable(struct csock *cs);
+
+/*
+ * Readiness (POLLIN, POLLOUT, POLLERR, POLLHUP, POLLRDHUP) for the events
+ * asked. With arm, the doorbells of events not ready are armed, so that
+ * polling *fds (up to 2: fd, events) wakes us when they become ready.
+ * Returns the ready events; fills fds with what to sleep on.
+ */
+unsigned int csock_poll(struct csock *cs, unsigned int events, bool arm, int fds[2],
+			short fd_events[2], int *nfds);
+/* A doorbell reported a hang-up: the peer is gone. */
+void csock_peer_hangup(struct csock *cs);
+
+#endif
