@@ -386,7 +386,7 @@ int csock_connect(struct csock *cs, const struct sockaddr *sa, socklen_t len, in
 	cs->local = conn.local;
 	cs->remote = conn.remote;
 	cs->circuit_id = conn.circuit_id;
-	cn_ep_set_timeouts(&cs->ep.ep, cs->sndtimeo_ms, cs->rcvtimeo_ms);
+	cn_ep_set_timeouts(&cs->ep.ep, cs->rcvtimeo_ms, cs->sndtimeo_ms);
 	cn_poll_arm(&cs->ep.ep, CN_POLLIN);
 	*doorbell = cs->ep.notif[0].fd;
 	if (cs->nonblock)
@@ -582,7 +582,7 @@ int csock_setsockopt(struct csock *cs, int level, int name, const void *val, soc
 	if (level == SOL_SOCKET && (name == SO_RCVTIMEO || name == SO_SNDTIMEO)) {
 		err = timeo_ms(val, len, name == SO_RCVTIMEO ? &cs->rcvtimeo_ms : &cs->sndtimeo_ms);
 		if (!err && cs->state == CS_CONNECTED)
-			cn_ep_set_timeouts(&cs->ep.ep, cs->sndtimeo_ms, cs->rcvtimeo_ms);
+			cn_ep_set_timeouts(&cs->ep.ep, cs->rcvtimeo_ms, cs->sndtimeo_ms);
 		return err;
 	}
 	if (level == SOL_SOCKET && name == SO_LINGER)

@@ -1,0 +1,454 @@
+// SPDX-License-Identifier: MIT
+/*
+ * test/sockcheck.c - one test body for the socket API, run over the kernel's
+ * TCP and over circuits (under the preload, in guests): the two outputs must
+ * be the same. test/preload.sh runs both and compares.
+ *
+ *   sockcheck server ADDR PORT     serve the cases, one connection each
+ *   sockcheck client HOST PORT     run the cases, print one line per check
+ *
+ * The first byte of each connection names the case, so the server knows its
+ * part. Output holds no addresses or timings, only what must agree.
+ */
+#define _GNU_SOURCE
+#include <arpa/inet.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <netdb.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <poll.h>
+#include <signal.h>
+#include <stdbool.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/ioctl.h>
+#include <sys/select.h>
+#include <sys/socket.h>
+#include <sys/time.h>
+#include <time.h>
+#include <unistd.h>
+
+#define BIG (1u << 20)
+
+static struct sockaddr_storage server_addr;
+static socklen_t server_len;
+
+static const char *errname(int e)
+{
+	switch (e) {
+	case 0: return "ok";
+	case EAGAIN: return "EAGAIN";
+	case EINPROGRESS: return "EINPROGRESS";
+	case ECONNREFUSED: return "ECONNREFUSED";
+	case ECONNRESET: return "ECONNRESET";
+	case EPIPE: return "EPIPE";
+	case ENOTCONN: return "ENOTCONN";
+	case EISCONN: return "EISCONN";
+	case EINVAL: return "EINVAL";
+	case EBADF: return "EBADF";
+	default: return strerror(e);
+	}
+}
+
+static void die(const char *what)
+{
+	fprintf(stderr, "sockcheck: %s: %s\n", what, strerror(errno));
+	exit(2);
+}
+
+static uint32_t crc(const unsigned char *p, size_t n)
+{
+	uint32_t h = 2166136261u;
+
+	while (n--)
+		h = (h ^ *p++) * 16777619u;
+	return h;
+}
+
+static ssize_t full_write(int fd, const void *buf, size_t len)
+{
+	size_t done = 0;
+
+	while (done < len) {
+		ssize_t n = write(fd, (const char *)buf + done, len - done);
+
+		if (n < 0)
+			return -1;
+		done += (size_t)n;
+	}
+	return (ssize_t)done;
+}
+
+static int dial(bool nonblock, int *err)
+{
+	int fd = socket(server_addr.ss_family, SOCK_STREAM | (nonblock ? SOCK_NONBLOCK : 0), 0);
+
+	if (fd < 0)
+		die("socket");
+	*err = connect(fd, (struct sockaddr *)&server_addr, server_len) ? errno : 0;
+	return fd;
+}
+
+static int open_case(char c)
+{
+	int err, fd = dial(false, &err);
+
+	if (err) {
+		errno = err;
+		die("connect");
+	}
+	if (write(fd, &c, 1) != 1)
+		die("case byte");
+	return fd;
+}
+
+/* ---- client cases ---- */
+
+static void case_echo(void)
+{
+	unsigned char *out = malloc(BIG), *in = malloc(BIG);
+	int fd = open_case('A');
+	size_t i;
+	ssize_t n;
+
+	for (i = 0; i < BIG; i++)
+		out[i] = (unsigned char)(i * 131 + (i >> 9));
+	if (full_write(fd, out, BIG) != BIG)
+		die("echo write");
+	n = recv(fd, in, BIG, MSG_WAITALL);
+	printf("echo: %zd bytes back, %s\n", n, n == BIG && !memcmp(in, out, BIG) ? "same" : "DIFFERENT");
+	printf("echo: crc %08x\n", crc(in, BIG));
+	close(fd);
+	free(out);
+	free(in);
+}
+
+static void case_peek(void)
+{
+	int fd = open_case('B'), avail = -1;
+	char buf[32] = { 0 };
+	ssize_t n;
+
+	usleep(100000); /* the server's "hello world" is in by now */
+	n = recv(fd, buf, 5, MSG_PEEK);
+	printf("peek: %zd '%.5s'\n", n, buf);
+	ioctl(fd, FIONREAD, &avail);
+	printf("peek: FIONREAD %d\n", avail);
+	n = recv(fd, buf, 5, 0);
+	printf("peek: then recv %zd '%.5s'\n", n, buf);
+	n = recv(fd, buf, 6, MSG_WAITALL);
+	printf("peek: waitall %zd '%.6s'\n", n, buf);
+	n = recv(fd, buf, sizeof(buf), MSG_DONTWAIT);
+	printf("peek: dontwait on empty: %zd %s\n", n, n < 0 ? errname(errno) : "");
+	if (write(fd, "x", 1) != 1)
+		die("peek release");
+	n = recv(fd, buf, sizeof(buf), 0);
+	printf("peek: after the server closed: %zd\n", n);
+	close(fd);
+}
+
+static void case_shutwr(void)
+{
+	int fd = open_case('C');
+	char buf[32] = { 0 };
+	ssize_t n, got = 0;
+
+	if (write(fd, "abc", 3) != 3)
+		die("shutwr write");
+	printf("shutwr: shutdown %s\n", shutdown(fd, SHUT_WR) ? errname(errno) : "ok");
+	while ((n = read(fd, buf + got, sizeof(buf) - 1 - (size_t)got)) > 0)
+		got += n;
+	printf("shutwr: read '%s' then %zd\n", buf, n);
+	n = send(fd, "z", 1, MSG_NOSIGNAL);
+	printf("shutwr: send after shutdown: %zd %s\n", n, n < 0 ? errname(errno) : "");
+	close(fd);
+}
+
+static void case_reset(void)
+{
+	int fd = open_case('D');
+	char buf[128];
+	ssize_t n;
+
+	memset(buf, 'r', sizeof(buf));
+	if (write(fd, buf, 100) != 100)
+		die("reset write");
+	usleep(200000); /* the server closes with our 100 bytes unread */
+	n = recv(fd, buf, sizeof(buf), 0);
+	printf("reset: recv %zd %s\n", n, n < 0 ? errname(errno) : "");
+	n = recv(fd, buf, sizeof(buf), 0);
+	printf("reset: then %zd\n", n);
+	close(fd);
+}
+
+static void case_epipe(void)
+{
+	int fd = open_case('E'), i;
+	char buf[4096] = { 0 };
+	ssize_t n = 0;
+
+	usleep(200000); /* the server closed after the case byte */
+	for (i = 0; i < 10; i++) {
+		n = send(fd, buf, sizeof(buf), MSG_NOSIGNAL);
+		if (n < 0)
+			break;
+		usleep(20000);
+	}
+	/* TCP may take one send to learn the peer is gone; both must then fail */
+	printf("epipe: send fails: %s\n",
+	       n < 0 && (errno == EPIPE || errno == ECONNRESET) ? "broken pipe or reset" : "NO");
+	close(fd);
+}
+
+static void case_nonblock(void)
+{
+	int err, fd = dial(true, &err), so = -1, fl, rc;
+	socklen_t len = sizeof(so);
+	struct pollfd p = { .fd = fd, .events = POLLOUT };
+	char c = 'F', buf[8];
+	ssize_t n;
+
+	printf("nonblock: connect %s\n", err == 0 || err == EINPROGRESS ? "started" : errname(err));
+	rc = poll(&p, 1, 2000);
+	printf("nonblock: poll out %d revents %#x\n", rc, p.revents);
+	getsockopt(fd, SOL_SOCKET, SO_ERROR, &so, &len);
+	printf("nonblock: SO_ERROR %s\n", errname(so));
+	fl = fcntl(fd, F_GETFL);
+	printf("nonblock: O_NONBLOCK %s\n", fl & O_NONBLOCK ? "set" : "clear");
+	n = recv(fd, buf, sizeof(buf), 0);
+	printf("nonblock: recv on empty: %zd %s\n", n, n < 0 ? errname(errno) : "");
+	if (send(fd, &c, 1, 0) != 1)
+		die("nonblock case byte");
+	p.events = POLLIN;
+	rc = poll(&p, 1, 2000);
+	printf("nonblock: poll in %d revents %#x\n", rc, p.revents);
+	n = recv(fd, buf, sizeof(buf), 0);
+	printf("nonblock: got %zd '%c'\n", n, n > 0 ? buf[0] : '?');
+	fcntl(fd, F_SETFL, fl & ~O_NONBLOCK);
+	n = recv(fd, buf, sizeof(buf), 0); /* blocks until the server closes */
+	printf("nonblock: blocking again, then EOF %zd\n", n);
+	close(fd);
+}
+
+static void case_select(void)
+{
+	int fd = open_case('G'), rc, pfd[2], top;
+	struct timeval tv = { 2, 0 };
+	fd_set r;
+	char buf[8];
+
+	if (pipe(pfd))
+		die("pipe");
+	FD_ZERO(&r);
+	FD_SET(fd, &r);
+	FD_SET(pfd[0], &r); /* an ordinary fd in the same call, never ready */
+	top = fd > pfd[0] ? fd : pfd[0];
+	rc = select(top + 1, &r, NULL, NULL, &tv);
+	printf("select: %d, socket %s\n", rc, FD_ISSET(fd, &r) ? "readable" : "not readable");
+	printf("select: pipe %s\n", FD_ISSET(pfd[0], &r) ? "readable" : "not readable");
+	printf("select: read %zd\n", read(fd, buf, sizeof(buf)));
+	close(fd);
+	close(pfd[0]);
+	close(pfd[1]);
+}
+
+static void case_refused(void)
+{
+	struct sockaddr_storage saved = server_addr;
+	int err, fd, so = -1;
+	socklen_t len = sizeof(so);
+	struct pollfd p;
+
+	((struct sockaddr_in *)&server_addr)->sin_port =
+		htons(ntohs(((struct sockaddr_in *)&saved)->sin_port) + 1);
+	fd = dial(false, &err);
+	printf("refused: blocking connect %s\n", errname(err));
+	close(fd);
+	fd = dial(true, &err);
+	if (err == EINPROGRESS) {
+		p.fd = fd;
+		p.events = POLLOUT;
+		poll(&p, 1, 2000);
+		getsockopt(fd, SOL_SOCKET, SO_ERROR, &so, &len);
+		err = so;
+	}
+	printf("refused: non-blocking connect reports %s\n", errname(err));
+	close(fd);
+	server_addr = saved;
+}
+
+static void case_names(void)
+{
+	int fd = open_case('I'), type = -1, acc = -1, nd = 1;
+	struct sockaddr_storage me, peer;
+	socklen_t ml = sizeof(me), pl = sizeof(peer), len = sizeof(int);
+	char b;
+
+	getsockname(fd, (struct sockaddr *)&me, &ml);
+	getpeername(fd, (struct sockaddr *)&peer, &pl);
+	printf("names: local family %s port %s\n", me.ss_family == server_addr.ss_family ? "same" : "other",
+	       ((struct sockaddr_in *)&me)->sin_port ? "set" : "zero");
+	printf("names: peer port %s\n",
+	       ((struct sockaddr_in *)&peer)->sin_port == ((struct sockaddr_in *)&server_addr)->sin_port ?
+		       "matches" :
+		       "differs");
+	getsockopt(fd, SOL_SOCKET, SO_TYPE, &type, &len);
+	len = sizeof(int);
+	getsockopt(fd, SOL_SOCKET, SO_ACCEPTCONN, &acc, &len);
+	printf("names: SO_TYPE %s SO_ACCEPTCONN %d\n", type == SOCK_STREAM ? "stream" : "other", acc);
+	printf("names: TCP_NODELAY set %s\n",
+	       setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &nd, sizeof(nd)) ? errname(errno) : "ok");
+	printf("names: server says %zd\n", read(fd, &b, 1));
+	close(fd);
+}
+
+static void case_timeout(void)
+{
+	int fd = open_case('J');
+	struct timeval tv = { 0, 200000 };
+	struct timespec t0, t1;
+	char buf[8];
+	ssize_t n;
+	long ms;
+
+	setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
+	clock_gettime(CLOCK_MONOTONIC, &t0);
+	n = recv(fd, buf, sizeof(buf), 0);
+	clock_gettime(CLOCK_MONOTONIC, &t1);
+	ms = (t1.tv_sec - t0.tv_sec) * 1000 + (t1.tv_nsec - t0.tv_nsec) / 1000000;
+	printf("timeout: recv %zd %s after %s\n", n, n < 0 ? errname(errno) : "",
+	       ms >= 150 && ms < 2000 ? "about 200 ms" : "the wrong time");
+	close(fd);
+}
+
+static void case_dup(void)
+{
+	int fd = open_case('K'), d = dup(fd);
+	char buf[8];
+
+	close(fd);
+	printf("dup: write on the dup %zd\n", write(d, "k", 1));
+	printf("dup: read on the dup %zd\n", read(d, buf, sizeof(buf)));
+	close(d);
+	{
+		ssize_t n = write(d, "k", 1);
+
+		printf("dup: use after close %zd %s\n", n, errname(errno));
+	}
+}
+
+/* ---- server ---- */
+
+static void serve_one(int c)
+{
+	static unsigned char big[BIG];
+	char kind, buf[256];
+	ssize_t n;
+	size_t got = 0;
+
+	if (read(c, &kind, 1) != 1)
+		return;
+	switch (kind) {
+	case 'A':
+		while (got < BIG && (n = read(c, big + got, BIG - got)) > 0)
+			got += (size_t)n;
+		full_write(c, big, got);
+		break;
+	case 'B':
+		full_write(c, "hello world", 11);
+		if (read(c, buf, 1) != 1)
+			return;
+		break;
+	case 'C':
+		while ((n = read(c, buf + got, sizeof(buf) - got)) > 0)
+			got += (size_t)n;
+		n = snprintf(buf, sizeof(buf), "got %zu", got);
+		full_write(c, buf, (size_t)n);
+		break;
+	case 'D':
+		usleep(100000); /* let the client's bytes arrive, then leave them unread */
+		break;
+	case 'E':
+	case 'J':
+		if (kind == 'J')
+			(void)!read(c, buf, 1); /* until the client closes */
+		break;
+	case 'F':
+		full_write(c, "y", 1);
+		usleep(100000);
+		break;
+	case 'G':
+		usleep(50000);
+		full_write(c, "sel", 3);
+		break;
+	case 'I':
+		full_write(c, "i", 1);
+		break;
+	case 'K':
+		if (read(c, buf, 1) == 1)
+			full_write(c, "K", 1);
+		(void)!read(c, buf, 1);
+		break;
+	}
+}
+
+static __attribute__((noreturn)) void server(const char *addr, int port)
+{
+	struct sockaddr_in sa = { .sin_family = AF_INET, .sin_port = htons((uint16_t)port) };
+	int l = socket(AF_INET, SOCK_STREAM, 0), one = 1, acc = 0;
+	socklen_t len = sizeof(acc);
+
+	inet_pton(AF_INET, addr, &sa.sin_addr);
+	setsockopt(l, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
+	if (bind(l, (struct sockaddr *)&sa, sizeof(sa)) || listen(l, 16))
+		die("server listen");
+	getsockopt(l, SOL_SOCKET, SO_ACCEPTCONN, &acc, &len);
+	fprintf(stderr, "sockcheck server: listening (SO_ACCEPTCONN %d)\n", acc);
+	for (;;) {
+		int c = accept(l, NULL, NULL);
+
+		if (c < 0) {
+			if (errno == EINTR)
+				continue;
+			die("accept");
+		}
+		serve_one(c);
+		close(c);
+	}
+}
+
+int main(int argc, char **argv)
+{
+	struct addrinfo hints = { .ai_family = AF_INET, .ai_socktype = SOCK_STREAM }, *ai;
+
+	if (argc != 4) {
+		fprintf(stderr, "usage: sockcheck server ADDR PORT | client HOST PORT\n");
+		return 2;
+	}
+	signal(SIGPIPE, SIG_IGN);
+	setvbuf(stdout, NULL, _IOLBF, 0);
+	if (!strcmp(argv[1], "server"))
+		server(argv[2], atoi(argv[3]));
+	if (getaddrinfo(argv[2], argv[3], &hints, &ai)) {
+		fprintf(stderr, "sockcheck: cannot resolve %s\n", argv[2]);
+		return 2;
+	}
+	memcpy(&server_addr, ai->ai_addr, ai->ai_addrlen);
+	server_len = ai->ai_addrlen;
+	freeaddrinfo(ai);
+	case_echo();
+	case_peek();
+	case_shutwr();
+	case_reset();
+	case_epipe();
+	case_nonblock();
+	case_select();
+	case_refused();
+	case_names();
+	case_timeout();
+	case_dup();
+	return 0;
+}
