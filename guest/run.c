@@ -7,8 +7,9 @@
  *  - its own network namespace with only a loopback device: circuits are its
  *    only way out, even for code that bypasses the preload with raw syscalls;
  *  - its own mount namespace, in which the operator's run directory is
- *    replaced by a tmpfs holding only this guest's operator socket, and
- *    /etc/hosts maps every guest's name to its virtual addresses;
+ *    replaced by a tmpfs holding only this guest's operator socket,
+ *    /etc/hosts maps every guest's name to its virtual addresses, and /sys
+ *    shows its own network namespace;
  *  - LD_PRELOAD of libcircnet-preload.so and CIRCNET_OPERATOR_SOCKET;
  *  - no CAP_NET_RAW, CAP_NET_ADMIN or CAP_SYS_ADMIN (bounding set included), so
  *    it can neither open raw sockets nor undo the namespaces and mounts.
@@ -146,6 +147,9 @@ static void setup_mounts(const struct run_opts *o, const char *hosts, char *sock
 	if (mount(tmp_hosts, "/etc/hosts", NULL, MS_BIND, NULL))
 		die("mounting /etc/hosts: %s", strerror(errno));
 	unlink(tmp_hosts); /* the mount keeps the inode */
+	/* sysfs shows the mounter's network namespace: show the guest its own */
+	if (mount("sysfs", "/sys", "sysfs", MS_NOSUID | MS_NODEV | MS_NOEXEC, NULL))
+		die("mounting /sys for the guest's network namespace: %s", strerror(errno));
 	if (mount("circnet", o->run_dir, "tmpfs", MS_NOSUID | MS_NODEV | MS_NOEXEC, "mode=0755"))
 		die("hiding %s: %s", o->run_dir, strerror(errno));
 	snprintf(target, sizeof(target), "%s/%s", o->run_dir, GUEST_SOCKET_DIR);

@@ -2,7 +2,9 @@
 # scripts/deps.sh - install the Debian 12 packages circnet builds and tests
 # with. Idempotent: asks apt only when something is missing. Needs root.
 set -euo pipefail
-pkgs=(meson ninja-build gcc clang pkg-config libcmocka-dev libclang-rt-14-dev python3)
+# curl, wget and util-linux (unshare): the guest integration tests
+pkgs=(meson ninja-build gcc clang pkg-config libcmocka-dev libclang-rt-14-dev python3 curl wget
+	util-linux)
 missing=()
 for p in "${pkgs[@]}"; do
 	dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing+=("$p")

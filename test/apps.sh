@@ -1,0 +1,100 @@
+#!/usr/bin/env bash
+# test/apps.sh BUILD_DIR - unmodified Debian programs over circuits, each in
+# its own guest (`circnet run`): python3's http.server serving files to curl
+# and wget, checked by checksum. Then the isolation a guest lives in: no
+# network but circuits without the preload, no raw sockets, no other
+# guests' sockets. Needs root: exits 77 (skipped) without it.
+set -uo pipefail
+build=$(cd "${1:?usage: apps.sh BUILD_DIR}" && pwd)
+op=$build/operator/circnet-operator
+ctl=$build/operator/circnetctl
+circnet=$build/guest/circnet
+
+if [ "$(id -u)" != 0 ] || ! unshare -n true 2>/dev/null; then
+	echo "apps.sh: needs root and network namespaces: skipped"
+	exit 77
+fi
+for tool in python3 curl wget sha256sum; do
+	command -v "$tool" >/dev/null || { echo "apps.sh: $tool missing (scripts/deps.sh installs it)"; exit 1; }
+done
+# third-party programs under a sanitizer build's preload: no leak reports of theirs
+export ASAN_OPTIONS="${ASAN_OPTIONS:+$ASAN_OPTIONS:}verify_asan_link_order=0:detect_leaks=0"
+dir=$(mktemp -d /tmp/circnet-apps-test.XXXXXX)
+pids=()
+failed=0
+cleanup() {
+	for p in "${pids[@]}"; do kill "$p" 2>/dev/null; done
+	wait 2>/dev/null
+	[ -n "${CIRCNET_KEEP_TEST_DIR:-}" ] || rm -rf "$dir"
+}
+trap cleanup EXIT
+check() { # check NAME COMMAND...: one line per check
+	if "${@:2}"; then echo "ok   $1"; else echo "FAIL $1"; failed=$((failed + 1)); fi
+}
+guest() { # guest NAME COMMAND...: run it as that guest, bounded in time
+	local g=$1
+	shift
+	timeout 30 "$circnet" run --run-dir "$dir/run" --guest "$g" -- "$@"
+}
+
+cat >"$dir/circnet.conf" <<CONF
+run-dir $dir/run
+network 10.67.0.0/24
+guest web {
+    address 10.67.0.2
+    listen tcp 80
+}
+guest client {
+    address 10.67.0.10
+}
+allow tcp from client to web port 80
+deny any from any to any
+CONF
+"$op" --config "$dir/circnet.conf" 2>"$dir/operator.log" &
+pids+=($!)
+for _ in $(seq 50); do "$ctl" --run-dir "$dir/run" status >/dev/null 2>&1 && break; sleep 0.1; done
+
+mkdir -p "$dir/www"
+head -c 3145728 /dev/urandom >"$dir/www/blob.bin"
+echo "hello over a circuit" >"$dir/www/index.html"
+want=$(sha256sum <"$dir/www/blob.bin" | cut -d' ' -f1)
+(cd "$dir/www" && exec timeout 60 "$circnet" run --run-dir "$dir/run" --guest web -- \
+	python3 -m http.server 80 >"$dir/web.log" 2>&1) &
+pids+=($!)
+for _ in $(seq 100); do
+	"$ctl" --run-dir "$dir/run" listeners | grep -q ':80 ' && break
+	sleep 0.1
+done
+
+# the programs
+check "curl fetches a page by guest name" \
+	bash -c "[ \"\$(timeout 30 '$circnet' run --run-dir '$dir/run' --guest client -- curl -sS -m 10 http://web/index.html)\" = 'hello over a circuit' ]"
+check "curl fetches 3 MiB, checksum matches" \
+	bash -c "[ \"\$(timeout 30 '$circnet' run --run-dir '$dir/run' --guest client -- curl -sS -m 20 http://10.67.0.2/blob.bin | sha256sum | cut -d' ' -f1)\" = '$want' ]"
+check "wget fetches 3 MiB, checksum matches" \
+	bash -c "[ \"\$(timeout 30 '$circnet' run --run-dir '$dir/run' --guest client -- wget -q -O - -T 10 http://web/blob.bin | sha256sum | cut -d' ' -f1)\" = '$want' ]"
+check "10 requests on one keep-alive connection" \
+	bash -c "[ \"\$(timeout 30 '$circnet' run --run-dir '$dir/run' --guest client -- curl -sS -m 20 $(printf 'http://web/index.html %.0s' $(seq 10)) | grep -c hello)\" = 10 ]"
+check "the policy refuses a port it does not allow" \
+	bash -c "! timeout 30 '$circnet' run --run-dir '$dir/run' --guest client -- curl -sS -m 5 http://web:8080/ 2>/dev/null"
+
+# isolation
+check "without the preload a guest reaches nothing" \
+	bash -c "! timeout 30 '$circnet' run --run-dir '$dir/run' --guest client -- env -u LD_PRELOAD curl -sS -m 5 http://10.67.0.2/ 2>/dev/null"
+check "a guest cannot open a raw socket" \
+	bash -c "timeout 30 '$circnet' run --run-dir '$dir/run' --guest client -- python3 -c 'import socket; socket.socket(socket.AF_INET, socket.SOCK_RAW, socket.IPPROTO_ICMP)' 2>&1 | grep -q 'Operation not permitted'"
+check "a guest sees only its own operator socket" \
+	bash -c "[ \"\$(timeout 30 '$circnet' run --run-dir '$dir/run' --guest client -- ls '$dir/run')\" = guest ]"
+check "the guest's network has only loopback" \
+	bash -c "[ \"\$(timeout 30 '$circnet' run --run-dir '$dir/run' --guest client -- ls /sys/class/net)\" = lo ]"
+check "exit status passes through" \
+	bash -c "timeout 30 '$circnet' run --run-dir '$dir/run' --guest client -- sh -c 'exit 7'; [ \$? = 7 ]"
+
+if [ "$failed" -ne 0 ]; then
+	echo "apps.sh: $failed checks failed; operator log:"
+	tail -30 "$dir/operator.log"
+	echo "web log:"
+	tail -10 "$dir/web.log"
+	exit 1
+fi
+echo "apps.sh: all checks passed"
