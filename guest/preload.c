@@ -46,6 +46,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "epoll.h"
 #include "sock.h"
 
 #define EXPORT __attribute__((visibility("default")))
@@ -130,6 +131,11 @@ static inline struct csock *lookup(int fd)
 	if (fd < 0 || fd >= fdtab_size)
 		return NULL;
 	return __atomic_load_n(&fdtab[fd], __ATOMIC_ACQUIRE);
+}
+
+struct csock *preload_lookup(int fd)
+{
+	return lookup(fd);
 }
 
 static inline struct csock *table_swap(int fd, struct csock *cs)
@@ -531,6 +537,8 @@ EXPORT int close(int fd)
 	int rc;
 
 	NEED_REAL();
+	cs = lookup(fd);
+	ep_note_close(fd, cs, cs && __atomic_load_n(&cs->refs, __ATOMIC_RELAXED) == 1);
 	cs = table_swap(fd, NULL);
 	rc = REAL(close)(fd);
 	if (cs)

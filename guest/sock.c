@@ -420,6 +420,8 @@ ssize_t csock_sendv(struct csock *cs, const struct iovec *iov, int iovcnt, int f
 		f |= CN_MSG_DONTWAIT;
 	pthread_mutex_lock(&cs->tx_lock);
 	n = cn_sendv(&cs->ep.ep, iov, iovcnt, f);
+	if (n == -EAGAIN)
+		__atomic_add_fetch(&cs->out_gen, 1, __ATOMIC_RELAXED);
 	pthread_mutex_unlock(&cs->tx_lock);
 	return n < 0 ? map_err(n) : n;
 }
@@ -467,6 +469,8 @@ ssize_t csock_recvv(struct csock *cs, const struct iovec *iov, int iovcnt, int f
 	}
 	if (n > 0 && !(f & CN_MSG_PEEK) && !cn_readable(&cs->ep.ep))
 		rearm_rx(cs); /* emptied it: keep the app fd honest for epoll */
+	if (n == -EAGAIN)
+		__atomic_add_fetch(&cs->in_gen, 1, __ATOMIC_RELAXED);
 	pthread_mutex_unlock(&cs->rx_lock);
 	return n < 0 ? map_err(n) : n;
 }
@@ -668,6 +672,21 @@ done:
 	if (ready & POLLOUT)
 		ready |= events & POLLWRNORM;
 	return ready & (events | POLLERR | POLLHUP);
+}
+
+int csock_event_fds(struct csock *cs, int fds[2])
+{
+	switch (cs->state) {
+	case CS_LISTENING:
+		fds[0] = cs->op.fd;
+		return 1;
+	case CS_CONNECTED:
+		fds[0] = cs->ep.notif[0].fd;
+		fds[1] = cs->ep.notif[1].fd;
+		return 2;
+	default:
+		return 0;
+	}
 }
 
 void csock_peer_hangup(struct csock *cs)

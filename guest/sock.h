@@ -52,6 +52,13 @@ struct csock {
 	struct cn_op op; /* CS_LISTENING */
 	struct cn_local_ep ep; /* CS_CONNECTED */
 	uint64_t circuit_id;
+	/*
+	 * Bumped when a receive (send) finds nothing to read (no room) and
+	 * says EAGAIN: the application consumed its edge, so edge-triggered
+	 * epoll may report the event again (epoll.c).
+	 */
+	unsigned int in_gen, out_gen;
+	int ep_regs; /* epoll registrations holding it (epoll.c) */
 };
 
 /* The process's identity at the operator, from CIRCNET_OPERATOR_SOCKET. */
@@ -97,5 +104,11 @@ unsigned int csock_poll(struct csock *cs, unsigned int events, bool arm, int fds
 			short fd_events[2], int *nfds);
 /* A doorbell reported a hang-up: the peer is gone. */
 void csock_peer_hangup(struct csock *cs);
+
+/* The kernel fds that show this socket's events (for epoll): 0..2 of them. */
+int csock_event_fds(struct csock *cs, int fds[2]);
+
+/* preload.c: the socket an application fd names, or NULL. */
+struct csock *preload_lookup(int fd);
 
 #endif

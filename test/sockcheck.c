@@ -25,6 +25,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/ioctl.h>
+#include <sys/epoll.h>
 #include <sys/select.h>
 #include <sys/socket.h>
 #include <sys/time.h>
@@ -340,6 +341,97 @@ static void case_dup(void)
 	}
 }
 
+static const char *evname(uint32_t e)
+{
+	static char buf[64];
+
+	buf[0] = 0;
+	if (e & EPOLLIN)
+		strcat(buf, "IN|");
+	if (e & EPOLLOUT)
+		strcat(buf, "OUT|");
+	if (e & EPOLLRDHUP)
+		strcat(buf, "RDHUP|");
+	if (e & EPOLLHUP)
+		strcat(buf, "HUP|");
+	if (e & EPOLLERR)
+		strcat(buf, "ERR|");
+	if (buf[0])
+		buf[strlen(buf) - 1] = 0;
+	else
+		strcpy(buf, "-");
+	return buf;
+}
+
+static void ep_report(const char *what, int ep, int timeout)
+{
+	struct epoll_event ev[4];
+	int n = epoll_wait(ep, ev, 4, timeout);
+
+	printf("epoll: %s: %d %s\n", what, n, n > 0 ? evname(ev[0].events) : "");
+}
+
+static void case_epoll_et(void)
+{
+	int fd = open_case('L'), ep = epoll_create1(EPOLL_CLOEXEC), got = 0;
+	struct epoll_event ev = { .events = EPOLLIN | EPOLLOUT | EPOLLRDHUP | EPOLLET };
+	char buf[16];
+	ssize_t n;
+
+	fcntl(fd, F_SETFL, O_NONBLOCK);
+	ev.data.fd = fd;
+	epoll_ctl(ep, EPOLL_CTL_ADD, fd, &ev);
+	ep_report("edge, registered", ep, 300);
+	ep_report("edge, nothing new", ep, 100);
+	if (write(fd, "g", 1) != 1)
+		die("epoll go");
+	ep_report("edge, data came", ep, 2000);
+	while ((n = read(fd, buf, sizeof(buf))) > 0)
+		got += (int)n;
+	printf("epoll: read %d then %s\n", got, n < 0 ? errname(errno) : "EOF");
+	ep_report("edge, drained", ep, 100);
+	if (write(fd, "h", 1) != 1)
+		die("epoll go 2");
+	ep_report("edge, more data", ep, 2000);
+	got = 0;
+	while ((n = read(fd, buf, sizeof(buf))) > 0)
+		got += (int)n;
+	printf("epoll: read %d then %s\n", got, n < 0 ? errname(errno) : "EOF");
+	close(ep);
+	close(fd);
+}
+
+static void case_epoll_lt(void)
+{
+	int fd = open_case('M'), ep = epoll_create1(0), pfd[2];
+	struct epoll_event ev = { .events = EPOLLIN };
+	char buf[16];
+
+	if (pipe(pfd))
+		die("pipe");
+	ev.data.fd = fd;
+	epoll_ctl(ep, EPOLL_CTL_ADD, fd, &ev);
+	ev.data.fd = pfd[0];
+	epoll_ctl(ep, EPOLL_CTL_ADD, pfd[0], &ev);
+	ep_report("level, data came", ep, 2000);
+	ep_report("level, still unread", ep, 100);
+	printf("epoll: read %zd\n", read(fd, buf, sizeof(buf)));
+	ep_report("level, drained", ep, 100);
+	if (write(pfd[1], "p", 1) != 1)
+		die("pipe write");
+	ep_report("level, a pipe in the same set", ep, 100);
+	ev.events = EPOLLOUT | EPOLLONESHOT;
+	ev.data.fd = fd;
+	epoll_ctl(ep, EPOLL_CTL_MOD, fd, &ev);
+	epoll_ctl(ep, EPOLL_CTL_DEL, pfd[0], NULL);
+	ep_report("oneshot", ep, 100);
+	ep_report("oneshot, fired", ep, 100);
+	close(ep);
+	close(pfd[0]);
+	close(pfd[1]);
+	close(fd);
+}
+
 /* ---- server ---- */
 
 static void serve_one(int c)
@@ -390,6 +482,18 @@ static void serve_one(int c)
 	case 'K':
 		if (read(c, buf, 1) == 1)
 			full_write(c, "K", 1);
+		(void)!read(c, buf, 1);
+		break;
+	case 'L':
+		if (read(c, buf, 1) == 1)
+			full_write(c, "abc", 3);
+		if (read(c, buf, 1) == 1)
+			full_write(c, "de", 2);
+		(void)!read(c, buf, 1); /* until the client closes: no FIN race */
+		break;
+	case 'M':
+		usleep(50000);
+		full_write(c, "x", 1);
 		(void)!read(c, buf, 1);
 		break;
 	}
@@ -450,5 +554,7 @@ int main(int argc, char **argv)
 	case_names();
 	case_timeout();
 	case_dup();
+	case_epoll_et();
+	case_epoll_lt();
 	return 0;
 }
