@@ -538,7 +538,11 @@ EXPORT int close(int fd)
 
 	NEED_REAL();
 	cs = lookup(fd);
-	ep_note_close(fd, cs, cs && __atomic_load_n(&cs->refs, __ATOMIC_RELAXED) == 1);
+	/* the last fd of it? (epoll registrations hold references too) */
+	ep_note_close(fd, cs,
+		      cs && __atomic_load_n(&cs->refs, __ATOMIC_RELAXED) -
+					 __atomic_load_n(&cs->ep_regs, __ATOMIC_RELAXED) ==
+				    1);
 	cs = table_swap(fd, NULL);
 	rc = REAL(close)(fd);
 	if (cs)

@@ -260,9 +260,7 @@ int csock_bind(struct csock *cs, const struct sockaddr *sa, socklen_t len)
 			goto out;
 		}
 	}
-	if (is_any(&a))
-		a.family = CN_AF_NONE; /* the wildcard: every address of the guest */
-	cs->local = a;
+	cs->local = a; /* 0.0.0.0 or ::, the wildcard of its family */
 	cs->state = CS_BOUND;
 out:
 	pthread_mutex_unlock(&cs->lock);
@@ -291,13 +289,13 @@ int csock_listen(struct csock *cs, int backlog, int *session)
 		goto out;
 	if (backlog <= 0)
 		backlog = 1;
+	if (cs->state == CS_NEW) /* listen without bind: the wildcard, any port */
+		cs->local.family = cs->family == AF_INET6 ? CN_AF_INET6 : CN_AF_INET;
 	err = cn_op_listen(&cs->op, CN_L4_TCP, &cs->local, (uint32_t)backlog, &bound, NULL);
 	if (err) {
 		cn_op_close(&cs->op);
 		goto out;
 	}
-	if (cs->local.family == CN_AF_NONE)
-		bound.family = CN_AF_NONE;
 	cs->local = bound;
 	cs->op.timeout_ms = -1; /* accept blocks as long as it takes */
 	cs->state = CS_LISTENING;

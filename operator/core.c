@@ -284,7 +284,10 @@ static bool listener_takes(const struct listener *l, unsigned int l4, const stru
 {
 	if (l->l4 != l4 || l->addr.port != dst->port)
 		return false;
-	return is_unspecified(&l->addr) || addr_eq(&l->addr, dst);
+	/* 0.0.0.0 takes IPv4 only; :: (or no family) takes both, as dual-stack does */
+	if (is_unspecified(&l->addr))
+		return l->addr.family != CN_AF_INET || dst->family == CN_AF_INET;
+	return addr_eq(&l->addr, dst);
 }
 
 static struct listener *listener_find(struct guest *g, unsigned int l4, const struct cn_addr *dst)

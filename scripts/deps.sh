@@ -2,8 +2,8 @@
 # scripts/deps.sh - install the Debian 12 packages circnet builds and tests
 # with. Idempotent: asks apt only when something is missing. Needs root.
 set -euo pipefail
-# curl, wget and util-linux (unshare): the guest integration tests
-pkgs=(meson ninja-build gcc clang pkg-config libcmocka-dev libclang-rt-14-dev python3 curl wget
+# curl, wget, nginx and util-linux (unshare): the guest integration tests
+pkgs=(meson ninja-build gcc clang pkg-config libcmocka-dev libclang-rt-14-dev python3 curl wget nginx
 	util-linux)
 missing=()
 for p in "${pkgs[@]}"; do

@@ -14,12 +14,13 @@ if [ "$(id -u)" != 0 ] || ! unshare -n true 2>/dev/null; then
 	echo "apps.sh: needs root and network namespaces: skipped"
 	exit 77
 fi
-for tool in python3 curl wget sha256sum; do
+for tool in python3 curl wget sha256sum nginx; do
 	command -v "$tool" >/dev/null || { echo "apps.sh: $tool missing (scripts/deps.sh installs it)"; exit 1; }
 done
 # third-party programs under a sanitizer build's preload: no leak reports of theirs
 export ASAN_OPTIONS="${ASAN_OPTIONS:+$ASAN_OPTIONS:}verify_asan_link_order=0:detect_leaks=0"
 dir=$(mktemp -d /tmp/circnet-apps-test.XXXXXX)
+chmod 755 "$dir" # nginx workers run as www-data
 pids=()
 failed=0
 cleanup() {
@@ -44,10 +45,15 @@ guest web {
     address 10.67.0.2
     listen tcp 80
 }
+guest www {
+    address 10.67.0.3
+    listen tcp 80
+}
 guest client {
     address 10.67.0.10
 }
 allow tcp from client to web port 80
+allow tcp from client to www port 80
 deny any from any to any
 CONF
 "$op" --config "$dir/circnet.conf" 2>"$dir/operator.log" &
@@ -66,6 +72,35 @@ for _ in $(seq 100); do
 	sleep 0.1
 done
 
+# nginx as Debian runs it: master and workers, epoll, sendfile
+mkdir -p "$dir/nginx"
+cat >"$dir/nginx/nginx.conf" <<NGX
+worker_processes 2;
+pid $dir/nginx/nginx.pid;
+error_log $dir/nginx/error.log info;
+events { worker_connections 256; }
+http {
+    access_log $dir/nginx/access.log;
+    sendfile on;
+    client_body_temp_path $dir/nginx/body;
+    proxy_temp_path $dir/nginx/proxy;
+    fastcgi_temp_path $dir/nginx/fcgi;
+    uwsgi_temp_path $dir/nginx/uwsgi;
+    scgi_temp_path $dir/nginx/scgi;
+    server {
+        listen 80;
+        root $dir/www;
+    }
+}
+NGX
+timeout 60 "$circnet" run --run-dir "$dir/run" --guest www -- \
+	nginx -c "$dir/nginx/nginx.conf" -g 'daemon off;' >"$dir/nginx/out.log" 2>&1 &
+pids+=($!)
+for _ in $(seq 100); do
+	[ "$("$ctl" --run-dir "$dir/run" listeners | grep -c ':80 ')" = 2 ] && break
+	sleep 0.1
+done
+
 # the programs
 check "curl fetches a page by guest name" \
 	bash -c "[ \"\$(timeout 30 '$circnet' run --run-dir '$dir/run' --guest client -- curl -sS -m 10 http://web/index.html)\" = 'hello over a circuit' ]"
@@ -75,6 +110,17 @@ check "wget fetches 3 MiB, checksum matches" \
 	bash -c "[ \"\$(timeout 30 '$circnet' run --run-dir '$dir/run' --guest client -- wget -q -O - -T 10 http://web/blob.bin | sha256sum | cut -d' ' -f1)\" = '$want' ]"
 check "10 requests on one keep-alive connection" \
 	bash -c "[ \"\$(timeout 30 '$circnet' run --run-dir '$dir/run' --guest client -- curl -sS -m 20 $(printf 'http://web/index.html %.0s' $(seq 10)) | grep -c hello)\" = 10 ]"
+check "nginx serves a page" \
+	bash -c "[ \"\$(timeout 30 '$circnet' run --run-dir '$dir/run' --guest client -- curl -sS -m 10 http://www/index.html)\" = 'hello over a circuit' ]"
+check "nginx sendfile: 3 MiB, checksum matches" \
+	bash -c "[ \"\$(timeout 30 '$circnet' run --run-dir '$dir/run' --guest client -- curl -sS -m 20 http://www/blob.bin | sha256sum | cut -d' ' -f1)\" = '$want' ]"
+check "nginx: 40 requests, 8 connections in parallel, all 3 MiB intact" \
+	bash -c "timeout 60 '$circnet' run --run-dir '$dir/run' --guest client -- curl -sS --no-progress-meter -m 40 -Z --parallel-max 8 \
+		\$(for i in \$(seq 40); do printf 'http://www/blob.bin -o $dir/par-%d ' \$i; done) &&
+		[ \"\$(cat $dir/par-* | wc -c)\" = \$((40 * 3145728)) ] &&
+		[ \"\$(sha256sum $dir/par-* | cut -d' ' -f1 | sort -u)\" = '$want' ]"
+check "nginx logged the client's guest address" \
+	grep -q '^10.67.0.10 ' "$dir/nginx/access.log"
 check "the policy refuses a port it does not allow" \
 	bash -c "! timeout 30 '$circnet' run --run-dir '$dir/run' --guest client -- curl -sS -m 5 http://web:8080/ 2>/dev/null"
 
@@ -95,6 +141,8 @@ if [ "$failed" -ne 0 ]; then
 	tail -30 "$dir/operator.log"
 	echo "web log:"
 	tail -10 "$dir/web.log"
+	echo "nginx error log:"
+	tail -10 "$dir/nginx/error.log"
 	exit 1
 fi
 echo "apps.sh: all checks passed"
