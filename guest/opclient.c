@@ -168,12 +168,20 @@ void cn_op_close(struct cn_op *op)
 int cn_op_listen(struct cn_op *op, unsigned int l4, const struct cn_addr *addr, uint32_t backlog,
 		 struct cn_addr *bound, uint64_t *listener_id)
 {
+	return cn_op_listen_flags(op, l4, addr, backlog, 0, bound, listener_id);
+}
+
+int cn_op_listen_flags(struct cn_op *op, unsigned int l4, const struct cn_addr *addr,
+		       uint32_t backlog, unsigned int flags, struct cn_addr *bound,
+		       uint64_t *listener_id)
+{
 	struct cn_msg_listen req;
 	union cn_msg rep;
 	int fds[CN_LOCAL_NFDS], nfds, err;
 
 	cn_msg_init(&req.h, CN_MSG_LISTEN, sizeof(req), 0);
 	req.l4 = (uint8_t)l4;
+	req.flags = (uint8_t)flags;
 	req.backlog = backlog;
 	if (addr)
 		req.addr = *addr;

@@ -291,7 +291,8 @@ int csock_listen(struct csock *cs, int backlog, int *session)
 		backlog = 1;
 	if (cs->state == CS_NEW) /* listen without bind: the wildcard, any port */
 		cs->local.family = cs->family == AF_INET6 ? CN_AF_INET6 : CN_AF_INET;
-	err = cn_op_listen(&cs->op, CN_L4_TCP, &cs->local, (uint32_t)backlog, &bound, NULL);
+	err = cn_op_listen_flags(&cs->op, CN_L4_TCP, &cs->local, (uint32_t)backlog,
+				 cs->opt_v6only ? CN_LISTEN_V6ONLY : 0, &bound, NULL);
 	if (err) {
 		cn_op_close(&cs->op);
 		goto out;
@@ -567,6 +568,22 @@ int csock_getsockopt(struct csock *cs, int level, int name, void *val, socklen_t
 			return put_int(val, len, 0);
 		}
 	}
+	if (level == IPPROTO_IPV6 && name == IPV6_V6ONLY)
+		return cs->family == AF_INET6 ? put_int(val, len, cs->opt_v6only) : -ENOPROTOOPT;
+	if (level == IPPROTO_TCP && name == TCP_INFO) {
+		/* no segments, no retransmissions: a connection in good health */
+		struct tcp_info ti = { .tcpi_state = TCP_ESTABLISHED, .tcpi_snd_mss = 65483,
+				       .tcpi_rcv_mss = 65483, .tcpi_pmtu = 65536 };
+
+		if (!val || !len)
+			return -EFAULT;
+		if (cs->state != CS_CONNECTED)
+			ti.tcpi_state = cs->state == CS_LISTENING ? TCP_LISTEN : TCP_CLOSE;
+		memcpy(val, &ti, *len < sizeof(ti) ? *len : sizeof(ti));
+		if (*len > sizeof(ti))
+			*len = sizeof(ti);
+		return 0;
+	}
 	if (level == IPPROTO_TCP) {
 		if (name == TCP_NODELAY)
 			return put_int(val, len, cs->opt_nodelay);
@@ -602,6 +619,13 @@ int csock_setsockopt(struct csock *cs, int level, int name, const void *val, soc
 		cs->opt_keepalive = !!v;
 	else if (level == IPPROTO_TCP && name == TCP_NODELAY)
 		cs->opt_nodelay = !!v;
+	else if (level == IPPROTO_IPV6 && name == IPV6_V6ONLY) {
+		if (cs->family != AF_INET6)
+			return -ENOPROTOOPT;
+		if (cs->state != CS_NEW)
+			return -EINVAL; /* as Linux: only before bind */
+		cs->opt_v6only = !!v;
+	}
 	/* buffer sizes, priorities, TOS, keepalive timers...: accepted, nothing to do */
 	return 0;
 }

@@ -47,7 +47,7 @@ struct csock {
 	enum csock_state state;
 	int so_error;
 	int rcvtimeo_ms, sndtimeo_ms;
-	int opt_reuseaddr, opt_reuseport, opt_keepalive, opt_nodelay, opt_linger;
+	int opt_reuseaddr, opt_reuseport, opt_keepalive, opt_nodelay, opt_linger, opt_v6only;
 	struct cn_addr local, remote;
 	struct cn_op op; /* CS_LISTENING */
 	struct cn_local_ep ep; /* CS_CONNECTED */

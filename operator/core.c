@@ -279,14 +279,29 @@ static bool guest_owns(const struct guest_conf *gc, const struct cn_addr *a)
 	return false;
 }
 
+/*
+ * The address families a listener takes, as bits (1 << CN_AF_*): 0.0.0.0
+ * takes IPv4; :: takes both, as dual-stack Linux does, or IPv6 alone with
+ * IPV6_V6ONLY; no family takes both; a specific address its own.
+ */
+static unsigned int listener_families(const struct listener *l)
+{
+	const unsigned int v4 = 1u << CN_AF_INET, v6 = 1u << CN_AF_INET6;
+
+	if (l->addr.family == CN_AF_INET)
+		return v4;
+	if (l->addr.family == CN_AF_INET6)
+		return is_unspecified(&l->addr) && !l->v6only ? v4 | v6 : v6;
+	return v4 | v6;
+}
+
 /* Does listener l take a connection to dst? */
 static bool listener_takes(const struct listener *l, unsigned int l4, const struct cn_addr *dst)
 {
 	if (l->l4 != l4 || l->addr.port != dst->port)
 		return false;
-	/* 0.0.0.0 takes IPv4 only; :: (or no family) takes both, as dual-stack does */
 	if (is_unspecified(&l->addr))
-		return l->addr.family != CN_AF_INET || dst->family == CN_AF_INET;
+		return (listener_families(l) >> dst->family) & 1;
 	return addr_eq(&l->addr, dst);
 }
 
@@ -307,15 +322,21 @@ static struct listener *listener_find(struct guest *g, unsigned int l4, const st
 	return wild;
 }
 
-static bool port_in_use(struct guest *g, unsigned int l4, uint16_t port, const struct cn_addr *a)
+/* Would a listener on (a, v6only) overlap one that exists? */
+static bool port_in_use(struct guest *g, unsigned int l4, uint16_t port, const struct cn_addr *a,
+			bool v6only)
 {
+	struct listener probe = { .addr = *a, .v6only = v6only };
 	struct list *pos, *tmp;
 
 	list_for_each_safe(pos, tmp, &g->listeners) {
 		struct listener *l = container_of(pos, struct listener, link);
 
-		if (l->l4 == l4 && l->addr.port == port &&
-		    (is_unspecified(&l->addr) || is_unspecified(a) || addr_eq(&l->addr, a)))
+		if (l->l4 != l4 || l->addr.port != port)
+			continue;
+		if (!(listener_families(l) & listener_families(&probe)))
+			continue; /* 0.0.0.0 and a V6ONLY :: live side by side */
+		if (is_unspecified(&l->addr) || is_unspecified(a) || addr_eq(&l->addr, a))
 			return true;
 	}
 	return false;
@@ -332,7 +353,7 @@ static uint16_t pick_port(struct op *op, struct guest *g, unsigned int l4, const
 		if (g->next_port < op->cfg->eph_lo || g->next_port > op->cfg->eph_hi)
 			g->next_port = op->cfg->eph_lo;
 		port = g->next_port++;
-		if (!a || !port_in_use(g, l4, port, a))
+		if (!a || !port_in_use(g, l4, port, a, false))
 			return port;
 	}
 	return 0;
@@ -367,7 +388,7 @@ static int handle_listen(struct op *op, struct session *s, const struct cn_msg_l
 				 g->name, m->l4 == CN_L4_TCP ? "tcp" : "udp", a.port);
 			return reply_error(s, m->h.seq, EACCES);
 		}
-		if (port_in_use(g, m->l4, a.port, &a))
+		if (port_in_use(g, m->l4, a.port, &a, m->flags & CN_LISTEN_V6ONLY))
 			return reply_error(s, m->h.seq, EADDRINUSE);
 	}
 	l = calloc(1, sizeof(*l));
@@ -377,6 +398,7 @@ static int handle_listen(struct op *op, struct session *s, const struct cn_msg_l
 	l->s = s;
 	l->l4 = m->l4;
 	l->addr = a;
+	l->v6only = m->flags & CN_LISTEN_V6ONLY;
 	l->backlog = m->backlog ? m->backlog : 1;
 	if (l->backlog > gc->lim.max_pending)
 		l->backlog = gc->lim.max_pending;

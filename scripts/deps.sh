@@ -2,9 +2,9 @@
 # scripts/deps.sh - install the Debian 12 packages circnet builds and tests
 # with. Idempotent: asks apt only when something is missing. Needs root.
 set -euo pipefail
-# curl, wget, nginx and util-linux (unshare): the guest integration tests
+# curl, wget, nginx, redis, iperf3 and util-linux (unshare): the guest integration tests
 pkgs=(meson ninja-build gcc clang pkg-config libcmocka-dev libclang-rt-14-dev python3 curl wget nginx
-	util-linux)
+	redis-server redis-tools iperf3 util-linux)
 missing=()
 for p in "${pkgs[@]}"; do
 	dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing+=("$p")

@@ -14,7 +14,7 @@ if [ "$(id -u)" != 0 ] || ! unshare -n true 2>/dev/null; then
 	echo "apps.sh: needs root and network namespaces: skipped"
 	exit 77
 fi
-for tool in python3 curl wget sha256sum nginx; do
+for tool in python3 curl wget sha256sum nginx redis-server redis-cli redis-benchmark iperf3; do
 	command -v "$tool" >/dev/null || { echo "apps.sh: $tool missing (scripts/deps.sh installs it)"; exit 1; }
 done
 # third-party programs under a sanitizer build's preload: no leak reports of theirs
@@ -49,11 +49,16 @@ guest www {
     address 10.67.0.3
     listen tcp 80
 }
+guest cache {
+    address 10.67.0.4 fd67::4
+    listen tcp 6379,5201
+}
 guest client {
-    address 10.67.0.10
+    address 10.67.0.10 fd67::10
 }
 allow tcp from client to web port 80
 allow tcp from client to www port 80
+allow tcp from client to cache port 6379,5201
 deny any from any to any
 CONF
 "$op" --config "$dir/circnet.conf" 2>"$dir/operator.log" &
@@ -101,6 +106,15 @@ for _ in $(seq 100); do
 	sleep 0.1
 done
 
+# redis: epoll, 0.0.0.0 and a V6ONLY :: on the same port
+timeout 60 "$circnet" run --run-dir "$dir/run" --guest cache -- redis-server --port 6379 \
+	--save '' --appendonly no --protected-mode no >"$dir/redis.log" 2>&1 &
+pids+=($!)
+for _ in $(seq 100); do
+	[ "$("$ctl" --run-dir "$dir/run" listeners | grep -c ':6379 ')" = 2 ] && break
+	sleep 0.1
+done
+
 # the programs
 check "curl fetches a page by guest name" \
 	bash -c "[ \"\$(timeout 30 '$circnet' run --run-dir '$dir/run' --guest client -- curl -sS -m 10 http://web/index.html)\" = 'hello over a circuit' ]"
@@ -121,6 +135,21 @@ check "nginx: 40 requests, 8 connections in parallel, all 3 MiB intact" \
 		[ \"\$(sha256sum $dir/par-* | cut -d' ' -f1 | sort -u)\" = '$want' ]"
 check "nginx logged the client's guest address" \
 	grep -q '^10.67.0.10 ' "$dir/nginx/access.log"
+check "redis-cli SET then GET (IPv4 and IPv6)" \
+	bash -c "timeout 30 '$circnet' run --run-dir '$dir/run' --guest client -- redis-cli -h 10.67.0.4 set k circuits >/dev/null &&
+		[ \"\$(timeout 30 '$circnet' run --run-dir '$dir/run' --guest client -- redis-cli -h fd67::4 get k)\" = circuits ]"
+check "redis-benchmark: 20000 GET/SET from 10 clients, all answered" \
+	bash -c "timeout 60 '$circnet' run --run-dir '$dir/run' --guest client -- redis-benchmark -h cache -n 20000 -c 10 -t get,set -q 2>/dev/null |
+		tr '\\r' '\\n' | grep -c 'requests per second' | grep -qx 2"
+timeout 30 "$circnet" run --run-dir "$dir/run" --guest cache -- iperf3 -s -1 -p 5201 >"$dir/iperf3-server.log" 2>&1 &
+pids+=($!)
+for _ in $(seq 100); do
+	"$ctl" --run-dir "$dir/run" listeners | grep -q ':5201 ' && break
+	sleep 0.1
+done
+check "iperf3 TCP, 2 s, both ends report the transfer" \
+	bash -c "timeout 30 '$circnet' run --run-dir '$dir/run' --guest client -- iperf3 -c cache -p 5201 -t 2 -J >'$dir/iperf3.json' &&
+		python3 -c 'import json,sys; d=json.load(open(\"$dir/iperf3.json\")); e=d[\"end\"]; print(\"iperf3: %.1f Gbit/s\" % (e[\"sum_received\"][\"bits_per_second\"]/1e9)); sys.exit(not (e[\"sum_received\"][\"bytes\"] > 0 and e[\"sum_sent\"][\"bytes\"] >= e[\"sum_received\"][\"bytes\"]))'"
 check "the policy refuses a port it does not allow" \
 	bash -c "! timeout 30 '$circnet' run --run-dir '$dir/run' --guest client -- curl -sS -m 5 http://web:8080/ 2>/dev/null"
 

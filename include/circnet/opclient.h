@@ -53,6 +53,10 @@ void cn_op_close(struct cn_op *op);
 /* Listen (tcp) or bind (udp) on addr; port 0 picks one. *bound: what we got. */
 int cn_op_listen(struct cn_op *op, unsigned int l4, const struct cn_addr *addr, uint32_t backlog,
 		 struct cn_addr *bound, uint64_t *listener_id);
+/* The same with CN_LISTEN_* flags (IPV6_V6ONLY). */
+int cn_op_listen_flags(struct cn_op *op, unsigned int l4, const struct cn_addr *addr,
+		       uint32_t backlog, unsigned int flags, struct cn_addr *bound,
+		       uint64_t *listener_id);
 int cn_op_unlisten(struct cn_op *op, uint64_t listener_id);
 
 /*

@@ -87,10 +87,13 @@ struct cn_msg_hello_ok {
 	struct cn_addr addrs[CN_GUEST_ADDRS];
 };
 
+#define CN_LISTEN_V6ONLY 0x01u /* an IPv6 wildcard that takes IPv6 only (IPV6_V6ONLY) */
+
 struct cn_msg_listen {
 	struct cn_msg_hdr h;
 	uint8_t l4;
-	uint8_t pad[3];
+	uint8_t flags; /* CN_LISTEN_* */
+	uint8_t pad[2];
 	uint32_t backlog; /* tcp: pending connections; udp: peer circuits */
 	struct cn_addr addr; /* port 0: the operator picks one */
 };
