@@ -29,6 +29,7 @@
 #include <sys/select.h>
 #include <sys/socket.h>
 #include <sys/time.h>
+#include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -432,6 +433,35 @@ static void case_epoll_lt(void)
 	close(fd);
 }
 
+/* A connection shared across fork: the parent lets go, the child carries on. */
+static void case_fork(void)
+{
+	int fd = open_case('N'), status;
+	pid_t pid;
+	char buf[16];
+
+	fflush(stdout);
+	pid = fork();
+	if (pid < 0)
+		die("fork");
+	if (pid == 0) {
+		ssize_t n;
+
+		usleep(100000); /* after the parent's close */
+		n = write(fd, "ping", 4);
+		printf("fork: child wrote %zd\n", n);
+		n = recv(fd, buf, sizeof(buf), MSG_WAITALL);
+		printf("fork: child read %zd '%.*s'\n", n, n > 0 ? (int)n : 0, buf);
+		n = read(fd, buf, sizeof(buf));
+		printf("fork: child then %zd\n", n);
+		fflush(stdout);
+		_exit(0);
+	}
+	close(fd); /* the child still holds it: the connection stays */
+	waitpid(pid, &status, 0);
+	printf("fork: child exited %d\n", WIFEXITED(status) ? WEXITSTATUS(status) : -1);
+}
+
 /* ---- server ---- */
 
 static void serve_one(int c)
@@ -490,6 +520,12 @@ static void serve_one(int c)
 		if (read(c, buf, 1) == 1)
 			full_write(c, "de", 2);
 		(void)!read(c, buf, 1); /* until the client closes: no FIN race */
+		break;
+	case 'N':
+		while (got < 4 && (n = read(c, buf + got, 4 - got)) > 0)
+			got += (size_t)n;
+		if (got == 4)
+			full_write(c, "pong", 4);
 		break;
 	case 'M':
 		usleep(50000);
@@ -556,5 +592,6 @@ int main(int argc, char **argv)
 	case_dup();
 	case_epoll_et();
 	case_epoll_lt();
+	case_fork();
 	return 0;
 }
