@@ -10,6 +10,7 @@
 #define _GNU_SOURCE
 #include <arpa/inet.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <netinet/in.h>
 #include <poll.h>
 #include <stdio.h>
@@ -212,23 +213,39 @@ int cn_op_unlisten(struct cn_op *op, uint64_t listener_id)
 	return err;
 }
 
-static int open_circuit(const struct cn_msg_circuit *c, int *fds, int nfds,
+static int open_circuit(struct cn_op *op, const struct cn_msg_circuit *c, int *fds, int nfds,
 			struct cn_local_ep *ep, struct cn_op_conn *conn)
 {
-	int err, i;
+	int err, i, memfd = -1;
 
+	/* to map the circuit again after exec, the memfd must outlive the mapping */
+	if (op->keep_memfd) {
+		memfd = fcntl(fds[0], F_DUPFD_CLOEXEC, 0);
+		if (memfd < 0) {
+			err = -errno;
+			for (i = 0; i < nfds; i++)
+				close(fds[i]);
+			return err;
+		}
+	}
 	err = cn_local_open(ep, fds, nfds, (enum cn_role)c->role);
 	if (err) {
 		for (i = 0; i < nfds; i++)
 			close(fds[i]);
+		if (memfd >= 0)
+			close(memfd);
 		return err;
 	}
 	if (conn) {
 		conn->circuit_id = c->circuit_id;
 		conn->listener_id = c->listener_id;
 		conn->l4 = c->l4;
+		conn->role = (enum cn_role)c->role;
 		conn->local = c->local;
 		conn->remote = c->remote;
+		conn->memfd = memfd;
+	} else if (memfd >= 0) {
+		close(memfd);
 	}
 	return 0;
 }
@@ -254,7 +271,7 @@ int cn_op_connect(struct cn_op *op, unsigned int l4, const struct cn_addr *src,
 			close(fds[--nfds]);
 		return -EPROTO;
 	}
-	return open_circuit(&rep.circuit, fds, nfds, ep, conn);
+	return open_circuit(op, &rep.circuit, fds, nfds, ep, conn);
 }
 
 int cn_op_accept(struct cn_op *op, struct cn_local_ep *ep, struct cn_op_conn *conn, int nonblock)
@@ -277,7 +294,7 @@ int cn_op_accept(struct cn_op *op, struct cn_local_ep *ep, struct cn_op_conn *co
 		while (nfds > 0)
 			close(fds[--nfds]);
 	}
-	err = open_circuit(&m.circuit, fds, nfds, ep, conn);
+	err = open_circuit(op, &m.circuit, fds, nfds, ep, conn);
 	/* the backlog slot is free either way */
 	cn_msg_init(&ack.h, CN_MSG_ACCEPTED, sizeof(ack), 0);
 	ack.id = m.circuit.circuit_id;

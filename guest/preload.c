@@ -37,6 +37,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/ioctl.h>
+#include <linux/close_range.h>
 #include <sys/mman.h>
 #include <sys/resource.h>
 #include <sys/select.h>
@@ -108,6 +109,7 @@ static void resolve_real(void)
 /* ---- the fd table ---- */
 
 static struct csock **fdtab;
+static uint8_t *hidden; /* fds of ours the application must not close */
 static int fdtab_size;
 static pthread_once_t table_once = PTHREAD_ONCE_INIT;
 
@@ -121,9 +123,25 @@ static void table_init(void)
 	/* untouched pages cost nothing: size for the hard limit */
 	fdtab = mmap(NULL, n * sizeof(*fdtab), PROT_READ | PROT_WRITE,
 		     MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
-	fdtab_size = fdtab == MAP_FAILED ? 0 : (int)n;
-	if (fdtab == MAP_FAILED)
+	hidden = mmap(NULL, n, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE,
+		      -1, 0);
+	if (fdtab == MAP_FAILED || hidden == MAP_FAILED) {
 		fdtab = NULL;
+		hidden = NULL;
+		n = 0;
+	}
+	fdtab_size = (int)n;
+}
+
+void preload_hide(int fd, bool on)
+{
+	if (fd >= 0 && fd < fdtab_size)
+		__atomic_store_n(&hidden[fd], on, __ATOMIC_RELEASE);
+}
+
+static bool is_hidden(int fd)
+{
+	return fd >= 0 && fd < fdtab_size && __atomic_load_n(&hidden[fd], __ATOMIC_ACQUIRE);
 }
 
 static inline struct csock *lookup(int fd)
@@ -137,6 +155,8 @@ struct csock *preload_lookup(int fd)
 {
 	return lookup(fd);
 }
+
+static void restore_from_exec(void);
 
 static inline struct csock *table_swap(int fd, struct csock *cs)
 {
@@ -185,6 +205,7 @@ __attribute__((constructor)) static void preload_init(void)
 	NEED_REAL();
 	pthread_once(&table_once, table_init);
 	csock_global_init();
+	restore_from_exec();
 	pthread_atfork(atfork_prepare, mark_shared, atfork_child);
 }
 
@@ -537,6 +558,8 @@ EXPORT int close(int fd)
 	int rc;
 
 	NEED_REAL();
+	if (is_hidden(fd))
+		return 0; /* ours, behind a socket: a close loop of the app passes it by */
 	cs = lookup(fd);
 	/* the last fd of it? (epoll registrations hold references too) */
 	ep_note_close(fd, cs,
@@ -970,4 +993,304 @@ EXPORT int pselect(int nfds, fd_set *r, fd_set *w, fd_set *e, const struct times
 		return REAL(pselect)(nfds, r, w, e, ts, mask);
 	return select_mixed(nfds, r, w, e, ts ? (int64_t)ts->tv_sec * 1000000000 + ts->tv_nsec : -1,
 			    mask);
+}
+
+/* ---- closing ranges: spare our own fds ---- */
+
+DECLARE_REAL(int, close_range, unsigned int, unsigned int, int);
+
+EXPORT int close_range(unsigned int first, unsigned int last, int flags)
+{
+	unsigned int fd, run = first, end;
+
+	NEED_REAL();
+	if (!real_close_range)
+		real_close_range = dlsym(RTLD_NEXT, "close_range");
+	if (!real_close_range)
+		return fail(ENOSYS);
+	if ((flags & CLOSE_RANGE_CLOEXEC) || first > last)
+		return real_close_range(first, last, flags); /* ours are close-on-exec already */
+	end = last < (unsigned int)fdtab_size ? last : (unsigned int)fdtab_size - 1;
+	for (fd = first; fdtab_size && fd <= end; fd++) {
+		if (!is_hidden((int)fd) && !lookup((int)fd))
+			continue;
+		/* close the run before it, then this one our way */
+		if (fd > run && real_close_range(run, fd - 1, flags) < 0)
+			return -1;
+		if (!is_hidden((int)fd))
+			close((int)fd);
+		run = fd + 1;
+	}
+	if (run <= last)
+		return real_close_range(run, last, flags);
+	return 0;
+}
+
+EXPORT void closefrom(int lowfd)
+{
+	close_range((unsigned int)(lowfd < 0 ? 0 : lowfd), ~0u, 0);
+}
+
+/* ---- exec: sockets survive it ---- */
+
+#define EXEC_ENV   "CIRCNET_EXEC_STATE"
+#define EXEC_MAGIC 0x45584e43u /* "CNXE" */
+
+struct exec_hdr {
+	uint32_t magic, version, count, size;
+};
+
+static int exec_state_fd = -1;
+
+/* Write the sockets that stay open into a memfd; returns its fd, or -1. */
+static int export_sockets(void)
+{
+	struct exec_hdr h = { EXEC_MAGIC, 1, 0, sizeof(struct csock_image) };
+	int fd, mfd = -1;
+
+	for (fd = 0; fd < fdtab_size; fd++) {
+		struct csock *cs = lookup(fd);
+		struct csock_image img;
+		int fl;
+
+		if (!cs)
+			continue;
+		fl = REAL(fcntl)(fd, F_GETFD);
+		if (fl < 0 || (fl & FD_CLOEXEC))
+			continue; /* gone with the exec anyway */
+		if (!csock_export(cs, fd, &img))
+			continue;
+		if (mfd < 0) {
+			mfd = memfd_create("circnet-exec-state", 0);
+			if (mfd < 0 || pwrite(mfd, &h, sizeof(h), 0) != sizeof(h))
+				return -1;
+		}
+		if (pwrite(mfd, &img, sizeof(img), (off_t)(sizeof(h) + h.count * sizeof(img))) !=
+		    sizeof(img))
+			return -1;
+		h.count++;
+	}
+	if (mfd >= 0 && pwrite(mfd, &h, sizeof(h), 0) != sizeof(h))
+		return -1;
+	return mfd;
+}
+
+static void export_undo(void)
+{
+	int fd;
+
+	for (fd = 0; fd < fdtab_size; fd++) {
+		struct csock *cs = lookup(fd);
+
+		if (cs)
+			csock_export_undo(cs);
+	}
+	if (exec_state_fd >= 0)
+		REAL(close)(exec_state_fd);
+	exec_state_fd = -1;
+}
+
+/* envp plus CIRCNET_EXEC_STATE=fd (replacing an old one); NULL on failure. */
+static char **env_with_state(char *const envp[], int mfd, char *buf, size_t len)
+{
+	size_t n = 0, i, k = 0;
+	char **out;
+
+	while (envp && envp[n])
+		n++;
+	out = malloc((n + 2) * sizeof(*out));
+	if (!out)
+		return NULL;
+	for (i = 0; i < n; i++)
+		if (strncmp(envp[i], EXEC_ENV "=", sizeof(EXEC_ENV)))
+			out[k++] = envp[i];
+	if (mfd >= 0) {
+		snprintf(buf, len, EXEC_ENV "=%d", mfd);
+		out[k++] = buf;
+	}
+	out[k] = NULL;
+	return out;
+}
+
+DECLARE_REAL(int, execve, const char *, char *const[], char *const[]);
+DECLARE_REAL(int, execvpe, const char *, char *const[], char *const[]);
+DECLARE_REAL(int, fexecve, int, char *const[], char *const[]);
+
+enum exec_kind { EX_PATH, EX_SEARCH, EX_FD };
+
+static int do_exec(enum exec_kind kind, const char *file, int fd, char *const argv[],
+		   char *const envp[])
+{
+	char buf[64], **env;
+	int err;
+
+	NEED_REAL();
+	if (!real_execve) {
+		real_execve = dlsym(RTLD_NEXT, "execve");
+		real_execvpe = dlsym(RTLD_NEXT, "execvpe");
+		real_fexecve = dlsym(RTLD_NEXT, "fexecve");
+	}
+	exec_state_fd = export_sockets();
+	env = env_with_state(envp, exec_state_fd, buf, sizeof(buf));
+	if (!env) {
+		export_undo();
+		return fail(ENOMEM);
+	}
+	if (kind == EX_PATH)
+		real_execve(file, argv, env);
+	else if (kind == EX_SEARCH)
+		real_execvpe(file, argv, env);
+	else
+		real_fexecve(fd, argv, env);
+	err = errno; /* still here: the exec failed */
+	free(env);
+	export_undo();
+	return fail(err);
+}
+
+EXPORT int execve(const char *path, char *const argv[], char *const envp[])
+{
+	return do_exec(EX_PATH, path, -1, argv, envp);
+}
+
+EXPORT int execv(const char *path, char *const argv[])
+{
+	return do_exec(EX_PATH, path, -1, argv, environ);
+}
+
+EXPORT int execvpe(const char *file, char *const argv[], char *const envp[])
+{
+	return do_exec(EX_SEARCH, file, -1, argv, envp);
+}
+
+EXPORT int execvp(const char *file, char *const argv[])
+{
+	return do_exec(EX_SEARCH, file, -1, argv, environ);
+}
+
+EXPORT int fexecve(int fd, char *const argv[], char *const envp[])
+{
+	return do_exec(EX_FD, NULL, fd, argv, envp);
+}
+
+/* execl, execlp, execle: the argument list as an array */
+static char **va_argv(const char *arg0, va_list ap, char ***envp)
+{
+	size_t n = 1, cap = 16;
+	char **argv = malloc(cap * sizeof(*argv));
+	const char *a;
+
+	if (!argv)
+		return NULL;
+	argv[0] = (char *)arg0;
+	do {
+		a = va_arg(ap, const char *);
+		if (n == cap) {
+			char **na = realloc(argv, (cap *= 2) * sizeof(*argv));
+
+			if (!na) {
+				free(argv);
+				return NULL;
+			}
+			argv = na;
+		}
+		argv[n++] = (char *)a;
+	} while (a);
+	if (envp)
+		*envp = va_arg(ap, char **);
+	return argv;
+}
+
+EXPORT int execl(const char *path, const char *arg, ...)
+{
+	va_list ap;
+	char **argv;
+	int rc;
+
+	va_start(ap, arg);
+	argv = va_argv(arg, ap, NULL);
+	va_end(ap);
+	if (!argv)
+		return fail(ENOMEM);
+	rc = do_exec(EX_PATH, path, -1, argv, environ);
+	free(argv);
+	return rc;
+}
+
+EXPORT int execlp(const char *file, const char *arg, ...)
+{
+	va_list ap;
+	char **argv;
+	int rc;
+
+	va_start(ap, arg);
+	argv = va_argv(arg, ap, NULL);
+	va_end(ap);
+	if (!argv)
+		return fail(ENOMEM);
+	rc = do_exec(EX_SEARCH, file, -1, argv, environ);
+	free(argv);
+	return rc;
+}
+
+EXPORT int execle(const char *path, const char *arg, ...)
+{
+	va_list ap;
+	char **argv, **envp = NULL;
+	int rc;
+
+	va_start(ap, arg);
+	argv = va_argv(arg, ap, &envp);
+	va_end(ap);
+	if (!argv)
+		return fail(ENOMEM);
+	rc = do_exec(EX_PATH, path, -1, argv, envp);
+	free(argv);
+	return rc;
+}
+
+/* In the new image: take the sockets back. */
+static void restore_from_exec(void)
+{
+	const char *v = getenv(EXEC_ENV);
+	struct exec_hdr h;
+	char *end;
+	long mfd;
+	uint32_t i, j;
+
+	if (!v)
+		return;
+	mfd = strtol(v, &end, 10);
+	unsetenv(EXEC_ENV);
+	if (*end || mfd < 0 || mfd >= fdtab_size || !fdtab)
+		return;
+	if (pread((int)mfd, &h, sizeof(h), 0) == sizeof(h) && h.magic == EXEC_MAGIC &&
+	    h.version == 1 && h.size == sizeof(struct csock_image) && h.count <= 65536) {
+		struct csock_image *imgs = calloc(h.count ? h.count : 1, sizeof(*imgs));
+		struct csock **made = calloc(h.count ? h.count : 1, sizeof(*made));
+
+		if (imgs && made &&
+		    pread((int)mfd, imgs, h.count * sizeof(*imgs), sizeof(h)) ==
+			    (ssize_t)(h.count * sizeof(*imgs))) {
+			for (i = 0; i < h.count; i++) {
+				if (imgs[i].appfd < 0 || imgs[i].appfd >= fdtab_size)
+					continue;
+				/* a socket under several fds is rebuilt once */
+				for (j = 0; j < i; j++)
+					if (made[j] && imgs[j].key == imgs[i].key)
+						break;
+				if (j < i) {
+					csock_get(made[j]);
+					made[i] = made[j];
+				} else {
+					made[i] = csock_import(&imgs[i]);
+				}
+				if (made[i])
+					table_swap(imgs[i].appfd, made[i]);
+			}
+		}
+		free(imgs);
+		free(made);
+	}
+	REAL(close)((int)mfd);
 }

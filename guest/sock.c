@@ -18,6 +18,7 @@
 #define _GNU_SOURCE
 #include <arpa/inet.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <poll.h>
@@ -53,6 +54,7 @@ void csock_after_fork_child(void)
 	pthread_mutex_init(&proc.lock, NULL);
 	if (proc.open) {
 		proc.op.nclosed = 0; /* the parent reports its own closes */
+		preload_hide(proc.op.fd, false);
 		cn_op_close(&proc.op);
 	}
 	proc.open = false;
@@ -70,6 +72,8 @@ static int proc_session(void)
 	err = cn_op_open(&proc.op, proc.path);
 	if (err)
 		return err == -ENOENT || err == -ECONNREFUSED ? -ENETUNREACH : err;
+	proc.op.keep_memfd = true;
+	preload_hide(proc.op.fd, true);
 	proc.open = true;
 	return 0;
 }
@@ -101,6 +105,7 @@ static int proc_connect(const struct cn_addr *src, const struct cn_addr *dst,
 		if (err != -ECONNABORTED)
 			break;
 		/* the operator restarted: register again, once */
+		preload_hide(proc.op.fd, false);
 		cn_op_close(&proc.op);
 		proc.open = false;
 	}
@@ -185,6 +190,24 @@ static bool is_any(const struct cn_addr *a)
 
 /* ---- lifetime ---- */
 
+/* Our fds behind a socket: hidden from the application's close loops. */
+static void hide_fds(struct csock *cs, bool hidden)
+{
+	int i;
+
+	if (cs->state == CS_LISTENING) {
+		preload_hide(cs->op.fd, hidden);
+	} else if (cs->state == CS_CONNECTED) {
+		for (i = 0; i < 4; i++) {
+			if (cs->ep.notif[i].ops) {
+				preload_hide(cs->ep.notif[i].fd, hidden);
+				preload_hide(cs->ep.notif[i].aux_fd, hidden);
+			}
+		}
+		preload_hide(cs->memfd, hidden);
+	}
+}
+
 struct csock *csock_new(int family, bool nonblock)
 {
 	struct csock *cs = calloc(1, sizeof(*cs));
@@ -200,6 +223,7 @@ struct csock *csock_new(int family, bool nonblock)
 	cs->state = CS_NEW;
 	cs->rcvtimeo_ms = cs->sndtimeo_ms = -1;
 	cs->op.fd = -1;
+	cs->memfd = -1;
 	return cs;
 }
 
@@ -212,6 +236,9 @@ void csock_put(struct csock *cs)
 {
 	if (__atomic_sub_fetch(&cs->refs, 1, __ATOMIC_SEQ_CST))
 		return;
+	hide_fds(cs, false); /* ours to close now */
+	if (cs->memfd >= 0)
+		close(cs->memfd);
 	if (cs->state == CS_LISTENING) {
 		cn_op_close(&cs->op);
 	} else if (cs->state == CS_CONNECTED) {
@@ -299,7 +326,9 @@ int csock_listen(struct csock *cs, int backlog, int *session)
 	}
 	cs->local = bound;
 	cs->op.timeout_ms = -1; /* accept blocks as long as it takes */
+	cs->op.keep_memfd = true;
 	cs->state = CS_LISTENING;
+	hide_fds(cs, true);
 	*session = cs->op.fd;
 out:
 	pthread_mutex_unlock(&cs->lock);
@@ -334,6 +363,9 @@ int csock_accept(struct csock *cs, bool nonblock, struct csock **out, int *doorb
 	n->local = conn.local;
 	n->remote = conn.remote;
 	n->circuit_id = conn.circuit_id;
+	n->role = conn.role;
+	n->memfd = conn.memfd;
+	hide_fds(n, true);
 	cn_poll_arm(&n->ep.ep, CN_POLLIN);
 	*out = n;
 	*doorbell = n->ep.notif[0].fd;
@@ -385,6 +417,9 @@ int csock_connect(struct csock *cs, const struct sockaddr *sa, socklen_t len, in
 	cs->local = conn.local;
 	cs->remote = conn.remote;
 	cs->circuit_id = conn.circuit_id;
+	cs->role = conn.role;
+	cs->memfd = conn.memfd;
+	hide_fds(cs, true);
 	cn_ep_set_timeouts(&cs->ep.ep, cs->rcvtimeo_ms, cs->sndtimeo_ms);
 	cn_poll_arm(&cs->ep.ep, CN_POLLIN);
 	*doorbell = cs->ep.notif[0].fd;
@@ -715,4 +750,114 @@ void csock_peer_hangup(struct csock *cs)
 {
 	if (cs->state == CS_CONNECTED)
 		cn_ep_peer_vanished(&cs->ep.ep);
+}
+
+/* ---- exec ---- */
+
+static void set_cloexec(int fd, bool on)
+{
+	int fl = fcntl(fd, F_GETFD);
+
+	if (fl >= 0)
+		fcntl(fd, F_SETFD, on ? fl | FD_CLOEXEC : fl & ~FD_CLOEXEC);
+}
+
+bool csock_export(struct csock *cs, int appfd, struct csock_image *img)
+{
+	memset(img, 0, sizeof(*img));
+	if (cs->state == CS_CONNECTED && (cs->memfd < 0 || !cs->ep.notif[1].ops))
+		return false;
+	img->appfd = appfd;
+	img->family = cs->family;
+	img->state = (int32_t)cs->state;
+	img->nonblock = cs->nonblock;
+	img->role = (int32_t)cs->role;
+	img->so_error = cs->so_error;
+	img->memfd = img->space_fd = -1;
+	img->rcvtimeo_ms = cs->rcvtimeo_ms;
+	img->sndtimeo_ms = cs->sndtimeo_ms;
+	img->opts[0] = cs->opt_reuseaddr;
+	img->opts[1] = cs->opt_reuseport;
+	img->opts[2] = cs->opt_keepalive;
+	img->opts[3] = cs->opt_nodelay;
+	img->opts[4] = cs->opt_linger;
+	img->opts[5] = cs->opt_v6only;
+	img->local = cs->local;
+	img->remote = cs->remote;
+	img->circuit_id = cs->circuit_id;
+	img->key = (uint64_t)(uintptr_t)cs;
+	if (cs->state == CS_CONNECTED) {
+		/* the data doorbell crosses as the application's fd itself */
+		img->memfd = cs->memfd;
+		img->space_fd = cs->ep.notif[1].fd;
+		set_cloexec(img->memfd, false);
+		set_cloexec(img->space_fd, false);
+	}
+	return true;
+}
+
+void csock_export_undo(struct csock *cs)
+{
+	if (cs->state == CS_CONNECTED) {
+		set_cloexec(cs->memfd, true);
+		set_cloexec(cs->ep.notif[1].fd, true);
+	}
+}
+
+struct csock *csock_import(const struct csock_image *img)
+{
+	struct csock *cs;
+	int fds[CN_LOCAL_NFDS_SOCK];
+
+	if ((img->family != AF_INET && img->family != AF_INET6) || img->state < CS_NEW ||
+	    img->state > CS_FAILED)
+		return NULL;
+	cs = csock_new(img->family, img->nonblock);
+	if (!cs)
+		return NULL;
+	cs->state = (enum csock_state)img->state;
+	cs->role = img->role ? CN_ROLE_ACCEPTOR : CN_ROLE_INITIATOR;
+	cs->so_error = img->so_error;
+	cs->rcvtimeo_ms = img->rcvtimeo_ms;
+	cs->sndtimeo_ms = img->sndtimeo_ms;
+	cs->opt_reuseaddr = img->opts[0];
+	cs->opt_reuseport = img->opts[1];
+	cs->opt_keepalive = img->opts[2];
+	cs->opt_nodelay = img->opts[3];
+	cs->opt_linger = img->opts[4];
+	cs->opt_v6only = img->opts[5];
+	cs->local = img->local;
+	cs->remote = img->remote;
+	cs->circuit_id = img->circuit_id;
+	if (cs->state == CS_LISTENING) {
+		cs->op.fd = fcntl(img->appfd, F_DUPFD_CLOEXEC, 0);
+		cs->op.timeout_ms = -1;
+		cs->op.keep_memfd = true;
+		if (cs->op.fd < 0)
+			goto fail;
+	} else if (cs->state == CS_CONNECTED) {
+		cs->memfd = fcntl(img->memfd, F_DUPFD_CLOEXEC, 0);
+		fds[0] = img->memfd;
+		fds[1] = fcntl(img->appfd, F_DUPFD_CLOEXEC, 0);
+		fds[2] = img->space_fd;
+		if (cs->memfd < 0 || fds[1] < 0 ||
+		    cn_local_open(&cs->ep, fds, CN_LOCAL_NFDS_SOCK, cs->role)) {
+			if (fds[1] >= 0)
+				close(fds[1]);
+			goto fail;
+		}
+		set_cloexec(img->space_fd, true);
+		cn_ep_set_timeouts(&cs->ep.ep, cs->rcvtimeo_ms, cs->sndtimeo_ms);
+		cn_poll_arm(&cs->ep.ep, CN_POLLIN);
+	}
+	hide_fds(cs, true);
+	return cs;
+fail:
+	if (cs->memfd >= 0)
+		close(cs->memfd);
+	if (cs->op.fd >= 0)
+		close(cs->op.fd);
+	cs->state = CS_NEW;
+	csock_put(cs);
+	return NULL;
 }

@@ -51,6 +51,8 @@ struct csock {
 	struct cn_addr local, remote;
 	struct cn_op op; /* CS_LISTENING */
 	struct cn_local_ep ep; /* CS_CONNECTED */
+	enum cn_role role;
+	int memfd; /* CS_CONNECTED: kept to map the circuit again after exec */
 	uint64_t circuit_id;
 	/*
 	 * Bumped when a receive (send) finds nothing to read (no room) and
@@ -108,7 +110,31 @@ void csock_peer_hangup(struct csock *cs);
 /* The kernel fds that show this socket's events (for epoll): 0..2 of them. */
 int csock_event_fds(struct csock *cs, int fds[2]);
 
+/*
+ * exec: what a socket is, written before execve and read back by the new
+ * image's preload. The fds named here are kept open across the exec.
+ */
+struct csock_image {
+	int32_t appfd;
+	int32_t family, state, nonblock, role, so_error;
+	int32_t memfd, space_fd;
+	int32_t rcvtimeo_ms, sndtimeo_ms;
+	int32_t opts[6];
+	struct cn_addr local, remote;
+	uint64_t circuit_id;
+	uint64_t key; /* the same socket under several fds: the same key */
+};
+
+/* Fill img; the fds it names lose close-on-exec. false: cannot cross exec. */
+bool csock_export(struct csock *cs, int appfd, struct csock_image *img);
+/* The exec failed: close-on-exec again. */
+void csock_export_undo(struct csock *cs);
+/* Rebuild a socket from its image in the new image. NULL on failure. */
+struct csock *csock_import(const struct csock_image *img);
+
 /* preload.c: the socket an application fd names, or NULL. */
 struct csock *preload_lookup(int fd);
+/* preload.c: fds of ours that the application must not close (closefrom, close loops). */
+void preload_hide(int fd, bool hidden);
 
 #endif

@@ -462,6 +462,44 @@ static void case_fork(void)
 	printf("fork: child exited %d\n", WIFEXITED(status) ? WEXITSTATUS(status) : -1);
 }
 
+/* A connection that crosses exec (sshd re-exec, inetd): the new image uses it. */
+static void exec_child(int fd)
+{
+	char buf[16];
+	ssize_t n;
+
+	closefrom(fd + 1); /* daemons close what they do not know of */
+	n = write(fd, "ping", 4);
+	printf("exec: new image wrote %zd\n", n);
+	n = recv(fd, buf, sizeof(buf), MSG_WAITALL);
+	printf("exec: new image read %zd '%.*s'\n", n, n > 0 ? (int)n : 0, buf);
+	n = read(fd, buf, sizeof(buf));
+	printf("exec: then %zd\n", n);
+	close(fd);
+	exit(0);
+}
+
+static void case_exec(void)
+{
+	int fd = open_case('O'), status;
+	char num[16];
+	pid_t pid;
+
+	fflush(stdout);
+	pid = fork();
+	if (pid < 0)
+		die("fork");
+	if (pid == 0) {
+		snprintf(num, sizeof(num), "%d", fd);
+		closefrom(fd + 1); /* as sshd does before its re-exec */
+		execl("/proc/self/exe", "sockcheck", "exec-child", num, "-", (char *)NULL);
+		die("exec");
+	}
+	close(fd);
+	waitpid(pid, &status, 0);
+	printf("exec: child exited %d\n", WIFEXITED(status) ? WEXITSTATUS(status) : -1);
+}
+
 /* ---- server ---- */
 
 static void serve_one(int c)
@@ -522,6 +560,7 @@ static void serve_one(int c)
 		(void)!read(c, buf, 1); /* until the client closes: no FIN race */
 		break;
 	case 'N':
+	case 'O':
 		while (got < 4 && (n = read(c, buf + got, 4 - got)) > 0)
 			got += (size_t)n;
 		if (got == 4)
@@ -572,6 +611,8 @@ int main(int argc, char **argv)
 	setvbuf(stdout, NULL, _IOLBF, 0);
 	if (!strcmp(argv[1], "server"))
 		server(argv[2], atoi(argv[3]));
+	if (!strcmp(argv[1], "exec-child"))
+		exec_child(atoi(argv[2]));
 	if (getaddrinfo(argv[2], argv[3], &hints, &ai)) {
 		fprintf(stderr, "sockcheck: cannot resolve %s\n", argv[2]);
 		return 2;
@@ -593,5 +634,6 @@ int main(int argc, char **argv)
 	case_epoll_et();
 	case_epoll_lt();
 	case_fork();
+	case_exec();
 	return 0;
 }

@@ -16,6 +16,7 @@
 #ifndef CIRCNET_OPCLIENT_H
 #define CIRCNET_OPCLIENT_H
 
+#include <stdbool.h>
 #include <stdint.h>
 #include <sys/socket.h>
 
@@ -29,6 +30,7 @@ struct cn_op {
 	int fd;
 	uint32_t seq;
 	int timeout_ms; /* for replies; default 10 s */
+	bool keep_memfd; /* circuits opened here keep a dup of their memfd (conn.memfd) */
 	struct cn_msg_hello_ok info; /* who the operator says we are */
 	/* RESET pushes that arrived while waiting for a reply */
 	unsigned int nresets;
@@ -43,7 +45,9 @@ struct cn_op_conn {
 	uint64_t circuit_id;
 	uint64_t listener_id;
 	unsigned int l4;
+	enum cn_role role;
 	struct cn_addr local, remote;
+	int memfd; /* with keep_memfd: the circuit's memfd (close-on-exec), else -1 */
 };
 
 /* Connect to a guest's operator socket and register (HELLO). */
