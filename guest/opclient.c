@@ -116,8 +116,17 @@ static int call(struct cn_op *op, struct cn_msg_hdr *req, union cn_msg *rep, int
 		}
 		if (rep->h.seq == req->seq)
 			break;
+		if (rep->h.type == CN_MSG_NEW_CONN && op->npending < CN_OP_PENDING) {
+			/* a connection for this listener: the next accept takes it */
+			struct cn_op_pending *p = &op->pending[op->npending++];
+
+			p->msg = rep->circuit;
+			p->nfds = *nfds;
+			memcpy(p->fds, fds, sizeof(int) * (size_t)*nfds);
+			continue;
+		}
 		for (i = 0; i < *nfds; i++)
-			close(fds[i]); /* a stray push (NEW_CONN on a non-listener): drop */
+			close(fds[i]); /* a stray push: drop */
 	}
 	if (rep->h.type == CN_MSG_ERROR)
 		return -rep->error.err;
@@ -159,6 +168,12 @@ int cn_op_open(struct cn_op *op, const char *path)
 
 void cn_op_close(struct cn_op *op)
 {
+	while (op->npending > 0) {
+		struct cn_op_pending *p = &op->pending[--op->npending];
+
+		while (p->nfds > 0)
+			close(p->fds[--p->nfds]);
+	}
 	if (op->fd >= 0 && op->nclosed)
 		send_with_closed(op, NULL);
 	if (op->fd >= 0)
@@ -282,6 +297,16 @@ int cn_op_accept(struct cn_op *op, struct cn_local_ep *ep, struct cn_op_conn *co
 
 	for (;;) {
 		nfds = 0;
+		if (op->npending) {
+			struct cn_op_pending *p = &op->pending[0];
+
+			m.circuit = p->msg;
+			nfds = p->nfds;
+			memcpy(fds, p->fds, sizeof(int) * (size_t)nfds);
+			memmove(&op->pending[0], &op->pending[1],
+				--op->npending * sizeof(op->pending[0]));
+			break;
+		}
 		err = recv_msg(op, &m, fds, &nfds, nonblock ? 0 : op->timeout_ms);
 		if (err)
 			return err;

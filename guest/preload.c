@@ -38,6 +38,7 @@
 #include <string.h>
 #include <sys/ioctl.h>
 #include <linux/close_range.h>
+#include <sys/epoll.h>
 #include <sys/mman.h>
 #include <sys/resource.h>
 #include <sys/select.h>
@@ -211,12 +212,36 @@ __attribute__((constructor)) static void preload_init(void)
 
 /* ---- sockets ---- */
 
+/* A datagram socket's fd: an epoll instance of its peers' doorbells (udp.c). */
+static int udp_socket(int domain, int type)
+{
+	int fd = epoll_create1((type & SOCK_CLOEXEC) ? EPOLL_CLOEXEC : 0), err;
+	struct csock *cs;
+
+	if (fd < 0)
+		return -1;
+	if (type & SOCK_NONBLOCK)
+		REAL(fcntl)(fd, F_SETFL, O_NONBLOCK);
+	cs = csock_new(domain, type & SOCK_NONBLOCK);
+	if (!cs || (err = udp_init(cs, fd))) {
+		if (cs)
+			csock_put(cs);
+		REAL(close)(fd);
+		return fail(ENOMEM);
+	}
+	table_swap(fd, cs);
+	return fd;
+}
+
 EXPORT int socket(int domain, int type, int protocol)
 {
 	int base = type & ~(SOCK_NONBLOCK | SOCK_CLOEXEC), fd;
 	struct csock *cs;
 
 	NEED_REAL();
+	if ((domain == AF_INET || domain == AF_INET6) && base == SOCK_DGRAM &&
+	    (protocol == 0 || protocol == IPPROTO_UDP) && fdtab)
+		return udp_socket(domain, type);
 	if ((domain != AF_INET && domain != AF_INET6) || base != SOCK_STREAM ||
 	    (protocol != 0 && protocol != IPPROTO_TCP) || !fdtab)
 		return REAL(socket)(domain, type, protocol);
@@ -341,6 +366,15 @@ static ssize_t data_result(ssize_t n, int flags)
 	return fail_sz(n);
 }
 
+static ssize_t dgram_sendto(struct csock *cs, const struct iovec *iov, int iovcnt, int flags,
+			    const struct sockaddr *sa, socklen_t alen)
+{
+	struct cn_addr dst;
+	int err = csock_addr_in(cs, sa, alen, &dst);
+
+	return err ? err : udp_sendv(cs, iov, iovcnt, flags, &dst);
+}
+
 EXPORT ssize_t send(int fd, const void *buf, size_t len, int flags)
 {
 	struct csock *cs = lookup(fd);
@@ -361,6 +395,8 @@ EXPORT ssize_t sendto(int fd, const void *buf, size_t len, int flags, const stru
 	NEED_REAL();
 	if (!cs)
 		return REAL(sendto)(fd, buf, len, flags, sa, alen);
+	if (cs->dgram && sa)
+		return data_result(dgram_sendto(cs, &iov, 1, flags, sa, alen), flags);
 	/* a connected stream socket ignores the address, as TCP does */
 	return data_result(csock_sendv(cs, &iov, 1, flags), flags);
 }
@@ -372,6 +408,10 @@ EXPORT ssize_t sendmsg(int fd, const struct msghdr *msg, int flags)
 	NEED_REAL();
 	if (!cs)
 		return REAL(sendmsg)(fd, msg, flags);
+	if (cs->dgram && msg->msg_name)
+		return data_result(dgram_sendto(cs, msg->msg_iov, (int)msg->msg_iovlen, flags,
+						msg->msg_name, msg->msg_namelen),
+				   flags);
 	return data_result(csock_sendv(cs, msg->msg_iov, (int)msg->msg_iovlen, flags), flags);
 }
 
@@ -419,6 +459,10 @@ EXPORT ssize_t recvfrom(int fd, void *buf, size_t len, int flags, struct sockadd
 	NEED_REAL();
 	if (!cs)
 		return REAL(recvfrom)(fd, buf, len, flags, sa, alen);
+	if (cs->dgram) {
+		n = udp_recvv(cs, &iov, 1, flags, sa, alen, NULL);
+		return n < 0 ? fail_sz(n) : n;
+	}
 	n = csock_recvv(cs, &iov, 1, flags);
 	return n < 0 ? fail_sz(n) : n; /* TCP leaves the address alone */
 }
@@ -431,6 +475,17 @@ EXPORT ssize_t recvmsg(int fd, struct msghdr *msg, int flags)
 	NEED_REAL();
 	if (!cs)
 		return REAL(recvmsg)(fd, msg, flags);
+	if (cs->dgram) {
+		int mf = 0;
+
+		n = udp_recvv(cs, msg->msg_iov, (int)msg->msg_iovlen, flags, msg->msg_name,
+			      msg->msg_name ? &msg->msg_namelen : NULL, &mf);
+		if (n < 0)
+			return fail_sz(n);
+		msg->msg_controllen = 0;
+		msg->msg_flags = mf;
+		return n;
+	}
 	n = csock_recvv(cs, msg->msg_iov, (int)msg->msg_iovlen, flags);
 	if (n < 0)
 		return fail_sz(n);

@@ -127,7 +127,7 @@ static void proc_closed(uint64_t circuit_id)
 static const uint8_t v4mapped[12] = { 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff };
 
 /* A sockaddr of the socket's family into a protocol address (v4-mapped -> v4). */
-static int addr_in(const struct csock *cs, const struct sockaddr *sa, socklen_t len,
+int csock_addr_in(const struct csock *cs, const struct sockaddr *sa, socklen_t len,
 		   struct cn_addr *a)
 {
 	if (!sa || len < sizeof(sa_family_t))
@@ -147,7 +147,7 @@ static int addr_in(const struct csock *cs, const struct sockaddr *sa, socklen_t 
 }
 
 /* A protocol address as the socket's family shows it (v4 on v6 -> v4-mapped). */
-static int addr_out(const struct csock *cs, const struct cn_addr *a, struct sockaddr *sa,
+int csock_addr_out(const struct csock *cs, const struct cn_addr *a, struct sockaddr *sa,
 		    socklen_t *len)
 {
 	struct sockaddr_storage ss;
@@ -224,6 +224,7 @@ struct csock *csock_new(int family, bool nonblock)
 	cs->rcvtimeo_ms = cs->sndtimeo_ms = -1;
 	cs->op.fd = -1;
 	cs->memfd = -1;
+	cs->evfd = -1;
 	return cs;
 }
 
@@ -239,7 +240,9 @@ void csock_put(struct csock *cs)
 	hide_fds(cs, false); /* ours to close now */
 	if (cs->memfd >= 0)
 		close(cs->memfd);
-	if (cs->state == CS_LISTENING) {
+	if (cs->dgram) {
+		udp_release(cs);
+	} else if (cs->state == CS_LISTENING) {
 		cn_op_close(&cs->op);
 	} else if (cs->state == CS_CONNECTED) {
 		/*
@@ -261,32 +264,46 @@ void csock_put(struct csock *cs)
 
 /* ---- setup ---- */
 
-int csock_bind(struct csock *cs, const struct sockaddr *sa, socklen_t len)
+/* May this guest use a as a local address? 0 or -EADDRNOTAVAIL. */
+int csock_check_local(const struct cn_addr *a)
 {
 	struct cn_msg_hello_ok info;
-	struct cn_addr a;
 	int err, i;
 
-	err = addr_in(cs, sa, len, &a);
+	if (is_any(a) || is_loopback(a))
+		return 0;
+	err = proc_info(&info);
 	if (err)
 		return err;
+	for (i = 0; i < (int)info.naddr; i++)
+		if (info.addrs[i].family == a->family && !memcmp(info.addrs[i].addr, a->addr, 16))
+			return 0;
+	return -EADDRNOTAVAIL;
+}
+
+const char *csock_operator_path(void)
+{
+	return proc.path[0] ? proc.path : NULL;
+}
+
+int csock_bind(struct csock *cs, const struct sockaddr *sa, socklen_t len)
+{
+	struct cn_addr a;
+	int err;
+
+	err = csock_addr_in(cs, sa, len, &a);
+	if (err)
+		return err;
+	if (cs->dgram)
+		return udp_bind(cs, &a);
 	pthread_mutex_lock(&cs->lock);
 	if (cs->state != CS_NEW) {
 		err = -EINVAL; /* bound already */
 		goto out;
 	}
-	if (!is_any(&a) && !is_loopback(&a)) {
-		err = proc_info(&info);
-		if (err)
-			goto out;
-		for (i = 0; i < (int)info.naddr; i++)
-			if (info.addrs[i].family == a.family && !memcmp(info.addrs[i].addr, a.addr, 16))
-				break;
-		if (i == (int)info.naddr) {
-			err = -EADDRNOTAVAIL;
-			goto out;
-		}
-	}
+	err = csock_check_local(&a);
+	if (err)
+		goto out;
 	cs->local = a; /* 0.0.0.0 or ::, the wildcard of its family */
 	cs->state = CS_BOUND;
 out:
@@ -379,9 +396,11 @@ int csock_connect(struct csock *cs, const struct sockaddr *sa, socklen_t len, in
 	int err;
 
 	*doorbell = -1;
+	if (cs->dgram)
+		return udp_connect(cs, sa, len);
 	if (sa && len >= sizeof(sa_family_t) && sa->sa_family == AF_UNSPEC)
-		return -EOPNOTSUPP; /* disconnect: not for circuits yet */
-	err = addr_in(cs, sa, len, &dst);
+		return -EOPNOTSUPP; /* disconnect: not for stream circuits yet */
+	err = csock_addr_in(cs, sa, len, &dst);
 	if (err)
 		return err;
 	if (!dst.port)
@@ -442,6 +461,8 @@ ssize_t csock_sendv(struct csock *cs, const struct iovec *iov, int iovcnt, int f
 	unsigned int f = 0;
 	ssize_t n;
 
+	if (cs->dgram)
+		return udp_sendv(cs, iov, iovcnt, flags, NULL);
 	if (cs->state == CS_FAILED) {
 		int e = cs->so_error;
 
@@ -481,6 +502,8 @@ ssize_t csock_recvv(struct csock *cs, const struct iovec *iov, int iovcnt, int f
 	int hangups = 0;
 	ssize_t n;
 
+	if (cs->dgram)
+		return udp_recvv(cs, iov, iovcnt, flags, NULL, NULL, NULL);
 	if (cs->state != CS_CONNECTED)
 		return cs->state == CS_FAILED ? -cs->so_error : -ENOTCONN;
 	if ((flags & MSG_DONTWAIT) || cs->nonblock)
@@ -522,14 +545,19 @@ int csock_shutdown(struct csock *cs, int how)
 
 int csock_getsockname(struct csock *cs, struct sockaddr *sa, socklen_t *len)
 {
-	return addr_out(cs, &cs->local, sa, len);
+	return csock_addr_out(cs, &cs->local, sa, len);
 }
 
 int csock_getpeername(struct csock *cs, struct sockaddr *sa, socklen_t *len)
 {
+	if (cs->dgram) {
+		if (!cs->has_default)
+			return -ENOTCONN;
+		return csock_addr_out(cs, &cs->default_peer, sa, len);
+	}
 	if (cs->state != CS_CONNECTED)
 		return -ENOTCONN;
-	return addr_out(cs, &cs->remote, sa, len);
+	return csock_addr_out(cs, &cs->remote, sa, len);
 }
 
 static int put_int(void *val, socklen_t *len, int v)
@@ -582,11 +610,11 @@ int csock_getsockopt(struct csock *cs, int level, int name, void *val, socklen_t
 			return put_int(val, len, e == EPROTO ? ECONNRESET : e);
 		}
 		case SO_TYPE:
-			return put_int(val, len, SOCK_STREAM);
+			return put_int(val, len, cs->dgram ? SOCK_DGRAM : SOCK_STREAM);
 		case SO_DOMAIN:
 			return put_int(val, len, cs->family);
 		case SO_PROTOCOL:
-			return put_int(val, len, IPPROTO_TCP);
+			return put_int(val, len, cs->dgram ? IPPROTO_UDP : IPPROTO_TCP);
 		case SO_ACCEPTCONN:
 			return put_int(val, len, cs->state == CS_LISTENING);
 		case SO_RCVBUF:
@@ -667,6 +695,8 @@ int csock_setsockopt(struct csock *cs, int level, int name, const void *val, soc
 
 int csock_readable(struct csock *cs)
 {
+	if (cs->dgram)
+		return udp_readable(cs);
 	return cs->state == CS_CONNECTED ? (int)cn_readable(&cs->ep.ep) : 0;
 }
 
@@ -678,6 +708,8 @@ unsigned int csock_poll(struct csock *cs, unsigned int events, bool arm, int fds
 	unsigned int ready, want = events & (POLLIN | POLLOUT | POLLRDNORM | POLLWRNORM);
 
 	*nfds = 0;
+	if (cs->dgram)
+		return udp_poll(cs, events, arm, fds, fd_events, nfds);
 	switch (cs->state) {
 	case CS_NEW:
 	case CS_BOUND:
@@ -765,6 +797,8 @@ static void set_cloexec(int fd, bool on)
 bool csock_export(struct csock *cs, int appfd, struct csock_image *img)
 {
 	memset(img, 0, sizeof(*img));
+	if (cs->dgram)
+		return false; /* datagram sockets do not cross exec yet */
 	if (cs->state == CS_CONNECTED && (cs->memfd < 0 || !cs->ep.notif[1].ops))
 		return false;
 	img->appfd = appfd;

@@ -36,6 +36,15 @@ enum csock_state {
 	CS_FAILED,     /* a non-blocking connect that failed: SO_ERROR tells */
 };
 
+/* One peer of a datagram socket: a circuit to it (udp.c). */
+struct udp_peer {
+	struct cn_addr addr;
+	struct cn_local_ep ep;
+	uint64_t circuit_id;
+	bool refused; /* nobody bound there: connected sends fail ECONNREFUSED */
+	bool sent;    /* a datagram went to a refused peer: the error is due */
+};
+
 struct csock {
 	pthread_mutex_t lock;	 /* state changes; never held while blocking on data */
 	pthread_mutex_t rx_lock; /* one receiver at a time (the library's contract) */
@@ -61,6 +70,13 @@ struct csock {
 	 */
 	unsigned int in_gen, out_gen;
 	int ep_regs; /* epoll registrations holding it (epoll.c) */
+	/* datagram sockets (udp.c) */
+	bool dgram;
+	int evfd; /* our dup of the app fd: an epoll instance of the peers' doorbells */
+	struct udp_peer **peers;
+	int npeers, peers_cap, rr;
+	bool has_default; /* connect()ed */
+	struct cn_addr default_peer;
 };
 
 /* The process's identity at the operator, from CIRCNET_OPERATOR_SOCKET. */
@@ -131,6 +147,27 @@ bool csock_export(struct csock *cs, int appfd, struct csock_image *img);
 void csock_export_undo(struct csock *cs);
 /* Rebuild a socket from its image in the new image. NULL on failure. */
 struct csock *csock_import(const struct csock_image *img);
+
+/* Shared with udp.c. */
+int csock_addr_in(const struct csock *cs, const struct sockaddr *sa, socklen_t len,
+		  struct cn_addr *a);
+int csock_addr_out(const struct csock *cs, const struct cn_addr *a, struct sockaddr *sa,
+		   socklen_t *len);
+int csock_check_local(const struct cn_addr *a);
+const char *csock_operator_path(void);
+
+/* udp.c: datagram sockets, one circuit per peer. appfd is an epoll instance. */
+int udp_init(struct csock *cs, int appfd);
+int udp_bind(struct csock *cs, const struct cn_addr *a);
+int udp_connect(struct csock *cs, const struct sockaddr *sa, socklen_t len);
+ssize_t udp_sendv(struct csock *cs, const struct iovec *iov, int iovcnt, int flags,
+		  const struct cn_addr *dst);
+ssize_t udp_recvv(struct csock *cs, const struct iovec *iov, int iovcnt, int flags,
+		  struct sockaddr *src, socklen_t *srclen, int *msg_flags);
+unsigned int udp_poll(struct csock *cs, unsigned int events, bool arm, int fds[2],
+		      short fd_events[2], int *nfds);
+int udp_readable(struct csock *cs);
+void udp_release(struct csock *cs);
 
 /* preload.c: the socket an application fd names, or NULL. */
 struct csock *preload_lookup(int fd);

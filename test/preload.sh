@@ -43,12 +43,12 @@ log-level info
 network 10.66.0.0/24
 guest srv {
     address 10.66.0.2
-    listen tcp any
+    listen any any
 }
 guest cli {
     address 10.66.0.3
 }
-allow tcp from cli to srv
+allow any from cli to srv
 deny any from any to any
 CONF
 "$op" --config "$dir/circnet.conf" 2>"$dir/operator.log" &

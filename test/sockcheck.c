@@ -25,6 +25,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/ioctl.h>
+#include <sys/prctl.h>
 #include <sys/epoll.h>
 #include <sys/select.h>
 #include <sys/socket.h>
@@ -500,6 +501,74 @@ static void case_exec(void)
 	printf("exec: child exited %d\n", WIFEXITED(status) ? WEXITSTATUS(status) : -1);
 }
 
+/* UDP: unconnected and connected, sizes, truncation, refusal. */
+static void case_udp(void)
+{
+	int s = socket(server_addr.ss_family, SOCK_DGRAM, 0), c;
+	struct sockaddr_storage from;
+	socklen_t fl = sizeof(from), len;
+	struct sockaddr_in bad;
+	static char big[8000], in[9000];
+	char small[5];
+	struct iovec iov = { small, sizeof(small) };
+	struct msghdr mh = { .msg_iov = &iov, .msg_iovlen = 1 };
+	struct pollfd p;
+	ssize_t n;
+	int so;
+
+	n = sendto(s, "hello", 5, 0, (struct sockaddr *)&server_addr, server_len);
+	printf("udp: sendto %zd\n", n);
+	n = recvfrom(s, in, sizeof(in), 0, (struct sockaddr *)&from, &fl);
+	printf("udp: echo %zd '%.*s' from the server's port: %s\n", n, n > 0 ? (int)n : 0, in,
+	       ((struct sockaddr_in *)&from)->sin_port == ((struct sockaddr_in *)&server_addr)->sin_port ?
+		       "yes" :
+		       "no");
+	memset(big, 'b', sizeof(big));
+	sendto(s, big, 1000, 0, (struct sockaddr *)&server_addr, server_len);
+	sendto(s, big, sizeof(big), 0, (struct sockaddr *)&server_addr, server_len);
+	printf("udp: sizes kept: %zd", recv(s, in, sizeof(in), 0));
+	printf(" %zd\n", recv(s, in, sizeof(in), 0));
+	sendto(s, "truncate me", 11, 0, (struct sockaddr *)&server_addr, server_len);
+	n = recvmsg(s, &mh, 0);
+	printf("udp: into 5 bytes: %zd, MSG_TRUNC %s\n", n, mh.msg_flags & MSG_TRUNC ? "set" : "clear");
+	n = recv(s, in, sizeof(in), MSG_DONTWAIT);
+	printf("udp: nothing left: %zd %s\n", n, n < 0 ? errname(errno) : "");
+	close(s);
+
+	c = socket(server_addr.ss_family, SOCK_DGRAM, 0);
+	printf("udp: connect %s\n",
+	       connect(c, (struct sockaddr *)&server_addr, server_len) ? errname(errno) : "ok");
+	fl = sizeof(from);
+	getpeername(c, (struct sockaddr *)&from, &fl);
+	printf("udp: peer port matches: %s\n",
+	       ((struct sockaddr_in *)&from)->sin_port == ((struct sockaddr_in *)&server_addr)->sin_port ?
+		       "yes" :
+		       "no");
+	printf("udp: send %zd\n", send(c, "conn", 4, 0));
+	p.fd = c;
+	p.events = POLLIN;
+	n = poll(&p, 1, 2000);
+	printf("udp: poll %zd revents %#x\n", n, p.revents);
+	n = recv(c, in, sizeof(in), 0);
+	printf("udp: recv %zd '%.*s'\n", n, n > 0 ? (int)n : 0, in);
+	close(c);
+
+	c = socket(AF_INET, SOCK_DGRAM, 0);
+	bad = *(struct sockaddr_in *)&server_addr;
+	bad.sin_port = htons(ntohs(bad.sin_port) + 1);
+	printf("udp: connect to a closed port %s\n",
+	       connect(c, (struct sockaddr *)&bad, sizeof(bad)) ? errname(errno) : "ok");
+	printf("udp: first send %zd\n", send(c, "x", 1, 0));
+	usleep(100000);
+	n = recv(c, in, sizeof(in), MSG_DONTWAIT);
+	printf("udp: then recv %zd %s\n", n, n < 0 ? errname(errno) : "");
+	len = sizeof(so);
+	so = -1;
+	getsockopt(c, SOL_SOCKET, SO_TYPE, &so, &len);
+	printf("udp: SO_TYPE %s\n", so == SOCK_DGRAM ? "dgram" : "other");
+	close(c);
+}
+
 /* ---- server ---- */
 
 static void serve_one(int c)
@@ -574,6 +643,25 @@ static void serve_one(int c)
 	}
 }
 
+/* UDP echo on the same port, in a child of the server. */
+static void udp_echo(const struct sockaddr_in *sa)
+{
+	int u = socket(AF_INET, SOCK_DGRAM, 0);
+	static char buf[65536];
+
+	if (u < 0 || bind(u, (const struct sockaddr *)sa, sizeof(*sa)))
+		die("udp bind");
+	for (;;) {
+		struct sockaddr_storage from;
+		socklen_t fl = sizeof(from);
+		ssize_t n = recvfrom(u, buf, sizeof(buf), 0, (struct sockaddr *)&from, &fl);
+
+		if (n < 0)
+			continue;
+		sendto(u, buf, (size_t)n, 0, (struct sockaddr *)&from, fl);
+	}
+}
+
 static __attribute__((noreturn)) void server(const char *addr, int port)
 {
 	struct sockaddr_in sa = { .sin_family = AF_INET, .sin_port = htons((uint16_t)port) };
@@ -586,6 +674,10 @@ static __attribute__((noreturn)) void server(const char *addr, int port)
 		die("server listen");
 	getsockopt(l, SOL_SOCKET, SO_ACCEPTCONN, &acc, &len);
 	fprintf(stderr, "sockcheck server: listening (SO_ACCEPTCONN %d)\n", acc);
+	if (fork() == 0) {
+		prctl(PR_SET_PDEATHSIG, SIGKILL);
+		udp_echo(&sa);
+	}
 	for (;;) {
 		int c = accept(l, NULL, NULL);
 
@@ -635,5 +727,6 @@ int main(int argc, char **argv)
 	case_epoll_lt();
 	case_fork();
 	case_exec();
+	case_udp();
 	return 0;
 }

@@ -24,6 +24,7 @@
 #include <circnet/proto.h>
 
 #define CN_OP_RESETS 64
+#define CN_OP_PENDING 16 /* connections pushed while a request waited for its reply */
 #define CN_OP_CLOSED_BATCH 16
 
 struct cn_op {
@@ -35,6 +36,13 @@ struct cn_op {
 	/* RESET pushes that arrived while waiting for a reply */
 	unsigned int nresets;
 	uint64_t resets[CN_OP_RESETS];
+	/* NEW_CONN pushes that arrived during a request (a bound UDP socket's session) */
+	unsigned int npending;
+	struct cn_op_pending {
+		struct cn_msg_circuit msg;
+		int fds[CN_LOCAL_NFDS];
+		int nfds;
+	} pending[CN_OP_PENDING];
 	/* CLOSED notices not sent yet: they ride along with the next message */
 	unsigned int nclosed;
 	uint64_t closed[CN_OP_CLOSED_BATCH];
