@@ -72,7 +72,9 @@ static int bind_locked(struct csock *cs, const struct cn_addr *a)
 	if (err)
 		return err;
 	err = cn_op_listen_flags(&cs->op, CN_L4_UDP, a, UDP_PEERS_BACKLOG,
-				 cs->opt_v6only ? CN_LISTEN_V6ONLY : 0, &bound, NULL);
+				 (cs->opt_v6only ? CN_LISTEN_V6ONLY : 0) |
+					 (cs->opt_reuseaddr || cs->opt_reuseport ? CN_LISTEN_REUSE : 0),
+				 &bound, NULL);
 	if (err) {
 		cn_op_close(&cs->op);
 		return err;

@@ -317,14 +317,14 @@ static struct listener *listener_find(struct guest *g, unsigned int l4, const st
 			continue;
 		if (!is_unspecified(&l->addr))
 			return l; /* a specific address beats a wildcard */
-		wild = l;
+		wild = l; /* among sockets sharing a port, the newest takes new peers */
 	}
 	return wild;
 }
 
 /* Would a listener on (a, v6only) overlap one that exists? */
 static bool port_in_use(struct guest *g, unsigned int l4, uint16_t port, const struct cn_addr *a,
-			bool v6only)
+			bool v6only, bool reuse)
 {
 	struct listener probe = { .addr = *a, .v6only = v6only };
 	struct list *pos, *tmp;
@@ -334,6 +334,8 @@ static bool port_in_use(struct guest *g, unsigned int l4, uint16_t port, const s
 
 		if (l->l4 != l4 || l->addr.port != port)
 			continue;
+		if (reuse && l->reuse && l4 == CN_L4_UDP)
+			continue; /* SO_REUSEADDR datagram sockets share a port */
 		if (!(listener_families(l) & listener_families(&probe)))
 			continue; /* 0.0.0.0 and a V6ONLY :: live side by side */
 		if (is_unspecified(&l->addr) || is_unspecified(a) || addr_eq(&l->addr, a))
@@ -353,7 +355,7 @@ static uint16_t pick_port(struct op *op, struct guest *g, unsigned int l4, const
 		if (g->next_port < op->cfg->eph_lo || g->next_port > op->cfg->eph_hi)
 			g->next_port = op->cfg->eph_lo;
 		port = g->next_port++;
-		if (!a || !port_in_use(g, l4, port, a, false))
+		if (!a || !port_in_use(g, l4, port, a, false, false))
 			return port;
 	}
 	return 0;
@@ -388,7 +390,8 @@ static int handle_listen(struct op *op, struct session *s, const struct cn_msg_l
 				 g->name, m->l4 == CN_L4_TCP ? "tcp" : "udp", a.port);
 			return reply_error(s, m->h.seq, EACCES);
 		}
-		if (port_in_use(g, m->l4, a.port, &a, m->flags & CN_LISTEN_V6ONLY))
+		if (port_in_use(g, m->l4, a.port, &a, m->flags & CN_LISTEN_V6ONLY,
+				m->flags & CN_LISTEN_REUSE))
 			return reply_error(s, m->h.seq, EADDRINUSE);
 	}
 	l = calloc(1, sizeof(*l));
@@ -399,6 +402,7 @@ static int handle_listen(struct op *op, struct session *s, const struct cn_msg_l
 	l->l4 = m->l4;
 	l->addr = a;
 	l->v6only = m->flags & CN_LISTEN_V6ONLY;
+	l->reuse = m->flags & CN_LISTEN_REUSE;
 	l->backlog = m->backlog ? m->backlog : 1;
 	if (l->backlog > gc->lim.max_pending)
 		l->backlog = gc->lim.max_pending;

@@ -64,6 +64,7 @@ struct listener {
 	unsigned int l4;
 	struct cn_addr addr; /* family NONE: every address of the guest */
 	bool v6only;	     /* an IPv6 wildcard that takes IPv6 only */
+	bool reuse;	     /* udp: shares its port with other reuse bindings */
 	uint32_t backlog;
 	uint32_t queued; /* handed to the session, not yet ACCEPTED */
 	uint64_t accepted;

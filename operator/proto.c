@@ -132,7 +132,7 @@ static int check_body(const union cn_msg *m, const char **why)
 			break;
 		if (!all_zero(m->listen.pad, sizeof(m->listen.pad)))
 			FAIL("listen: padding not zero");
-		if (m->listen.flags & ~CN_LISTEN_V6ONLY)
+		if (m->listen.flags & ~(CN_LISTEN_V6ONLY | CN_LISTEN_REUSE))
 			FAIL("listen: unknown flags");
 		err = check_addr(&m->listen.addr, 1, why);
 		break;

@@ -51,14 +51,14 @@ guest www {
 }
 guest cache {
     address 10.67.0.4 fd67::4
-    listen tcp 6379,5201
+    listen any 6379,5201
 }
 guest client {
     address 10.67.0.10 fd67::10
 }
 allow tcp from client to web port 80
 allow tcp from client to www port 80
-allow tcp from client to cache port 6379,5201
+allow any from client to cache port 6379,5201
 deny any from any to any
 CONF
 "$op" --config "$dir/circnet.conf" 2>"$dir/operator.log" &
@@ -150,6 +150,15 @@ done
 check "iperf3 TCP, 2 s, both ends report the transfer" \
 	bash -c "timeout 30 '$circnet' run --run-dir '$dir/run' --guest client -- iperf3 -c cache -p 5201 -t 2 -J >'$dir/iperf3.json' &&
 		python3 -c 'import json,sys; d=json.load(open(\"$dir/iperf3.json\")); e=d[\"end\"]; print(\"iperf3: %.1f Gbit/s\" % (e[\"sum_received\"][\"bits_per_second\"]/1e9)); sys.exit(not (e[\"sum_received\"][\"bytes\"] > 0 and e[\"sum_sent\"][\"bytes\"] >= e[\"sum_received\"][\"bytes\"]))'"
+timeout 30 "$circnet" run --run-dir "$dir/run" --guest cache -- iperf3 -s -1 -p 5201 >"$dir/iperf3u-server.log" 2>&1 &
+pids+=($!)
+for _ in $(seq 100); do
+	"$ctl" --run-dir "$dir/run" listeners | grep -q ':5201 ' && break
+	sleep 0.1
+done
+check "iperf3 UDP, 2 s at 1 Gbit/s, datagrams arrive" \
+	bash -c "timeout 30 '$circnet' run --run-dir '$dir/run' --guest client -- iperf3 -c cache -p 5201 -u -b 1G -t 2 -J >'$dir/iperf3u.json' &&
+		python3 -c 'import json,sys; d=json.load(open(\"$dir/iperf3u.json\")); s=d[\"end\"][\"sum\"]; print(\"iperf3 UDP: %d packets, %d lost\" % (s[\"packets\"], s[\"lost_packets\"])); sys.exit(not (s[\"packets\"] > 0 and s[\"lost_packets\"] < s[\"packets\"]))'"
 check "the policy refuses a port it does not allow" \
 	bash -c "! timeout 30 '$circnet' run --run-dir '$dir/run' --guest client -- curl -sS -m 5 http://web:8080/ 2>/dev/null"
 

@@ -88,6 +88,7 @@ struct cn_msg_hello_ok {
 };
 
 #define CN_LISTEN_V6ONLY 0x01u /* an IPv6 wildcard that takes IPv6 only (IPV6_V6ONLY) */
+#define CN_LISTEN_REUSE	 0x02u /* udp: share the port with other REUSE bindings (SO_REUSEADDR) */
 
 struct cn_msg_listen {
 	struct cn_msg_hdr h;
