@@ -20,6 +20,8 @@
  */
 #include <errno.h>
 #include <poll.h>
+#include <stdatomic.h>
+#include <stdbool.h>
 #include <stdint.h>
 #include <sys/eventfd.h>
 #include <sys/socket.h>
@@ -29,10 +31,63 @@
 
 #define CN_DRAIN_MAX 64 /* messages read per drain; leftovers only wake us early */
 
+/*
+ * Plain-I/O mode (see notify.h). write() has no per-call MSG_DONTWAIT or
+ * MSG_NOSIGNAL, and the file's O_NONBLOCK is shared with the application's
+ * view of a socket (the preload hands out dups of doorbells), so every
+ * write or read is preceded by a zero-timeout poll saying it cannot block
+ * and that the peer's end is still there (no SIGPIPE).
+ */
+static atomic_bool plain_io;
+
+void cn_socket_notifier_plain_io(void)
+{
+	atomic_store_explicit(&plain_io, true, memory_order_relaxed);
+}
+
+static bool plain(void)
+{
+	return atomic_load_explicit(&plain_io, memory_order_relaxed);
+}
+
+/* Zero-timeout poll of the notifier fd for `events`; its revents, or 0. */
+static short poll_now(int fd, short events)
+{
+	struct pollfd p = { .fd = fd, .events = events };
+
+	return poll(&p, 1, 0) == 1 ? p.revents : 0;
+}
+
+static int plain_signal(struct cn_notifier *n)
+{
+	static const char tick = 1;
+	short rev = poll_now(n->fd, POLLOUT);
+
+	/* gone peer: nobody to wake; no room: a wake-up is pending */
+	if ((rev & (POLLHUP | POLLERR | POLLNVAL)) || !(rev & POLLOUT))
+		return 0;
+	if (write(n->fd, &tick, 1) == 1 || errno == EAGAIN || errno == EPIPE ||
+	    errno == ECONNRESET || errno == ENOBUFS)
+		return 0;
+	return -errno;
+}
+
+/* One queued message, if poll says one is there: > 0 read, 0 none, < 0 error. */
+static ssize_t take_one(int fd, void *buf, size_t len)
+{
+	if (!plain())
+		return recv(fd, buf, len, MSG_DONTWAIT);
+	if (!(poll_now(fd, POLLIN) & POLLIN))
+		return 0;
+	return read(fd, buf, len);
+}
+
 static int sock_signal(struct cn_notifier *n)
 {
 	static const char tick = 1;
 
+	if (plain())
+		return plain_signal(n);
 	if (send(n->fd, &tick, 1, MSG_DONTWAIT | MSG_NOSIGNAL) == 1)
 		return 0;
 	/* Full queue: a wake-up is pending. Gone peer: nobody to wake. */
@@ -49,7 +104,7 @@ static void sock_drain(struct cn_notifier *n)
 	int i;
 
 	for (i = 0; i < CN_DRAIN_MAX; i++)
-		if (recv(n->fd, buf, sizeof(buf), MSG_DONTWAIT) <= 0)
+		if (take_one(n->fd, buf, sizeof(buf)) <= 0)
 			break;
 	if (n->aux_fd >= 0 && read(n->aux_fd, &v, sizeof(v)) < 0 && errno != EAGAIN)
 		return;
@@ -77,7 +132,7 @@ static int sock_wait(struct cn_notifier *n, int timeout_ms)
 		 * A peer that closed its end with wake-ups of ours still queued
 		 * at it leaves ECONNRESET on our end: it is gone, like a hang-up.
 		 */
-		if (recv(n->fd, buf, sizeof(buf), MSG_DONTWAIT) < 0 && errno != EAGAIN)
+		if (take_one(n->fd, buf, sizeof(buf)) < 0 && errno != EAGAIN)
 			return errno == ECONNRESET || errno == EPIPE ? -EPIPE : -errno;
 	}
 	if (p[1].revents & POLLIN) {

@@ -170,6 +170,66 @@ int cn_rx_refresh(struct cn_endpoint *ep, bool full)
 	return 0;
 }
 
+/*
+ * Our side's index of one ring as last published in its control block:
+ * where a sibling process holding the same endpoint (fork) left it. The
+ * peer can scribble there as well, so take only what a correct history
+ * allows: within one ring of the peer's index, in the stated order, record
+ * aligned in datagram mode. Ours is prod for tx, cons for rx.
+ */
+static int adopt_view(struct cn_endpoint *ep, struct cn_ring_view *r, bool tx)
+{
+	uint64_t prod = atomic_load_explicit(&r->ctrl->prod, memory_order_seq_cst);
+	uint64_t cons = atomic_load_explicit(&r->ctrl->cons, memory_order_seq_cst);
+
+	if (prod - cons > r->size)
+		return cn_violation(ep);
+	if (ep->mode == CN_MODE_DGRAM && ((prod | cons) & (CN_REC_ALIGN - 1)))
+		return cn_violation(ep);
+	if (tx) {
+		r->idx = prod;
+		r->peer = cons;
+	} else if (cn_st(ep) & CN_ST_PEER_FIN) {
+		/* the peer's final index is latched: it does not move any more */
+		if (r->peer - cons > r->size)
+			return cn_violation(ep);
+		r->idx = cons;
+	} else {
+		r->idx = cons;
+		r->peer = prod;
+	}
+	return 0;
+}
+
+int cn_ep_adopt_published(struct cn_endpoint *ep, bool tx)
+{
+	uint32_t flags;
+	int err;
+
+	if (cn_st(ep) & CN_ST_BROKEN)
+		return -EPROTO;
+	if (ep->resv_active || ep->peek_active)
+		return -EBUSY;
+	err = adopt_view(ep, tx ? &ep->tx : &ep->rx, tx);
+	if (err)
+		return err;
+	/* what a sibling did to our side: shut down writing, reset */
+	if (tx) {
+		flags = atomic_load_explicit(&ep->tx.ctrl->prod_flags, memory_order_seq_cst);
+		if (flags & CN_PF_FIN)
+			cn_st_set(ep, CN_ST_WR_SHUT);
+		if (flags & CN_PF_RST)
+			cn_st_set(ep, CN_ST_RESET);
+	} else {
+		flags = atomic_load_explicit(&ep->rx.ctrl->cons_flags, memory_order_seq_cst);
+		if (flags & CN_CF_CLOSED)
+			cn_st_set(ep, CN_ST_RD_SHUT);
+		if (flags & CN_CF_RST)
+			cn_st_set(ep, CN_ST_RESET);
+	}
+	return 0;
+}
+
 /* Take the pending asynchronous error, if any (one caller gets it). */
 static int take_pending(struct cn_endpoint *ep)
 {

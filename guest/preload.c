@@ -40,6 +40,7 @@
 #include <linux/close_range.h>
 #include <sys/epoll.h>
 #include <sys/mman.h>
+#include <sys/prctl.h>
 #include <sys/resource.h>
 #include <sys/select.h>
 #include <sys/sendfile.h>
@@ -91,6 +92,7 @@ DECLARE_REAL(int, select, int, fd_set *, fd_set *, fd_set *, struct timeval *);
 DECLARE_REAL(int, pselect, int, fd_set *, fd_set *, fd_set *, const struct timespec *,
 	     const sigset_t *);
 DECLARE_REAL(ssize_t, sendfile, int, int, off_t *, size_t);
+DECLARE_REAL(int, prctl, int, ...);
 
 static pthread_once_t real_once = PTHREAD_ONCE_INIT;
 
@@ -101,7 +103,7 @@ static void resolve_real(void)
 	R(accept); R(accept4); R(connect); R(read); R(write); R(readv); R(writev); R(send);
 	R(sendto); R(sendmsg); R(recv); R(recvfrom); R(recvmsg); R(shutdown); R(getsockname);
 	R(getpeername); R(getsockopt); R(setsockopt); R(poll); R(ppoll); R(select); R(pselect);
-	R(sendfile);
+	R(sendfile); R(prctl);
 #undef R
 }
 
@@ -1348,4 +1350,29 @@ static void restore_from_exec(void)
 		free(made);
 	}
 	REAL(close)((int)mfd);
+}
+
+/* ---- sandboxes ---- */
+
+/*
+ * A process about to put itself under a seccomp filter (OpenSSH's
+ * pre-authentication child, browsers' renderers, ...) may allow read and
+ * write but kill on sendto/recvfrom: from here on our doorbells use plain
+ * read/write. Filters installed with the raw seccomp(2) call go unseen.
+ */
+EXPORT int prctl(int option, ...)
+{
+	unsigned long a2, a3, a4, a5;
+	va_list ap;
+
+	NEED_REAL();
+	va_start(ap, option);
+	a2 = va_arg(ap, unsigned long);
+	a3 = va_arg(ap, unsigned long);
+	a4 = va_arg(ap, unsigned long);
+	a5 = va_arg(ap, unsigned long);
+	va_end(ap);
+	if (option == PR_SET_SECCOMP)
+		cn_socket_notifier_plain_io();
+	return REAL(prctl)(option, a2, a3, a4, a5);
 }

@@ -456,6 +456,18 @@ static int map_err(ssize_t err)
 	return err == -EPROTO ? -ECONNRESET : (int)err;
 }
 
+/*
+ * A socket open in several processes (fork: sshd's monitor and its child,
+ * inetd and its server) has an endpoint copy in each. Before this process
+ * uses a direction, take that direction's indices from the circuit, where
+ * whichever process used it last published them. Call with the
+ * direction's lock held.
+ */
+static int adopt(struct csock *cs, bool tx)
+{
+	return cs->shared ? cn_ep_adopt_published(&cs->ep.ep, tx) : 0;
+}
+
 ssize_t csock_sendv(struct csock *cs, const struct iovec *iov, int iovcnt, int flags)
 {
 	unsigned int f = 0;
@@ -474,7 +486,9 @@ ssize_t csock_sendv(struct csock *cs, const struct iovec *iov, int iovcnt, int f
 	if ((flags & MSG_DONTWAIT) || cs->nonblock)
 		f |= CN_MSG_DONTWAIT;
 	pthread_mutex_lock(&cs->tx_lock);
-	n = cn_sendv(&cs->ep.ep, iov, iovcnt, f);
+	n = adopt(cs, true);
+	if (!n)
+		n = cn_sendv(&cs->ep.ep, iov, iovcnt, f);
 	if (n == -EAGAIN)
 		__atomic_add_fetch(&cs->out_gen, 1, __ATOMIC_RELAXED);
 	pthread_mutex_unlock(&cs->tx_lock);
@@ -496,10 +510,41 @@ static bool doorbell_hung_up(struct csock *cs)
 	return poll(&p, 1, 0) == 1 && (p.revents & (POLLHUP | POLLERR));
 }
 
+/* Adopt what this process is not using right now (readiness checks). */
+static void adopt_idle(struct csock *cs)
+{
+	if (!pthread_mutex_trylock(&cs->rx_lock)) {
+		adopt(cs, false);
+		pthread_mutex_unlock(&cs->rx_lock);
+	}
+	if (!pthread_mutex_trylock(&cs->tx_lock)) {
+		adopt(cs, true);
+		pthread_mutex_unlock(&cs->tx_lock);
+	}
+}
+
+/* One receive, with rx_lock held. */
+static ssize_t recv_once(struct csock *cs, const struct iovec *iov, int iovcnt, unsigned int f)
+{
+	int hangups = 0;
+	ssize_t n;
+
+	for (;;) {
+		n = cn_recvv(&cs->ep.ep, iov, iovcnt, f, NULL);
+		if (n != -EAGAIN || !(f & CN_MSG_DONTWAIT))
+			return n;
+		if (rearm_rx(cs))
+			continue;
+		/* armed and still empty; unless the peer is gone, the doorbell will ring */
+		if (hangups++ || !doorbell_hung_up(cs))
+			return n;
+		cn_ep_peer_vanished(&cs->ep.ep); /* then EOF, or a reset */
+	}
+}
+
 ssize_t csock_recvv(struct csock *cs, const struct iovec *iov, int iovcnt, int flags)
 {
 	unsigned int f = 0;
-	int hangups = 0;
 	ssize_t n;
 
 	if (cs->dgram)
@@ -513,17 +558,9 @@ ssize_t csock_recvv(struct csock *cs, const struct iovec *iov, int iovcnt, int f
 	if (flags & MSG_WAITALL)
 		f |= CN_MSG_WAITALL;
 	pthread_mutex_lock(&cs->rx_lock);
-	for (;;) {
-		n = cn_recvv(&cs->ep.ep, iov, iovcnt, f, NULL);
-		if (n != -EAGAIN || !(f & CN_MSG_DONTWAIT))
-			break;
-		if (rearm_rx(cs))
-			continue;
-		/* armed and still empty; unless the peer is gone, the doorbell will ring */
-		if (hangups++ || !doorbell_hung_up(cs))
-			break;
-		cn_ep_peer_vanished(&cs->ep.ep); /* then EOF, or a reset */
-	}
+	n = adopt(cs, false);
+	if (!n)
+		n = recv_once(cs, iov, iovcnt, f);
 	if (n > 0 && !(f & CN_MSG_PEEK) && !cn_readable(&cs->ep.ep))
 		rearm_rx(cs); /* emptied it: keep the app fd honest for epoll */
 	if (n == -EAGAIN)
@@ -697,7 +734,11 @@ int csock_readable(struct csock *cs)
 {
 	if (cs->dgram)
 		return udp_readable(cs);
-	return cs->state == CS_CONNECTED ? (int)cn_readable(&cs->ep.ep) : 0;
+	if (cs->state != CS_CONNECTED)
+		return 0;
+	if (cs->shared)
+		adopt_idle(cs);
+	return (int)cn_readable(&cs->ep.ep);
 }
 
 /* ---- readiness ---- */
@@ -729,6 +770,8 @@ unsigned int csock_poll(struct csock *cs, unsigned int events, bool arm, int fds
 		want |= POLLIN;
 	if (want & POLLWRNORM)
 		want |= POLLOUT;
+	if (cs->shared)
+		adopt_idle(cs);
 	ready = cn_poll(&cs->ep.ep);
 	if (!arm || (ready & (POLLIN | POLLOUT) & want) == (want & (POLLIN | POLLOUT)))
 		goto done;

@@ -1,9 +1,12 @@
 #!/usr/bin/env bash
 # test/apps.sh BUILD_DIR - unmodified Debian programs over circuits, each in
-# its own guest (`circnet run`): python3's http.server serving files to curl
-# and wget, checked by checksum. Then the isolation a guest lives in: no
-# network but circuits without the preload, no raw sockets, no other
-# guests' sockets. Needs root: exits 77 (skipped) without it.
+# its own guest (`circnet run`): python3's http.server and nginx serving
+# files to curl, wget and wrk, redis with redis-cli and redis-benchmark,
+# iperf3 TCP and UDP, sshd (privilege separation, seccomp sandbox, re-exec)
+# with ssh running commands; contents checked by checksum. Then the
+# isolation a guest lives in: no network but circuits without the preload,
+# no raw sockets, no other guests' sockets. Needs root: exits 77 (skipped)
+# without it.
 set -uo pipefail
 build=$(cd "${1:?usage: apps.sh BUILD_DIR}" && pwd)
 op=$build/operator/circnet-operator
@@ -14,7 +17,8 @@ if [ "$(id -u)" != 0 ] || ! unshare -n true 2>/dev/null; then
 	echo "apps.sh: needs root and network namespaces: skipped"
 	exit 77
 fi
-for tool in python3 curl wget sha256sum nginx redis-server redis-cli redis-benchmark iperf3; do
+for tool in python3 curl wget wrk sha256sum nginx redis-server redis-cli redis-benchmark iperf3 \
+	/usr/sbin/sshd ssh ssh-keygen; do
 	command -v "$tool" >/dev/null || { echo "apps.sh: $tool missing (scripts/deps.sh installs it)"; exit 1; }
 done
 # third-party programs under a sanitizer build's preload: no leak reports of theirs
@@ -53,12 +57,17 @@ guest cache {
     address 10.67.0.4 fd67::4
     listen any 6379,5201
 }
+guest shell {
+    address 10.67.0.5
+    listen tcp 22
+}
 guest client {
     address 10.67.0.10 fd67::10
 }
 allow tcp from client to web port 80
 allow tcp from client to www port 80
 allow any from client to cache port 6379,5201
+allow tcp from client to shell port 22
 deny any from any to any
 CONF
 "$op" --config "$dir/circnet.conf" 2>"$dir/operator.log" &
@@ -133,6 +142,10 @@ check "nginx: 40 requests, 8 connections in parallel, all 3 MiB intact" \
 		\$(for i in \$(seq 40); do printf 'http://www/blob.bin -o $dir/par-%d ' \$i; done) &&
 		[ \"\$(cat $dir/par-* | wc -c)\" = \$((40 * 3145728)) ] &&
 		[ \"\$(sha256sum $dir/par-* | cut -d' ' -f1 | sort -u)\" = '$want' ]"
+check "wrk: 2 s, 4 connections, only 200s and no socket errors" \
+	bash -c "timeout 30 '$circnet' run --run-dir '$dir/run' --guest client -- wrk -t1 -c4 -d2s http://www/index.html >'$dir/wrk.out' 2>&1 &&
+		grep -E 'requests in|Requests/sec' '$dir/wrk.out' | tr -s ' ' | sed 's/^/wrk:/' &&
+		grep -q ' [1-9][0-9]* requests in' '$dir/wrk.out' && ! grep -qE 'Socket errors|Non-2xx' '$dir/wrk.out'"
 check "nginx logged the client's guest address" \
 	grep -q '^10.67.0.10 ' "$dir/nginx/access.log"
 check "redis-cli SET then GET (IPv4 and IPv6)" \
@@ -159,6 +172,40 @@ done
 check "iperf3 UDP, 2 s at 1 Gbit/s, datagrams arrive" \
 	bash -c "timeout 30 '$circnet' run --run-dir '$dir/run' --guest client -- iperf3 -c cache -p 5201 -u -b 1G -t 2 -J >'$dir/iperf3u.json' &&
 		python3 -c 'import json,sys; d=json.load(open(\"$dir/iperf3u.json\")); s=d[\"end\"][\"sum\"]; print(\"iperf3 UDP: %d packets, %d lost\" % (s[\"packets\"], s[\"lost_packets\"])); sys.exit(not (s[\"packets\"] > 0 and s[\"lost_packets\"] < s[\"packets\"]))'"
+# sshd as Debian builds it: privilege separation, the seccomp-sandboxed
+# pre-authentication child, re-exec per connection (absolute path, no -r)
+mkdir -p "$dir/ssh" /run/sshd
+ssh-keygen -q -t ed25519 -N '' -f "$dir/ssh/hostkey"
+ssh-keygen -q -t ed25519 -N '' -f "$dir/ssh/userkey"
+cp "$dir/ssh/userkey.pub" "$dir/ssh/authorized_keys"
+cat >"$dir/ssh/sshd_config" <<SSHD
+Port 22
+HostKey $dir/ssh/hostkey
+AuthorizedKeysFile $dir/ssh/authorized_keys
+PermitRootLogin prohibit-password
+PasswordAuthentication no
+KbdInteractiveAuthentication no
+UsePAM no
+StrictModes no
+PidFile $dir/ssh/sshd.pid
+SSHD
+timeout 60 "$circnet" run --run-dir "$dir/run" --guest shell -- /usr/sbin/sshd -D -e \
+	-f "$dir/ssh/sshd_config" >"$dir/ssh/sshd.log" 2>&1 &
+pids+=($!)
+for _ in $(seq 100); do
+	"$ctl" --run-dir "$dir/run" listeners | grep -q ':22 ' && break
+	sleep 0.1
+done
+head -c 8388608 /dev/urandom >"$dir/ssh/blob"
+sshwant=$(sha256sum <"$dir/ssh/blob" | cut -d' ' -f1)
+sshc="timeout 30 '$circnet' run --run-dir '$dir/run' --guest client -- ssh -i '$dir/ssh/userkey' \
+	-o StrictHostKeyChecking=no -o UserKnownHostsFile=/dev/null -o BatchMode=yes -o LogLevel=ERROR root@shell"
+check "ssh runs a command in guest shell" \
+	bash -c "[ \"\$($sshc 'echo hello from \$(hostname)')\" = 'hello from shell' ]"
+check "ssh: 8 MiB up, checksum matches" \
+	bash -c "[ \"\$($sshc sha256sum <'$dir/ssh/blob' | cut -d' ' -f1)\" = '$sshwant' ]"
+check "ssh: 8 MiB down, checksum matches" \
+	bash -c "[ \"\$($sshc cat '$dir/ssh/blob' | sha256sum | cut -d' ' -f1)\" = '$sshwant' ]"
 check "the policy refuses a port it does not allow" \
 	bash -c "! timeout 30 '$circnet' run --run-dir '$dir/run' --guest client -- curl -sS -m 5 http://web:8080/ 2>/dev/null"
 
@@ -181,6 +228,8 @@ if [ "$failed" -ne 0 ]; then
 	tail -10 "$dir/web.log"
 	echo "nginx error log:"
 	tail -10 "$dir/nginx/error.log"
+	echo "sshd log:"
+	tail -10 "$dir/ssh/sshd.log"
 	exit 1
 fi
 echo "apps.sh: all checks passed"

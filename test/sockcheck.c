@@ -12,6 +12,7 @@
  */
 #define _GNU_SOURCE
 #include <arpa/inet.h>
+#include <ctype.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <netdb.h>
@@ -463,6 +464,69 @@ static void case_fork(void)
 	printf("fork: child exited %d\n", WIFEXITED(status) ? WEXITSTATUS(status) : -1);
 }
 
+/*
+ * A connection used in turn by a parent and its child (sshd's monitor and
+ * its pre-authentication child): each side's bytes keep their order, across
+ * more than a ring's worth of data, and the parent carries on after the
+ * child is gone. The server echoes everything in upper case.
+ */
+#define HANDOFF_BYTES 300000
+
+static void handoff_step(int fd, const char *who, const char *msg)
+{
+	char buf[8] = { 0 };
+	ssize_t n = write(fd, msg, 4);
+
+	n = n == 4 ? recv(fd, buf, 4, MSG_WAITALL) : n;
+	printf("handoff: %s sent %s, got %zd '%.4s'\n", who, msg, n, n > 0 ? buf : "");
+}
+
+static void handoff_child(int fd)
+{
+	unsigned char *big = malloc(HANDOFF_BYTES);
+	ssize_t n;
+	size_t i;
+
+	if (!big)
+		die("malloc");
+	handoff_step(fd, "child", "efgh");
+	for (i = 0; i < HANDOFF_BYTES; i++)
+		big[i] = (unsigned char)('a' + i % 26);
+	n = full_write(fd, big, HANDOFF_BYTES);
+	memset(big, 0, HANDOFF_BYTES);
+	n = n == HANDOFF_BYTES ? recv(fd, big, HANDOFF_BYTES, MSG_WAITALL) : n;
+	for (i = 0; n == HANDOFF_BYTES && i < HANDOFF_BYTES; i++)
+		if (big[i] != 'A' + i % 26)
+			break;
+	printf("handoff: child echoed %zd bytes, %s\n", n, i == HANDOFF_BYTES ? "intact" : "damaged");
+	free(big);
+}
+
+static void case_handoff(void)
+{
+	int fd = open_case('H'), status;
+	char buf[8];
+	pid_t pid;
+	ssize_t n;
+
+	handoff_step(fd, "parent", "abcd");
+	fflush(stdout);
+	pid = fork();
+	if (pid < 0)
+		die("fork");
+	if (pid == 0) {
+		handoff_child(fd);
+		fflush(stdout);
+		_exit(0); /* without closing: the parent still has it */
+	}
+	waitpid(pid, &status, 0);
+	handoff_step(fd, "parent", "ijkl");
+	shutdown(fd, SHUT_WR);
+	n = read(fd, buf, sizeof(buf));
+	printf("handoff: parent then %zd\n", n);
+	close(fd);
+}
+
 /* A connection that crosses exec (sshd re-exec, inetd): the new image uses it. */
 static void exec_child(int fd)
 {
@@ -635,6 +699,14 @@ static void serve_one(int c)
 		if (got == 4)
 			full_write(c, "pong", 4);
 		break;
+	case 'H':
+		while ((n = read(c, big, 65536)) > 0) {
+			for (ssize_t i = 0; i < n; i++)
+				big[i] = (unsigned char)toupper(big[i]);
+			if (full_write(c, big, (size_t)n) != n)
+				break;
+		}
+		break;
 	case 'M':
 		usleep(50000);
 		full_write(c, "x", 1);
@@ -726,6 +798,7 @@ int main(int argc, char **argv)
 	case_epoll_et();
 	case_epoll_lt();
 	case_fork();
+	case_handoff();
 	case_exec();
 	case_udp();
 	return 0;

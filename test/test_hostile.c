@@ -247,6 +247,41 @@ static void test_wake_flags_garbage_is_harmless(void **state)
 	pair_free(&p);
 }
 
+/* A fork sibling adopts our published indices; the peer may have forged them. */
+static void test_adopt_forged_indices(void **state)
+{
+	struct pair p;
+	char buf[8];
+
+	(void)state;
+	assert_int_equal(pair_init(&p, CN_MODE_STREAM, 4096), 0);
+	assert_int_equal(cn_send(&p.a, "abcdef", 6, DW), 6);
+	/* within a ring of the peer's index: taken (it only reorders its own data) */
+	atomic_store(&pair_ctrl(&p, CN_RING_A)->prod, 100);
+	assert_int_equal(cn_ep_adopt_published(&p.a, true), 0);
+	assert_int_equal(cn_send(&p.a, "g", 1, DW), 1);
+	/* more than a ring ahead of what the peer consumed: refused */
+	atomic_store(&pair_ctrl(&p, CN_RING_A)->prod, 4096 + 1);
+	assert_int_equal(cn_ep_adopt_published(&p.a, true), -EPROTO);
+	assert_broken(&p, &p.a);
+	pair_free(&p);
+
+	assert_int_equal(pair_init(&p, CN_MODE_STREAM, 4096), 0);
+	assert_int_equal(cn_send(&p.a, "abcdef", 6, DW), 6);
+	/* our consumer index ahead of the peer's producer: refused */
+	atomic_store(&pair_ctrl(&p, CN_RING_A)->cons, 7);
+	assert_int_equal(cn_ep_adopt_published(&p.b, false), -EPROTO);
+	assert_int_equal(cn_recv(&p.b, buf, sizeof(buf), DW), -EPROTO);
+	pair_free(&p);
+
+	assert_int_equal(pair_init(&p, CN_MODE_DGRAM, 4096), 0);
+	assert_int_equal(cn_send(&p.a, "abc", 3, DW), 3);
+	/* not on a record boundary */
+	atomic_store(&pair_ctrl(&p, CN_RING_A)->cons, 4);
+	assert_int_equal(cn_ep_adopt_published(&p.b, false), -EPROTO);
+	pair_free(&p);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -261,6 +296,7 @@ int main(void)
 		cmocka_unit_test(test_attach_rejects_bad_headers),
 		cmocka_unit_test(test_header_scribbled_after_attach),
 		cmocka_unit_test(test_wake_flags_garbage_is_harmless),
+		cmocka_unit_test(test_adopt_forged_indices),
 	};
 
 	return cmocka_run_group_tests_name("hostile", tests, NULL, NULL);

@@ -311,6 +311,37 @@ static void test_peer_closing_with_unread_wakeups(void **state)
 	cn_local_close(&a);
 }
 
+/*
+ * Plain-I/O mode (seccomp sandboxes allowing only read/write): wake-ups
+ * still arrive, a drain never blocks even on a blocking file, and a gone
+ * peer costs no SIGPIPE (the default action would end this test). Runs
+ * last: the mode is process-wide and one way.
+ */
+static void test_plain_io_notifier(void **state)
+{
+	struct cn_notifier sleeper, waker;
+	int fds[2];
+
+	(void)state;
+	cn_socket_notifier_plain_io();
+	assert_int_equal(cn_socket_notifier_pair(fds), 0);
+	assert_int_equal(cn_socket_notifier_init(&sleeper, fds[0]), 0);
+	assert_int_equal(cn_socket_notifier_init_flags(&waker, fds[1], CN_NOTIFIER_SIGNAL_ONLY), 0);
+	/* blocking files, as an application's fcntl can leave them */
+	assert_int_equal(fcntl(fds[0], F_SETFL, 0), 0);
+	assert_int_equal(fcntl(fds[1], F_SETFL, 0), 0);
+	assert_int_equal(cn_notifier_wait(&sleeper, 0), -ETIMEDOUT);
+	assert_int_equal(cn_notifier_signal(&waker), 0);
+	assert_int_equal(cn_notifier_wait(&sleeper, 1000), 0);
+	cn_notifier_drain(&sleeper); /* nothing queued: must return */
+	for (int i = 0; i < 1000; i++) /* past the queue limit: never blocks */
+		assert_int_equal(cn_notifier_signal(&waker), 0);
+	cn_notifier_drain(&sleeper);
+	cn_notifier_release(&sleeper);
+	assert_int_equal(cn_notifier_signal(&waker), 0); /* no SIGPIPE */
+	cn_notifier_release(&waker);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -323,6 +354,7 @@ int main(void)
 		cmocka_unit_test(test_killed_peer_with_unread_data_resets),
 		cmocka_unit_test(test_notifier_fd_types),
 		cmocka_unit_test(test_peer_closing_with_unread_wakeups),
+		cmocka_unit_test(test_plain_io_notifier), /* last: process-wide mode */
 	};
 
 	return cmocka_run_group_tests_name("local", tests, NULL, NULL);

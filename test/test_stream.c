@@ -211,6 +211,42 @@ static void test_asymmetric_rings(void **state)
 	pair_free(&q);
 }
 
+/*
+ * Two copies of one endpoint, as after fork: each uses the circuit in turn
+ * and adopts what the other published, across ring wraps, both directions.
+ */
+static void test_sibling_copies_take_turns(void **state)
+{
+	struct pair *p = *state;
+	struct cn_endpoint a2, b2;
+	static unsigned char msg[3000], out[3000];
+	size_t i;
+	int turn;
+
+	for (turn = 0; turn < 8; turn++) {
+		struct cn_endpoint *tx = turn & 1 ? &a2 : &p->a, *rx = turn & 2 ? &b2 : &p->b;
+
+		if (turn == 0) {
+			a2 = p->a; /* the fork */
+			b2 = p->b;
+		}
+		for (i = 0; i < sizeof(msg); i++)
+			msg[i] = (unsigned char)(turn * 7 + i);
+		assert_int_equal(cn_ep_adopt_published(tx, true), 0);
+		assert_int_equal(cn_send(tx, msg, sizeof(msg), DW), sizeof(msg));
+		assert_int_equal(cn_ep_adopt_published(rx, false), 0);
+		assert_int_equal(cn_recv(rx, out, sizeof(out), DW), sizeof(out));
+		assert_memory_equal(msg, out, sizeof(msg));
+		assert_int_equal(cn_recv(rx, out, sizeof(out), DW), -EAGAIN);
+	}
+	/* a sibling's shutdown is the socket's: the other copy sees it */
+	assert_int_equal(cn_shutdown(&a2, SHUT_WR), 0);
+	assert_int_equal(cn_ep_adopt_published(&p->a, true), 0);
+	assert_int_equal(cn_send(&p->a, "x", 1, DW), -EPIPE);
+	assert_int_equal(cn_ep_adopt_published(&p->b, false), 0);
+	assert_int_equal(cn_recv(&p->b, out, sizeof(out), DW), 0);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -227,6 +263,7 @@ int main(void)
 						teardown),
 		cmocka_unit_test_setup_teardown(test_orderly_close, setup, teardown),
 		cmocka_unit_test(test_asymmetric_rings),
+		cmocka_unit_test_setup_teardown(test_sibling_copies_take_turns, setup, teardown),
 	};
 
 	return cmocka_run_group_tests_name("stream", tests, NULL, NULL);

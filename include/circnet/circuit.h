@@ -251,6 +251,17 @@ int cn_take_error(struct cn_endpoint *ep);
  */
 void cn_ep_peer_vanished(struct cn_endpoint *ep);
 
+/*
+ * For an endpoint that several processes hold (each its own copy of this
+ * struct, after fork): take our side's index of the tx (tx true) or rx ring,
+ * and our shutdown/reset flags of it, from what the control block last
+ * published, i.e. where the sibling that used it last left it. Values a
+ * correct history cannot produce break the circuit (-EPROTO). Call with the
+ * direction idle in this process (-EBUSY during a reservation or peek).
+ * Concurrent use by two processes at once is not covered: one at a time.
+ */
+int cn_ep_adopt_published(struct cn_endpoint *ep, bool tx);
+
 /* True once the peer broke the protocol. */
 bool cn_ep_broken(const struct cn_endpoint *ep);
 

@@ -61,6 +61,15 @@ int cn_socket_notifier_init_flags(struct cn_notifier *n, int fd, unsigned int fl
 /* A new pair for the socket notifier: the sleeper keeps fds[0], the waker fds[1]. */
 int cn_socket_notifier_pair(int fds[2]);
 
+/*
+ * Process-wide: from now on socket notifiers signal and drain with plain
+ * write()/read() (after a zero-timeout poll) instead of send()/recv() with
+ * per-call flags. For processes that put themselves under a seccomp filter
+ * allowing only the basic calls (OpenSSH's pre-authentication sandbox kills
+ * on sendto). Costs a poll per signal and per drained message. One way.
+ */
+void cn_socket_notifier_plain_io(void);
+
 static inline int cn_notifier_signal(struct cn_notifier *n)
 {
 	return n->ops ? n->ops->signal(n) : 0;
