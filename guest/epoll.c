@@ -51,6 +51,7 @@ struct ep_reg {
 	bool disabled;		/* EPOLLONESHOT fired */
 	uint32_t last;		/* reported events (edge-triggered) */
 	unsigned int in_gen, out_gen;
+	uint64_t rx_seen; /* the peer's producer index at the last EPOLLIN edge */
 	int inner_fds[2], ninner; /* doorbells in the inner instance */
 	int inner_state;
 };
@@ -242,15 +243,27 @@ static uint32_t reg_check(struct ep_reg *r, bool arm)
 	if (!(r->events & EPOLLET)) {
 		out = ready;
 	} else {
+		uint64_t rx_prod = 0;
+		bool prog = csock_arrivals(r->cs, &rx_prod);
+
 		in_gen = __atomic_load_n(&r->cs->in_gen, __ATOMIC_RELAXED);
 		out_gen = __atomic_load_n(&r->cs->out_gen, __ATOMIC_RELAXED);
 		out = ready & ~r->last;
-		if ((ready & EPOLLIN) && in_gen != r->in_gen)
+		/*
+		 * A new edge for reading: data arrived since the last one (the
+		 * kernel raises one per arrival, and nginx, taking a short read
+		 * for "drained", waits for it without ever seeing EAGAIN), or
+		 * the application consumed its edge with EAGAIN. For writing,
+		 * only the latter: TCP wakes writers only once one found no room.
+		 */
+		if ((ready & EPOLLIN) && (in_gen != r->in_gen || (prog && rx_prod != r->rx_seen)))
 			out |= EPOLLIN;
 		if ((ready & EPOLLOUT) && out_gen != r->out_gen)
 			out |= EPOLLOUT;
-		if (out & EPOLLIN)
+		if (out & EPOLLIN) {
 			r->in_gen = in_gen;
+			r->rx_seen = rx_prod;
+		}
 		if (out & EPOLLOUT)
 			r->out_gen = out_gen;
 		r->last = ready;

@@ -741,6 +741,14 @@ int csock_readable(struct csock *cs)
 	return (int)cn_readable(&cs->ep.ep);
 }
 
+bool csock_arrivals(struct csock *cs, uint64_t *rx_prod)
+{
+	if (cs->dgram || cs->state != CS_CONNECTED)
+		return false;
+	*rx_prod = atomic_load_explicit(&cs->ep.ep.rx.ctrl->prod, memory_order_acquire);
+	return true;
+}
+
 /* ---- readiness ---- */
 
 unsigned int csock_poll(struct csock *cs, unsigned int events, bool arm, int fds[2],

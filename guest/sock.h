@@ -111,6 +111,14 @@ int csock_getsockopt(struct csock *cs, int level, int name, void *val, socklen_t
 int csock_setsockopt(struct csock *cs, int level, int name, const void *val, socklen_t len);
 /* FIONREAD */
 int csock_readable(struct csock *cs);
+/*
+ * Arrival counter of a connected stream socket: bytes the peer has ever
+ * written to us, as its index in the circuit says. A change means an
+ * arrival: a new edge for edge-triggered epoll, as each arrival is in the
+ * kernel. False for other sockets. The value only feeds change detection:
+ * a peer scribbling on it can cause spurious events, nothing else.
+ */
+bool csock_arrivals(struct csock *cs, uint64_t *rx_prod);
 
 /*
  * Readiness (POLLIN, POLLOUT, POLLERR, POLLHUP, POLLRDHUP) for the events

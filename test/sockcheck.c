@@ -400,6 +400,17 @@ static void case_epoll_et(void)
 	while ((n = read(fd, buf, sizeof(buf))) > 0)
 		got += (int)n;
 	printf("epoll: read %d then %s\n", got, n < 0 ? errname(errno) : "EOF");
+	/* a short read taken as "drained", no EAGAIN (nginx): the next arrival is an edge */
+	if (write(fd, "i", 1) != 1)
+		die("epoll go 3");
+	ep_report("edge, third data", ep, 2000);
+	n = read(fd, buf, sizeof(buf));
+	printf("epoll: short read %zd\n", n);
+	if (write(fd, "j", 1) != 1)
+		die("epoll go 4");
+	ep_report("edge, after a short read", ep, 2000);
+	n = read(fd, buf, sizeof(buf));
+	printf("epoll: short read %zd\n", n);
 	close(ep);
 	close(fd);
 }
@@ -690,6 +701,10 @@ static void serve_one(int c)
 			full_write(c, "abc", 3);
 		if (read(c, buf, 1) == 1)
 			full_write(c, "de", 2);
+		if (read(c, buf, 1) == 1)
+			full_write(c, "xyz", 3);
+		if (read(c, buf, 1) == 1)
+			full_write(c, "w", 1);
 		(void)!read(c, buf, 1); /* until the client closes: no FIN race */
 		break;
 	case 'N':
