@@ -339,6 +339,23 @@ EXPORT int accept4(int fd, struct sockaddr *sa, socklen_t *len, int flags)
 	return do_accept(fd, sa, len, flags);
 }
 
+/* connect(AF_UNSPEC) on a stream socket: unconnected again, on a new placeholder. */
+static int disconnect(int fd, struct csock *cs)
+{
+	bool fresh;
+	int ph, err;
+
+	err = csock_disconnect(cs, &fresh);
+	if (err || !fresh)
+		return err ? fail(-err) : 0;
+	ph = REAL(socket)(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	if (ph < 0)
+		return -1;
+	err = install(fd, ph, cs->nonblock);
+	REAL(close)(ph);
+	return err ? fail(-err) : 0;
+}
+
 EXPORT int connect(int fd, const struct sockaddr *sa, socklen_t len)
 {
 	struct csock *cs = lookup(fd);
@@ -347,6 +364,8 @@ EXPORT int connect(int fd, const struct sockaddr *sa, socklen_t len)
 	NEED_REAL();
 	if (!cs)
 		return REAL(connect)(fd, sa, len);
+	if (!cs->dgram && sa && len >= sizeof(sa_family_t) && sa->sa_family == AF_UNSPEC)
+		return disconnect(fd, cs);
 	err = csock_connect(cs, sa, len, &doorbell);
 	if (doorbell >= 0) {
 		ierr = install(fd, doorbell, cs->nonblock);

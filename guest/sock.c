@@ -233,16 +233,14 @@ void csock_get(struct csock *cs)
 	__atomic_add_fetch(&cs->refs, 1, __ATOMIC_SEQ_CST);
 }
 
-void csock_put(struct csock *cs)
+/* Let go of what the state holds: a listener session, or a circuit. */
+static void release_state(struct csock *cs)
 {
-	if (__atomic_sub_fetch(&cs->refs, 1, __ATOMIC_SEQ_CST))
-		return;
 	hide_fds(cs, false); /* ours to close now */
 	if (cs->memfd >= 0)
 		close(cs->memfd);
-	if (cs->dgram) {
-		udp_release(cs);
-	} else if (cs->state == CS_LISTENING) {
+	cs->memfd = -1;
+	if (cs->state == CS_LISTENING) {
 		cn_op_close(&cs->op);
 	} else if (cs->state == CS_CONNECTED) {
 		/*
@@ -256,10 +254,60 @@ void csock_put(struct csock *cs)
 			cn_local_close(&cs->ep);
 		proc_closed(cs->circuit_id);
 	}
+}
+
+void csock_put(struct csock *cs)
+{
+	if (__atomic_sub_fetch(&cs->refs, 1, __ATOMIC_SEQ_CST))
+		return;
+	if (cs->dgram) {
+		hide_fds(cs, false);
+		if (cs->memfd >= 0)
+			close(cs->memfd);
+		udp_release(cs);
+	} else {
+		release_state(cs);
+	}
 	pthread_mutex_destroy(&cs->lock);
 	pthread_mutex_destroy(&cs->rx_lock);
 	pthread_mutex_destroy(&cs->tx_lock);
 	free(cs);
+}
+
+/*
+ * connect(AF_UNSPEC) on a stream socket, as tcp_disconnect() does: a
+ * connection is reset (the peer sees ECONNRESET, for every process holding
+ * it), a listener stops listening, and the socket is unconnected again,
+ * still bound if the application bound it. *fresh tells the caller to give
+ * the application fd a new placeholder in place of the old kernel object.
+ */
+int csock_disconnect(struct csock *cs, bool *fresh)
+{
+	bool was_connected;
+
+	*fresh = false;
+	pthread_mutex_lock(&cs->lock);
+	was_connected = cs->state == CS_CONNECTED;
+	if (was_connected) {
+		cn_reset(&cs->ep.ep); /* wakes our own blocked threads: they return */
+		pthread_mutex_lock(&cs->rx_lock);
+		pthread_mutex_lock(&cs->tx_lock);
+		release_state(cs);
+		pthread_mutex_unlock(&cs->tx_lock);
+		pthread_mutex_unlock(&cs->rx_lock);
+		*fresh = true;
+	} else if (cs->state == CS_LISTENING) {
+		release_state(cs);
+		*fresh = true;
+	}
+	cs->state = cs->user_bound ? CS_BOUND : CS_NEW;
+	if (!cs->user_bound)
+		memset(&cs->local, 0, sizeof(cs->local));
+	memset(&cs->remote, 0, sizeof(cs->remote));
+	/* the reset is reported once, to the next call, as tcp_disconnect() does */
+	cs->so_error = was_connected ? ECONNRESET : 0;
+	pthread_mutex_unlock(&cs->lock);
+	return 0;
 }
 
 /* ---- setup ---- */
@@ -306,6 +354,7 @@ int csock_bind(struct csock *cs, const struct sockaddr *sa, socklen_t len)
 		goto out;
 	cs->local = a; /* 0.0.0.0 or ::, the wildcard of its family */
 	cs->state = CS_BOUND;
+	cs->user_bound = true;
 out:
 	pthread_mutex_unlock(&cs->lock);
 	return err;
@@ -398,8 +447,6 @@ int csock_connect(struct csock *cs, const struct sockaddr *sa, socklen_t len, in
 	*doorbell = -1;
 	if (cs->dgram)
 		return udp_connect(cs, sa, len);
-	if (sa && len >= sizeof(sa_family_t) && sa->sa_family == AF_UNSPEC)
-		return -EOPNOTSUPP; /* disconnect: not for stream circuits yet */
 	err = csock_addr_in(cs, sa, len, &dst);
 	if (err)
 		return err;
@@ -451,6 +498,14 @@ out:
 
 /* ---- data ---- */
 
+/* A pending error (a disconnect's reset) once, else otherwise. */
+static int take_error(struct csock *cs, int otherwise)
+{
+	int e = __atomic_exchange_n(&cs->so_error, 0, __ATOMIC_RELAXED);
+
+	return e ? -e : otherwise;
+}
+
 static int map_err(ssize_t err)
 {
 	return err == -EPROTO ? -ECONNRESET : (int)err;
@@ -482,7 +537,7 @@ ssize_t csock_sendv(struct csock *cs, const struct iovec *iov, int iovcnt, int f
 		return e ? -e : -EPIPE;
 	}
 	if (cs->state != CS_CONNECTED)
-		return -EPIPE; /* what TCP says for a socket that never connected */
+		return take_error(cs, -EPIPE); /* EPIPE: what TCP says when not connected */
 	if ((flags & MSG_DONTWAIT) || cs->nonblock)
 		f |= CN_MSG_DONTWAIT;
 	pthread_mutex_lock(&cs->tx_lock);
@@ -550,7 +605,7 @@ ssize_t csock_recvv(struct csock *cs, const struct iovec *iov, int iovcnt, int f
 	if (cs->dgram)
 		return udp_recvv(cs, iov, iovcnt, flags, NULL, NULL, NULL);
 	if (cs->state != CS_CONNECTED)
-		return cs->state == CS_FAILED ? -cs->so_error : -ENOTCONN;
+		return cs->state == CS_FAILED ? -cs->so_error : take_error(cs, -ENOTCONN);
 	if ((flags & MSG_DONTWAIT) || cs->nonblock)
 		f |= CN_MSG_DONTWAIT;
 	if (flags & MSG_PEEK)

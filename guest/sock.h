@@ -53,6 +53,7 @@ struct csock {
 	int family;		 /* AF_INET or AF_INET6 */
 	bool nonblock;		 /* O_NONBLOCK of the file description */
 	bool shared;		 /* open across a fork: close must not speak for others */
+	bool user_bound;	 /* bind() by the application: kept across a disconnect */
 	enum csock_state state;
 	int so_error;
 	int rcvtimeo_ms, sndtimeo_ms;
@@ -90,6 +91,8 @@ void csock_get(struct csock *cs);
 void csock_put(struct csock *cs);
 
 int csock_bind(struct csock *cs, const struct sockaddr *sa, socklen_t len);
+/* connect(AF_UNSPEC): see sock.c. *fresh: install a new placeholder at the app fd. */
+int csock_disconnect(struct csock *cs, bool *fresh);
 /* On success *session is the listener session fd to install as the app fd. */
 int csock_listen(struct csock *cs, int backlog, int *session);
 /* New connected socket; *doorbell is its fd to dup as the new app fd. */

@@ -538,6 +538,46 @@ static void case_handoff(void)
 	close(fd);
 }
 
+/*
+ * connect(AF_UNSPEC): the connection is reset (the server tells what it saw
+ * on a later connection), the socket is unconnected, and connects again.
+ */
+static void case_disconnect(void)
+{
+	struct sockaddr unspec = { .sa_family = AF_UNSPEC };
+	struct sockaddr_storage ss;
+	socklen_t sl = sizeof(ss);
+	int fd = open_case('U'), r;
+	char buf[32] = { 0 };
+	ssize_t n;
+
+	if (write(fd, "x", 1) != 1)
+		die("disconnect x");
+	usleep(100000); /* the server has read it and waits for more */
+	r = connect(fd, &unspec, sizeof(unspec));
+	printf("disconnect: connect(AF_UNSPEC) %s\n", r ? errname(errno) : "ok");
+	r = getpeername(fd, (struct sockaddr *)&ss, &sl);
+	printf("disconnect: getpeername %s\n", r ? errname(errno) : "ok");
+	n = recv(fd, buf, sizeof(buf), MSG_DONTWAIT);
+	printf("disconnect: recv %s\n", n < 0 ? errname(errno) : "data");
+	n = send(fd, "y", 1, MSG_NOSIGNAL);
+	printf("disconnect: send %s\n", n < 0 ? errname(errno) : "sent");
+	r = connect(fd, &unspec, sizeof(unspec));
+	printf("disconnect: again, unconnected %s\n", r ? errname(errno) : "ok");
+	r = connect(fd, (struct sockaddr *)&server_addr, server_len);
+	printf("disconnect: connect again %s\n", r ? errname(errno) : "ok");
+	if (!r && write(fd, "B", 1) == 1) {
+		n = recv(fd, buf, 11, MSG_WAITALL);
+		printf("disconnect: then read %zd '%.*s'\n", n, n > 0 ? (int)n : 0, buf);
+	}
+	close(fd);
+	fd = open_case('V');
+	memset(buf, 0, sizeof(buf));
+	n = recv(fd, buf, sizeof(buf) - 1, MSG_WAITALL);
+	printf("disconnect: the server saw %s\n", n > 0 ? buf : "nothing");
+	close(fd);
+}
+
 /* A connection that crosses exec (sshd re-exec, inetd): the new image uses it. */
 static void exec_child(int fd)
 {
@@ -646,6 +686,8 @@ static void case_udp(void)
 
 /* ---- server ---- */
 
+static char disconnect_seen[32] = "nothing"; /* case 'U', told in case 'V' */
+
 static void serve_one(int c)
 {
 	static unsigned char big[BIG];
@@ -721,6 +763,16 @@ static void serve_one(int c)
 			if (full_write(c, big, (size_t)n) != n)
 				break;
 		}
+		break;
+	case 'U':
+		if (read(c, buf, 1) == 1) {
+			n = read(c, buf, 1);
+			snprintf(disconnect_seen, sizeof(disconnect_seen), "%s",
+				 n < 0 ? errname(errno) : n ? "data" : "EOF");
+		}
+		break;
+	case 'V':
+		full_write(c, disconnect_seen, strlen(disconnect_seen));
 		break;
 	case 'M':
 		usleep(50000);
@@ -814,6 +866,7 @@ int main(int argc, char **argv)
 	case_epoll_lt();
 	case_fork();
 	case_handoff();
+	case_disconnect();
 	case_exec();
 	case_udp();
 	return 0;
