@@ -122,6 +122,9 @@ static void reg_sync_inner(struct ep_shadow *sh, struct ep_reg *r)
 	struct epoll_event ev = { .events = EPOLLIN | EPOLLET, .data.ptr = r };
 	int i;
 
+	/* one waiter of many woken for a listener, as the application asked */
+	if (r->events & EPOLLEXCLUSIVE)
+		ev.events |= EPOLLEXCLUSIVE;
 	if (r->inner_state == (int)r->cs->state)
 		return;
 	for (i = 0; i < r->ninner; i++)
@@ -177,6 +180,13 @@ int ep_ctl(int epfd, int op, int fd, struct epoll_event *ev, bool *handled)
 			err = -EEXIST;
 			break;
 		}
+		/* what the kernel refuses with EPOLLEXCLUSIVE */
+		if ((ev->events & EPOLLEXCLUSIVE) &&
+		    (ev->events & ~(EPOLLEXCLUSIVE | EPOLLIN | EPOLLOUT | EPOLLET | EPOLLWAKEUP |
+				    EPOLLERR | EPOLLHUP))) {
+			err = -EINVAL;
+			break;
+		}
 		r = calloc(1, sizeof(*r));
 		if (!r) {
 			err = -ENOMEM;
@@ -198,6 +208,10 @@ int ep_ctl(int epfd, int op, int fd, struct epoll_event *ev, bool *handled)
 	case EPOLL_CTL_MOD:
 		if (!pp || (*pp)->cs != cs) {
 			err = -ENOENT;
+			break;
+		}
+		if ((ev->events | (*pp)->events) & EPOLLEXCLUSIVE) {
+			err = -EINVAL; /* not modifiable, as with the kernel */
 			break;
 		}
 		r = *pp;

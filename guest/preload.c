@@ -45,6 +45,7 @@
 #include <sys/select.h>
 #include <sys/sendfile.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
 #include <sys/uio.h>
 #include <time.h>
 #include <unistd.h>
@@ -93,6 +94,7 @@ DECLARE_REAL(int, pselect, int, fd_set *, fd_set *, fd_set *, const struct times
 	     const sigset_t *);
 DECLARE_REAL(ssize_t, sendfile, int, int, off_t *, size_t);
 DECLARE_REAL(int, prctl, int, ...);
+DECLARE_REAL(ssize_t, splice, int, loff_t *, int, loff_t *, size_t, unsigned int);
 
 static pthread_once_t real_once = PTHREAD_ONCE_INIT;
 
@@ -103,7 +105,7 @@ static void resolve_real(void)
 	R(accept); R(accept4); R(connect); R(read); R(write); R(readv); R(writev); R(send);
 	R(sendto); R(sendmsg); R(recv); R(recvfrom); R(recvmsg); R(shutdown); R(getsockname);
 	R(getpeername); R(getsockopt); R(setsockopt); R(poll); R(ppoll); R(select); R(pselect);
-	R(sendfile); R(prctl);
+	R(sendfile); R(prctl); R(splice);
 #undef R
 }
 
@@ -567,52 +569,62 @@ EXPORT ssize_t __recvfrom_chk(int fd, void *buf, size_t len, size_t buflen, int 
 	return recvfrom(fd, buf, len, flags, sa, alen);
 }
 
-/*
- * sendfile to a circuit: read the file straight into the ring (one copy),
- * the way the kernel reads it into socket buffers.
- */
+/* sendfile to a circuit: the file is read straight into the ring (one copy). */
 EXPORT ssize_t sendfile(int out, int in, off_t *offset, size_t count)
 {
 	struct csock *cs = lookup(out);
-	char buf[65536];
-	size_t done = 0;
 
 	NEED_REAL();
 	if (!cs)
 		return REAL(sendfile)(out, in, offset, count);
-	while (done < count) {
-		size_t chunk = count - done < sizeof(buf) ? count - done : sizeof(buf);
-		struct iovec iov = { buf, 0 };
-		ssize_t got, sent;
-
-		got = offset ? pread(in, buf, chunk, *offset) : REAL(read)(in, buf, chunk);
-		if (got <= 0) {
-			if (got < 0 && !done)
-				return -1;
-			break;
-		}
-		iov.iov_len = (size_t)got;
-		sent = csock_sendv(cs, &iov, 1, 0);
-		if (sent < 0) {
-			if (!offset)
-				lseek(in, -got, SEEK_CUR);
-			if (done)
-				break;
-			return data_result(sent, 0);
-		}
-		if (offset)
-			*offset += sent;
-		else if (sent < got)
-			lseek(in, sent - got, SEEK_CUR); /* give back what did not fit */
-		done += (size_t)sent;
-		if (sent < got)
-			break; /* a non-blocking socket is full */
-	}
-	return (ssize_t)done;
+	if (lookup(in))
+		return fail(EINVAL); /* a socket is no file to send from */
+	return data_result(csock_send_from_fd(cs, in, offset, count, cs->nonblock, false), 0);
 }
 
 EXPORT ssize_t sendfile64(int out, int in, off_t *offset, size_t count)
 	__attribute__((alias("sendfile")));
+
+static bool is_pipe(int fd)
+{
+	struct stat st;
+
+	return !fstat(fd, &st) && S_ISFIFO(st.st_mode);
+}
+
+/*
+ * splice between a circuit and a pipe, one copy through the ring; the
+ * checks come in the kernel's order (do_splice()): offsets first.
+ */
+EXPORT ssize_t splice(int in, loff_t *off_in, int out, loff_t *off_out, size_t len,
+		      unsigned int flags)
+{
+	struct csock *cin = lookup(in), *cout = lookup(out);
+	bool nb = flags & SPLICE_F_NONBLOCK;
+
+	NEED_REAL();
+	if (!cin && !cout)
+		return REAL(splice)(in, off_in, out, off_out, len, flags);
+	if (cin && cout)
+		return fail(EINVAL); /* one end must be a pipe */
+	if (cin) {
+		if (!is_pipe(out))
+			return fail(EINVAL);
+		if (off_out)
+			return fail(ESPIPE);
+		if (off_in)
+			return fail(EINVAL); /* a socket cannot be read at an offset */
+		return data_result(csock_recv_to_fd(cin, out, len, nb || cin->nonblock, nb),
+				   MSG_NOSIGNAL);
+	}
+	if (!is_pipe(in))
+		return fail(EINVAL);
+	if (off_in)
+		return fail(ESPIPE);
+	if (off_out)
+		return fail(EINVAL);
+	return data_result(csock_send_from_fd(cout, in, NULL, len, nb || cout->nonblock, nb), 0);
+}
 
 EXPORT int shutdown(int fd, int how)
 {

@@ -624,6 +624,154 @@ ssize_t csock_recvv(struct csock *cs, const struct iovec *iov, int iovcnt, int f
 	return n < 0 ? map_err(n) : n;
 }
 
+/* ---- sendfile and splice: one copy between the ring and another fd ---- */
+
+static bool fd_ready(int fd, short events)
+{
+	struct pollfd p = { .fd = fd, .events = events };
+
+	return poll(&p, 1, 0) == 1 && (p.revents & (events | POLLHUP | POLLERR));
+}
+
+/* Fill reserved spans from fd; bytes read, or -errno when none. */
+static ssize_t fill_spans(const struct cn_span sp[2], int fd, off_t *off, bool src_nonblock)
+{
+	ssize_t got = 0, r;
+	int i;
+
+	for (i = 0; i < 2 && sp[i].len; i++) {
+		if (src_nonblock && !fd_ready(fd, POLLIN))
+			return got ? got : -EAGAIN;
+		r = off ? pread(fd, sp[i].ptr, sp[i].len, *off + got) : read(fd, sp[i].ptr, sp[i].len);
+		if (r < 0)
+			return got ? got : -errno;
+		got += r;
+		if ((size_t)r < sp[i].len)
+			break; /* the source has no more for now */
+	}
+	return got;
+}
+
+ssize_t csock_send_from_fd(struct csock *cs, int fd, off_t *off, size_t len, bool nonblock,
+			   bool src_nonblock)
+{
+	unsigned int f = nonblock ? CN_MSG_DONTWAIT : 0;
+	struct cn_span sp[2];
+	size_t done = 0;
+	ssize_t n, got;
+
+	if (cs->dgram)
+		return -EINVAL;
+	if (cs->state != CS_CONNECTED)
+		return take_error(cs, -EPIPE);
+	pthread_mutex_lock(&cs->tx_lock);
+	n = adopt(cs, true);
+	while (!n && done < len) {
+		n = cn_reserve(&cs->ep.ep, len - done, sp, f);
+		if (n < 0)
+			break;
+		got = fill_spans(sp, fd, off, src_nonblock);
+		cn_commit(&cs->ep.ep, got > 0 ? (size_t)got : 0);
+		if (got <= 0) {
+			n = got;
+			break;
+		}
+		if (off)
+			*off += got;
+		done += (size_t)got;
+		n = (size_t)got < (size_t)n ? 1 : 0; /* a short read: the source is drained */
+	}
+	if (n == -EAGAIN)
+		__atomic_add_fetch(&cs->out_gen, 1, __ATOMIC_RELAXED);
+	pthread_mutex_unlock(&cs->tx_lock);
+	if (done)
+		return (ssize_t)done;
+	return n < 0 ? map_err(n) : 0;
+}
+
+/*
+ * Write one span into a pipe as splice fills one: what fits without
+ * blocking, waiting only while the pipe is full and nothing moved yet (and
+ * not at all when dst_nonblock). An empty pipe takes its whole capacity at
+ * once; otherwise a writable pipe has a free slot, which takes a 4 KiB write.
+ */
+static ssize_t drain_span(int fd, const char *p, size_t len, bool dst_nonblock)
+{
+	int queued = -1, cap = fcntl(fd, F_GETPIPE_SZ);
+	struct pollfd pfd = { .fd = fd, .events = POLLOUT };
+	size_t done = 0;
+	ssize_t w;
+
+	if (cap > 0 && !ioctl(fd, FIONREAD, &queued) && queued == 0) {
+		w = write(fd, p, len < (size_t)cap ? len : (size_t)cap);
+		if (w < 0)
+			return -errno;
+		done = (size_t)w;
+	}
+	while (done < len) {
+		if (!fd_ready(fd, POLLOUT)) {
+			if (done || dst_nonblock)
+				break;
+			if (poll(&pfd, 1, -1) < 0)
+				return -errno;
+			continue;
+		}
+		w = write(fd, p + done, len - done < 4096 ? len - done : 4096);
+		if (w <= 0) {
+			if (!done)
+				return w < 0 ? -errno : -EAGAIN;
+			break;
+		}
+		done += (size_t)w;
+	}
+	return done ? (ssize_t)done : -EAGAIN;
+}
+
+ssize_t csock_recv_to_fd(struct csock *cs, int fd, size_t len, bool nonblock, bool dst_nonblock)
+{
+	unsigned int f = (nonblock ? CN_MSG_DONTWAIT : 0) | CN_MSG_PEEK;
+	struct cn_span sp[2];
+	size_t done = 0;
+	ssize_t n, w;
+	char probe;
+	struct iovec iov = { &probe, 1 };
+	int i;
+
+	if (cs->dgram)
+		return -EINVAL;
+	if (cs->state != CS_CONNECTED)
+		return cs->state == CS_FAILED ? -cs->so_error : take_error(cs, -ENOTCONN);
+	pthread_mutex_lock(&cs->rx_lock);
+	n = adopt(cs, false);
+	if (!n)
+		n = recv_once(cs, &iov, 1, f); /* waits, sees EOF and vanished peers */
+	if (n > 0)
+		n = cn_peek(&cs->ep.ep, sp, CN_MSG_DONTWAIT);
+	for (i = 0; n > 0 && i < 2 && done < len && sp[i].len; i++) {
+		size_t want = sp[i].len < len - done ? sp[i].len : len - done;
+
+		w = drain_span(fd, sp[i].ptr, want, dst_nonblock);
+		if (w <= 0) {
+			n = done ? 1 : (w ? w : -EAGAIN);
+			break;
+		}
+		done += (size_t)w;
+		if ((size_t)w < want)
+			break;
+	}
+	if (done) {
+		cn_consume(&cs->ep.ep, done);
+		if (!cn_readable(&cs->ep.ep))
+			rearm_rx(cs);
+	}
+	if (n == -EAGAIN)
+		__atomic_add_fetch(&cs->in_gen, 1, __ATOMIC_RELAXED);
+	pthread_mutex_unlock(&cs->rx_lock);
+	if (done)
+		return (ssize_t)done;
+	return n < 0 ? map_err(n) : 0;
+}
+
 int csock_shutdown(struct csock *cs, int how)
 {
 	if (how != SHUT_RD && how != SHUT_WR && how != SHUT_RDWR)

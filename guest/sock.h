@@ -106,6 +106,16 @@ int csock_connect(struct csock *cs, const struct sockaddr *sa, socklen_t len, in
 
 ssize_t csock_sendv(struct csock *cs, const struct iovec *iov, int iovcnt, int flags);
 ssize_t csock_recvv(struct csock *cs, const struct iovec *iov, int iovcnt, int flags);
+/*
+ * sendfile/splice into a stream circuit: up to len bytes read from fd (at
+ * *off with pread when off is set) straight into the ring's free space,
+ * one copy. nonblock: the socket's; src_nonblock: do not wait for fd.
+ * Bytes moved, or -errno when none did.
+ */
+ssize_t csock_send_from_fd(struct csock *cs, int fd, off_t *off, size_t len, bool nonblock,
+			   bool src_nonblock);
+/* splice out of a stream circuit: up to len bytes written to fd from the ring. */
+ssize_t csock_recv_to_fd(struct csock *cs, int fd, size_t len, bool nonblock, bool dst_nonblock);
 int csock_shutdown(struct csock *cs, int how);
 
 int csock_getsockname(struct csock *cs, struct sockaddr *sa, socklen_t *len);

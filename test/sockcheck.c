@@ -29,6 +29,7 @@
 #include <sys/prctl.h>
 #include <sys/epoll.h>
 #include <sys/select.h>
+#include <sys/sendfile.h>
 #include <sys/socket.h>
 #include <sys/time.h>
 #include <sys/wait.h>
@@ -441,6 +442,19 @@ static void case_epoll_lt(void)
 	ep_report("oneshot", ep, 100);
 	ep_report("oneshot, fired", ep, 100);
 	close(ep);
+	/* EPOLLEXCLUSIVE: what the kernel takes and refuses */
+	ep = epoll_create1(0);
+	ev.data.fd = fd;
+	ev.events = EPOLLIN | EPOLLRDHUP | EPOLLEXCLUSIVE;
+	printf("epoll: exclusive with rdhup %s\n",
+	       epoll_ctl(ep, EPOLL_CTL_ADD, fd, &ev) ? errname(errno) : "ok");
+	ev.events = EPOLLOUT | EPOLLEXCLUSIVE;
+	printf("epoll: exclusive %s\n", epoll_ctl(ep, EPOLL_CTL_ADD, fd, &ev) ? errname(errno) : "ok");
+	ep_report("exclusive, writable", ep, 100);
+	ev.events = EPOLLIN;
+	printf("epoll: exclusive, modify %s\n",
+	       epoll_ctl(ep, EPOLL_CTL_MOD, fd, &ev) ? errname(errno) : "ok");
+	close(ep);
 	close(pfd[0]);
 	close(pfd[1]);
 	close(fd);
@@ -578,6 +592,80 @@ static void case_disconnect(void)
 	close(fd);
 }
 
+/*
+ * splice between the socket and pipes (proxies do it), and sendfile from a
+ * file: the server sends SPLICE_BYTES, then counts and checksums what it
+ * gets until EOF and reports.
+ */
+#define SPLICE_BYTES 200000
+
+static void case_splice(void)
+{
+	static unsigned char buf[SPLICE_BYTES];
+	int fd = open_case('S'), p[2], other = open_case('B'), file;
+	char path[] = "/tmp/sockcheck-sendfile.XXXXXX", report[64] = { 0 };
+	size_t got = 0, i;
+	ssize_t n;
+	off_t off = 0;
+
+	if (pipe(p))
+		die("pipe");
+	n = splice(fd, NULL, other, NULL, 10, 0);
+	printf("splice: socket to socket %s\n", n < 0 ? errname(errno) : "moved");
+	n = splice(fd, &off, p[1], NULL, 10, 0);
+	printf("splice: socket at an offset %s\n", n < 0 ? errname(errno) : "moved");
+	/* socket -> pipe -> memory, until all arrived */
+	while (got < SPLICE_BYTES) {
+		n = splice(fd, NULL, p[1], NULL, SPLICE_BYTES - got, 0);
+		if (n <= 0)
+			break;
+		while (n > 0) {
+			ssize_t r = read(p[0], buf + got, (size_t)n);
+
+			if (r <= 0)
+				die("pipe read");
+			got += (size_t)r;
+			n -= r;
+		}
+	}
+	for (i = 0; i < got && buf[i] == (unsigned char)(i * 7); i++)
+		;
+	printf("splice: received %zu, %s\n", got, i == SPLICE_BYTES ? "intact" : "damaged");
+	fcntl(fd, F_SETFL, O_NONBLOCK);
+	n = splice(fd, NULL, p[1], NULL, 100, 0);
+	printf("splice: nothing to read %s\n", n < 0 ? errname(errno) : "moved");
+	fcntl(fd, F_SETFL, 0);
+	/* memory -> pipe -> socket */
+	memset(buf, 'p', 50000);
+	if (write(p[1], buf, 50000) != 50000)
+		die("pipe write");
+	for (got = 0; got < 50000; got += (size_t)n) {
+		n = splice(p[0], NULL, fd, NULL, 50000 - got, 0);
+		if (n <= 0)
+			break;
+	}
+	printf("splice: sent %zu from a pipe\n", got);
+	/* file -> socket */
+	file = mkstemp(path);
+	if (file < 0)
+		die("mkstemp");
+	unlink(path);
+	memset(buf, 'f', 30000);
+	if (write(file, buf, 30000) != 30000)
+		die("file write");
+	off = 1000;
+	n = sendfile(fd, file, &off, 40000);
+	printf("sendfile: %zd, offset now %lld\n", n, (long long)off);
+	close(file);
+	shutdown(fd, SHUT_WR);
+	n = recv(fd, report, sizeof(report) - 1, MSG_WAITALL);
+	printf("splice: the server got %s\n", n > 0 ? report : "nothing");
+	close(p[0]);
+	close(p[1]);
+	close(fd);
+	close(other);
+}
+
 /* A connection that crosses exec (sshd re-exec, inetd): the new image uses it. */
 static void exec_child(int fd)
 {
@@ -691,6 +779,7 @@ static char disconnect_seen[32] = "nothing"; /* case 'U', told in case 'V' */
 static void serve_one(int c)
 {
 	static unsigned char big[BIG];
+	uint32_t crc_acc = 2166136261u;
 	char kind, buf[256];
 	ssize_t n;
 	size_t got = 0;
@@ -763,6 +852,19 @@ static void serve_one(int c)
 			if (full_write(c, big, (size_t)n) != n)
 				break;
 		}
+		break;
+	case 'S':
+		for (got = 0; got < SPLICE_BYTES; got++)
+			big[got] = (unsigned char)(got * 7);
+		full_write(c, big, SPLICE_BYTES);
+		got = 0;
+		while ((n = read(c, big, BIG)) > 0) {
+			for (ssize_t i = 0; i < n; i++)
+				crc_acc = (crc_acc ^ big[i]) * 16777619u;
+			got += (size_t)n;
+		}
+		n = snprintf(buf, sizeof(buf), "%zu bytes, fnv %08x", got, crc_acc);
+		full_write(c, buf, (size_t)n);
 		break;
 	case 'U':
 		if (read(c, buf, 1) == 1) {
@@ -867,6 +969,7 @@ int main(int argc, char **argv)
 	case_fork();
 	case_handoff();
 	case_disconnect();
+	case_splice();
 	case_exec();
 	case_udp();
 	return 0;
