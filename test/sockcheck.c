@@ -19,6 +19,7 @@
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <poll.h>
+#include <pthread.h>
 #include <signal.h>
 #include <stdbool.h>
 #include <stdint.h>
@@ -666,6 +667,56 @@ static void case_splice(void)
 	close(other);
 }
 
+/*
+ * Threads: two senders on one socket at once (every byte arrives), and a
+ * reader blocked in one thread woken by shutdown() from another.
+ */
+#define THREAD_BYTES 300000
+
+static void *thread_send(void *arg)
+{
+	static unsigned char chunk[THREAD_BYTES];
+	int fd = *(int *)arg;
+
+	memset(chunk, 't', sizeof(chunk));
+	return (void *)(intptr_t)full_write(fd, chunk, sizeof(chunk));
+}
+
+static void *thread_recv(void *arg)
+{
+	char buf[16];
+
+	return (void *)(intptr_t)recv(*(int *)arg, buf, sizeof(buf), 0);
+}
+
+static void case_threads(void)
+{
+	int fd = open_case('T');
+	pthread_t t[2];
+	void *r[2];
+	char report[64] = { 0 };
+	ssize_t n;
+
+	pthread_create(&t[0], NULL, thread_send, &fd);
+	pthread_create(&t[1], NULL, thread_send, &fd);
+	pthread_join(t[0], &r[0]);
+	pthread_join(t[1], &r[1]);
+	printf("threads: senders wrote %zd and %zd\n", (ssize_t)(intptr_t)r[0],
+	       (ssize_t)(intptr_t)r[1]);
+	shutdown(fd, SHUT_WR);
+	n = recv(fd, report, sizeof(report) - 1, MSG_WAITALL);
+	printf("threads: the server got %s\n", n > 0 ? report : "nothing");
+	close(fd);
+
+	fd = open_case('K'); /* answers one byte with one, then waits */
+	pthread_create(&t[0], NULL, thread_recv, &fd);
+	usleep(100000);
+	shutdown(fd, SHUT_RDWR);
+	pthread_join(t[0], &r[0]);
+	printf("threads: blocked reader after shutdown: %zd\n", (ssize_t)(intptr_t)r[0]);
+	close(fd);
+}
+
 /* A connection that crosses exec (sshd re-exec, inetd): the new image uses it. */
 static void exec_child(int fd)
 {
@@ -866,6 +917,13 @@ static void serve_one(int c)
 		n = snprintf(buf, sizeof(buf), "%zu bytes, fnv %08x", got, crc_acc);
 		full_write(c, buf, (size_t)n);
 		break;
+	case 'T':
+		got = 0;
+		while ((n = read(c, big, BIG)) > 0)
+			got += (size_t)n;
+		n = snprintf(buf, sizeof(buf), "%zu bytes", got);
+		full_write(c, buf, (size_t)n);
+		break;
 	case 'U':
 		if (read(c, buf, 1) == 1) {
 			n = read(c, buf, 1);
@@ -970,6 +1028,7 @@ int main(int argc, char **argv)
 	case_handoff();
 	case_disconnect();
 	case_splice();
+	case_threads();
 	case_exec();
 	case_udp();
 	return 0;
