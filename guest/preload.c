@@ -46,6 +46,7 @@
 #include <sys/sendfile.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
+#include <sys/syscall.h>
 #include <sys/uio.h>
 #include <time.h>
 #include <unistd.h>
@@ -93,7 +94,6 @@ DECLARE_REAL(int, select, int, fd_set *, fd_set *, fd_set *, struct timeval *);
 DECLARE_REAL(int, pselect, int, fd_set *, fd_set *, fd_set *, const struct timespec *,
 	     const sigset_t *);
 DECLARE_REAL(ssize_t, sendfile, int, int, off_t *, size_t);
-DECLARE_REAL(int, prctl, int, ...);
 DECLARE_REAL(ssize_t, splice, int, loff_t *, int, loff_t *, size_t, unsigned int);
 
 static pthread_once_t real_once = PTHREAD_ONCE_INIT;
@@ -105,7 +105,7 @@ static void resolve_real(void)
 	R(accept); R(accept4); R(connect); R(read); R(write); R(readv); R(writev); R(send);
 	R(sendto); R(sendmsg); R(recv); R(recvfrom); R(recvmsg); R(shutdown); R(getsockname);
 	R(getpeername); R(getsockopt); R(setsockopt); R(poll); R(ppoll); R(select); R(pselect);
-	R(sendfile); R(prctl); R(splice);
+	R(sendfile); R(splice);
 #undef R
 }
 
@@ -1391,12 +1391,15 @@ static void restore_from_exec(void)
  * write but kill on sendto/recvfrom: from here on our doorbells use plain
  * read/write. Filters installed with the raw seccomp(2) call go unseen.
  */
-EXPORT int prctl(int option, ...)
+EXPORT __attribute__((no_sanitize("address", "undefined"))) int prctl(int option, ...)
 {
 	unsigned long a2, a3, a4, a5;
 	va_list ap;
 
-	NEED_REAL();
+	/*
+	 * Straight to the system call: sanitizer runtimes call prctl while
+	 * they start, before anything here (dlsym, instrumented code) may run.
+	 */
 	va_start(ap, option);
 	a2 = va_arg(ap, unsigned long);
 	a3 = va_arg(ap, unsigned long);
@@ -1405,5 +1408,5 @@ EXPORT int prctl(int option, ...)
 	va_end(ap);
 	if (option == PR_SET_SECCOMP)
 		cn_socket_notifier_plain_io();
-	return REAL(prctl)(option, a2, a3, a4, a5);
+	return (int)syscall(SYS_prctl, option, a2, a3, a4, a5);
 }

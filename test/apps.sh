@@ -175,39 +175,46 @@ check "iperf3 UDP, 2 s at 1 Gbit/s, datagrams arrive" \
 	bash -c "timeout 30 '$circnet' run --run-dir '$dir/run' --guest client -- iperf3 -c cache -p 5201 -u -b 1G -t 2 -J >'$dir/iperf3u.json' &&
 		python3 -c 'import json,sys; d=json.load(open(\"$dir/iperf3u.json\")); s=d[\"end\"][\"sum\"]; print(\"iperf3 UDP: %d packets, %d lost\" % (s[\"packets\"], s[\"lost_packets\"])); sys.exit(not (s[\"packets\"] > 0 and s[\"lost_packets\"] < s[\"packets\"]))'"
 # sshd as Debian builds it: privilege separation, the seccomp-sandboxed
-# pre-authentication child, re-exec per connection (absolute path, no -r)
-mkdir -p "$dir/ssh" /run/sshd
-ssh-keygen -q -t ed25519 -N '' -f "$dir/ssh/hostkey"
-ssh-keygen -q -t ed25519 -N '' -f "$dir/ssh/userkey"
-cp "$dir/ssh/userkey.pub" "$dir/ssh/authorized_keys"
-cat >"$dir/ssh/sshd_config" <<SSHD
-Port 22
-HostKey $dir/ssh/hostkey
-AuthorizedKeysFile $dir/ssh/authorized_keys
-PermitRootLogin prohibit-password
-PasswordAuthentication no
-KbdInteractiveAuthentication no
-UsePAM no
-StrictModes no
-PidFile $dir/ssh/sshd.pid
-SSHD
-timeout 60 "$circnet" run --run-dir "$dir/run" --guest shell -- /usr/sbin/sshd -D -e \
-	-f "$dir/ssh/sshd_config" >"$dir/ssh/sshd.log" 2>&1 &
-pids+=($!)
-for _ in $(seq 100); do
-	"$ctl" --run-dir "$dir/run" listeners | grep -q ':22 ' && break
-	sleep 0.1
-done
-head -c 8388608 /dev/urandom >"$dir/ssh/blob"
-sshwant=$(sha256sum <"$dir/ssh/blob" | cut -d' ' -f1)
-sshc="timeout 30 '$circnet' run --run-dir '$dir/run' --guest client -- ssh -i '$dir/ssh/userkey' \
-	-o StrictHostKeyChecking=no -o UserKnownHostsFile=/dev/null -o BatchMode=yes -o LogLevel=ERROR root@shell"
-check "ssh runs a command in guest shell" \
-	bash -c "[ \"\$($sshc 'echo hello from \$(hostname)')\" = 'hello from shell' ]"
-check "ssh: 8 MiB up, checksum matches" \
-	bash -c "[ \"\$($sshc sha256sum <'$dir/ssh/blob' | cut -d' ' -f1)\" = '$sshwant' ]"
-check "ssh: 8 MiB down, checksum matches" \
-	bash -c "[ \"\$($sshc cat '$dir/ssh/blob' | sha256sum | cut -d' ' -f1)\" = '$sshwant' ]"
+# pre-authentication child, re-exec per connection (absolute path, no -r).
+# Not under a sanitizer build's preload: libcap's constructor in sshd reads
+# a file before the sanitizer runtime has started, and instrumented code
+# cannot run that early.
+if ldd "$build/guest/libcircnet-preload.so" 2>/dev/null | grep -q 'lib[at]san'; then
+	echo "skip sshd checks: the preload carries a sanitizer runtime (libcap runs first)"
+else
+	mkdir -p "$dir/ssh" /run/sshd
+	ssh-keygen -q -t ed25519 -N '' -f "$dir/ssh/hostkey"
+	ssh-keygen -q -t ed25519 -N '' -f "$dir/ssh/userkey"
+	cp "$dir/ssh/userkey.pub" "$dir/ssh/authorized_keys"
+	cat >"$dir/ssh/sshd_config" <<-SSHD
+	Port 22
+	HostKey $dir/ssh/hostkey
+	AuthorizedKeysFile $dir/ssh/authorized_keys
+	PermitRootLogin prohibit-password
+	PasswordAuthentication no
+	KbdInteractiveAuthentication no
+	UsePAM no
+	StrictModes no
+	PidFile $dir/ssh/sshd.pid
+	SSHD
+	timeout 60 "$circnet" run --run-dir "$dir/run" --guest shell -- /usr/sbin/sshd -D -e \
+		-f "$dir/ssh/sshd_config" >"$dir/ssh/sshd.log" 2>&1 &
+	pids+=($!)
+	for _ in $(seq 100); do
+		"$ctl" --run-dir "$dir/run" listeners | grep -q ':22 ' && break
+		sleep 0.1
+	done
+	head -c 8388608 /dev/urandom >"$dir/ssh/blob"
+	sshwant=$(sha256sum <"$dir/ssh/blob" | cut -d' ' -f1)
+	sshc="timeout 30 '$circnet' run --run-dir '$dir/run' --guest client -- ssh -i '$dir/ssh/userkey' \
+		-o StrictHostKeyChecking=no -o UserKnownHostsFile=/dev/null -o BatchMode=yes -o LogLevel=ERROR root@shell"
+	check "ssh runs a command in guest shell" \
+		bash -c "[ \"\$($sshc 'echo hello from \$(hostname)')\" = 'hello from shell' ]"
+	check "ssh: 8 MiB up, checksum matches" \
+		bash -c "[ \"\$($sshc sha256sum <'$dir/ssh/blob' | cut -d' ' -f1)\" = '$sshwant' ]"
+	check "ssh: 8 MiB down, checksum matches" \
+		bash -c "[ \"\$($sshc cat '$dir/ssh/blob' | sha256sum | cut -d' ' -f1)\" = '$sshwant' ]"
+fi
 check "the policy refuses a port it does not allow" \
 	bash -c "! timeout 30 '$circnet' run --run-dir '$dir/run' --guest client -- curl -sS -m 5 http://web:8080/ 2>/dev/null"
 
