@@ -607,7 +607,7 @@ int bench_ring(int argc, char **argv)
 		}
 	}
 	{
-		struct cn_circuit_params p = { CN_MODE_STREAM, { cfg.ring, cfg.ring } };
+		struct cn_circuit_params p = { .mode = CN_MODE_STREAM, .ring_size = { cfg.ring, cfg.ring } };
 
 		if (!cn_circuit_size(&p)) {
 			fprintf(stderr,

@@ -54,6 +54,11 @@ int cn_circuit_format(void *base, size_t size, const struct cn_circuit_params *p
 	 */
 	memset(base, 0, CN_DATA_OFF);
 	memcpy(base, &h, sizeof(h));
+	if (p->pending) {
+		struct cn_layout_ctrl *ctrl_b = (void *)((char *)base + CN_CTRL_OFF(CN_RING_B));
+
+		atomic_store_explicit(&ctrl_b->prod_status, CN_STATUS_PENDING, memory_order_relaxed);
+	}
 	return 0;
 }
 
@@ -290,4 +295,26 @@ int cn_take_error(struct cn_endpoint *ep)
 bool cn_ep_broken(const struct cn_endpoint *ep)
 {
 	return cn_st(ep) & CN_ST_BROKEN;
+}
+
+int cn_ep_connect_status(struct cn_endpoint *ep)
+{
+	uint32_t v = atomic_load_explicit(&ep->rx.ctrl->prod_status, memory_order_acquire);
+
+	if (v == CN_STATUS_PENDING)
+		return -EINPROGRESS;
+	if (v > CN_STATUS_ERRNO_MAX)
+		return -EPROTO;
+	return -(int)v;
+}
+
+int cn_ep_set_connect_status(struct cn_endpoint *ep, int err)
+{
+	if (err < 0 || (uint32_t)err > CN_STATUS_ERRNO_MAX)
+		return -EINVAL;
+	atomic_store_explicit(&ep->tx.ctrl->prod_status, (uint32_t)err, memory_order_seq_cst);
+	/* the initiator sleeps on its data doorbell while it waits for this */
+	if (ep->sig_rx)
+		cn_notifier_signal(ep->sig_rx);
+	return 0;
 }

@@ -256,6 +256,7 @@ static int open_circuit(struct cn_op *op, const struct cn_msg_circuit *c, int *f
 		conn->listener_id = c->listener_id;
 		conn->l4 = c->l4;
 		conn->role = (enum cn_role)c->role;
+		conn->flags = c->flags;
 		conn->local = c->local;
 		conn->remote = c->remote;
 		conn->memfd = memfd;

@@ -438,6 +438,66 @@ int csock_accept(struct csock *cs, bool nonblock, struct csock **out, int *doorb
 	return 0;
 }
 
+/*
+ * A connect through the proxy stack completes when the remote answers: the
+ * circuit is pending until the proxy writes the outcome into it and rings
+ * our data doorbell (cn_ep_connect_status). Failed: the socket is FAILED with
+ * that errno, as a refused or timed-out kernel connect leaves it.
+ */
+static void fail_pending(struct csock *cs, int err)
+{
+	release_state(cs);
+	cs->state = CS_FAILED;
+	cs->so_error = err;
+}
+
+static bool doorbell_hung_up(struct csock *cs);
+
+/* 0 established, -EINPROGRESS still pending, or the -errno it failed with. */
+static int settle(struct csock *cs, bool block)
+{
+	struct pollfd p;
+	int st;
+
+	if (!cs->pending)
+		return 0;
+	for (;;) {
+		st = cn_ep_connect_status(&cs->ep.ep);
+		if (st == -EINPROGRESS && doorbell_hung_up(cs))
+			st = -ECONNREFUSED; /* the proxy stack went away */
+		if (st != -EINPROGRESS) {
+			cs->pending = false;
+			if (st)
+				fail_pending(cs, st == -EPROTO ? ECONNRESET : -st);
+			return st == -EPROTO ? -ECONNRESET : st;
+		}
+		if (!block)
+			return -EINPROGRESS;
+		cn_notifier_drain(&cs->ep.notif[0]);
+		if (cn_ep_connect_status(&cs->ep.ep) != -EINPROGRESS)
+			continue;
+		p = (struct pollfd){ .fd = cs->ep.notif[0].fd, .events = POLLIN };
+		if (poll(&p, 1, -1) < 0 && errno != EINTR)
+			return -errno;
+	}
+}
+
+/* For calls other than connect: settled, or the error to return. */
+static int settle_for_io(struct csock *cs, bool nonblock)
+{
+	int err;
+
+	if (!cs->pending)
+		return 0;
+	pthread_mutex_lock(&cs->lock);
+	err = cs->pending ? settle(cs, !nonblock) : 0;
+	if (err && err != -EINPROGRESS) {
+		cs->so_error = 0; /* reported here, once */
+	}
+	pthread_mutex_unlock(&cs->lock);
+	return err == -EINPROGRESS ? -EAGAIN : err;
+}
+
 int csock_connect(struct csock *cs, const struct sockaddr *sa, socklen_t len, int *doorbell)
 {
 	struct cn_op_conn conn;
@@ -489,8 +549,18 @@ int csock_connect(struct csock *cs, const struct sockaddr *sa, socklen_t len, in
 	cn_ep_set_timeouts(&cs->ep.ep, cs->rcvtimeo_ms, cs->sndtimeo_ms);
 	cn_poll_arm(&cs->ep.ep, CN_POLLIN);
 	*doorbell = cs->ep.notif[0].fd;
-	if (cs->nonblock)
+	cs->pending = conn.flags & CN_CIRCUIT_PENDING;
+	if (cs->nonblock) {
 		err = -EINPROGRESS; /* as a non-blocking loopback connect says */
+	} else if (cs->pending) {
+		err = settle(cs, true);
+		if (err) {
+			/* returned by connect itself; the socket may connect again */
+			cs->so_error = 0;
+			cs->state = cs->user_bound ? CS_BOUND : CS_NEW;
+			*doorbell = -1;
+		}
+	}
 out:
 	pthread_mutex_unlock(&cs->lock);
 	return err;
@@ -530,6 +600,9 @@ ssize_t csock_sendv(struct csock *cs, const struct iovec *iov, int iovcnt, int f
 
 	if (cs->dgram)
 		return udp_sendv(cs, iov, iovcnt, flags, NULL);
+	n = settle_for_io(cs, (flags & MSG_DONTWAIT) || cs->nonblock);
+	if (n)
+		return n;
 	if (cs->state == CS_FAILED) {
 		int e = cs->so_error;
 
@@ -604,6 +677,9 @@ ssize_t csock_recvv(struct csock *cs, const struct iovec *iov, int iovcnt, int f
 
 	if (cs->dgram)
 		return udp_recvv(cs, iov, iovcnt, flags, NULL, NULL, NULL);
+	n = settle_for_io(cs, (flags & MSG_DONTWAIT) || cs->nonblock);
+	if (n)
+		return n;
 	if (cs->state != CS_CONNECTED)
 		return cs->state == CS_FAILED ? -cs->so_error : take_error(cs, -ENOTCONN);
 	if ((flags & MSG_DONTWAIT) || cs->nonblock)
@@ -662,6 +738,9 @@ ssize_t csock_send_from_fd(struct csock *cs, int fd, off_t *off, size_t len, boo
 
 	if (cs->dgram)
 		return -EINVAL;
+	n = settle_for_io(cs, nonblock);
+	if (n)
+		return n;
 	if (cs->state != CS_CONNECTED)
 		return take_error(cs, -EPIPE);
 	pthread_mutex_lock(&cs->tx_lock);
@@ -739,6 +818,9 @@ ssize_t csock_recv_to_fd(struct csock *cs, int fd, size_t len, bool nonblock, bo
 
 	if (cs->dgram)
 		return -EINVAL;
+	n = settle_for_io(cs, nonblock);
+	if (n)
+		return n;
 	if (cs->state != CS_CONNECTED)
 		return cs->state == CS_FAILED ? -cs->so_error : take_error(cs, -ENOTCONN);
 	pthread_mutex_lock(&cs->rx_lock);
@@ -842,7 +924,14 @@ int csock_getsockopt(struct csock *cs, int level, int name, void *val, socklen_t
 	if (level == SOL_SOCKET) {
 		switch (name) {
 		case SO_ERROR: {
-			int e = cs->so_error;
+			int e;
+
+			if (cs->pending) {
+				pthread_mutex_lock(&cs->lock);
+				settle(cs, false);
+				pthread_mutex_unlock(&cs->lock);
+			}
+			e = cs->so_error;
 
 			cs->so_error = 0;
 			if (!e && cs->state == CS_CONNECTED)
@@ -954,6 +1043,26 @@ bool csock_arrivals(struct csock *cs, uint64_t *rx_prod)
 
 /* ---- readiness ---- */
 
+/* Readiness of a pending connect: true (not ready, fds set) while it lasts. */
+static bool pending_poll(struct csock *cs, int fds[2], short fd_events[2], int *nfds)
+{
+	int st;
+
+	pthread_mutex_lock(&cs->lock);
+	st = cs->pending ? settle(cs, false) : 0;
+	if (st == -EINPROGRESS) {
+		cn_notifier_drain(&cs->ep.notif[0]);
+		st = settle(cs, false);
+	}
+	if (st == -EINPROGRESS) {
+		fds[0] = cs->ep.notif[0].fd;
+		fd_events[0] = POLLIN;
+		*nfds = 1;
+	}
+	pthread_mutex_unlock(&cs->lock);
+	return st == -EINPROGRESS;
+}
+
 unsigned int csock_poll(struct csock *cs, unsigned int events, bool arm, int fds[2],
 			short fd_events[2], int *nfds)
 {
@@ -962,6 +1071,8 @@ unsigned int csock_poll(struct csock *cs, unsigned int events, bool arm, int fds
 	*nfds = 0;
 	if (cs->dgram)
 		return udp_poll(cs, events, arm, fds, fd_events, nfds);
+	if (cs->pending && pending_poll(cs, fds, fd_events, nfds))
+		return 0; /* still connecting: the proxy rings the data doorbell */
 	switch (cs->state) {
 	case CS_NEW:
 	case CS_BOUND:

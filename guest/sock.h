@@ -54,6 +54,7 @@ struct csock {
 	bool nonblock;		 /* O_NONBLOCK of the file description */
 	bool shared;		 /* open across a fork: close must not speak for others */
 	bool user_bound;	 /* bind() by the application: kept across a disconnect */
+	bool pending;		 /* connected to the proxy stack, which is still connecting */
 	enum csock_state state;
 	int so_error;
 	int rcvtimeo_ms, sndtimeo_ms;

@@ -39,7 +39,7 @@
 
 struct guest_conf *guest_conf(struct op *op, struct guest *g)
 {
-	return &op->cfg->guests[g->conf];
+	return g == op->proxy ? &op->proxy_conf : &op->cfg->guests[g->conf];
 }
 
 static int ep_add(struct op *op, struct evsrc *ev)
@@ -158,6 +158,11 @@ static void session_close(struct op *op, struct session *s, const char *why)
 		circuit_end_close(op, c, e->role);
 	}
 	if (s->lst) {
+		if (op->proxy_lst[s->lst->l4] == s->lst) {
+			op->proxy_lst[s->lst->l4] = NULL;
+			log_warn("proxy stack: %s proxy detached: off-host routes unreachable",
+				 s->lst->l4 == CN_L4_TCP ? "tcp" : "udp");
+		}
 		g->nlisteners--;
 		list_del(&s->lst->link);
 		free(s->lst);
@@ -361,6 +366,37 @@ static uint16_t pick_port(struct op *op, struct guest *g, unsigned int l4, const
 	return 0;
 }
 
+/* The proxy stack takes the off-host routes of one l4 (CN_LISTEN_PROXY). */
+static int proxy_listen(struct op *op, struct session *s, const struct cn_msg_listen *m)
+{
+	struct cn_msg_listen_ok r;
+	struct listener *l;
+
+	if (s->g != op->proxy || !(m->flags & CN_LISTEN_PROXY) || !is_unspecified(&m->addr))
+		return reply_error(s, m->h.seq, EACCES);
+	if (op->proxy_lst[m->l4])
+		return reply_error(s, m->h.seq, EADDRINUSE);
+	l = calloc(1, sizeof(*l));
+	if (!l)
+		return reply_error(s, m->h.seq, ENOMEM);
+	l->id = ++op->next_id;
+	l->s = s;
+	l->l4 = m->l4;
+	l->backlog = m->backlog ? m->backlog : 1;
+	if (l->backlog > op->proxy_conf.lim.max_pending)
+		l->backlog = op->proxy_conf.lim.max_pending;
+	list_add_tail(&s->g->listeners, &l->link);
+	s->g->nlisteners++;
+	s->lst = l;
+	op->proxy_lst[m->l4] = l;
+	log_info("proxy stack: takes %s off-host routes (session %llu, pid %d)",
+		 m->l4 == CN_L4_TCP ? "tcp" : "udp", (unsigned long long)s->id, (int)s->pid);
+	cn_msg_init(&r.h, CN_MSG_LISTEN_OK, sizeof(r), m->h.seq);
+	r.listener_id = l->id;
+	r.bound = m->addr;
+	return send_msg(s, &r.h, NULL, 0);
+}
+
 static int handle_listen(struct op *op, struct session *s, const struct cn_msg_listen *m)
 {
 	struct guest *g = s->g;
@@ -371,6 +407,8 @@ static int handle_listen(struct op *op, struct session *s, const struct cn_msg_l
 
 	if (s->lst)
 		return reply_error(s, m->h.seq, EINVAL); /* one listener per session */
+	if ((m->flags & CN_LISTEN_PROXY) || g == op->proxy)
+		return proxy_listen(op, s, m);
 	if (!is_unspecified(&a) && !is_loopback(&a) && !guest_owns(gc, &a)) {
 		log_warn("guest %s: listen on an address it does not own refused", g->name);
 		return reply_error(s, m->h.seq, EADDRNOTAVAIL);
@@ -518,6 +556,7 @@ struct setup {
 	struct guest *dst;
 	struct listener *lst;
 	int rule;
+	bool proxied; /* to the proxy stack: the circuit is pending */
 };
 
 /* Where does the connection go, and may it? 0 or a positive errno. */
@@ -540,6 +579,12 @@ static int route(struct op *op, struct session *s, const struct cn_msg_connect *
 	addr_format(&m->dst, true, da, sizeof(da));
 	if (st->flow.dst_guest < 0) {
 		v = policy_decide(cfg, &st->flow, &st->rule);
+		if (v == VERDICT_PROXY && op->proxy_lst[m->l4]) {
+			st->dst = op->proxy;
+			st->lst = op->proxy_lst[m->l4];
+			st->proxied = true;
+			return 0;
+		}
 		if (v == VERDICT_PROXY) {
 			/* routed off-host: no proxy stack has attached to this operator */
 			log_refusal(g, "guest %s: %s %s -> %s: proxy route (rule at %s:%d) but no "
@@ -675,6 +720,7 @@ static int handle_connect(struct op *op, struct session *s, const struct cn_msg_
 		return reply_error(s, m->h.seq, err);
 	}
 	prm.mode = m->l4 == CN_L4_TCP ? CN_MODE_STREAM : CN_MODE_DGRAM;
+	prm.pending = st.proxied && m->l4 == CN_L4_TCP;
 	/* each direction's ring is sized by the guest that reads it */
 	prm.ring_size[0] = guest_conf(op, st.dst)->lim.ring_size;
 	prm.ring_size[1] = guest_conf(op, s->g)->lim.ring_size;
@@ -712,6 +758,8 @@ static int handle_connect(struct op *op, struct session *s, const struct cn_msg_
 	st.dst->npending++;
 
 	fill_circuit_msg(&r, CN_MSG_CONNECT_OK, m->h.seq, c, CN_ROLE_INITIATOR, 0);
+	if (prm.pending)
+		r.flags = CN_CIRCUIT_PENDING;
 	nfds = cn_local_select(&fds, CN_ROLE_INITIATOR, ends);
 	err = send_msg(s, &r.h, ends, nfds);
 	/*
@@ -861,6 +909,8 @@ void core_new_round(struct op *op)
 
 	list_for_each_safe(pos, tmp, &op->guests)
 		container_of(pos, struct guest, link)->round_msgs = 0;
+	if (op->proxy)
+		op->proxy->round_msgs = 0;
 }
 
 /* ---- guests ---- */
@@ -890,7 +940,10 @@ static int guest_socket(struct op *op, struct guest *g, const struct guest_conf 
 	char dir[CFG_PATH_MAX + 48];
 	int fd, err;
 
-	snprintf(dir, sizeof(dir), "%s/guests/%s", op->run_dir, g->name);
+	if (g == op->proxy)
+		snprintf(dir, sizeof(dir), "%s/proxy", op->run_dir);
+	else
+		snprintf(dir, sizeof(dir), "%s/guests/%s", op->run_dir, g->name);
 	snprintf(g->path, sizeof(g->path), "%s/operator.sock", dir);
 	if (strlen(g->path) >= sizeof(sa.sun_path)) {
 		log_err("guest %s: socket path %s is too long", g->name, g->path);
@@ -957,6 +1010,47 @@ static void guest_remove(struct op *op, struct guest *g, bool shutdown)
 	free(g);
 }
 
+/*
+ * The proxy stack's attach point: a guest outside the config with no
+ * addresses, root only, limits sized for a host's worth of connections.
+ */
+static int proxy_sync(struct op *op)
+{
+	struct guest_conf *pc = &op->proxy_conf;
+	struct guest *g;
+	int err;
+
+	memset(pc, 0, sizeof(*pc));
+	snprintf(pc->name, sizeof(pc->name), "proxy");
+	pc->uid = 0;
+	pc->lim = op->cfg->defaults;
+	pc->lim.max_circuits = 1u << 20;
+	pc->lim.max_listeners = 8;
+	pc->lim.max_pending = 1u << 16;
+	pc->lim.max_sessions = 64;
+	pc->lim.max_memory = UINT64_MAX;
+	if (op->proxy)
+		return 0;
+	g = calloc(1, sizeof(*g));
+	if (!g)
+		return -ENOMEM;
+	memcpy(g->name, pc->name, CN_NAME_MAX);
+	g->conf = -1;
+	g->id = ++op->next_id;
+	list_init(&g->sessions);
+	list_init(&g->listeners);
+	list_init(&g->link);
+	op->proxy = g;
+	err = guest_socket(op, g, pc);
+	if (err) {
+		op->proxy = NULL;
+		free(g);
+		return err;
+	}
+	log_info("proxy stack attach point: %s", g->path);
+	return 0;
+}
+
 int core_sync_guests(struct op *op)
 {
 	struct guest **by_conf = calloc((size_t)op->cfg->nguests + 1, sizeof(*by_conf));
@@ -1004,7 +1098,7 @@ int core_sync_guests(struct op *op)
 		if (g->conf < 0)
 			guest_remove(op, g, false);
 	}
-	return 0;
+	return proxy_sync(op);
 }
 
 /* ---- policy changes ---- */
@@ -1068,6 +1162,10 @@ void core_fini(struct op *op)
 
 	list_for_each_safe(pos, tmp, &op->guests)
 		guest_remove(op, container_of(pos, struct guest, link), true);
+	if (op->proxy) {
+		guest_remove(op, op->proxy, true);
+		op->proxy = NULL;
+	}
 	while (!list_empty(&op->circuits))
 		circuit_free(op, container_of(op->circuits.next, struct circuit, link));
 	free(op->hash);

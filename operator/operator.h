@@ -123,6 +123,14 @@ struct op {
 	uint64_t reloads, reload_failures, resets;
 	char last_reload_error[512];
 	bool stop;
+	/*
+	 * The proxy stack (dataplane/) attaches as a guest of its own, outside
+	 * the config: socket run-dir/proxy/operator.sock, root only. Its proxy
+	 * listeners take the connections the policy routes off-host.
+	 */
+	struct guest *proxy;
+	struct guest_conf proxy_conf;
+	struct listener *proxy_lst[3]; /* by l4 */
 };
 
 /* core.c */

@@ -132,7 +132,7 @@ static int check_body(const union cn_msg *m, const char **why)
 			break;
 		if (!all_zero(m->listen.pad, sizeof(m->listen.pad)))
 			FAIL("listen: padding not zero");
-		if (m->listen.flags & ~(CN_LISTEN_V6ONLY | CN_LISTEN_REUSE))
+		if (m->listen.flags & ~(CN_LISTEN_V6ONLY | CN_LISTEN_REUSE | CN_LISTEN_PROXY))
 			FAIL("listen: unknown flags");
 		err = check_addr(&m->listen.addr, 1, why);
 		break;
@@ -150,8 +150,10 @@ static int check_body(const union cn_msg *m, const char **why)
 	case CN_MSG_NEW_CONN:
 		if ((err = check_l4(m->circuit.l4, why)))
 			break;
-		if (m->circuit.role > 1 || !all_zero(m->circuit.pad, sizeof(m->circuit.pad)))
+		if (m->circuit.role > 1 || m->circuit.pad)
 			FAIL("circuit: bad role or padding");
+		if (m->circuit.flags & ~CN_CIRCUIT_PENDING)
+			FAIL("circuit: unknown flags");
 		if (!(err = check_addr(&m->circuit.local, 0, why)))
 			err = check_addr(&m->circuit.remote, 0, why);
 		break;

@@ -247,6 +247,38 @@ static void test_sibling_copies_take_turns(void **state)
 	assert_int_equal(cn_recv(&p->b, out, sizeof(out), DW), 0);
 }
 
+/* A pending circuit: the acceptor reports how its connect went. */
+static void test_connect_status(void **state)
+{
+	struct cn_circuit_params prm = { .mode = CN_MODE_STREAM, .ring_size = { 4096, 4096 },
+					 .pending = true };
+	struct cn_endpoint a, b;
+	size_t size = cn_circuit_size(&prm);
+	void *mem = aligned_alloc(4096, size);
+
+	(void)state;
+	assert_non_null(mem);
+	assert_int_equal(cn_circuit_format(mem, size, &prm), 0);
+	assert_int_equal(cn_ep_attach(&a, mem, size, CN_ROLE_INITIATOR), 0);
+	assert_int_equal(cn_ep_attach(&b, mem, size, CN_ROLE_ACCEPTOR), 0);
+	assert_int_equal(cn_ep_connect_status(&a), -EINPROGRESS);
+	assert_int_equal(cn_ep_set_connect_status(&b, -1), -EINVAL);
+	assert_int_equal(cn_ep_set_connect_status(&b, ECONNREFUSED), 0);
+	assert_int_equal(cn_ep_connect_status(&a), -ECONNREFUSED);
+	assert_int_equal(cn_ep_set_connect_status(&b, 0), 0);
+	assert_int_equal(cn_ep_connect_status(&a), 0);
+	/* what no acceptor may write */
+	atomic_store(&((struct cn_layout_ctrl *)((char *)mem + CN_CTRL_OFF(CN_RING_B)))->prod_status,
+		     5000u);
+	assert_int_equal(cn_ep_connect_status(&a), -EPROTO);
+	/* an ordinary circuit is established from the start */
+	prm.pending = false;
+	assert_int_equal(cn_circuit_format(mem, size, &prm), 0);
+	assert_int_equal(cn_ep_attach(&a, mem, size, CN_ROLE_INITIATOR), 0);
+	assert_int_equal(cn_ep_connect_status(&a), 0);
+	free(mem);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -264,6 +296,7 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_orderly_close, setup, teardown),
 		cmocka_unit_test(test_asymmetric_rings),
 		cmocka_unit_test_setup_teardown(test_sibling_copies_take_turns, setup, teardown),
+		cmocka_unit_test(test_connect_status),
 	};
 
 	return cmocka_run_group_tests_name("stream", tests, NULL, NULL);

@@ -46,6 +46,7 @@ enum cn_role {
 struct cn_circuit_params {
 	enum cn_mode mode;
 	uint32_t ring_size[2]; /* per direction; 0 = CN_RING_DEFAULT */
+	bool pending;	       /* the acceptor reports the connect's outcome (layout.h) */
 };
 
 /* Flags for send/recv/reserve/peek. */
@@ -261,6 +262,17 @@ void cn_ep_peer_vanished(struct cn_endpoint *ep);
  * Concurrent use by two processes at once is not covered: one at a time.
  */
 int cn_ep_adopt_published(struct cn_endpoint *ep, bool tx);
+
+/*
+ * Pending circuits (cn_circuit_params.pending): the initiator asks how the
+ * acceptor's connect went: 0 established, -EINPROGRESS still connecting, or
+ * the -errno it failed with. A value no acceptor may write is -EPROTO. On a
+ * circuit not formatted as pending the answer is always 0: only a caller
+ * told so by the operator should ask.
+ */
+int cn_ep_connect_status(struct cn_endpoint *ep);
+/* The acceptor settles it (0 or a positive errno) and wakes the initiator. */
+int cn_ep_set_connect_status(struct cn_endpoint *ep, int err);
 
 /* True once the peer broke the protocol. */
 bool cn_ep_broken(const struct cn_endpoint *ep);

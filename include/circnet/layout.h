@@ -95,7 +95,18 @@ struct cn_layout_ctrl {
 	_Atomic uint32_t writer_want;
 	_Atomic uint32_t prod_flags; /* CN_PF_*, written by the producer */
 	_Atomic uint32_t cons_flags; /* CN_CF_*, written by the consumer */
+	/*
+	 * Connection status, written by the producer. Used in ring B of a
+	 * circuit formatted as pending (a connect the acceptor still has to
+	 * complete, e.g. the proxy stack's to an off-host address): starts as
+	 * CN_STATUS_PENDING, then 0 (established) or a positive errno (failed:
+	 * ECONNREFUSED, ETIMEDOUT, EHOSTUNREACH, ...). Ignored otherwise.
+	 */
+	_Atomic uint32_t prod_status;
 };
+
+#define CN_STATUS_PENDING 0xffffffffu
+#define CN_STATUS_ERRNO_MAX 4095u
 
 /*
  * Datagram mode record header. Records start 8-byte aligned and never cross

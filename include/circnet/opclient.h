@@ -56,6 +56,7 @@ struct cn_op_conn {
 	enum cn_role role;
 	struct cn_addr local, remote;
 	int memfd; /* with keep_memfd: the circuit's memfd (close-on-exec), else -1 */
+	unsigned int flags; /* CN_CIRCUIT_PENDING: see cn_ep_connect_status() */
 };
 
 /* Connect to a guest's operator socket and register (HELLO). */

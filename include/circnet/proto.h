@@ -89,6 +89,13 @@ struct cn_msg_hello_ok {
 
 #define CN_LISTEN_V6ONLY 0x01u /* an IPv6 wildcard that takes IPv6 only (IPV6_V6ONLY) */
 #define CN_LISTEN_REUSE	 0x02u /* udp: share the port with other REUSE bindings (SO_REUSEADDR) */
+/*
+ * The proxy stack only (its own operator socket, run-dir/proxy/): take every
+ * connection that the policy routes off-host for this l4. NEW_CONN then
+ * carries local = the off-host destination, remote = the guest. The circuit
+ * is pending (layout.h): the proxy reports its connect's outcome in it.
+ */
+#define CN_LISTEN_PROXY	 0x04u
 
 struct cn_msg_listen {
 	struct cn_msg_hdr h;
@@ -119,6 +126,12 @@ struct cn_msg_connect {
 	struct cn_addr dst;
 };
 
+/*
+ * CONNECT_OK: the circuit is pending: the acceptor (the proxy stack) is
+ * still connecting and reports the outcome in the circuit (layout.h).
+ */
+#define CN_CIRCUIT_PENDING 0x01u
+
 /* CONNECT_OK and NEW_CONN: the circuit and both ends' addresses. */
 struct cn_msg_circuit {
 	struct cn_msg_hdr h;
@@ -126,7 +139,8 @@ struct cn_msg_circuit {
 	uint64_t listener_id; /* NEW_CONN: which listener; CONNECT_OK: 0 */
 	uint8_t l4;
 	uint8_t role; /* enum cn_role of the receiver */
-	uint8_t pad[2];
+	uint8_t flags; /* CN_CIRCUIT_* */
+	uint8_t pad;
 	uint32_t ring_size[2];
 	struct cn_addr local;
 	struct cn_addr remote;
