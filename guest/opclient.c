@@ -439,3 +439,18 @@ int cn_addr_parse(struct cn_addr *a, const char *s)
 		return -EINVAL;
 	return 0;
 }
+
+void cn_addr_format(const struct cn_addr *a, char *buf, size_t len)
+{
+	char ip[INET6_ADDRSTRLEN] = "?";
+
+	if (a->family == CN_AF_INET) {
+		inet_ntop(AF_INET, a->addr, ip, sizeof(ip));
+		snprintf(buf, len, "%s:%u", ip, a->port);
+	} else if (a->family == CN_AF_INET6) {
+		inet_ntop(AF_INET6, a->addr, ip, sizeof(ip));
+		snprintf(buf, len, "[%s]:%u", ip, a->port);
+	} else {
+		snprintf(buf, len, "*:%u", a->port);
+	}
+}

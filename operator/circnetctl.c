@@ -41,8 +41,8 @@ static int check_config(const char *path)
 	return 0;
 }
 
-/* Send one request line, print the answer's body; 0 if it said "ok". */
-static int request(const char *run_dir, const char *req)
+/* Send one request line to the daemon at run_dir/sock, print the answer's body; 0 if "ok". */
+static int request_to(const char *run_dir, const char *sock, const char *who, const char *req)
 {
 	struct sockaddr_un sa = { .sun_family = AF_UNIX };
 	char buf[65536];
@@ -50,14 +50,14 @@ static int request(const char *run_dir, const char *req)
 	int fd, ok = -1;
 	ssize_t n;
 
-	if ((size_t)snprintf(sa.sun_path, sizeof(sa.sun_path), "%s/control.sock", run_dir) >=
+	if ((size_t)snprintf(sa.sun_path, sizeof(sa.sun_path), "%s/%s", run_dir, sock) >=
 	    sizeof(sa.sun_path)) {
 		fprintf(stderr, "circnetctl: run directory path too long\n");
 		return 1;
 	}
 	fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
 	if (fd < 0 || connect(fd, (struct sockaddr *)&sa, sizeof(sa))) {
-		fprintf(stderr, "circnetctl: cannot reach the operator at %s: %s\n", sa.sun_path,
+		fprintf(stderr, "circnetctl: cannot reach the %s at %s: %s\n", who, sa.sun_path,
 			strerror(errno));
 		return 1;
 	}
@@ -86,10 +86,15 @@ static int request(const char *run_dir, const char *req)
 	}
 	close(fd);
 	if (ok < 0) {
-		fprintf(stderr, "circnetctl: the operator closed without an answer\n");
+		fprintf(stderr, "circnetctl: the %s closed without an answer\n", who);
 		return 1;
 	}
 	return ok ? 0 : 1;
+}
+
+static int request(const char *run_dir, const char *req)
+{
+	return request_to(run_dir, "control.sock", "operator", req);
 }
 
 int main(int argc, char **argv)
@@ -131,6 +136,16 @@ int main(int argc, char **argv)
 		}
 		snprintf(req, sizeof(req), "%s%s\n", views[i], argc == a + 2 ? " json" : "");
 		return request(run_dir, req);
+	}
+	if (!strcmp(argv[a], "proxy")) {
+		if (argc > a + 2 || (argc == a + 2 && strcmp(argv[a + 1], "--json") &&
+				     strcmp(argv[a + 1], "--conns"))) {
+			fprintf(stderr, "circnetctl: proxy takes only --json or --conns\n");
+			return 2;
+		}
+		snprintf(req, sizeof(req), "status%s\n",
+			 argc == a + 2 ? (argv[a + 1][2] == 'j' ? " json" : " conns") : "");
+		return request_to(run_dir, "proxy/dataplane.sock", "proxy stack", req);
 	}
 	if (!strcmp(argv[a], "reload")) {
 		if (argc > a + 2 || (argc == a + 2 && strcmp(argv[a + 1], "--reset"))) {

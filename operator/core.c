@@ -144,6 +144,22 @@ static int reply_error(struct session *s, uint32_t seq, int err)
 
 /* ---- sessions ---- */
 
+/* A proxy listener is gone: off-host routes of its l4 go to the others. */
+static void proxy_forget(struct op *op, struct listener *l)
+{
+	unsigned int i, n = op->proxy_n[l->l4];
+
+	for (i = 0; i < n; i++)
+		if (op->proxy_lst[l->l4][i] == l) {
+			op->proxy_lst[l->l4][i] = op->proxy_lst[l->l4][n - 1];
+			op->proxy_n[l->l4] = n - 1;
+			if (n == 1)
+				log_warn("proxy stack: detached: %s off-host routes are unreachable",
+					 l->l4 == CN_L4_TCP ? "tcp" : "udp");
+			return;
+		}
+}
+
 static void session_close(struct op *op, struct session *s, const char *why)
 {
 	struct guest *g = s->g;
@@ -158,11 +174,7 @@ static void session_close(struct op *op, struct session *s, const char *why)
 		circuit_end_close(op, c, e->role);
 	}
 	if (s->lst) {
-		if (op->proxy_lst[s->lst->l4] == s->lst) {
-			op->proxy_lst[s->lst->l4] = NULL;
-			log_warn("proxy stack: %s proxy detached: off-host routes unreachable",
-				 s->lst->l4 == CN_L4_TCP ? "tcp" : "udp");
-		}
+		proxy_forget(op, s->lst);
 		g->nlisteners--;
 		list_del(&s->lst->link);
 		free(s->lst);
@@ -374,8 +386,8 @@ static int proxy_listen(struct op *op, struct session *s, const struct cn_msg_li
 
 	if (s->g != op->proxy || !(m->flags & CN_LISTEN_PROXY) || !is_unspecified(&m->addr))
 		return reply_error(s, m->h.seq, EACCES);
-	if (op->proxy_lst[m->l4])
-		return reply_error(s, m->h.seq, EADDRINUSE);
+	if (op->proxy_n[m->l4] >= OP_PROXY_MAX)
+		return reply_error(s, m->h.seq, ENOBUFS);
 	l = calloc(1, sizeof(*l));
 	if (!l)
 		return reply_error(s, m->h.seq, ENOMEM);
@@ -388,12 +400,13 @@ static int proxy_listen(struct op *op, struct session *s, const struct cn_msg_li
 	list_add_tail(&s->g->listeners, &l->link);
 	s->g->nlisteners++;
 	s->lst = l;
-	op->proxy_lst[m->l4] = l;
+	op->proxy_lst[m->l4][op->proxy_n[m->l4]++] = l;
 	log_info("proxy stack: takes %s off-host routes (session %llu, pid %d)",
 		 m->l4 == CN_L4_TCP ? "tcp" : "udp", (unsigned long long)s->id, (int)s->pid);
 	cn_msg_init(&r.h, CN_MSG_LISTEN_OK, sizeof(r), m->h.seq);
 	r.listener_id = l->id;
 	r.bound = m->addr;
+	r.bound.family = CN_AF_INET; /* every off-host address, shown as 0.0.0.0 */
 	return send_msg(s, &r.h, NULL, 0);
 }
 
@@ -579,9 +592,10 @@ static int route(struct op *op, struct session *s, const struct cn_msg_connect *
 	addr_format(&m->dst, true, da, sizeof(da));
 	if (st->flow.dst_guest < 0) {
 		v = policy_decide(cfg, &st->flow, &st->rule);
-		if (v == VERDICT_PROXY && op->proxy_lst[m->l4]) {
+		if (v == VERDICT_PROXY && op->proxy_n[m->l4]) {
+			/* the dataplane's event loops take turns */
 			st->dst = op->proxy;
-			st->lst = op->proxy_lst[m->l4];
+			st->lst = op->proxy_lst[m->l4][op->proxy_rr[m->l4]++ % op->proxy_n[m->l4]];
 			st->proxied = true;
 			return 0;
 		}

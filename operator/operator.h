@@ -22,6 +22,8 @@
 #include "config.h"
 #include "list.h"
 
+#define OP_PROXY_MAX 64 /* proxy listeners per l4 (dataplane event loops) */
+
 /* What an epoll event belongs to: the first member of each owner. */
 enum ev_kind { EV_GUEST_SOCK, EV_SESSION, EV_CTL_SOCK, EV_SIGNAL };
 
@@ -130,7 +132,8 @@ struct op {
 	 */
 	struct guest *proxy;
 	struct guest_conf proxy_conf;
-	struct listener *proxy_lst[3]; /* by l4 */
+	struct listener *proxy_lst[3][OP_PROXY_MAX]; /* by l4: one per dataplane thread */
+	unsigned int proxy_n[3], proxy_rr[3];
 };
 
 /* core.c */

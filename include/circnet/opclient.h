@@ -101,5 +101,7 @@ int cn_addr_from_sockaddr(struct cn_addr *a, const struct sockaddr *sa, socklen_
 socklen_t cn_addr_to_sockaddr(const struct cn_addr *a, struct sockaddr_storage *ss);
 /* "10.0.0.1:80", "[fd00::1]:80": 0 or -EINVAL. */
 int cn_addr_parse(struct cn_addr *a, const char *s);
+/* The same form back, into buf (48 bytes hold any). */
+void cn_addr_format(const struct cn_addr *a, char *buf, size_t len);
 
 #endif

@@ -1,0 +1,439 @@
+// SPDX-License-Identifier: MIT
+/*
+ * dataplane/kernel.c - the kernel-socket backend of the proxy stack: one
+ * epoll loop per thread, each with its own operator session. For every
+ * circuit the operator routes off-host it opens a non-blocking TCP socket
+ * to the destination, reports the connect's outcome into the circuit (the
+ * guest's connect() returns then, with Linux's errno on failure), and then
+ * relays (relay.c) between the socket and the circuit.
+ *
+ * Everything is edge-triggered: the socket (in, out, hang-up) and both of
+ * the circuit's doorbells (the guest wrote; the guest made room). A pump
+ * runs each direction until it would block, so an edge is never lost: the
+ * host side is read or written to EAGAIN, and the guest side is armed
+ * (cn_poll_arm) before we sleep.
+ */
+#define _GNU_SOURCE
+#include <errno.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/epoll.h>
+#include <sys/socket.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <circnet/opclient.h>
+
+#include "../operator/log.h"
+#include "dataplane.h"
+#include "relay.h"
+
+enum src_kind { SRC_SESSION, SRC_SOCK, SRC_DATA, SRC_SPACE };
+
+struct ksrc {
+	enum src_kind kind;
+	struct kconn *c;
+};
+
+struct kconn {
+	struct relay r; /* first: host ops get the relay */
+	struct kloop *loop;
+	int fd;
+	bool connecting;
+	int64_t deadline_ms; /* connecting: give up then (0: the kernel decides) */
+	struct cn_op_conn conn;
+	struct ksrc src_sock, src_data, src_space;
+	bool dead;		   /* released: freed after the current batch */
+	struct kconn *prev, *next; /* the loop's connections, then its graveyard */
+};
+
+struct kloop {
+	struct dp_loop *dl;
+	int epfd;
+	struct cn_op op;
+	bool attached;
+	int64_t next_attach_ms;
+	struct ksrc src_session;
+	pthread_mutex_t conns_lock; /* the list only: the status view reads it */
+	struct kconn *conns;
+	struct kconn *grave; /* released during this batch of events */
+};
+
+static int64_t now_ms(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+/* ---- the host side: a kernel TCP socket ---- */
+
+static ssize_t k_recv(struct relay *r, const struct iovec *iov, int iovcnt)
+{
+	ssize_t n = readv(((struct kconn *)r)->fd, iov, iovcnt);
+
+	return n < 0 ? -errno : n;
+}
+
+static ssize_t k_send(struct relay *r, const struct iovec *iov, int iovcnt)
+{
+	struct msghdr m = { .msg_iov = (struct iovec *)iov, .msg_iovlen = (size_t)iovcnt };
+	ssize_t n = sendmsg(((struct kconn *)r)->fd, &m, MSG_NOSIGNAL | MSG_DONTWAIT);
+
+	return n < 0 ? -errno : n;
+}
+
+static void k_shutdown_wr(struct relay *r)
+{
+	shutdown(((struct kconn *)r)->fd, SHUT_WR);
+}
+
+static void k_abort(struct relay *r)
+{
+	struct linger lg = { .l_onoff = 1, .l_linger = 0 };
+
+	/* closing with a zero linger sends RST */
+	setsockopt(((struct kconn *)r)->fd, SOL_SOCKET, SO_LINGER, &lg, sizeof(lg));
+}
+
+static const struct relay_host_ops kernel_ops = {
+	.recv = k_recv,
+	.send = k_send,
+	.shutdown_wr = k_shutdown_wr,
+	.abort = k_abort,
+};
+
+/* ---- connections ---- */
+
+static int ep_add(struct kloop *l, int fd, uint32_t events, struct ksrc *src)
+{
+	struct epoll_event e = { .events = events, .data.ptr = src };
+
+	return epoll_ctl(l->epfd, EPOLL_CTL_ADD, fd, &e) ? -errno : 0;
+}
+
+static void conn_free(struct kloop *l, struct kconn *c)
+{
+	struct dp_counters *cnt = &l->dl->cnt;
+
+	epoll_ctl(l->epfd, EPOLL_CTL_DEL, c->fd, NULL);
+	epoll_ctl(l->epfd, EPOLL_CTL_DEL, c->r.ep.notif[0].fd, NULL);
+	epoll_ctl(l->epfd, EPOLL_CTL_DEL, c->r.ep.notif[1].fd, NULL);
+	if (c->fd >= 0)
+		close(c->fd);
+	if (c->r.reset)
+		atomic_fetch_add(&cnt->resets, 1);
+	atomic_fetch_add(&cnt->to_guest, c->r.st.to_guest);
+	atomic_fetch_add(&cnt->to_host, c->r.st.to_host);
+	atomic_fetch_add(&cnt->closed, 1);
+	atomic_fetch_sub(&cnt->active, 1);
+	cn_local_close(&c->r.ep);
+	if (l->attached)
+		cn_op_closed(&l->op, c->r.circuit_id);
+	pthread_mutex_lock(&l->conns_lock);
+	if (c->prev)
+		c->prev->next = c->next;
+	else
+		l->conns = c->next;
+	if (c->next)
+		c->next->prev = c->prev;
+	pthread_mutex_unlock(&l->conns_lock);
+	/* later events of this batch may still name it */
+	c->dead = true;
+	c->next = l->grave;
+	l->grave = c;
+}
+
+static void bury(struct kloop *l)
+{
+	while (l->grave) {
+		struct kconn *c = l->grave;
+
+		l->grave = c->next;
+		free(c);
+	}
+}
+
+/* The connect is settled: tell the guest, then relay or give up. */
+static void conn_settle(struct kloop *l, struct kconn *c, int err)
+{
+	char dst[64];
+
+	c->connecting = false;
+	cn_ep_set_connect_status(&c->r.ep.ep, err);
+	if (err) {
+		cn_addr_format(&c->conn.local, dst, sizeof(dst));
+		log_debug("circuit %llu: connect to %s failed: %s",
+			  (unsigned long long)c->r.circuit_id, dst, strerror(err));
+		atomic_fetch_add(&l->dl->cnt.failed, 1);
+		conn_free(l, c);
+		return;
+	}
+	atomic_fetch_add(&l->dl->cnt.connected, 1);
+	if (relay_pump(&c->r) & RELAY_DONE)
+		conn_free(l, c);
+}
+
+static void conn_start(struct kloop *l, struct kconn *c)
+{
+	struct sockaddr_storage ss;
+	socklen_t len = cn_addr_to_sockaddr(&c->conn.local, &ss);
+	int one = 1, err = 0;
+
+	c->loop = l;
+	c->r.circuit_id = c->conn.circuit_id;
+	c->r.ops = &kernel_ops;
+	c->src_sock = (struct ksrc){ SRC_SOCK, c };
+	c->src_data = (struct ksrc){ SRC_DATA, c };
+	c->src_space = (struct ksrc){ SRC_SPACE, c };
+	c->connecting = true;
+	if (l->dl->cfg->connect_timeout_ms)
+		c->deadline_ms = now_ms() + l->dl->cfg->connect_timeout_ms;
+	atomic_fetch_add(&l->dl->cnt.accepted, 1);
+	atomic_fetch_add(&l->dl->cnt.active, 1);
+	pthread_mutex_lock(&l->conns_lock);
+	c->next = l->conns;
+	if (l->conns)
+		l->conns->prev = c;
+	l->conns = c;
+	pthread_mutex_unlock(&l->conns_lock);
+
+	c->fd = socket(ss.ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+	if (c->fd < 0) {
+		err = errno == EMFILE || errno == ENFILE ? ENOBUFS : errno;
+	} else {
+		/* bytes come in ring-sized batches already: Nagle only adds delay */
+		setsockopt(c->fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+		if (connect(c->fd, (struct sockaddr *)&ss, len) && errno != EINPROGRESS)
+			err = errno;
+	}
+	if (!err)
+		err = -ep_add(l, c->fd, EPOLLIN | EPOLLOUT | EPOLLRDHUP | EPOLLET, &c->src_sock);
+	if (!err)
+		err = -ep_add(l, c->r.ep.notif[0].fd, EPOLLIN | EPOLLET, &c->src_data);
+	if (!err)
+		err = -ep_add(l, c->r.ep.notif[1].fd, EPOLLIN | EPOLLET, &c->src_space);
+	if (err)
+		conn_settle(l, c, err);
+	/* else: the socket turns writable (or fails) when the remote answers */
+}
+
+static void conn_sock_event(struct kloop *l, struct kconn *c, uint32_t events)
+{
+	if (c->connecting) {
+		int err = 0;
+		socklen_t len = sizeof(err);
+
+		if (getsockopt(c->fd, SOL_SOCKET, SO_ERROR, &err, &len))
+			err = errno;
+		if (!err && !(events & EPOLLOUT))
+			return; /* not settled yet */
+		conn_settle(l, c, err);
+		return;
+	}
+	if (relay_pump(&c->r) & RELAY_DONE)
+		conn_free(l, c);
+}
+
+static void conn_doorbell(struct kloop *l, struct kconn *c, int which, uint32_t events)
+{
+	cn_notifier_drain(&c->r.ep.notif[which]);
+	if (events & (EPOLLHUP | EPOLLERR))
+		cn_ep_peer_vanished(&c->r.ep.ep); /* the guest died: EOF or reset */
+	if (c->connecting) {
+		if (events & (EPOLLHUP | EPOLLERR)) {
+			/* nobody waits for this connect any more */
+			k_abort(&c->r);
+			c->r.reset = true;
+			conn_free(l, c);
+		}
+		return;
+	}
+	if (relay_pump(&c->r) & RELAY_DONE)
+		conn_free(l, c);
+}
+
+/* ---- the operator session ---- */
+
+static void detach(struct kloop *l, const char *why)
+{
+	log_warn("loop %d: operator session lost (%s): retrying", l->dl->index, why);
+	epoll_ctl(l->epfd, EPOLL_CTL_DEL, l->op.fd, NULL);
+	cn_op_close(&l->op);
+	l->attached = false;
+	l->next_attach_ms = now_ms() + 1000;
+}
+
+static void attach(struct kloop *l)
+{
+	struct cn_addr any = { 0 }, bound;
+	uint64_t id;
+	int err;
+
+	err = cn_op_open(&l->op, l->dl->cfg->operator_path);
+	if (!err) {
+		err = cn_op_listen_flags(&l->op, CN_L4_TCP, &any, l->dl->cfg->backlog,
+					 CN_LISTEN_PROXY, &bound, &id);
+		if (err)
+			cn_op_close(&l->op);
+	}
+	if (!err) {
+		l->src_session = (struct ksrc){ SRC_SESSION, NULL };
+		err = ep_add(l, l->op.fd, EPOLLIN, &l->src_session);
+		if (err)
+			cn_op_close(&l->op);
+	}
+	if (err) {
+		if (!l->next_attach_ms || log_level >= LOG_DEBUG)
+			log_warn("loop %d: cannot attach to the operator at %s: %s (retrying)",
+				 l->dl->index, l->dl->cfg->operator_path, strerror(-err));
+		l->next_attach_ms = now_ms() + 1000;
+		return;
+	}
+	l->attached = true;
+	atomic_fetch_add(&l->dl->cnt.operator_sessions, 1);
+	log_info("loop %d: attached to the operator: takes tcp off-host routes", l->dl->index);
+}
+
+static void session_event(struct kloop *l)
+{
+	for (;;) {
+		struct kconn *c = calloc(1, sizeof(*c));
+		int err;
+
+		if (!c)
+			return;
+		c->fd = -1;
+		err = cn_op_accept(&l->op, &c->r.ep, &c->conn, 1);
+		if (err) {
+			free(c);
+			if (err != -EAGAIN)
+				detach(l, strerror(-err));
+			return;
+		}
+		conn_start(l, c);
+	}
+}
+
+/* Connects past their deadline fail with ETIMEDOUT, as a SYN nobody answers. */
+static void check_deadlines(struct kloop *l)
+{
+	int64_t now = now_ms();
+	struct kconn *c, *next;
+
+	for (c = l->conns; c; c = next) {
+		next = c->next;
+		if (c->connecting && c->deadline_ms && now >= c->deadline_ms)
+			conn_settle(l, c, ETIMEDOUT);
+	}
+}
+
+/* SIGTERM: every connection is reset towards its guest, as a host going down. */
+static void shutdown_all(struct kloop *l)
+{
+	while (l->conns) {
+		struct kconn *c = l->conns;
+
+		if (c->connecting)
+			cn_ep_set_connect_status(&c->r.ep.ep, ECONNREFUSED);
+		else
+			relay_host_failed(&c->r, ECONNABORTED);
+		k_abort(&c->r);
+		conn_free(l, c);
+	}
+	if (l->attached) {
+		cn_op_close(&l->op);
+		l->attached = false;
+	}
+}
+
+size_t kernel_loop_conns(struct dp_loop *dl, char *buf, size_t len)
+{
+	struct kloop *l = dl->priv;
+	size_t used = 0;
+	struct kconn *c;
+
+	if (!l)
+		return 0;
+	pthread_mutex_lock(&l->conns_lock);
+	for (c = l->conns; c && used + 1 < len; c = c->next) {
+		char a[64], b[64];
+		int n;
+
+		cn_addr_format(&c->conn.remote, a, sizeof(a));
+		cn_addr_format(&c->conn.local, b, sizeof(b));
+		n = snprintf(buf + used, len - used, "%d %llu %s %s %s %llu %llu\n", dl->index,
+			     (unsigned long long)c->r.circuit_id, a, b,
+			     c->connecting ? "connecting" :
+			     c->r.host_eof || c->r.guest_eof ? "closing" : "open",
+			     (unsigned long long)c->r.st.to_guest,
+			     (unsigned long long)c->r.st.to_host);
+		if (n < 0 || (size_t)n >= len - used)
+			break;
+		used += (size_t)n;
+	}
+	pthread_mutex_unlock(&l->conns_lock);
+	return used;
+}
+
+void *kernel_loop_main(void *arg)
+{
+	struct dp_loop *dl = arg;
+	struct kloop l = { .dl = dl, .epfd = -1 };
+	struct epoll_event evs[256];
+	int i, n;
+
+	pthread_mutex_init(&l.conns_lock, NULL);
+	l.epfd = epoll_create1(EPOLL_CLOEXEC);
+	if (l.epfd < 0) {
+		log_err("loop %d: epoll_create1: %s", dl->index, strerror(errno));
+		atomic_store(&dp_stop, true);
+		return NULL;
+	}
+	dl->priv = &l;
+	while (!atomic_load(&dp_stop)) {
+		if (!l.attached && now_ms() >= l.next_attach_ms)
+			attach(&l);
+		n = epoll_wait(l.epfd, evs, 256, 200);
+		for (i = 0; i < n; i++) {
+			struct ksrc *s = evs[i].data.ptr;
+
+			if (s->c && s->c->dead)
+				continue;
+			switch (s->kind) {
+			case SRC_SESSION:
+				if (evs[i].events & (EPOLLHUP | EPOLLERR) &&
+				    !(evs[i].events & EPOLLIN))
+					detach(&l, "hang-up");
+				else
+					session_event(&l);
+				break;
+			case SRC_SOCK:
+				conn_sock_event(&l, s->c, evs[i].events);
+				break;
+			case SRC_DATA:
+				conn_doorbell(&l, s->c, 0, evs[i].events);
+				break;
+			case SRC_SPACE:
+				conn_doorbell(&l, s->c, 1, evs[i].events);
+				break;
+			}
+		}
+		bury(&l);
+		if (l.attached)
+			cn_op_flush(&l.op);
+		check_deadlines(&l);
+		bury(&l);
+	}
+	shutdown_all(&l);
+	bury(&l);
+	dl->priv = NULL;
+	pthread_mutex_lock(&l.conns_lock);
+	pthread_mutex_unlock(&l.conns_lock);
+	close(l.epfd);
+	return NULL;
+}

@@ -1,0 +1,305 @@
+// SPDX-License-Identifier: MIT
+/*
+ * dataplane/main.c - circnet-dataplane, the host proxy stack: guests reach
+ * off-host services through it when the operator's policy routes them
+ * there (`proxy` rules). The operator decides; this process only carries
+ * bytes. It owns the command line, signals (SIGTERM/SIGINT stop and reset
+ * every connection towards its guest, SIGHUP has nothing to reload: policy
+ * lives in the operator), the event-loop threads, and the status socket
+ * (run-dir/proxy/dataplane.sock) behind `circnetctl proxy`.
+ */
+#define _GNU_SOURCE
+#include <errno.h>
+#include <getopt.h>
+#include <poll.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/signalfd.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/un.h>
+#include <unistd.h>
+
+#include "../operator/log.h"
+#include "dataplane.h"
+
+#define DP_MAX_THREADS 64
+
+atomic_bool dp_stop;
+
+static void usage(FILE *f)
+{
+	fprintf(f,
+		"usage: circnet-dataplane [--backend kernel] [--run-dir DIR] [--threads N]\n"
+		"                         [--connect-timeout SECS] [--backlog N] [--log-level LEVEL]\n"
+		"  --backend kernel       Linux sockets (the default; dpdk: issue 6)\n"
+		"  --run-dir DIR          the operator's run directory (default $CIRCNET_RUN_DIR,\n"
+		"                         then /run/circnet); attaches at DIR/proxy/operator.sock\n"
+		"  --threads N            event loops, one per core to use (default 1)\n"
+		"  --connect-timeout SECS give up connects after SECS with ETIMEDOUT\n"
+		"                         (default 0: the kernel's SYN retries decide)\n"
+		"  --backlog N            connections the operator may queue per loop (4096)\n"
+		"  --log-level LEVEL      err, warning, notice, info (default), debug\n");
+}
+
+static int parse_int(const char *opt, const char *s, long lo, long hi, long *out)
+{
+	char *end;
+	long v;
+
+	errno = 0;
+	v = strtol(s, &end, 10);
+	if (errno || end == s || *end || v < lo || v > hi) {
+		fprintf(stderr, "circnet-dataplane: %s: '%s' is not a number from %ld to %ld\n", opt,
+			s, lo, hi);
+		return -1;
+	}
+	*out = v;
+	return 0;
+}
+
+static int parse_level(const char *s)
+{
+	static const char *const names[] = { "err", "warning", "notice", "info", "debug" };
+	int i;
+
+	for (i = 0; i < 5; i++)
+		if (!strcmp(s, names[i]))
+			return LOG_ERR + i;
+	return -1;
+}
+
+/* ---- the status socket ---- */
+
+static size_t status_text(struct dp_loop *loops, int n, bool json, bool conns, char *buf,
+			  size_t len)
+{
+	uint64_t t[9] = { 0 };
+	size_t used;
+	int i;
+
+	for (i = 0; i < n; i++) {
+		struct dp_counters *c = &loops[i].cnt;
+
+		t[0] += atomic_load(&c->accepted);
+		t[1] += atomic_load(&c->connected);
+		t[2] += atomic_load(&c->failed);
+		t[3] += atomic_load(&c->closed);
+		t[4] += atomic_load(&c->resets);
+		t[5] += atomic_load(&c->active);
+		t[6] += atomic_load(&c->to_guest);
+		t[7] += atomic_load(&c->to_host);
+		t[8] += atomic_load(&c->operator_sessions);
+	}
+	if (json)
+		used = (size_t)snprintf(buf, len,
+			"{\"backend\":\"kernel\",\"loops\":%d,\"accepted\":%llu,\"connected\":%llu,"
+			"\"failed\":%llu,\"closed\":%llu,\"resets\":%llu,\"active\":%llu,"
+			"\"bytes_to_guests\":%llu,\"bytes_to_hosts\":%llu,\"operator_sessions\":%llu}\n",
+			n, (unsigned long long)t[0], (unsigned long long)t[1],
+			(unsigned long long)t[2], (unsigned long long)t[3], (unsigned long long)t[4],
+			(unsigned long long)t[5], (unsigned long long)t[6], (unsigned long long)t[7],
+			(unsigned long long)t[8]);
+	else
+		used = (size_t)snprintf(buf, len,
+			"backend            kernel\n"
+			"loops              %d\n"
+			"connections        %llu active, %llu accepted, %llu connected, %llu failed\n"
+			"closed             %llu (%llu by a reset)\n"
+			"bytes              %llu to guests, %llu to hosts (closed connections)\n"
+			"operator sessions  %llu\n",
+			n, (unsigned long long)t[5], (unsigned long long)t[0],
+			(unsigned long long)t[1], (unsigned long long)t[2], (unsigned long long)t[3],
+			(unsigned long long)t[4], (unsigned long long)t[6], (unsigned long long)t[7],
+			(unsigned long long)t[8]);
+	if (used >= len)
+		return len - 1;
+	if (conns) {
+		used += (size_t)snprintf(buf + used, len - used,
+					 "LOOP CIRCUIT GUEST REMOTE STATE TO-GUEST TO-HOST\n");
+		for (i = 0; i < n && used + 1 < len; i++)
+			used += kernel_loop_conns(&loops[i], buf + used, len - used);
+	}
+	return used < len ? used : len - 1;
+}
+
+static int status_socket(const char *path)
+{
+	struct sockaddr_un sa = { .sun_family = AF_UNIX };
+	int fd;
+
+	if (strlen(path) >= sizeof(sa.sun_path))
+		return -ENAMETOOLONG;
+	memcpy(sa.sun_path, path, strlen(path) + 1);
+	fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
+	if (fd < 0)
+		return -errno;
+	unlink(path);
+	if (bind(fd, (struct sockaddr *)&sa, sizeof(sa)) || listen(fd, 16)) {
+		int err = -errno;
+
+		close(fd);
+		return err;
+	}
+	chmod(path, 0600);
+	return fd;
+}
+
+static void status_serve(int lfd, struct dp_loop *loops, int n)
+{
+	static char out[1 << 20];
+	char cmd[64] = { 0 };
+	struct pollfd p;
+	size_t len, off = 0;
+	ssize_t r;
+	int fd = accept4(lfd, NULL, NULL, SOCK_CLOEXEC);
+
+	if (fd < 0)
+		return;
+	p = (struct pollfd){ .fd = fd, .events = POLLIN };
+	if (poll(&p, 1, 1000) == 1 && (r = read(fd, cmd, sizeof(cmd) - 1)) > 0) {
+		cmd[r] = 0;
+		memcpy(out, "ok\n", 3); /* circnetctl's framing: a verdict line first */
+		len = 3 + status_text(loops, n, strstr(cmd, "json") != NULL,
+				      strstr(cmd, "conns") != NULL, out + 3, sizeof(out) - 3);
+		while (off < len && (r = write(fd, out + off, len - off)) > 0)
+			off += (size_t)r;
+	}
+	close(fd);
+}
+
+int main(int argc, char **argv)
+{
+	static const struct option opts[] = {
+		{ "backend", required_argument, NULL, 'b' },
+		{ "run-dir", required_argument, NULL, 'r' },
+		{ "threads", required_argument, NULL, 't' },
+		{ "connect-timeout", required_argument, NULL, 'c' },
+		{ "backlog", required_argument, NULL, 'B' },
+		{ "log-level", required_argument, NULL, 'l' },
+		{ "help", no_argument, NULL, 'h' },
+		{ NULL, 0, NULL, 0 },
+	};
+	static struct dp_loop loops[DP_MAX_THREADS];
+	struct dp_config cfg = { .threads = 1, .backlog = 4096 };
+	const char *run_dir = getenv("CIRCNET_RUN_DIR");
+	char status_path[300];
+	struct signalfd_siginfo si;
+	struct pollfd pf[2];
+	sigset_t mask;
+	long v;
+	int c, i, sfd, lfd;
+
+	if (!run_dir || !*run_dir)
+		run_dir = "/run/circnet";
+	while ((c = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
+		switch (c) {
+		case 'b':
+			if (strcmp(optarg, "kernel")) {
+				fprintf(stderr, "circnet-dataplane: --backend %s: %s\n", optarg,
+					!strcmp(optarg, "dpdk") ? "not built into this binary" :
+								 "unknown backend (kernel)");
+				return 2;
+			}
+			break;
+		case 'r':
+			run_dir = optarg;
+			break;
+		case 't':
+			if (parse_int("--threads", optarg, 1, DP_MAX_THREADS, &v))
+				return 2;
+			cfg.threads = (int)v;
+			break;
+		case 'c':
+			if (parse_int("--connect-timeout", optarg, 0, 3600, &v))
+				return 2;
+			cfg.connect_timeout_ms = (int)v * 1000;
+			break;
+		case 'B':
+			if (parse_int("--backlog", optarg, 1, 65536, &v))
+				return 2;
+			cfg.backlog = (uint32_t)v;
+			break;
+		case 'l':
+			log_level = parse_level(optarg);
+			if (log_level < 0) {
+				fprintf(stderr, "circnet-dataplane: --log-level %s: unknown level\n",
+					optarg);
+				return 2;
+			}
+			break;
+		case 'h':
+			usage(stdout);
+			return 0;
+		default:
+			usage(stderr);
+			return 2;
+		}
+	}
+	if (optind != argc) {
+		fprintf(stderr, "circnet-dataplane: unexpected argument '%s'\n", argv[optind]);
+		usage(stderr);
+		return 2;
+	}
+	if ((size_t)snprintf(cfg.operator_path, sizeof(cfg.operator_path), "%s/proxy/operator.sock",
+			     run_dir) >= sizeof(cfg.operator_path)) {
+		fprintf(stderr, "circnet-dataplane: --run-dir %s: path too long\n", run_dir);
+		return 2;
+	}
+	log_init("circnet-dataplane");
+
+	sigemptyset(&mask);
+	sigaddset(&mask, SIGTERM);
+	sigaddset(&mask, SIGINT);
+	sigaddset(&mask, SIGHUP);
+	sigaddset(&mask, SIGPIPE);
+	pthread_sigmask(SIG_BLOCK, &mask, NULL); /* the loops inherit it */
+	sfd = signalfd(-1, &mask, SFD_CLOEXEC);
+	snprintf(status_path, sizeof(status_path), "%s/proxy", run_dir);
+	if (mkdir(run_dir, 0755) && errno != EEXIST)
+		log_warn("cannot create %s: %s", run_dir, strerror(errno));
+	if (mkdir(status_path, 0755) && errno != EEXIST)
+		log_warn("cannot create %s: %s", status_path, strerror(errno));
+	snprintf(status_path, sizeof(status_path), "%s/proxy/dataplane.sock", run_dir);
+	lfd = status_socket(status_path);
+	if (sfd < 0 || lfd < 0) {
+		log_err("cannot set up %s: %s", sfd < 0 ? "signals" : status_path,
+			strerror(sfd < 0 ? errno : -lfd));
+		return 1;
+	}
+	for (i = 0; i < cfg.threads; i++) {
+		loops[i].index = i;
+		loops[i].cfg = &cfg;
+		if (pthread_create(&loops[i].thread, NULL, kernel_loop_main, &loops[i])) {
+			log_err("cannot start loop %d", i);
+			atomic_store(&dp_stop, true);
+			cfg.threads = i;
+			break;
+		}
+	}
+	log_info("proxy stack up: kernel backend, %d loop(s), operator at %s, status at %s",
+		 cfg.threads, cfg.operator_path, status_path);
+	pf[0] = (struct pollfd){ .fd = sfd, .events = POLLIN };
+	pf[1] = (struct pollfd){ .fd = lfd, .events = POLLIN };
+	while (!atomic_load(&dp_stop)) {
+		if (poll(pf, 2, 500) <= 0)
+			continue;
+		if ((pf[0].revents & POLLIN) && read(sfd, &si, sizeof(si)) == sizeof(si)) {
+			if (si.ssi_signo == SIGHUP)
+				log_info("SIGHUP: nothing to reload (the policy is the operator's)");
+			else if (si.ssi_signo != SIGPIPE)
+				atomic_store(&dp_stop, true);
+		}
+		if (pf[1].revents & POLLIN)
+			status_serve(lfd, loops, cfg.threads);
+	}
+	log_info("stopping: resetting open connections");
+	for (i = 0; i < cfg.threads; i++)
+		pthread_join(loops[i].thread, NULL);
+	close(lfd);
+	unlink(status_path);
+	log_info("stopped");
+	return 0;
+}

@@ -1,0 +1,126 @@
+// SPDX-License-Identifier: MIT
+/*
+ * dataplane/relay.c - the circuit side of a proxied connection, shared by
+ * every backend (relay.h). Each direction runs until it would block:
+ *   host -> guest: reserve free ring space, let the host side read into it,
+ *                  commit what came; a full ring arms the space doorbell;
+ *   guest -> host: peek the ring's data, let the host side send from it,
+ *                  consume what it took; an empty ring arms the data doorbell.
+ * Arming is cn_poll_arm(): it sets the want flag and looks again, so a
+ * guest that wrote (read) in between is seen now or rings the doorbell.
+ */
+#include <errno.h>
+#include <stdint.h>
+#include <sys/socket.h>
+
+#include "relay.h"
+
+#define RELAY_RESERVE_MAX (1u << 30) /* "as much as there is" */
+
+void relay_host_failed(struct relay *r, int err)
+{
+	r->host_err = err;
+	if (!r->reset)
+		cn_reset(&r->ep.ep); /* the guest reads ECONNRESET */
+	r->reset = true;
+}
+
+static unsigned int host_to_guest(struct relay *r)
+{
+	struct cn_endpoint *ep = &r->ep.ep;
+	struct cn_span sp[2];
+	struct iovec iov[2];
+	ssize_t n, got;
+
+	while (!r->host_eof) {
+		n = cn_reserve(ep, RELAY_RESERVE_MAX, sp, CN_MSG_DONTWAIT);
+		if (n == -EAGAIN) {
+			if (cn_poll_arm(ep, CN_POLLOUT) & (CN_POLLOUT | CN_POLLERR | CN_POLLHUP))
+				continue;
+			return RELAY_WAIT_GUEST_OUT;
+		}
+		if (n < 0) {
+			/* the guest will not read any more (closed, reset): abort the host */
+			r->ops->abort(r);
+			r->reset = true;
+			return RELAY_DONE;
+		}
+		iov[0] = (struct iovec){ sp[0].ptr, sp[0].len };
+		iov[1] = (struct iovec){ sp[1].ptr, sp[1].len };
+		got = r->ops->recv(r, iov, sp[1].len ? 2 : 1);
+		cn_commit(ep, got > 0 ? (size_t)got : 0);
+		if (got > 0) {
+			r->st.to_guest += (uint64_t)got;
+			continue;
+		}
+		if (got == -EAGAIN)
+			return RELAY_WAIT_HOST_IN;
+		if (got == 0) {
+			r->host_eof = true;
+			cn_shutdown(ep, SHUT_WR); /* FIN after the data: the guest reads EOF */
+			return 0;
+		}
+		relay_host_failed(r, (int)-got);
+		return RELAY_DONE;
+	}
+	return 0;
+}
+
+static unsigned int guest_to_host(struct relay *r)
+{
+	struct cn_endpoint *ep = &r->ep.ep;
+	struct cn_span sp[2];
+	struct iovec iov[2];
+	ssize_t n, sent;
+
+	while (!r->guest_eof) {
+		n = cn_peek(ep, sp, CN_MSG_DONTWAIT);
+		if (n == -EAGAIN) {
+			if (cn_poll_arm(ep, CN_POLLIN) & (CN_POLLIN | CN_POLLERR | CN_POLLHUP))
+				continue;
+			return RELAY_WAIT_GUEST_IN;
+		}
+		if (n == 0) {
+			r->guest_eof = true;
+			r->ops->shutdown_wr(r);
+			return 0;
+		}
+		if (n < 0) {
+			/* reset by the guest, or a broken circuit: RST to the host */
+			r->ops->abort(r);
+			r->reset = true;
+			return RELAY_DONE;
+		}
+		iov[0] = (struct iovec){ sp[0].ptr, sp[0].len };
+		iov[1] = (struct iovec){ sp[1].ptr, sp[1].len };
+		sent = r->ops->send(r, iov, sp[1].len ? 2 : 1);
+		if (sent > 0) {
+			cn_consume(ep, (size_t)sent);
+			r->st.to_host += (uint64_t)sent;
+			continue;
+		}
+		if (sent == -EAGAIN)
+			return RELAY_WAIT_HOST_OUT;
+		relay_host_failed(r, (int)-sent);
+		return RELAY_DONE;
+	}
+	return 0;
+}
+
+unsigned int relay_pump(struct relay *r)
+{
+	unsigned int wait;
+
+	if (r->reset)
+		return RELAY_DONE;
+	r->st.pumps++;
+	wait = host_to_guest(r);
+	if (wait & RELAY_DONE)
+		return RELAY_DONE;
+	wait |= guest_to_host(r);
+	if (wait & RELAY_DONE)
+		return RELAY_DONE;
+	if (r->host_eof && r->guest_eof)
+		return RELAY_DONE; /* both FINs crossed; what we wrote stays for the guest */
+	return wait;
+}
