@@ -1,0 +1,237 @@
+#!/usr/bin/env bash
+# test/proxy.sh BUILD_DIR - the kernel-socket proxy stack (circnet-dataplane)
+# between a guest and a "remote host": a network namespace this test makes,
+# joined to the host by a veth pair (no other address is ever used).
+#  - the socket-API test body (sockcheck, TCP cases) from the host straight
+#    to the remote, then from a guest through the proxy: identical output;
+#  - curl fetching 5 MiB from python3's http.server on the remote (sha256);
+#  - iperf3 through the proxy in both directions;
+#  - connect errors as Linux gives them: refused, no answer (ETIMEDOUT after
+#    --connect-timeout), no proxy rule (ENETUNREACH);
+#  - faults: the remote resets mid-transfer (the guest reads ECONNRESET), the
+#    guest is killed mid-transfer and the proxy is restarted mid-transfer
+#    (nothing hangs, and the proxy ends with no connection and the operator
+#    with no circuit: no leaks).
+# Needs root: exits 77 (skipped) without it.
+set -uo pipefail
+build=$(cd "${1:?usage: proxy.sh BUILD_DIR}" && pwd)
+op=$build/operator/circnet-operator
+ctl=$build/operator/circnetctl
+dp=$build/dataplane/circnet-dataplane
+circnet=$build/guest/circnet
+check_bin=$build/test/sockcheck
+
+if [ "$(id -u)" != 0 ] || ! unshare -n true 2>/dev/null; then
+	echo "proxy.sh: needs root and network namespaces: skipped"
+	exit 77
+fi
+for tool in python3 curl iperf3 sha256sum ip; do
+	command -v "$tool" >/dev/null || { echo "proxy.sh: $tool missing (scripts/deps.sh installs it)"; exit 1; }
+done
+export ASAN_OPTIONS="${ASAN_OPTIONS:+$ASAN_OPTIONS:}verify_asan_link_order=0:detect_leaks=0"
+dir=$(mktemp -d /tmp/circnet-proxy-test.XXXXXX)
+# names and a /24 of our own, so that parallel runs do not meet
+tag=$(( $$ % 200 + 20 ))
+ns=cnpx$$
+vh=cnpx$$h
+vr=cnpx$$r
+net=10.213.$tag
+blackhole=10.214.$tag
+pids=()
+dp_pid=
+failed=0
+cleanup() {
+	for p in "${pids[@]}" $dp_pid; do kill "$p" 2>/dev/null; done
+	wait 2>/dev/null
+	ip netns del "$ns" 2>/dev/null
+	ip link del "$vh" 2>/dev/null
+	ip route del "$blackhole.0/24" 2>/dev/null
+	[ -n "${CIRCNET_KEEP_TEST_DIR:-}" ] || rm -rf "$dir"
+}
+trap cleanup EXIT
+check() { # check NAME COMMAND...: one line per check
+	if "${@:2}"; then echo "ok   $1"; else echo "FAIL $1"; failed=$((failed + 1)); fi
+}
+guest() { # guest COMMAND...: run it in guest client, bounded in time
+	timeout 60 "$circnet" run --run-dir "$dir/run" --guest client -- "$@"
+}
+remote() { ip netns exec "$ns" "$@"; }
+
+# the remote host
+ip netns add "$ns" || exit 1
+ip link add "$vh" type veth peer name "$vr" || exit 1
+ip link set "$vr" netns "$ns"
+ip addr add "$net.1/24" dev "$vh"
+ip link set "$vh" up
+remote ip addr add "$net.2/24" dev "$vr"
+remote ip link set "$vr" up
+remote ip link set lo up
+# a prefix routed to the remote, which does not forward: SYNs vanish there
+ip route add "$blackhole.0/24" via "$net.2"
+
+cat >"$dir/circnet.conf" <<CONF
+run-dir $dir/run
+guest client {
+    address 10.212.0.10
+}
+proxy tcp from client to $net.0/24
+proxy tcp from client to $blackhole.0/24
+CONF
+"$op" --config "$dir/circnet.conf" 2>"$dir/operator.log" &
+pids+=($!)
+start_dp() {
+	"$dp" --run-dir "$dir/run" --threads 2 --connect-timeout 2 2>>"$dir/dataplane.log" &
+	dp_pid=$!
+	for _ in $(seq 50); do
+		"$ctl" --run-dir "$dir/run" proxy --json 2>/dev/null | grep -q '"operator_sessions":[1-9]' && return
+		sleep 0.1
+	done
+}
+for _ in $(seq 50); do "$ctl" --run-dir "$dir/run" status >/dev/null 2>&1 && break; sleep 0.1; done
+start_dp
+
+# remote services
+mkdir -p "$dir/www"
+head -c 5242880 /dev/urandom >"$dir/www/blob"
+want=$(sha256sum <"$dir/www/blob" | cut -d' ' -f1)
+(cd "$dir/www" && exec timeout 120 ip netns exec "$ns" python3 -m http.server 8000 \
+	--bind "$net.2" >"$dir/http.log" 2>&1) &
+pids+=($!)
+remote timeout 120 iperf3 -s -B "$net.2" -p 5201 >"$dir/iperf3-server.log" 2>&1 &
+pids+=($!)
+# a server that sends 1 MiB, then resets the connection
+cat >"$dir/rst.py" <<'PY'
+import socket, struct, sys
+s = socket.socket(); s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+s.bind((sys.argv[1], 8100)); s.listen(4)
+while True:
+    c, _ = s.accept()
+    c.sendall(b"r" * (1 << 20))
+    c.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+    c.close()
+PY
+# a server that streams slowly until the client goes away, then says how it went
+cat >"$dir/slow.py" <<'PY'
+import socket, sys, time
+s = socket.socket(); s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+s.bind((sys.argv[1], 8200)); s.listen(4)
+while True:
+    c, _ = s.accept()
+    try:
+        while True:
+            c.sendall(b"s" * 65536); time.sleep(0.01)
+    except OSError as e:
+        print("peer gone:", type(e).__name__, flush=True)
+    c.close()
+PY
+remote timeout 120 python3 "$dir/rst.py" "$net.2" >"$dir/rst.log" 2>&1 &
+pids+=($!)
+remote timeout 120 python3 "$dir/slow.py" "$net.2" >"$dir/slow.log" 2>&1 &
+pids+=($!)
+for _ in $(seq 50); do
+	remote ss -ltn 2>/dev/null | grep -q ":8000 " && remote ss -ltn | grep -q ":8200 " && break
+	sleep 0.1
+done
+
+# the socket API through the proxy, against the kernel
+port=$((7400 + RANDOM % 500))
+remote timeout 60 "$check_bin" server "$net.2" "$port" 2>"$dir/sc-server1.err" &
+pids+=($!)
+sleep 0.3
+SOCKCHECK_TCP_ONLY=1 timeout 60 "$check_bin" client "$net.2" "$port" >"$dir/kernel.out" 2>&1
+remote timeout 60 "$check_bin" server "$net.2" "$((port + 1))" 2>"$dir/sc-server2.err" &
+pids+=($!)
+sleep 0.3
+guest env SOCKCHECK_TCP_ONLY=1 "$check_bin" client "$net.2" "$((port + 1))" >"$dir/proxy.out" 2>&1
+check "sockcheck: $(wc -l <"$dir/kernel.out") TCP checks through the proxy agree with the kernel" \
+	diff -u "$dir/kernel.out" "$dir/proxy.out"
+
+check "curl fetches 5 MiB from the remote, checksum matches" \
+	bash -c "[ \"\$(timeout 60 '$circnet' run --run-dir '$dir/run' --guest client -- curl -sS -m 30 http://$net.2:8000/blob | sha256sum | cut -d' ' -f1)\" = '$want' ]"
+iperf() { # iperf NAME ARGS...: 2 s through the proxy, both ends report bytes
+	guest iperf3 -c "$net.2" -p 5201 -t 2 -J "${@:2}" >"$dir/$1.json" 2>&1 &&
+		python3 -c "import json,sys; e=json.load(open('$dir/$1.json'))['end']; print('$1: %.1f Gbit/s' % (e['sum_received']['bits_per_second']/1e9)); sys.exit(not e['sum_received']['bytes'] > 0)"
+}
+check "iperf3 through the proxy, guest to remote" iperf iperf3-up
+check "iperf3 through the proxy, remote to guest (-R)" iperf iperf3-down -R
+
+errno_of() { # errno_of HOST PORT: what a guest's connect() says
+	guest python3 -c "
+import errno, socket, sys
+s = socket.socket()
+try:
+    s.connect(('$1', $2)); print('ok')
+except OSError as e:
+    print(errno.errorcode.get(e.errno, e.errno))"
+}
+is() { # is GOT WANT: equal, or say what came instead
+	[ "$1" = "$2" ] || { echo "     got '$1', want '$2'"; return 1; }
+}
+check "a closed remote port: ECONNREFUSED" is "$(errno_of "$net.2" 8999)" ECONNREFUSED
+t0=$(date +%s)
+check "a remote that never answers: ETIMEDOUT (after --connect-timeout)" \
+	is "$(errno_of "$blackhole.7" 80)" ETIMEDOUT
+check "... within the timeout, not the kernel's two minutes" [ $(( $(date +%s) - t0 )) -lt 10 ]
+check "no proxy rule for the destination: ENETUNREACH" is "$(errno_of 10.215.0.1 80)" ENETUNREACH
+
+# (the remote's reset drops what it had not sent yet: the guest gets some, then the reset)
+check "the remote resets mid-transfer: the guest reads data, then ECONNRESET" \
+	is "$(guest python3 -c "
+import socket
+s = socket.create_connection(('$net.2', 8100)); n = 0
+try:
+    while True:
+        b = s.recv(65536)
+        if not b: print('EOF', n); break
+        if b.strip(b'r'): print('damaged'); break
+        n += len(b)
+except ConnectionResetError:
+    print('ECONNRESET' if n > 0 else 'no data')")" ECONNRESET
+
+# faults: the guest dies mid-transfer
+guest curl -sS -m 30 -o /dev/null "http://$net.2:8200/" 2>/dev/null &
+victim=$!
+sleep 1
+pkill -KILL -f "curl -sS -m 30 -o /dev/null http://$net.2:8200/" 2>/dev/null
+wait "$victim" 2>/dev/null
+check "a guest killed mid-transfer: the remote sees its connection end" \
+	bash -c "for i in \$(seq 50); do grep -q 'peer gone' '$dir/slow.log' && exit 0; sleep 0.1; done; exit 1"
+
+# faults: the proxy restarts mid-transfer
+guest python3 -c "
+import socket
+s = socket.create_connection(('$net.2', 8200)); n = 0
+try:
+    while True:
+        b = s.recv(65536)
+        if not b: print('EOF'); break
+        n += len(b)
+except OSError as e:
+    print(type(e).__name__)" >"$dir/restart.out" 2>&1 &
+reader=$!
+sleep 1
+kill -TERM "$dp_pid"
+wait "$dp_pid" 2>/dev/null
+dp_pid=
+wait "$reader"
+check "the proxy stops mid-transfer: the guest reads a reset" grep -qx ConnectionResetError "$dir/restart.out"
+start_dp
+check "after the proxy restarts, new connections go through" \
+	bash -c "[ \"\$(timeout 60 '$circnet' run --run-dir '$dir/run' --guest client -- curl -sS -m 30 http://$net.2:8000/blob | sha256sum | cut -d' ' -f1)\" = '$want' ]"
+
+# no leaks: the proxy and the operator forget every connection
+sleep 0.5
+"$ctl" --run-dir "$dir/run" proxy
+check "the proxy holds no connection at the end" \
+	bash -c "'$ctl' --run-dir '$dir/run' proxy --json | grep -q '\"active\":0,'"
+check "the operator holds no circuit at the end" \
+	bash -c "for i in \$(seq 30); do [ \"\$('$ctl' --run-dir '$dir/run' circuits | tail -n +2 | wc -l)\" = 0 ] && exit 0; sleep 0.1; done; '$ctl' --run-dir '$dir/run' circuits; exit 1"
+
+if [ "$failed" -ne 0 ]; then
+	echo "proxy.sh: $failed checks failed; dataplane log:"
+	tail -20 "$dir/dataplane.log"
+	echo "operator log:"
+	tail -20 "$dir/operator.log"
+	exit 1
+fi
+echo "proxy.sh: all checks passed"
