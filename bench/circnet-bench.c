@@ -16,12 +16,16 @@ static const struct {
 } cmds[] = {
 	{ "ring", bench_ring, "circuit goodput and latency vs TCP loopback, AF_UNIX, memcpy" },
 	{ "setup", bench_setup, "connection setup through the operator vs TCP/AF_UNIX connect" },
+	{ "proxy", bench_proxy, "a guest through the proxy stack vs TCP loopback, veth bridge" },
 };
 
 int main(int argc, char **argv)
 {
 	size_t i;
 
+	/* the client that proxy runs in a guest or a namespace: internal */
+	if (argc >= 2 && !strcmp(argv[1], "proxy-client"))
+		return bench_proxy(argc - 1, argv + 1);
 	if (argc >= 2) {
 		for (i = 0; i < sizeof(cmds) / sizeof(cmds[0]); i++)
 			if (!strcmp(argv[1], cmds[i].name))
