@@ -15,6 +15,7 @@
  */
 #define _GNU_SOURCE
 #include <errno.h>
+#include <stddef.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <stdio.h>
@@ -31,7 +32,7 @@
 #include "dataplane.h"
 #include "relay.h"
 
-enum src_kind { SRC_SESSION, SRC_SOCK, SRC_DATA, SRC_SPACE };
+enum src_kind { SRC_SESSION, SRC_SOCK, SRC_DATA, SRC_SPACE, SRC_PUBLISH };
 
 struct ksrc {
 	enum src_kind kind;
@@ -50,8 +51,24 @@ struct kconn {
 	struct kconn *prev, *next; /* the loop's connections, then its graveyard */
 };
 
+/* A published host port: every loop listens on it (SO_REUSEPORT). */
+struct kpub {
+	struct ksrc src;
+	int fd;
+	struct cn_addr host; /* family NONE: every address */
+};
+
+#define KPUB_MAX 64
+
 struct kloop {
 	struct dp_loop *dl;
+	struct kpub pubs[KPUB_MAX];
+	int npubs;
+	/* the set being received (PUBLISH index 0..count-1 of one generation) */
+	struct cn_addr next[KPUB_MAX];
+	int nnext;
+	uint32_t next_gen;
+	bool in_accept, apply_pending; /* a set that came during pub_accept waits */
 	int epfd;
 	struct cn_op op;
 	bool attached;
@@ -61,6 +78,8 @@ struct kloop {
 	struct kconn *conns;
 	struct kconn *grave; /* released during this batch of events */
 };
+
+#define container_of(p, type, member) ((type *)((char *)(p) - offsetof(type, member)))
 
 static int64_t now_ms(void)
 {
@@ -178,21 +197,15 @@ static void conn_settle(struct kloop *l, struct kconn *c, int err)
 		conn_free(l, c);
 }
 
-static void conn_start(struct kloop *l, struct kconn *c)
+/* Common to both directions: the relay, the event sources, the books. */
+static void conn_init(struct kloop *l, struct kconn *c)
 {
-	struct sockaddr_storage ss;
-	socklen_t len = cn_addr_to_sockaddr(&c->conn.local, &ss);
-	int one = 1, err = 0;
-
 	c->loop = l;
 	c->r.circuit_id = c->conn.circuit_id;
 	c->r.ops = &kernel_ops;
 	c->src_sock = (struct ksrc){ SRC_SOCK, c };
 	c->src_data = (struct ksrc){ SRC_DATA, c };
 	c->src_space = (struct ksrc){ SRC_SPACE, c };
-	c->connecting = true;
-	if (l->dl->cfg->connect_timeout_ms)
-		c->deadline_ms = now_ms() + l->dl->cfg->connect_timeout_ms;
 	atomic_fetch_add(&l->dl->cnt.accepted, 1);
 	atomic_fetch_add(&l->dl->cnt.active, 1);
 	pthread_mutex_lock(&l->conns_lock);
@@ -201,7 +214,45 @@ static void conn_start(struct kloop *l, struct kconn *c)
 		l->conns->prev = c;
 	l->conns = c;
 	pthread_mutex_unlock(&l->conns_lock);
+}
 
+static int conn_watch(struct kloop *l, struct kconn *c)
+{
+	int err = -ep_add(l, c->fd, EPOLLIN | EPOLLOUT | EPOLLRDHUP | EPOLLET, &c->src_sock);
+
+	if (!err)
+		err = -ep_add(l, c->r.ep.notif[0].fd, EPOLLIN | EPOLLET, &c->src_data);
+	if (!err)
+		err = -ep_add(l, c->r.ep.notif[1].fd, EPOLLIN | EPOLLET, &c->src_space);
+	return err;
+}
+
+/* An inbound connection (a published port): connected already, relay at once. */
+static void conn_adopt(struct kloop *l, struct kconn *c)
+{
+	conn_init(l, c);
+	atomic_fetch_add(&l->dl->cnt.connected, 1);
+	if (conn_watch(l, c)) {
+		relay_host_failed(&c->r, ENOMEM);
+		k_abort(&c->r);
+		conn_free(l, c);
+		return;
+	}
+	if (relay_pump(&c->r) & RELAY_DONE)
+		conn_free(l, c);
+}
+
+/* An outbound connection: connect to the off-host destination first. */
+static void conn_start(struct kloop *l, struct kconn *c)
+{
+	struct sockaddr_storage ss;
+	socklen_t len = cn_addr_to_sockaddr(&c->conn.local, &ss);
+	int one = 1, err = 0;
+
+	conn_init(l, c);
+	c->connecting = true;
+	if (l->dl->cfg->connect_timeout_ms)
+		c->deadline_ms = now_ms() + l->dl->cfg->connect_timeout_ms;
 	c->fd = socket(ss.ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
 	if (c->fd < 0) {
 		err = errno == EMFILE || errno == ENFILE ? ENOBUFS : errno;
@@ -212,11 +263,7 @@ static void conn_start(struct kloop *l, struct kconn *c)
 			err = errno;
 	}
 	if (!err)
-		err = -ep_add(l, c->fd, EPOLLIN | EPOLLOUT | EPOLLRDHUP | EPOLLET, &c->src_sock);
-	if (!err)
-		err = -ep_add(l, c->r.ep.notif[0].fd, EPOLLIN | EPOLLET, &c->src_data);
-	if (!err)
-		err = -ep_add(l, c->r.ep.notif[1].fd, EPOLLIN | EPOLLET, &c->src_space);
+		err = conn_watch(l, c);
 	if (err)
 		conn_settle(l, c, err);
 	/* else: the socket turns writable (or fails) when the remote answers */
@@ -257,6 +304,174 @@ static void conn_doorbell(struct kloop *l, struct kconn *c, int which, uint32_t 
 		conn_free(l, c);
 }
 
+/* ---- published ports ---- */
+
+static void detach(struct kloop *l, const char *why);
+
+/* An IPv4 client of an IPv6 wildcard listener shows as ::ffff:a.b.c.d: unmap it. */
+static void unmap_v4(struct cn_addr *a)
+{
+	static const uint8_t prefix[12] = { [10] = 0xff, [11] = 0xff };
+
+	if (a->family == CN_AF_INET6 && !memcmp(a->addr, prefix, 12)) {
+		memmove(a->addr, a->addr + 12, 4);
+		memset(a->addr + 4, 0, 12);
+		a->family = CN_AF_INET;
+	}
+}
+
+static int pub_listen(struct kloop *l, struct kpub *p)
+{
+	struct sockaddr_storage ss;
+	socklen_t len;
+	struct cn_addr a = p->host;
+	int one = 1, fd;
+
+	if (!a.family) {
+		/* every address: the IPv6 wildcard takes IPv4 too */
+		a.family = CN_AF_INET6;
+	}
+	len = cn_addr_to_sockaddr(&a, &ss);
+	fd = socket(ss.ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+	if (fd < 0)
+		return -errno;
+	setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
+	setsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &one, sizeof(one)); /* each loop its share */
+	if (bind(fd, (struct sockaddr *)&ss, len) || listen(fd, 1024)) {
+		int err = -errno;
+
+		close(fd);
+		return err;
+	}
+	p->fd = fd;
+	p->src = (struct ksrc){ SRC_PUBLISH, NULL };
+	return ep_add(l, fd, EPOLLIN, &p->src);
+}
+
+static bool same_host(const struct cn_addr *x, const struct cn_addr *y)
+{
+	return x->family == y->family && x->port == y->port && !memcmp(x->addr, y->addr, 16);
+}
+
+/* A complete set arrived: close what is gone, listen on what is new. */
+static void pub_apply(struct kloop *l)
+{
+	struct kpub keep[KPUB_MAX];
+	int i, j, n = 0;
+	char a[64];
+
+	for (i = 0; i < l->npubs; i++) {
+		for (j = 0; j < l->nnext; j++)
+			if (same_host(&l->pubs[i].host, &l->next[j]))
+				break;
+		if (j < l->nnext) {
+			keep[n++] = l->pubs[i];
+			continue;
+		}
+		epoll_ctl(l->epfd, EPOLL_CTL_DEL, l->pubs[i].fd, NULL);
+		close(l->pubs[i].fd);
+	}
+	for (j = 0; j < l->nnext; j++) {
+		for (i = 0; i < n; i++)
+			if (same_host(&keep[i].host, &l->next[j]))
+				break;
+		if (i < n)
+			continue;
+		keep[n].host = l->next[j];
+		i = pub_listen(l, &keep[n]);
+		cn_addr_format(&l->next[j], a, sizeof(a));
+		if (i) {
+			log_err("loop %d: cannot listen on published %s: %s", l->dl->index, a,
+				strerror(-i));
+			continue;
+		}
+		if (!l->dl->index)
+			log_info("published tcp %s", a);
+		n++;
+	}
+	memcpy(l->pubs, keep, sizeof(keep[0]) * (size_t)n);
+	l->npubs = n;
+	/* the kpub structs moved: their epoll data pointers must follow */
+	for (i = 0; i < n; i++) {
+		struct epoll_event e = { .events = EPOLLIN, .data.ptr = &l->pubs[i].src };
+
+		epoll_ctl(l->epfd, EPOLL_CTL_MOD, l->pubs[i].fd, &e);
+	}
+}
+
+static void on_publish(void *arg, const struct cn_msg_publish *m)
+{
+	struct kloop *l = arg;
+
+	if (m->index == 0) {
+		l->next_gen = m->gen;
+		l->nnext = 0;
+	}
+	if (m->gen != l->next_gen || m->index != l->nnext)
+		return; /* out of order: the next generation will set it right */
+	if (m->count && l->nnext < KPUB_MAX)
+		l->next[l->nnext++] = m->host;
+	if (m->count && m->index + 1 != m->count)
+		return;
+	if (l->in_accept)
+		l->apply_pending = true; /* pub_accept walks the set now */
+	else
+		pub_apply(l);
+}
+
+static void pub_accept_all(struct kloop *l, struct kpub *p);
+
+/* Connections at a published port: each becomes a circuit to its guest. */
+static void pub_accept(struct kloop *l, struct kpub *p)
+{
+	l->in_accept = true;
+	pub_accept_all(l, p);
+	l->in_accept = false;
+	if (l->apply_pending) {
+		l->apply_pending = false;
+		pub_apply(l);
+	}
+}
+
+static void pub_accept_all(struct kloop *l, struct kpub *p)
+{
+	for (;;) {
+		struct sockaddr_storage peer, local;
+		socklen_t plen = sizeof(peer), llen = sizeof(local);
+		struct cn_addr src, dst;
+		struct kconn *c;
+		int fd, one = 1, err;
+
+		fd = accept4(p->fd, (struct sockaddr *)&peer, &plen, SOCK_NONBLOCK | SOCK_CLOEXEC);
+		if (fd < 0)
+			return;
+		if (getsockname(fd, (struct sockaddr *)&local, &llen) ||
+		    cn_addr_from_sockaddr(&src, (struct sockaddr *)&peer, plen) ||
+		    cn_addr_from_sockaddr(&dst, (struct sockaddr *)&local, llen) ||
+		    !(c = calloc(1, sizeof(*c)))) {
+			close(fd);
+			continue;
+		}
+		unmap_v4(&src);
+		unmap_v4(&dst);
+		c->fd = fd;
+		err = l->attached ? cn_op_connect_flags(&l->op, CN_L4_TCP, &src, &dst,
+							 CN_CONNECT_PUBLISHED, &c->r.ep, &c->conn) :
+				    -ECONNREFUSED;
+		if (err) {
+			/* nobody listens behind it: as a closed port, a reset */
+			k_abort(&c->r);
+			close(fd);
+			free(c);
+			if (err == -ECONNABORTED)
+				detach(l, "operator gone");
+			continue;
+		}
+		setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+		conn_adopt(l, c);
+	}
+}
+
 /* ---- the operator session ---- */
 
 static void detach(struct kloop *l, const char *why)
@@ -276,6 +491,8 @@ static void attach(struct kloop *l)
 
 	err = cn_op_open(&l->op, l->dl->cfg->operator_path);
 	if (!err) {
+		l->op.on_publish = on_publish; /* the set follows the LISTEN_OK */
+		l->op.cb_arg = l;
 		err = cn_op_listen_flags(&l->op, CN_L4_TCP, &any, l->dl->cfg->backlog,
 					 CN_LISTEN_PROXY, &bound, &id);
 		if (err)
@@ -349,6 +566,8 @@ static void shutdown_all(struct kloop *l)
 		cn_op_close(&l->op);
 		l->attached = false;
 	}
+	l->nnext = 0;
+	pub_apply(l); /* closes every published listener */
 }
 
 size_t kernel_loop_conns(struct dp_loop *dl, char *buf, size_t len)
@@ -420,6 +639,9 @@ void *kernel_loop_main(void *arg)
 				break;
 			case SRC_SPACE:
 				conn_doorbell(&l, s->c, 1, evs[i].events);
+				break;
+			case SRC_PUBLISH:
+				pub_accept(&l, container_of(s, struct kpub, src));
 				break;
 			}
 		}

@@ -32,25 +32,32 @@ static int recv_msg(struct cn_op *op, union cn_msg *m, int *fds, int *nfds, int 
 	ssize_t n;
 	int i, rc;
 
-	rc = poll(&p, 1, timeout_ms);
-	if (rc < 0)
-		return -errno;
-	if (rc == 0)
-		return timeout_ms == 0 ? -EAGAIN : -ETIMEDOUT;
-	n = cn_recv_fds(op->fd, fds, CN_LOCAL_NFDS, nfds, m, sizeof(*m));
-	if (n == -EAGAIN)
-		return -EAGAIN;
-	if (n == 0 || n == -ECONNRESET)
-		return -ECONNABORTED;
-	if (n < 0)
-		return (int)n;
-	rc = cn_msg_validate(m, (size_t)n, *nfds, &why);
-	if (rc) {
-		for (i = 0; i < *nfds; i++)
-			close(fds[i]);
-		return -EPROTO;
+	for (;;) {
+		rc = poll(&p, 1, timeout_ms);
+		if (rc < 0)
+			return -errno;
+		if (rc == 0)
+			return timeout_ms == 0 ? -EAGAIN : -ETIMEDOUT;
+		*nfds = 0;
+		n = cn_recv_fds(op->fd, fds, CN_LOCAL_NFDS, nfds, m, sizeof(*m));
+		if (n == -EAGAIN)
+			return -EAGAIN;
+		if (n == 0 || n == -ECONNRESET)
+			return -ECONNABORTED;
+		if (n < 0)
+			return (int)n;
+		rc = cn_msg_validate(m, (size_t)n, *nfds, &why);
+		if (rc) {
+			for (i = 0; i < *nfds; i++)
+				close(fds[i]);
+			return -EPROTO;
+		}
+		if (m->h.type != CN_MSG_PUBLISH)
+			return 0;
+		/* the proxy stack's published ports: whenever they come */
+		if (op->on_publish)
+			op->on_publish(op->cb_arg, &m->publish);
 	}
-	return 0;
 }
 
 static void note_reset(struct cn_op *op, const union cn_msg *m)
@@ -269,12 +276,20 @@ static int open_circuit(struct cn_op *op, const struct cn_msg_circuit *c, int *f
 int cn_op_connect(struct cn_op *op, unsigned int l4, const struct cn_addr *src,
 		  const struct cn_addr *dst, struct cn_local_ep *ep, struct cn_op_conn *conn)
 {
+	return cn_op_connect_flags(op, l4, src, dst, 0, ep, conn);
+}
+
+int cn_op_connect_flags(struct cn_op *op, unsigned int l4, const struct cn_addr *src,
+			const struct cn_addr *dst, unsigned int flags, struct cn_local_ep *ep,
+			struct cn_op_conn *conn)
+{
 	struct cn_msg_connect req;
 	union cn_msg rep;
 	int fds[CN_LOCAL_NFDS], nfds, err;
 
 	cn_msg_init(&req.h, CN_MSG_CONNECT, sizeof(req), 0);
 	req.l4 = (uint8_t)l4;
+	req.flags = flags;
 	if (src)
 		req.src = *src;
 	req.dst = *dst;

@@ -617,6 +617,81 @@ static int parse_rule(struct parser *p, const struct word *w, int n)
 	return 0;
 }
 
+/* "8080", "10.0.0.1:8080" or "[fd00::1]:8080": a host address (NONE: all) and port */
+static int parse_host_port(struct parser *p, const struct word *w, struct cn_addr *a)
+{
+	const char *colon = NULL, *port;
+	struct prefix pf;
+	struct word aw;
+	size_t i;
+
+	memset(a, 0, sizeof(*a));
+	for (i = 0; i < w->n; i++)
+		if (w->s[i] == ':')
+			colon = w->s + i;
+	if (!colon)
+		return parse_port(p, w, w->s, w->n, &a->port);
+	port = colon + 1;
+	aw = (struct word){ w->s, (size_t)(colon - w->s), w->col };
+	if (aw.n >= 2 && aw.s[0] == '[' && aw.s[aw.n - 1] == ']') {
+		aw.s++;
+		aw.n -= 2;
+	} else if (memchr(aw.s, ':', aw.n)) {
+		return fail(p, w->col, "write an IPv6 host address in brackets: [ADDR]:PORT");
+	}
+	if (parse_prefix(p, &aw, &pf, false) ||
+	    parse_port(p, w, port, w->n - (size_t)(port - w->s), &a->port))
+		return -1;
+	a->family = pf.family;
+	memcpy(a->addr, pf.addr, 16);
+	return 0;
+}
+
+static bool host_overlaps(const struct cn_addr *x, const struct cn_addr *y)
+{
+	if (x->port != y->port)
+		return false;
+	if (!x->family || !y->family)
+		return true;
+	return x->family == y->family && !memcmp(x->addr, y->addr, 16);
+}
+
+/* publish PROTO [ADDR:]PORT to GUEST port PORT */
+static int parse_publish(struct parser *p, const struct word *w, int n)
+{
+	struct config *c = p->c;
+	struct publish *pub;
+	unsigned int mask;
+	int i;
+
+	if (n != 7)
+		return fail(p, w[0].col, "expected 'publish PROTO [ADDR:]PORT to GUEST port PORT'");
+	if (!word_is(&w[3], "to"))
+		return fail(p, w[3].col, "expected 'to', got '%.*s'", (int)w[3].n, w[3].s);
+	if (!word_is(&w[5], "port"))
+		return fail(p, w[5].col, "expected 'port', got '%.*s'", (int)w[5].n, w[5].s);
+	if (c->npublish == CFG_MAX_PUBLISH)
+		return fail(p, w[0].col, "too many publish lines (at most %d)", CFG_MAX_PUBLISH);
+	if (parse_l4(p, &w[1], &mask))
+		return -1;
+	if (mask != L4_TCP_BIT)
+		return fail(p, w[1].col, "only tcp ports can be published (udp is not supported yet)");
+	pub = &c->publish[c->npublish];
+	memset(pub, 0, sizeof(*pub));
+	pub->l4 = CN_L4_TCP;
+	pub->line = p->line;
+	pub->col = w[4].col;
+	if (parse_host_port(p, &w[2], &pub->host) || name_word(p, &w[4], "guest", pub->guest_name) ||
+	    parse_port(p, &w[6], w[6].s, w[6].n, &pub->guest_port))
+		return -1;
+	for (i = 0; i < c->npublish; i++)
+		if (c->publish[i].l4 == pub->l4 && host_overlaps(&c->publish[i].host, &pub->host))
+			return fail(p, w[2].col, "host port %u is published already (line %d)",
+				    pub->host.port, c->publish[i].line);
+	c->npublish++;
+	return 0;
+}
+
 /* ---- top level ---- */
 
 static int parse_log_level(struct parser *p, const struct word *w)
@@ -647,6 +722,8 @@ static int top_directive(struct parser *p, const struct word *w, int n)
 	}
 	if (word_is(&w[0], "allow") || word_is(&w[0], "deny") || word_is(&w[0], "proxy"))
 		return parse_rule(p, w, n);
+	if (word_is(&w[0], "publish"))
+		return parse_publish(p, w, n);
 	if (word_is(&w[0], "run-dir")) {
 		if (expect_args(p, w, n, 1))
 			return -1;
@@ -704,7 +781,8 @@ static int parse_line(struct parser *p, const char *line, size_t len)
 	if (word_is(&w[0], "}"))
 		return end_block(p, w, n);
 	if (p->block != TOP && (word_is(&w[0], "allow") || word_is(&w[0], "deny") ||
-				word_is(&w[0], "proxy") || word_is(&w[0], "guest") ||
+				word_is(&w[0], "proxy") || word_is(&w[0], "publish") ||
+				word_is(&w[0], "guest") ||
 				word_is(&w[0], "defaults")))
 		return fail(p, w[0].col, "'%.*s' belongs outside blocks (block opened on line %d)",
 			    (int)w[0].n, w[0].s, p->block_line);
@@ -747,6 +825,37 @@ static int resolve_refs(struct parser *p)
 		}
 	}
 	return 0;
+}
+
+/* publish targets name guests that may be declared further down */
+static int resolve_publish(struct parser *p)
+{
+	struct config *c = p->c;
+	int i;
+
+	for (i = 0; i < c->npublish; i++) {
+		struct publish *pub = &c->publish[i];
+
+		pub->guest = config_guest_index(c, pub->guest_name);
+		p->line = pub->line;
+		if (pub->guest < 0)
+			return fail(p, pub->col, "unknown guest '%s'", pub->guest_name);
+		if (!c->guests[pub->guest].naddr)
+			return fail(p, pub->col, "guest '%s' has no address to publish to",
+				    pub->guest_name);
+	}
+	return 0;
+}
+
+const struct publish *config_publish_find(const struct config *c, unsigned int l4,
+					  const struct cn_addr *a)
+{
+	int i;
+
+	for (i = 0; i < c->npublish; i++)
+		if (c->publish[i].l4 == l4 && host_overlaps(&c->publish[i].host, a))
+			return &c->publish[i];
+	return NULL;
 }
 
 static int build_addr_index(struct config *c);
@@ -799,6 +908,8 @@ struct config *config_parse(const char *name, const char *text, size_t len, char
 	}
 	if (!rc)
 		rc = resolve_refs(&p);
+	if (!rc)
+		rc = resolve_publish(&p);
 	free(p.refs);
 	if (rc) {
 		config_free(p.c);

@@ -80,6 +80,17 @@ struct rule {
 	int line;
 };
 
+/* publish PROTO [ADDR:]PORT to GUEST port PORT: a host port forwarded to a guest */
+#define CFG_MAX_PUBLISH 64
+struct publish {
+	unsigned int l4;      /* CN_L4_TCP */
+	struct cn_addr host;  /* family NONE: every host address */
+	int guest;	      /* config index */
+	uint16_t guest_port;
+	char guest_name[CN_NAME_MAX];
+	int line, col;
+};
+
 enum reload_mode { RELOAD_KEEP, RELOAD_RESET };
 
 struct config {
@@ -97,6 +108,8 @@ struct config {
 	struct guest_conf *guests;
 	int nrules;
 	struct rule *rules;
+	int npublish;
+	struct publish publish[CFG_MAX_PUBLISH];
 	/* every guest address, sorted: who owns an address is a binary search */
 	int naddr_index;
 	struct addr_owner {
@@ -122,6 +135,9 @@ extern const char config_builtin_text[];
 void config_free(struct config *c);
 
 int config_guest_index(const struct config *c, const char *name);
+/* The publish that a connection to host address a (l4) belongs to, or NULL. */
+const struct publish *config_publish_find(const struct config *c, unsigned int l4,
+					  const struct cn_addr *a);
 /* The guest that owns addr (any port), or -1. */
 int config_guest_by_addr(const struct config *c, const struct cn_addr *addr);
 bool prefix_match(const struct prefix *p, const struct cn_addr *a);

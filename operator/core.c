@@ -378,6 +378,36 @@ static uint16_t pick_port(struct op *op, struct guest *g, unsigned int l4, const
 	return 0;
 }
 
+/* The published ports, as one numbered set, to a proxy session. */
+static int push_publish(struct op *op, struct session *s)
+{
+	const struct config *cfg = op->cfg;
+	struct cn_msg_publish m;
+	int i, n = cfg->npublish;
+
+	op->publish_gen++;
+	for (i = 0; i < (n ? n : 1); i++) {
+		cn_msg_init(&m.h, CN_MSG_PUBLISH, sizeof(m), 0);
+		m.gen = op->publish_gen;
+		m.index = (uint16_t)i;
+		m.count = (uint16_t)n;
+		m.l4 = CN_L4_TCP;
+		if (n)
+			m.host = cfg->publish[i].host;
+		if (send_msg(s, &m.h, NULL, 0))
+			return -1;
+	}
+	return 0;
+}
+
+void core_push_publish(struct op *op)
+{
+	unsigned int i;
+
+	for (i = 0; i < op->proxy_n[CN_L4_TCP]; i++)
+		push_publish(op, op->proxy_lst[CN_L4_TCP][i]->s);
+}
+
 /* The proxy stack takes the off-host routes of one l4 (CN_LISTEN_PROXY). */
 static int proxy_listen(struct op *op, struct session *s, const struct cn_msg_listen *m)
 {
@@ -407,7 +437,9 @@ static int proxy_listen(struct op *op, struct session *s, const struct cn_msg_li
 	r.listener_id = l->id;
 	r.bound = m->addr;
 	r.bound.family = CN_AF_INET; /* every off-host address, shown as 0.0.0.0 */
-	return send_msg(s, &r.h, NULL, 0);
+	if (send_msg(s, &r.h, NULL, 0))
+		return -1;
+	return m->l4 == CN_L4_TCP ? push_publish(op, s) : 0;
 }
 
 static int handle_listen(struct op *op, struct session *s, const struct cn_msg_listen *m)
@@ -570,6 +602,7 @@ struct setup {
 	struct listener *lst;
 	int rule;
 	bool proxied; /* to the proxy stack: the circuit is pending */
+	struct cn_addr to; /* the acceptor's address (m->dst, or a published guest's) */
 };
 
 /* Where does the connection go, and may it? 0 or a positive errno. */
@@ -638,6 +671,48 @@ static int route(struct op *op, struct session *s, const struct cn_msg_connect *
 	/* a loopback listener takes only its own guest's loopback connections */
 	if (is_loopback(&st->lst->addr) && !is_loopback(&m->dst))
 		return ECONNREFUSED;
+	return 0;
+}
+
+/*
+ * A connection at a published host port (CONNECT from the proxy stack with
+ * CN_CONNECT_PUBLISHED): the publish says which guest and port. The guest
+ * sees the real client as its peer. 0 or a positive errno.
+ */
+static int route_published(struct op *op, struct session *s, const struct cn_msg_connect *m,
+			   struct setup *st)
+{
+	const struct publish *pub;
+	struct guest_conf *gc;
+	int i;
+
+	if (s->g != op->proxy || m->l4 != CN_L4_TCP || !m->src.family || !m->src.port)
+		return EACCES;
+	pub = config_publish_find(op->cfg, m->l4, &m->dst);
+	if (!pub || !(st->dst = guest_by_conf(op, pub->guest)))
+		return ECONNREFUSED;
+	gc = guest_conf(op, st->dst);
+	/*
+	 * The guest's address of the client's family: the guest sees the real
+	 * client as its peer, which an IPv4-only guest cannot for an IPv6 one.
+	 */
+	for (i = 0; i < gc->naddr; i++)
+		if (gc->addrs[i].family == m->src.family)
+			break;
+	if (i == gc->naddr)
+		return ECONNREFUSED;
+	st->to = gc->addrs[i];
+	st->to.port = pub->guest_port;
+	st->flow.src = m->src;
+	st->flow.dst_guest = pub->guest;
+	st->flow.dst = st->to;
+	st->rule = -1;
+	st->lst = listener_find(st->dst, m->l4, &st->to);
+	if (!st->lst || is_loopback(&st->lst->addr)) {
+		st->dst->cnt.refused++;
+		op->cnt.refused++;
+		return ECONNREFUSED;
+	}
 	return 0;
 }
 
@@ -723,9 +798,14 @@ static int handle_connect(struct op *op, struct session *s, const struct cn_msg_
 	int ends[CN_LOCAL_NFDS], nfds, err;
 	size_t mem;
 
-	err = choose_src(op, s, m, &st.flow.src);
-	if (!err)
-		err = route(op, s, m, &st);
+	st.to = m->dst;
+	if (m->flags & CN_CONNECT_PUBLISHED) {
+		err = route_published(op, s, m, &st);
+	} else {
+		err = choose_src(op, s, m, &st.flow.src);
+		if (!err)
+			err = route(op, s, m, &st);
+	}
 	if (err) {
 		if (err == ENETUNREACH || err == EHOSTUNREACH) {
 			s->g->cnt.unreachable++;
@@ -754,7 +834,7 @@ static int handle_connect(struct op *op, struct session *s, const struct cn_msg_
 		return reply_error(s, m->h.seq, ENOMEM);
 	}
 	c->end[CN_ROLE_INITIATOR].addr = st.flow.src;
-	c->end[CN_ROLE_ACCEPTOR].addr = m->dst;
+	c->end[CN_ROLE_ACCEPTOR].addr = st.to;
 
 	/* the acceptor first: if it cannot take it, the connector is refused */
 	fill_circuit_msg(&r, CN_MSG_NEW_CONN, 0, c, CN_ROLE_ACCEPTOR, st.lst->id);

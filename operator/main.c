@@ -75,6 +75,7 @@ int op_reload(struct op *op, bool reset_denied, char *err, size_t errlen)
 	log_level = forced_level >= 0 ? forced_level : c->log_level;
 	if (reset_denied || c->on_reload == RELOAD_RESET)
 		reset = core_reset_denied(op);
+	core_push_publish(op); /* the proxy stack follows the published ports */
 	op->reloads++;
 	op->last_reload_error[0] = 0;
 	snprintf(err, errlen, "reloaded %s: %d guests, %d rules, %u circuits reset", c->path,

@@ -134,6 +134,7 @@ struct op {
 	struct guest_conf proxy_conf;
 	struct listener *proxy_lst[3][OP_PROXY_MAX]; /* by l4: one per dataplane thread */
 	unsigned int proxy_n[3], proxy_rr[3];
+	uint32_t publish_gen;
 };
 
 /* core.c */
@@ -145,6 +146,8 @@ void core_guest_event(struct op *op, struct guest *g);
 void core_session_event(struct op *op, struct session *s, uint32_t events);
 /* Start of an event-loop round: fairness budgets reset. */
 void core_new_round(struct op *op);
+/* Send the published ports to the proxy stack again (after a reload). */
+void core_push_publish(struct op *op);
 /* Revoke circuits the current policy no longer allows. Returns how many. */
 unsigned int core_reset_denied(struct op *op);
 struct guest_conf *guest_conf(struct op *op, struct guest *g);

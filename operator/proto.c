@@ -35,6 +35,7 @@ static const struct {
 	[CN_MSG_RESET] = { "reset", sizeof(struct cn_msg_reset), 0 },
 	[CN_MSG_QUERY_OK] = { "query-ok", sizeof(struct cn_msg_query_ok), 0 },
 	[CN_MSG_OK] = { "ok", sizeof(struct cn_msg_hdr), 0 },
+	[CN_MSG_PUBLISH] = { "publish", sizeof(struct cn_msg_publish), 0 },
 };
 #define N_TYPES (sizeof(msg_types) / sizeof(msg_types[0]))
 
@@ -139,8 +140,9 @@ static int check_body(const union cn_msg *m, const char **why)
 	case CN_MSG_CONNECT:
 		if ((err = check_l4(m->connect.l4, why)))
 			break;
-		if (m->connect.flags || !all_zero(m->connect.pad, sizeof(m->connect.pad)))
-			FAIL("connect: flags or padding not zero");
+		if ((m->connect.flags & ~CN_CONNECT_PUBLISHED) ||
+		    !all_zero(m->connect.pad, sizeof(m->connect.pad)))
+			FAIL("connect: unknown flags or padding not zero");
 		if (!(err = check_addr(&m->connect.src, 1, why)))
 			err = check_addr(&m->connect.dst, 0, why);
 		if (!err && m->connect.dst.port == 0)
@@ -167,6 +169,17 @@ static int check_body(const union cn_msg *m, const char **why)
 		for (; i < CN_GUEST_ADDRS && !err; i++)
 			if (!all_zero(&m->hello_ok.addrs[i], sizeof(m->hello_ok.addrs[i])))
 				FAIL("hello-ok: bytes in unused address slots");
+		break;
+	case CN_MSG_PUBLISH:
+		if ((err = check_l4(m->publish.l4, why)))
+			break;
+		if (!all_zero(m->publish.pad, sizeof(m->publish.pad)))
+			FAIL("publish: padding not zero");
+		if (m->publish.count ? m->publish.index >= m->publish.count : m->publish.index)
+			FAIL("publish: index out of its set");
+		err = check_addr(&m->publish.host, 1, why);
+		if (!err && !m->publish.host.port && m->publish.count)
+			FAIL("publish: port 0");
 		break;
 	case CN_MSG_LISTEN_OK:
 		err = check_addr(&m->listen_ok.bound, 0, why);

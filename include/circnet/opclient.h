@@ -46,6 +46,9 @@ struct cn_op {
 	/* CLOSED notices not sent yet: they ride along with the next message */
 	unsigned int nclosed;
 	uint64_t closed[CN_OP_CLOSED_BATCH];
+	/* the proxy stack: PUBLISH pushes, whenever they arrive */
+	void (*on_publish)(void *arg, const struct cn_msg_publish *m);
+	void *cb_arg;
 };
 
 /* What a circuit connects: from CONNECT_OK or NEW_CONN. */
@@ -78,6 +81,10 @@ int cn_op_unlisten(struct cn_op *op, uint64_t listener_id);
  */
 int cn_op_connect(struct cn_op *op, unsigned int l4, const struct cn_addr *src,
 		  const struct cn_addr *dst, struct cn_local_ep *ep, struct cn_op_conn *conn);
+/* The same with CN_CONNECT_* flags (the proxy stack's published ports). */
+int cn_op_connect_flags(struct cn_op *op, unsigned int l4, const struct cn_addr *src,
+			const struct cn_addr *dst, unsigned int flags, struct cn_local_ep *ep,
+			struct cn_op_conn *conn);
 
 /*
  * Take the next connection pushed to this listener session and open it.

@@ -46,6 +46,7 @@ enum cn_msg_type {
 	CN_MSG_RESET = 69,	/* pushed: the operator revoked a circuit */
 	CN_MSG_QUERY_OK = 70,
 	CN_MSG_OK = 71,
+	CN_MSG_PUBLISH = 72,	/* pushed to the proxy stack: a published host port */
 };
 
 enum cn_proto_l4 {
@@ -117,11 +118,18 @@ struct cn_msg_id {
 	uint64_t id; /* UNLISTEN: listener; ACCEPTED, CLOSED: circuit */
 };
 
+/*
+ * CONNECT from the proxy stack only: a connection that arrived at a
+ * published host port. src is the real client, dst the host address and port
+ * it connected to; the operator finds the publish and the guest listener.
+ */
+#define CN_CONNECT_PUBLISHED 0x01u
+
 struct cn_msg_connect {
 	struct cn_msg_hdr h;
 	uint8_t l4;
 	uint8_t pad[3];
-	uint32_t flags; /* 0 */
+	uint32_t flags; /* CN_CONNECT_* */
 	struct cn_addr src; /* family 0: the operator picks; udp: a bound address */
 	struct cn_addr dst;
 };
@@ -169,6 +177,23 @@ struct cn_msg_query_ok {
 	uint64_t max_circuit_bytes;
 };
 
+/*
+ * PUBLISH: the operator's published ports, pushed to each proxy session after
+ * its proxy LISTEN and after every reload, as a numbered set: messages
+ * index 0..count-1 of generation gen (count 0: one message, nothing
+ * published). The proxy listens on host (family NONE: every address) and
+ * replaces its previous set once the last message of a generation came.
+ */
+struct cn_msg_publish {
+	struct cn_msg_hdr h;
+	uint32_t gen;
+	uint16_t index;
+	uint16_t count;
+	uint8_t l4;
+	uint8_t pad[7];
+	struct cn_addr host;
+};
+
 /* The largest message of the protocol; receive buffers use this size. */
 union cn_msg {
 	struct cn_msg_hdr h;
@@ -182,6 +207,7 @@ union cn_msg {
 	struct cn_msg_reset reset;
 	struct cn_msg_error error;
 	struct cn_msg_query_ok query_ok;
+	struct cn_msg_publish publish;
 };
 
 /* Fill a header for a message of this type and body size. */
