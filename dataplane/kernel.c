@@ -370,6 +370,9 @@ static void pub_apply(struct kloop *l)
 		}
 		epoll_ctl(l->epfd, EPOLL_CTL_DEL, l->pubs[i].fd, NULL);
 		close(l->pubs[i].fd);
+		cn_addr_format(&l->pubs[i].host, a, sizeof(a));
+		if (!l->dl->index)
+			log_info("withdrawn tcp %s", a);
 	}
 	for (j = 0; j < l->nnext; j++) {
 		for (i = 0; i < n; i++)

@@ -25,6 +25,28 @@ void relay_host_failed(struct relay *r, int err)
 	r->reset = true;
 }
 
+/*
+ * The guest closed its socket: it reads no more, but what it wrote before
+ * still goes out (guest_to_host drains it, then its FIN). As Linux does for
+ * a closed socket, only data that arrives now earns the host a reset.
+ */
+static unsigned int guest_closed(struct relay *r)
+{
+	char byte;
+	struct iovec one = { &byte, 1 };
+	ssize_t got = r->ops->recv(r, &one, 1);
+
+	if (got == -EAGAIN)
+		return RELAY_WAIT_HOST_IN;
+	if (got == 0) {
+		r->host_eof = true;
+		return 0;
+	}
+	r->ops->abort(r);
+	r->reset = true;
+	return RELAY_DONE;
+}
+
 static unsigned int host_to_guest(struct relay *r)
 {
 	struct cn_endpoint *ep = &r->ep.ep;
@@ -39,8 +61,10 @@ static unsigned int host_to_guest(struct relay *r)
 				continue;
 			return RELAY_WAIT_GUEST_OUT;
 		}
+		if (n == -EPIPE)
+			return guest_closed(r);
 		if (n < 0) {
-			/* the guest will not read any more (closed, reset): abort the host */
+			/* reset or broken: abort the host */
 			r->ops->abort(r);
 			r->reset = true;
 			return RELAY_DONE;

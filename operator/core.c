@@ -706,7 +706,7 @@ static int route_published(struct op *op, struct session *s, const struct cn_msg
 	st->flow.src = m->src;
 	st->flow.dst_guest = pub->guest;
 	st->flow.dst = st->to;
-	st->rule = -1;
+	st->rule = RULE_PUBLISHED;
 	st->lst = listener_find(st->dst, m->l4, &st->to);
 	if (!st->lst || is_loopback(&st->lst->addr)) {
 		st->dst->cnt.refused++;
@@ -1223,11 +1223,14 @@ unsigned int core_reset_denied(struct op *op)
 
 		if (!a || !b || a == b)
 			continue; /* half gone already, or a guest's own loopback */
+		if (a == op->proxy)
+			continue; /* came in at a published port: publishes are not revoked */
 		f.src_guest = a->conf;
 		f.src = c->end[0].addr;
 		f.dst_guest = b->conf;
 		f.dst = c->end[1].addr;
-		if (policy_decide(op->cfg, &f, &rule) == VERDICT_ALLOW)
+		/* off-host through the proxy stack: still allowed if still routed so */
+		if (policy_decide(op->cfg, &f, &rule) == (b == op->proxy ? VERDICT_PROXY : VERDICT_ALLOW))
 			continue;
 		log_notice("reset circuit %llu %s -> %s: no longer allowed",
 			   (unsigned long long)c->id, a->name, b->name);

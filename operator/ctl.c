@@ -270,6 +270,8 @@ static void view_circuits(struct op *op, struct sbuf *b, bool json)
 		}
 		if (c->rule >= 0 && c->rule < op->cfg->nrules)
 			snprintf(rule, sizeof(rule), "rule line %d", op->cfg->rules[c->rule].line);
+		else if (c->rule == RULE_PUBLISHED)
+			snprintf(rule, sizeof(rule), "publish");
 		else
 			snprintf(rule, sizeof(rule), "own loopback");
 		if (!json) {

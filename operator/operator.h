@@ -103,6 +103,7 @@ struct circuit {
 	size_t mem;
 	time_t created;
 	int rule; /* the policy rule that allowed it, -1 for a guest's own loopback */
+#define RULE_PUBLISHED (-2) /* came in at a published port */
 	struct circuit *hnext;
 	struct list link; /* all circuits, oldest first */
 };

@@ -199,6 +199,20 @@ static const struct {
 	  "t.conf:1:23: proxy rules route to off-host addresses: the destination must be an "
 	  "address or prefix" },
 	{ "allow icmp from any to any\n", "t.conf:1:7: expected tcp, udp or any, got 'icmp'" },
+	{ "publish tcp 8080 to web\n",
+	  "t.conf:1:1: expected 'publish PROTO [ADDR:]PORT to GUEST port PORT'" },
+	{ "publish udp 53 to web port 53\n",
+	  "t.conf:1:9: only tcp ports can be published (udp is not supported yet)" },
+	{ "publish tcp 8080 at web port 80\n", "t.conf:1:18: expected 'to', got 'at'" },
+	{ "publish tcp ::1:80 to web port 80\n",
+	  "t.conf:1:13: write an IPv6 host address in brackets: [ADDR]:PORT" },
+	{ "publish tcp 8080 to nobody port 80\n", "t.conf:1:21: unknown guest 'nobody'" },
+	{ "guest w {\npublish tcp 8080 to w port 80\n}\n",
+	  "t.conf:2:1: 'publish' belongs outside blocks (block opened on line 1)" },
+	{ "guest w {\naddress 10.0.0.1\n}\npublish tcp 8080 to w port 80\n"
+	  "publish tcp 127.0.0.1:8080 to w port 81\n",
+	  "t.conf:5:13: host port 8080 is published already (line 4)" },
+	{ "publish tcp 8080 to w port 0\n", "t.conf:1:28: port 0 out of range 1-65535" },
 	{ "allow tcp from any to any port 0\n", "t.conf:1:32: port 0 out of range 1-65535" },
 	{ "run-dir /x\x01y\n", "t.conf:1:11: control or non-ASCII character" },
 };
