@@ -65,7 +65,7 @@ int cn_circuit_format(void *base, size_t size, const struct cn_circuit_params *p
 /* The header must describe exactly the canonical layout for its ring sizes. */
 static bool header_ok(const struct cn_layout_hdr *h, size_t size)
 {
-	struct cn_circuit_params p;
+	struct cn_circuit_params p = { 0 };
 
 	if (h->magic != CN_LAYOUT_MAGIC || h->version != CN_LAYOUT_VERSION ||
 	    h->hdr_size != sizeof(*h) || h->reserved != 0)

@@ -214,7 +214,7 @@ static void scribble_ctrl(unsigned char *mem, const struct cn_endpoint *victim, 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
 	struct input in = { data, size };
-	struct cn_circuit_params prm;
+	struct cn_circuit_params prm = { 0 };
 	struct cn_endpoint victim, peer;
 	unsigned char *mem;
 	uint8_t cfg = (uint8_t)take(&in, 1);
@@ -224,6 +224,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	prm.mode = (cfg & 1) ? CN_MODE_DGRAM : CN_MODE_STREAM;
 	prm.ring_size[0] = 4096u << ((cfg >> 1) & 1);
 	prm.ring_size[1] = 4096u << ((cfg >> 2) & 1);
+	prm.pending = cfg & 16; /* a proxied connect's status word, scribbled on like the rest */
 	total = cn_circuit_size(&prm);
 	mem = malloc(total);
 	CHECK(mem && cn_circuit_format(mem, total, &prm) == 0);
@@ -260,6 +261,13 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 			break;
 		}
 		}
+	}
+	{
+		/* whatever the peer wrote there: a status in range, or EPROTO */
+		int st = cn_ep_connect_status(&victim);
+
+		CHECK(st == 0 || st == -EINPROGRESS || st == -EPROTO ||
+		      (st < 0 && st >= -(int)CN_STATUS_ERRNO_MAX));
 	}
 	cn_close(&victim);
 	free(mem);
