@@ -32,7 +32,7 @@
 #include "dataplane.h"
 #include "relay.h"
 
-enum src_kind { SRC_SESSION, SRC_SOCK, SRC_DATA, SRC_SPACE, SRC_PUBLISH };
+enum src_kind { SRC_SESSION, SRC_SESSION_UDP, SRC_SOCK, SRC_DATA, SRC_SPACE, SRC_PUBLISH };
 
 struct ksrc {
 	enum src_kind kind;
@@ -46,6 +46,7 @@ struct kconn {
 	bool connecting;
 	int64_t deadline_ms; /* connecting: give up then (0: the kernel decides) */
 	struct cn_op_conn conn;
+	struct cn_op *op; /* the session it came from: CLOSED goes there */
 	struct ksrc src_sock, src_data, src_space;
 	bool dead;		   /* released: freed after the current batch */
 	struct kconn *prev, *next; /* the loop's connections, then its graveyard */
@@ -70,8 +71,10 @@ struct kloop {
 	uint32_t next_gen;
 	bool in_accept, apply_pending; /* a set that came during pub_accept waits */
 	int epfd;
-	struct cn_op op;
-	bool attached;
+	struct cn_op op;     /* tcp: off-host routes, published ports */
+	struct cn_op op_udp; /* udp: off-host routes (one listener per session) */
+	bool attached, udp_attached;
+	struct ksrc src_session_udp;
 	int64_t next_attach_ms;
 	struct ksrc src_session;
 	pthread_mutex_t conns_lock; /* the list only: the status view reads it */
@@ -151,8 +154,8 @@ static void conn_free(struct kloop *l, struct kconn *c)
 	atomic_fetch_add(&cnt->closed, 1);
 	atomic_fetch_sub(&cnt->active, 1);
 	cn_local_close(&c->r.ep);
-	if (l->attached)
-		cn_op_closed(&l->op, c->r.circuit_id);
+	if (c->op == &l->op ? l->attached : l->udp_attached)
+		cn_op_closed(c->op, c->r.circuit_id);
 	pthread_mutex_lock(&l->conns_lock);
 	if (c->prev)
 		c->prev->next = c->next;
@@ -201,8 +204,11 @@ static void conn_settle(struct kloop *l, struct kconn *c, int err)
 static void conn_init(struct kloop *l, struct kconn *c)
 {
 	c->loop = l;
+	if (!c->op)
+		c->op = &l->op;
 	c->r.circuit_id = c->conn.circuit_id;
 	c->r.ops = &kernel_ops;
+	c->r.dgram = c->conn.l4 == CN_L4_UDP;
 	c->src_sock = (struct ksrc){ SRC_SOCK, c };
 	c->src_data = (struct ksrc){ SRC_DATA, c };
 	c->src_space = (struct ksrc){ SRC_SPACE, c };
@@ -253,6 +259,20 @@ static void conn_start(struct kloop *l, struct kconn *c)
 	c->connecting = true;
 	if (l->dl->cfg->connect_timeout_ms)
 		c->deadline_ms = now_ms() + l->dl->cfg->connect_timeout_ms;
+	if (c->r.dgram) {
+		/* a connected UDP socket: replies from that peer only, ICMP errors reported */
+		c->connecting = false;
+		c->fd = socket(ss.ss_family, SOCK_DGRAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+		if (c->fd < 0 || connect(c->fd, (struct sockaddr *)&ss, len) || conn_watch(l, c)) {
+			relay_host_failed(&c->r, errno);
+			conn_free(l, c);
+			return;
+		}
+		atomic_fetch_add(&l->dl->cnt.connected, 1);
+		if (relay_pump(&c->r) & RELAY_DONE)
+			conn_free(l, c);
+		return;
+	}
 	c->fd = socket(ss.ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
 	if (c->fd < 0) {
 		err = errno == EMFILE || errno == ENFILE ? ENOBUFS : errno;
@@ -483,7 +503,36 @@ static void detach(struct kloop *l, const char *why)
 	epoll_ctl(l->epfd, EPOLL_CTL_DEL, l->op.fd, NULL);
 	cn_op_close(&l->op);
 	l->attached = false;
+	if (l->udp_attached) {
+		epoll_ctl(l->epfd, EPOLL_CTL_DEL, l->op_udp.fd, NULL);
+		cn_op_close(&l->op_udp);
+		l->udp_attached = false;
+	}
 	l->next_attach_ms = now_ms() + 1000;
+}
+
+/* The udp routes: a second session (a session holds one listener). */
+static void attach_udp(struct kloop *l)
+{
+	struct cn_addr any = { 0 }, bound;
+	uint64_t id;
+	int err = cn_op_open(&l->op_udp, l->dl->cfg->operator_path);
+
+	if (!err) {
+		err = cn_op_listen_flags(&l->op_udp, CN_L4_UDP, &any, l->dl->cfg->backlog,
+					 CN_LISTEN_PROXY, &bound, &id);
+		if (!err) {
+			l->src_session_udp = (struct ksrc){ SRC_SESSION_UDP, NULL };
+			err = ep_add(l, l->op_udp.fd, EPOLLIN, &l->src_session_udp);
+		}
+		if (err)
+			cn_op_close(&l->op_udp);
+	}
+	if (err) {
+		log_warn("loop %d: udp routes not taken: %s", l->dl->index, strerror(-err));
+		return;
+	}
+	l->udp_attached = true;
 }
 
 static void attach(struct kloop *l)
@@ -516,10 +565,12 @@ static void attach(struct kloop *l)
 	}
 	l->attached = true;
 	atomic_fetch_add(&l->dl->cnt.operator_sessions, 1);
-	log_info("loop %d: attached to the operator: takes tcp off-host routes", l->dl->index);
+	attach_udp(l);
+	log_info("loop %d: attached to the operator: takes tcp%s off-host routes", l->dl->index,
+		 l->udp_attached ? " and udp" : "");
 }
 
-static void session_event(struct kloop *l)
+static void session_event(struct kloop *l, struct cn_op *op)
 {
 	for (;;) {
 		struct kconn *c = calloc(1, sizeof(*c));
@@ -528,7 +579,8 @@ static void session_event(struct kloop *l)
 		if (!c)
 			return;
 		c->fd = -1;
-		err = cn_op_accept(&l->op, &c->r.ep, &c->conn, 1);
+		c->op = op;
+		err = cn_op_accept(op, &c->r.ep, &c->conn, 1);
 		if (err) {
 			free(c);
 			if (err != -EAGAIN)
@@ -568,6 +620,10 @@ static void shutdown_all(struct kloop *l)
 	if (l->attached) {
 		cn_op_close(&l->op);
 		l->attached = false;
+	}
+	if (l->udp_attached) {
+		cn_op_close(&l->op_udp);
+		l->udp_attached = false;
 	}
 	l->nnext = 0;
 	pub_apply(l); /* closes every published listener */
@@ -632,7 +688,14 @@ void *kernel_loop_main(void *arg)
 				    !(evs[i].events & EPOLLIN))
 					detach(&l, "hang-up");
 				else
-					session_event(&l);
+					session_event(&l, &l.op);
+				break;
+			case SRC_SESSION_UDP:
+				if (evs[i].events & (EPOLLHUP | EPOLLERR) &&
+				    !(evs[i].events & EPOLLIN))
+					detach(&l, "hang-up");
+				else
+					session_event(&l, &l.op_udp);
 				break;
 			case SRC_SOCK:
 				conn_sock_event(&l, s->c, evs[i].events);
@@ -651,6 +714,8 @@ void *kernel_loop_main(void *arg)
 		bury(&l);
 		if (l.attached)
 			cn_op_flush(&l.op);
+		if (l.udp_attached)
+			cn_op_flush(&l.op_udp);
 		check_deadlines(&l);
 		bury(&l);
 	}

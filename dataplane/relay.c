@@ -47,6 +47,81 @@ static unsigned int guest_closed(struct relay *r)
 	return RELAY_DONE;
 }
 
+/*
+ * Datagrams, host -> guest: reserve room for the largest datagram, receive
+ * one into it, commit it as one record (an empty datagram is a record too).
+ * Datagrams have no end of stream: the relay ends when the guest closes.
+ */
+static unsigned int dgram_to_guest(struct relay *r)
+{
+	struct cn_endpoint *ep = &r->ep.ep;
+	struct cn_span sp[2];
+	struct iovec iov;
+	ssize_t n, got;
+
+	for (;;) {
+		n = cn_reserve(ep, CN_DGRAM_MAX, sp, CN_MSG_DONTWAIT);
+		if (n == -EAGAIN) {
+			if (cn_poll_arm(ep, CN_POLLOUT) & (CN_POLLOUT | CN_POLLERR | CN_POLLHUP))
+				continue;
+			return RELAY_WAIT_GUEST_OUT;
+		}
+		if (n < 0) {
+			/* the guest closed (or reset): nothing to tell a UDP peer */
+			r->guest_eof = true;
+			r->reset = n != -EPIPE;
+			return RELAY_DONE;
+		}
+		iov = (struct iovec){ sp[0].ptr, sp[0].len };
+		got = r->ops->recv(r, &iov, 1);
+		if (got == -EAGAIN)
+			return RELAY_WAIT_HOST_IN; /* the reservation lapses with the next one */
+		if (got < 0) {
+			/*
+			 * An ICMP error (ECONNREFUSED, ...): the circuit ends with it,
+			 * and its status word tells the guest which, as the kernel
+			 * tells a connected UDP socket.
+			 */
+			cn_ep_set_connect_status(ep, (int)-got);
+			relay_host_failed(r, (int)-got);
+			return RELAY_DONE;
+		}
+		cn_commit(ep, (size_t)got);
+		r->st.to_guest += (uint64_t)got;
+	}
+}
+
+/* Datagrams, guest -> host: each record is sent whole, as one datagram. */
+static unsigned int dgram_to_host(struct relay *r)
+{
+	struct cn_endpoint *ep = &r->ep.ep;
+	struct cn_span sp[2];
+	struct iovec iov;
+	ssize_t n, sent;
+
+	for (;;) {
+		n = cn_peek(ep, sp, CN_MSG_DONTWAIT);
+		if (n == -EAGAIN) {
+			if (cn_poll_arm(ep, CN_POLLIN) & (CN_POLLIN | CN_POLLERR | CN_POLLHUP))
+				continue;
+			return RELAY_WAIT_GUEST_IN;
+		}
+		if (n < 0 || (n == 0 && !sp[0].ptr)) {
+			r->guest_eof = true; /* closed, or reset: the flow is over */
+			r->reset = n < 0;
+			return RELAY_DONE;
+		}
+		iov = (struct iovec){ sp[0].ptr, sp[0].len };
+		sent = r->ops->send(r, &iov, 1);
+		if (sent == -EAGAIN)
+			return RELAY_WAIT_HOST_OUT;
+		/* a refused or oversized datagram is lost, as on a network */
+		cn_consume(ep, (size_t)n);
+		if (sent > 0)
+			r->st.to_host += (uint64_t)sent;
+	}
+}
+
 static unsigned int host_to_guest(struct relay *r)
 {
 	struct cn_endpoint *ep = &r->ep.ep;
@@ -138,6 +213,10 @@ unsigned int relay_pump(struct relay *r)
 	if (r->reset)
 		return RELAY_DONE;
 	r->st.pumps++;
+	if (r->dgram) {
+		wait = dgram_to_guest(r);
+		return wait & RELAY_DONE ? RELAY_DONE : wait | dgram_to_host(r);
+	}
 	wait = host_to_guest(r);
 	if (wait & RELAY_DONE)
 		return RELAY_DONE;

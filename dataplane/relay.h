@@ -51,6 +51,7 @@ struct relay {
 	struct cn_local_ep ep; /* our end of the circuit (the acceptor) */
 	uint64_t circuit_id;
 	const struct relay_host_ops *ops;
+	bool dgram;	  /* a datagram circuit (UDP): one record per datagram */
 	bool host_eof;	  /* host sent FIN: the circuit got a shutdown */
 	bool guest_eof;	  /* guest sent FIN: the host got a shutdown */
 	bool reset;	  /* one side reset: both are torn down */

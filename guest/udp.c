@@ -311,6 +311,13 @@ static ssize_t try_recv(struct csock *cs, const struct iovec *iov, int iovcnt, u
 		n = cn_recvv(&p->ep.ep, iov, iovcnt, f | CN_MSG_DONTWAIT, &of);
 		if (n == -EAGAIN)
 			continue;
+		if (n == -ECONNRESET && cn_ep_connect_status(&p->ep.ep) == -ECONNREFUSED) {
+			/* the proxy stack relayed an ICMP port unreachable */
+			p->refused = true;
+			if (cs->has_default && same_addr(&p->addr, &cs->default_peer))
+				return -ECONNREFUSED;
+			continue;
+		}
 		if ((n == 0 && (of & CN_MSGF_EOF)) || n == -ECONNRESET || n == -EPROTO) {
 			peer_drop(cs, i); /* that peer closed its socket */
 			k--;

@@ -2,8 +2,9 @@
 # test/proxy.sh BUILD_DIR - the kernel-socket proxy stack (circnet-dataplane)
 # between a guest and a "remote host": a network namespace this test makes,
 # joined to the host by a veth pair (no other address is ever used).
-#  - the socket-API test body (sockcheck, TCP cases) from the host straight
+#  - the socket-API test body (sockcheck: TCP and UDP) from the host straight
 #    to the remote, then from a guest through the proxy: identical output;
+#  - UDP through the proxy: a DNS-style query/answer and 30000-byte datagrams;
 #  - curl fetching 5 MiB from python3's http.server on the remote (sha256);
 #  - iperf3 through the proxy in both directions;
 #  - connect errors as Linux gives them: refused, no answer (ETIMEDOUT after
@@ -57,6 +58,9 @@ trap cleanup EXIT
 check() { # check NAME COMMAND...: one line per check
 	if "${@:2}"; then echo "ok   $1"; else echo "FAIL $1"; failed=$((failed + 1)); fi
 }
+is() { # is GOT WANT: equal, or say what came instead
+	[ "$1" = "$2" ] || { echo "     got '$1', want '$2'"; return 1; }
+}
 guest() { # guest COMMAND...: run it in guest client, bounded in time
 	timeout 60 "$circnet" run --run-dir "$dir/run" --guest client -- "$@"
 }
@@ -85,7 +89,7 @@ guest web {
     address 10.212.0.20
     listen tcp 80,81,8080
 }
-proxy tcp from client to $net.0/24
+proxy any from client to $net.0/24
 proxy tcp from client to $blackhole.0/24
 publish tcp $pub to web port 80
 publish tcp 127.0.0.1:$((pub + 1)) to web port 8080
@@ -140,6 +144,16 @@ while True:
         print("peer gone:", type(e).__name__, flush=True)
     c.close()
 PY
+# a DNS-style UDP server: answers each query with its id and the name asked
+cat >"$dir/dns.py" <<'PY'
+import socket, sys
+s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM); s.bind((sys.argv[1], 5353))
+while True:
+    q, a = s.recvfrom(65535)
+    s.sendto(q[:2] + b"answer:" + q[2:], a)
+PY
+remote timeout 120 python3 "$dir/dns.py" "$net.2" >"$dir/dns.log" 2>&1 &
+pids+=($!)
 remote timeout 120 python3 "$dir/rst.py" "$net.2" >"$dir/rst.log" 2>&1 &
 pids+=($!)
 remote timeout 120 python3 "$dir/slow.py" "$net.2" >"$dir/slow.log" 2>&1 &
@@ -154,12 +168,12 @@ port=$((7400 + RANDOM % 500))
 remote timeout 60 "$check_bin" server "$net.2" "$port" 2>"$dir/sc-server1.err" &
 pids+=($!)
 sleep 0.3
-SOCKCHECK_TCP_ONLY=1 timeout 60 "$check_bin" client "$net.2" "$port" >"$dir/kernel.out" 2>&1
+timeout 60 "$check_bin" client "$net.2" "$port" >"$dir/kernel.out" 2>&1
 remote timeout 60 "$check_bin" server "$net.2" "$((port + 1))" 2>"$dir/sc-server2.err" &
 pids+=($!)
 sleep 0.3
-guest env SOCKCHECK_TCP_ONLY=1 "$check_bin" client "$net.2" "$((port + 1))" >"$dir/proxy.out" 2>&1
-check "sockcheck: $(wc -l <"$dir/kernel.out") TCP checks through the proxy agree with the kernel" \
+guest "$check_bin" client "$net.2" "$((port + 1))" >"$dir/proxy.out" 2>&1
+check "sockcheck: $(wc -l <"$dir/kernel.out") TCP and UDP checks through the proxy agree with the kernel" \
 	diff -u "$dir/kernel.out" "$dir/proxy.out"
 
 check "curl fetches 5 MiB from the remote, checksum matches" \
@@ -171,6 +185,20 @@ iperf() { # iperf NAME ARGS...: 2 s through the proxy, both ends report bytes
 check "iperf3 through the proxy, guest to remote" iperf iperf3-up
 check "iperf3 through the proxy, remote to guest (-R)" iperf iperf3-down -R
 
+check "UDP through the proxy: queries answered, 30000-byte datagrams whole" \
+	is "$(guest python3 -c "
+import socket
+s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM); s.settimeout(5)
+ok = 0
+for i in range(20):
+    q = bytes([i, 7]) + b'host%d.example' % i
+    s.sendto(q, ('$net.2', 5353))
+    d, a = s.recvfrom(65535)
+    ok += d == q[:2] + b'answer:' + q[2:] and a == ('$net.2', 5353)
+big = bytes(range(256)) * 117 + b'xyzabcdefghi'
+s.sendto(big, ('$net.2', 5353)); d, a = s.recvfrom(65535)
+print(ok, len(big), d[9:] == big[2:])")" "20 29964 True"
+
 errno_of() { # errno_of HOST PORT: what a guest's connect() says
 	guest python3 -c "
 import errno, socket, sys
@@ -179,9 +207,6 @@ try:
     s.connect(('$1', $2)); print('ok')
 except OSError as e:
     print(errno.errorcode.get(e.errno, e.errno))"
-}
-is() { # is GOT WANT: equal, or say what came instead
-	[ "$1" = "$2" ] || { echo "     got '$1', want '$2'"; return 1; }
 }
 check "a closed remote port: ECONNREFUSED" is "$(errno_of "$net.2" 8999)" ECONNREFUSED
 t0=$(date +%s)

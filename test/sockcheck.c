@@ -1030,7 +1030,6 @@ int main(int argc, char **argv)
 	case_splice();
 	case_threads();
 	case_exec();
-	if (!getenv("SOCKCHECK_TCP_ONLY")) /* the proxy stack carries TCP only, for now */
-		case_udp();
+	case_udp();
 	return 0;
 }
