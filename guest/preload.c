@@ -95,6 +95,8 @@ DECLARE_REAL(int, pselect, int, fd_set *, fd_set *, fd_set *, const struct times
 	     const sigset_t *);
 DECLARE_REAL(ssize_t, sendfile, int, int, off_t *, size_t);
 DECLARE_REAL(ssize_t, splice, int, loff_t *, int, loff_t *, size_t, unsigned int);
+DECLARE_REAL(int, sendmmsg, int, struct mmsghdr *, unsigned int, int);
+DECLARE_REAL(int, recvmmsg, int, struct mmsghdr *, unsigned int, int, struct timespec *);
 
 static pthread_once_t real_once = PTHREAD_ONCE_INIT;
 
@@ -105,7 +107,7 @@ static void resolve_real(void)
 	R(accept); R(accept4); R(connect); R(read); R(write); R(readv); R(writev); R(send);
 	R(sendto); R(sendmsg); R(recv); R(recvfrom); R(recvmsg); R(shutdown); R(getsockname);
 	R(getpeername); R(getsockopt); R(setsockopt); R(poll); R(ppoll); R(select); R(pselect);
-	R(sendfile); R(splice);
+	R(sendfile); R(splice); R(sendmmsg); R(recvmmsg);
 #undef R
 }
 
@@ -436,6 +438,50 @@ EXPORT ssize_t sendmsg(int fd, const struct msghdr *msg, int flags)
 						msg->msg_name, msg->msg_namelen),
 				   flags);
 	return data_result(csock_sendv(cs, msg->msg_iov, (int)msg->msg_iovlen, flags), flags);
+}
+
+/* Each message as sendmsg sends it; a failure after the first ends the batch early. */
+EXPORT int sendmmsg(int fd, struct mmsghdr *vec, unsigned int vlen, int flags)
+{
+	struct csock *cs = lookup(fd);
+	unsigned int i;
+
+	NEED_REAL();
+	if (!cs)
+		return REAL(sendmmsg)(fd, vec, vlen, flags);
+	for (i = 0; i < vlen; i++) {
+		ssize_t n = sendmsg(fd, &vec[i].msg_hdr, flags);
+
+		if (n < 0)
+			return i ? (int)i : -1;
+		vec[i].msg_len = (unsigned int)n;
+	}
+	return (int)vlen;
+}
+
+/*
+ * Each message as recvmsg receives it. Only the first may wait (as with
+ * MSG_WAITFORONE): a batch returns what is there rather than waiting to fill
+ * up, which is what event-loop callers (libuv, BIND) rely on anyway.
+ */
+EXPORT int recvmmsg(int fd, struct mmsghdr *vec, unsigned int vlen, int flags,
+		    struct timespec *timeout)
+{
+	struct csock *cs = lookup(fd);
+	unsigned int i;
+
+	NEED_REAL();
+	if (!cs)
+		return REAL(recvmmsg)(fd, vec, vlen, flags, timeout);
+	flags &= ~MSG_WAITFORONE;
+	for (i = 0; i < vlen; i++) {
+		ssize_t n = recvmsg(fd, &vec[i].msg_hdr, i ? flags | MSG_DONTWAIT : flags);
+
+		if (n < 0)
+			return i ? (int)i : -1;
+		vec[i].msg_len = (unsigned int)n;
+	}
+	return (int)vlen;
 }
 
 EXPORT ssize_t write(int fd, const void *buf, size_t len)

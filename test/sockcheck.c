@@ -805,6 +805,24 @@ static void case_udp(void)
 	printf("udp: poll %zd revents %#x\n", n, p.revents);
 	n = recv(c, in, sizeof(in), 0);
 	printf("udp: recv %zd '%.*s'\n", n, n > 0 ? (int)n : 0, in);
+	{
+		/* batches, as event loops send and take them */
+		static char b1[100], b2[3000], r1[4000], r2[4000], r3[4000];
+		struct iovec sv[2] = { { b1, sizeof(b1) }, { b2, sizeof(b2) } };
+		struct iovec rv[3] = { { r1, sizeof(r1) }, { r2, sizeof(r2) }, { r3, sizeof(r3) } };
+		struct mmsghdr sm[2] = { { .msg_hdr = { .msg_iov = &sv[0], .msg_iovlen = 1 } },
+					 { .msg_hdr = { .msg_iov = &sv[1], .msg_iovlen = 1 } } };
+		struct mmsghdr rm[3] = { { .msg_hdr = { .msg_iov = &rv[0], .msg_iovlen = 1 } },
+					 { .msg_hdr = { .msg_iov = &rv[1], .msg_iovlen = 1 } },
+					 { .msg_hdr = { .msg_iov = &rv[2], .msg_iovlen = 1 } } };
+		int k;
+
+		k = sendmmsg(c, sm, 2, 0);
+		printf("udp: sendmmsg %d: %u %u\n", k, sm[0].msg_len, sm[1].msg_len);
+		usleep(200000); /* both echoes are back */
+		k = recvmmsg(c, rm, 3, MSG_DONTWAIT, NULL);
+		printf("udp: recvmmsg %d: %u %u\n", k, rm[0].msg_len, rm[1].msg_len);
+	}
 	close(c);
 
 	c = socket(AF_INET, SOCK_DGRAM, 0);
