@@ -19,6 +19,7 @@
  */
 #define _GNU_SOURCE
 #include <errno.h>
+#include <stdbool.h>
 #include <fcntl.h>
 #include <getopt.h>
 #include <libgen.h>
@@ -41,12 +42,18 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <circnet/opclient.h>
+
+#include "dns.h"
+
 #define GUEST_SOCKET_DIR "guest" /* under the run dir, inside the guest */
 
 struct run_opts {
 	const char *guest;
 	const char *run_dir;
 	const char *preload;
+	bool dns;
+	struct cn_addr dns_server; /* --dns: the upstream of the guest's DNS stub */
 	char **argv;
 };
 
@@ -164,6 +171,35 @@ static void setup_mounts(const struct run_opts *o, const char *hosts, char *sock
 		die("socket path too long");
 }
 
+/*
+ * --dns: the guest's resolver asks a stub on 127.0.0.53 (dns.c), which
+ * forwards over a circuit. resolv.conf is a private copy, like the hosts file.
+ */
+static void start_dns(const struct run_opts *o, const char *sock_path)
+{
+	char tmp[] = "/tmp/.circnet-resolvXXXXXX";
+	int fd = dns_stub_listen(), tfd;
+	pid_t pid;
+
+	if (fd < 0)
+		die("DNS stub on %s:53: %s", DNS_STUB_ADDR, strerror(-fd));
+	tfd = mkstemp(tmp);
+	if (tfd < 0)
+		die("resolv.conf: %s", strerror(errno));
+	close(tfd);
+	write_file(tmp, "# circnet run --dns: the guest's DNS stub\nnameserver " DNS_STUB_ADDR
+			"\noptions edns0\n");
+	if (mount(tmp, "/etc/resolv.conf", NULL, MS_BIND, NULL))
+		die("mounting /etc/resolv.conf: %s", strerror(errno));
+	unlink(tmp);
+	pid = fork();
+	if (pid < 0)
+		die("fork: %s", strerror(errno));
+	if (pid == 0)
+		dns_stub_run(fd, sock_path, &o->dns_server);
+	close(fd);
+}
+
 static void drop_caps(void)
 {
 	static const int drop[] = { CAP_NET_RAW, CAP_NET_ADMIN, CAP_SYS_ADMIN };
@@ -210,6 +246,8 @@ static void child(const struct run_opts *o, const char *hosts)
 		die("unshare: %s (circnet run needs root)", strerror(errno));
 	loopback_up();
 	setup_mounts(o, hosts, sock_path, sizeof(sock_path));
+	if (o->dns)
+		start_dns(o, sock_path);
 	if (sethostname(o->guest, strlen(o->guest)))
 		die("sethostname: %s", strerror(errno));
 	drop_caps();
@@ -263,9 +301,12 @@ static int run(const struct run_opts *o)
 
 static void usage(FILE *f)
 {
-	fprintf(f, "usage: circnet run --guest NAME [--run-dir DIR] [--preload LIB] -- COMMAND [ARG...]\n"
+	fprintf(f, "usage: circnet run --guest NAME [--run-dir DIR] [--preload LIB] [--dns ADDR[:PORT]]\n"
+		   "                  -- COMMAND [ARG...]\n"
 		   "Runs COMMAND as guest NAME: own network namespace (loopback only), circuits via\n"
 		   "the operator's socket for NAME, /etc/hosts with the guests' addresses.\n"
+		   "--dns: the guest's resolver asks ADDR (port 53) through a stub on 127.0.0.53,\n"
+		   "as the policy allows the guest to reach ADDR over udp.\n"
 		   "The run directory defaults to $CIRCNET_RUN_DIR, then /run/circnet.\n");
 }
 
@@ -275,6 +316,7 @@ int main(int argc, char **argv)
 		{ "guest", required_argument, NULL, 'g' },
 		{ "run-dir", required_argument, NULL, 'r' },
 		{ "preload", required_argument, NULL, 'p' },
+		{ "dns", required_argument, NULL, 'd' },
 		{ "help", no_argument, NULL, 'h' },
 		{ NULL, 0, NULL, 0 },
 	};
@@ -291,7 +333,7 @@ int main(int argc, char **argv)
 	if (!o.run_dir || !*o.run_dir)
 		o.run_dir = "/run/circnet";
 	o.preload = getenv("CIRCNET_PRELOAD");
-	while ((opt = getopt_long(argc, argv, "+g:r:p:h", lo, NULL)) != -1) {
+	while ((opt = getopt_long(argc, argv, "+g:r:p:d:h", lo, NULL)) != -1) {
 		switch (opt) {
 		case 'g':
 			o.guest = optarg;
@@ -302,6 +344,25 @@ int main(int argc, char **argv)
 		case 'p':
 			o.preload = optarg;
 			break;
+		case 'd': {
+			char spec[80];
+
+			/* a bare address means port 53 */
+			if (strchr(optarg, '.') && !strchr(optarg, ':'))
+				snprintf(spec, sizeof(spec), "%s:53", optarg);
+			else if (optarg[0] != '[' && strchr(optarg, ':') &&
+				 strchr(optarg, ':') != strrchr(optarg, ':'))
+				snprintf(spec, sizeof(spec), "[%s]:53", optarg);
+			else
+				snprintf(spec, sizeof(spec), "%s", optarg);
+			if (cn_addr_parse(&o.dns_server, spec)) {
+				fprintf(stderr, "circnet run: --dns %s: not an address[:port]\n",
+					optarg);
+				return 2;
+			}
+			o.dns = true;
+			break;
+		}
 		case 'h':
 			usage(stdout);
 			return 0;

@@ -5,6 +5,8 @@
 #  - the socket-API test body (sockcheck: TCP and UDP) from the host straight
 #    to the remote, then from a guest through the proxy: identical output;
 #  - UDP through the proxy: a DNS-style query/answer and 30000-byte datagrams;
+#  - DNS through the guest's resolver: getent in a guest started with
+#    `circnet run --dns` asks dnsmasq on the remote;
 #  - curl fetching 5 MiB from python3's http.server on the remote (sha256);
 #  - iperf3 through the proxy in both directions;
 #  - connect errors as Linux gives them: refused, no answer (ETIMEDOUT after
@@ -30,7 +32,7 @@ if [ "$(id -u)" != 0 ] || ! unshare -n true 2>/dev/null; then
 	echo "proxy.sh: needs root and network namespaces: skipped"
 	exit 77
 fi
-for tool in python3 curl wget wrk nginx iperf3 sha256sum ip; do
+for tool in python3 curl wget wrk nginx iperf3 sha256sum ip getent dnsmasq; do
 	command -v "$tool" >/dev/null || { echo "proxy.sh: $tool missing (scripts/deps.sh installs it)"; exit 1; }
 done
 export ASAN_OPTIONS="${ASAN_OPTIONS:+$ASAN_OPTIONS:}verify_asan_link_order=0:detect_leaks=0"
@@ -154,6 +156,12 @@ while True:
 PY
 remote timeout 120 python3 "$dir/dns.py" "$net.2" >"$dir/dns.log" 2>&1 &
 pids+=($!)
+# a real DNS server on the remote, for the guest's resolver
+printf '%s db.example\n%s web.example\n' "$net.77" "$net.78" >"$dir/dns.hosts"
+remote timeout 120 dnsmasq --no-daemon --no-resolv --no-hosts --addn-hosts="$dir/dns.hosts" \
+	--listen-address="$net.2" --bind-interfaces --port=53 --user=root \
+	--pid-file="$dir/dnsmasq.pid" >"$dir/dnsmasq.log" 2>&1 &
+pids+=($!)
 remote timeout 120 python3 "$dir/rst.py" "$net.2" >"$dir/rst.log" 2>&1 &
 pids+=($!)
 remote timeout 120 python3 "$dir/slow.py" "$net.2" >"$dir/slow.log" 2>&1 &
@@ -198,6 +206,13 @@ for i in range(20):
 big = bytes(range(256)) * 117 + b'xyzabcdefghi'
 s.sendto(big, ('$net.2', 5353)); d, a = s.recvfrom(65535)
 print(ok, len(big), d[9:] == big[2:])")" "20 29964 True"
+
+check "the guest's resolver through the proxy: getent asks dnsmasq on the remote" \
+	is "$(timeout 30 "$circnet" run --run-dir "$dir/run" --dns "$net.2" --guest client -- \
+		getent hosts db.example | tr -s ' \t' ' ')" "$net.77 db.example"
+check "... and a name dnsmasq does not know is not found (exit 2)" \
+	bash -c "timeout 30 '$circnet' run --run-dir '$dir/run' --dns '$net.2' --guest client -- \
+		getent hosts nosuch.example; [ \$? = 2 ]"
 
 errno_of() { # errno_of HOST PORT: what a guest's connect() says
 	guest python3 -c "
