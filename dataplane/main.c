@@ -16,6 +16,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <sys/signalfd.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
@@ -249,6 +250,15 @@ int main(int argc, char **argv)
 		return 2;
 	}
 	log_init("circnet-dataplane");
+	{
+		/* a socket and a circuit's fds per connection: take what we may */
+		struct rlimit rl;
+
+		if (!getrlimit(RLIMIT_NOFILE, &rl) && rl.rlim_cur < rl.rlim_max) {
+			rl.rlim_cur = rl.rlim_max;
+			setrlimit(RLIMIT_NOFILE, &rl);
+		}
+	}
 
 	sigemptyset(&mask);
 	sigaddset(&mask, SIGTERM);

@@ -86,6 +86,7 @@ write_conf() { # write_conf [EXTRA-LINE]
 run-dir $dir/run
 guest client {
     address 10.212.0.10
+    max-circuits 8192
 }
 guest web {
     address 10.212.0.20
@@ -243,6 +244,64 @@ try:
         n += len(b)
 except ConnectionResetError:
     print('ECONNRESET' if n > 0 else 'no data')")" ECONNRESET
+
+# scale: many proxied connections open at once, each echoing its own bytes
+cat >"$dir/echo.py" <<'PY'
+import selectors, socket, sys
+sel = selectors.DefaultSelector()
+ls = socket.socket(); ls.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+ls.bind((sys.argv[1], 8300)); ls.listen(4096); ls.setblocking(False)
+sel.register(ls, selectors.EVENT_READ)
+while True:
+    for key, _ in sel.select():
+        if key.fileobj is ls:
+            try:
+                c, _ = ls.accept(); c.setblocking(False); sel.register(c, selectors.EVENT_READ)
+            except BlockingIOError:
+                pass
+            continue
+        c = key.fileobj
+        try:
+            d = c.recv(65536)
+        except ConnectionError:
+            d = b""
+        if d:
+            c.sendall(d)
+        else:
+            sel.unregister(c); c.close()
+PY
+cat >"$dir/many.py" <<'PY'
+import selectors, socket, sys, time
+host, n = sys.argv[1], int(sys.argv[2])
+sel = selectors.DefaultSelector(); socks = []
+t0 = time.time()
+for i in range(n):
+    s = socket.socket(); s.setblocking(False)
+    s.connect_ex((host, 8300)); socks.append(s)
+    sel.register(s, selectors.EVENT_WRITE, i)
+want = {i: (b"%06d" % i) * 100 for i in range(n)}
+got = {i: b"" for i in range(n)}
+done = 0
+while done < n and time.time() - t0 < 60:
+    for key, ev in sel.select(5):
+        s, i = key.fileobj, key.data
+        if ev & selectors.EVENT_WRITE:
+            s.sendall(want[i]); sel.modify(s, selectors.EVENT_READ, i)
+        else:
+            got[i] += s.recv(65536)
+            if len(got[i]) >= len(want[i]):
+                sel.unregister(s); done += 1
+print(n, done, sum(got[i] == want[i] for i in range(n)), "in %.1f s" % (time.time() - t0), file=sys.stderr)
+print(done == n and all(got[i] == want[i] for i in range(n)))
+for s in socks:
+    s.close()
+PY
+remote timeout 120 python3 "$dir/echo.py" "$net.2" >"$dir/echo.log" 2>&1 &
+pids+=($!)
+sleep 0.5
+check "1500 proxied connections open at once, each echoes its 600 bytes intact" \
+	is "$(timeout 90 "$circnet" run --run-dir "$dir/run" --guest client -- \
+		bash -c "ulimit -n 65536; exec python3 '$dir/many.py' '$net.2' 1500")" True
 
 # faults: the guest dies mid-transfer
 guest curl -sS -m 30 -o /dev/null "http://$net.2:8200/" 2>/dev/null &
