@@ -21,6 +21,7 @@ struct dp_config {
 	int threads;
 	int connect_timeout_ms; /* 0: the kernel's own (SYN retries) */
 	uint32_t backlog;	/* connections the operator may queue per loop */
+	int udp_idle_ms;	/* a published UDP port's client idle this long is forgotten */
 };
 
 /* Counters of one loop, read by the status view from another thread. */

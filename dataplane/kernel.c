@@ -32,7 +32,15 @@
 #include "dataplane.h"
 #include "relay.h"
 
-enum src_kind { SRC_SESSION, SRC_SESSION_UDP, SRC_SOCK, SRC_DATA, SRC_SPACE, SRC_PUBLISH };
+enum src_kind {
+	SRC_SESSION,
+	SRC_SESSION_UDP,
+	SRC_SOCK,
+	SRC_DATA,
+	SRC_SPACE,
+	SRC_PUBLISH,
+	SRC_UFLOW,
+};
 
 struct ksrc {
 	enum src_kind kind;
@@ -56,20 +64,47 @@ struct kconn {
 struct kpub {
 	struct ksrc src;
 	int fd;
+	unsigned int l4;
 	struct cn_addr host; /* family NONE: every address */
 };
 
 #define KPUB_MAX 64
 
-struct kloop {
-	struct dp_loop *dl;
+/* The published ports of one l4, and the set being received (PUBLISH pushes). */
+struct kpubset {
 	struct kpub pubs[KPUB_MAX];
 	int npubs;
-	/* the set being received (PUBLISH index 0..count-1 of one generation) */
 	struct cn_addr next[KPUB_MAX];
 	int nnext;
 	uint32_t next_gen;
-	bool in_accept, apply_pending; /* a set that came during pub_accept waits */
+	bool apply_pending; /* a set that came while pub_accept walked this one */
+};
+
+/*
+ * One client of a published UDP port: its datagrams reach the guest over a
+ * circuit of its own, and the guest's replies go back from the shared socket.
+ */
+struct uflow {
+	struct ksrc src_data;
+	struct kpub *pub;
+	struct cn_addr pub_host; /* finds pub again when the set is rebuilt */
+	struct cn_addr client;
+	struct sockaddr_storage ss;
+	socklen_t sslen;
+	struct cn_local_ep ep;
+	struct cn_op_conn conn;
+	int64_t last_ms;
+	bool dead;
+	struct uflow *next;
+};
+
+
+struct kloop {
+	struct dp_loop *dl;
+	struct kpubset sets[2]; /* [0] tcp, [1] udp */
+	bool in_accept;
+	struct uflow *uflows; /* clients of published UDP ports */
+	struct uflow *ugrave; /* released during this batch */
 	int epfd;
 	struct cn_op op;     /* tcp: off-host routes, published ports */
 	struct cn_op op_udp; /* udp: off-host routes (one listener per session) */
@@ -177,6 +212,12 @@ static void bury(struct kloop *l)
 
 		l->grave = c->next;
 		free(c);
+	}
+	while (l->ugrave) {
+		struct uflow *f = l->ugrave;
+
+		l->ugrave = f->next;
+		free(f);
 	}
 }
 
@@ -340,24 +381,35 @@ static void unmap_v4(struct cn_addr *a)
 	}
 }
 
+static struct kpubset *pubset(struct kloop *l, unsigned int l4)
+{
+	return &l->sets[l4 == CN_L4_UDP];
+}
+
+static const char *l4name(unsigned int l4)
+{
+	return l4 == CN_L4_UDP ? "udp" : "tcp";
+}
+
 static int pub_listen(struct kloop *l, struct kpub *p)
 {
 	struct sockaddr_storage ss;
 	socklen_t len;
 	struct cn_addr a = p->host;
-	int one = 1, fd;
+	int one = 1, fd, type = p->l4 == CN_L4_UDP ? SOCK_DGRAM : SOCK_STREAM;
 
 	if (!a.family) {
 		/* every address: the IPv6 wildcard takes IPv4 too */
 		a.family = CN_AF_INET6;
 	}
 	len = cn_addr_to_sockaddr(&a, &ss);
-	fd = socket(ss.ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+	fd = socket(ss.ss_family, type | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
 	if (fd < 0)
 		return -errno;
 	setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
-	setsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &one, sizeof(one)); /* each loop its share */
-	if (bind(fd, (struct sockaddr *)&ss, len) || listen(fd, 1024)) {
+	/* each loop its share; for UDP the kernel keeps a client on one loop */
+	setsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &one, sizeof(one));
+	if (bind(fd, (struct sockaddr *)&ss, len) || (type == SOCK_STREAM && listen(fd, 1024))) {
 		int err = -errno;
 
 		close(fd);
@@ -373,76 +425,256 @@ static bool same_host(const struct cn_addr *x, const struct cn_addr *y)
 	return x->family == y->family && x->port == y->port && !memcmp(x->addr, y->addr, 16);
 }
 
+static void uflow_free(struct kloop *l, struct uflow *f);
+
 /* A complete set arrived: close what is gone, listen on what is new. */
-static void pub_apply(struct kloop *l)
+static void pub_apply(struct kloop *l, unsigned int l4)
 {
+	struct kpubset *ps = pubset(l, l4);
 	struct kpub keep[KPUB_MAX];
 	int i, j, n = 0;
 	char a[64];
 
-	for (i = 0; i < l->npubs; i++) {
-		for (j = 0; j < l->nnext; j++)
-			if (same_host(&l->pubs[i].host, &l->next[j]))
+	for (i = 0; i < ps->npubs; i++) {
+		struct uflow *f, *next;
+
+		for (j = 0; j < ps->nnext; j++)
+			if (same_host(&ps->pubs[i].host, &ps->next[j]))
 				break;
-		if (j < l->nnext) {
-			keep[n++] = l->pubs[i];
+		if (j < ps->nnext) {
+			keep[n++] = ps->pubs[i];
 			continue;
 		}
-		epoll_ctl(l->epfd, EPOLL_CTL_DEL, l->pubs[i].fd, NULL);
-		close(l->pubs[i].fd);
-		cn_addr_format(&l->pubs[i].host, a, sizeof(a));
+		/* the UDP clients of a withdrawn port go with it */
+		for (f = l->uflows; f; f = next) {
+			next = f->next;
+			if (f->pub == &ps->pubs[i])
+				uflow_free(l, f);
+		}
+		epoll_ctl(l->epfd, EPOLL_CTL_DEL, ps->pubs[i].fd, NULL);
+		close(ps->pubs[i].fd);
+		cn_addr_format(&ps->pubs[i].host, a, sizeof(a));
 		if (!l->dl->index)
-			log_info("withdrawn tcp %s", a);
+			log_info("withdrawn %s %s", l4name(l4), a);
 	}
-	for (j = 0; j < l->nnext; j++) {
+	for (j = 0; j < ps->nnext; j++) {
 		for (i = 0; i < n; i++)
-			if (same_host(&keep[i].host, &l->next[j]))
+			if (same_host(&keep[i].host, &ps->next[j]))
 				break;
 		if (i < n)
 			continue;
-		keep[n].host = l->next[j];
+		keep[n].host = ps->next[j];
+		keep[n].l4 = l4;
 		i = pub_listen(l, &keep[n]);
-		cn_addr_format(&l->next[j], a, sizeof(a));
+		cn_addr_format(&ps->next[j], a, sizeof(a));
 		if (i) {
-			log_err("loop %d: cannot listen on published %s: %s", l->dl->index, a,
-				strerror(-i));
+			log_err("loop %d: cannot listen on published %s %s: %s", l->dl->index,
+				l4name(l4), a, strerror(-i));
 			continue;
 		}
 		if (!l->dl->index)
-			log_info("published tcp %s", a);
+			log_info("published %s %s", l4name(l4), a);
 		n++;
 	}
-	memcpy(l->pubs, keep, sizeof(keep[0]) * (size_t)n);
-	l->npubs = n;
-	/* the kpub structs moved: their epoll data pointers must follow */
-	for (i = 0; i < n; i++) {
-		struct epoll_event e = { .events = EPOLLIN, .data.ptr = &l->pubs[i].src };
+	memcpy(ps->pubs, keep, sizeof(keep[0]) * (size_t)n);
+	ps->npubs = n;
+	/* kept entries moved: their flows and epoll data pointers follow */
+	if (l4 == CN_L4_UDP) {
+		struct uflow *f;
 
-		epoll_ctl(l->epfd, EPOLL_CTL_MOD, l->pubs[i].fd, &e);
+		for (f = l->uflows; f; f = f->next)
+			for (i = 0; i < n; i++)
+				if (same_host(&ps->pubs[i].host, &f->pub_host))
+					f->pub = &ps->pubs[i];
+	}
+	for (i = 0; i < n; i++) {
+		struct epoll_event e = { .events = EPOLLIN, .data.ptr = &ps->pubs[i].src };
+
+		epoll_ctl(l->epfd, EPOLL_CTL_MOD, ps->pubs[i].fd, &e);
 	}
 }
 
 static void on_publish(void *arg, const struct cn_msg_publish *m)
 {
 	struct kloop *l = arg;
+	struct kpubset *ps = pubset(l, m->l4);
 
 	if (m->index == 0) {
-		l->next_gen = m->gen;
-		l->nnext = 0;
+		ps->next_gen = m->gen;
+		ps->nnext = 0;
 	}
-	if (m->gen != l->next_gen || m->index != l->nnext)
+	if (m->gen != ps->next_gen || m->index != ps->nnext)
 		return; /* out of order: the next generation will set it right */
-	if (m->count && l->nnext < KPUB_MAX)
-		l->next[l->nnext++] = m->host;
+	if (m->count && ps->nnext < KPUB_MAX)
+		ps->next[ps->nnext++] = m->host;
 	if (m->count && m->index + 1 != m->count)
 		return;
 	if (l->in_accept)
-		l->apply_pending = true; /* pub_accept walks the set now */
+		ps->apply_pending = true; /* pub_accept walks the sets now */
 	else
-		pub_apply(l);
+		pub_apply(l, m->l4);
+}
+
+/* ---- published UDP ports ---- */
+
+static void uflow_free(struct kloop *l, struct uflow *f)
+{
+	struct uflow **pp;
+
+	for (pp = &l->uflows; *pp; pp = &(*pp)->next)
+		if (*pp == f) {
+			*pp = f->next;
+			break;
+		}
+	epoll_ctl(l->epfd, EPOLL_CTL_DEL, f->ep.notif[0].fd, NULL);
+	cn_local_close(&f->ep);
+	if (l->udp_attached)
+		cn_op_closed(&l->op_udp, f->conn.circuit_id);
+	atomic_fetch_sub(&l->dl->cnt.active, 1);
+	atomic_fetch_add(&l->dl->cnt.closed, 1);
+	/* events of this batch may still name it: freed with the graveyard */
+	f->dead = true;
+	f->next = l->ugrave;
+	l->ugrave = f;
+}
+
+/* The guest's replies to one client: out of the shared socket, one per record. */
+static void uflow_answers(struct kloop *l, struct uflow *f, uint32_t events)
+{
+	static unsigned char buf[CN_DGRAM_MAX];
+	struct iovec iov = { buf, sizeof(buf) };
+	unsigned int of;
+	ssize_t n;
+
+	cn_notifier_drain(&f->ep.notif[0]);
+	if (events & (EPOLLHUP | EPOLLERR))
+		cn_ep_peer_vanished(&f->ep.ep);
+	for (;;) {
+		of = 0;
+		n = cn_recvv(&f->ep.ep, &iov, 1, CN_MSG_DONTWAIT, &of);
+		if (n == -EAGAIN) {
+			if (cn_poll_arm(&f->ep.ep, CN_POLLIN) & (CN_POLLIN | CN_POLLERR | CN_POLLHUP))
+				continue;
+			return;
+		}
+		if (n < 0 || (n == 0 && (of & CN_MSGF_EOF))) {
+			uflow_free(l, f); /* the guest closed its socket, or reset */
+			return;
+		}
+		sendto(f->pub->fd, buf, (size_t)n, MSG_DONTWAIT, (struct sockaddr *)&f->ss, f->sslen);
+		f->last_ms = now_ms();
+		atomic_fetch_add(&l->dl->cnt.to_host, (uint64_t)n);
+	}
+}
+
+static struct uflow *uflow_find(struct kloop *l, struct kpub *p, const struct cn_addr *client)
+{
+	struct uflow *f;
+
+	for (f = l->uflows; f; f = f->next)
+		if (f->pub == p && same_host(&f->client, client))
+			return f;
+	return NULL;
+}
+
+/* A new client: a datagram circuit to the guest's bound socket. */
+static struct uflow *uflow_new(struct kloop *l, struct kpub *p, const struct cn_addr *client,
+			       const struct sockaddr_storage *ss, socklen_t sslen)
+{
+	struct cn_addr dst = p->host;
+	struct uflow *f;
+	int err;
+
+	if (!l->udp_attached || !(f = calloc(1, sizeof(*f))))
+		return NULL;
+	if (!dst.family)
+		dst.family = client->family; /* the publish matches on the port */
+	f->pub = p;
+	f->pub_host = p->host;
+	f->client = *client;
+	memcpy(&f->ss, ss, sslen);
+	f->sslen = sslen;
+	err = cn_op_connect_flags(&l->op_udp, CN_L4_UDP, client, &dst, CN_CONNECT_PUBLISHED,
+				  &f->ep, &f->conn);
+	if (err) {
+		free(f);
+		if (err == -ECONNABORTED)
+			detach(l, "operator gone");
+		return NULL; /* no guest socket behind it: the datagram is lost */
+	}
+	f->src_data = (struct ksrc){ SRC_UFLOW, NULL };
+	if (ep_add(l, f->ep.notif[0].fd, EPOLLIN | EPOLLET, &f->src_data)) {
+		cn_local_close(&f->ep);
+		free(f);
+		return NULL;
+	}
+	f->next = l->uflows;
+	l->uflows = f;
+	atomic_fetch_add(&l->dl->cnt.accepted, 1);
+	atomic_fetch_add(&l->dl->cnt.connected, 1);
+	atomic_fetch_add(&l->dl->cnt.active, 1);
+	return f;
+}
+
+/* Datagrams at a published UDP port: each to its client's circuit. */
+static void pub_datagrams(struct kloop *l, struct kpub *p)
+{
+	static unsigned char buf[CN_DGRAM_MAX];
+	int i;
+
+	for (i = 0; i < 256; i++) { /* a bounded share per event: others wait their turn */
+		struct sockaddr_storage ss;
+		socklen_t len = sizeof(ss);
+		struct cn_addr client;
+		struct uflow *f;
+		ssize_t n = recvfrom(p->fd, buf, sizeof(buf), MSG_DONTWAIT, (struct sockaddr *)&ss,
+				     &len);
+
+		if (n < 0)
+			return;
+		if (cn_addr_from_sockaddr(&client, (struct sockaddr *)&ss, len))
+			continue;
+		unmap_v4(&client);
+		f = uflow_find(l, p, &client);
+		if (!f) {
+			l->in_accept = true; /* a PUBLISH during the connect must wait */
+			f = uflow_new(l, p, &client, &ss, len);
+			l->in_accept = false;
+			if (!f)
+				continue;
+		}
+		/* a full ring drops the datagram, as a full socket buffer would */
+		if (cn_send(&f->ep.ep, buf, (size_t)n, CN_MSG_DONTWAIT) >= 0)
+			atomic_fetch_add(&l->dl->cnt.to_guest, (uint64_t)n);
+		f->last_ms = now_ms();
+		uflow_answers(l, f, 0);
+	}
+}
+
+static void uflows_expire(struct kloop *l)
+{
+	int64_t now = now_ms();
+	struct uflow *f, *next;
+
+	for (f = l->uflows; f; f = next) {
+		next = f->next;
+		if (now - f->last_ms > l->dl->cfg->udp_idle_ms)
+			uflow_free(l, f);
+	}
 }
 
 static void pub_accept_all(struct kloop *l, struct kpub *p);
+
+static void pub_apply_pending(struct kloop *l)
+{
+	unsigned int l4;
+
+	for (l4 = CN_L4_TCP; l4 <= CN_L4_UDP; l4++)
+		if (pubset(l, l4)->apply_pending) {
+			pubset(l, l4)->apply_pending = false;
+			pub_apply(l, l4);
+		}
+}
 
 /* Connections at a published port: each becomes a circuit to its guest. */
 static void pub_accept(struct kloop *l, struct kpub *p)
@@ -450,10 +682,7 @@ static void pub_accept(struct kloop *l, struct kpub *p)
 	l->in_accept = true;
 	pub_accept_all(l, p);
 	l->in_accept = false;
-	if (l->apply_pending) {
-		l->apply_pending = false;
-		pub_apply(l);
-	}
+	pub_apply_pending(l);
 }
 
 static void pub_accept_all(struct kloop *l, struct kpub *p)
@@ -519,6 +748,8 @@ static void attach_udp(struct kloop *l)
 	int err = cn_op_open(&l->op_udp, l->dl->cfg->operator_path);
 
 	if (!err) {
+		l->op_udp.on_publish = on_publish; /* the udp set follows this LISTEN_OK */
+		l->op_udp.cb_arg = l;
 		err = cn_op_listen_flags(&l->op_udp, CN_L4_UDP, &any, l->dl->cfg->backlog,
 					 CN_LISTEN_PROXY, &bound, &id);
 		if (!err) {
@@ -625,8 +856,11 @@ static void shutdown_all(struct kloop *l)
 		cn_op_close(&l->op_udp);
 		l->udp_attached = false;
 	}
-	l->nnext = 0;
-	pub_apply(l); /* closes every published listener */
+	while (l->uflows)
+		uflow_free(l, l->uflows);
+	l->sets[0].nnext = l->sets[1].nnext = 0;
+	pub_apply(l, CN_L4_TCP); /* closes every published port */
+	pub_apply(l, CN_L4_UDP);
 }
 
 size_t kernel_loop_conns(struct dp_loop *dl, char *buf, size_t len)
@@ -706,9 +940,24 @@ void *kernel_loop_main(void *arg)
 			case SRC_SPACE:
 				conn_doorbell(&l, s->c, 1, evs[i].events);
 				break;
-			case SRC_PUBLISH:
-				pub_accept(&l, container_of(s, struct kpub, src));
+			case SRC_PUBLISH: {
+				struct kpub *p = container_of(s, struct kpub, src);
+
+				if (p->l4 == CN_L4_UDP) {
+					pub_datagrams(&l, p);
+					pub_apply_pending(&l);
+				} else {
+					pub_accept(&l, p);
+				}
 				break;
+			}
+			case SRC_UFLOW: {
+				struct uflow *f = container_of(s, struct uflow, src_data);
+
+				if (!f->dead)
+					uflow_answers(&l, f, evs[i].events);
+				break;
+			}
 			}
 		}
 		bury(&l);
@@ -717,6 +966,7 @@ void *kernel_loop_main(void *arg)
 		if (l.udp_attached)
 			cn_op_flush(&l.op_udp);
 		check_deadlines(&l);
+		uflows_expire(&l);
 		bury(&l);
 	}
 	shutdown_all(&l);

@@ -34,7 +34,8 @@ static void usage(FILE *f)
 {
 	fprintf(f,
 		"usage: circnet-dataplane [--backend kernel] [--run-dir DIR] [--threads N]\n"
-		"                         [--connect-timeout SECS] [--backlog N] [--log-level LEVEL]\n"
+		"                         [--connect-timeout SECS] [--backlog N] [--udp-idle SECS]\n"
+		"                         [--log-level LEVEL]\n"
 		"  --backend kernel       Linux sockets (the default; dpdk: issue 6)\n"
 		"  --run-dir DIR          the operator's run directory (default $CIRCNET_RUN_DIR,\n"
 		"                         then /run/circnet); attaches at DIR/proxy/operator.sock\n"
@@ -42,6 +43,7 @@ static void usage(FILE *f)
 		"  --connect-timeout SECS give up connects after SECS with ETIMEDOUT\n"
 		"                         (default 0: the kernel's SYN retries decide)\n"
 		"  --backlog N            connections the operator may queue per loop (4096)\n"
+		"  --udp-idle SECS        forget a published UDP port's client after SECS idle (120)\n"
 		"  --log-level LEVEL      err, warning, notice, info (default), debug\n");
 }
 
@@ -179,12 +181,13 @@ int main(int argc, char **argv)
 		{ "threads", required_argument, NULL, 't' },
 		{ "connect-timeout", required_argument, NULL, 'c' },
 		{ "backlog", required_argument, NULL, 'B' },
+		{ "udp-idle", required_argument, NULL, 'u' },
 		{ "log-level", required_argument, NULL, 'l' },
 		{ "help", no_argument, NULL, 'h' },
 		{ NULL, 0, NULL, 0 },
 	};
 	static struct dp_loop loops[DP_MAX_THREADS];
-	struct dp_config cfg = { .threads = 1, .backlog = 4096 };
+	struct dp_config cfg = { .threads = 1, .backlog = 4096, .udp_idle_ms = 120000 };
 	const char *run_dir = getenv("CIRCNET_RUN_DIR");
 	char status_path[300];
 	struct signalfd_siginfo si;
@@ -222,6 +225,11 @@ int main(int argc, char **argv)
 			if (parse_int("--backlog", optarg, 1, 65536, &v))
 				return 2;
 			cfg.backlog = (uint32_t)v;
+			break;
+		case 'u':
+			if (parse_int("--udp-idle", optarg, 1, 86400, &v))
+				return 2;
+			cfg.udp_idle_ms = (int)v * 1000;
 			break;
 		case 'l':
 			log_level = parse_level(optarg);

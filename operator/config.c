@@ -674,11 +674,11 @@ static int parse_publish(struct parser *p, const struct word *w, int n)
 		return fail(p, w[0].col, "too many publish lines (at most %d)", CFG_MAX_PUBLISH);
 	if (parse_l4(p, &w[1], &mask))
 		return -1;
-	if (mask != L4_TCP_BIT)
-		return fail(p, w[1].col, "only tcp ports can be published (udp is not supported yet)");
+	if (mask == L4_ANY)
+		return fail(p, w[1].col, "publish one protocol per line: tcp or udp");
 	pub = &c->publish[c->npublish];
 	memset(pub, 0, sizeof(*pub));
-	pub->l4 = CN_L4_TCP;
+	pub->l4 = mask == L4_UDP_BIT ? CN_L4_UDP : CN_L4_TCP;
 	pub->line = p->line;
 	pub->col = w[4].col;
 	if (parse_host_port(p, &w[2], &pub->host) || name_word(p, &w[4], "guest", pub->guest_name) ||

@@ -83,7 +83,7 @@ struct rule {
 /* publish PROTO [ADDR:]PORT to GUEST port PORT: a host port forwarded to a guest */
 #define CFG_MAX_PUBLISH 64
 struct publish {
-	unsigned int l4;      /* CN_L4_TCP */
+	unsigned int l4;      /* CN_L4_TCP or CN_L4_UDP */
 	struct cn_addr host;  /* family NONE: every host address */
 	int guest;	      /* config index */
 	uint16_t guest_port;

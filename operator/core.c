@@ -378,34 +378,41 @@ static uint16_t pick_port(struct op *op, struct guest *g, unsigned int l4, const
 	return 0;
 }
 
-/* The published ports, as one numbered set, to a proxy session. */
-static int push_publish(struct op *op, struct session *s)
+/* The published ports of one l4, as one numbered set, to a proxy session. */
+static int push_publish(struct op *op, struct session *s, unsigned int l4)
 {
 	const struct config *cfg = op->cfg;
 	struct cn_msg_publish m;
-	int i, n = cfg->npublish;
+	int i, k = 0, n = 0;
 
+	for (i = 0; i < cfg->npublish; i++)
+		n += cfg->publish[i].l4 == l4;
 	op->publish_gen++;
-	for (i = 0; i < (n ? n : 1); i++) {
+	for (i = 0; i < cfg->npublish || (!n && !k); i++) {
+		if (n && cfg->publish[i].l4 != l4)
+			continue;
 		cn_msg_init(&m.h, CN_MSG_PUBLISH, sizeof(m), 0);
 		m.gen = op->publish_gen;
-		m.index = (uint16_t)i;
+		m.index = (uint16_t)k++;
 		m.count = (uint16_t)n;
-		m.l4 = CN_L4_TCP;
+		m.l4 = (uint8_t)l4;
 		if (n)
 			m.host = cfg->publish[i].host;
 		if (send_msg(s, &m.h, NULL, 0))
 			return -1;
+		if (!n)
+			break;
 	}
 	return 0;
 }
 
 void core_push_publish(struct op *op)
 {
-	unsigned int i;
+	unsigned int i, l4;
 
-	for (i = 0; i < op->proxy_n[CN_L4_TCP]; i++)
-		push_publish(op, op->proxy_lst[CN_L4_TCP][i]->s);
+	for (l4 = CN_L4_TCP; l4 <= CN_L4_UDP; l4++)
+		for (i = 0; i < op->proxy_n[l4]; i++)
+			push_publish(op, op->proxy_lst[l4][i]->s, l4);
 }
 
 /* The proxy stack takes the off-host routes of one l4 (CN_LISTEN_PROXY). */
@@ -439,7 +446,7 @@ static int proxy_listen(struct op *op, struct session *s, const struct cn_msg_li
 	r.bound.family = CN_AF_INET; /* every off-host address, shown as 0.0.0.0 */
 	if (send_msg(s, &r.h, NULL, 0))
 		return -1;
-	return m->l4 == CN_L4_TCP ? push_publish(op, s) : 0;
+	return push_publish(op, s, m->l4);
 }
 
 static int handle_listen(struct op *op, struct session *s, const struct cn_msg_listen *m)
@@ -686,7 +693,7 @@ static int route_published(struct op *op, struct session *s, const struct cn_msg
 	struct guest_conf *gc;
 	int i;
 
-	if (s->g != op->proxy || m->l4 != CN_L4_TCP || !m->src.family || !m->src.port)
+	if (s->g != op->proxy || !m->src.family || !m->src.port)
 		return EACCES;
 	pub = config_publish_find(op->cfg, m->l4, &m->dst);
 	if (!pub || !(st->dst = guest_by_conf(op, pub->guest)))
