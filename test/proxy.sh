@@ -46,6 +46,7 @@ vh=cnpx$$h
 vr=cnpx$$r
 net=10.213.$tag
 blackhole=10.214.$tag
+unreach=10.216.$tag
 pids=()
 dp_pid=
 failed=0
@@ -55,6 +56,7 @@ cleanup() {
 	ip netns del "$ns" 2>/dev/null
 	ip link del "$vh" 2>/dev/null
 	ip route del "$blackhole.0/24" 2>/dev/null
+	ip route del unreachable "$unreach.0/24" 2>/dev/null
 	[ -n "${CIRCNET_KEEP_TEST_DIR:-}" ] || rm -rf "$dir"
 }
 trap cleanup EXIT
@@ -80,6 +82,8 @@ remote ip link set "$vr" up
 remote ip link set lo up
 # a prefix routed to the remote, which does not forward: SYNs vanish there
 ip route add "$blackhole.0/24" via "$net.2"
+# a prefix the host has an unreachable route for: EHOSTUNREACH at once
+ip route add unreachable "$unreach.0/24"
 
 pub=$((18000 + tag))
 write_conf() { # write_conf [EXTRA-LINE]
@@ -95,6 +99,7 @@ guest web {
 }
 proxy any from client to $net.0/24
 proxy tcp from client to $blackhole.0/24
+proxy tcp from client to $unreach.0/24
 publish tcp $pub to web port 80
 publish tcp 127.0.0.1:$((pub + 1)) to web port 8080
 publish udp $((pub + 3)) to web port 5353
@@ -188,6 +193,8 @@ guest "$check_bin" client "$net.2" "$((port + 1))" >"$dir/proxy.out" 2>&1
 check "sockcheck: $(wc -l <"$dir/kernel.out") TCP and UDP checks through the proxy agree with the kernel" \
 	diff -u "$dir/kernel.out" "$dir/proxy.out"
 
+check "wget fetches 5 MiB from the remote, checksum matches" \
+	is "$(guest wget -q -O - -T 30 "http://$net.2:8000/blob" | sha256sum | cut -d' ' -f1)" "$want"
 check "curl fetches 5 MiB from the remote, checksum matches" \
 	bash -c "[ \"\$(timeout 60 '$circnet' run --run-dir '$dir/run' --guest client -- curl -sS -m 30 http://$net.2:8000/blob | sha256sum | cut -d' ' -f1)\" = '$want' ]"
 iperf() { # iperf NAME ARGS...: 2 s through the proxy, both ends report bytes
@@ -233,6 +240,8 @@ check "a remote that never answers: ETIMEDOUT (after --connect-timeout)" \
 	is "$(errno_of "$blackhole.7" 80)" ETIMEDOUT
 check "... within the timeout, not the kernel's two minutes" [ $(( $(date +%s) - t0 )) -lt 10 ]
 check "no proxy rule for the destination: ENETUNREACH" is "$(errno_of 10.215.0.1 80)" ENETUNREACH
+check "no route on the host: EHOSTUNREACH, the kernel's errno passed on" \
+	is "$(errno_of "$unreach.9" 80)" EHOSTUNREACH
 
 # (the remote's reset drops what it had not sent yet: the guest gets some, then the reset)
 check "the remote resets mid-transfer: the guest reads data, then ECONNRESET" \
@@ -302,9 +311,9 @@ PY
 remote timeout 120 python3 "$dir/echo.py" "$net.2" >"$dir/echo.log" 2>&1 &
 pids+=($!)
 sleep 0.5
-check "1500 proxied connections open at once, each echoes its 600 bytes intact" \
+check "2000 proxied connections open at once, each echoes its 600 bytes intact" \
 	is "$(timeout 90 "$circnet" run --run-dir "$dir/run" --guest client -- \
-		bash -c "ulimit -n 65536; exec python3 '$dir/many.py' '$net.2' 1500")" True
+		bash -c "ulimit -n 65536; exec python3 '$dir/many.py' '$net.2' 2000")" True
 
 # faults: the guest dies mid-transfer
 guest curl -sS -m 30 -o /dev/null "http://$net.2:8200/" 2>/dev/null &
@@ -334,6 +343,8 @@ dp_pid=
 wait "$reader"
 check "the proxy stops mid-transfer: the guest reads a reset" grep -qx ConnectionResetError "$dir/restart.out"
 start_dp
+sleep 0.5
+dp_fds_start=$(ls /proc/"$dp_pid"/fd | wc -l)
 check "after the proxy restarts, new connections go through" \
 	bash -c "[ \"\$(timeout 60 '$circnet' run --run-dir '$dir/run' --guest client -- curl -sS -m 30 http://$net.2:8000/blob | sha256sum | cut -d' ' -f1)\" = '$want' ]"
 
@@ -417,6 +428,9 @@ check "... and keeps the others" is "$(curl -sS -m 10 "http://127.0.0.1:$((pub +
 # no leaks: the proxy and the operator forget every connection (UDP flows after --udp-idle)
 sleep 3
 "$ctl" --run-dir "$dir/run" proxy
+# (the reload withdrew one tcp publish: one listener fewer per loop)
+check "the proxy holds the fds it started with, less the withdrawn listeners (no fd leak)" \
+	is "$(ls /proc/"$dp_pid"/fd | wc -l)" "$((dp_fds_start - 2))"
 check "the proxy holds no connection at the end" \
 	bash -c "'$ctl' --run-dir '$dir/run' proxy --json | grep -q '\"active\":0,'"
 # (guests still running report their closes in batches: their ends may linger)
