@@ -23,6 +23,7 @@
 #include <sys/un.h>
 #include <unistd.h>
 
+#include "../operator/config.h"
 #include "../operator/log.h"
 #include "dataplane.h"
 
@@ -33,12 +34,13 @@ atomic_bool dp_stop;
 static void usage(FILE *f)
 {
 	fprintf(f,
-		"usage: circnet-dataplane [--backend kernel] [--run-dir DIR] [--threads N]\n"
+		"usage: circnet-dataplane [--backend kernel] [--run-dir DIR | --config FILE] [--threads N]\n"
 		"                         [--connect-timeout SECS] [--backlog N] [--udp-idle SECS]\n"
 		"                         [--log-level LEVEL]\n"
 		"  --backend kernel       Linux sockets (the default; dpdk: issue 6)\n"
 		"  --run-dir DIR          the operator's run directory (default $CIRCNET_RUN_DIR,\n"
 		"                         then /run/circnet); attaches at DIR/proxy/operator.sock\n"
+		"  --config FILE          take the run directory from the operator's config file\n"
 		"  --threads N            event loops, one per core to use (default 1)\n"
 		"  --connect-timeout SECS give up connects after SECS with ETIMEDOUT\n"
 		"                         (default 0: the kernel's SYN retries decide)\n"
@@ -178,6 +180,7 @@ int main(int argc, char **argv)
 	static const struct option opts[] = {
 		{ "backend", required_argument, NULL, 'b' },
 		{ "run-dir", required_argument, NULL, 'r' },
+		{ "config", required_argument, NULL, 'C' },
 		{ "threads", required_argument, NULL, 't' },
 		{ "connect-timeout", required_argument, NULL, 'c' },
 		{ "backlog", required_argument, NULL, 'B' },
@@ -211,6 +214,21 @@ int main(int argc, char **argv)
 		case 'r':
 			run_dir = optarg;
 			break;
+		case 'C': {
+			/* the operator's file: its run-dir is where we attach */
+			static char dir[CFG_PATH_MAX];
+			char err[600];
+			struct config *oc = config_load(optarg, err, sizeof(err));
+
+			if (!oc) {
+				fprintf(stderr, "circnet-dataplane: %s\n", err);
+				return 2;
+			}
+			snprintf(dir, sizeof(dir), "%s", oc->run_dir);
+			config_free(oc);
+			run_dir = dir;
+			break;
+		}
 		case 't':
 			if (parse_int("--threads", optarg, 1, DP_MAX_THREADS, &v))
 				return 2;
