@@ -301,8 +301,8 @@ static void setup(struct px_cfg *c)
 	       "ip link set %s master %s up && ip link set %s netns %s && "
 	       "ip -n %s addr add %s.2/24 dev %s && ip -n %s link set %s up && "
 	       "ip -n %s link set lo up",
-	       c->ns, c->br, c->br, c->net, c->br, c->vh, c->vr, c->vh, c->br, c->vr, c->ns,
-	       c->ns, c->net, c->vr, c->ns, c->vr, c->ns))
+	       c->ns, c->br, c->br, c->net, c->br, c->vh, c->vr, c->vh, c->br, c->vr, c->ns, c->ns,
+	       c->net, c->vr, c->ns, c->vr, c->ns))
 		die("network namespace setup (ip)");
 
 	if (pipe(pfd))
@@ -326,8 +326,10 @@ static void setup(struct px_cfg *c)
 	f = fopen(conf, "w");
 	if (!f)
 		die(conf);
-	fprintf(f, "run-dir %s\nguest client {\n    address 10.217.0.10\n}\n"
-		   "proxy tcp from client to %s.0/24\n", run, c->net);
+	fprintf(f,
+		"run-dir %s\nguest client {\n    address 10.217.0.10\n}\n"
+		"proxy tcp from client to %s.0/24\n",
+		run, c->net);
 	fclose(f);
 	snprintf(opbin, sizeof(opbin), "%s/../operator/circnet-operator", c->bindir);
 	snprintf(dpbin, sizeof(dpbin), "%s/../dataplane/circnet-dataplane", c->bindir);
@@ -338,7 +340,8 @@ static void setup(struct px_cfg *c)
 	for (i = 0; i < 100; i++) {
 		snprintf(ctlcmd, sizeof(ctlcmd),
 			 "%s/../operator/circnetctl --run-dir %s proxy --json 2>/dev/null"
-			 " | grep -q '\"operator_sessions\":[1-9]'", c->bindir, run);
+			 " | grep -q '\"operator_sessions\":[1-9]'",
+			 c->bindir, run);
 		if (!sh("%s", ctlcmd))
 			return;
 		usleep(100000);
@@ -404,8 +407,9 @@ static void add(struct report *rep, const char *group, enum px_kind k, size_t si
 
 static void usage(void)
 {
-	fprintf(stderr, "usage: circnet-bench proxy [--quick] [--reps N] [--secs S] [--size BYTES]\n"
-			"                           [--json FILE] [--csv FILE]   (root)\n");
+	fprintf(stderr,
+		"usage: circnet-bench proxy [--quick] [--reps N] [--secs S] [--size BYTES]\n"
+		"                           [--json FILE] [--csv FILE]   (root)\n");
 	exit(2);
 }
 
@@ -470,8 +474,8 @@ int bench_proxy(int argc, char **argv)
 	signal(SIGPIPE, SIG_IGN);
 	setup(&c);
 	report_init(&rep, "proxy", baselines);
-	snprintf(rep.config, sizeof(rep.config), "secs=%.2f reps=%d size=%zu rr=%d cpus=%ld", c.secs,
-		 c.reps, c.size, RR_SIZE, sysconf(_SC_NPROCESSORS_ONLN));
+	snprintf(rep.config, sizeof(rep.config), "secs=%.2f reps=%d size=%zu rr=%d cpus=%ld",
+		 c.secs, c.reps, c.size, RR_SIZE, sysconf(_SC_NPROCESSORS_ONLN));
 	for (r = 0; r < c.reps; r++)
 		for (k = 0; k < PX_NKINDS; k++) {
 			fprintf(stderr, "\r[proxy] %-14s rep %d/%d   ", px_name[k], r + 1, c.reps);

@@ -26,13 +26,13 @@ struct dp_config {
 
 /* Counters of one loop, read by the status view from another thread. */
 struct dp_counters {
-	_Atomic uint64_t accepted;     /* circuits handed to us */
-	_Atomic uint64_t connected;    /* host connections established */
-	_Atomic uint64_t failed;       /* connects that failed (refused, timeout, ...) */
-	_Atomic uint64_t closed;       /* relays finished */
-	_Atomic uint64_t resets;       /* relays ended by a reset, either side */
-	_Atomic uint64_t active;       /* relays open now */
-	_Atomic uint64_t to_guest;     /* bytes */
+	_Atomic uint64_t accepted;  /* circuits handed to us */
+	_Atomic uint64_t connected; /* host connections established */
+	_Atomic uint64_t failed;    /* connects that failed (refused, timeout, ...) */
+	_Atomic uint64_t closed;    /* relays finished */
+	_Atomic uint64_t resets;    /* relays ended by a reset, either side */
+	_Atomic uint64_t active;    /* relays open now */
+	_Atomic uint64_t to_guest;  /* bytes */
 	_Atomic uint64_t to_host;
 	_Atomic uint64_t operator_sessions; /* (re)attachments to the operator */
 };

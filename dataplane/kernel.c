@@ -98,7 +98,6 @@ struct uflow {
 	struct uflow *next;
 };
 
-
 struct kloop {
 	struct dp_loop *dl;
 	struct kpubset sets[2]; /* [0] tcp, [1] udp */
@@ -117,7 +116,7 @@ struct kloop {
 	struct kconn *grave; /* released during this batch of events */
 };
 
-#define container_of(p, type, member) ((type *)((char *)(p) - offsetof(type, member)))
+#define container_of(p, type, member) ((type *)((char *)(p)-offsetof(type, member)))
 
 static int64_t now_ms(void)
 {
@@ -553,7 +552,8 @@ static void uflow_answers(struct kloop *l, struct uflow *f, uint32_t events)
 		of = 0;
 		n = cn_recvv(&f->ep.ep, &iov, 1, CN_MSG_DONTWAIT, &of);
 		if (n == -EAGAIN) {
-			if (cn_poll_arm(&f->ep.ep, CN_POLLIN) & (CN_POLLIN | CN_POLLERR | CN_POLLHUP))
+			if (cn_poll_arm(&f->ep.ep, CN_POLLIN) &
+			    (CN_POLLIN | CN_POLLERR | CN_POLLHUP))
 				continue;
 			return;
 		}
@@ -561,7 +561,8 @@ static void uflow_answers(struct kloop *l, struct uflow *f, uint32_t events)
 			uflow_free(l, f); /* the guest closed its socket, or reset */
 			return;
 		}
-		sendto(f->pub->fd, buf, (size_t)n, MSG_DONTWAIT, (struct sockaddr *)&f->ss, f->sslen);
+		sendto(f->pub->fd, buf, (size_t)n, MSG_DONTWAIT, (struct sockaddr *)&f->ss,
+		       f->sslen);
 		f->last_ms = now_ms();
 		atomic_fetch_add(&l->dl->cnt.to_host, (uint64_t)n);
 	}
@@ -594,8 +595,8 @@ static struct uflow *uflow_new(struct kloop *l, struct kpub *p, const struct cn_
 	f->client = *client;
 	memcpy(&f->ss, ss, sslen);
 	f->sslen = sslen;
-	err = cn_op_connect_flags(&l->op_udp, CN_L4_UDP, client, &dst, CN_CONNECT_PUBLISHED,
-				  &f->ep, &f->conn);
+	err = cn_op_connect_flags(&l->op_udp, CN_L4_UDP, client, &dst, CN_CONNECT_PUBLISHED, &f->ep,
+				  &f->conn);
 	if (err) {
 		free(f);
 		if (err == -ECONNABORTED)
@@ -708,8 +709,8 @@ static void pub_accept_all(struct kloop *l, struct kpub *p)
 		unmap_v4(&dst);
 		c->fd = fd;
 		err = l->attached ? cn_op_connect_flags(&l->op, CN_L4_TCP, &src, &dst,
-							 CN_CONNECT_PUBLISHED, &c->r.ep, &c->conn) :
-				    -ECONNREFUSED;
+							CN_CONNECT_PUBLISHED, &c->r.ep, &c->conn)
+				  : -ECONNREFUSED;
 		if (err) {
 			/* nobody listens behind it: as a closed port, a reset */
 			k_abort(&c->r);
@@ -880,8 +881,9 @@ size_t kernel_loop_conns(struct dp_loop *dl, char *buf, size_t len)
 		cn_addr_format(&c->conn.local, b, sizeof(b));
 		n = snprintf(buf + used, len - used, "%d %llu %s %s %s %llu %llu\n", dl->index,
 			     (unsigned long long)c->r.circuit_id, a, b,
-			     c->connecting ? "connecting" :
-			     c->r.host_eof || c->r.guest_eof ? "closing" : "open",
+			     c->connecting		       ? "connecting"
+			     : c->r.host_eof || c->r.guest_eof ? "closing"
+							       : "open",
 			     (unsigned long long)c->r.st.to_guest,
 			     (unsigned long long)c->r.st.to_host);
 		if (n < 0 || (size_t)n >= len - used)

@@ -34,8 +34,10 @@ atomic_bool dp_stop;
 static void usage(FILE *f)
 {
 	fprintf(f,
-		"usage: circnet-dataplane [--backend kernel] [--run-dir DIR | --config FILE] [--threads N]\n"
-		"                         [--connect-timeout SECS] [--backlog N] [--udp-idle SECS]\n"
+		"usage: circnet-dataplane [--backend kernel] [--run-dir DIR | --config FILE] "
+		"[--threads N]\n"
+		"                         [--connect-timeout SECS] [--backlog N] [--udp-idle "
+		"SECS]\n"
 		"                         [--log-level LEVEL]\n"
 		"  --backend kernel       Linux sockets (the default; dpdk: issue 6)\n"
 		"  --run-dir DIR          the operator's run directory (default $CIRCNET_RUN_DIR,\n"
@@ -45,7 +47,8 @@ static void usage(FILE *f)
 		"  --connect-timeout SECS give up connects after SECS with ETIMEDOUT\n"
 		"                         (default 0: the kernel's SYN retries decide)\n"
 		"  --backlog N            connections the operator may queue per loop (4096)\n"
-		"  --udp-idle SECS        forget a published UDP port's client after SECS idle (120)\n"
+		"  --udp-idle SECS        forget a published UDP port's client after SECS idle "
+		"(120)\n"
 		"  --log-level LEVEL      err, warning, notice, info (default), debug\n");
 }
 
@@ -57,8 +60,8 @@ static int parse_int(const char *opt, const char *s, long lo, long hi, long *out
 	errno = 0;
 	v = strtol(s, &end, 10);
 	if (errno || end == s || *end || v < lo || v > hi) {
-		fprintf(stderr, "circnet-dataplane: %s: '%s' is not a number from %ld to %ld\n", opt,
-			s, lo, hi);
+		fprintf(stderr, "circnet-dataplane: %s: '%s' is not a number from %ld to %ld\n",
+			opt, s, lo, hi);
 		return -1;
 	}
 	*out = v;
@@ -99,25 +102,31 @@ static size_t status_text(struct dp_loop *loops, int n, bool json, bool conns, c
 		t[8] += atomic_load(&c->operator_sessions);
 	}
 	if (json)
-		used = (size_t)snprintf(buf, len,
+		used = (size_t)snprintf(
+			buf, len,
 			"{\"backend\":\"kernel\",\"loops\":%d,\"accepted\":%llu,\"connected\":%llu,"
 			"\"failed\":%llu,\"closed\":%llu,\"resets\":%llu,\"active\":%llu,"
-			"\"bytes_to_guests\":%llu,\"bytes_to_hosts\":%llu,\"operator_sessions\":%llu}\n",
+			"\"bytes_to_guests\":%llu,\"bytes_to_hosts\":%llu,\"operator_sessions\":%"
+			"llu}\n",
 			n, (unsigned long long)t[0], (unsigned long long)t[1],
-			(unsigned long long)t[2], (unsigned long long)t[3], (unsigned long long)t[4],
-			(unsigned long long)t[5], (unsigned long long)t[6], (unsigned long long)t[7],
+			(unsigned long long)t[2], (unsigned long long)t[3],
+			(unsigned long long)t[4], (unsigned long long)t[5],
+			(unsigned long long)t[6], (unsigned long long)t[7],
 			(unsigned long long)t[8]);
 	else
-		used = (size_t)snprintf(buf, len,
+		used = (size_t)snprintf(
+			buf, len,
 			"backend            kernel\n"
 			"loops              %d\n"
-			"connections        %llu active, %llu accepted, %llu connected, %llu failed\n"
+			"connections        %llu active, %llu accepted, %llu connected, %llu "
+			"failed\n"
 			"closed             %llu (%llu by a reset)\n"
 			"bytes              %llu to guests, %llu to hosts (closed connections)\n"
 			"operator sessions  %llu\n",
 			n, (unsigned long long)t[5], (unsigned long long)t[0],
-			(unsigned long long)t[1], (unsigned long long)t[2], (unsigned long long)t[3],
-			(unsigned long long)t[4], (unsigned long long)t[6], (unsigned long long)t[7],
+			(unsigned long long)t[1], (unsigned long long)t[2],
+			(unsigned long long)t[3], (unsigned long long)t[4],
+			(unsigned long long)t[6], (unsigned long long)t[7],
 			(unsigned long long)t[8]);
 	if (used >= len)
 		return len - 1;
@@ -206,8 +215,8 @@ int main(int argc, char **argv)
 		case 'b':
 			if (strcmp(optarg, "kernel")) {
 				fprintf(stderr, "circnet-dataplane: --backend %s: %s\n", optarg,
-					!strcmp(optarg, "dpdk") ? "not built into this binary" :
-								 "unknown backend (kernel)");
+					!strcmp(optarg, "dpdk") ? "not built into this binary"
+								: "unknown backend (kernel)");
 				return 2;
 			}
 			break;
@@ -252,7 +261,8 @@ int main(int argc, char **argv)
 		case 'l':
 			log_level = parse_level(optarg);
 			if (log_level < 0) {
-				fprintf(stderr, "circnet-dataplane: --log-level %s: unknown level\n",
+				fprintf(stderr,
+					"circnet-dataplane: --log-level %s: unknown level\n",
 					optarg);
 				return 2;
 			}
@@ -324,7 +334,8 @@ int main(int argc, char **argv)
 			continue;
 		if ((pf[0].revents & POLLIN) && read(sfd, &si, sizeof(si)) == sizeof(si)) {
 			if (si.ssi_signo == SIGHUP)
-				log_info("SIGHUP: nothing to reload (the policy is the operator's)");
+				log_info(
+					"SIGHUP: nothing to reload (the policy is the operator's)");
 			else if (si.ssi_signo != SIGPIPE)
 				atomic_store(&dp_stop, true);
 		}

@@ -36,10 +36,10 @@ struct relay_host_ops {
 };
 
 /* What relay_pump() waits for (bits), or RELAY_DONE. */
-#define RELAY_WAIT_HOST_IN   0x1u /* the host connection becoming readable */
-#define RELAY_WAIT_HOST_OUT  0x2u /* the host connection taking more */
-#define RELAY_WAIT_GUEST_IN  0x4u /* the guest writing (data doorbell armed) */
-#define RELAY_WAIT_GUEST_OUT 0x8u /* the guest consuming (space doorbell armed) */
+#define RELAY_WAIT_HOST_IN   0x1u   /* the host connection becoming readable */
+#define RELAY_WAIT_HOST_OUT  0x2u   /* the host connection taking more */
+#define RELAY_WAIT_GUEST_IN  0x4u   /* the guest writing (data doorbell armed) */
+#define RELAY_WAIT_GUEST_OUT 0x8u   /* the guest consuming (space doorbell armed) */
 #define RELAY_DONE	     0x100u /* both directions finished, or reset */
 
 struct relay_stats {
@@ -48,14 +48,14 @@ struct relay_stats {
 };
 
 struct relay {
-	struct cn_local_ep ep; /* our end of the circuit (the acceptor) */
+	struct cn_local_ep ep; /* our end: acceptor (outbound) or initiator (published) */
 	uint64_t circuit_id;
 	const struct relay_host_ops *ops;
-	bool dgram;	  /* a datagram circuit (UDP): one record per datagram */
-	bool host_eof;	  /* host sent FIN: the circuit got a shutdown */
-	bool guest_eof;	  /* guest sent FIN: the host got a shutdown */
-	bool reset;	  /* one side reset: both are torn down */
-	int host_err;	  /* what ended the host side, for the logs */
+	bool dgram;	/* a datagram circuit (UDP): one record per datagram */
+	bool host_eof;	/* host sent FIN: the circuit got a shutdown */
+	bool guest_eof; /* guest sent FIN: the host got a shutdown */
+	bool reset;	/* one side reset: both are torn down */
+	int host_err;	/* what ended the host side, for the logs */
 	struct relay_stats st;
 };
 

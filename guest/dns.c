@@ -157,10 +157,12 @@ void dns_stub_run(int fd, const char *sock_path, const struct cn_addr *upstream)
 		p[0] = (struct pollfd){ .fd = fd, .events = POLLIN };
 		if (s.open) {
 			/* armed, then looked at again: an answer after this rings */
-			if (cn_poll_arm(&s.ep.ep, CN_POLLIN) & (CN_POLLIN | CN_POLLERR | CN_POLLHUP))
+			if (cn_poll_arm(&s.ep.ep, CN_POLLIN) &
+			    (CN_POLLIN | CN_POLLERR | CN_POLLHUP))
 				forward_answers(&s, fd);
 			if (s.open)
-				p[n++] = (struct pollfd){ .fd = s.ep.notif[0].fd, .events = POLLIN };
+				p[n++] =
+					(struct pollfd){ .fd = s.ep.notif[0].fd, .events = POLLIN };
 		}
 		if (poll(p, (nfds_t)n, -1) < 0 && errno != EINTR)
 			_exit(1);
