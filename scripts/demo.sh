@@ -1,14 +1,14 @@
 #!/usr/bin/env bash
-# scripts/demo.sh - the main job: install what is needed, build, and measure
-# circuits against TCP loopback, AF_UNIX and memcpy on this machine, then
-# connection setup through a real operator against TCP/AF_UNIX connect, with
-# the figures written to results/ (table, JSON, CSV).
+# scripts/demo.sh - the main job: install what is needed, build, then
+#  1. guests talking over circuits: nginx, redis and iperf3 as guests with
+#     wrk, redis-benchmark and iperf3 clients, against the same programs over
+#     TCP loopback and over a veth bridge between namespaces (root only);
+#  2. the circuit itself against TCP loopback, AF_UNIX and memcpy;
+#  3. connection setup through a real operator against TCP/AF_UNIX connect;
+# with the figures written to results/ (tables, JSON, CSV).
 #
 #   ./scripts/demo.sh            full run (3 repetitions, a few minutes)
-#   ./scripts/demo.sh --quick    30-second version
-#
-# Until the socket preload lands, the demo is these two benchmarks; issue 7
-# grows it into the guest-to-guest demo with real applications.
+#   ./scripts/demo.sh --quick    about a minute
 set -euo pipefail
 cd "$(dirname "$0")/.."
 quick=()
@@ -25,6 +25,9 @@ esac
 echo "demo: building"
 ninja -C build >/dev/null
 mkdir -p results
+echo "demo: guests over circuits vs TCP loopback vs a veth bridge (progress on stderr)"
+./scripts/guests-demo.sh "${quick[@]}" --results results build | tee results/guests.txt
+echo
 echo "demo: circuit benchmark (two processes, one per core; progress on stderr)"
 ./build/bench/circnet-bench ring "${quick[@]}" \
 	--json results/ring.json --csv results/ring.csv | tee results/ring.txt
@@ -33,4 +36,4 @@ echo "demo: connection setup through the operator vs TCP loopback and AF_UNIX"
 ./build/bench/circnet-bench setup "${quick[@]}" \
 	--json results/setup.json --csv results/setup.csv | tee results/setup.txt
 echo
-echo "demo: figures in results/{ring,setup}.{txt,json,csv}"
+echo "demo: figures in results/{guests,ring,setup}.{txt,json,csv}"
