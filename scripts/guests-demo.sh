@@ -7,6 +7,7 @@
 #   nginx (2 workers) + wrk: a small page (requests/s) and a 1 MiB file (Gbit/s)
 #   redis-server + redis-benchmark: GET, and GET pipelined 16 deep (requests/s)
 #   iperf3: one TCP stream (Gbit/s)
+#   sockperf: TCP ping-pong, 64 bytes (latency p50 and p99, microseconds)
 # Prints a table with the ratios, writes DIR/guests.{json,csv} (JSON schema
 # circnet-bench/v1, as every benchmark). Needs root. Cleans up on exit and
 # Ctrl-C. Called by scripts/demo.sh; usable alone.
@@ -28,7 +29,7 @@ if [ "$(id -u)" != 0 ]; then
 	echo "guests demo: needs root (network namespaces): skipped"
 	exit 0
 fi
-for tool in nginx wrk redis-server redis-benchmark iperf3 python3 ip; do
+for tool in nginx wrk redis-server redis-benchmark iperf3 sockperf python3 ip; do
 	command -v "$tool" >/dev/null || { echo "guests demo: $tool missing (scripts/deps.sh)"; exit 1; }
 done
 mkdir -p "$results"
@@ -66,13 +67,13 @@ guest web {
 }
 guest cache {
     address 10.219.0.3
-    listen tcp 6379,5201
+    listen tcp 6379,5201,11111
 }
 guest client {
     address 10.219.0.10
 }
 allow tcp from client to web port 80
-allow tcp from client to cache port 6379,5201
+allow tcp from client to cache port 6379,5201,11111
 CONF
 "$op" --config "$dir/circnet.conf" 2>"$dir/operator.log" &
 pids+=($!)
@@ -135,6 +136,9 @@ serve() { # serve TRANSPORT: start nginx, redis, iperf3 for it
 		timeout 900 "$circnet" run --run-dir "$dir/run" --guest cache -- \
 			iperf3 -s -p 5201 >"$dir/iperf3-circuit.log" 2>&1 &
 		pids+=($!)
+		timeout 900 "$circnet" run --run-dir "$dir/run" --guest cache -- \
+			sockperf server --tcp -i 0.0.0.0 -p 11111 >"$dir/sockperf-circuit.log" 2>&1 &
+		pids+=($!)
 		;;
 	*)
 		local addr=127.0.0.1
@@ -146,6 +150,9 @@ serve() { # serve TRANSPORT: start nginx, redis, iperf3 for it
 			--appendonly no --protected-mode no >"$dir/redis-$1.log" 2>&1 &
 		pids+=($!)
 		"${run[@]}" timeout 900 iperf3 -s -B "$addr" -p 5480 >"$dir/iperf3-$1.log" 2>&1 &
+		pids+=($!)
+		"${run[@]}" timeout 900 sockperf server --tcp -i "$addr" -p 11480 \
+			>"$dir/sockperf-$1.log" 2>&1 &
 		pids+=($!)
 		;;
 	esac
@@ -169,6 +176,9 @@ target() { # target TRANSPORT SERVICE: host:port of that service
 	circuit:web) echo web:80 ;;
 	circuit:cache) echo cache:6379 ;;
 	circuit:iperf) echo cache:5201 ;;
+	circuit:sockperf) echo 10.219.0.3:11111 ;;
+	loopback:sockperf) echo 127.0.0.1:11480 ;;
+	veth:sockperf) echo "$net.2:11480" ;;
 	loopback:web) echo 127.0.0.1:8480 ;;
 	loopback:cache) echo 127.0.0.1:6480 ;;
 	loopback:iperf) echo 127.0.0.1:5480 ;;
@@ -197,6 +207,13 @@ redis_rate() { # redis_rate TRANSPORT PIPELINE -> GET requests/s
 	client "$1" redis-benchmark -h "${t%:*}" -p "${t#*:}" -t get -n $((secs * 30000)) \
 		-c 20 -P "$2" -q 2>/dev/null | tr '\r' '\n' | awk '/GET:/{print $2}' | tail -1
 }
+sockperf_lat() { # sockperf_lat TRANSPORT -> "p50 p99" in microseconds
+	local t
+	t=$(target "$1" sockperf)
+	client "$1" sockperf ping-pong --tcp -i "${t%:*}" -p "${t#*:}" -t "$secs" -m 64 2>&1 |
+		sed 's/\x1b\[[0-9;]*m//g' |
+		awk '/percentile 50.000 =/{p50=$NF} /percentile 99.000 =/{p99=$NF} END{if (p50 != "") print p50, p99}'
+}
 iperf_gbps() {
 	local t
 	t=$(target "$1" iperf)
@@ -213,6 +230,10 @@ for r in $(seq "$reps"); do
 		record redis-GET-pipelined-16 3 req/s "$t" "$(redis_rate "$t" 16)"
 		say "guests demo: rep $r/$reps, $t: iperf3"
 		record iperf3-tcp 131072 Gbit/s "$t" "$(iperf_gbps "$t")"
+		say "guests demo: rep $r/$reps, $t: sockperf"
+		lat=$(sockperf_lat "$t")
+		record sockperf-latency-p50 64 us "$t" "${lat%% *}"
+		record sockperf-latency-p99 64 us "$t" "${lat##* }"
 	done
 done
 
@@ -235,7 +256,7 @@ for (w, size, unit), by in cells.items():
         name = {"circuit": "circuit", "loopback": "tcp-loopback", "veth": "veth-bridge"}[t]
         res.append({"name": "%s/%s/%d" % (w, name, size), "group": w, "transport": name,
                     "size": size, "unit": unit, "value": round(med, 4), "min": min(s),
-                    "max": max(s), "repetitions": len(s), "higher_is_better": True,
+                    "max": max(s), "repetitions": len(s), "higher_is_better": unit != "us",
                     "samples": s, "ratios": ratios})
 doc = {"schema": "circnet-bench/v1", "benchmark": "guests",
        "time": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), "host": socket.gethostname(),
