@@ -49,7 +49,7 @@ static void usage(FILE *f)
 		"  --backlog N            connections the operator may queue per loop (4096)\n"
 		"  --udp-idle SECS        forget a published UDP port's client after SECS idle "
 		"(120)\n"
-		"  --log-level LEVEL      err, warning, notice, info (default), debug\n");
+		"  --log-level LEVEL      error, warning, notice, info (default), debug\n");
 }
 
 static int parse_int(const char *opt, const char *s, long lo, long hi, long *out)
@@ -66,17 +66,6 @@ static int parse_int(const char *opt, const char *s, long lo, long hi, long *out
 	}
 	*out = v;
 	return 0;
-}
-
-static int parse_level(const char *s)
-{
-	static const char *const names[] = { "err", "warning", "notice", "info", "debug" };
-	int i;
-
-	for (i = 0; i < 5; i++)
-		if (!strcmp(s, names[i]))
-			return LOG_ERR + i;
-	return -1;
 }
 
 /* ---- the status socket ---- */
@@ -259,7 +248,7 @@ int main(int argc, char **argv)
 			cfg.udp_idle_ms = (int)v * 1000;
 			break;
 		case 'l':
-			log_level = parse_level(optarg);
+			log_level = log_level_from_name(optarg);
 			if (log_level < 0) {
 				fprintf(stderr,
 					"circnet-dataplane: --log-level %s: unknown level\n",

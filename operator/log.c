@@ -61,3 +61,14 @@ void logmsg(int level, const char *fmt, ...)
 		/* nowhere left to report it */
 	}
 }
+
+int log_level_from_name(const char *name)
+{
+	static const char *const names[] = { "error", "warning", "notice", "info", "debug" };
+	int i;
+
+	for (i = 0; i < 5; i++)
+		if (!strcmp(name, names[i]))
+			return LOG_ERR + i;
+	return -1;
+}

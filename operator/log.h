@@ -12,6 +12,8 @@
 extern int log_level; /* LOG_ERR .. LOG_DEBUG; lines above it are dropped */
 
 void log_init(const char *ident);
+/* "error", "warning", "notice", "info", "debug" -> LOG_ERR .. LOG_DEBUG, or -1. */
+int log_level_from_name(const char *name);
 void logmsg(int level, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 
 #define log_err(...)	logmsg(LOG_ERR, __VA_ARGS__)

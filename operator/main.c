@@ -180,17 +180,6 @@ static void usage(FILE *f)
 		DEFAULT_CONFIG);
 }
 
-static int parse_level(const char *s)
-{
-	static const char *const names[] = { "error", "warning", "notice", "info", "debug" };
-	int i;
-
-	for (i = 0; i < 5; i++)
-		if (!strcmp(s, names[i]))
-			return 3 + i;
-	return -1;
-}
-
 int main(int argc, char **argv)
 {
 	static const struct option opts[] = {
@@ -223,7 +212,7 @@ int main(int argc, char **argv)
 			op.run_dir_forced = true;
 			break;
 		case 'l':
-			forced_level = parse_level(optarg);
+			forced_level = log_level_from_name(optarg);
 			if (forced_level < 0) {
 				fprintf(stderr, "circnet-operator: --log-level: unknown level '%s'\n",
 					optarg);
