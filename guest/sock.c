@@ -401,6 +401,22 @@ out:
 	return err;
 }
 
+/*
+ * The socket now holds the circuit opened into cs->ep: connected, its fds
+ * hidden from the application, the data doorbell armed (it is the app fd).
+ */
+static void take_circuit(struct csock *cs, const struct cn_op_conn *conn)
+{
+	cs->state = CS_CONNECTED;
+	cs->local = conn->local;
+	cs->remote = conn->remote;
+	cs->circuit_id = conn->circuit_id;
+	cs->role = conn->role;
+	cs->memfd = conn->memfd;
+	hide_fds(cs, true);
+	cn_poll_arm(&cs->ep.ep, CN_POLLIN);
+}
+
 int csock_accept(struct csock *cs, bool nonblock, struct csock **out, int *doorbell)
 {
 	struct cn_op_conn conn;
@@ -425,14 +441,7 @@ int csock_accept(struct csock *cs, bool nonblock, struct csock **out, int *doorb
 		free(n);
 		return err == -ETIMEDOUT ? -EAGAIN : err;
 	}
-	n->state = CS_CONNECTED;
-	n->local = conn.local;
-	n->remote = conn.remote;
-	n->circuit_id = conn.circuit_id;
-	n->role = conn.role;
-	n->memfd = conn.memfd;
-	hide_fds(n, true);
-	cn_poll_arm(&n->ep.ep, CN_POLLIN);
+	take_circuit(n, &conn);
 	*out = n;
 	*doorbell = n->ep.notif[0].fd;
 	return 0;
@@ -539,15 +548,8 @@ int csock_connect(struct csock *cs, const struct sockaddr *sa, socklen_t len, in
 	}
 	if (err)
 		goto out;
-	cs->state = CS_CONNECTED;
-	cs->local = conn.local;
-	cs->remote = conn.remote;
-	cs->circuit_id = conn.circuit_id;
-	cs->role = conn.role;
-	cs->memfd = conn.memfd;
-	hide_fds(cs, true);
+	take_circuit(cs, &conn);
 	cn_ep_set_timeouts(&cs->ep.ep, cs->rcvtimeo_ms, cs->sndtimeo_ms);
-	cn_poll_arm(&cs->ep.ep, CN_POLLIN);
 	*doorbell = cs->ep.notif[0].fd;
 	cs->pending = conn.flags & CN_CIRCUIT_PENDING;
 	if (cs->nonblock) {
