@@ -25,6 +25,28 @@ void relay_host_failed(struct relay *r, int err)
 	r->reset = true;
 }
 
+/* The ring spans as an iovec for the host side; how many entries. */
+static int span_iov(const struct cn_span sp[2], struct iovec iov[2])
+{
+	iov[0] = (struct iovec){ sp[0].ptr, sp[0].len };
+	iov[1] = (struct iovec){ sp[1].ptr, sp[1].len };
+	return sp[1].len ? 2 : 1;
+}
+
+/* Arm the guest side for ev and look again: true if it became ready meanwhile. */
+static bool ready_after_arm(struct cn_endpoint *ep, unsigned int ev)
+{
+	return cn_poll_arm(ep, ev) & (ev | CN_POLLERR | CN_POLLHUP);
+}
+
+/* The guest reset (or broke) the circuit, or left for good: RST to the host. */
+static unsigned int abort_host(struct relay *r)
+{
+	r->ops->abort(r);
+	r->reset = true;
+	return RELAY_DONE;
+}
+
 /*
  * The guest closed its socket: it reads no more, but what it wrote before
  * still goes out (guest_to_host drains it, then its FIN). As Linux does for
@@ -42,9 +64,7 @@ static unsigned int guest_closed(struct relay *r)
 		r->host_eof = true;
 		return 0;
 	}
-	r->ops->abort(r);
-	r->reset = true;
-	return RELAY_DONE;
+	return abort_host(r);
 }
 
 /*
@@ -62,7 +82,7 @@ static unsigned int dgram_to_guest(struct relay *r)
 	for (;;) {
 		n = cn_reserve(ep, CN_DGRAM_MAX, sp, CN_MSG_DONTWAIT);
 		if (n == -EAGAIN) {
-			if (cn_poll_arm(ep, CN_POLLOUT) & (CN_POLLOUT | CN_POLLERR | CN_POLLHUP))
+			if (ready_after_arm(ep, CN_POLLOUT))
 				continue;
 			return RELAY_WAIT_GUEST_OUT;
 		}
@@ -102,7 +122,7 @@ static unsigned int dgram_to_host(struct relay *r)
 	for (;;) {
 		n = cn_peek(ep, sp, CN_MSG_DONTWAIT);
 		if (n == -EAGAIN) {
-			if (cn_poll_arm(ep, CN_POLLIN) & (CN_POLLIN | CN_POLLERR | CN_POLLHUP))
+			if (ready_after_arm(ep, CN_POLLIN))
 				continue;
 			return RELAY_WAIT_GUEST_IN;
 		}
@@ -132,21 +152,15 @@ static unsigned int host_to_guest(struct relay *r)
 	while (!r->host_eof) {
 		n = cn_reserve(ep, RELAY_RESERVE_MAX, sp, CN_MSG_DONTWAIT);
 		if (n == -EAGAIN) {
-			if (cn_poll_arm(ep, CN_POLLOUT) & (CN_POLLOUT | CN_POLLERR | CN_POLLHUP))
+			if (ready_after_arm(ep, CN_POLLOUT))
 				continue;
 			return RELAY_WAIT_GUEST_OUT;
 		}
 		if (n == -EPIPE)
 			return guest_closed(r);
-		if (n < 0) {
-			/* reset or broken: abort the host */
-			r->ops->abort(r);
-			r->reset = true;
-			return RELAY_DONE;
-		}
-		iov[0] = (struct iovec){ sp[0].ptr, sp[0].len };
-		iov[1] = (struct iovec){ sp[1].ptr, sp[1].len };
-		got = r->ops->recv(r, iov, sp[1].len ? 2 : 1);
+		if (n < 0)
+			return abort_host(r);
+		got = r->ops->recv(r, iov, span_iov(sp, iov));
 		cn_commit(ep, got > 0 ? (size_t)got : 0);
 		if (got > 0) {
 			r->st.to_guest += (uint64_t)got;
@@ -175,7 +189,7 @@ static unsigned int guest_to_host(struct relay *r)
 	while (!r->guest_eof) {
 		n = cn_peek(ep, sp, CN_MSG_DONTWAIT);
 		if (n == -EAGAIN) {
-			if (cn_poll_arm(ep, CN_POLLIN) & (CN_POLLIN | CN_POLLERR | CN_POLLHUP))
+			if (ready_after_arm(ep, CN_POLLIN))
 				continue;
 			return RELAY_WAIT_GUEST_IN;
 		}
@@ -184,15 +198,9 @@ static unsigned int guest_to_host(struct relay *r)
 			r->ops->shutdown_wr(r);
 			return 0;
 		}
-		if (n < 0) {
-			/* reset by the guest, or a broken circuit: RST to the host */
-			r->ops->abort(r);
-			r->reset = true;
-			return RELAY_DONE;
-		}
-		iov[0] = (struct iovec){ sp[0].ptr, sp[0].len };
-		iov[1] = (struct iovec){ sp[1].ptr, sp[1].len };
-		sent = r->ops->send(r, iov, sp[1].len ? 2 : 1);
+		if (n < 0)
+			return abort_host(r);
+		sent = r->ops->send(r, iov, span_iov(sp, iov));
 		if (sent > 0) {
 			cn_consume(ep, (size_t)sent);
 			r->st.to_host += (uint64_t)sent;
