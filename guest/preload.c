@@ -1335,52 +1335,49 @@ static char **va_argv(const char *arg0, va_list ap, char ***envp)
 	return argv;
 }
 
+/* The execl family's end: the argument list gathered (NULL: out of memory). */
+static int exec_list(enum exec_kind how, const char *path, char **argv, char *const envp[])
+{
+	int rc;
+
+	if (!argv)
+		return fail(ENOMEM);
+	rc = do_exec(how, path, -1, argv, envp);
+	free(argv);
+	return rc;
+}
+
 EXPORT int execl(const char *path, const char *arg, ...)
 {
 	va_list ap;
 	char **argv;
-	int rc;
 
 	va_start(ap, arg);
 	argv = va_argv(arg, ap, NULL);
 	va_end(ap);
-	if (!argv)
-		return fail(ENOMEM);
-	rc = do_exec(EX_PATH, path, -1, argv, environ);
-	free(argv);
-	return rc;
+	return exec_list(EX_PATH, path, argv, environ);
 }
 
 EXPORT int execlp(const char *file, const char *arg, ...)
 {
 	va_list ap;
 	char **argv;
-	int rc;
 
 	va_start(ap, arg);
 	argv = va_argv(arg, ap, NULL);
 	va_end(ap);
-	if (!argv)
-		return fail(ENOMEM);
-	rc = do_exec(EX_SEARCH, file, -1, argv, environ);
-	free(argv);
-	return rc;
+	return exec_list(EX_SEARCH, file, argv, environ);
 }
 
 EXPORT int execle(const char *path, const char *arg, ...)
 {
 	va_list ap;
 	char **argv, **envp = NULL;
-	int rc;
 
 	va_start(ap, arg);
 	argv = va_argv(arg, ap, &envp);
 	va_end(ap);
-	if (!argv)
-		return fail(ENOMEM);
-	rc = do_exec(EX_PATH, path, -1, argv, envp);
-	free(argv);
-	return rc;
+	return exec_list(EX_PATH, path, argv, envp);
 }
 
 /* In the new image: take the sockets back. */
