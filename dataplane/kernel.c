@@ -183,6 +183,9 @@ static void conn_free(struct kloop *l, struct kconn *c)
 		close(c->fd);
 	if (c->r.reset)
 		atomic_fetch_add(&cnt->resets, 1);
+	if (c->r.host_err)
+		log_debug("circuit %llu: the host side ended: %s", (unsigned long long)c->r.circuit_id,
+			  strerror(c->r.host_err));
 	atomic_fetch_add(&cnt->to_guest, c->r.st.to_guest);
 	atomic_fetch_add(&cnt->to_host, c->r.st.to_host);
 	atomic_fetch_add(&cnt->closed, 1);

@@ -220,7 +220,6 @@ unsigned int relay_pump(struct relay *r)
 
 	if (r->reset)
 		return RELAY_DONE;
-	r->st.pumps++;
 	if (r->dgram) {
 		wait = dgram_to_guest(r);
 		return wait & RELAY_DONE ? RELAY_DONE : wait | dgram_to_host(r);

@@ -44,7 +44,6 @@ struct relay_host_ops {
 
 struct relay_stats {
 	uint64_t to_guest, to_host; /* bytes */
-	uint64_t pumps;
 };
 
 struct relay {
