@@ -95,8 +95,11 @@ struct uflow {
 	struct cn_op_conn conn;
 	int64_t last_ms;
 	bool dead;
-	struct uflow *next;
+	struct uflow *next;  /* the loop's flows */
+	struct uflow *hnext; /* its hash bucket */
 };
+
+#define UFLOW_BUCKETS 1024 /* a datagram finds its flow in one bucket, not a list walk */
 
 struct kloop {
 	struct dp_loop *dl;
@@ -104,6 +107,7 @@ struct kloop {
 	bool in_accept;
 	struct uflow *uflows; /* clients of published UDP ports */
 	struct uflow *ugrave; /* released during this batch */
+	struct uflow *ubuckets[UFLOW_BUCKETS];
 	int epfd;
 	struct cn_op op;     /* tcp: off-host routes, published ports */
 	struct cn_op op_udp; /* udp: off-host routes (one listener per session) */
@@ -184,8 +188,8 @@ static void conn_free(struct kloop *l, struct kconn *c)
 	if (c->r.reset)
 		atomic_fetch_add(&cnt->resets, 1);
 	if (c->r.host_err)
-		log_debug("circuit %llu: the host side ended: %s", (unsigned long long)c->r.circuit_id,
-			  strerror(c->r.host_err));
+		log_debug("circuit %llu: the host side ended: %s",
+			  (unsigned long long)c->r.circuit_id, strerror(c->r.host_err));
 	atomic_fetch_add(&cnt->to_guest, c->r.st.to_guest);
 	atomic_fetch_add(&cnt->to_host, c->r.st.to_host);
 	atomic_fetch_add(&cnt->closed, 1);
@@ -519,6 +523,19 @@ static void on_publish(void *arg, const struct cn_msg_publish *m)
 
 /* ---- published UDP ports ---- */
 
+static struct uflow **uflow_bucket(struct kloop *l, const struct cn_addr *host,
+				   const struct cn_addr *client)
+{
+	uint64_t h = 1469598103934665603ull;
+	size_t i;
+
+	for (i = 0; i < sizeof(client->addr); i++)
+		h = (h ^ client->addr[i]) * 1099511628211ull;
+	h = (h ^ client->port) * 1099511628211ull;
+	h = (h ^ host->port) * 1099511628211ull;
+	return &l->ubuckets[h % UFLOW_BUCKETS];
+}
+
 static void uflow_free(struct kloop *l, struct uflow *f)
 {
 	struct uflow **pp;
@@ -526,6 +543,11 @@ static void uflow_free(struct kloop *l, struct uflow *f)
 	for (pp = &l->uflows; *pp; pp = &(*pp)->next)
 		if (*pp == f) {
 			*pp = f->next;
+			break;
+		}
+	for (pp = uflow_bucket(l, &f->pub_host, &f->client); *pp; pp = &(*pp)->hnext)
+		if (*pp == f) {
+			*pp = f->hnext;
 			break;
 		}
 	epoll_ctl(l->epfd, EPOLL_CTL_DEL, f->ep.notif[0].fd, NULL);
@@ -575,7 +597,7 @@ static struct uflow *uflow_find(struct kloop *l, struct kpub *p, const struct cn
 {
 	struct uflow *f;
 
-	for (f = l->uflows; f; f = f->next)
+	for (f = *uflow_bucket(l, &p->host, client); f; f = f->hnext)
 		if (f->pub == p && same_host(&f->client, client))
 			return f;
 	return NULL;
@@ -586,7 +608,7 @@ static struct uflow *uflow_new(struct kloop *l, struct kpub *p, const struct cn_
 			       const struct sockaddr_storage *ss, socklen_t sslen)
 {
 	struct cn_addr dst = p->host;
-	struct uflow *f;
+	struct uflow *f, **pp;
 	int err;
 
 	if (!l->udp_attached || !(f = calloc(1, sizeof(*f))))
@@ -614,6 +636,9 @@ static struct uflow *uflow_new(struct kloop *l, struct kpub *p, const struct cn_
 	}
 	f->next = l->uflows;
 	l->uflows = f;
+	pp = uflow_bucket(l, &f->pub_host, client);
+	f->hnext = *pp;
+	*pp = f;
 	atomic_fetch_add(&l->dl->cnt.accepted, 1);
 	atomic_fetch_add(&l->dl->cnt.connected, 1);
 	atomic_fetch_add(&l->dl->cnt.active, 1);
