@@ -67,7 +67,7 @@ int cn_eventfd_notifier_init(struct cn_notifier *n, int fd)
 	int fl;
 
 	if (fd < 0) {
-		fd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
+		fd = cn_fd_lift(eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC));
 		if (fd < 0)
 			return -errno;
 	} else {

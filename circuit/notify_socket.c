@@ -19,6 +19,7 @@
  * notifier fd themselves do not need it: they own their wake-ups.
  */
 #include <errno.h>
+#include <fcntl.h>
 #include <poll.h>
 #include <stdatomic.h>
 #include <stdbool.h>
@@ -173,6 +174,21 @@ static const struct cn_notifier_ops socket_ops = {
 	.kick = sock_kick,
 };
 
+int cn_fd_floor;
+
+int cn_fd_lift(int fd)
+{
+	int moved;
+
+	if (fd < 0 || cn_fd_floor <= 0 || fd >= cn_fd_floor)
+		return fd;
+	moved = fcntl(fd, F_DUPFD_CLOEXEC, cn_fd_floor);
+	if (moved < 0)
+		return fd; /* the high range is full: stay where the kernel put it */
+	close(fd);
+	return moved;
+}
+
 int cn_socket_notifier_init_flags(struct cn_notifier *n, int fd, unsigned int flags)
 {
 	socklen_t len = sizeof(int);
@@ -185,7 +201,7 @@ int cn_socket_notifier_init_flags(struct cn_notifier *n, int fd, unsigned int fl
 		return -EINVAL;
 	n->aux_fd = -1;
 	if (!(flags & CN_NOTIFIER_SIGNAL_ONLY)) {
-		n->aux_fd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
+		n->aux_fd = cn_fd_lift(eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC));
 		if (n->aux_fd < 0)
 			return -errno;
 	}

@@ -345,24 +345,6 @@ static int kernel_events(int epfd, struct ep_shadow *sh, struct epoll_event *evs
 	return k;
 }
 
-/*
- * Busy-poll budget before sleeping (CIRCNET_SPIN_US, default 0): a wake-up
- * through the kernel costs tens of microseconds on small VMs, so a peer
- * that answers within the budget is caught without one.
- */
-static int64_t spin_ns(void)
-{
-	static int64_t ns = -1;
-
-	if (ns < 0) {
-		const char *e = getenv("CIRCNET_SPIN_US");
-		long us = e ? strtol(e, NULL, 10) : 0;
-
-		ns = us > 0 && us <= 1000 ? us * 1000 : 0;
-	}
-	return ns;
-}
-
 static int64_t mono_ns(void)
 {
 	struct timespec ts;
@@ -375,7 +357,7 @@ static int64_t mono_ns(void)
 static int spin(int epfd, struct ep_shadow *sh, struct epoll_event *evs, int max,
 		const sigset_t *mask)
 {
-	int64_t end = mono_ns() + spin_ns();
+	int64_t end = mono_ns() + preload_spin_ns();
 	unsigned int round = 0;
 	bool fired;
 	int n;
@@ -423,7 +405,7 @@ int ep_wait(int epfd, struct epoll_event *evs, int max, int timeout, const sigse
 			k = kernel_events(epfd, sh, evs + n, max - n, 0, mask, &fired);
 			return k < 0 ? n : n + k;
 		}
-		if (timeout != 0 && spin_ns()) {
+		if (timeout != 0 && preload_spin_ns()) {
 			n = spin(epfd, sh, evs, max, mask);
 			if (n)
 				return n;

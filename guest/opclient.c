@@ -20,6 +20,7 @@
 #include <sys/un.h>
 #include <unistd.h>
 
+#include <circnet/notify.h>
 #include <circnet/opclient.h>
 
 #define DEFAULT_TIMEOUT_MS 10000
@@ -52,6 +53,8 @@ static int recv_msg(struct cn_op *op, union cn_msg *m, int *fds, int *nfds, int 
 				close(fds[i]);
 			return -EPROTO;
 		}
+		for (i = 0; i < *nfds; i++)
+			fds[i] = cn_fd_lift(fds[i]);
 		if (m->h.type != CN_MSG_PUBLISH)
 			return 0;
 		/* the proxy stack's published ports: whenever they come */
@@ -152,7 +155,7 @@ int cn_op_open(struct cn_op *op, const char *path)
 	if (strlen(path) >= sizeof(sa.sun_path))
 		return -ENAMETOOLONG;
 	memcpy(sa.sun_path, path, strlen(path) + 1);
-	op->fd = socket(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0);
+	op->fd = cn_fd_lift(socket(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0));
 	if (op->fd < 0)
 		return -errno;
 	if (connect(op->fd, (struct sockaddr *)&sa, sizeof(sa))) {
@@ -242,7 +245,9 @@ static int open_circuit(struct cn_op *op, const struct cn_msg_circuit *c, int *f
 
 	/* to map the circuit again after exec, the memfd must outlive the mapping */
 	if (op->keep_memfd) {
-		memfd = fcntl(fds[0], F_DUPFD_CLOEXEC, 0);
+		memfd = fcntl(fds[0], F_DUPFD_CLOEXEC, cn_fd_floor);
+		if (memfd < 0 && cn_fd_floor > 0)
+			memfd = fcntl(fds[0], F_DUPFD_CLOEXEC, 0);
 		if (memfd < 0) {
 			err = -errno;
 			for (i = 0; i < nfds; i++)

@@ -120,6 +120,42 @@ static uint8_t *hidden; /* fds of ours the application must not close */
 static int fdtab_size;
 static pthread_once_t table_once = PTHREAD_ONCE_INIT;
 
+/*
+ * A wake-up through the kernel costs tens of microseconds on small VMs, so a
+ * peer that answers within the budget is caught without one. Off by default:
+ * spinning burns a core that 2-core hosts may need for the peer.
+ */
+int64_t preload_spin_ns(void)
+{
+	static int64_t ns = -1;
+
+	if (ns < 0) {
+		const char *e = getenv("CIRCNET_SPIN_US");
+		long us = e ? strtol(e, NULL, 10) : 0;
+
+		ns = us > 0 && us <= 1000 ? us * 1000 : 0;
+	}
+	return ns;
+}
+
+/*
+ * Our hidden fds live from half the soft fd limit up (at most 4096, so the
+ * kernel's fd table stays small), out of the numbers an application sizes
+ * its tables by: wrk sizes its event loop to 3 fds per connection and
+ * fails a connect whose fd lands beyond it.
+ */
+static void set_fd_floor(void)
+{
+	struct rlimit rl;
+
+	if (getrlimit(RLIMIT_NOFILE, &rl) || rl.rlim_cur < 256)
+		return;
+	cn_fd_floor = rl.rlim_cur == RLIM_INFINITY || rl.rlim_cur / 2 > 4096 ?
+				 4096 : (int)(rl.rlim_cur / 2);
+	if (cn_fd_floor >= fdtab_size)
+		cn_fd_floor = 0;
+}
+
 static void table_init(void)
 {
 	struct rlimit rl;
@@ -138,6 +174,7 @@ static void table_init(void)
 		n = 0;
 	}
 	fdtab_size = (int)n;
+	set_fd_floor();
 }
 
 void preload_hide(int fd, bool on)

@@ -414,6 +414,7 @@ static void take_circuit(struct csock *cs, const struct cn_op_conn *conn)
 	cs->role = conn->role;
 	cs->memfd = conn->memfd;
 	hide_fds(cs, true);
+	cn_ep_set_spin(&cs->ep.ep, (uint32_t)preload_spin_ns());
 	cn_poll_arm(&cs->ep.ep, CN_POLLIN);
 }
 
@@ -1231,15 +1232,15 @@ struct csock *csock_import(const struct csock_image *img)
 	cs->remote = img->remote;
 	cs->circuit_id = img->circuit_id;
 	if (cs->state == CS_LISTENING) {
-		cs->op.fd = fcntl(img->appfd, F_DUPFD_CLOEXEC, 0);
+		cs->op.fd = cn_fd_lift(fcntl(img->appfd, F_DUPFD_CLOEXEC, 0));
 		cs->op.timeout_ms = -1;
 		cs->op.keep_memfd = true;
 		if (cs->op.fd < 0)
 			goto fail;
 	} else if (cs->state == CS_CONNECTED) {
-		cs->memfd = fcntl(img->memfd, F_DUPFD_CLOEXEC, 0);
+		cs->memfd = cn_fd_lift(fcntl(img->memfd, F_DUPFD_CLOEXEC, 0));
 		fds[0] = img->memfd;
-		fds[1] = fcntl(img->appfd, F_DUPFD_CLOEXEC, 0);
+		fds[1] = cn_fd_lift(fcntl(img->appfd, F_DUPFD_CLOEXEC, 0));
 		fds[2] = img->space_fd;
 		if (cs->memfd < 0 || fds[1] < 0 ||
 		    cn_local_open(&cs->ep, fds, CN_LOCAL_NFDS_SOCK, cs->role)) {
@@ -1249,6 +1250,7 @@ struct csock *csock_import(const struct csock_image *img)
 		}
 		set_cloexec(img->space_fd, true);
 		cn_ep_set_timeouts(&cs->ep.ep, cs->rcvtimeo_ms, cs->sndtimeo_ms);
+		cn_ep_set_spin(&cs->ep.ep, (uint32_t)preload_spin_ns());
 		cn_poll_arm(&cs->ep.ep, CN_POLLIN);
 	}
 	hide_fds(cs, true);

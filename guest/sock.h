@@ -195,5 +195,10 @@ void udp_release(struct csock *cs);
 struct csock *preload_lookup(int fd);
 /* preload.c: fds of ours that the application must not close (closefrom, close loops). */
 void preload_hide(int fd, bool hidden);
+/*
+ * Busy-poll budget before sleeping (CIRCNET_SPIN_US, default 0), in ns: for
+ * blocking calls on circuits and for epoll_wait.
+ */
+int64_t preload_spin_ns(void);
 
 #endif

@@ -34,7 +34,7 @@
 int udp_init(struct csock *cs, int appfd)
 {
 	cs->dgram = true;
-	cs->evfd = fcntl(appfd, F_DUPFD_CLOEXEC, 0);
+	cs->evfd = cn_fd_lift(fcntl(appfd, F_DUPFD_CLOEXEC, 0));
 	if (cs->evfd < 0)
 		return -errno;
 	preload_hide(cs->evfd, true);

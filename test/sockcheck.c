@@ -330,10 +330,33 @@ static void case_timeout(void)
 	close(fd);
 }
 
+/*
+ * A connected socket takes one fd number, the lowest free, and nothing else
+ * the application could see: programs size their tables by fd number (wrk
+ * fails a connect whose fd lands past 3 per connection).
+ */
+static void fd_numbers(void)
+{
+	int x = open("/dev/null", O_RDONLY), y = open("/dev/null", O_RDONLY), fd, next;
+
+	close(x);
+	close(y);
+	fd = open_case('K');
+	next = open("/dev/null", O_RDONLY);
+	printf("fd numbers: the socket took %s, the next open %s\n",
+	       fd == x ? "the lowest free" : "another", next == y ? "the next one" : "another");
+	close(next);
+	close(fd);
+}
+
 static void case_dup(void)
 {
-	int fd = open_case('K'), d = dup(fd);
+	int fd, d;
 	char buf[8];
+
+	fd_numbers();
+	fd = open_case('K');
+	d = dup(fd);
 
 	close(fd);
 	printf("dup: write on the dup %zd\n", write(d, "k", 1));

@@ -48,6 +48,19 @@ struct cn_notifier {
 /* Wrap an eventfd (takes ownership). fd < 0 creates a new one. 0 or -errno. */
 int cn_eventfd_notifier_init(struct cn_notifier *n, int fd);
 
+/*
+ * Where circnet puts the fds it opens or receives for itself (notifier
+ * eventfds, operator sessions, memfds): at the lowest free number >=
+ * cn_fd_floor, or where the kernel puts them when none is free up there.
+ * 0 (the default) changes nothing. The socket preload raises it so that its
+ * hidden fds stay out of the low numbers applications size their tables by
+ * (select's FD_SETSIZE, event loops sized to the connections they expect).
+ */
+extern int cn_fd_floor;
+
+/* fd moved to cn_fd_floor or above (the old number closed); fd itself if it cannot be. */
+int cn_fd_lift(int fd);
+
 /* Wrap one end of a SOCK_SEQPACKET socketpair (takes ownership); -EINVAL otherwise. */
 int cn_socket_notifier_init(struct cn_notifier *n, int fd);
 /*
