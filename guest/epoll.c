@@ -49,6 +49,7 @@ struct ep_reg {
 	uint32_t events;
 	epoll_data_t data;
 	bool disabled;		/* EPOLLONESHOT fired */
+	bool dormant;		/* deleted by the app, kept for a quick ADD (see ep_ctl) */
 	uint32_t last;		/* reported events (edge-triggered) */
 	unsigned int in_gen, out_gen;
 	uint64_t rx_seen; /* the peer's producer index at the last EPOLLIN edge */
@@ -146,6 +147,21 @@ static void reg_free(struct ep_shadow *sh, struct ep_reg *r)
 	free(r);
 }
 
+/* (Re)start r as a fresh registration for ev; its doorbells stay where they are. */
+static void reg_revive(struct ep_shadow *sh, struct ep_reg *r, const struct epoll_event *ev)
+{
+	if ((r->events ^ ev->events) & EPOLLEXCLUSIVE)
+		r->inner_state = -1; /* the doorbells' registration changes with it */
+	r->events = ev->events;
+	r->data = ev->data;
+	r->disabled = false;
+	r->dormant = false;
+	r->last = 0;
+	r->in_gen = r->cs->in_gen - 1; /* a first edge is owed */
+	r->out_gen = r->cs->out_gen - 1;
+	reg_sync_inner(sh, r);
+}
+
 static struct ep_reg **reg_find(struct ep_shadow *sh, int fd)
 {
 	struct ep_reg **pp;
@@ -176,7 +192,7 @@ int ep_ctl(int epfd, int op, int fd, struct epoll_event *ev, bool *handled)
 	pp = reg_find(sh, fd);
 	switch (op) {
 	case EPOLL_CTL_ADD:
-		if (pp) {
+		if (pp && !(*pp)->dormant) {
 			err = -EEXIST;
 			break;
 		}
@@ -187,6 +203,15 @@ int ep_ctl(int epfd, int op, int fd, struct epoll_event *ev, bool *handled)
 			err = -EINVAL;
 			break;
 		}
+		if (pp && (*pp)->cs == cs) {
+			reg_revive(sh, *pp, ev);
+			break;
+		}
+		if (pp) { /* the fd names another socket now */
+			r = *pp;
+			*pp = r->next;
+			reg_free(sh, r);
+		}
 		r = calloc(1, sizeof(*r));
 		if (!r) {
 			err = -ENOMEM;
@@ -196,17 +221,13 @@ int ep_ctl(int epfd, int op, int fd, struct epoll_event *ev, bool *handled)
 		__atomic_add_fetch(&cs->ep_regs, 1, __ATOMIC_RELAXED);
 		r->fd = fd;
 		r->cs = cs;
-		r->events = ev->events;
-		r->data = ev->data;
 		r->inner_state = -1;
-		r->in_gen = cs->in_gen - 1; /* a first edge is owed */
-		r->out_gen = cs->out_gen - 1;
-		reg_sync_inner(sh, r);
+		reg_revive(sh, r, ev);
 		r->next = sh->regs;
 		sh->regs = r;
 		break;
 	case EPOLL_CTL_MOD:
-		if (!pp || (*pp)->cs != cs) {
+		if (!pp || (*pp)->dormant || (*pp)->cs != cs) {
 			err = -ENOENT;
 			break;
 		}
@@ -221,13 +242,17 @@ int ep_ctl(int epfd, int op, int fd, struct epoll_event *ev, bool *handled)
 		r->last = 0;
 		break;
 	case EPOLL_CTL_DEL:
-		if (!pp) {
+		if (!pp || (*pp)->dormant) {
 			err = -ENOENT;
 			break;
 		}
-		r = *pp;
-		*pp = r->next;
-		reg_free(sh, r);
+		/*
+		 * Kept, doorbells and all, until the socket's last close: event
+		 * loops (ae: redis, redis-benchmark) delete and add a socket
+		 * around every request, and each real epoll_ctl of its
+		 * doorbells would cost a system call and an allocation.
+		 */
+		(*pp)->dormant = true;
 		break;
 	default:
 		err = -EINVAL;
@@ -299,6 +324,8 @@ static int scan(struct ep_shadow *sh, struct epoll_event *evs, int max, bool arm
 	for (r = sh->regs; r && n < max; r = r->next) {
 		uint32_t e;
 
+		if (r->dormant)
+			continue;
 		reg_sync_inner(sh, r);
 		e = reg_check(r, arm);
 		if (!e)

@@ -27,8 +27,8 @@ every benchmark) and PNG plots (gnuplot) in DIR. --smoke runs every cell
 once for a second and checks each figure and the content that crossed
 (meson test runs it); --demo runs the demo's subset. Needs root.
 
-usage: bench-apps.py [--smoke|--quick|--demo] [--reps N] [--secs S]
-                     [--only W,W] [--results DIR] [--json F] [--csv F] BUILD_DIR
+usage: bench-apps.py [--smoke|--quick] [--demo] [--reps N] [--secs S] [--only W,W]
+                     [--transports T,T] [--results DIR] [--name STEM] [--no-plots] BUILD_DIR
 """
 import argparse
 import hashlib
@@ -500,7 +500,7 @@ def nginx_gbps(close):
 
 def redis(test, pipeline, clients=20):
     def fn(lab, t, secs, mem):
-        n = secs * (40000 if pipeline == 1 else 250000)
+        n = secs * (150000 if pipeline == 1 else 1000000)
         if t == "af-unix":
             where = ["-s", lab.unix_sock]
         else:
@@ -508,7 +508,7 @@ def redis(test, pipeline, clients=20):
             where = ["-h", host, "-p", str(port)]
         r = Run(lab, t, "redis", ["redis-benchmark"] + where +
                 ["-t", test, "-n", str(n), "-c", str(clients), "-P", str(pipeline), "-q"],
-                secs * 10 + 60, secs / 2 if mem else None)
+                secs * 10 + 60, 0.3 if mem else None)
         m = re.findall(r"%s: ([\d.]+) requests per second" % test.upper(), r.out.replace("\r", "\n"))
         if not m:
             raise BenchError("redis-benchmark on %s printed no figure: %s" % (t, r.out[-300:]))
@@ -769,6 +769,7 @@ def main():
     ap.add_argument("--reps", type=int)
     ap.add_argument("--secs", type=int)
     ap.add_argument("--only", help="comma-separated workload name prefixes")
+    ap.add_argument("--transports", help="comma-separated transports (default: all)")
     ap.add_argument("--results", default="results")
     ap.add_argument("--name", default="apps", help="results file stem (default apps)")
     ap.add_argument("--no-plots", action="store_true")
@@ -788,8 +789,13 @@ def main():
             return 1
     todo = [c for c in cells() if (not a.demo or c.demo) and
             (not a.only or any(c.group.startswith(p) for p in a.only.split(",")))]
+    if a.transports:
+        keep = a.transports.split(",")
+        for c in todo:
+            c.transports = tuple(t for t in c.transports if t in keep)
+        todo = [c for c in todo if c.transports]
     if not todo:
-        ap.error("--only matches no workload")
+        ap.error("--only and --transports match no cell")
     os.makedirs(a.results, exist_ok=True)
     lab = Lab(os.path.abspath(a.build), os.getpid())
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))

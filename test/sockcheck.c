@@ -465,6 +465,17 @@ static void case_epoll_lt(void)
 	epoll_ctl(ep, EPOLL_CTL_DEL, pfd[0], NULL);
 	ep_report("oneshot", ep, 100);
 	ep_report("oneshot, fired", ep, 100);
+	/* deleted and added again around each request, as ae (redis) does */
+	printf("epoll: delete %s\n", epoll_ctl(ep, EPOLL_CTL_DEL, fd, NULL) ? errname(errno) : "ok");
+	ep_report("deleted", ep, 100);
+	printf("epoll: delete again %s\n",
+	       epoll_ctl(ep, EPOLL_CTL_DEL, fd, NULL) ? errname(errno) : "ok");
+	ev.events = EPOLLOUT;
+	printf("epoll: modify the deleted %s\n",
+	       epoll_ctl(ep, EPOLL_CTL_MOD, fd, &ev) ? errname(errno) : "ok");
+	printf("epoll: add again %s\n", epoll_ctl(ep, EPOLL_CTL_ADD, fd, &ev) ? errname(errno) : "ok");
+	printf("epoll: add twice %s\n", epoll_ctl(ep, EPOLL_CTL_ADD, fd, &ev) ? errname(errno) : "ok");
+	ep_report("added again", ep, 100);
 	close(ep);
 	/* EPOLLEXCLUSIVE: what the kernel takes and refuses */
 	ep = epoll_create1(0);
