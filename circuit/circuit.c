@@ -194,7 +194,11 @@ unsigned cn_poll(struct cn_endpoint *ep)
 	if ((st & (CN_ST_WR_SHUT | CN_ST_PEER_GONE)) || (cf & CN_CF_CLOSED) ||
 	    ep->tx.size - (tprod - tcons) >= cn_tx_lowat(ep))
 		ev |= CN_POLLOUT;
-	if (((pf & CN_PF_FIN) && (st & CN_ST_WR_SHUT)) || (st & CN_ST_PEER_DEAD))
+	/*
+	 * A peer that died without closing reads as one that closed (TCP: its
+	 * kernel sends the FIN): hung up only once we have shut down too.
+	 */
+	if (((pf & CN_PF_FIN) || (st & CN_ST_PEER_DEAD)) && (st & CN_ST_WR_SHUT))
 		ev |= CN_POLLHUP;
 	return ev;
 }

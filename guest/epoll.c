@@ -337,13 +337,27 @@ static int scan(struct ep_shadow *sh, struct epoll_event *evs, int max, bool arm
 	return n;
 }
 
-/* Take the inner instance's hints: the scan that follows looks at all rings. */
+/*
+ * Take the inner instance's hints: the scan that follows looks at all rings.
+ * A doorbell that hung up says more: every process on the other end is gone
+ * (the operator keeps no copy), perhaps killed before it could close, which
+ * its rings alone never show. Caller holds sh->lock, so every r is alive:
+ * freeing one takes its doorbells out of the inner instance first.
+ */
 static void drain_inner(struct ep_shadow *sh)
 {
-	struct epoll_event junk[64];
+	struct epoll_event evs[64];
+	int n, i;
 
-	while (real_epoll_pwait(sh->inner, junk, 64, 0, NULL) == 64)
-		;
+	do {
+		n = real_epoll_pwait(sh->inner, evs, 64, 0, NULL);
+		for (i = 0; i < n; i++) {
+			struct ep_reg *r = evs[i].data.ptr;
+
+			if ((evs[i].events & (EPOLLHUP | EPOLLERR)) && r->cs->state == CS_CONNECTED)
+				csock_peer_hangup(r->cs);
+		}
+	} while (n == 64);
 }
 
 static int64_t mono_ms(void)
@@ -440,6 +454,8 @@ int ep_wait(int epfd, struct epoll_event *evs, int max, int timeout, const sigse
 		left = deadline < 0 ? -1 : (int)(deadline - mono_ms());
 		if (deadline >= 0 && left < 0)
 			left = 0;
+		if (left != 0)
+			csock_flush_closed();
 		k = kernel_events(epfd, sh, evs, max, left, mask, &fired);
 		if (k != 0)
 			return k; /* ordinary events, or an error (EINTR) */

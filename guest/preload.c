@@ -1014,6 +1014,8 @@ static int poll_mixed(struct pollfd *fds, nfds_t n, int64_t timeout_ns, const si
 			ts.tv_sec = ts.tv_nsec = 0;
 			tsp = &ts;
 		}
+		if (!ready)
+			csock_flush_closed();
 		rc = REAL(ppoll)(k, nk, tsp, mask);
 		if (rc < 0)
 			break;

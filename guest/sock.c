@@ -113,6 +113,22 @@ static int proc_connect(const struct cn_addr *src, const struct cn_addr *dst,
 	return err;
 }
 
+/*
+ * Closes are reported to the operator in batches, with the process's next
+ * request; before the process goes to sleep (epoll_wait, poll, select,
+ * accept), send what is pending, so that an idle server does not keep the
+ * operator holding circuits it has let go of.
+ */
+void csock_flush_closed(void)
+{
+	if (!__atomic_load_n(&proc.op.nclosed, __ATOMIC_RELAXED))
+		return;
+	pthread_mutex_lock(&proc.lock);
+	if (proc.open)
+		cn_op_flush(&proc.op);
+	pthread_mutex_unlock(&proc.lock);
+}
+
 /* Any session of the guest may report its closes: use the process's. */
 static void proc_closed(uint64_t circuit_id)
 {
@@ -432,6 +448,8 @@ int csock_accept(struct csock *cs, bool nonblock, struct csock **out, int *doorb
 	/* a listener has no data path: its rx lock serialises accepts, close stays free */
 	pthread_mutex_lock(&cs->rx_lock);
 	for (;;) {
+		if (!cs->nonblock)
+			csock_flush_closed();
 		err = cn_op_accept(&cs->op, &n->ep, &conn, cs->nonblock);
 		/* a process sharing the listener took it first: wait for the next */
 		if (err != -EAGAIN || cs->nonblock)

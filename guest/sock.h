@@ -200,5 +200,7 @@ void preload_hide(int fd, bool hidden);
  * blocking calls on circuits and for epoll_wait.
  */
 int64_t preload_spin_ns(void);
+/* Report the closes not yet reported to the operator: the process is about to sleep. */
+void csock_flush_closed(void);
 
 #endif

@@ -758,6 +758,26 @@ def check_content(lab):
     say("content checks: 1 MiB file (sha256) over 3 transports, a redis value over 5: intact")
 
 
+def check_no_circuit_left(lab):
+    """Every client has ended: the operator must hold no circuit (none leaked)."""
+    deadline = time.time() + 5
+    while True:
+        st = subprocess.run([lab.ctl, "--run-dir", lab.run_dir, "status"],
+                            capture_output=True, text=True).stdout
+        m = re.search(r"^circuits\s+(\d+)", st, re.M)
+        if not m:
+            raise BenchError("circnetctl status shows no circuit count: %s" % st[-200:])
+        if int(m.group(1)) == 0:
+            say("no circuit left open after the clients ended")
+            return
+        if time.time() > deadline:
+            circs = subprocess.run([lab.ctl, "--run-dir", lab.run_dir, "circuits"],
+                                   capture_output=True, text=True).stdout
+            raise BenchError("%s circuits still open after every client ended:\n%s" %
+                             (m.group(1), circs[:3000]))
+        time.sleep(0.2)
+
+
 # --- main -------------------------------------------------------------------------------
 
 def main():
@@ -818,6 +838,8 @@ def main():
                                                           " %d" % c.size if c.sweep else "", t))
                     run_cell(lab, res, c, t, secs)
         idle_memory(lab, res)
+        if a.smoke:
+            check_no_circuit_left(lab)
     except BenchError as e:
         print("bench-apps: %s" % e, file=sys.stderr)
         return 1

@@ -495,6 +495,27 @@ static void case_epoll_lt(void)
 	close(fd);
 }
 
+/* A client killed before it closes: the server's epoll wakes with EOF, as for a FIN. */
+static void case_killed(void)
+{
+	char buf[80] = { 0 };
+	pid_t pid = fork();
+	ssize_t n;
+	int fd;
+
+	if (pid < 0)
+		die("fork");
+	if (pid == 0) {
+		open_case('Z');
+		_exit(0); /* no close: the exit closes it, as a kill would */
+	}
+	waitpid(pid, NULL, 0);
+	fd = open_case('z');
+	n = recv(fd, buf, sizeof(buf) - 1, MSG_WAITALL);
+	printf("killed peer: the server saw %s\n", n > 0 ? buf : "nothing");
+	close(fd);
+}
+
 /* A connection shared across fork: the parent lets go, the child carries on. */
 static void case_fork(void)
 {
@@ -879,6 +900,22 @@ static void case_udp(void)
 
 static char disconnect_seen[32] = "nothing"; /* case 'U', told in case 'V' */
 
+/* What the server saw of a client killed before it could close ('Z', told by 'z'). */
+static char peer_gone[64] = "nothing yet";
+
+static void watch_peer_die(int c)
+{
+	struct epoll_event ev = { .events = EPOLLIN | EPOLLRDHUP }, got = { 0 };
+	int ep = epoll_create1(0), n;
+	char b;
+
+	epoll_ctl(ep, EPOLL_CTL_ADD, c, &ev);
+	n = epoll_wait(ep, &got, 1, 5000);
+	snprintf(peer_gone, sizeof(peer_gone), "%d event(s) %s, read %zd", n,
+		 n > 0 ? evname(got.events) : "", read(c, &b, 1));
+	close(ep);
+}
+
 static void serve_one(int c)
 {
 	static unsigned char big[BIG];
@@ -890,6 +927,12 @@ static void serve_one(int c)
 	if (read(c, &kind, 1) != 1)
 		return;
 	switch (kind) {
+	case 'Z':
+		watch_peer_die(c);
+		break;
+	case 'z':
+		full_write(c, peer_gone, strlen(peer_gone));
+		break;
 	case 'A':
 		while (got < BIG && (n = read(c, big + got, BIG - got)) > 0)
 			got += (size_t)n;
@@ -1077,6 +1120,7 @@ int main(int argc, char **argv)
 	case_epoll_et();
 	case_epoll_lt();
 	case_fork();
+	case_killed();
 	case_handoff();
 	case_disconnect();
 	case_splice();

@@ -214,6 +214,10 @@ static void test_killed_peer_reads_as_eof(void **state)
 	/* Everything it sent was read; a dead peer with nothing unread is an EOF. */
 	assert_int_equal(cn_recv(&me.ep, buf, sizeof(buf), 0), 0);
 	assert_int_equal(cn_send(&me.ep, buf, 1, 0), -EPIPE);
+	/* as a FIN reads with TCP: readable, read side hung up; all hung up once we shut down */
+	assert_int_equal(cn_poll(&me.ep) & (CN_POLLIN | CN_POLLRDHUP | CN_POLLHUP),
+			 CN_POLLIN | CN_POLLRDHUP);
+	assert_int_equal(cn_shutdown(&me.ep, SHUT_WR), 0);
 	assert_true(cn_poll(&me.ep) & CN_POLLHUP);
 	cn_local_close(&me);
 }
