@@ -647,7 +647,10 @@ def write_csv(rows, path):
                 ",".join("%.6g" % r["ratios"][b] if b in r["ratios"] else "" for b in BASELINES)))
 
 
-def print_table(rows, config):
+def print_table(rows, config, brief=False):
+    """brief: the figures only, not their CPU and memory rows (those stay in the files)."""
+    if brief:
+        rows = [r for r in rows if "/" not in r["group"] and not r["group"].endswith("-loss")]
     print("bench-apps: %s" % config)
     print("%-24s %-13s %7s %12s %-10s %7s %9s %9s %9s" % (
         "workload", "transport", "size", "median", "unit", "spread", "vs lo", "vs veth", "vs unix"))
@@ -696,7 +699,6 @@ def plots(rows, outdir):
         lts = [t for t in ("circuit", "circuit-spin", "tcp-loopback", "veth-bridge")
                if any(r["transport"] == t for r in lat)]
         with open(os.path.join(data, "latency.dat"), "w") as f:
-            f.write("pct " + " ".join(lts) + "\n")
             for g in ("sockperf-p50", "sockperf-p99", "sockperf-p99.9"):
                 vals = {r["transport"]: r["value"] for r in lat if r["group"] == g}
                 f.write("%s %s\n" % (g.split("-")[1], " ".join("%g" % vals.get(t, 0) for t in lts)))
@@ -710,15 +712,17 @@ def plots(rows, outdir):
                                   for i, t in enumerate(lts))]
         subprocess.run(["gnuplot"], input="\n".join(gp), text=True, check=True)
         made.append(png)
-    main = [r for r in rows if r["transport"] == "circuit" and "tcp-loopback" in r["ratios"]
-            and r["unit"] in ("req/s", "Gbit/s", "us") and "-size" not in r["group"]]
+    main = [r for r in rows if r["transport"] in ("circuit", "circuit-spin") and
+            "tcp-loopback" in r["ratios"] and r["unit"] in ("req/s", "Gbit/s", "us") and
+            "-size" not in r["group"]]
     if main:
         with open(os.path.join(data, "ratios.dat"), "w") as f:
             for r in main:
-                f.write('"%s" %g %g\n' % (r["group"], r["ratios"]["tcp-loopback"],
+                label = r["group"] + (" (busy-poll)" if r["transport"] == "circuit-spin" else "")
+                f.write('"%s" %g %g\n' % (label, r["ratios"]["tcp-loopback"],
                                           r["ratios"].get("veth-bridge", 0)))
         png = os.path.join(outdir, "ratios.png")
-        gp = ["set terminal pngcairo size 1000,600", "set output '%s'" % png,
+        gp = ["set terminal pngcairo size 1200,650", "set output '%s'" % png,
               "set title 'circuits / baseline, same run (latency: lower is better)'",
               "set style data histogram", "set style histogram cluster gap 1",
               "set style fill solid 0.8 border -1", "set xtics rotate by -35",
@@ -795,7 +799,7 @@ def main():
     ap.add_argument("--no-plots", action="store_true")
     ap.add_argument("build")
     a = ap.parse_args()
-    secs = a.secs or (1 if a.smoke else 2)
+    secs = a.secs or (1 if a.smoke or (a.quick and a.demo) else 2)
     reps = a.reps or (1 if a.smoke or a.quick else 3)
     if not 1 <= reps <= 32 or not 1 <= secs <= 60:
         ap.error("--reps must be 1..32 and --secs 1..60")
@@ -853,7 +857,7 @@ def main():
     stem = os.path.join(a.results, a.name)
     write_json(rows, stem + ".json", config)
     write_csv(rows, stem + ".csv")
-    print_table(rows, config)
+    print_table(rows, config, brief=a.demo)
     made = [] if a.no_plots else plots(rows, a.results)
     if a.smoke:
         return smoke_verdict(rows, todo, made, a.no_plots)
