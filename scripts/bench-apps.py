@@ -480,8 +480,10 @@ def wrk(lab, t, secs, path, conns, close, mem):
     reqs = int(m.group(1))
     if reqs <= 0:
         raise BenchError("wrk on %s completed no request" % t)
-    mult = {"B": 1, "KB": 1 << 10, "MB": 1 << 20, "GB": 1 << 30}[xfer.group(2)]
-    return r, float(rate.group(1)), reqs, float(xfer.group(1)) * mult * 8 / 1e9
+    mult = {"B": 1, "KB": 1 << 10, "MB": 1 << 20, "GB": 1 << 30}
+    read = re.search(r"([\d.]+)([KMG]?B) read", r.out)
+    r.bytes = float(read.group(1)) * mult[read.group(2)] if read else 0
+    return r, float(rate.group(1)), reqs, float(xfer.group(1)) * mult[xfer.group(2)] * 8 / 1e9
 
 
 def nginx_rate(close):
@@ -494,7 +496,7 @@ def nginx_rate(close):
 def nginx_gbps(close):
     def fn(lab, t, secs, mem):
         r, _, reqs, gbps = wrk(lab, t, secs, "/1m.bin", 4, close, mem)
-        return r, gbps, gbps / 8 * r.wall
+        return r, gbps, r.bytes or gbps * 1e9 / 8 * r.wall
     return fn
 
 
