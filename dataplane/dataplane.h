@@ -4,6 +4,10 @@
  *   main.c     command line, signals, threads, the status socket
  *   kernel.c   the kernel-socket backend: one epoll loop per thread
  *   relay.c    the circuit side of a connection (every backend's)
+ *   session.c  the operator session (every backend's)
+ *   dpdk.c     the DPDK backend's polling loop: lwIP TCP <-> relays
+ *   dpdk_main.c  its EAL, port, stack and lcore life cycle
+ *   stack_lwip.c lwIP on a DPDK queue
  * Each loop attaches to the operator on its own session (the proxy attach
  * point, run-dir/proxy/operator.sock) and takes the off-host connections
  * the operator hands it: loops share nothing on the data path.
@@ -22,6 +26,13 @@ struct dp_config {
 	int connect_timeout_ms; /* 0: the kernel's own (SYN retries) */
 	uint32_t backlog;	/* connections the operator may queue per loop */
 	int udp_idle_ms;	/* a published UDP port's client idle this long is forgotten */
+	bool dpdk;		/* the backend: DPDK + lwIP, else kernel sockets */
+	/* the dpdk backend's */
+	uint16_t dpdk_port;		 /* DPDK port id */
+	uint16_t dpdk_mtu;		 /* 0: the port's */
+	uint32_t dpdk_ip, dpdk_mask, dpdk_gw; /* network order */
+	int idle_sleep_us;		 /* nap this long when idle (0: poll without rest) */
+	uint32_t fault_drop_ppm;	 /* tests: lose this many frames per million, each way */
 };
 
 /* Counters of one loop, read by the status view from another thread. */
@@ -46,6 +57,25 @@ struct dp_loop {
 };
 
 extern atomic_bool dp_stop;
+
+/*
+ * session.c: open the operator's proxy attach point and take l4's off-host
+ * routes there; on_publish gets the published ports. 0 or -errno.
+ */
+struct cn_op;
+struct cn_msg_publish;
+int dp_session_attach(struct cn_op *op, const struct dp_config *cfg, unsigned int l4,
+		      void (*on_publish)(void *arg, const struct cn_msg_publish *m), void *arg);
+
+/* dpdk_main.c: EAL up (returns the arguments it took, or -1), the port, the stack and the loop */
+int dpdk_eal_init(int argc, char **argv);
+int dpdk_start(const struct dp_config *cfg, struct dp_loop *loop);
+void dpdk_stop(void);
+/* The port's and the stack's figures for the status view (JSON: ",\"port\":{...},..."). */
+size_t dpdk_status(bool json, char *buf, size_t len);
+/* dpdk.c: the polling loop (the thread body) and its connections for the status view. */
+void *dpdk_loop_main(void *arg);
+size_t dpdk_loop_conns(struct dp_loop *l, char *buf, size_t len);
 
 /* kernel.c: run one loop until dp_stop (the thread body). */
 void *kernel_loop_main(void *arg);

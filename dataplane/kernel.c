@@ -772,19 +772,11 @@ static void detach(struct kloop *l, const char *why)
 /* The udp routes: a second session (a session holds one listener). */
 static void attach_udp(struct kloop *l)
 {
-	struct cn_addr any = { 0 }, bound;
-	uint64_t id;
-	int err = cn_op_open(&l->op_udp, l->dl->cfg->operator_path);
+	int err = dp_session_attach(&l->op_udp, l->dl->cfg, CN_L4_UDP, on_publish, l);
 
 	if (!err) {
-		l->op_udp.on_publish = on_publish; /* the udp set follows this LISTEN_OK */
-		l->op_udp.cb_arg = l;
-		err = cn_op_listen_flags(&l->op_udp, CN_L4_UDP, &any, l->dl->cfg->backlog,
-					 CN_LISTEN_PROXY, &bound, &id);
-		if (!err) {
-			l->src_session_udp = (struct ksrc){ SRC_SESSION_UDP, NULL };
-			err = ep_add(l, l->op_udp.fd, EPOLLIN, &l->src_session_udp);
-		}
+		l->src_session_udp = (struct ksrc){ SRC_SESSION_UDP, NULL };
+		err = ep_add(l, l->op_udp.fd, EPOLLIN, &l->src_session_udp);
 		if (err)
 			cn_op_close(&l->op_udp);
 	}
@@ -797,19 +789,8 @@ static void attach_udp(struct kloop *l)
 
 static void attach(struct kloop *l)
 {
-	struct cn_addr any = { 0 }, bound;
-	uint64_t id;
-	int err;
+	int err = dp_session_attach(&l->op, l->dl->cfg, CN_L4_TCP, on_publish, l);
 
-	err = cn_op_open(&l->op, l->dl->cfg->operator_path);
-	if (!err) {
-		l->op.on_publish = on_publish; /* the set follows the LISTEN_OK */
-		l->op.cb_arg = l;
-		err = cn_op_listen_flags(&l->op, CN_L4_TCP, &any, l->dl->cfg->backlog,
-					 CN_LISTEN_PROXY, &bound, &id);
-		if (err)
-			cn_op_close(&l->op);
-	}
 	if (!err) {
 		l->src_session = (struct ksrc){ SRC_SESSION, NULL };
 		err = ep_add(l, l->op.fd, EPOLLIN, &l->src_session);

@@ -9,6 +9,7 @@
  * (run-dir/proxy/dataplane.sock) behind `circnetctl proxy`.
  */
 #define _GNU_SOURCE
+#include <arpa/inet.h>
 #include <errno.h>
 #include <getopt.h>
 #include <poll.h>
@@ -39,7 +40,18 @@ static void usage(FILE *f)
 		"                         [--connect-timeout SECS] [--backlog N] [--udp-idle "
 		"SECS]\n"
 		"                         [--log-level LEVEL]\n"
-		"  --backend kernel       Linux sockets (the default; dpdk: issue 6)\n"
+		"       circnet-dataplane --backend dpdk EAL-ARGS -- --ip ADDR/LEN [--gw ADDR] "
+		"[--port N]\n"
+		"                         [--mtu N] [--idle-sleep USECS] [the options above]\n"
+		"  --backend kernel       Linux sockets (the default)\n"
+		"  --backend dpdk         DPDK drives a NIC, lwIP terminates TCP (first, then\n"
+		"                         DPDK's EAL arguments: -l CORES, -a PCI, --vdev, ...)\n"
+		"  --ip ADDR/LEN          dpdk: the stack's IPv4 address on the port\n"
+		"  --gw ADDR              dpdk: the next hop off the subnet (default: none)\n"
+		"  --port N               dpdk: the DPDK port id (default 0)\n"
+		"  --mtu N                dpdk: the port's MTU (default: the port's)\n"
+		"  --idle-sleep USECS     dpdk: nap this long when idle (default 0: busy-poll)\n"
+		"  --fault-drop PPM       dpdk, for tests: lose PPM frames per million each way\n"
 		"  --run-dir DIR          the operator's run directory (default $CIRCNET_RUN_DIR,\n"
 		"                         then /run/circnet); attaches at DIR/proxy/operator.sock\n"
 		"  --config FILE          take the run directory from the operator's config file\n"
@@ -68,11 +80,50 @@ static int parse_int(const char *opt, const char *s, long lo, long hi, long *out
 	return 0;
 }
 
+/* "a.b.c.d[/len]" into address and mask (network order); 0 or -EINVAL. */
+static int parse_prefix(const char *s, uint32_t *ip, uint32_t *mask)
+{
+	char addr[INET_ADDRSTRLEN];
+	const char *slash = strchr(s, '/');
+	size_t alen = slash ? (size_t)(slash - s) : strlen(s);
+	unsigned long len = 32;
+	char *end;
+	struct in_addr a;
+
+	if (!alen || alen >= sizeof(addr))
+		return -EINVAL;
+	memcpy(addr, s, alen);
+	addr[alen] = 0;
+	if (inet_pton(AF_INET, addr, &a) != 1)
+		return -EINVAL;
+	if (slash) {
+		errno = 0;
+		len = strtoul(slash + 1, &end, 10);
+		if (errno || end == slash + 1 || *end || len < 1 || len > 32)
+			return -EINVAL;
+	}
+	*ip = a.s_addr;
+	*mask = htonl(len == 32 ? 0xffffffffu : ~(0xffffffffu >> len));
+	return 0;
+}
+
 /* ---- the status socket ---- */
 
-static size_t status_text(struct dp_loop *loops, int n, bool json, bool conns, char *buf,
-			  size_t len)
+static size_t loop_conns(const struct dp_config *cfg, struct dp_loop *l, char *buf, size_t len)
 {
+#ifdef CIRCNET_HAVE_DPDK
+	if (cfg->dpdk)
+		return dpdk_loop_conns(l, buf, len);
+#else
+	(void)cfg;
+#endif
+	return kernel_loop_conns(l, buf, len);
+}
+
+static size_t status_text(const struct dp_config *cfg, struct dp_loop *loops, int n, bool json,
+			  bool conns, char *buf, size_t len)
+{
+	const char *backend = cfg->dpdk ? "dpdk" : "kernel";
 	uint64_t t[9] = { 0 };
 	size_t used;
 	int i;
@@ -93,11 +144,11 @@ static size_t status_text(struct dp_loop *loops, int n, bool json, bool conns, c
 	if (json)
 		used = (size_t)snprintf(
 			buf, len,
-			"{\"backend\":\"kernel\",\"loops\":%d,\"accepted\":%llu,\"connected\":%llu,"
+			"{\"backend\":\"%s\",\"loops\":%d,\"accepted\":%llu,\"connected\":%llu,"
 			"\"failed\":%llu,\"closed\":%llu,\"resets\":%llu,\"active\":%llu,"
 			"\"bytes_to_guests\":%llu,\"bytes_to_hosts\":%llu,\"operator_sessions\":%"
-			"llu}\n",
-			n, (unsigned long long)t[0], (unsigned long long)t[1],
+			"llu",
+			backend, n, (unsigned long long)t[0], (unsigned long long)t[1],
 			(unsigned long long)t[2], (unsigned long long)t[3],
 			(unsigned long long)t[4], (unsigned long long)t[5],
 			(unsigned long long)t[6], (unsigned long long)t[7],
@@ -105,25 +156,33 @@ static size_t status_text(struct dp_loop *loops, int n, bool json, bool conns, c
 	else
 		used = (size_t)snprintf(
 			buf, len,
-			"backend            kernel\n"
+			"backend            %s\n"
 			"loops              %d\n"
 			"connections        %llu active, %llu accepted, %llu connected, %llu "
 			"failed\n"
 			"closed             %llu (%llu by a reset)\n"
 			"bytes              %llu to guests, %llu to hosts (closed connections)\n"
 			"operator sessions  %llu\n",
-			n, (unsigned long long)t[5], (unsigned long long)t[0],
+			backend, n, (unsigned long long)t[5], (unsigned long long)t[0],
 			(unsigned long long)t[1], (unsigned long long)t[2],
 			(unsigned long long)t[3], (unsigned long long)t[4],
 			(unsigned long long)t[6], (unsigned long long)t[7],
 			(unsigned long long)t[8]);
 	if (used >= len)
 		return len - 1;
+#ifdef CIRCNET_HAVE_DPDK
+	if (cfg->dpdk)
+		used += dpdk_status(json, buf + used, len - used);
+#endif
+	if (json)
+		used += (size_t)snprintf(buf + used, len - used, "}\n");
+	if (used >= len)
+		return len - 1;
 	if (conns) {
 		used += (size_t)snprintf(buf + used, len - used,
 					 "LOOP CIRCUIT GUEST REMOTE STATE TO-GUEST TO-HOST\n");
 		for (i = 0; i < n && used + 1 < len; i++)
-			used += kernel_loop_conns(&loops[i], buf + used, len - used);
+			used += loop_conns(cfg, &loops[i], buf + used, len - used);
 	}
 	return used < len ? used : len - 1;
 }
@@ -150,7 +209,7 @@ static int status_socket(const char *path)
 	return fd;
 }
 
-static void status_serve(int lfd, struct dp_loop *loops, int n)
+static void status_serve(int lfd, const struct dp_config *cfg, struct dp_loop *loops, int n)
 {
 	static char out[1 << 20];
 	char cmd[64] = { 0 };
@@ -165,7 +224,7 @@ static void status_serve(int lfd, struct dp_loop *loops, int n)
 	if (poll(&p, 1, 1000) == 1 && (r = read(fd, cmd, sizeof(cmd) - 1)) > 0) {
 		cmd[r] = 0;
 		memcpy(out, "ok\n", 3); /* circnetctl's framing: a verdict line first */
-		len = 3 + status_text(loops, n, strstr(cmd, "json") != NULL,
+		len = 3 + status_text(cfg, loops, n, strstr(cmd, "json") != NULL,
 				      strstr(cmd, "conns") != NULL, out + 3, sizeof(out) - 3);
 		while (off < len && (r = write(fd, out + off, len - off)) > 0)
 			off += (size_t)r;
@@ -184,6 +243,12 @@ int main(int argc, char **argv)
 		{ "backlog", required_argument, NULL, 'B' },
 		{ "udp-idle", required_argument, NULL, 'u' },
 		{ "log-level", required_argument, NULL, 'l' },
+		{ "ip", required_argument, NULL, 'I' },
+		{ "gw", required_argument, NULL, 'G' },
+		{ "port", required_argument, NULL, 'P' },
+		{ "mtu", required_argument, NULL, 'M' },
+		{ "idle-sleep", required_argument, NULL, 'S' },
+		{ "fault-drop", required_argument, NULL, 'F' },
 		{ "help", no_argument, NULL, 'h' },
 		{ NULL, 0, NULL, 0 },
 	};
@@ -199,15 +264,82 @@ int main(int argc, char **argv)
 
 	if (!run_dir || !*run_dir)
 		run_dir = "/run/circnet";
+	/* before any thread (EAL starts some): they all inherit it, signalfd takes them */
+	sigemptyset(&mask);
+	sigaddset(&mask, SIGTERM);
+	sigaddset(&mask, SIGINT);
+	sigaddset(&mask, SIGHUP);
+	sigaddset(&mask, SIGPIPE);
+	pthread_sigmask(SIG_BLOCK, &mask, NULL);
+	if (argc > 1 && (!strcmp(argv[1], "--backend=dpdk") ||
+			 (argc > 2 && !strcmp(argv[1], "--backend") && !strcmp(argv[2], "dpdk")))) {
+#ifdef CIRCNET_HAVE_DPDK
+		/* EAL's arguments come first, up to "--"; ours follow */
+		int skip = argv[1][9] == '=' ? 1 : 2, took;
+
+		argv[skip] = argv[0];
+		took = dpdk_eal_init(argc - skip, argv + skip);
+		if (took < 0)
+			return 1;
+		argc -= skip + took;
+		argv += skip + took;
+		cfg.dpdk = true;
+		optind = 1;
+#else
+		fprintf(stderr, "circnet-dataplane: --backend dpdk: not built into this binary "
+				"(meson found no libdpdk or lwip)\n");
+		return 2;
+#endif
+	}
 	while ((c = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
 		switch (c) {
 		case 'b':
 			if (strcmp(optarg, "kernel")) {
 				fprintf(stderr, "circnet-dataplane: --backend %s: %s\n", optarg,
-					!strcmp(optarg, "dpdk") ? "not built into this binary"
-								: "unknown backend (kernel)");
+					!strcmp(optarg, "dpdk")
+						? "must come first: --backend dpdk EAL-ARGS -- OPTIONS"
+						: "unknown backend (kernel, dpdk)");
 				return 2;
 			}
+			break;
+		case 'I':
+		case 'G': {
+			uint32_t ip, netmask;
+
+			if (parse_prefix(optarg, &ip, &netmask) ||
+			    (c == 'G' && strchr(optarg, '/'))) {
+				fprintf(stderr, "circnet-dataplane: %s %s: not an IPv4 address%s\n",
+					c == 'I' ? "--ip" : "--gw", optarg,
+					c == 'I' ? " (ADDR/LEN)" : "");
+				return 2;
+			}
+			if (c == 'I') {
+				cfg.dpdk_ip = ip;
+				cfg.dpdk_mask = netmask;
+			} else {
+				cfg.dpdk_gw = ip;
+			}
+			break;
+		}
+		case 'P':
+			if (parse_int("--port", optarg, 0, 1023, &v))
+				return 2;
+			cfg.dpdk_port = (uint16_t)v;
+			break;
+		case 'M':
+			if (parse_int("--mtu", optarg, 576, 9600, &v))
+				return 2;
+			cfg.dpdk_mtu = (uint16_t)v;
+			break;
+		case 'S':
+			if (parse_int("--idle-sleep", optarg, 0, 100000, &v))
+				return 2;
+			cfg.idle_sleep_us = (int)v;
+			break;
+		case 'F':
+			if (parse_int("--fault-drop", optarg, 0, 500000, &v))
+				return 2;
+			cfg.fault_drop_ppm = (uint32_t)v;
 			break;
 		case 'r':
 			run_dir = optarg;
@@ -269,6 +401,21 @@ int main(int argc, char **argv)
 		usage(stderr);
 		return 2;
 	}
+	if (cfg.dpdk && !cfg.dpdk_ip) {
+		fprintf(stderr, "circnet-dataplane: --backend dpdk needs --ip ADDR/LEN (after --)\n");
+		return 2;
+	}
+	if (!cfg.dpdk && (cfg.dpdk_ip || cfg.dpdk_gw || cfg.idle_sleep_us || cfg.dpdk_mtu ||
+			  cfg.fault_drop_ppm)) {
+		fprintf(stderr, "circnet-dataplane: --ip, --gw, --mtu, --idle-sleep and --fault-drop "
+				"are the dpdk backend's\n");
+		return 2;
+	}
+	if (cfg.dpdk && cfg.threads != 1) {
+		fprintf(stderr, "circnet-dataplane: --threads: the dpdk backend polls on one core "
+				"per process (one lwIP stack each); run a process per core\n");
+		return 2;
+	}
 	if ((size_t)snprintf(cfg.operator_path, sizeof(cfg.operator_path), "%s/proxy/operator.sock",
 			     run_dir) >= sizeof(cfg.operator_path)) {
 		fprintf(stderr, "circnet-dataplane: --run-dir %s: path too long\n", run_dir);
@@ -285,12 +432,6 @@ int main(int argc, char **argv)
 		}
 	}
 
-	sigemptyset(&mask);
-	sigaddset(&mask, SIGTERM);
-	sigaddset(&mask, SIGINT);
-	sigaddset(&mask, SIGHUP);
-	sigaddset(&mask, SIGPIPE);
-	pthread_sigmask(SIG_BLOCK, &mask, NULL); /* the loops inherit it */
 	sfd = signalfd(-1, &mask, SFD_CLOEXEC);
 	snprintf(status_path, sizeof(status_path), "%s/proxy", run_dir);
 	if (mkdir(run_dir, 0755) && errno != EEXIST)
@@ -307,6 +448,17 @@ int main(int argc, char **argv)
 	for (i = 0; i < cfg.threads; i++) {
 		loops[i].index = i;
 		loops[i].cfg = &cfg;
+#ifdef CIRCNET_HAVE_DPDK
+		if (cfg.dpdk) {
+			if (dpdk_start(&cfg, &loops[i])) {
+				dpdk_stop();
+				close(lfd);
+				unlink(status_path);
+				return 1;
+			}
+			break;
+		}
+#endif
 		if (pthread_create(&loops[i].thread, NULL, kernel_loop_main, &loops[i])) {
 			log_err("cannot start loop %d", i);
 			atomic_store(&dp_stop, true);
@@ -314,8 +466,8 @@ int main(int argc, char **argv)
 			break;
 		}
 	}
-	log_info("proxy stack up: kernel backend, %d loop(s), operator at %s, status at %s",
-		 cfg.threads, cfg.operator_path, status_path);
+	log_info("proxy stack up: %s backend, %d loop(s), operator at %s, status at %s",
+		 cfg.dpdk ? "dpdk" : "kernel", cfg.threads, cfg.operator_path, status_path);
 	pf[0] = (struct pollfd){ .fd = sfd, .events = POLLIN };
 	pf[1] = (struct pollfd){ .fd = lfd, .events = POLLIN };
 	while (!atomic_load(&dp_stop)) {
@@ -329,11 +481,16 @@ int main(int argc, char **argv)
 				atomic_store(&dp_stop, true);
 		}
 		if (pf[1].revents & POLLIN)
-			status_serve(lfd, loops, cfg.threads);
+			status_serve(lfd, &cfg, loops, cfg.threads);
 	}
 	log_info("stopping: resetting open connections");
-	for (i = 0; i < cfg.threads; i++)
-		pthread_join(loops[i].thread, NULL);
+#ifdef CIRCNET_HAVE_DPDK
+	if (cfg.dpdk)
+		dpdk_stop();
+	else
+#endif
+		for (i = 0; i < cfg.threads; i++)
+			pthread_join(loops[i].thread, NULL);
 	close(lfd);
 	unlink(status_path);
 	log_info("stopped");

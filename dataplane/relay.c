@@ -33,10 +33,17 @@ static int span_iov(const struct cn_span sp[2], struct iovec iov[2])
 	return sp[1].len ? 2 : 1;
 }
 
-/* Arm the guest side for ev and look again: true if it became ready meanwhile. */
-static bool ready_after_arm(struct cn_endpoint *ep, unsigned int ev)
+/*
+ * Arm the guest side for ev and look again: true if it became ready
+ * meanwhile. A polled relay never arms: its backend looks at the ring again
+ * on its next round anyway, and an armed doorbell would only cost the guest
+ * a system call per write to wake a core that is not asleep.
+ */
+static bool ready_after_arm(struct relay *r, unsigned int ev)
 {
-	return cn_poll_arm(ep, ev) & (ev | CN_POLLERR | CN_POLLHUP);
+	if (r->polled)
+		return false;
+	return cn_poll_arm(&r->ep.ep, ev) & (ev | CN_POLLERR | CN_POLLHUP);
 }
 
 /* The guest reset (or broke) the circuit, or left for good: RST to the host. */
@@ -82,7 +89,7 @@ static unsigned int dgram_to_guest(struct relay *r)
 	for (;;) {
 		n = cn_reserve(ep, CN_DGRAM_MAX, sp, CN_MSG_DONTWAIT);
 		if (n == -EAGAIN) {
-			if (ready_after_arm(ep, CN_POLLOUT))
+			if (ready_after_arm(r, CN_POLLOUT))
 				continue;
 			return RELAY_WAIT_GUEST_OUT;
 		}
@@ -122,7 +129,7 @@ static unsigned int dgram_to_host(struct relay *r)
 	for (;;) {
 		n = cn_peek(ep, sp, CN_MSG_DONTWAIT);
 		if (n == -EAGAIN) {
-			if (ready_after_arm(ep, CN_POLLIN))
+			if (ready_after_arm(r, CN_POLLIN))
 				continue;
 			return RELAY_WAIT_GUEST_IN;
 		}
@@ -152,7 +159,7 @@ static unsigned int host_to_guest(struct relay *r)
 	while (!r->host_eof) {
 		n = cn_reserve(ep, RELAY_RESERVE_MAX, sp, CN_MSG_DONTWAIT);
 		if (n == -EAGAIN) {
-			if (ready_after_arm(ep, CN_POLLOUT))
+			if (ready_after_arm(r, CN_POLLOUT))
 				continue;
 			return RELAY_WAIT_GUEST_OUT;
 		}
@@ -189,7 +196,7 @@ static unsigned int guest_to_host(struct relay *r)
 	while (!r->guest_eof) {
 		n = cn_peek(ep, sp, CN_MSG_DONTWAIT);
 		if (n == -EAGAIN) {
-			if (ready_after_arm(ep, CN_POLLIN))
+			if (ready_after_arm(r, CN_POLLIN))
 				continue;
 			return RELAY_WAIT_GUEST_IN;
 		}

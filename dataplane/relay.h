@@ -51,6 +51,7 @@ struct relay {
 	uint64_t circuit_id;
 	const struct relay_host_ops *ops;
 	bool dgram;	/* a datagram circuit (UDP): one record per datagram */
+	bool polled;	/* the backend pumps it every round: never arm the doorbells */
 	bool host_eof;	/* host sent FIN: the circuit got a shutdown */
 	bool guest_eof; /* guest sent FIN: the host got a shutdown */
 	bool reset;	/* one side reset: both are torn down */
@@ -60,7 +61,8 @@ struct relay {
 
 /*
  * Move bytes both ways until nothing moves. Returns the RELAY_WAIT_* bits to
- * sleep on (the guest-side ones are armed: the doorbells will ring), or
+ * sleep on (the guest-side ones are armed, unless polled: the doorbells will
+ * ring), or
  * RELAY_DONE when the relay can be freed.
  */
 unsigned int relay_pump(struct relay *r);

@@ -1,0 +1,610 @@
+// SPDX-License-Identifier: MIT
+/*
+ * dataplane/dpdk.c - the DPDK backend of the proxy stack: one polling loop
+ * that owns a NIC queue (nic/port.c), the user-space TCP/IP stack on it
+ * (stack_lwip.c) and every connection it carries. For each circuit the
+ * operator routes off-host it opens an lwIP TCP connection to the
+ * destination, reports the outcome into the circuit (the guest's connect()
+ * returns then, with Linux's errno on failure) and relays (relay.c, the
+ * code the kernel backend uses) between the connection and the circuit.
+ *
+ * Nothing here sleeps on a guest: each round receives a burst, lets lwIP
+ * run, pumps every connection (the relays are "polled": the guests' rings
+ * are looked at, their doorbells never armed, so a guest's write costs it
+ * no system call), and sends what lwIP queued. The operator session and
+ * the guests' hang-ups (a doorbell socket's HUP) are looked at every few
+ * rounds with a zero-timeout epoll. With --idle-sleep, a loop that found
+ * nothing to do for a while naps that long in the same epoll: for shared
+ * machines and tests; real deployments give the loop its own core.
+ *
+ * lwIP calls back (connected, received, error) only from stack_poll(), and
+ * the callbacks only record what happened: the relay runs after, never
+ * inside lwIP.
+ */
+#define _GNU_SOURCE
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/epoll.h>
+#include <time.h>
+
+#include <lwip/tcp.h>
+
+#include <circnet/opclient.h>
+
+#include "../nic/port.h"
+#include "../operator/log.h"
+#include "dataplane.h"
+#include "relay.h"
+#include "stack.h"
+
+#define RXQ_MAX	     128 /* received chains a connection holds; then lwIP keeps them */
+#define EVENT_ROUNDS 64	 /* rounds between looks at the operator and at hang-ups */
+#define IDLE_ROUNDS  2048
+
+struct dconn {
+	struct relay r; /* first: host ops get the relay */
+	struct dloop *l;
+	struct tcp_pcb *pcb; /* NULL once lwIP let go of it (error) or we did */
+	struct pbuf *rxq[RXQ_MAX]; /* received chains, oldest first, not in the circuit yet */
+	unsigned int rxq_head, rxq_len;
+	uint16_t rx_off; /* consumed bytes of the oldest chain */
+	bool rx_fin;	 /* the remote's FIN, after what is in rxq */
+	bool connecting, connected;
+	int host_err; /* lwIP ended the connection: the errno for the guest */
+	int64_t deadline_ms;
+	struct cn_op_conn conn;
+	bool dead;
+	struct dconn *prev, *next;
+};
+
+struct dloop {
+	struct dp_loop *dl;
+	struct cn_op op;
+	bool attached;
+	int64_t next_attach_ms;
+	int epfd;
+	pthread_mutex_t conns_lock; /* the list only: the status view reads it */
+	struct dconn *conns;
+	struct dconn *grave;
+	unsigned int idle_rounds;
+};
+
+static int64_t now_ms(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+/* What lwIP's error means to a guest, in Linux's words. */
+static int lwip_errno(err_t err, bool connecting)
+{
+	switch (err) {
+	case ERR_RST:
+		return connecting ? ECONNREFUSED : ECONNRESET;
+	case ERR_ABRT: /* lwIP gave up: SYN or data retransmissions ran out */
+	case ERR_TIMEOUT:
+		return ETIMEDOUT;
+	case ERR_RTE:
+		return ENETUNREACH;
+	case ERR_MEM:
+	case ERR_BUF:
+		return ENOBUFS;
+	case ERR_CLSD:
+		return EPIPE;
+	default:
+		return ECONNABORTED;
+	}
+}
+
+/* ---- lwIP's callbacks: record, never relay ---- */
+
+static err_t on_connected(void *arg, struct tcp_pcb *pcb, err_t err)
+{
+	struct dconn *c = arg;
+
+	(void)pcb;
+	if (err == ERR_OK)
+		c->connected = true;
+	return ERR_OK;
+}
+
+static err_t on_recv(void *arg, struct tcp_pcb *pcb, struct pbuf *p, err_t err)
+{
+	struct dconn *c = arg;
+
+	(void)pcb;
+	(void)err;
+	if (!p) {
+		c->rx_fin = true;
+		return ERR_OK;
+	}
+	if (c->rxq_len == RXQ_MAX)
+		return ERR_MEM; /* lwIP keeps it and offers it again */
+	c->rxq[(c->rxq_head + c->rxq_len++) % RXQ_MAX] = p;
+	return ERR_OK;
+}
+
+static void on_err(void *arg, err_t err)
+{
+	struct dconn *c = arg;
+
+	c->pcb = NULL; /* lwIP freed it */
+	c->host_err = lwip_errno(err, c->connecting);
+}
+
+static void pcb_detach(struct tcp_pcb *pcb)
+{
+	tcp_arg(pcb, NULL);
+	tcp_recv(pcb, NULL);
+	tcp_err(pcb, NULL);
+	tcp_sent(pcb, NULL);
+}
+
+/* ---- the host side of the relay: an lwIP TCP connection ---- */
+
+static void rxq_drop_head(struct dconn *c)
+{
+	pbuf_free(c->rxq[c->rxq_head]);
+	c->rxq_head = (c->rxq_head + 1) % RXQ_MAX;
+	c->rxq_len--;
+	c->rx_off = 0;
+}
+
+static ssize_t d_recv(struct relay *r, const struct iovec *iov, int iovcnt)
+{
+	struct dconn *c = (struct dconn *)r;
+	size_t total = 0, taken;
+	int i = 0;
+	size_t in_iov = 0;
+
+	while (c->rxq_len && i < iovcnt) {
+		struct pbuf *p = c->rxq[c->rxq_head];
+		size_t want = iov[i].iov_len - in_iov, have = (size_t)p->tot_len - c->rx_off;
+		size_t n = want < have ? want : have;
+
+		n = pbuf_copy_partial(p, (char *)iov[i].iov_base + in_iov, (u16_t)n, c->rx_off);
+		total += n;
+		in_iov += n;
+		c->rx_off = (uint16_t)(c->rx_off + n);
+		if (c->rx_off == p->tot_len)
+			rxq_drop_head(c);
+		if (in_iov == iov[i].iov_len) {
+			i++;
+			in_iov = 0;
+		}
+	}
+	/* what left our queue opens the window again (tcp_recved takes 16 bits) */
+	for (taken = total; taken && c->pcb;) {
+		u16_t n = taken > UINT16_MAX ? UINT16_MAX : (u16_t)taken;
+
+		tcp_recved(c->pcb, n);
+		taken -= n;
+	}
+	if (total)
+		return (ssize_t)total;
+	if (c->rx_fin)
+		return 0;
+	return c->host_err ? -c->host_err : -EAGAIN;
+}
+
+static ssize_t d_send(struct relay *r, const struct iovec *iov, int iovcnt)
+{
+	struct dconn *c = (struct dconn *)r;
+	size_t total = 0;
+	int i;
+
+	if (c->host_err)
+		return -c->host_err;
+	if (!c->pcb)
+		return -EPIPE;
+	for (i = 0; i < iovcnt; i++) {
+		size_t off = 0;
+
+		while (off < iov[i].iov_len) {
+			size_t room = tcp_sndbuf(c->pcb);
+			size_t n = iov[i].iov_len - off;
+			u8_t flags = TCP_WRITE_FLAG_COPY;
+
+			if (n > room)
+				n = room;
+			if (n > UINT16_MAX)
+				n = UINT16_MAX;
+			if (!n)
+				goto out;
+			if (off + n < iov[i].iov_len || i + 1 < iovcnt)
+				flags |= TCP_WRITE_FLAG_MORE;
+			if (tcp_write(c->pcb, (const char *)iov[i].iov_base + off, (u16_t)n, flags) !=
+			    ERR_OK)
+				goto out; /* the segment queue is full: the rest waits */
+			off += n;
+			total += n;
+		}
+	}
+out:
+	if (!total)
+		return -EAGAIN;
+	tcp_output(c->pcb);
+	return (ssize_t)total;
+}
+
+static void d_shutdown_wr(struct relay *r)
+{
+	struct dconn *c = (struct dconn *)r;
+
+	if (c->pcb) {
+		tcp_shutdown(c->pcb, 0, 1);
+		tcp_output(c->pcb);
+	}
+}
+
+static void d_abort(struct relay *r)
+{
+	struct dconn *c = (struct dconn *)r;
+
+	if (c->pcb) {
+		pcb_detach(c->pcb);
+		tcp_abort(c->pcb); /* RST to the remote */
+		c->pcb = NULL;
+	}
+}
+
+static const struct relay_host_ops dpdk_ops = {
+	.recv = d_recv,
+	.send = d_send,
+	.shutdown_wr = d_shutdown_wr,
+	.abort = d_abort,
+};
+
+/* ---- connections ---- */
+
+static void conn_free(struct dloop *l, struct dconn *c)
+{
+	struct dp_counters *cnt = &l->dl->cnt;
+
+	if (c->pcb) {
+		pcb_detach(c->pcb);
+		/* both FINs crossed: close; anything else ends with a reset */
+		if (c->r.reset || tcp_close(c->pcb) != ERR_OK)
+			tcp_abort(c->pcb);
+		c->pcb = NULL;
+	}
+	while (c->rxq_len)
+		rxq_drop_head(c);
+	epoll_ctl(l->epfd, EPOLL_CTL_DEL, c->r.ep.notif[0].fd, NULL);
+	epoll_ctl(l->epfd, EPOLL_CTL_DEL, c->r.ep.notif[1].fd, NULL);
+	if (c->r.reset)
+		atomic_fetch_add(&cnt->resets, 1);
+	if (c->r.host_err)
+		log_debug("circuit %llu: the host side ended: %s",
+			  (unsigned long long)c->r.circuit_id, strerror(c->r.host_err));
+	atomic_fetch_add(&cnt->to_guest, c->r.st.to_guest);
+	atomic_fetch_add(&cnt->to_host, c->r.st.to_host);
+	atomic_fetch_add(&cnt->closed, 1);
+	atomic_fetch_sub(&cnt->active, 1);
+	cn_local_close(&c->r.ep);
+	if (l->attached)
+		cn_op_closed(&l->op, c->r.circuit_id);
+	pthread_mutex_lock(&l->conns_lock);
+	if (c->prev)
+		c->prev->next = c->next;
+	else
+		l->conns = c->next;
+	if (c->next)
+		c->next->prev = c->prev;
+	pthread_mutex_unlock(&l->conns_lock);
+	/* an event of this batch may still name it; c->next stays valid for the walk */
+	c->dead = true;
+	c->prev = l->grave;
+	l->grave = c;
+}
+
+static void bury(struct dloop *l)
+{
+	while (l->grave) {
+		struct dconn *c = l->grave;
+
+		l->grave = c->prev;
+		free(c);
+	}
+}
+
+/* The connect is settled: tell the guest, then relay or give up. */
+static void conn_settle(struct dloop *l, struct dconn *c, int err)
+{
+	char dst[64];
+
+	c->connecting = false;
+	cn_ep_set_connect_status(&c->r.ep.ep, err);
+	if (err) {
+		cn_addr_format(&c->conn.local, dst, sizeof(dst));
+		log_debug("circuit %llu: connect to %s failed: %s",
+			  (unsigned long long)c->r.circuit_id, dst, strerror(err));
+		atomic_fetch_add(&l->dl->cnt.failed, 1);
+		conn_free(l, c);
+		return;
+	}
+	atomic_fetch_add(&l->dl->cnt.connected, 1);
+}
+
+/* Hang-ups of the guest's doorbells: the only events a polled relay takes. */
+static int watch_hangups(struct dloop *l, struct dconn *c)
+{
+	struct epoll_event e = { .events = 0, .data.ptr = c };
+	int i;
+
+	for (i = 0; i < 2; i++)
+		if (epoll_ctl(l->epfd, EPOLL_CTL_ADD, c->r.ep.notif[i].fd, &e))
+			return errno;
+	return 0;
+}
+
+static int pcb_open(struct dconn *c)
+{
+	const struct cn_addr *dst = &c->conn.local;
+	ip_addr_t ip;
+	uint32_t a;
+	err_t e;
+
+	if (dst->family != CN_AF_INET)
+		return ENETUNREACH; /* IPv6 off-host: not in this backend yet */
+	c->pcb = tcp_new_ip_type(IPADDR_TYPE_V4);
+	if (!c->pcb)
+		return ENOBUFS;
+	tcp_arg(c->pcb, c);
+	tcp_recv(c->pcb, on_recv);
+	tcp_err(c->pcb, on_err);
+	/* bytes come in ring-sized batches already: Nagle only adds delay */
+	tcp_nagle_disable(c->pcb);
+	memcpy(&a, dst->addr, 4);
+	ip_addr_set_ip4_u32_val(ip, a);
+	e = tcp_connect(c->pcb, &ip, dst->port, on_connected);
+	if (e != ERR_OK) {
+		pcb_detach(c->pcb);
+		tcp_abort(c->pcb);
+		c->pcb = NULL;
+		return lwip_errno(e, true);
+	}
+	return 0;
+}
+
+/* A circuit the operator routed off-host: connect to its destination. */
+static void conn_start(struct dloop *l, struct dconn *c)
+{
+	int err;
+
+	c->l = l;
+	c->r.circuit_id = c->conn.circuit_id;
+	c->r.ops = &dpdk_ops;
+	c->r.polled = true;
+	c->connecting = true;
+	if (l->dl->cfg->connect_timeout_ms)
+		c->deadline_ms = now_ms() + l->dl->cfg->connect_timeout_ms;
+	atomic_fetch_add(&l->dl->cnt.accepted, 1);
+	atomic_fetch_add(&l->dl->cnt.active, 1);
+	pthread_mutex_lock(&l->conns_lock);
+	c->next = l->conns;
+	if (l->conns)
+		l->conns->prev = c;
+	l->conns = c;
+	pthread_mutex_unlock(&l->conns_lock);
+	err = c->conn.l4 == CN_L4_TCP ? watch_hangups(l, c) : EPROTONOSUPPORT;
+	if (!err)
+		err = pcb_open(c);
+	if (err)
+		conn_settle(l, c, err);
+}
+
+/* One connection's turn in a round. Returns the bytes it moved. */
+static uint64_t conn_service(struct dloop *l, struct dconn *c)
+{
+	uint64_t before = c->r.st.to_guest + c->r.st.to_host;
+
+	if (c->connecting) {
+		if (c->host_err)
+			conn_settle(l, c, c->host_err);
+		else if (c->connected)
+			conn_settle(l, c, 0);
+		else if (c->deadline_ms && now_ms() >= c->deadline_ms)
+			conn_settle(l, c, ETIMEDOUT);
+		if (c->connecting || c->dead)
+			return 0;
+	}
+	if (relay_pump(&c->r) & RELAY_DONE) {
+		conn_free(l, c);
+		return 1;
+	}
+	return c->r.st.to_guest + c->r.st.to_host - before;
+}
+
+/* ---- the operator session and the events ---- */
+
+static void on_publish(void *arg, const struct cn_msg_publish *m)
+{
+	struct dloop *l = arg;
+
+	if (m->count && m->index == 0 && !l->dl->index)
+		log_warn("published ports are served by the kernel backend only for now: "
+			 "the dpdk backend ignores them");
+}
+
+static void detach(struct dloop *l, const char *why)
+{
+	log_warn("loop %d: operator session lost (%s): retrying", l->dl->index, why);
+	epoll_ctl(l->epfd, EPOLL_CTL_DEL, l->op.fd, NULL);
+	cn_op_close(&l->op);
+	l->attached = false;
+	l->next_attach_ms = now_ms() + 1000;
+}
+
+static void attach(struct dloop *l)
+{
+	struct epoll_event e = { .events = EPOLLIN, .data.ptr = NULL };
+	int err = dp_session_attach(&l->op, l->dl->cfg, CN_L4_TCP, on_publish, l);
+
+	if (!err && epoll_ctl(l->epfd, EPOLL_CTL_ADD, l->op.fd, &e)) {
+		err = -errno;
+		cn_op_close(&l->op);
+	}
+	if (err) {
+		if (!l->next_attach_ms || log_level >= LOG_DEBUG)
+			log_warn("loop %d: cannot attach to the operator at %s: %s (retrying)",
+				 l->dl->index, l->dl->cfg->operator_path, strerror(-err));
+		l->next_attach_ms = now_ms() + 1000;
+		return;
+	}
+	l->attached = true;
+	atomic_fetch_add(&l->dl->cnt.operator_sessions, 1);
+	log_info("loop %d: attached to the operator: takes tcp off-host routes", l->dl->index);
+}
+
+static void session_event(struct dloop *l)
+{
+	for (;;) {
+		struct dconn *c = calloc(1, sizeof(*c));
+		int err;
+
+		if (!c)
+			return;
+		err = cn_op_accept(&l->op, &c->r.ep, &c->conn, 1);
+		if (err) {
+			free(c);
+			if (err != -EAGAIN)
+				detach(l, strerror(-err));
+			return;
+		}
+		conn_start(l, c);
+	}
+}
+
+/* The session and the hang-ups; waits up to timeout_ns for them. */
+static void events(struct dloop *l, long timeout_ns)
+{
+	struct epoll_event evs[64];
+	struct timespec ts = { .tv_sec = 0, .tv_nsec = timeout_ns };
+	int i, n;
+
+	n = epoll_pwait2(l->epfd, evs, 64, &ts, NULL);
+	for (i = 0; i < n; i++) {
+		struct dconn *c = evs[i].data.ptr;
+
+		if (!c) {
+			if (evs[i].events & (EPOLLHUP | EPOLLERR) && !(evs[i].events & EPOLLIN))
+				detach(l, "hang-up");
+			else
+				session_event(l);
+			continue;
+		}
+		if (c->dead)
+			continue;
+		/* the guest died: its end reads as EOF or a reset, as the relay decides */
+		cn_ep_peer_vanished(&c->r.ep.ep);
+		if (c->connecting) {
+			d_abort(&c->r);
+			c->r.reset = true;
+			conn_free(l, c);
+		}
+	}
+	if (l->attached)
+		cn_op_flush(&l->op);
+}
+
+/* ---- the loop ---- */
+
+static void shutdown_all(struct dloop *l)
+{
+	while (l->conns) {
+		struct dconn *c = l->conns;
+
+		if (c->connecting)
+			cn_ep_set_connect_status(&c->r.ep.ep, ECONNREFUSED);
+		else
+			relay_host_failed(&c->r, ECONNABORTED);
+		d_abort(&c->r);
+		conn_free(l, c);
+	}
+	stack_flush(); /* the resets */
+	if (l->attached) {
+		cn_op_close(&l->op);
+		l->attached = false;
+	}
+}
+
+size_t dpdk_loop_conns(struct dp_loop *dl, char *buf, size_t len)
+{
+	struct dloop *l = dl->priv;
+	size_t used = 0;
+	struct dconn *c;
+
+	if (!l)
+		return 0;
+	pthread_mutex_lock(&l->conns_lock);
+	for (c = l->conns; c && used + 1 < len; c = c->next) {
+		char a[64], b[64];
+		int n;
+
+		cn_addr_format(&c->conn.remote, a, sizeof(a));
+		cn_addr_format(&c->conn.local, b, sizeof(b));
+		n = snprintf(buf + used, len - used, "%d %llu %s %s %s %llu %llu\n", dl->index,
+			     (unsigned long long)c->r.circuit_id, a, b,
+			     c->connecting		       ? "connecting"
+			     : c->r.host_eof || c->r.guest_eof ? "closing"
+							       : "open",
+			     (unsigned long long)c->r.st.to_guest,
+			     (unsigned long long)c->r.st.to_host);
+		if (n < 0 || (size_t)n >= len - used)
+			break;
+		used += (size_t)n;
+	}
+	pthread_mutex_unlock(&l->conns_lock);
+	return used;
+}
+
+void *dpdk_loop_main(void *arg)
+{
+	struct dp_loop *dl = arg;
+	struct dloop l = { .dl = dl, .epfd = -1 };
+	const struct dp_config *cfg = dl->cfg;
+	unsigned int round = 0;
+
+	pthread_mutex_init(&l.conns_lock, NULL);
+	l.epfd = epoll_create1(EPOLL_CLOEXEC);
+	if (l.epfd < 0) {
+		log_err("loop %d: epoll_create1: %s", dl->index, strerror(errno));
+		atomic_store(&dp_stop, true);
+		return NULL;
+	}
+	dl->priv = &l;
+	while (!atomic_load(&dp_stop)) {
+		uint64_t work = stack_poll();
+		struct dconn *c, *next;
+
+		for (c = l.conns; c; c = next) {
+			next = c->next;
+			work += conn_service(&l, c);
+		}
+		work += stack_flush();
+		if (work)
+			l.idle_rounds = 0;
+		else
+			l.idle_rounds++;
+		if (cfg->idle_sleep_us && l.idle_rounds >= IDLE_ROUNDS) {
+			events(&l, cfg->idle_sleep_us * 1000L);
+		} else if (++round % EVENT_ROUNDS == 0) {
+			events(&l, 0);
+		}
+		if (!l.attached && now_ms() >= l.next_attach_ms)
+			attach(&l);
+		bury(&l);
+	}
+	shutdown_all(&l);
+	bury(&l);
+	pthread_mutex_lock(&l.conns_lock);
+	dl->priv = NULL;
+	pthread_mutex_unlock(&l.conns_lock);
+	close(l.epfd);
+	return NULL;
+}

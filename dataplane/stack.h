@@ -1,0 +1,56 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * dataplane/stack.h - the user-space TCP/IP stack of the DPDK backend:
+ * lwIP (Debian's liblwip) over one queue pair of a DPDK port (nic/port.h).
+ * It owns lwIP's initialisation, the network interface (our address, mask
+ * and gateway, ARP, ICMP echo come with it), moving frames between mbufs and
+ * pbufs, and lwIP's timers. One per process: lwIP keeps its state in
+ * globals, so a second polling core is a second process (docs/dpdk.md).
+ *
+ * Received frames reach lwIP without a copy (a pbuf that references the
+ * mbuf); frames lwIP sends are copied once into an mbuf. Everything runs on
+ * the polling thread; nothing here locks.
+ */
+#ifndef CIRCNET_DATAPLANE_STACK_H
+#define CIRCNET_DATAPLANE_STACK_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+struct nic_port;
+
+struct stack_conf {
+	uint32_t ip, mask, gw; /* network byte order; gw 0: none (on-link only) */
+	uint32_t drop_ppm;     /* fault injection: drop this many per million frames, each way */
+};
+
+struct stack_counters {
+	uint64_t rx_frames, tx_frames;
+	uint64_t rx_bad_cksum; /* dropped: the NIC said the checksum is wrong */
+	uint64_t rx_copied;    /* multi-segment frames lwIP got as a copy */
+	uint64_t rx_nomem;     /* dropped: no pbuf */
+	uint64_t tx_nombuf;    /* dropped: the pool was empty */
+	uint64_t tx_full;      /* dropped: the TX ring stayed full */
+	uint64_t injected;     /* dropped on purpose (drop_ppm), both ways */
+};
+
+/*
+ * Bring lwIP up on queue q of port (opened, started). Returns 0, or -errno
+ * with a one-line reason in err.
+ */
+int stack_open(struct nic_port *port, uint16_t q, const struct stack_conf *conf, char *err,
+	       size_t errlen);
+void stack_close(void);
+
+/* Receive one burst into lwIP and run its due timers. Returns frames received. */
+unsigned int stack_poll(void);
+/* Send what lwIP queued for the wire. Returns frames sent. */
+unsigned int stack_flush(void);
+
+const struct stack_counters *stack_counters(void);
+
+/* The mbuf private area the stack needs per packet (nic_port_conf.priv_size). */
+uint16_t stack_mbuf_priv_size(void);
+
+#endif

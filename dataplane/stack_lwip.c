@@ -1,0 +1,257 @@
+// SPDX-License-Identifier: MIT
+/*
+ * dataplane/stack_lwip.c - lwIP on a DPDK queue (stack.h).
+ *
+ * Debian's liblwip is built for the Hurd with NO_SYS=0, but it does not
+ * need its tcpip thread: lwip_init() sets it up, sys_check_timeouts() runs
+ * its timers from our loop, and its core-locking check stays quiet while no
+ * tcpip thread was ever marked. So the whole stack runs on the polling
+ * thread, called from one place, and never takes its core lock.
+ *
+ * Receive: each mbuf becomes a custom pbuf that points into it (the pbuf's
+ * bookkeeping lives in the mbuf's private area), so lwIP parses the frame
+ * in place and TCP keeps it until the relay copies it into the circuit;
+ * freeing the pbuf frees the mbuf. Send: lwIP hands us a pbuf chain, which
+ * is copied once into an mbuf and sent in bursts at the end of each round.
+ */
+#include <errno.h>
+#include <stdio.h>
+#include <string.h>
+
+#include <rte_ethdev.h>
+#include <rte_mbuf.h>
+
+#include <lwip/etharp.h>
+#include <lwip/init.h>
+#include <lwip/netif.h>
+#include <lwip/pbuf.h>
+#include <lwip/timeouts.h>
+#include <netif/ethernet.h>
+
+#include "../nic/port.h"
+#include "stack.h"
+
+#define RX_BURST 32
+#define TX_BURST 64
+
+/* The private area of every mbuf: lwIP's view of it while it holds it. */
+struct rx_pbuf {
+	struct pbuf_custom pc; /* first: lwIP frees it through pc.custom_free_function */
+	struct rte_mbuf *m;
+};
+
+static struct {
+	struct netif netif;
+	struct nic_port *port;
+	uint16_t queue;
+	bool up;
+	struct rte_mbuf *tx[TX_BURST];
+	unsigned int ntx;
+	uint32_t drop_ppm;
+	uint64_t rng;
+	struct stack_counters cnt;
+} st;
+
+/* Fault injection (tests): true for drop_ppm frames in a million. xorshift64. */
+static bool inject_drop(void)
+{
+	if (!st.drop_ppm)
+		return false;
+	st.rng ^= st.rng << 13;
+	st.rng ^= st.rng >> 7;
+	st.rng ^= st.rng << 17;
+	if (st.rng % 1000000 >= st.drop_ppm)
+		return false;
+	st.cnt.injected++;
+	return true;
+}
+
+uint16_t stack_mbuf_priv_size(void)
+{
+	return (uint16_t)RTE_ALIGN(sizeof(struct rx_pbuf), RTE_MBUF_PRIV_ALIGN);
+}
+
+const struct stack_counters *stack_counters(void)
+{
+	return &st.cnt;
+}
+
+/* ---- send ---- */
+
+unsigned int stack_flush(void)
+{
+	unsigned int sent = 0, tries = 0;
+
+	while (sent < st.ntx && tries++ < 8) {
+		sent += rte_eth_tx_burst(st.port->port_id, st.queue, st.tx + sent,
+					 (uint16_t)(st.ntx - sent));
+	}
+	if (sent < st.ntx) {
+		/* the wire is behind: what stays is lost, and TCP sends it again */
+		st.cnt.tx_full += st.ntx - sent;
+		rte_pktmbuf_free_bulk(st.tx + sent, st.ntx - sent);
+	}
+	st.cnt.tx_frames += sent;
+	st.ntx = 0;
+	return sent;
+}
+
+static err_t link_output(struct netif *netif, struct pbuf *p)
+{
+	struct rte_mbuf *m;
+	char *dst;
+
+	(void)netif;
+	if (p->tot_len > st.port->mtu + RTE_ETHER_HDR_LEN + RTE_VLAN_HLEN)
+		return ERR_BUF;
+	if (inject_drop())
+		return ERR_OK; /* "sent", and lost on the way */
+	m = rte_pktmbuf_alloc(st.port->pool);
+	if (!m) {
+		st.cnt.tx_nombuf++;
+		return ERR_MEM;
+	}
+	dst = rte_pktmbuf_append(m, p->tot_len);
+	if (!dst) {
+		rte_pktmbuf_free(m);
+		return ERR_BUF;
+	}
+	pbuf_copy_partial(p, dst, p->tot_len, 0);
+	st.tx[st.ntx++] = m;
+	if (st.ntx == TX_BURST)
+		stack_flush();
+	return ERR_OK;
+}
+
+static err_t netif_setup(struct netif *netif)
+{
+	netif->name[0] = 'd';
+	netif->name[1] = 'p';
+	netif->hwaddr_len = ETH_HWADDR_LEN;
+	memcpy(netif->hwaddr, st.port->mac, ETH_HWADDR_LEN);
+	netif->mtu = st.port->mtu;
+	netif->flags = NETIF_FLAG_BROADCAST | NETIF_FLAG_ETHARP | NETIF_FLAG_ETHERNET |
+		       NETIF_FLAG_LINK_UP;
+	netif->output = etharp_output;
+	netif->linkoutput = link_output;
+	return ERR_OK;
+}
+
+/* ---- receive ---- */
+
+static void rx_pbuf_free(struct pbuf *p)
+{
+	struct rx_pbuf *rp = (struct rx_pbuf *)p;
+
+	rte_pktmbuf_free(rp->m);
+}
+
+static bool cksum_bad(const struct rte_mbuf *m)
+{
+	return (m->ol_flags & RTE_MBUF_F_RX_IP_CKSUM_MASK) == RTE_MBUF_F_RX_IP_CKSUM_BAD ||
+	       (m->ol_flags & RTE_MBUF_F_RX_L4_CKSUM_MASK) == RTE_MBUF_F_RX_L4_CKSUM_BAD;
+}
+
+/* One frame to lwIP: in place when it is one segment, else as a copy. */
+static void rx_one(struct rte_mbuf *m)
+{
+	struct pbuf *p;
+
+	if (inject_drop()) {
+		rte_pktmbuf_free(m);
+		return;
+	}
+	if (cksum_bad(m)) {
+		st.cnt.rx_bad_cksum++;
+		rte_pktmbuf_free(m);
+		return;
+	}
+	if (m->nb_segs == 1) {
+		struct rx_pbuf *rp = rte_mbuf_to_priv(m);
+
+		rp->m = m;
+		rp->pc.custom_free_function = rx_pbuf_free;
+		p = pbuf_alloced_custom(PBUF_RAW, m->data_len, PBUF_REF, &rp->pc,
+					rte_pktmbuf_mtod(m, void *), m->data_len);
+	} else {
+		p = m->pkt_len <= UINT16_MAX ? pbuf_alloc(PBUF_RAW, (u16_t)m->pkt_len, PBUF_RAM)
+					     : NULL;
+		if (p) {
+			rte_pktmbuf_read(m, 0, m->pkt_len, p->payload);
+			st.cnt.rx_copied++;
+		}
+		rte_pktmbuf_free(m);
+		if (!p) {
+			st.cnt.rx_nomem++;
+			return;
+		}
+	}
+	if (!p) {
+		rte_pktmbuf_free(m);
+		st.cnt.rx_nomem++;
+		return;
+	}
+	/* ethernet_input frees p, whatever becomes of the frame */
+	if (st.netif.input(p, &st.netif) != ERR_OK)
+		pbuf_free(p);
+}
+
+unsigned int stack_poll(void)
+{
+	struct rte_mbuf *rx[RX_BURST];
+	uint16_t n, i;
+
+	n = rte_eth_rx_burst(st.port->port_id, st.queue, rx, RX_BURST);
+	for (i = 0; i < n; i++) {
+		if (i + 1 < n)
+			rte_prefetch0(rte_pktmbuf_mtod(rx[i + 1], void *));
+		rx_one(rx[i]);
+	}
+	st.cnt.rx_frames += n;
+	sys_check_timeouts();
+	return n;
+}
+
+/* ---- life cycle ---- */
+
+int stack_open(struct nic_port *port, uint16_t q, const struct stack_conf *conf, char *err,
+	       size_t errlen)
+{
+	ip4_addr_t ip, mask, gw;
+
+	if (st.up) {
+		snprintf(err, errlen, "one lwIP stack per process: it is up already");
+		return -EBUSY;
+	}
+	memset(&st, 0, sizeof(st));
+	st.port = port;
+	st.queue = q;
+	st.drop_ppm = conf->drop_ppm;
+	st.rng = 0x9e3779b97f4a7c15ull ^ (uint64_t)rte_rdtsc();
+	lwip_init();
+	ip4_addr_set_u32(&ip, conf->ip);
+	ip4_addr_set_u32(&mask, conf->mask);
+	ip4_addr_set_u32(&gw, conf->gw);
+	if (!netif_add(&st.netif, &ip, &mask, &gw, NULL, netif_setup, ethernet_input)) {
+		snprintf(err, errlen, "lwIP would not add the interface");
+		return -EINVAL;
+	}
+	netif_set_default(&st.netif);
+	netif_set_up(&st.netif);
+	netif_set_link_up(&st.netif);
+	/* tell the segment who we are now, not at the first connection */
+	etharp_gratuitous(&st.netif);
+	stack_flush();
+	st.up = true;
+	return 0;
+}
+
+void stack_close(void)
+{
+	if (!st.up)
+		return;
+	stack_flush();
+	netif_set_down(&st.netif);
+	netif_remove(&st.netif);
+	st.up = false;
+}

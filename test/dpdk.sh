@@ -1,0 +1,206 @@
+#!/usr/bin/env bash
+# test/dpdk.sh BUILD_DIR - the DPDK proxy stack (circnet-dataplane --backend
+# dpdk: DPDK drives a net_tap port, lwIP terminates TCP) between a guest and
+# a "remote host": a network namespace this test makes. The dataplane runs
+# in that namespace so that its tap device appears there; the namespace's
+# kernel is the remote, the dataplane's own stack is lwIP on the tap (the
+# namespace's addresses are never its). No address outside the test's /24.
+#  - ARP and ICMP echo: the remote pings the dataplane's address;
+#  - curl in a guest fetches 5 MiB from python3's http.server on the remote
+#    (sha256), and 8 fetches run at once;
+#  - iperf3 through the dataplane, both directions;
+#  - 500 connections open at once to an echo server, each intact;
+#  - errors as Linux gives them: a closed port (ECONNREFUSED), nobody at the
+#    address (ETIMEDOUT after --connect-timeout), the remote resetting
+#    mid-transfer (ECONNRESET after the data);
+#  - loss: the dataplane restarted with --fault-drop 20000 (2 % of frames
+#    lost each way; plus 2 % by tc netem where the kernel has it): the
+#    fetch is intact, iperf3 completes;
+#  - the status view: port, link, per-queue counters, the stack's counters;
+#  - SIGTERM: the dataplane stops, and the operator holds no circuit after.
+#    (Checks run in this order: SIGTERM comes before the loss run.)
+# Needs root and network namespaces (77 without); 77 too when the dataplane
+# was built without DPDK, or DPDK cannot start here (the log says why).
+set -uo pipefail
+build=$(cd "${1:?usage: dpdk.sh BUILD_DIR}" && pwd)
+here=$(cd "$(dirname "$0")" && pwd)
+op=$build/operator/circnet-operator
+ctl=$build/operator/circnetctl
+dp=$build/dataplane/circnet-dataplane
+circnet=$build/guest/circnet
+peers=$here/netpeers.py
+
+if [ "$(id -u)" != 0 ] || ! unshare -n true 2>/dev/null; then
+	echo "dpdk.sh: needs root and network namespaces: skipped"
+	exit 77
+fi
+if "$dp" --backend dpdk 2>&1 | grep -q "not built into this binary"; then
+	echo "dpdk.sh: circnet-dataplane was built without DPDK (libdpdk-dev, liblwip-dev): skipped"
+	exit 77
+fi
+for tool in python3 curl iperf3 sha256sum ip ping tc; do
+	command -v "$tool" >/dev/null || { echo "dpdk.sh: $tool missing (scripts/deps.sh installs it)"; exit 1; }
+done
+export ASAN_OPTIONS="${ASAN_OPTIONS:+$ASAN_OPTIONS:}verify_asan_link_order=0:detect_leaks=0"
+dir=$(mktemp -d /tmp/circnet-dpdk-test.XXXXXX)
+tag=$(($$ % 200 + 20))
+ns=cndk$$
+tap=cndt$$
+net=10.218.$tag
+pids=()
+dp_pid=
+failed=0
+cleanup() {
+	[ -n "$dp_pid" ] && kill "$dp_pid" 2>/dev/null
+	for p in "${pids[@]}"; do kill "$p" 2>/dev/null; done
+	wait 2>/dev/null
+	ip netns del "$ns" 2>/dev/null
+	[ -n "${CIRCNET_KEEP_TEST_DIR:-}" ] || rm -rf "$dir"
+}
+trap cleanup EXIT
+trap 'exit 1' INT TERM
+check() { # check NAME COMMAND...: one line per check
+	if "${@:2}"; then echo "ok   $1"; else echo "FAIL $1"; failed=$((failed + 1)); fi
+}
+is() { # is GOT WANT: equal, or say what came instead
+	[ "$1" = "$2" ] || { echo "     got '$1', want '$2'"; return 1; }
+}
+guest() { # guest COMMAND...: run it in guest client, bounded in time
+	timeout 60 "$circnet" run --run-dir "$dir/run" --guest client -- "$@"
+}
+remote() { ip netns exec "$ns" "$@"; } # (not for background jobs: $! would be a subshell)
+status() { "$ctl" --run-dir "$dir/run" proxy "$@" 2>/dev/null; }
+
+cat >"$dir/circnet.conf" <<CONF
+run-dir $dir/run
+guest client {
+    address 10.212.0.10
+    max-circuits 4096
+}
+proxy tcp from client to $net.0/24
+CONF
+"$op" --config "$dir/circnet.conf" 2>"$dir/operator.log" &
+pids+=($!)
+for _ in $(seq 50); do "$ctl" --run-dir "$dir/run" status >/dev/null 2>&1 && break; sleep 0.1; done
+
+# the remote host, and the dataplane in it (its tap appears there)
+ip netns add "$ns" || exit 1
+remote ip link set lo up
+cores=0
+[ "$(nproc)" -gt 1 ] && cores=0-1 # the loop on its own lcore (1), the main one keeps signals
+start_dp() { # start_dp [DATAPLANE-OPTION...]: up, attached to the operator, tap configured
+	ip netns exec "$ns" "$dp" --backend dpdk -l "$cores" --no-huge -m 256 --no-pci \
+		--file-prefix "cndk$$" --vdev="net_tap0,iface=$tap" -- --ip "$net.2/24" \
+		--run-dir "$dir/run" --connect-timeout 3 --idle-sleep 20 "$@" 2>>"$dir/dataplane.log" &
+	dp_pid=$!
+	for _ in $(seq 100); do
+		status --json | grep -q '"operator_sessions":[1-9]' && break
+		kill -0 "$dp_pid" 2>/dev/null || break
+		sleep 0.1
+	done
+	kill -0 "$dp_pid" 2>/dev/null || return 1
+	remote ip addr add "$net.1/24" dev "$tap" && remote ip link set "$tap" up
+}
+stop_dp() { # stop_dp: SIGTERM; true if it exited 0 within 5 s
+	local t0=$(date +%s) rc
+	kill -TERM "$dp_pid"
+	wait "$dp_pid"
+	rc=$?
+	dp_pid=
+	[ "$rc" = 0 ] && [ $(($(date +%s) - t0)) -le 5 ]
+}
+if ! start_dp; then
+	echo "dpdk.sh: the DPDK dataplane did not start here; its log:"
+	sed 's/^/    /' "$dir/dataplane.log" | tail -20
+	dp_pid=
+	if [ -n "${CIRCNET_REQUIRE_DPDK:-}" ]; then
+		echo "FAIL CIRCNET_REQUIRE_DPDK is set: DPDK must start"
+		exit 1
+	fi
+	echo "dpdk.sh: skipped (DPDK cannot start on this machine)"
+	exit 77
+fi
+
+# remote services
+mkdir -p "$dir/www"
+head -c 5242880 /dev/urandom >"$dir/www/blob"
+want=$(sha256sum <"$dir/www/blob" | cut -d' ' -f1)
+(cd "$dir/www" && exec timeout 300 ip netns exec "$ns" python3 -m http.server 8000 \
+	--bind "$net.1" >"$dir/http.log" 2>&1) &
+pids+=($!)
+ip netns exec "$ns" timeout 300 iperf3 -s -B "$net.1" -p 5201 >"$dir/iperf3-server.log" 2>&1 &
+pids+=($!)
+ip netns exec "$ns" timeout 300 python3 "$peers" rst "$net.1" 8100 >"$dir/rst.log" 2>&1 &
+pids+=($!)
+ip netns exec "$ns" timeout 300 python3 "$peers" echo "$net.1" 8300 >"$dir/echo.log" 2>&1 &
+pids+=($!)
+for _ in $(seq 50); do
+	remote ss -ltn 2>/dev/null | grep -q ":8000 " && remote ss -ltn | grep -q ":8300 " && break
+	sleep 0.1
+done
+
+check "ARP and ICMP: the remote pings the dataplane's stack" \
+	remote ping -c 3 -i 0.2 -W 2 "$net.2" -q
+fetch() { guest curl -sS -m 60 "http://$net.1:8000/blob" | sha256sum | cut -d' ' -f1; }
+check "curl in a guest fetches 5 MiB through the DPDK dataplane, checksum matches" \
+	is "$(fetch)" "$want"
+fetchers=()
+for i in $(seq 8); do
+	fetch >"$dir/par.$i" &
+	fetchers+=($!)
+done
+wait "${fetchers[@]}"
+check "8 fetches at once, every checksum matches" \
+	is "$(cat "$dir"/par.* | sort -u)" "$want"
+
+iperf() { # iperf NAME ARGS...: 2 s through the dataplane, both ends report bytes
+	guest iperf3 -c "$net.1" -p 5201 -t 2 -J "${@:2}" >"$dir/$1.json" 2>&1 &&
+		python3 -c "import json,sys; e=json.load(open('$dir/$1.json'))['end']; print('     $1: %.2f Gbit/s' % (e['sum_received']['bits_per_second']/1e9)); sys.exit(not e['sum_received']['bytes'] > 0)"
+}
+check "iperf3 through the DPDK dataplane, guest to remote" iperf iperf3-up
+check "iperf3 through the DPDK dataplane, remote to guest (-R)" iperf iperf3-down -R
+
+check "500 connections open at once, each echoes its 600 bytes intact" \
+	is "$(timeout 90 "$circnet" run --run-dir "$dir/run" --guest client -- \
+		bash -c "ulimit -n 8192; exec python3 '$peers' many '$net.1' 8300 500")" True
+
+check "a closed remote port: ECONNREFUSED" is "$(guest python3 "$peers" errno "$net.1" 8999)" ECONNREFUSED
+t0=$(date +%s)
+check "nobody at the address: ETIMEDOUT (after --connect-timeout)" \
+	is "$(guest python3 "$peers" errno "$net.99" 80)" ETIMEDOUT
+check "... within the timeout" [ $(($(date +%s) - t0)) -lt 10 ]
+check "the remote resets mid-transfer: the guest reads data, then ECONNRESET" \
+	is "$(guest python3 "$peers" read-reset "$net.1" 8100)" ECONNRESET
+
+status >"$dir/status.txt"
+check "the status view: the port's link is up, its queue counted packets" \
+	grep -Eq "link up.*queues 1" "$dir/status.txt"
+check "... and the JSON view has the port, per-queue and stack counters" \
+	bash -c "'$ctl' --run-dir '$dir/run' proxy --json | python3 -c 'import json,sys; d=json.load(sys.stdin); p=d[\"port\"]; sys.exit(not (d[\"backend\"]==\"dpdk\" and p[\"rx_packets\"]>0 and p[\"per_queue\"][0][\"tx_packets\"]>0 and d[\"stack\"][\"rx_frames\"]>0))'"
+check "every relay ended: none active" \
+	bash -c "for i in \$(seq 50); do '$ctl' --run-dir '$dir/run' proxy --json | grep -q '\"active\":0' && exit 0; sleep 0.1; done; exit 1"
+
+check "SIGTERM: the dataplane stops cleanly (exit 0) within 5 s" stop_dp
+check "... and the operator holds no circuit after" \
+	bash -c "for i in \$(seq 30); do '$ctl' --run-dir '$dir/run' status | grep -Eq '^circuits +0' && exit 0; sleep 0.1; done; exit 1"
+
+# loss: the dataplane drops 2 % of the frames each way (lwIP must retransmit
+# and Linux must too), and tc netem adds 2 % on the remote where the kernel has it
+if start_dp --fault-drop 20000; then
+	netem=
+	remote tc qdisc add dev "$tap" root netem loss 2% 2>/dev/null && netem=" and 2 % more by tc netem"
+	check "2 % loss each way$netem: the 5 MiB fetch is intact" is "$(fetch)" "$want"
+	check "... and iperf3 guest to remote completes" iperf iperf3-loss
+	check "... the stack counted the frames it dropped" \
+		bash -c "'$ctl' --run-dir '$dir/run' proxy --json | grep -Eq '\"injected_drops\":[1-9]'"
+	check "... and stops cleanly" stop_dp
+else
+	check "the dataplane restarts with --fault-drop" false
+fi
+
+if [ "$failed" -gt 0 ]; then
+	echo "dpdk.sh: $failed check(s) failed; the dataplane's log:"
+	tail -30 "$dir/dataplane.log" | sed 's/^/    /'
+	exit 1
+fi
+echo "dpdk.sh: all checks passed"

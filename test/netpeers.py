@@ -1,0 +1,138 @@
+#!/usr/bin/env python3
+"""test/netpeers.py - the small network peers the proxy tests talk to.
+
+Servers (run on the test's remote host, bounded by the caller's timeout):
+  rst HOST PORT          send 1 MiB, then reset the connection (SO_LINGER 0)
+  echo HOST PORT         echo every connection's bytes back (many at once)
+Clients (run in a guest):
+  errno HOST PORT        connect; print ok or the errno's name
+  read-reset HOST PORT   read until EOF or reset: ECONNRESET, "EOF N" or "damaged"
+  many HOST PORT N       N connections at once to an echo server, each sends
+                         its own 600 bytes and reads them back: prints True
+"""
+import errno
+import selectors
+import socket
+import struct
+import sys
+import time
+
+
+def serve_rst(host, port):
+    s = socket.socket()
+    s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    s.bind((host, port))
+    s.listen(4)
+    while True:
+        c, _ = s.accept()
+        c.sendall(b"r" * (1 << 20))
+        c.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+        c.close()
+
+
+def serve_echo(host, port):
+    sel = selectors.DefaultSelector()
+    ls = socket.socket()
+    ls.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    ls.bind((host, port))
+    ls.listen(4096)
+    ls.setblocking(False)
+    sel.register(ls, selectors.EVENT_READ)
+    while True:
+        for key, _ in sel.select():
+            if key.fileobj is ls:
+                try:
+                    c, _ = ls.accept()
+                    c.setblocking(False)
+                    sel.register(c, selectors.EVENT_READ)
+                except BlockingIOError:
+                    pass
+                continue
+            c = key.fileobj
+            try:
+                d = c.recv(65536)
+            except ConnectionError:
+                d = b""
+            if d:
+                c.setblocking(True)
+                c.sendall(d)
+                c.setblocking(False)
+            else:
+                sel.unregister(c)
+                c.close()
+
+
+def connect_errno(host, port):
+    s = socket.socket()
+    try:
+        s.connect((host, port))
+        print("ok")
+    except OSError as e:
+        print(errno.errorcode.get(e.errno, e.errno))
+
+
+def read_reset(host, port):
+    s = socket.create_connection((host, port), timeout=30)
+    n = 0
+    try:
+        while True:
+            b = s.recv(65536)
+            if not b:
+                print("EOF", n)
+                return
+            if b.strip(b"r"):
+                print("damaged")
+                return
+            n += len(b)
+    except ConnectionResetError:
+        print("ECONNRESET" if n > 0 else "no data")
+
+
+def many(host, port, n):
+    sel = selectors.DefaultSelector()
+    socks = []
+    t0 = time.time()
+    for i in range(n):
+        s = socket.socket()
+        s.setblocking(False)
+        s.connect_ex((host, port))
+        socks.append(s)
+        sel.register(s, selectors.EVENT_WRITE, i)
+    want = {i: (b"%06d" % i) * 100 for i in range(n)}
+    got = {i: b"" for i in range(n)}
+    done = 0
+    while done < n and time.time() - t0 < 60:
+        for key, ev in sel.select(5):
+            s, i = key.fileobj, key.data
+            if ev & selectors.EVENT_WRITE:
+                s.sendall(want[i])
+                sel.modify(s, selectors.EVENT_READ, i)
+            else:
+                got[i] += s.recv(65536)
+                if len(got[i]) >= len(want[i]):
+                    sel.unregister(s)
+                    done += 1
+    good = sum(got[i] == want[i] for i in range(n))
+    print(n, done, good, "in %.1f s" % (time.time() - t0), file=sys.stderr)
+    print(done == n and good == n)
+    for s in socks:
+        s.close()
+
+
+def main(argv):
+    modes = {
+        "rst": lambda a: serve_rst(a[0], int(a[1])),
+        "echo": lambda a: serve_echo(a[0], int(a[1])),
+        "errno": lambda a: connect_errno(a[0], int(a[1])),
+        "read-reset": lambda a: read_reset(a[0], int(a[1])),
+        "many": lambda a: many(a[0], int(a[1]), int(a[2])),
+    }
+    if len(argv) < 3 or argv[0] not in modes:
+        print(__doc__, file=sys.stderr)
+        return 2
+    modes[argv[0]](argv[1:])
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
