@@ -29,6 +29,7 @@ struct stack_counters {
 	uint64_t rx_frames, tx_frames;
 	uint64_t rx_bad_cksum; /* dropped: the NIC said the checksum is wrong */
 	uint64_t rx_copied;    /* multi-segment frames lwIP got as a copy */
+	uint64_t rx_malformed; /* dropped: the frame parser refused it (nic/frame.h) */
 	uint64_t rx_nomem;     /* dropped: no pbuf */
 	uint64_t tx_nombuf;    /* dropped: the pool was empty */
 	uint64_t tx_full;      /* dropped: the TX ring stayed full */

@@ -8,7 +8,8 @@
  * tcpip thread was ever marked. So the whole stack runs on the polling
  * thread, called from one place, and never takes its core lock.
  *
- * Receive: each mbuf becomes a custom pbuf that points into it (the pbuf's
+ * Receive: each frame is checked by the frame parser (nic/frame.c) and
+ * dropped if it lies about a length; then each mbuf becomes a custom pbuf that points into it (the pbuf's
  * bookkeeping lives in the mbuf's private area), so lwIP parses the frame
  * in place and TCP keeps it until the relay copies it into the circuit;
  * freeing the pbuf frees the mbuf. Send: lwIP hands us a pbuf chain, which
@@ -28,6 +29,7 @@
 #include <lwip/timeouts.h>
 #include <netif/ethernet.h>
 
+#include "../nic/frame.h"
 #include "../nic/port.h"
 #include "stack.h"
 
@@ -165,6 +167,16 @@ static void rx_one(struct rte_mbuf *m)
 		st.cnt.rx_bad_cksum++;
 		rte_pktmbuf_free(m);
 		return;
+	}
+	if (m->nb_segs == 1) {
+		/* every frame is checked once, before lwIP trusts a length in it */
+		struct frame_info fi;
+
+		if (frame_parse(rte_pktmbuf_mtod(m, uint8_t *), m->data_len, &fi) != FRAME_OK) {
+			st.cnt.rx_malformed++;
+			rte_pktmbuf_free(m);
+			return;
+		}
 	}
 	if (m->nb_segs == 1) {
 		struct rx_pbuf *rp = rte_mbuf_to_priv(m);
