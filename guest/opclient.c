@@ -35,6 +35,13 @@ static int recv_msg(struct cn_op *op, union cn_msg *m, int *fds, int *nfds, int 
 
 	for (;;) {
 		rc = poll(&p, 1, timeout_ms);
+		/*
+		 * A signal handler ran (the DPDK tap PMD's SIGIO, an app's
+		 * timer): look again. The wait may start over; a signal storm
+		 * lengthens it, it never turns it into an error.
+		 */
+		if (rc < 0 && errno == EINTR)
+			continue;
 		if (rc < 0)
 			return -errno;
 		if (rc == 0)

@@ -46,6 +46,8 @@ import threading
 import time
 
 BASELINES = ("tcp-loopback", "veth-bridge", "af-unix")
+BASELINE_LABELS = {"tcp-loopback": "vs lo", "veth-bridge": "vs veth", "af-unix": "vs unix",
+                   "kernel-proxy": "vs kernel-dp", "veth-direct": "vs veth"}
 SPIN_US = "50"
 
 
@@ -216,7 +218,10 @@ class Lab:
         for ns in (self.nss, self.nsc):
             subprocess.run(["ip", "netns", "del", ns], stderr=subprocess.DEVNULL)
         subprocess.run(["ip", "link", "del", self.br], stderr=subprocess.DEVNULL)
-        shutil.rmtree(self.dir, ignore_errors=True)
+        if os.environ.get("CIRCNET_KEEP_TEST_DIR"):
+            say("kept %s (CIRCNET_KEEP_TEST_DIR)" % self.dir)
+        else:
+            shutil.rmtree(self.dir, ignore_errors=True)
 
     def start_operator(self):
         conf = os.path.join(self.dir, "circnet.conf")
@@ -410,7 +415,9 @@ class Run:
         out = tempfile.TemporaryFile(mode="w+")
         err = tempfile.TemporaryFile(mode="w+")
         srv = lab.server_pids(t, svc)
+        proxy = lab.proxy_pids(t) if hasattr(lab, "proxy_pids") else []
         srv0, host0, t0 = cpu_ns(srv), host_busy_s(), time.time()
+        proxy0 = cpu_ns(proxy)
         p = subprocess.Popen(["timeout", str(limit)] + lab.client_prefix(t) + argv,
                              stdout=out, stderr=err, stdin=subprocess.DEVNULL)
         self.mem_kib = None
@@ -429,6 +436,7 @@ class Run:
         self.wall = time.time() - t0
         self.host_cpu = host_busy_s() - host0
         self.server_cpu = (cpu_ns(srv) - srv0) / 1e9
+        self.proxy_cpu = (cpu_ns(proxy) - proxy0) / 1e9 if proxy else None
         self.client_cpu = ru.ru_utime + ru.ru_stime
         if sampler:
             sampler.join()
@@ -457,6 +465,134 @@ class Cell:
 
 
 TCP3 = ("circuit", "tcp-loopback", "veth-bridge")
+
+
+class ProxyLab(Lab):
+    """--proxy: a guest reaches a remote host (a network namespace) through the
+    DPDK dataplane (net_tap into the remote, lwIP), through the kernel-socket
+    dataplane (a veth pair into the remote), and, as the baseline, a client
+    namespace talks to the remote over a plain veth pair. Servers run once, in
+    the remote, on every address."""
+
+    TRANSPORTS = ("dpdk-proxy", "kernel-proxy", "veth-direct")
+
+    def __init__(self, build, tag):
+        super().__init__(build, tag)
+        self.dp = os.path.join(build, "dataplane", "circnet-dataplane")
+        x = tag % 200 + 20
+        self.nets = {"dpdk-proxy": "10.216.%d" % x, "kernel-proxy": "10.215.%d" % x,
+                     "veth-direct": "10.214.%d" % x}
+        self.nsr, self.nsc = "cnbp%dr" % tag, "cnbp%dc" % tag
+        self.nss = self.nsr
+        self.tap = "cnbp%dt" % tag
+        self.vk, self.vd = "cnbp%dk" % tag, "cnbp%dd" % tag
+        self.run_dirs = {t: os.path.join(self.dir, "run-" + t) for t in self.TRANSPORTS[:2]}
+        self.operators, self.dataplanes = {}, {}
+
+    def close(self):
+        super().close()
+        subprocess.run(["ip", "netns", "del", self.nsr], stderr=subprocess.DEVNULL)
+        subprocess.run(["ip", "link", "del", self.vk], stderr=subprocess.DEVNULL)
+
+    def start_operator(self):
+        for t, run in self.run_dirs.items():
+            conf = os.path.join(self.dir, "circnet-%s.conf" % t)
+            with open(conf, "w") as f:
+                f.write("run-dir %s\nguest client {\n    address 10.219.0.10\n}\n"
+                        "proxy tcp from client to %s.0/24\n" % (run, self.nets[t]))
+            self.operators[t] = self.spawn([self.op, "--config", conf], self.log("operator-" + t))
+            self.wait_for(lambda: subprocess.run([self.ctl, "--run-dir", run, "status"],
+                                                 capture_output=True).returncode == 0,
+                          "the %s operator to start" % t)
+        self.operator = self.operators["dpdk-proxy"]
+
+    def start_bridge(self):
+        """The remote, its veth to the host (kernel proxy) and to a client namespace."""
+        r, c = self.nsr, self.nsc
+        self.sh("ip", "netns", "add", r)
+        self.sh("ip", "netns", "add", c)
+        self.sh("ip", "-n", r, "link", "set", "lo", "up")
+        self.sh("ip", "-n", c, "link", "set", "lo", "up")
+        k, d = self.nets["kernel-proxy"], self.nets["veth-direct"]
+        self.sh("ip", "link", "add", self.vk, "type", "veth", "peer", "name", self.vk + "r")
+        self.sh("ip", "link", "set", self.vk + "r", "netns", r)
+        self.sh("ip", "addr", "add", k + ".1/24", "dev", self.vk)
+        self.sh("ip", "link", "set", self.vk, "up")
+        self.sh("ip", "-n", r, "addr", "add", k + ".2/24", "dev", self.vk + "r")
+        self.sh("ip", "-n", r, "link", "set", self.vk + "r", "up")
+        self.sh("ip", "-n", c, "link", "add", self.vd, "type", "veth", "peer", "name",
+                self.vd + "r")
+        self.sh("ip", "-n", c, "link", "set", self.vd + "r", "netns", r)
+        self.sh("ip", "-n", c, "addr", "add", d + ".1/24", "dev", self.vd)
+        self.sh("ip", "-n", c, "link", "set", self.vd, "up")
+        self.sh("ip", "-n", r, "addr", "add", d + ".2/24", "dev", self.vd + "r")
+        self.sh("ip", "-n", r, "link", "set", self.vd + "r", "up")
+
+    def start_dataplanes(self):
+        cores = "0-1" if (os.cpu_count() or 1) > 1 else "0"
+        run = self.run_dirs["dpdk-proxy"]
+        self.dataplanes["dpdk-proxy"] = self.spawn(
+            ["ip", "netns", "exec", self.nsr, self.dp, "--backend", "dpdk", "-l", cores,
+             "--no-huge", "-m", "256", "--no-pci", "--file-prefix", "cnbp%d" % self.tag,
+             "--vdev=net_tap0,iface=" + self.tap, "--", "--ip",
+             self.nets["dpdk-proxy"] + ".2/24", "--run-dir", run, "--idle-sleep", "20"] +
+            (["--log-level", "debug"] if os.environ.get("CIRCNET_DEBUG") else []),
+            self.log("dataplane-dpdk"))
+        self.dataplanes["kernel-proxy"] = self.spawn(
+            [self.dp, "--run-dir", self.run_dirs["kernel-proxy"], "--threads", "1"],
+            self.log("dataplane-kernel"))
+        def attached(t):
+            out = subprocess.run([self.ctl, "--run-dir", self.run_dirs[t], "proxy", "--json"],
+                                 capture_output=True, text=True).stdout
+            return '"operator_sessions":0' not in out and '"operator_sessions"' in out
+        for t in self.run_dirs:
+            if self.dataplanes[t].poll() is not None:
+                raise BenchError("the %s dataplane exited (log %s)" % (t, self.dataplanes[t].log))
+            self.wait_for(lambda: attached(t), "the %s dataplane to attach" % t, 20)
+        self.sh("ip", "-n", self.nsr, "addr", "add", self.nets["dpdk-proxy"] + ".1/24",
+                "dev", self.tap)
+        self.sh("ip", "-n", self.nsr, "link", "set", self.tap, "up")
+
+    def start_servers(self):
+        self.start_dataplanes()
+        root = self.www()
+        pre = ["ip", "netns", "exec", self.nsr]
+        nginx = self.spawn(pre + ["nginx", "-c", self.nginx_conf("remote", "8480", root),
+                                  "-g", "daemon off;"], self.log("nginx-remote"))
+        iperf = self.spawn(pre + ["iperf3", "-s", "-p", "5480"], self.log("iperf3-remote"))
+        for t in self.TRANSPORTS:
+            self.servers[t, "nginx"], self.servers[t, "iperf3"] = nginx, iperf
+        self.wait_for(self.servers_ready, "the servers to listen", 20)
+
+    def servers_ready(self):
+        for p in list(self.servers.values()) + list(self.dataplanes.values()):
+            if p.poll() is not None:
+                raise BenchError("%s exited (log %s)" % (p.args[1:4], p.log))
+        out = subprocess.run(["ip", "netns", "exec", self.nsr, "ss", "-tlnH"],
+                             capture_output=True, text=True).stdout
+        return ":8480 " in out and ":5480 " in out
+
+    def client_prefix(self, t):
+        if t == "veth-direct":
+            return ["ip", "netns", "exec", self.nsc]
+        return [self.circnet, "run", "--run-dir", self.run_dirs[t], "--guest", "client", "--"]
+
+    def target(self, t, svc):
+        host = self.nets[t] + (".2" if t == "veth-direct" else ".1" if t == "dpdk-proxy" else ".2")
+        return host, {"nginx": 8480, "iperf3": 5480}[svc]
+
+    def server_pids(self, t, svc):
+        kids = children_map()
+        pids = tree(self.servers[t, svc].pid, kids)
+        if t in self.dataplanes:
+            pids += self.proxy_pids(t) + [self.operators[t].pid]
+        return pids
+
+    def proxy_pids(self, t):
+        return tree(self.dataplanes[t].pid, children_map()) if t in self.dataplanes else []
+
+    def net_memory_kib(self, t, svc, client_pid):
+        return None
 
 
 def wrk(lab, t, secs, path, conns, close, mem):
@@ -518,10 +654,12 @@ def redis(test, pipeline, clients=20):
     return fn
 
 
-def iperf3(streams=1, length=None, udp=False):
+def iperf3(streams=1, length=None, udp=False, reverse=False):
     def fn(lab, t, secs, mem):
         host, port = lab.target(t, "iperf3")
         argv = ["iperf3", "-c", host, "-p", str(port), "-t", str(secs), "-J"]
+        if reverse:
+            argv += ["-R"]
         if streams > 1:
             argv += ["-P", str(streams)]
         if length:
@@ -595,6 +733,23 @@ def cells():
     return c
 
 
+P3 = ProxyLab.TRANSPORTS
+
+
+def proxy_cells():
+    c = []
+    add = lambda *a, **k: c.append(Cell(*a, **k))
+    add("iperf3-up", "iperf3", 131072, "Gbit/s", P3, iperf3(1), "byte", demo=True)
+    add("iperf3-down", "iperf3", 131072, "Gbit/s", P3, iperf3(1, reverse=True), "byte",
+        demo=True)
+    add("iperf3-up-4", "iperf3", 131072, "Gbit/s", P3, iperf3(4), "byte")
+    add("nginx-small-keepalive", "nginx", 19, "req/s", P3, nginx_rate(False), "req", demo=True)
+    add("nginx-small-setup", "nginx", 19, "req/s", P3, nginx_rate(True), "req")
+    add("nginx-1MiB-keepalive", "nginx", 1 << 20, "Gbit/s", P3, nginx_gbps(False), "byte",
+        demo=True)
+    return c
+
+
 # --- results --------------------------------------------------------------------------
 
 class Results:
@@ -628,8 +783,8 @@ class Results:
         return out
 
 
-def write_json(rows, path, config):
-    doc = {"schema": "circnet-bench/v1", "benchmark": "apps",
+def write_json(rows, path, config, benchmark="apps"):
+    doc = {"schema": "circnet-bench/v1", "benchmark": benchmark,
            "time": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
            "host": {"kernel": platform.release(), "machine": platform.machine(),
                     "cpus": os.cpu_count()},
@@ -638,13 +793,13 @@ def write_json(rows, path, config):
         json.dump(doc, f, indent=1)
 
 
-def write_csv(rows, path):
+def write_csv(rows, path, benchmark="apps"):
     with open(path, "w") as f:
         f.write("benchmark,group,transport,size,unit,median,min,max,repetitions,"
                 "higher_is_better," + ",".join("ratio_" + b for b in BASELINES) + "\n")
         for r in rows:
-            f.write("apps,%s,%s,%d,%s,%.6g,%.6g,%.6g,%d,%d,%s\n" % (
-                r["group"], r["transport"], r["size"], r["unit"], r["value"], r["min"], r["max"],
+            f.write("%s,%s,%s,%d,%s,%.6g,%.6g,%.6g,%d,%d,%s\n" % (
+                benchmark, r["group"], r["transport"], r["size"], r["unit"], r["value"], r["min"], r["max"],
                 r["repetitions"], r["higher_is_better"],
                 ",".join("%.6g" % r["ratios"][b] if b in r["ratios"] else "" for b in BASELINES)))
 
@@ -654,16 +809,17 @@ def print_table(rows, config, brief=False):
     if brief:
         rows = [r for r in rows if "/" not in r["group"] and not r["group"].endswith("-loss")]
     print("bench-apps: %s" % config)
-    print("%-24s %-13s %7s %12s %-10s %7s %9s %9s %9s" % (
-        "workload", "transport", "size", "median", "unit", "spread", "vs lo", "vs veth", "vs unix"))
+    heads = [BASELINE_LABELS.get(b, b) for b in BASELINES]
+    print(("%-24s %-13s %7s %12s %-10s %7s" + " %12s" * len(heads)) % (
+        ("workload", "transport", "size", "median", "unit", "spread") + tuple(heads)))
     for r in rows:
         spread = (r["max"] - r["min"]) / r["value"] * 100 if r["value"] else 0
         ratio = lambda b: ("%.2fx" % r["ratios"][b]) if b in r["ratios"] else "-"
         size = r["size"]
         size = "%dK" % (size >> 10) if size >= 1024 and size % 1024 == 0 else str(size)
-        print("%-24s %-13s %7s %12.4g %-10s %6.0f%% %9s %9s %9s" % (
-            r["group"], r["transport"], size, r["value"], r["unit"], spread, ratio("tcp-loopback"),
-            ratio("veth-bridge"), ratio("af-unix")))
+        print(("%-24s %-13s %7s %12.4g %-10s %6.0f%%" + " %12s" * len(BASELINES)) % (
+            (r["group"], r["transport"], size, r["value"], r["unit"], spread) +
+            tuple(ratio(b) for b in BASELINES)))
     print("ratios: median / the baseline's median, same run (for us and cpu rows lower is "
           "better); spread = (max-min)/median")
 
@@ -738,15 +894,18 @@ def plots(rows, outdir):
 
 # --- content checks (smoke) -------------------------------------------------------------
 
-def check_content(lab):
+def check_content(lab, proxy=False):
     """What crosses each transport arrives intact: the 1 MiB file, a redis value."""
-    for t in TCP3:
+    for t in (P3 if proxy else TCP3):
         host, port = lab.target(t, "nginx")
         got = subprocess.run(["timeout", "60"] + lab.client_prefix(t) +
                              ["curl", "-sf", "http://%s:%d/1m.bin" % (host, port)],
                              capture_output=True)
         if got.returncode or hashlib.sha256(got.stdout).hexdigest() != lab.file_sha:
             raise BenchError("nginx on %s: the 1 MiB file arrived damaged" % t)
+    if proxy:
+        say("content check: the 1 MiB file (sha256) through both dataplanes and the veth: intact")
+        return
     value = hashlib.sha256(os.urandom(16)).hexdigest()
     for t in TCP3 + ("circuit-spin", "af-unix"):
         if t == "af-unix":
@@ -792,6 +951,9 @@ def main():
     mode.add_argument("--smoke", action="store_true", help="every cell once, 1 s, checked")
     mode.add_argument("--quick", action="store_true", help="1 repetition of 2 s")
     ap.add_argument("--demo", action="store_true", help="only the demo's cells")
+    ap.add_argument("--proxy", action="store_true",
+                    help="guest -> remote host through the DPDK and the kernel dataplanes, "
+                         "against a plain veth (results DIR/proxy.*)")
     ap.add_argument("--reps", type=int)
     ap.add_argument("--secs", type=int)
     ap.add_argument("--only", help="comma-separated workload name prefixes")
@@ -813,7 +975,12 @@ def main():
         if not shutil.which(tool):
             print("bench-apps: %s missing (scripts/deps.sh)" % tool, file=sys.stderr)
             return 1
-    todo = [c for c in cells() if (not a.demo or c.demo) and
+    global BASELINES
+    if a.proxy:
+        BASELINES = ("kernel-proxy", "veth-direct")
+        if a.name == "apps":
+            a.name = "proxy"
+    todo = [c for c in (proxy_cells() if a.proxy else cells()) if (not a.demo or c.demo) and
             (not a.only or any(c.group.startswith(p) for p in a.only.split(",")))]
     if a.transports:
         keep = a.transports.split(",")
@@ -823,19 +990,23 @@ def main():
     if not todo:
         ap.error("--only and --transports match no cell")
     os.makedirs(a.results, exist_ok=True)
-    lab = Lab(os.path.abspath(a.build), os.getpid())
+    lab = (ProxyLab if a.proxy else Lab)(os.path.abspath(a.build), os.getpid())
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     res = Results()
     total = sum(len(c.transports) for c in todo) * reps
     done = 0
     try:
-        say("starting the operator, the bridge and the servers (nginx, redis, iperf3, sockperf) "
-            "on circuits, loopback, veth and AF_UNIX")
+        if a.proxy:
+            say("starting two operators, the DPDK and the kernel dataplanes, the remote host "
+                "and its servers (nginx, iperf3)")
+        else:
+            say("starting the operator, the bridge and the servers (nginx, redis, iperf3, "
+                "sockperf) on circuits, loopback, veth and AF_UNIX")
         lab.start_operator()
         lab.start_bridge()
         lab.start_servers()
         if a.smoke:
-            check_content(lab)
+            check_content(lab, a.proxy)
         for rep in range(1, reps + 1):
             for c in todo:
                 for t in c.transports:
@@ -843,8 +1014,9 @@ def main():
                     say("[%d/%d] rep %d/%d %s%s on %s" % (done, total, rep, reps, c.group,
                                                           " %d" % c.size if c.sweep else "", t))
                     run_cell(lab, res, c, t, secs)
-        idle_memory(lab, res)
-        if a.smoke:
+        if not a.proxy:
+            idle_memory(lab, res)
+        if a.smoke and not a.proxy:
             check_no_circuit_left(lab)
     except BenchError as e:
         print("bench-apps: %s" % e, file=sys.stderr)
@@ -856,11 +1028,14 @@ def main():
     rows = res.rows()
     config = "secs=%d reps=%d nginx-workers=2 wrk-conns=16/4 redis-clients=20 spin-us=%s%s" % (
         secs, reps, SPIN_US, " smoke" if a.smoke else "")
+    if a.proxy:
+        config = ("secs=%d reps=%d proxy: dpdk (net_tap, lwIP, 1 polling lcore, idle-sleep 20us)"
+                  " vs kernel (1 thread) vs veth%s" % (secs, reps, " smoke" if a.smoke else ""))
     stem = os.path.join(a.results, a.name)
-    write_json(rows, stem + ".json", config)
-    write_csv(rows, stem + ".csv")
+    write_json(rows, stem + ".json", config, "proxy" if a.proxy else "apps")
+    write_csv(rows, stem + ".csv", "proxy" if a.proxy else "apps")
     print_table(rows, config, brief=a.demo)
-    made = [] if a.no_plots else plots(rows, a.results)
+    made = [] if a.no_plots or a.proxy else plots(rows, a.results)
     if a.smoke:
         return smoke_verdict(rows, todo, made, a.no_plots)
     say("figures in %s.{json,csv}%s" % (stem, "; plots: " + ", ".join(made) if made else ""))
@@ -879,8 +1054,10 @@ def run_cell(lab, res, c, t, secs):
         return
     # CPU per unit of work: per request in us, per GB moved in ms
     scale, unit = (1e6, "cpu-us/req") if c.per == "req" else (1e3 * 1e9, "cpu-ms/GB")
-    for who, cpu in (("client", r.client_cpu), ("server", r.server_cpu), ("host", r.host_cpu)):
-        res.add("%s/cpu-%s" % (c.group, who), t, c.size, unit, cpu * scale / work)
+    for who, cpu in (("client", r.client_cpu), ("server", r.server_cpu), ("host", r.host_cpu),
+                     ("proxy", r.proxy_cpu)):
+        if cpu is not None:
+            res.add("%s/cpu-%s" % (c.group, who), t, c.size, unit, cpu * scale / work)
     if r.mem_kib is not None:
         res.add(c.group + "/net-memory", t, c.size, "KiB", r.mem_kib)
 
@@ -901,7 +1078,8 @@ def smoke_verdict(rows, todo, made, no_plots):
     if missing:
         print("bench-apps smoke: no valid figure for %s" % missing, file=sys.stderr)
         return 1
-    if not no_plots and len(made) < 3:
+    if not no_plots and made is not None and len(made) < 3 and want and \
+            not all(t in ProxyLab.TRANSPORTS for _, t in want):
         print("bench-apps smoke: only %d plots were made" % len(made), file=sys.stderr)
         return 1
     for png in made:
