@@ -24,6 +24,7 @@ struct dp_config {
 	char operator_path[256]; /* the proxy attach point */
 	int threads;
 	int connect_timeout_ms; /* 0: the kernel's own (SYN retries) */
+	int user_timeout_ms;	/* sent data unacknowledged this long ends a connection (0: the stack's retries) */
 	uint32_t backlog;	/* connections the operator may queue per loop */
 	int udp_idle_ms;	/* a published UDP port's client idle this long is forgotten */
 	bool dpdk;		/* the backend: DPDK + lwIP, else kernel sockets */
@@ -33,6 +34,7 @@ struct dp_config {
 	uint32_t dpdk_ip, dpdk_mask, dpdk_gw; /* network order */
 	int idle_sleep_us;		 /* nap this long when idle (0: poll without rest) */
 	uint32_t fault_drop_ppm;	 /* tests: lose this many frames per million, each way */
+	int tcp_tick_ms;		 /* the user-space TCP's timer tick (lwIP's own: 500) */
 };
 
 /* Counters of one loop, read by the status view from another thread. */

@@ -42,6 +42,7 @@
 #define RXQ_MAX	     128 /* received chains a connection holds; then lwIP keeps them */
 #define EVENT_ROUNDS 64	 /* rounds between looks at the operator and at hang-ups */
 #define IDLE_ROUNDS  2048
+#define PUB_MAX	     64 /* published TCP ports */
 
 struct dconn {
 	struct relay r; /* first: host ops get the relay */
@@ -52,11 +53,23 @@ struct dconn {
 	uint16_t rx_off; /* consumed bytes of the oldest chain */
 	bool rx_fin;	 /* the remote's FIN, after what is in rxq */
 	bool connecting, connected;
+	bool inbound;	 /* accepted on a published port */
+	bool mapping;	 /* inbound, its guest not asked yet (the operator maps it next round) */
+	bool has_circuit; /* r.ep holds a circuit */
 	int host_err; /* lwIP ended the connection: the errno for the guest */
 	int64_t deadline_ms;
+	uint32_t una;	   /* the oldest unacknowledged sequence number we last saw */
+	int64_t una_since; /* since when it has not moved, with data in flight (0: none) */
 	struct cn_op_conn conn;
 	bool dead;
 	struct dconn *prev, *next;
+	struct dconn *map_next; /* the loop's accepted connections waiting for a guest */
+};
+
+/* A published port: lwIP listens on it; the operator says which guest is behind. */
+struct dpub {
+	struct tcp_pcb *lpcb;
+	struct cn_addr host; /* family NONE: every address (ours) */
 };
 
 struct dloop {
@@ -69,6 +82,13 @@ struct dloop {
 	struct dconn *conns;
 	struct dconn *grave;
 	unsigned int idle_rounds;
+	struct dpub pubs[PUB_MAX];
+	int npubs;
+	struct cn_addr next[PUB_MAX]; /* the set being received (PUBLISH pushes) */
+	int nnext;
+	uint32_t next_gen;
+	bool apply_pending;
+	struct dconn *to_map; /* accepted, waiting for cn_op_connect to a guest */
 };
 
 static int64_t now_ms(void)
@@ -261,6 +281,16 @@ static const struct relay_host_ops dpdk_ops = {
 
 /* ---- connections ---- */
 
+static void list_add(struct dloop *l, struct dconn *c)
+{
+	pthread_mutex_lock(&l->conns_lock);
+	c->next = l->conns;
+	if (l->conns)
+		l->conns->prev = c;
+	l->conns = c;
+	pthread_mutex_unlock(&l->conns_lock);
+}
+
 static void conn_free(struct dloop *l, struct dconn *c)
 {
 	struct dp_counters *cnt = &l->dl->cnt;
@@ -274,8 +304,10 @@ static void conn_free(struct dloop *l, struct dconn *c)
 	}
 	while (c->rxq_len)
 		rxq_drop_head(c);
-	epoll_ctl(l->epfd, EPOLL_CTL_DEL, c->r.ep.notif[0].fd, NULL);
-	epoll_ctl(l->epfd, EPOLL_CTL_DEL, c->r.ep.notif[1].fd, NULL);
+	if (c->has_circuit) {
+		epoll_ctl(l->epfd, EPOLL_CTL_DEL, c->r.ep.notif[0].fd, NULL);
+		epoll_ctl(l->epfd, EPOLL_CTL_DEL, c->r.ep.notif[1].fd, NULL);
+	}
 	if (c->r.reset)
 		atomic_fetch_add(&cnt->resets, 1);
 	if (c->r.host_err)
@@ -286,7 +318,7 @@ static void conn_free(struct dloop *l, struct dconn *c)
 	atomic_fetch_add(&cnt->closed, 1);
 	atomic_fetch_sub(&cnt->active, 1);
 	cn_local_close(&c->r.ep);
-	if (l->attached)
+	if (l->attached && c->has_circuit)
 		cn_op_closed(&l->op, c->r.circuit_id);
 	pthread_mutex_lock(&l->conns_lock);
 	if (c->prev)
@@ -380,17 +412,13 @@ static void conn_start(struct dloop *l, struct dconn *c)
 	c->r.circuit_id = c->conn.circuit_id;
 	c->r.ops = &dpdk_ops;
 	c->r.polled = true;
+	c->has_circuit = true;
 	c->connecting = true;
 	if (l->dl->cfg->connect_timeout_ms)
 		c->deadline_ms = now_ms() + l->dl->cfg->connect_timeout_ms;
 	atomic_fetch_add(&l->dl->cnt.accepted, 1);
 	atomic_fetch_add(&l->dl->cnt.active, 1);
-	pthread_mutex_lock(&l->conns_lock);
-	c->next = l->conns;
-	if (l->conns)
-		l->conns->prev = c;
-	l->conns = c;
-	pthread_mutex_unlock(&l->conns_lock);
+	list_add(l, c);
 	err = c->conn.l4 == CN_L4_TCP ? watch_hangups(l, c) : EPROTONOSUPPORT;
 	if (!err)
 		err = pcb_open(c);
@@ -398,11 +426,38 @@ static void conn_start(struct dloop *l, struct dconn *c)
 		conn_settle(l, c, err);
 }
 
+/*
+ * --user-timeout, as Linux's TCP_USER_TIMEOUT: data in flight and no
+ * acknowledgement for that long ends the connection; the guest reads
+ * ETIMEDOUT. Checked every round from the pcb's own fields.
+ */
+static bool user_timed_out(struct dloop *l, struct dconn *c)
+{
+	int limit = l->dl->cfg->user_timeout_ms;
+	int64_t now;
+
+	if (!limit || !c->pcb)
+		return false;
+	if (!c->pcb->unacked && !c->pcb->unsent) {
+		c->una_since = 0;
+		return false;
+	}
+	now = now_ms();
+	if (!c->una_since || c->pcb->lastack != c->una) {
+		c->una = c->pcb->lastack;
+		c->una_since = now;
+		return false;
+	}
+	return now - c->una_since >= limit;
+}
+
 /* One connection's turn in a round. Returns the bytes it moved. */
 static uint64_t conn_service(struct dloop *l, struct dconn *c)
 {
 	uint64_t before = c->r.st.to_guest + c->r.st.to_host;
 
+	if (c->mapping)
+		return 0;
 	if (c->connecting) {
 		if (c->host_err)
 			conn_settle(l, c, c->host_err);
@@ -413,6 +468,12 @@ static uint64_t conn_service(struct dloop *l, struct dconn *c)
 		if (c->connecting || c->dead)
 			return 0;
 	}
+	if (user_timed_out(l, c)) {
+		relay_host_failed(&c->r, ETIMEDOUT);
+		d_abort(&c->r);
+		conn_free(l, c);
+		return 1;
+	}
 	if (relay_pump(&c->r) & RELAY_DONE) {
 		conn_free(l, c);
 		return 1;
@@ -422,13 +483,175 @@ static uint64_t conn_service(struct dloop *l, struct dconn *c)
 
 /* ---- the operator session and the events ---- */
 
+/* ---- published ports: lwIP listens, the operator maps each connection to a guest ---- */
+
+static void addr_from_lwip(struct cn_addr *a, const ip_addr_t *ip, u16_t port)
+{
+	uint32_t v4 = ip4_addr_get_u32(ip_2_ip4(ip));
+
+	memset(a, 0, sizeof(*a));
+	a->family = CN_AF_INET;
+	a->port = port;
+	memcpy(a->addr, &v4, 4);
+}
+
+/* lwIP completed a handshake on a published port: keep it, map it next round. */
+static err_t on_accept(void *arg, struct tcp_pcb *newpcb, err_t err)
+{
+	struct dloop *l = arg;
+	struct dconn *c;
+
+	if (err != ERR_OK || !newpcb)
+		return ERR_VAL;
+	c = calloc(1, sizeof(*c));
+	if (!c) {
+		tcp_abort(newpcb);
+		return ERR_ABRT;
+	}
+	c->l = l;
+	c->pcb = newpcb;
+	c->inbound = c->mapping = true;
+	addr_from_lwip(&c->conn.remote, &newpcb->remote_ip, newpcb->remote_port);
+	addr_from_lwip(&c->conn.local, &newpcb->local_ip, newpcb->local_port);
+	tcp_arg(newpcb, c);
+	tcp_recv(newpcb, on_recv);
+	tcp_err(newpcb, on_err);
+	tcp_nagle_disable(newpcb);
+	atomic_fetch_add(&l->dl->cnt.accepted, 1);
+	atomic_fetch_add(&l->dl->cnt.active, 1);
+	list_add(l, c);
+	c->map_next = l->to_map;
+	l->to_map = c;
+	return ERR_OK;
+}
+
+/* Ask the operator for the guest behind each accepted connection. */
+static void map_accepted(struct dloop *l)
+{
+	while (l->to_map) {
+		struct dconn *c = l->to_map;
+		int err;
+
+		l->to_map = c->map_next;
+		c->mapping = false;
+		if (c->host_err) { /* the client gave up before we asked */
+			conn_free(l, c);
+			continue;
+		}
+		err = l->attached ? cn_op_connect_flags(&l->op, CN_L4_TCP, &c->conn.remote,
+							&c->conn.local, CN_CONNECT_PUBLISHED,
+							&c->r.ep, &c->conn)
+				  : -ECONNREFUSED;
+		if (!err) {
+			c->has_circuit = true;
+			err = -watch_hangups(l, c);
+		}
+		if (err) {
+			/* nobody listens behind it: as a closed port, a reset */
+			c->r.reset = true;
+			conn_free(l, c);
+			continue;
+		}
+		c->r.circuit_id = c->conn.circuit_id;
+		c->r.ops = &dpdk_ops;
+		c->r.polled = true;
+		atomic_fetch_add(&l->dl->cnt.connected, 1);
+	}
+}
+
+static bool same_host(const struct cn_addr *x, const struct cn_addr *y)
+{
+	return x->family == y->family && x->port == y->port && !memcmp(x->addr, y->addr, 16);
+}
+
+static int pub_listen(struct dloop *l, struct dpub *p)
+{
+	struct tcp_pcb *pcb;
+	ip_addr_t ip = *IP4_ADDR_ANY;
+
+	if (p->host.family == CN_AF_INET6)
+		return -EAFNOSUPPORT; /* the stack speaks IPv4 here */
+	if (p->host.family == CN_AF_INET) {
+		uint32_t a;
+
+		memcpy(&a, p->host.addr, 4);
+		if (a && a != l->dl->cfg->dpdk_ip)
+			return -EADDRNOTAVAIL; /* another host's address: not ours to serve */
+	}
+	pcb = tcp_new_ip_type(IPADDR_TYPE_V4);
+	if (!pcb)
+		return -ENOMEM;
+	if (tcp_bind(pcb, &ip, p->host.port) != ERR_OK) {
+		tcp_close(pcb);
+		return -EADDRINUSE;
+	}
+	p->lpcb = tcp_listen_with_backlog(pcb, TCP_DEFAULT_LISTEN_BACKLOG);
+	if (!p->lpcb) {
+		tcp_close(pcb);
+		return -ENOMEM;
+	}
+	tcp_arg(p->lpcb, l);
+	tcp_accept(p->lpcb, on_accept);
+	return 0;
+}
+
+/* A complete set arrived: stop listening on what is gone, listen on what is new. */
+static void pub_apply(struct dloop *l)
+{
+	struct dpub keep[PUB_MAX];
+	int i, j, n = 0, err;
+	char a[64];
+
+	for (i = 0; i < l->npubs; i++) {
+		for (j = 0; j < l->nnext; j++)
+			if (same_host(&l->pubs[i].host, &l->next[j]))
+				break;
+		if (j < l->nnext) {
+			keep[n++] = l->pubs[i];
+			continue;
+		}
+		tcp_arg(l->pubs[i].lpcb, NULL);
+		tcp_close(l->pubs[i].lpcb);
+		cn_addr_format(&l->pubs[i].host, a, sizeof(a));
+		log_info("withdrawn tcp %s", a);
+	}
+	for (j = 0; j < l->nnext && n < PUB_MAX; j++) {
+		for (i = 0; i < n; i++)
+			if (same_host(&keep[i].host, &l->next[j]))
+				break;
+		if (i < n)
+			continue;
+		keep[n].host = l->next[j];
+		err = pub_listen(l, &keep[n]);
+		cn_addr_format(&l->next[j], a, sizeof(a));
+		if (err) {
+			log_err("cannot listen on published tcp %s: %s", a, strerror(-err));
+			continue;
+		}
+		log_info("published tcp %s", a);
+		n++;
+	}
+	memcpy(l->pubs, keep, sizeof(keep[0]) * (size_t)n);
+	l->npubs = n;
+}
+
+/* Pushed by the operator, also in the middle of a call: only recorded here. */
 static void on_publish(void *arg, const struct cn_msg_publish *m)
 {
 	struct dloop *l = arg;
 
-	if (m->count && m->index == 0 && !l->dl->index)
-		log_warn("published ports are served by the kernel backend only for now: "
-			 "the dpdk backend ignores them");
+	if (m->l4 != CN_L4_TCP)
+		return;
+	if (m->index == 0) {
+		l->next_gen = m->gen;
+		l->nnext = 0;
+	}
+	if (m->gen != l->next_gen || m->index != l->nnext)
+		return; /* out of order: the next generation will set it right */
+	if (m->count && l->nnext < PUB_MAX)
+		l->next[l->nnext++] = m->host;
+	if (!m->count || m->index + 1 == m->count)
+		l->apply_pending = true;
 }
 
 static void detach(struct dloop *l, const char *why)
@@ -526,6 +749,8 @@ static void shutdown_all(struct dloop *l)
 		d_abort(&c->r);
 		conn_free(l, c);
 	}
+	l->nnext = 0;
+	pub_apply(l); /* closes every published port */
 	stack_flush(); /* the resets */
 	if (l->attached) {
 		cn_op_close(&l->op);
@@ -550,7 +775,8 @@ size_t dpdk_loop_conns(struct dp_loop *dl, char *buf, size_t len)
 		cn_addr_format(&c->conn.local, b, sizeof(b));
 		n = snprintf(buf + used, len - used, "%d %llu %s %s %s %llu %llu\n", dl->index,
 			     (unsigned long long)c->r.circuit_id, a, b,
-			     c->connecting		       ? "connecting"
+			     c->mapping			       ? "accepting"
+			     : c->connecting		       ? "connecting"
 			     : c->r.host_eof || c->r.guest_eof ? "closing"
 							       : "open",
 			     (unsigned long long)c->r.st.to_guest,
@@ -582,6 +808,14 @@ void *dpdk_loop_main(void *arg)
 		uint64_t work = stack_poll();
 		struct dconn *c, *next;
 
+		if (l.to_map) {
+			map_accepted(&l);
+			work++;
+		}
+		if (l.apply_pending) {
+			l.apply_pending = false;
+			pub_apply(&l);
+		}
 		for (c = l.conns; c; c = next) {
 			next = c->next;
 			work += conn_service(&l, c);

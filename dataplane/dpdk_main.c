@@ -50,7 +50,8 @@ int dpdk_start(const struct dp_config *cfg, struct dp_loop *loop)
 	struct stack_conf sc = { .ip = cfg->dpdk_ip,
 				 .mask = cfg->dpdk_mask,
 				 .gw = cfg->dpdk_gw,
-				 .drop_ppm = cfg->fault_drop_ppm };
+				 .drop_ppm = cfg->fault_drop_ppm,
+				 .tcp_tick_ms = (uint32_t)cfg->tcp_tick_ms };
 	char err[256];
 	int rc;
 

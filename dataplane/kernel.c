@@ -280,6 +280,15 @@ static int conn_watch(struct kloop *l, struct kconn *c)
 	return err;
 }
 
+/* --user-timeout: the kernel ends the connection, reads then fail with ETIMEDOUT */
+static void set_user_timeout(struct kloop *l, int fd)
+{
+	unsigned int ms = (unsigned int)l->dl->cfg->user_timeout_ms;
+
+	if (ms)
+		setsockopt(fd, IPPROTO_TCP, TCP_USER_TIMEOUT, &ms, sizeof(ms));
+}
+
 /* An inbound connection (a published port): connected already, relay at once. */
 static void conn_adopt(struct kloop *l, struct kconn *c)
 {
@@ -326,6 +335,7 @@ static void conn_start(struct kloop *l, struct kconn *c)
 	} else {
 		/* bytes come in ring-sized batches already: Nagle only adds delay */
 		setsockopt(c->fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+		set_user_timeout(l, c->fd);
 		if (connect(c->fd, (struct sockaddr *)&ss, len) && errno != EINPROGRESS)
 			err = errno;
 	}
@@ -749,6 +759,7 @@ static void pub_accept_all(struct kloop *l, struct kpub *p)
 			continue;
 		}
 		setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+		set_user_timeout(l, fd);
 		conn_adopt(l, c);
 	}
 }

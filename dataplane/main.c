@@ -51,6 +51,7 @@ static void usage(FILE *f)
 		"  --port N               dpdk: the DPDK port id (default 0)\n"
 		"  --mtu N                dpdk: the port's MTU (default: the port's)\n"
 		"  --idle-sleep USECS     dpdk: nap this long when idle (default 0: busy-poll)\n"
+		"  --tcp-tick MSECS       dpdk: the TCP timer's tick (default 50; lwIP's own 500)\n"
 		"  --fault-drop PPM       dpdk, for tests: lose PPM frames per million each way\n"
 		"  --run-dir DIR          the operator's run directory (default $CIRCNET_RUN_DIR,\n"
 		"                         then /run/circnet); attaches at DIR/proxy/operator.sock\n"
@@ -58,6 +59,9 @@ static void usage(FILE *f)
 		"  --threads N            event loops, one per core to use (default 1)\n"
 		"  --connect-timeout SECS give up connects after SECS with ETIMEDOUT\n"
 		"                         (default 0: the kernel's SYN retries decide)\n"
+		"  --user-timeout SECS    end a connection whose sent data stays unacknowledged\n"
+		"                         SECS (the guest reads ETIMEDOUT; TCP_USER_TIMEOUT;\n"
+		"                         default 0: the stack's retransmissions decide)\n"
 		"  --backlog N            connections the operator may queue per loop (4096)\n"
 		"  --udp-idle SECS        forget a published UDP port's client after SECS idle "
 		"(120)\n"
@@ -240,6 +244,7 @@ int main(int argc, char **argv)
 		{ "config", required_argument, NULL, 'C' },
 		{ "threads", required_argument, NULL, 't' },
 		{ "connect-timeout", required_argument, NULL, 'c' },
+		{ "user-timeout", required_argument, NULL, 'U' },
 		{ "backlog", required_argument, NULL, 'B' },
 		{ "udp-idle", required_argument, NULL, 'u' },
 		{ "log-level", required_argument, NULL, 'l' },
@@ -249,11 +254,14 @@ int main(int argc, char **argv)
 		{ "mtu", required_argument, NULL, 'M' },
 		{ "idle-sleep", required_argument, NULL, 'S' },
 		{ "fault-drop", required_argument, NULL, 'F' },
+		{ "tcp-tick", required_argument, NULL, 'T' },
 		{ "help", no_argument, NULL, 'h' },
 		{ NULL, 0, NULL, 0 },
 	};
 	static struct dp_loop loops[DP_MAX_THREADS];
-	struct dp_config cfg = { .threads = 1, .backlog = 4096, .udp_idle_ms = 120000 };
+	struct dp_config cfg = {
+		.threads = 1, .backlog = 4096, .udp_idle_ms = 120000, .tcp_tick_ms = 50
+	};
 	const char *run_dir = getenv("CIRCNET_RUN_DIR");
 	char status_path[300];
 	struct signalfd_siginfo si;
@@ -336,6 +344,11 @@ int main(int argc, char **argv)
 				return 2;
 			cfg.idle_sleep_us = (int)v;
 			break;
+		case 'T':
+			if (parse_int("--tcp-tick", optarg, 2, 500, &v))
+				return 2;
+			cfg.tcp_tick_ms = (int)v;
+			break;
 		case 'F':
 			if (parse_int("--fault-drop", optarg, 0, 500000, &v))
 				return 2;
@@ -368,6 +381,11 @@ int main(int argc, char **argv)
 			if (parse_int("--connect-timeout", optarg, 0, 3600, &v))
 				return 2;
 			cfg.connect_timeout_ms = (int)v * 1000;
+			break;
+		case 'U':
+			if (parse_int("--user-timeout", optarg, 0, 3600, &v))
+				return 2;
+			cfg.user_timeout_ms = (int)v * 1000;
 			break;
 		case 'B':
 			if (parse_int("--backlog", optarg, 1, 65536, &v))

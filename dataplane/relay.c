@@ -20,8 +20,11 @@
 void relay_host_failed(struct relay *r, int err)
 {
 	r->host_err = err;
+	/* the remote went silent or away: the guest reads why, not just a reset */
+	if (!r->reset && !r->dgram && (err == ETIMEDOUT || err == EHOSTUNREACH || err == ENETUNREACH))
+		cn_ep_set_connect_status(&r->ep.ep, err);
 	if (!r->reset)
-		cn_reset(&r->ep.ep); /* the guest reads ECONNRESET */
+		cn_reset(&r->ep.ep); /* the guest reads ECONNRESET (or the reason above) */
 	r->reset = true;
 }
 

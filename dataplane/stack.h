@@ -23,6 +23,7 @@ struct nic_port;
 struct stack_conf {
 	uint32_t ip, mask, gw; /* network byte order; gw 0: none (on-link only) */
 	uint32_t drop_ppm;     /* fault injection: drop this many per million frames, each way */
+	uint32_t tcp_tick_ms;  /* lwIP's TCP tick (its own: 500 ms); 0: lwIP's */
 };
 
 struct stack_counters {

@@ -51,6 +51,7 @@ static struct {
 	unsigned int ntx;
 	uint32_t drop_ppm;
 	uint64_t rng;
+	uint32_t tcp_tick_ms, next_tick_ms;
 	struct stack_counters cnt;
 } st;
 
@@ -208,6 +209,29 @@ static void rx_one(struct rte_mbuf *m)
 		pbuf_free(p);
 }
 
+/*
+ * lwIP's TCP counts time in ticks of its timer: retransmission timeouts,
+ * round-trip estimates, delayed ACKs. Its own timer (250 ms) is tuned for
+ * small devices: a minimum RTO of about a second and ACKs delayed 250 ms.
+ * We run the same timer faster, so that a tick means tcp_tick_ms and not
+ * 500 ms: everything in ticks scales together (TIME_WAIT and keep-alive
+ * shrink with it, see docs/dpdk.md).
+ */
+void tcp_tmr(void); /* lwIP's, in lwip/priv/tcp_priv.h, whose IPv6 header clashes with DPDK's */
+
+static void tcp_clock(void)
+{
+	uint32_t now;
+
+	if (!st.tcp_tick_ms)
+		return;
+	now = sys_now();
+	if ((int32_t)(now - st.next_tick_ms) < 0)
+		return;
+	st.next_tick_ms = now + st.tcp_tick_ms / 2; /* tcp_tmr: fast every call, slow every 2nd */
+	tcp_tmr();
+}
+
 unsigned int stack_poll(void)
 {
 	struct rte_mbuf *rx[RX_BURST];
@@ -221,6 +245,7 @@ unsigned int stack_poll(void)
 	}
 	st.cnt.rx_frames += n;
 	sys_check_timeouts();
+	tcp_clock();
 	return n;
 }
 
@@ -239,6 +264,7 @@ int stack_open(struct nic_port *port, uint16_t q, const struct stack_conf *conf,
 	st.port = port;
 	st.queue = q;
 	st.drop_ppm = conf->drop_ppm;
+	st.tcp_tick_ms = conf->tcp_tick_ms >= 2 ? conf->tcp_tick_ms : 0;
 	st.rng = 0x9e3779b97f4a7c15ull ^ (uint64_t)rte_rdtsc();
 	lwip_init();
 	ip4_addr_set_u32(&ip, conf->ip);

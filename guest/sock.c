@@ -597,8 +597,22 @@ static int take_error(struct csock *cs, int otherwise)
 	return e ? -e : otherwise;
 }
 
-static int map_err(ssize_t err)
+/*
+ * A reset whose peer left a reason in the status word (the proxy stack:
+ * the remote stopped answering, ETIMEDOUT; it became unreachable) reads as
+ * that reason, as Linux reports it on a connected socket.
+ */
+static int map_err(struct csock *cs, ssize_t err)
 {
+	if ((err == -ECONNRESET || err == -EPIPE) && !cs->reason_given) {
+		int st = cn_ep_connect_status(&cs->ep.ep);
+
+		/* once, as Linux: then EPIPE on writes, EOF on reads */
+		if (st == -ETIMEDOUT || st == -EHOSTUNREACH || st == -ENETUNREACH) {
+			cs->reason_given = true;
+			return st;
+		}
+	}
 	return err == -EPROTO ? -ECONNRESET : (int)err;
 }
 
@@ -641,7 +655,7 @@ ssize_t csock_sendv(struct csock *cs, const struct iovec *iov, int iovcnt, int f
 	if (n == -EAGAIN)
 		__atomic_add_fetch(&cs->out_gen, 1, __ATOMIC_RELAXED);
 	pthread_mutex_unlock(&cs->tx_lock);
-	return n < 0 ? map_err(n) : n;
+	return n < 0 ? map_err(cs, n) : n;
 }
 
 /* The ring is empty: drain the doorbell, arm it, and look once more. */
@@ -718,7 +732,7 @@ ssize_t csock_recvv(struct csock *cs, const struct iovec *iov, int iovcnt, int f
 	if (n == -EAGAIN)
 		__atomic_add_fetch(&cs->in_gen, 1, __ATOMIC_RELAXED);
 	pthread_mutex_unlock(&cs->rx_lock);
-	return n < 0 ? map_err(n) : n;
+	return n < 0 ? map_err(cs, n) : n;
 }
 
 /* ---- sendfile and splice: one copy between the ring and another fd ---- */
@@ -786,7 +800,7 @@ ssize_t csock_send_from_fd(struct csock *cs, int fd, off_t *off, size_t len, boo
 	pthread_mutex_unlock(&cs->tx_lock);
 	if (done)
 		return (ssize_t)done;
-	return n < 0 ? map_err(n) : 0;
+	return n < 0 ? map_err(cs, n) : 0;
 }
 
 /*
@@ -872,7 +886,7 @@ ssize_t csock_recv_to_fd(struct csock *cs, int fd, size_t len, bool nonblock, bo
 	pthread_mutex_unlock(&cs->rx_lock);
 	if (done)
 		return (ssize_t)done;
-	return n < 0 ? map_err(n) : 0;
+	return n < 0 ? map_err(cs, n) : 0;
 }
 
 int csock_shutdown(struct csock *cs, int how)

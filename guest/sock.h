@@ -57,6 +57,7 @@ struct csock {
 	bool pending;		 /* connected to the proxy stack, which is still connecting */
 	enum csock_state state;
 	int so_error;
+	bool reason_given; /* the proxy's reason for a reset (ETIMEDOUT...) was reported */
 	int rcvtimeo_ms, sndtimeo_ms;
 	int opt_reuseaddr, opt_reuseport, opt_keepalive, opt_nodelay, opt_linger, opt_v6only;
 	struct cn_addr local, remote;

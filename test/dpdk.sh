@@ -9,10 +9,14 @@
 #  - curl in a guest fetches 5 MiB from python3's http.server on the remote
 #    (sha256), and 8 fetches run at once;
 #  - iperf3 through the dataplane, both directions;
+#  - published ports: curl on the remote fetches from a guest's http.server
+#    (which sees the remote's address), 6 at once; a published port with no
+#    listener behind it resets, an unpublished one refuses;
 #  - 500 connections open at once to an echo server, each intact;
 #  - errors as Linux gives them: a closed port (ECONNREFUSED), nobody at the
 #    address (ETIMEDOUT after --connect-timeout), the remote resetting
-#    mid-transfer (ECONNRESET after the data);
+#    mid-transfer (ECONNRESET after the data), the remote going silent
+#    mid-transfer (ETIMEDOUT after --user-timeout);
 #  - loss: the dataplane restarted with --fault-drop 20000 (2 % of frames
 #    lost each way; plus 2 % by tc netem where the kernel has it): the
 #    fetch is intact, iperf3 completes;
@@ -78,7 +82,13 @@ guest client {
     address 10.212.0.10
     max-circuits 4096
 }
+guest web {
+    address 10.212.0.20
+    listen tcp 80
+}
 proxy tcp from client to $net.0/24
+publish tcp 8080 to web port 80
+publish tcp 8081 to web port 81
 CONF
 "$op" --config "$dir/circnet.conf" 2>"$dir/operator.log" &
 pids+=($!)
@@ -92,7 +102,8 @@ cores=0
 start_dp() { # start_dp [DATAPLANE-OPTION...]: up, attached to the operator, tap configured
 	ip netns exec "$ns" "$dp" --backend dpdk -l "$cores" --no-huge -m 256 --no-pci \
 		--file-prefix "cndk$$" --vdev="net_tap0,iface=$tap" -- --ip "$net.2/24" \
-		--run-dir "$dir/run" --connect-timeout 3 --idle-sleep 20 "$@" 2>>"$dir/dataplane.log" &
+		--run-dir "$dir/run" --connect-timeout 3 --user-timeout 3 --idle-sleep 20 "$@" \
+		2>>"$dir/dataplane.log" &
 	dp_pid=$!
 	for _ in $(seq 100); do
 		status --json | grep -q '"operator_sessions":[1-9]' && break
@@ -135,6 +146,8 @@ ip netns exec "$ns" timeout 300 python3 "$peers" rst "$net.1" 8100 >"$dir/rst.lo
 pids+=($!)
 ip netns exec "$ns" timeout 300 python3 "$peers" echo "$net.1" 8300 >"$dir/echo.log" 2>&1 &
 pids+=($!)
+ip netns exec "$ns" timeout 300 python3 "$peers" sink "$net.1" 8400 >"$dir/sink.log" 2>&1 &
+pids+=($!)
 for _ in $(seq 50); do
 	remote ss -ltn 2>/dev/null | grep -q ":8000 " && remote ss -ltn | grep -q ":8300 " && break
 	sleep 0.1
@@ -172,6 +185,45 @@ check "nobody at the address: ETIMEDOUT (after --connect-timeout)" \
 check "... within the timeout" [ $(($(date +%s) - t0)) -lt 10 ]
 check "the remote resets mid-transfer: the guest reads data, then ECONNRESET" \
 	is "$(guest python3 "$peers" read-reset "$net.1" 8100)" ECONNRESET
+# the remote goes silent mid-transfer: its address vanishes, segments are dropped there
+guest python3 "$peers" send-until-error "$net.1" 8400 >"$dir/silent.out" 2>&1 &
+sender=$!
+sleep 1
+remote ip addr del "$net.1/24" dev "$tap"
+t0=$(date +%s)
+wait "$sender"
+t1=$(date +%s)
+remote ip addr add "$net.1/24" dev "$tap"
+check "the remote stops answering mid-transfer: the guest's send fails with ETIMEDOUT" \
+	is "$(cat "$dir/silent.out")" ETIMEDOUT
+check "... after --user-timeout (3 s), not lwIP's minutes of retries" \
+	bash -c "[ $((t1 - t0)) -ge 2 ] && [ $((t1 - t0)) -le 10 ]"
+
+# published ports: lwIP listens on the dataplane's address, the guest web answers
+(cd "$dir/www" && exec timeout 300 "$circnet" run --run-dir "$dir/run" --guest web -- \
+	python3 -m http.server 80 >"$dir/web.log" 2>&1) &
+pids+=($!)
+for _ in $(seq 100); do
+	"$ctl" --run-dir "$dir/run" listeners | grep -E ':80 ' >/dev/null && break
+	sleep 0.1
+done
+check "a published port: curl on the remote fetches 5 MiB from a guest through lwIP" \
+	is "$(remote curl -sS -m 60 "http://$net.2:8080/blob" | sha256sum | cut -d' ' -f1)" "$want"
+check "... and the guest sees the remote's real address" \
+	grep -q "^$net.1 .*GET /blob" "$dir/web.log"
+pubs=()
+for i in $(seq 6); do
+	remote curl -sS -m 60 "http://$net.2:8080/blob" 2>/dev/null | sha256sum | cut -d' ' -f1 >"$dir/pub.$i" &
+	pubs+=($!)
+done
+wait "${pubs[@]}"
+check "6 fetches from the remote at once, every checksum matches" \
+	is "$(cat "$dir"/pub.* | sort -u)" "$want"
+# (the reset can reach curl before or after it sees the connect complete: 7, 52 or 56)
+check "a published port with nothing listening behind it: the client is reset" \
+	bash -c "ip netns exec '$ns' curl -sS -m 5 http://$net.2:8081/ 2>/dev/null; rc=\$?; [ \$rc = 7 ] || [ \$rc = 52 ] || [ \$rc = 56 ]"
+check "a port nobody published: refused (RST from lwIP)" \
+	bash -c "ip netns exec '$ns' curl -sS -m 5 http://$net.2:8099/ 2>/dev/null; [ \$? = 7 ]"
 
 # hostile frames: a datagram longer than its frame, a TCP option with length 0
 cat >"$dir/badframes.py" <<'PY'

@@ -4,11 +4,13 @@
 Servers (run on the test's remote host, bounded by the caller's timeout):
   rst HOST PORT          send 1 MiB, then reset the connection (SO_LINGER 0)
   echo HOST PORT         echo every connection's bytes back (many at once)
+  sink HOST PORT         read and drop everything, one connection at a time
 Clients (run in a guest):
   errno HOST PORT        connect; print ok or the errno's name
   read-reset HOST PORT   read until EOF or reset: ECONNRESET, "EOF N" or "damaged"
   many HOST PORT N       N connections at once to an echo server, each sends
                          its own 600 bytes and reads them back: prints True
+  send-until-error HOST PORT   send until a send fails: prints the errno's name
 """
 import errno
 import selectors
@@ -60,6 +62,32 @@ def serve_echo(host, port):
             else:
                 sel.unregister(c)
                 c.close()
+
+
+def serve_sink(host, port):
+    s = socket.socket()
+    s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    s.bind((host, port))
+    s.listen(4)
+    while True:
+        c, _ = s.accept()
+        try:
+            while c.recv(1 << 16):
+                pass
+        except OSError:
+            pass
+        c.close()
+
+
+def send_until_error(host, port):
+    s = socket.create_connection((host, port), timeout=60)
+    s.settimeout(None)
+    chunk = b"s" * (1 << 16)
+    try:
+        while True:
+            s.sendall(chunk)
+    except OSError as e:
+        print(errno.errorcode.get(e.errno, e.errno))
 
 
 def connect_errno(host, port):
@@ -123,6 +151,8 @@ def main(argv):
     modes = {
         "rst": lambda a: serve_rst(a[0], int(a[1])),
         "echo": lambda a: serve_echo(a[0], int(a[1])),
+        "sink": lambda a: serve_sink(a[0], int(a[1])),
+        "send-until-error": lambda a: send_until_error(a[0], int(a[1])),
         "errno": lambda a: connect_errno(a[0], int(a[1])),
         "read-reset": lambda a: read_reset(a[0], int(a[1])),
         "many": lambda a: many(a[0], int(a[1]), int(a[2])),
