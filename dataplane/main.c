@@ -260,7 +260,7 @@ int main(int argc, char **argv)
 	};
 	static struct dp_loop loops[DP_MAX_THREADS];
 	struct dp_config cfg = {
-		.threads = 1, .backlog = 4096, .udp_idle_ms = 120000, .tcp_tick_ms = 50
+		.threads = 1, .backlog = 4096, .udp_idle_ms = 120000, .tcp_tick_ms = 20
 	};
 	const char *run_dir = getenv("CIRCNET_RUN_DIR");
 	char status_path[300];
