@@ -279,6 +279,18 @@ int main(int argc, char **argv)
 	sigaddset(&mask, SIGHUP);
 	sigaddset(&mask, SIGPIPE);
 	pthread_sigmask(SIG_BLOCK, &mask, NULL);
+	{
+		/*
+		 * SIGIO (the tap PMD signals each frame with it) goes to the
+		 * polling thread only, which unblocks it: it is awake anyway. In
+		 * a sleeping thread each one was a wake-up and an EINTR.
+		 */
+		sigset_t io;
+
+		sigemptyset(&io);
+		sigaddset(&io, SIGIO);
+		pthread_sigmask(SIG_BLOCK, &io, NULL);
+	}
 	if (argc > 1 && (!strcmp(argv[1], "--backend=dpdk") ||
 			 (argc > 2 && !strcmp(argv[1], "--backend") && !strcmp(argv[2], "dpdk")))) {
 #ifdef CIRCNET_HAVE_DPDK

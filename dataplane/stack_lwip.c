@@ -33,7 +33,7 @@
 #include "../nic/port.h"
 #include "stack.h"
 
-#define RX_BURST 32
+#define RX_BURST 64
 #define TX_BURST 64
 
 /* The private area of every mbuf: lwIP's view of it while it holds it. */
