@@ -31,6 +31,7 @@
 #include <time.h>
 
 #include <lwip/tcp.h>
+#include <lwip/udp.h>
 
 #include <circnet/opclient.h>
 
@@ -44,11 +45,16 @@
 #define EVENT_ROUNDS 64	 /* rounds between looks at the operator and at hang-ups */
 #define IDLE_ROUNDS  2048
 #define PUB_MAX	     64 /* published TCP ports */
+#define SESSION_TCP  NULL	/* epoll marks: the operator sessions */
+#define SESSION_UDP  ((void *)1)
 
 struct dconn {
 	struct relay r; /* first: host ops get the relay */
 	struct dloop *l;
 	struct tcp_pcb *pcb; /* NULL once lwIP let go of it (error) or we did */
+	struct udp_pcb *upcb; /* a UDP flow's instead (r.dgram) */
+	struct cn_op *op;     /* the session it came from: CLOSED goes there */
+	uint64_t udp_dropped; /* datagrams that found the queue full */
 	struct pbuf *rxq[RXQ_MAX]; /* received chains, oldest first, not in the circuit yet */
 	unsigned int rxq_head, rxq_len;
 	uint16_t rx_off; /* consumed bytes of the oldest chain */
@@ -75,8 +81,9 @@ struct dpub {
 
 struct dloop {
 	struct dp_loop *dl;
-	struct cn_op op;
-	bool attached;
+	struct cn_op op;     /* tcp: off-host routes, published ports */
+	struct cn_op op_udp; /* udp: off-host routes (one listener per session) */
+	bool attached, udp_attached;
 	int64_t next_attach_ms;
 	int epfd;
 	pthread_mutex_t conns_lock; /* the list only: the status view reads it */
@@ -175,6 +182,21 @@ static void rxq_drop_head(struct dconn *c)
 	c->rx_off = 0;
 }
 
+/* One datagram per call, cut to the room given (as recv on a UDP socket). */
+static ssize_t d_recv_dgram(struct dconn *c, const struct iovec *iov)
+{
+	struct pbuf *p;
+	u16_t n;
+
+	if (!c->rxq_len)
+		return -EAGAIN;
+	p = c->rxq[c->rxq_head];
+	n = iov->iov_len < p->tot_len ? (u16_t)iov->iov_len : p->tot_len;
+	n = pbuf_copy_partial(p, iov->iov_base, n, 0);
+	rxq_drop_head(c);
+	return n;
+}
+
 static ssize_t d_recv(struct relay *r, const struct iovec *iov, int iovcnt)
 {
 	struct dconn *c = (struct dconn *)r;
@@ -182,6 +204,8 @@ static ssize_t d_recv(struct relay *r, const struct iovec *iov, int iovcnt)
 	int i = 0;
 	size_t in_iov = 0;
 
+	if (c->upcb)
+		return d_recv_dgram(c, iov);
 	while (c->rxq_len && i < iovcnt) {
 		struct pbuf *p = c->rxq[c->rxq_head];
 		size_t want = iov[i].iov_len - in_iov, have = (size_t)p->tot_len - c->rx_off;
@@ -212,12 +236,31 @@ static ssize_t d_recv(struct relay *r, const struct iovec *iov, int iovcnt)
 	return c->host_err ? -c->host_err : -EAGAIN;
 }
 
+/* One record, one datagram (lwIP fragments what exceeds the MTU). */
+static ssize_t d_send_dgram(struct dconn *c, const struct iovec *iov)
+{
+	struct pbuf *p;
+	err_t e;
+
+	if (iov->iov_len > 65507)
+		return -EMSGSIZE;
+	p = pbuf_alloc(PBUF_TRANSPORT, (u16_t)iov->iov_len, PBUF_RAM);
+	if (!p)
+		return -ENOBUFS; /* lost, as on a network */
+	pbuf_take(p, iov->iov_base, (u16_t)iov->iov_len);
+	e = udp_send(c->upcb, p);
+	pbuf_free(p);
+	return e == ERR_OK ? (ssize_t)iov->iov_len : -ENOBUFS;
+}
+
 static ssize_t d_send(struct relay *r, const struct iovec *iov, int iovcnt)
 {
 	struct dconn *c = (struct dconn *)r;
 	size_t total = 0;
 	int i;
 
+	if (c->upcb)
+		return d_send_dgram(c, iov);
 	if (c->host_err)
 		return -c->host_err;
 	if (!c->pcb)
@@ -303,6 +346,14 @@ static void conn_free(struct dloop *l, struct dconn *c)
 			tcp_abort(c->pcb);
 		c->pcb = NULL;
 	}
+	if (c->upcb) {
+		udp_remove(c->upcb);
+		c->upcb = NULL;
+		if (c->udp_dropped)
+			log_debug("circuit %llu: %llu datagrams found the queue full",
+				  (unsigned long long)c->r.circuit_id,
+				  (unsigned long long)c->udp_dropped);
+	}
 	while (c->rxq_len)
 		rxq_drop_head(c);
 	if (c->has_circuit) {
@@ -319,8 +370,8 @@ static void conn_free(struct dloop *l, struct dconn *c)
 	atomic_fetch_add(&cnt->closed, 1);
 	atomic_fetch_sub(&cnt->active, 1);
 	cn_local_close(&c->r.ep);
-	if (l->attached && c->has_circuit)
-		cn_op_closed(&l->op, c->r.circuit_id);
+	if (c->has_circuit && (c->op == &l->op_udp ? l->udp_attached : l->attached))
+		cn_op_closed(c->op, c->r.circuit_id);
 	pthread_mutex_lock(&l->conns_lock);
 	if (c->prev)
 		c->prev->next = c->next;
@@ -404,6 +455,45 @@ static int pcb_open(struct dconn *c)
 	return 0;
 }
 
+static void on_udp_recv(void *arg, struct udp_pcb *pcb, struct pbuf *p, const ip_addr_t *addr,
+			u16_t port)
+{
+	struct dconn *c = arg;
+
+	(void)pcb;
+	(void)addr;
+	(void)port; /* connected: lwIP passes only the destination's datagrams */
+	if (c->rxq_len == RXQ_MAX) {
+		c->udp_dropped++; /* a full socket buffer drops too */
+		pbuf_free(p);
+		return;
+	}
+	c->rxq[(c->rxq_head + c->rxq_len++) % RXQ_MAX] = p;
+}
+
+/* A UDP flow: a connected lwIP pcb; datagrams from that peer only. */
+static int udp_open(struct dconn *c)
+{
+	const struct cn_addr *dst = &c->conn.local;
+	ip_addr_t ip;
+	uint32_t a;
+
+	if (dst->family != CN_AF_INET)
+		return ENETUNREACH;
+	c->upcb = udp_new_ip_type(IPADDR_TYPE_V4);
+	if (!c->upcb)
+		return ENOBUFS;
+	memcpy(&a, dst->addr, 4);
+	ip_addr_set_ip4_u32_val(ip, a);
+	if (udp_connect(c->upcb, &ip, dst->port) != ERR_OK) {
+		udp_remove(c->upcb);
+		c->upcb = NULL;
+		return ENETUNREACH;
+	}
+	udp_recv(c->upcb, on_udp_recv, c);
+	return 0;
+}
+
 /* A circuit the operator routed off-host: connect to its destination. */
 static void conn_start(struct dloop *l, struct dconn *c)
 {
@@ -413,16 +503,28 @@ static void conn_start(struct dloop *l, struct dconn *c)
 	c->r.circuit_id = c->conn.circuit_id;
 	c->r.ops = &dpdk_ops;
 	c->r.polled = true;
+	c->r.dgram = c->conn.l4 == CN_L4_UDP;
 	c->has_circuit = true;
-	c->connecting = true;
+	c->connecting = !c->r.dgram;
 	if (l->dl->cfg->connect_timeout_ms)
 		c->deadline_ms = now_ms() + l->dl->cfg->connect_timeout_ms;
 	atomic_fetch_add(&l->dl->cnt.accepted, 1);
 	atomic_fetch_add(&l->dl->cnt.active, 1);
 	list_add(l, c);
-	err = c->conn.l4 == CN_L4_TCP ? watch_hangups(l, c) : EPROTONOSUPPORT;
+	err = watch_hangups(l, c);
 	if (!err)
-		err = pcb_open(c);
+		err = c->r.dgram ? udp_open(c) : pcb_open(c);
+	if (c->r.dgram && !err) {
+		/* as the kernel backend: a UDP flow is "connected" at once */
+		atomic_fetch_add(&l->dl->cnt.connected, 1);
+		return;
+	}
+	if (err && c->r.dgram) {
+		relay_host_failed(&c->r, err);
+		atomic_fetch_add(&l->dl->cnt.failed, 1);
+		conn_free(l, c);
+		return;
+	}
 	if (err)
 		conn_settle(l, c, err);
 }
@@ -510,6 +612,7 @@ static err_t on_accept(void *arg, struct tcp_pcb *newpcb, err_t err)
 		return ERR_ABRT;
 	}
 	c->l = l;
+	c->op = &l->op;
 	c->pcb = newpcb;
 	c->inbound = c->mapping = true;
 	addr_from_lwip(&c->conn.remote, &newpcb->remote_ip, newpcb->remote_port);
@@ -641,8 +744,15 @@ static void on_publish(void *arg, const struct cn_msg_publish *m)
 {
 	struct dloop *l = arg;
 
-	if (m->l4 != CN_L4_TCP)
+	if (m->l4 != CN_L4_TCP) {
+		static bool said;
+
+		if (m->count && !said) {
+			said = true;
+			log_warn("published UDP ports are served by the kernel backend only for now");
+		}
 		return;
+	}
 	if (m->index == 0) {
 		l->next_gen = m->gen;
 		l->nnext = 0;
@@ -661,12 +771,34 @@ static void detach(struct dloop *l, const char *why)
 	epoll_ctl(l->epfd, EPOLL_CTL_DEL, l->op.fd, NULL);
 	cn_op_close(&l->op);
 	l->attached = false;
+	if (l->udp_attached) {
+		epoll_ctl(l->epfd, EPOLL_CTL_DEL, l->op_udp.fd, NULL);
+		cn_op_close(&l->op_udp);
+		l->udp_attached = false;
+	}
 	l->next_attach_ms = now_ms() + 1000;
+}
+
+/* The udp routes: a second session (a session holds one listener). */
+static void attach_udp(struct dloop *l)
+{
+	struct epoll_event e = { .events = EPOLLIN, .data.ptr = SESSION_UDP };
+	int err = dp_session_attach(&l->op_udp, l->dl->cfg, CN_L4_UDP, on_publish, l);
+
+	if (!err && epoll_ctl(l->epfd, EPOLL_CTL_ADD, l->op_udp.fd, &e)) {
+		err = -errno;
+		cn_op_close(&l->op_udp);
+	}
+	if (err) {
+		log_warn("loop %d: udp routes not taken: %s", l->dl->index, strerror(-err));
+		return;
+	}
+	l->udp_attached = true;
 }
 
 static void attach(struct dloop *l)
 {
-	struct epoll_event e = { .events = EPOLLIN, .data.ptr = NULL };
+	struct epoll_event e = { .events = EPOLLIN, .data.ptr = SESSION_TCP };
 	int err = dp_session_attach(&l->op, l->dl->cfg, CN_L4_TCP, on_publish, l);
 
 	if (!err && epoll_ctl(l->epfd, EPOLL_CTL_ADD, l->op.fd, &e)) {
@@ -682,10 +814,12 @@ static void attach(struct dloop *l)
 	}
 	l->attached = true;
 	atomic_fetch_add(&l->dl->cnt.operator_sessions, 1);
-	log_info("loop %d: attached to the operator: takes tcp off-host routes", l->dl->index);
+	attach_udp(l);
+	log_info("loop %d: attached to the operator: takes tcp%s off-host routes", l->dl->index,
+		 l->udp_attached ? " and udp" : "");
 }
 
-static void session_event(struct dloop *l)
+static void session_event(struct dloop *l, struct cn_op *op)
 {
 	for (;;) {
 		struct dconn *c = calloc(1, sizeof(*c));
@@ -693,7 +827,8 @@ static void session_event(struct dloop *l)
 
 		if (!c)
 			return;
-		err = cn_op_accept(&l->op, &c->r.ep, &c->conn, 1);
+		c->op = op;
+		err = cn_op_accept(op, &c->r.ep, &c->conn, 1);
 		if (err) {
 			free(c);
 			if (err != -EAGAIN)
@@ -715,11 +850,11 @@ static void events(struct dloop *l, long timeout_ns)
 	for (i = 0; i < n; i++) {
 		struct dconn *c = evs[i].data.ptr;
 
-		if (!c) {
+		if ((void *)c == SESSION_TCP || (void *)c == SESSION_UDP) {
 			if (evs[i].events & (EPOLLHUP | EPOLLERR) && !(evs[i].events & EPOLLIN))
 				detach(l, "hang-up");
-			else
-				session_event(l);
+			else if (l->attached)
+				session_event(l, (void *)c == SESSION_UDP ? &l->op_udp : &l->op);
 			continue;
 		}
 		if (c->dead)
@@ -734,6 +869,8 @@ static void events(struct dloop *l, long timeout_ns)
 	}
 	if (l->attached)
 		cn_op_flush(&l->op);
+	if (l->udp_attached)
+		cn_op_flush(&l->op_udp);
 }
 
 /* ---- the loop ---- */
@@ -756,6 +893,10 @@ static void shutdown_all(struct dloop *l)
 	if (l->attached) {
 		cn_op_close(&l->op);
 		l->attached = false;
+	}
+	if (l->udp_attached) {
+		cn_op_close(&l->op_udp);
+		l->udp_attached = false;
 	}
 }
 

@@ -104,7 +104,11 @@ static enum frame_verdict tcp_options(const uint8_t *p, const uint8_t *end,
 	return FRAME_OK;
 }
 
-/* L4 at off, up to end (the IP datagram's end). */
+/*
+ * L4 at off, up to end (the IP datagram's end). In a first fragment
+ * (fi->fragment) the datagram goes on in later frames: a UDP length may
+ * exceed what this one holds.
+ */
 static enum frame_verdict parse_l4(const uint8_t *f, size_t off, size_t end, struct frame_info *fi)
 {
 	size_t avail = end - off;
@@ -136,7 +140,9 @@ static enum frame_verdict parse_l4(const uint8_t *f, size_t off, size_t end, str
 		ulen = rd16(f + off + 4);
 		if (ulen < 8)
 			return FRAME_BAD_L4;
-		if (ulen > avail)
+		if (fi->fragment)
+			ulen = avail; /* the rest comes in later fragments */
+		else if (ulen > avail)
 			return FRAME_TRUNCATED;
 		fi->sport = rd16(f + off);
 		fi->dport = rd16(f + off + 2);

@@ -5,12 +5,15 @@ Servers (run on the test's remote host, bounded by the caller's timeout):
   rst HOST PORT          send 1 MiB, then reset the connection (SO_LINGER 0)
   echo HOST PORT         echo every connection's bytes back (many at once)
   sink HOST PORT         read and drop everything, one connection at a time
+  udp-echo HOST PORT     answer each datagram with "answer:" + it
 Clients (run in a guest):
   errno HOST PORT        connect; print ok or the errno's name
   read-reset HOST PORT   read until EOF or reset: ECONNRESET, "EOF N" or "damaged"
   many HOST PORT N       N connections at once to an echo server, each sends
                          its own 600 bytes and reads them back: prints True
   send-until-error HOST PORT   send until a send fails: prints the errno's name
+  udp-ask HOST PORT [N]  20 small queries and one N-byte datagram (30000) to a
+                         udp-echo server: prints "ANSWERED LEN INTACT" ("20 30007 True")
 """
 import errno
 import selectors
@@ -90,6 +93,29 @@ def send_until_error(host, port):
         print(errno.errorcode.get(e.errno, e.errno))
 
 
+def serve_udp_echo(host, port):
+    s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    s.bind((host, port))
+    while True:
+        d, a = s.recvfrom(65535)
+        s.sendto(b"answer:" + d, a)
+
+
+def udp_ask(host, port, size=30000):
+    s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    s.settimeout(5)
+    s.connect((host, port))
+    ok = 0
+    for i in range(20):
+        q = b"query %d" % i
+        s.send(q)
+        ok += s.recv(65535) == b"answer:" + q
+    big = (bytes(range(256)) * (size // 256 + 1))[:size]
+    s.send(big)
+    d = s.recv(65535)
+    print(ok, len(d), d == b"answer:" + big)
+
+
 def connect_errno(host, port):
     s = socket.socket()
     try:
@@ -152,6 +178,8 @@ def main(argv):
         "rst": lambda a: serve_rst(a[0], int(a[1])),
         "echo": lambda a: serve_echo(a[0], int(a[1])),
         "sink": lambda a: serve_sink(a[0], int(a[1])),
+        "udp-echo": lambda a: serve_udp_echo(a[0], int(a[1])),
+        "udp-ask": lambda a: udp_ask(a[0], int(a[1]), *(int(x) for x in a[2:3])),
         "send-until-error": lambda a: send_until_error(a[0], int(a[1])),
         "errno": lambda a: connect_errno(a[0], int(a[1])),
         "read-reset": lambda a: read_reset(a[0], int(a[1])),

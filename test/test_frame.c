@@ -198,6 +198,13 @@ static void udp_lengths(void **state)
 	assert_int_equal(frame_parse(f, 14 + 32, &fi), FRAME_BAD_L4);
 	put16(udp + 4, 13); /* longer than the datagram */
 	assert_int_equal(frame_parse(f, 14 + 32, &fi), FRAME_TRUNCATED);
+	/* ... unless this is a first fragment: the datagram goes on in the next ones */
+	put16(udp + 4, 1487);
+	put16(ip + 6, 0x2000); /* more fragments, offset 0 */
+	assert_int_equal(frame_parse(f, 14 + 32, &fi), FRAME_OK);
+	assert_true(fi.fragment);
+	assert_int_equal(fi.sport, 53);
+	assert_int_equal(fi.payload_len, 4);
 }
 
 static void vlans_arp_fragments(void **state)
