@@ -37,6 +37,7 @@
 
 #include "../nic/port.h"
 #include "../operator/log.h"
+#include "conn.h"
 #include "dataplane.h"
 #include "relay.h"
 #include "stack.h"
@@ -49,27 +50,21 @@
 #define SESSION_UDP  ((void *)1)
 
 struct dconn {
-	struct relay r; /* first: host ops get the relay */
+	struct dp_conn dc; /* first: the relay, the books, the list (conn.h) */
 	struct dloop *l;
 	struct tcp_pcb *pcb; /* NULL once lwIP let go of it (error) or we did */
 	struct udp_pcb *upcb; /* a UDP flow's instead (r.dgram) */
-	struct cn_op *op;     /* the session it came from: CLOSED goes there */
 	uint64_t udp_dropped; /* datagrams that found the queue full */
 	struct pbuf *rxq[RXQ_MAX]; /* received chains, oldest first, not in the circuit yet */
 	unsigned int rxq_head, rxq_len;
 	uint16_t rx_off; /* consumed bytes of the oldest chain */
 	bool rx_fin;	 /* the remote's FIN, after what is in rxq */
-	bool connecting, connected;
-	bool inbound;	 /* accepted on a published port */
-	bool mapping;	 /* inbound, its guest not asked yet (the operator maps it next round) */
-	bool has_circuit; /* r.ep holds a circuit */
+	bool connected;
+	bool inbound; /* accepted on a published port (dc.accepting: its guest not asked yet) */
 	int host_err; /* lwIP ended the connection: the errno for the guest */
 	int64_t deadline_ms;
 	uint32_t una;	   /* the oldest unacknowledged sequence number we last saw */
 	int64_t una_since; /* since when it has not moved, with data in flight (0: none) */
-	struct cn_op_conn conn;
-	bool dead;
-	struct dconn *prev, *next;
 	struct dconn *map_next; /* the loop's accepted connections waiting for a guest */
 };
 
@@ -86,9 +81,7 @@ struct dloop {
 	bool attached, udp_attached;
 	int64_t next_attach_ms;
 	int epfd;
-	pthread_mutex_t conns_lock; /* the list only: the status view reads it */
-	struct dconn *conns;
-	struct dconn *grave;
+	struct dp_conns conns;
 	unsigned int idle_rounds;
 	struct dpub pubs[PUB_MAX];
 	int npubs;
@@ -161,7 +154,7 @@ static void on_err(void *arg, err_t err)
 	struct dconn *c = arg;
 
 	c->pcb = NULL; /* lwIP freed it */
-	c->host_err = lwip_errno(err, c->connecting);
+	c->host_err = lwip_errno(err, c->dc.connecting);
 }
 
 static void pcb_detach(struct tcp_pcb *pcb)
@@ -325,24 +318,12 @@ static const struct relay_host_ops dpdk_ops = {
 
 /* ---- connections ---- */
 
-static void list_add(struct dloop *l, struct dconn *c)
-{
-	pthread_mutex_lock(&l->conns_lock);
-	c->next = l->conns;
-	if (l->conns)
-		l->conns->prev = c;
-	l->conns = c;
-	pthread_mutex_unlock(&l->conns_lock);
-}
-
 static void conn_free(struct dloop *l, struct dconn *c)
 {
-	struct dp_counters *cnt = &l->dl->cnt;
-
 	if (c->pcb) {
 		pcb_detach(c->pcb);
 		/* both FINs crossed: close; anything else ends with a reset */
-		if (c->r.reset || tcp_close(c->pcb) != ERR_OK)
+		if (c->dc.r.reset || tcp_close(c->pcb) != ERR_OK)
 			tcp_abort(c->pcb);
 		c->pcb = NULL;
 	}
@@ -351,67 +332,25 @@ static void conn_free(struct dloop *l, struct dconn *c)
 		c->upcb = NULL;
 		if (c->udp_dropped)
 			log_debug("circuit %llu: %llu datagrams found the queue full",
-				  (unsigned long long)c->r.circuit_id,
+				  (unsigned long long)c->dc.r.circuit_id,
 				  (unsigned long long)c->udp_dropped);
 	}
 	while (c->rxq_len)
 		rxq_drop_head(c);
-	if (c->has_circuit) {
-		epoll_ctl(l->epfd, EPOLL_CTL_DEL, c->r.ep.notif[0].fd, NULL);
-		epoll_ctl(l->epfd, EPOLL_CTL_DEL, c->r.ep.notif[1].fd, NULL);
+	if (c->dc.has_circuit) {
+		epoll_ctl(l->epfd, EPOLL_CTL_DEL, c->dc.r.ep.notif[0].fd, NULL);
+		epoll_ctl(l->epfd, EPOLL_CTL_DEL, c->dc.r.ep.notif[1].fd, NULL);
 	}
-	if (c->r.reset)
-		atomic_fetch_add(&cnt->resets, 1);
-	if (c->r.host_err)
-		log_debug("circuit %llu: the host side ended: %s",
-			  (unsigned long long)c->r.circuit_id, strerror(c->r.host_err));
-	atomic_fetch_add(&cnt->to_guest, c->r.st.to_guest);
-	atomic_fetch_add(&cnt->to_host, c->r.st.to_host);
-	atomic_fetch_add(&cnt->closed, 1);
-	atomic_fetch_sub(&cnt->active, 1);
-	cn_local_close(&c->r.ep);
-	if (c->has_circuit && (c->op == &l->op_udp ? l->udp_attached : l->attached))
-		cn_op_closed(c->op, c->r.circuit_id);
-	pthread_mutex_lock(&l->conns_lock);
-	if (c->prev)
-		c->prev->next = c->next;
-	else
-		l->conns = c->next;
-	if (c->next)
-		c->next->prev = c->prev;
-	pthread_mutex_unlock(&l->conns_lock);
-	/* an event of this batch may still name it; c->next stays valid for the walk */
-	c->dead = true;
-	c->prev = l->grave;
-	l->grave = c;
+	dp_conn_release(l->dl, &l->conns, &c->dc,
+			c->dc.op == &l->op_udp ? l->udp_attached : l->attached);
 }
 
-static void bury(struct dloop *l)
-{
-	while (l->grave) {
-		struct dconn *c = l->grave;
-
-		l->grave = c->prev;
-		free(c);
-	}
-}
-
-/* The connect is settled: tell the guest, then relay or give up. */
+/* The connect is settled: tell the guest; a failure ends it. */
 static void conn_settle(struct dloop *l, struct dconn *c, int err)
 {
-	char dst[64];
-
-	c->connecting = false;
-	cn_ep_set_connect_status(&c->r.ep.ep, err);
-	if (err) {
-		cn_addr_format(&c->conn.local, dst, sizeof(dst));
-		log_debug("circuit %llu: connect to %s failed: %s",
-			  (unsigned long long)c->r.circuit_id, dst, strerror(err));
-		atomic_fetch_add(&l->dl->cnt.failed, 1);
+	dp_conn_connected(l->dl, &c->dc, err);
+	if (err)
 		conn_free(l, c);
-		return;
-	}
-	atomic_fetch_add(&l->dl->cnt.connected, 1);
 }
 
 /* Hang-ups of the guest's doorbells: the only events a polled relay takes. */
@@ -421,14 +360,14 @@ static int watch_hangups(struct dloop *l, struct dconn *c)
 	int i;
 
 	for (i = 0; i < 2; i++)
-		if (epoll_ctl(l->epfd, EPOLL_CTL_ADD, c->r.ep.notif[i].fd, &e))
+		if (epoll_ctl(l->epfd, EPOLL_CTL_ADD, c->dc.r.ep.notif[i].fd, &e))
 			return errno;
 	return 0;
 }
 
 static int pcb_open(struct dconn *c)
 {
-	const struct cn_addr *dst = &c->conn.local;
+	const struct cn_addr *dst = &c->dc.conn.local;
 	ip_addr_t ip;
 	uint32_t a;
 	err_t e;
@@ -474,7 +413,7 @@ static void on_udp_recv(void *arg, struct udp_pcb *pcb, struct pbuf *p, const ip
 /* A UDP flow: a connected lwIP pcb; datagrams from that peer only. */
 static int udp_open(struct dconn *c)
 {
-	const struct cn_addr *dst = &c->conn.local;
+	const struct cn_addr *dst = &c->dc.conn.local;
 	ip_addr_t ip;
 	uint32_t a;
 
@@ -500,27 +439,25 @@ static void conn_start(struct dloop *l, struct dconn *c)
 	int err;
 
 	c->l = l;
-	c->r.circuit_id = c->conn.circuit_id;
-	c->r.ops = &dpdk_ops;
-	c->r.polled = true;
-	c->r.dgram = c->conn.l4 == CN_L4_UDP;
-	c->has_circuit = true;
-	c->connecting = !c->r.dgram;
+	c->dc.r.circuit_id = c->dc.conn.circuit_id;
+	c->dc.r.ops = &dpdk_ops;
+	c->dc.r.polled = true;
+	c->dc.r.dgram = c->dc.conn.l4 == CN_L4_UDP;
+	c->dc.has_circuit = true;
+	c->dc.connecting = !c->dc.r.dgram;
 	if (l->dl->cfg->connect_timeout_ms)
 		c->deadline_ms = now_ms() + l->dl->cfg->connect_timeout_ms;
-	atomic_fetch_add(&l->dl->cnt.accepted, 1);
-	atomic_fetch_add(&l->dl->cnt.active, 1);
-	list_add(l, c);
+	dp_conn_track(l->dl, &l->conns, &c->dc);
 	err = watch_hangups(l, c);
 	if (!err)
-		err = c->r.dgram ? udp_open(c) : pcb_open(c);
-	if (c->r.dgram && !err) {
+		err = c->dc.r.dgram ? udp_open(c) : pcb_open(c);
+	if (c->dc.r.dgram && !err) {
 		/* as the kernel backend: a UDP flow is "connected" at once */
 		atomic_fetch_add(&l->dl->cnt.connected, 1);
 		return;
 	}
-	if (err && c->r.dgram) {
-		relay_host_failed(&c->r, err);
+	if (err && c->dc.r.dgram) {
+		relay_host_failed(&c->dc.r, err);
 		atomic_fetch_add(&l->dl->cnt.failed, 1);
 		conn_free(l, c);
 		return;
@@ -557,31 +494,31 @@ static bool user_timed_out(struct dloop *l, struct dconn *c)
 /* One connection's turn in a round. Returns the bytes it moved. */
 static uint64_t conn_service(struct dloop *l, struct dconn *c)
 {
-	uint64_t before = c->r.st.to_guest + c->r.st.to_host;
+	uint64_t before = c->dc.r.st.to_guest + c->dc.r.st.to_host;
 
-	if (c->mapping)
+	if (c->dc.accepting)
 		return 0;
-	if (c->connecting) {
+	if (c->dc.connecting) {
 		if (c->host_err)
 			conn_settle(l, c, c->host_err);
 		else if (c->connected)
 			conn_settle(l, c, 0);
 		else if (c->deadline_ms && now_ms() >= c->deadline_ms)
 			conn_settle(l, c, ETIMEDOUT);
-		if (c->connecting || c->dead)
+		if (c->dc.connecting || c->dc.dead)
 			return 0;
 	}
 	if (user_timed_out(l, c)) {
-		relay_host_failed(&c->r, ETIMEDOUT);
-		d_abort(&c->r);
+		relay_host_failed(&c->dc.r, ETIMEDOUT);
+		d_abort(&c->dc.r);
 		conn_free(l, c);
 		return 1;
 	}
-	if (relay_pump(&c->r) & RELAY_DONE) {
+	if (relay_pump(&c->dc.r) & RELAY_DONE) {
 		conn_free(l, c);
 		return 1;
 	}
-	return c->r.st.to_guest + c->r.st.to_host - before;
+	return c->dc.r.st.to_guest + c->dc.r.st.to_host - before;
 }
 
 /* ---- the operator session and the events ---- */
@@ -612,18 +549,16 @@ static err_t on_accept(void *arg, struct tcp_pcb *newpcb, err_t err)
 		return ERR_ABRT;
 	}
 	c->l = l;
-	c->op = &l->op;
+	c->dc.op = &l->op;
 	c->pcb = newpcb;
-	c->inbound = c->mapping = true;
-	addr_from_lwip(&c->conn.remote, &newpcb->remote_ip, newpcb->remote_port);
-	addr_from_lwip(&c->conn.local, &newpcb->local_ip, newpcb->local_port);
+	c->inbound = c->dc.accepting = true;
+	addr_from_lwip(&c->dc.conn.remote, &newpcb->remote_ip, newpcb->remote_port);
+	addr_from_lwip(&c->dc.conn.local, &newpcb->local_ip, newpcb->local_port);
 	tcp_arg(newpcb, c);
 	tcp_recv(newpcb, on_recv);
 	tcp_err(newpcb, on_err);
 	tcp_nagle_disable(newpcb);
-	atomic_fetch_add(&l->dl->cnt.accepted, 1);
-	atomic_fetch_add(&l->dl->cnt.active, 1);
-	list_add(l, c);
+	dp_conn_track(l->dl, &l->conns, &c->dc);
 	c->map_next = l->to_map;
 	l->to_map = c;
 	return ERR_OK;
@@ -637,35 +572,30 @@ static void map_accepted(struct dloop *l)
 		int err;
 
 		l->to_map = c->map_next;
-		c->mapping = false;
+		c->dc.accepting = false;
 		if (c->host_err) { /* the client gave up before we asked */
 			conn_free(l, c);
 			continue;
 		}
-		err = l->attached ? cn_op_connect_flags(&l->op, CN_L4_TCP, &c->conn.remote,
-							&c->conn.local, CN_CONNECT_PUBLISHED,
-							&c->r.ep, &c->conn)
+		err = l->attached ? cn_op_connect_flags(&l->op, CN_L4_TCP, &c->dc.conn.remote,
+							&c->dc.conn.local, CN_CONNECT_PUBLISHED,
+							&c->dc.r.ep, &c->dc.conn)
 				  : -ECONNREFUSED;
 		if (!err) {
-			c->has_circuit = true;
+			c->dc.has_circuit = true;
 			err = -watch_hangups(l, c);
 		}
 		if (err) {
 			/* nobody listens behind it: as a closed port, a reset */
-			c->r.reset = true;
+			c->dc.r.reset = true;
 			conn_free(l, c);
 			continue;
 		}
-		c->r.circuit_id = c->conn.circuit_id;
-		c->r.ops = &dpdk_ops;
-		c->r.polled = true;
+		c->dc.r.circuit_id = c->dc.conn.circuit_id;
+		c->dc.r.ops = &dpdk_ops;
+		c->dc.r.polled = true;
 		atomic_fetch_add(&l->dl->cnt.connected, 1);
 	}
-}
-
-static bool same_host(const struct cn_addr *x, const struct cn_addr *y)
-{
-	return x->family == y->family && x->port == y->port && !memcmp(x->addr, y->addr, 16);
 }
 
 static int pub_listen(struct dloop *l, struct dpub *p)
@@ -708,7 +638,7 @@ static void pub_apply(struct dloop *l)
 
 	for (i = 0; i < l->npubs; i++) {
 		for (j = 0; j < l->nnext; j++)
-			if (same_host(&l->pubs[i].host, &l->next[j]))
+			if (dp_same_host(&l->pubs[i].host, &l->next[j]))
 				break;
 		if (j < l->nnext) {
 			keep[n++] = l->pubs[i];
@@ -721,7 +651,7 @@ static void pub_apply(struct dloop *l)
 	}
 	for (j = 0; j < l->nnext && n < PUB_MAX; j++) {
 		for (i = 0; i < n; i++)
-			if (same_host(&keep[i].host, &l->next[j]))
+			if (dp_same_host(&keep[i].host, &l->next[j]))
 				break;
 		if (i < n)
 			continue;
@@ -827,8 +757,8 @@ static void session_event(struct dloop *l, struct cn_op *op)
 
 		if (!c)
 			return;
-		c->op = op;
-		err = cn_op_accept(op, &c->r.ep, &c->conn, 1);
+		c->dc.op = op;
+		err = cn_op_accept(op, &c->dc.r.ep, &c->dc.conn, 1);
 		if (err) {
 			free(c);
 			if (err != -EAGAIN)
@@ -857,13 +787,13 @@ static void events(struct dloop *l, long timeout_ns)
 				session_event(l, (void *)c == SESSION_UDP ? &l->op_udp : &l->op);
 			continue;
 		}
-		if (c->dead)
+		if (c->dc.dead)
 			continue;
 		/* the guest died: its end reads as EOF or a reset, as the relay decides */
-		cn_ep_peer_vanished(&c->r.ep.ep);
-		if (c->connecting) {
-			d_abort(&c->r);
-			c->r.reset = true;
+		cn_ep_peer_vanished(&c->dc.r.ep.ep);
+		if (c->dc.connecting) {
+			d_abort(&c->dc.r);
+			c->dc.r.reset = true;
 			conn_free(l, c);
 		}
 	}
@@ -877,14 +807,14 @@ static void events(struct dloop *l, long timeout_ns)
 
 static void shutdown_all(struct dloop *l)
 {
-	while (l->conns) {
-		struct dconn *c = l->conns;
+	while (l->conns.head) {
+		struct dconn *c = (struct dconn *)l->conns.head;
 
-		if (c->connecting)
-			cn_ep_set_connect_status(&c->r.ep.ep, ECONNREFUSED);
+		if (c->dc.connecting)
+			cn_ep_set_connect_status(&c->dc.r.ep.ep, ECONNREFUSED);
 		else
-			relay_host_failed(&c->r, ECONNABORTED);
-		d_abort(&c->r);
+			relay_host_failed(&c->dc.r, ECONNABORTED);
+		d_abort(&c->dc.r);
 		conn_free(l, c);
 	}
 	l->nnext = 0;
@@ -903,32 +833,8 @@ static void shutdown_all(struct dloop *l)
 size_t dpdk_loop_conns(struct dp_loop *dl, char *buf, size_t len)
 {
 	struct dloop *l = dl->priv;
-	size_t used = 0;
-	struct dconn *c;
 
-	if (!l)
-		return 0;
-	pthread_mutex_lock(&l->conns_lock);
-	for (c = l->conns; c && used + 1 < len; c = c->next) {
-		char a[64], b[64];
-		int n;
-
-		cn_addr_format(&c->conn.remote, a, sizeof(a));
-		cn_addr_format(&c->conn.local, b, sizeof(b));
-		n = snprintf(buf + used, len - used, "%d %llu %s %s %s %llu %llu\n", dl->index,
-			     (unsigned long long)c->r.circuit_id, a, b,
-			     c->mapping			       ? "accepting"
-			     : c->connecting		       ? "connecting"
-			     : c->r.host_eof || c->r.guest_eof ? "closing"
-							       : "open",
-			     (unsigned long long)c->r.st.to_guest,
-			     (unsigned long long)c->r.st.to_host);
-		if (n < 0 || (size_t)n >= len - used)
-			break;
-		used += (size_t)n;
-	}
-	pthread_mutex_unlock(&l->conns_lock);
-	return used;
+	return l ? dp_conns_format(dl, &l->conns, buf, len) : 0;
 }
 
 void *dpdk_loop_main(void *arg)
@@ -938,7 +844,7 @@ void *dpdk_loop_main(void *arg)
 	const struct dp_config *cfg = dl->cfg;
 	unsigned int round = 0;
 
-	pthread_mutex_init(&l.conns_lock, NULL);
+	dp_conns_init(&l.conns);
 	{
 		sigset_t io; /* main.c blocked it everywhere: this thread takes it (cheap, awake) */
 
@@ -955,7 +861,7 @@ void *dpdk_loop_main(void *arg)
 	dl->priv = &l;
 	while (!atomic_load(&dp_stop)) {
 		uint64_t work = stack_poll();
-		struct dconn *c, *next;
+		struct dp_conn *c, *next;
 
 		if (l.to_map) {
 			map_accepted(&l);
@@ -965,9 +871,9 @@ void *dpdk_loop_main(void *arg)
 			l.apply_pending = false;
 			pub_apply(&l);
 		}
-		for (c = l.conns; c; c = next) {
-			next = c->next;
-			work += conn_service(&l, c);
+		for (c = l.conns.head; c; c = next) {
+			next = c->next; /* a release leaves it valid */
+			work += conn_service(&l, (struct dconn *)c);
 		}
 		work += stack_flush();
 		if (work)
@@ -981,13 +887,13 @@ void *dpdk_loop_main(void *arg)
 		}
 		if (!l.attached && now_ms() >= l.next_attach_ms)
 			attach(&l);
-		bury(&l);
+		dp_conns_bury(&l.conns);
 	}
 	shutdown_all(&l);
-	bury(&l);
-	pthread_mutex_lock(&l.conns_lock);
+	dp_conns_bury(&l.conns);
+	pthread_mutex_lock(&l.conns.lock);
 	dl->priv = NULL;
-	pthread_mutex_unlock(&l.conns_lock);
+	pthread_mutex_unlock(&l.conns.lock);
 	close(l.epfd);
 	return NULL;
 }

@@ -29,6 +29,7 @@
 #include <circnet/opclient.h>
 
 #include "../operator/log.h"
+#include "conn.h"
 #include "dataplane.h"
 #include "relay.h"
 
@@ -48,16 +49,11 @@ struct ksrc {
 };
 
 struct kconn {
-	struct relay r; /* first: host ops get the relay */
+	struct dp_conn dc; /* first: the relay, the books, the list (conn.h) */
 	struct kloop *loop;
 	int fd;
-	bool connecting;
 	int64_t deadline_ms; /* connecting: give up then (0: the kernel decides) */
-	struct cn_op_conn conn;
-	struct cn_op *op; /* the session it came from: CLOSED goes there */
 	struct ksrc src_sock, src_data, src_space;
-	bool dead;		   /* released: freed after the current batch */
-	struct kconn *prev, *next; /* the loop's connections, then its graveyard */
 };
 
 /* A published host port: every loop listens on it (SO_REUSEPORT). */
@@ -115,9 +111,7 @@ struct kloop {
 	struct ksrc src_session_udp;
 	int64_t next_attach_ms;
 	struct ksrc src_session;
-	pthread_mutex_t conns_lock; /* the list only: the status view reads it */
-	struct kconn *conns;
-	struct kconn *grave; /* released during this batch of events */
+	struct dp_conns conns;
 };
 
 #define container_of(p, type, member) ((type *)((char *)(p)-offsetof(type, member)))
@@ -178,47 +172,18 @@ static int ep_add(struct kloop *l, int fd, uint32_t events, struct ksrc *src)
 
 static void conn_free(struct kloop *l, struct kconn *c)
 {
-	struct dp_counters *cnt = &l->dl->cnt;
-
 	epoll_ctl(l->epfd, EPOLL_CTL_DEL, c->fd, NULL);
-	epoll_ctl(l->epfd, EPOLL_CTL_DEL, c->r.ep.notif[0].fd, NULL);
-	epoll_ctl(l->epfd, EPOLL_CTL_DEL, c->r.ep.notif[1].fd, NULL);
+	epoll_ctl(l->epfd, EPOLL_CTL_DEL, c->dc.r.ep.notif[0].fd, NULL);
+	epoll_ctl(l->epfd, EPOLL_CTL_DEL, c->dc.r.ep.notif[1].fd, NULL);
 	if (c->fd >= 0)
 		close(c->fd);
-	if (c->r.reset)
-		atomic_fetch_add(&cnt->resets, 1);
-	if (c->r.host_err)
-		log_debug("circuit %llu: the host side ended: %s",
-			  (unsigned long long)c->r.circuit_id, strerror(c->r.host_err));
-	atomic_fetch_add(&cnt->to_guest, c->r.st.to_guest);
-	atomic_fetch_add(&cnt->to_host, c->r.st.to_host);
-	atomic_fetch_add(&cnt->closed, 1);
-	atomic_fetch_sub(&cnt->active, 1);
-	cn_local_close(&c->r.ep);
-	if (c->op == &l->op ? l->attached : l->udp_attached)
-		cn_op_closed(c->op, c->r.circuit_id);
-	pthread_mutex_lock(&l->conns_lock);
-	if (c->prev)
-		c->prev->next = c->next;
-	else
-		l->conns = c->next;
-	if (c->next)
-		c->next->prev = c->prev;
-	pthread_mutex_unlock(&l->conns_lock);
-	/* later events of this batch may still name it */
-	c->dead = true;
-	c->next = l->grave;
-	l->grave = c;
+	dp_conn_release(l->dl, &l->conns, &c->dc,
+			c->dc.op == &l->op ? l->attached : l->udp_attached);
 }
 
 static void bury(struct kloop *l)
 {
-	while (l->grave) {
-		struct kconn *c = l->grave;
-
-		l->grave = c->next;
-		free(c);
-	}
+	dp_conns_bury(&l->conns);
 	while (l->ugrave) {
 		struct uflow *f = l->ugrave;
 
@@ -230,20 +195,8 @@ static void bury(struct kloop *l)
 /* The connect is settled: tell the guest, then relay or give up. */
 static void conn_settle(struct kloop *l, struct kconn *c, int err)
 {
-	char dst[64];
-
-	c->connecting = false;
-	cn_ep_set_connect_status(&c->r.ep.ep, err);
-	if (err) {
-		cn_addr_format(&c->conn.local, dst, sizeof(dst));
-		log_debug("circuit %llu: connect to %s failed: %s",
-			  (unsigned long long)c->r.circuit_id, dst, strerror(err));
-		atomic_fetch_add(&l->dl->cnt.failed, 1);
-		conn_free(l, c);
-		return;
-	}
-	atomic_fetch_add(&l->dl->cnt.connected, 1);
-	if (relay_pump(&c->r) & RELAY_DONE)
+	dp_conn_connected(l->dl, &c->dc, err);
+	if (err || relay_pump(&c->dc.r) & RELAY_DONE)
 		conn_free(l, c);
 }
 
@@ -251,22 +204,16 @@ static void conn_settle(struct kloop *l, struct kconn *c, int err)
 static void conn_init(struct kloop *l, struct kconn *c)
 {
 	c->loop = l;
-	if (!c->op)
-		c->op = &l->op;
-	c->r.circuit_id = c->conn.circuit_id;
-	c->r.ops = &kernel_ops;
-	c->r.dgram = c->conn.l4 == CN_L4_UDP;
+	if (!c->dc.op)
+		c->dc.op = &l->op;
+	c->dc.has_circuit = true;
+	c->dc.r.circuit_id = c->dc.conn.circuit_id;
+	c->dc.r.ops = &kernel_ops;
+	c->dc.r.dgram = c->dc.conn.l4 == CN_L4_UDP;
 	c->src_sock = (struct ksrc){ SRC_SOCK, c };
 	c->src_data = (struct ksrc){ SRC_DATA, c };
 	c->src_space = (struct ksrc){ SRC_SPACE, c };
-	atomic_fetch_add(&l->dl->cnt.accepted, 1);
-	atomic_fetch_add(&l->dl->cnt.active, 1);
-	pthread_mutex_lock(&l->conns_lock);
-	c->next = l->conns;
-	if (l->conns)
-		l->conns->prev = c;
-	l->conns = c;
-	pthread_mutex_unlock(&l->conns_lock);
+	dp_conn_track(l->dl, &l->conns, &c->dc);
 }
 
 static int conn_watch(struct kloop *l, struct kconn *c)
@@ -274,9 +221,9 @@ static int conn_watch(struct kloop *l, struct kconn *c)
 	int err = -ep_add(l, c->fd, EPOLLIN | EPOLLOUT | EPOLLRDHUP | EPOLLET, &c->src_sock);
 
 	if (!err)
-		err = -ep_add(l, c->r.ep.notif[0].fd, EPOLLIN | EPOLLET, &c->src_data);
+		err = -ep_add(l, c->dc.r.ep.notif[0].fd, EPOLLIN | EPOLLET, &c->src_data);
 	if (!err)
-		err = -ep_add(l, c->r.ep.notif[1].fd, EPOLLIN | EPOLLET, &c->src_space);
+		err = -ep_add(l, c->dc.r.ep.notif[1].fd, EPOLLIN | EPOLLET, &c->src_space);
 	return err;
 }
 
@@ -295,12 +242,12 @@ static void conn_adopt(struct kloop *l, struct kconn *c)
 	conn_init(l, c);
 	atomic_fetch_add(&l->dl->cnt.connected, 1);
 	if (conn_watch(l, c)) {
-		relay_host_failed(&c->r, ENOMEM);
-		k_abort(&c->r);
+		relay_host_failed(&c->dc.r, ENOMEM);
+		k_abort(&c->dc.r);
 		conn_free(l, c);
 		return;
 	}
-	if (relay_pump(&c->r) & RELAY_DONE)
+	if (relay_pump(&c->dc.r) & RELAY_DONE)
 		conn_free(l, c);
 }
 
@@ -308,24 +255,24 @@ static void conn_adopt(struct kloop *l, struct kconn *c)
 static void conn_start(struct kloop *l, struct kconn *c)
 {
 	struct sockaddr_storage ss;
-	socklen_t len = cn_addr_to_sockaddr(&c->conn.local, &ss);
+	socklen_t len = cn_addr_to_sockaddr(&c->dc.conn.local, &ss);
 	int one = 1, err = 0;
 
 	conn_init(l, c);
-	c->connecting = true;
+	c->dc.connecting = true;
 	if (l->dl->cfg->connect_timeout_ms)
 		c->deadline_ms = now_ms() + l->dl->cfg->connect_timeout_ms;
-	if (c->r.dgram) {
+	if (c->dc.r.dgram) {
 		/* a connected UDP socket: replies from that peer only, ICMP errors reported */
-		c->connecting = false;
+		c->dc.connecting = false;
 		c->fd = socket(ss.ss_family, SOCK_DGRAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
 		if (c->fd < 0 || connect(c->fd, (struct sockaddr *)&ss, len) || conn_watch(l, c)) {
-			relay_host_failed(&c->r, errno);
+			relay_host_failed(&c->dc.r, errno);
 			conn_free(l, c);
 			return;
 		}
 		atomic_fetch_add(&l->dl->cnt.connected, 1);
-		if (relay_pump(&c->r) & RELAY_DONE)
+		if (relay_pump(&c->dc.r) & RELAY_DONE)
 			conn_free(l, c);
 		return;
 	}
@@ -348,7 +295,7 @@ static void conn_start(struct kloop *l, struct kconn *c)
 
 static void conn_sock_event(struct kloop *l, struct kconn *c, uint32_t events)
 {
-	if (c->connecting) {
+	if (c->dc.connecting) {
 		int err = 0;
 		socklen_t len = sizeof(err);
 
@@ -359,25 +306,25 @@ static void conn_sock_event(struct kloop *l, struct kconn *c, uint32_t events)
 		conn_settle(l, c, err);
 		return;
 	}
-	if (relay_pump(&c->r) & RELAY_DONE)
+	if (relay_pump(&c->dc.r) & RELAY_DONE)
 		conn_free(l, c);
 }
 
 static void conn_doorbell(struct kloop *l, struct kconn *c, int which, uint32_t events)
 {
-	cn_notifier_drain(&c->r.ep.notif[which]);
+	cn_notifier_drain(&c->dc.r.ep.notif[which]);
 	if (events & (EPOLLHUP | EPOLLERR))
-		cn_ep_peer_vanished(&c->r.ep.ep); /* the guest died: EOF or reset */
-	if (c->connecting) {
+		cn_ep_peer_vanished(&c->dc.r.ep.ep); /* the guest died: EOF or reset */
+	if (c->dc.connecting) {
 		if (events & (EPOLLHUP | EPOLLERR)) {
 			/* nobody waits for this connect any more */
-			k_abort(&c->r);
-			c->r.reset = true;
+			k_abort(&c->dc.r);
+			c->dc.r.reset = true;
 			conn_free(l, c);
 		}
 		return;
 	}
-	if (relay_pump(&c->r) & RELAY_DONE)
+	if (relay_pump(&c->dc.r) & RELAY_DONE)
 		conn_free(l, c);
 }
 
@@ -436,11 +383,6 @@ static int pub_listen(struct kloop *l, struct kpub *p)
 	return ep_add(l, fd, EPOLLIN, &p->src);
 }
 
-static bool same_host(const struct cn_addr *x, const struct cn_addr *y)
-{
-	return x->family == y->family && x->port == y->port && !memcmp(x->addr, y->addr, 16);
-}
-
 static void uflow_free(struct kloop *l, struct uflow *f);
 
 /* A complete set arrived: close what is gone, listen on what is new. */
@@ -455,7 +397,7 @@ static void pub_apply(struct kloop *l, unsigned int l4)
 		struct uflow *f, *next;
 
 		for (j = 0; j < ps->nnext; j++)
-			if (same_host(&ps->pubs[i].host, &ps->next[j]))
+			if (dp_same_host(&ps->pubs[i].host, &ps->next[j]))
 				break;
 		if (j < ps->nnext) {
 			keep[n++] = ps->pubs[i];
@@ -475,7 +417,7 @@ static void pub_apply(struct kloop *l, unsigned int l4)
 	}
 	for (j = 0; j < ps->nnext; j++) {
 		for (i = 0; i < n; i++)
-			if (same_host(&keep[i].host, &ps->next[j]))
+			if (dp_same_host(&keep[i].host, &ps->next[j]))
 				break;
 		if (i < n)
 			continue;
@@ -500,7 +442,7 @@ static void pub_apply(struct kloop *l, unsigned int l4)
 
 		for (f = l->uflows; f; f = f->next)
 			for (i = 0; i < n; i++)
-				if (same_host(&ps->pubs[i].host, &f->pub_host))
+				if (dp_same_host(&ps->pubs[i].host, &f->pub_host))
 					f->pub = &ps->pubs[i];
 	}
 	for (i = 0; i < n; i++) {
@@ -608,7 +550,7 @@ static struct uflow *uflow_find(struct kloop *l, struct kpub *p, const struct cn
 	struct uflow *f;
 
 	for (f = *uflow_bucket(l, &p->host, client); f; f = f->hnext)
-		if (f->pub == p && same_host(&f->client, client))
+		if (f->pub == p && dp_same_host(&f->client, client))
 			return f;
 	return NULL;
 }
@@ -747,11 +689,11 @@ static void pub_accept_all(struct kloop *l, struct kpub *p)
 		unmap_v4(&dst);
 		c->fd = fd;
 		err = l->attached ? cn_op_connect_flags(&l->op, CN_L4_TCP, &src, &dst,
-							CN_CONNECT_PUBLISHED, &c->r.ep, &c->conn)
+							CN_CONNECT_PUBLISHED, &c->dc.r.ep, &c->dc.conn)
 				  : -ECONNREFUSED;
 		if (err) {
 			/* nobody listens behind it: as a closed port, a reset */
-			k_abort(&c->r);
+			k_abort(&c->dc.r);
 			close(fd);
 			free(c);
 			if (err == -ECONNABORTED)
@@ -831,8 +773,8 @@ static void session_event(struct kloop *l, struct cn_op *op)
 		if (!c)
 			return;
 		c->fd = -1;
-		c->op = op;
-		err = cn_op_accept(op, &c->r.ep, &c->conn, 1);
+		c->dc.op = op;
+		err = cn_op_accept(op, &c->dc.r.ep, &c->dc.conn, 1);
 		if (err) {
 			free(c);
 			if (err != -EAGAIN)
@@ -847,11 +789,13 @@ static void session_event(struct kloop *l, struct cn_op *op)
 static void check_deadlines(struct kloop *l)
 {
 	int64_t now = now_ms();
-	struct kconn *c, *next;
+	struct dp_conn *d, *next;
 
-	for (c = l->conns; c; c = next) {
-		next = c->next;
-		if (c->connecting && c->deadline_ms && now >= c->deadline_ms)
+	for (d = l->conns.head; d; d = next) {
+		struct kconn *c = (struct kconn *)d;
+
+		next = d->next; /* a release leaves it valid */
+		if (c->dc.connecting && c->deadline_ms && now >= c->deadline_ms)
 			conn_settle(l, c, ETIMEDOUT);
 	}
 }
@@ -859,14 +803,14 @@ static void check_deadlines(struct kloop *l)
 /* SIGTERM: every connection is reset towards its guest, as a host going down. */
 static void shutdown_all(struct kloop *l)
 {
-	while (l->conns) {
-		struct kconn *c = l->conns;
+	while (l->conns.head) {
+		struct kconn *c = (struct kconn *)l->conns.head;
 
-		if (c->connecting)
-			cn_ep_set_connect_status(&c->r.ep.ep, ECONNREFUSED);
+		if (c->dc.connecting)
+			cn_ep_set_connect_status(&c->dc.r.ep.ep, ECONNREFUSED);
 		else
-			relay_host_failed(&c->r, ECONNABORTED);
-		k_abort(&c->r);
+			relay_host_failed(&c->dc.r, ECONNABORTED);
+		k_abort(&c->dc.r);
 		conn_free(l, c);
 	}
 	if (l->attached) {
@@ -887,31 +831,8 @@ static void shutdown_all(struct kloop *l)
 size_t kernel_loop_conns(struct dp_loop *dl, char *buf, size_t len)
 {
 	struct kloop *l = dl->priv;
-	size_t used = 0;
-	struct kconn *c;
 
-	if (!l)
-		return 0;
-	pthread_mutex_lock(&l->conns_lock);
-	for (c = l->conns; c && used + 1 < len; c = c->next) {
-		char a[64], b[64];
-		int n;
-
-		cn_addr_format(&c->conn.remote, a, sizeof(a));
-		cn_addr_format(&c->conn.local, b, sizeof(b));
-		n = snprintf(buf + used, len - used, "%d %llu %s %s %s %llu %llu\n", dl->index,
-			     (unsigned long long)c->r.circuit_id, a, b,
-			     c->connecting		       ? "connecting"
-			     : c->r.host_eof || c->r.guest_eof ? "closing"
-							       : "open",
-			     (unsigned long long)c->r.st.to_guest,
-			     (unsigned long long)c->r.st.to_host);
-		if (n < 0 || (size_t)n >= len - used)
-			break;
-		used += (size_t)n;
-	}
-	pthread_mutex_unlock(&l->conns_lock);
-	return used;
+	return l ? dp_conns_format(dl, &l->conns, buf, len) : 0;
 }
 
 void *kernel_loop_main(void *arg)
@@ -921,7 +842,7 @@ void *kernel_loop_main(void *arg)
 	struct epoll_event evs[256];
 	int i, n;
 
-	pthread_mutex_init(&l.conns_lock, NULL);
+	dp_conns_init(&l.conns);
 	l.epfd = epoll_create1(EPOLL_CLOEXEC);
 	if (l.epfd < 0) {
 		log_err("loop %d: epoll_create1: %s", dl->index, strerror(errno));
@@ -936,7 +857,7 @@ void *kernel_loop_main(void *arg)
 		for (i = 0; i < n; i++) {
 			struct ksrc *s = evs[i].data.ptr;
 
-			if (s->c && s->c->dead)
+			if (s->c && s->c->dc.dead)
 				continue;
 			switch (s->kind) {
 			case SRC_SESSION:
@@ -993,9 +914,9 @@ void *kernel_loop_main(void *arg)
 	}
 	shutdown_all(&l);
 	bury(&l);
+	pthread_mutex_lock(&l.conns.lock); /* a status view reading the list is done */
 	dl->priv = NULL;
-	pthread_mutex_lock(&l.conns_lock);
-	pthread_mutex_unlock(&l.conns_lock);
+	pthread_mutex_unlock(&l.conns.lock);
 	close(l.epfd);
 	return NULL;
 }

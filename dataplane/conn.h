@@ -1,0 +1,69 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * dataplane/conn.h - a proxied connection as every backend keeps it: its
+ * relay, what the operator said of it, its place in the loop's list (which
+ * the status view reads from another thread), and its books. The backends
+ * (kernel.c, dpdk.c) embed struct dp_conn first in their own connection
+ * and add only their host side.
+ */
+#ifndef CIRCNET_DATAPLANE_CONN_H
+#define CIRCNET_DATAPLANE_CONN_H
+
+#include <pthread.h>
+#include <stdbool.h>
+#include <stddef.h>
+
+#include <circnet/opclient.h>
+
+#include "dataplane.h"
+#include "relay.h"
+
+struct dp_conn {
+	struct relay r;		/* first: host ops get the relay */
+	struct cn_op_conn conn; /* circuit, guest (remote) and destination (local) */
+	struct cn_op *op;	/* the session it came from: CLOSED goes there */
+	bool has_circuit;	/* r.ep holds a circuit */
+	bool connecting;	/* the host connect is not settled */
+	bool accepting;		/* inbound, its guest not known yet */
+	bool dead;		/* released: freed when the batch is over */
+	struct dp_conn *prev, *next; /* the loop's list */
+	struct dp_conn *grave_next;  /* the graveyard, once released */
+};
+
+/* A loop's connections. */
+struct dp_conns {
+	pthread_mutex_t lock; /* the list only */
+	struct dp_conn *head;
+	struct dp_conn *grave;
+};
+
+void dp_conns_init(struct dp_conns *cs);
+
+/* On the list; counted as accepted and active. */
+void dp_conn_track(struct dp_loop *dl, struct dp_conns *cs, struct dp_conn *c);
+
+/*
+ * The connect is settled: the outcome goes into the circuit's status word
+ * (the guest's connect() returns with it) and into the books.
+ */
+void dp_conn_connected(struct dp_loop *dl, struct dp_conn *c, int err);
+
+/*
+ * Done with it: the books (bytes, resets, closed), the circuit closed and,
+ * when tell_operator, a CLOSED notice to its session. It leaves the list
+ * for the graveyard: events of this batch may still name it (c->dead), and
+ * c->next stays valid for a walk in progress. Freed by dp_conns_bury().
+ */
+void dp_conn_release(struct dp_loop *dl, struct dp_conns *cs, struct dp_conn *c,
+		     bool tell_operator);
+
+/* Free what was released (each dp_conn is the start of a malloc'd block). */
+void dp_conns_bury(struct dp_conns *cs);
+
+/* One line per connection for the status view; the length written. */
+size_t dp_conns_format(struct dp_loop *dl, struct dp_conns *cs, char *buf, size_t len);
+
+/* Same family, address and port. */
+bool dp_same_host(const struct cn_addr *x, const struct cn_addr *y);
+
+#endif
