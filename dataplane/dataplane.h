@@ -20,6 +20,8 @@
 #include <stdbool.h>
 #include <stdint.h>
 
+#include <circnet/opclient.h>
+
 struct dp_config {
 	char operator_path[256]; /* the proxy attach point */
 	int threads;
@@ -61,13 +63,40 @@ struct dp_loop {
 extern atomic_bool dp_stop;
 
 /*
- * session.c: open the operator's proxy attach point and take l4's off-host
- * routes there; on_publish gets the published ports. 0 or -errno.
+ * session.c: a loop's two operator sessions (TCP and UDP routes, published
+ * ports). dp_session_attach opens one and takes l4's routes; 0 or -errno.
  */
-struct cn_op;
-struct cn_msg_publish;
+struct dp_conn;
 int dp_session_attach(struct cn_op *op, const struct dp_config *cfg, unsigned int l4,
 		      void (*on_publish)(void *arg, const struct cn_msg_publish *m), void *arg);
+
+struct dp_sessions {
+	struct cn_op op;	 /* tcp: off-host routes, published ports */
+	struct cn_op op_udp;	 /* udp: off-host routes (a session holds one listener) */
+	bool attached, udp_attached;
+	int64_t next_attach_ms;	 /* lost: try again then */
+	void *tcp_tag, *udp_tag; /* each session fd's epoll data */
+};
+
+/* Open both, their fds watched in epfd; a failure retries in a second. */
+void dp_sessions_attach(struct dp_loop *dl, struct dp_sessions *s, int epfd,
+			void (*on_publish)(void *arg, const struct cn_msg_publish *m), void *arg);
+/* Time to try attaching again. */
+bool dp_sessions_due(const struct dp_sessions *s);
+/* Lost one (why): close both, retry in a second. */
+void dp_sessions_detach(struct dp_loop *dl, struct dp_sessions *s, int epfd, const char *why);
+void dp_sessions_close(struct dp_sessions *s, int epfd);
+/* Send the CLOSED notices gathered. */
+void dp_sessions_flush(struct dp_sessions *s);
+/* The session op still stands (a CLOSED notice can go to it). */
+bool dp_sessions_alive(const struct dp_sessions *s, const struct cn_op *op);
+/*
+ * Take every circuit waiting on op: each into a zeroed block of size bytes
+ * that starts with a struct dp_conn (c->op, c->r.ep, c->conn filled), then
+ * start(arg, c). Returns 0, or -errno when the session broke.
+ */
+int dp_session_take(struct cn_op *op, size_t size, void (*start)(void *arg, struct dp_conn *c),
+		    void *arg);
 
 /* dpdk_main.c: EAL up (returns the arguments it took, or -1), the port, the stack and the loop */
 int dpdk_eal_init(int argc, char **argv);

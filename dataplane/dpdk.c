@@ -76,10 +76,7 @@ struct dpub {
 
 struct dloop {
 	struct dp_loop *dl;
-	struct cn_op op;     /* tcp: off-host routes, published ports */
-	struct cn_op op_udp; /* udp: off-host routes (one listener per session) */
-	bool attached, udp_attached;
-	int64_t next_attach_ms;
+	struct dp_sessions ses; /* the operator's (session.c) */
 	int epfd;
 	struct dp_conns conns;
 	unsigned int idle_rounds;
@@ -341,8 +338,7 @@ static void conn_free(struct dloop *l, struct dconn *c)
 		epoll_ctl(l->epfd, EPOLL_CTL_DEL, c->dc.r.ep.notif[0].fd, NULL);
 		epoll_ctl(l->epfd, EPOLL_CTL_DEL, c->dc.r.ep.notif[1].fd, NULL);
 	}
-	dp_conn_release(l->dl, &l->conns, &c->dc,
-			c->dc.op == &l->op_udp ? l->udp_attached : l->attached);
+	dp_conn_release(l->dl, &l->conns, &c->dc, dp_sessions_alive(&l->ses, c->dc.op));
 }
 
 /* The connect is settled: tell the guest; a failure ends it. */
@@ -549,7 +545,7 @@ static err_t on_accept(void *arg, struct tcp_pcb *newpcb, err_t err)
 		return ERR_ABRT;
 	}
 	c->l = l;
-	c->dc.op = &l->op;
+	c->dc.op = &l->ses.op;
 	c->pcb = newpcb;
 	c->inbound = c->dc.accepting = true;
 	addr_from_lwip(&c->dc.conn.remote, &newpcb->remote_ip, newpcb->remote_port);
@@ -577,7 +573,7 @@ static void map_accepted(struct dloop *l)
 			conn_free(l, c);
 			continue;
 		}
-		err = l->attached ? cn_op_connect_flags(&l->op, CN_L4_TCP, &c->dc.conn.remote,
+		err = l->ses.attached ? cn_op_connect_flags(&l->ses.op, CN_L4_TCP, &c->dc.conn.remote,
 							&c->dc.conn.local, CN_CONNECT_PUBLISHED,
 							&c->dc.r.ep, &c->dc.conn)
 				  : -ECONNREFUSED;
@@ -695,96 +691,40 @@ static void on_publish(void *arg, const struct cn_msg_publish *m)
 		l->apply_pending = true;
 }
 
-static void detach(struct dloop *l, const char *why)
+static void start_conn(void *arg, struct dp_conn *c)
 {
-	log_warn("loop %d: operator session lost (%s): retrying", l->dl->index, why);
-	epoll_ctl(l->epfd, EPOLL_CTL_DEL, l->op.fd, NULL);
-	cn_op_close(&l->op);
-	l->attached = false;
-	if (l->udp_attached) {
-		epoll_ctl(l->epfd, EPOLL_CTL_DEL, l->op_udp.fd, NULL);
-		cn_op_close(&l->op_udp);
-		l->udp_attached = false;
-	}
-	l->next_attach_ms = now_ms() + 1000;
-}
-
-/* The udp routes: a second session (a session holds one listener). */
-static void attach_udp(struct dloop *l)
-{
-	struct epoll_event e = { .events = EPOLLIN, .data.ptr = SESSION_UDP };
-	int err = dp_session_attach(&l->op_udp, l->dl->cfg, CN_L4_UDP, on_publish, l);
-
-	if (!err && epoll_ctl(l->epfd, EPOLL_CTL_ADD, l->op_udp.fd, &e)) {
-		err = -errno;
-		cn_op_close(&l->op_udp);
-	}
-	if (err) {
-		log_warn("loop %d: udp routes not taken: %s", l->dl->index, strerror(-err));
-		return;
-	}
-	l->udp_attached = true;
-}
-
-static void attach(struct dloop *l)
-{
-	struct epoll_event e = { .events = EPOLLIN, .data.ptr = SESSION_TCP };
-	int err = dp_session_attach(&l->op, l->dl->cfg, CN_L4_TCP, on_publish, l);
-
-	if (!err && epoll_ctl(l->epfd, EPOLL_CTL_ADD, l->op.fd, &e)) {
-		err = -errno;
-		cn_op_close(&l->op);
-	}
-	if (err) {
-		if (!l->next_attach_ms || log_level >= LOG_DEBUG)
-			log_warn("loop %d: cannot attach to the operator at %s: %s (retrying)",
-				 l->dl->index, l->dl->cfg->operator_path, strerror(-err));
-		l->next_attach_ms = now_ms() + 1000;
-		return;
-	}
-	l->attached = true;
-	atomic_fetch_add(&l->dl->cnt.operator_sessions, 1);
-	attach_udp(l);
-	log_info("loop %d: attached to the operator: takes tcp%s off-host routes", l->dl->index,
-		 l->udp_attached ? " and udp" : "");
+	conn_start(arg, (struct dconn *)c);
 }
 
 static void session_event(struct dloop *l, struct cn_op *op)
 {
-	for (;;) {
-		struct dconn *c = calloc(1, sizeof(*c));
-		int err;
+	int err = dp_session_take(op, sizeof(struct dconn), start_conn, l);
 
-		if (!c)
-			return;
-		c->dc.op = op;
-		err = cn_op_accept(op, &c->dc.r.ep, &c->dc.conn, 1);
-		if (err) {
-			free(c);
-			if (err != -EAGAIN)
-				detach(l, strerror(-err));
-			return;
-		}
-		conn_start(l, c);
-	}
+	if (err)
+		dp_sessions_detach(l->dl, &l->ses, l->epfd, strerror(-err));
 }
 
-/* The session and the hang-ups; waits up to timeout_ns for them. */
-static void events(struct dloop *l, long timeout_ns)
+/*
+ * The sessions and the hang-ups; waits up to timeout_ns for them. Returns
+ * how many session events came: while they come (a burst of connects),
+ * the loop looks every round, not every EVENT_ROUNDS.
+ */
+static int events(struct dloop *l, long timeout_ns)
 {
 	struct epoll_event evs[64];
 	struct timespec ts = { .tv_sec = 0, .tv_nsec = timeout_ns };
-	int i, n;
+	int i, n, sessions = 0;
 
 	n = epoll_pwait2(l->epfd, evs, 64, &ts, NULL);
 	for (i = 0; i < n; i++) {
 		struct dconn *c = evs[i].data.ptr;
 
 		if ((void *)c == SESSION_TCP || (void *)c == SESSION_UDP) {
+			sessions++;
 			if (evs[i].events & (EPOLLHUP | EPOLLERR) && !(evs[i].events & EPOLLIN))
-				detach(l, "hang-up");
-			else if (l->attached)
-				session_event(l, (void *)c == SESSION_UDP ? &l->op_udp : &l->op);
+				dp_sessions_detach(l->dl, &l->ses, l->epfd, "hang-up");
+			else if (l->ses.attached)
+				session_event(l, (void *)c == SESSION_UDP ? &l->ses.op_udp : &l->ses.op);
 			continue;
 		}
 		if (c->dc.dead)
@@ -797,10 +737,8 @@ static void events(struct dloop *l, long timeout_ns)
 			conn_free(l, c);
 		}
 	}
-	if (l->attached)
-		cn_op_flush(&l->op);
-	if (l->udp_attached)
-		cn_op_flush(&l->op_udp);
+	dp_sessions_flush(&l->ses);
+	return sessions;
 }
 
 /* ---- the loop ---- */
@@ -820,14 +758,7 @@ static void shutdown_all(struct dloop *l)
 	l->nnext = 0;
 	pub_apply(l); /* closes every published port */
 	stack_flush(); /* the resets */
-	if (l->attached) {
-		cn_op_close(&l->op);
-		l->attached = false;
-	}
-	if (l->udp_attached) {
-		cn_op_close(&l->op_udp);
-		l->udp_attached = false;
-	}
+	dp_sessions_close(&l->ses, l->epfd);
 }
 
 size_t dpdk_loop_conns(struct dp_loop *dl, char *buf, size_t len)
@@ -840,9 +771,10 @@ size_t dpdk_loop_conns(struct dp_loop *dl, char *buf, size_t len)
 void *dpdk_loop_main(void *arg)
 {
 	struct dp_loop *dl = arg;
-	struct dloop l = { .dl = dl, .epfd = -1 };
+	struct dloop l = { .dl = dl, .epfd = -1, .ses = { .tcp_tag = SESSION_TCP, .udp_tag = SESSION_UDP } };
 	const struct dp_config *cfg = dl->cfg;
 	unsigned int round = 0;
+	bool hot = false; /* session events came at the last look */
 
 	dp_conns_init(&l.conns);
 	{
@@ -880,13 +812,12 @@ void *dpdk_loop_main(void *arg)
 			l.idle_rounds = 0;
 		else
 			l.idle_rounds++;
-		if (cfg->idle_sleep_us && l.idle_rounds >= IDLE_ROUNDS) {
-			events(&l, cfg->idle_sleep_us * 1000L);
-		} else if (++round % EVENT_ROUNDS == 0) {
-			events(&l, 0);
-		}
-		if (!l.attached && now_ms() >= l.next_attach_ms)
-			attach(&l);
+		if (cfg->idle_sleep_us && l.idle_rounds >= IDLE_ROUNDS)
+			hot = events(&l, cfg->idle_sleep_us * 1000L) > 0;
+		else if (hot || ++round % EVENT_ROUNDS == 0)
+			hot = events(&l, 0) > 0;
+		if (dp_sessions_due(&l.ses))
+			dp_sessions_attach(dl, &l.ses, l.epfd, on_publish, &l);
 		dp_conns_bury(&l.conns);
 	}
 	shutdown_all(&l);

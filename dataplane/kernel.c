@@ -105,12 +105,8 @@ struct kloop {
 	struct uflow *ugrave; /* released during this batch */
 	struct uflow *ubuckets[UFLOW_BUCKETS];
 	int epfd;
-	struct cn_op op;     /* tcp: off-host routes, published ports */
-	struct cn_op op_udp; /* udp: off-host routes (one listener per session) */
-	bool attached, udp_attached;
-	struct ksrc src_session_udp;
-	int64_t next_attach_ms;
-	struct ksrc src_session;
+	struct dp_sessions ses; /* the operator's (session.c) */
+	struct ksrc src_session, src_session_udp;
 	struct dp_conns conns;
 };
 
@@ -177,8 +173,7 @@ static void conn_free(struct kloop *l, struct kconn *c)
 	epoll_ctl(l->epfd, EPOLL_CTL_DEL, c->dc.r.ep.notif[1].fd, NULL);
 	if (c->fd >= 0)
 		close(c->fd);
-	dp_conn_release(l->dl, &l->conns, &c->dc,
-			c->dc.op == &l->op ? l->attached : l->udp_attached);
+	dp_conn_release(l->dl, &l->conns, &c->dc, dp_sessions_alive(&l->ses, c->dc.op));
 }
 
 static void bury(struct kloop *l)
@@ -205,7 +200,7 @@ static void conn_init(struct kloop *l, struct kconn *c)
 {
 	c->loop = l;
 	if (!c->dc.op)
-		c->dc.op = &l->op;
+		c->dc.op = &l->ses.op;
 	c->dc.has_circuit = true;
 	c->dc.r.circuit_id = c->dc.conn.circuit_id;
 	c->dc.r.ops = &kernel_ops;
@@ -504,8 +499,8 @@ static void uflow_free(struct kloop *l, struct uflow *f)
 		}
 	epoll_ctl(l->epfd, EPOLL_CTL_DEL, f->ep.notif[0].fd, NULL);
 	cn_local_close(&f->ep);
-	if (l->udp_attached)
-		cn_op_closed(&l->op_udp, f->conn.circuit_id);
+	if (l->ses.udp_attached)
+		cn_op_closed(&l->ses.op_udp, f->conn.circuit_id);
 	atomic_fetch_sub(&l->dl->cnt.active, 1);
 	atomic_fetch_add(&l->dl->cnt.closed, 1);
 	/* events of this batch may still name it: freed with the graveyard */
@@ -563,7 +558,7 @@ static struct uflow *uflow_new(struct kloop *l, struct kpub *p, const struct cn_
 	struct uflow *f, **pp;
 	int err;
 
-	if (!l->udp_attached || !(f = calloc(1, sizeof(*f))))
+	if (!l->ses.udp_attached || !(f = calloc(1, sizeof(*f))))
 		return NULL;
 	if (!dst.family)
 		dst.family = client->family; /* the publish matches on the port */
@@ -572,7 +567,7 @@ static struct uflow *uflow_new(struct kloop *l, struct kpub *p, const struct cn_
 	f->client = *client;
 	memcpy(&f->ss, ss, sslen);
 	f->sslen = sslen;
-	err = cn_op_connect_flags(&l->op_udp, CN_L4_UDP, client, &dst, CN_CONNECT_PUBLISHED, &f->ep,
+	err = cn_op_connect_flags(&l->ses.op_udp, CN_L4_UDP, client, &dst, CN_CONNECT_PUBLISHED, &f->ep,
 				  &f->conn);
 	if (err) {
 		free(f);
@@ -688,7 +683,7 @@ static void pub_accept_all(struct kloop *l, struct kpub *p)
 		unmap_v4(&src);
 		unmap_v4(&dst);
 		c->fd = fd;
-		err = l->attached ? cn_op_connect_flags(&l->op, CN_L4_TCP, &src, &dst,
+		err = l->ses.attached ? cn_op_connect_flags(&l->ses.op, CN_L4_TCP, &src, &dst,
 							CN_CONNECT_PUBLISHED, &c->dc.r.ep, &c->dc.conn)
 				  : -ECONNREFUSED;
 		if (err) {
@@ -710,79 +705,23 @@ static void pub_accept_all(struct kloop *l, struct kpub *p)
 
 static void detach(struct kloop *l, const char *why)
 {
-	log_warn("loop %d: operator session lost (%s): retrying", l->dl->index, why);
-	epoll_ctl(l->epfd, EPOLL_CTL_DEL, l->op.fd, NULL);
-	cn_op_close(&l->op);
-	l->attached = false;
-	if (l->udp_attached) {
-		epoll_ctl(l->epfd, EPOLL_CTL_DEL, l->op_udp.fd, NULL);
-		cn_op_close(&l->op_udp);
-		l->udp_attached = false;
-	}
-	l->next_attach_ms = now_ms() + 1000;
+	dp_sessions_detach(l->dl, &l->ses, l->epfd, why);
 }
 
-/* The udp routes: a second session (a session holds one listener). */
-static void attach_udp(struct kloop *l)
+static void start_conn(void *arg, struct dp_conn *d)
 {
-	int err = dp_session_attach(&l->op_udp, l->dl->cfg, CN_L4_UDP, on_publish, l);
+	struct kconn *c = (struct kconn *)d;
 
-	if (!err) {
-		l->src_session_udp = (struct ksrc){ SRC_SESSION_UDP, NULL };
-		err = ep_add(l, l->op_udp.fd, EPOLLIN, &l->src_session_udp);
-		if (err)
-			cn_op_close(&l->op_udp);
-	}
-	if (err) {
-		log_warn("loop %d: udp routes not taken: %s", l->dl->index, strerror(-err));
-		return;
-	}
-	l->udp_attached = true;
-}
-
-static void attach(struct kloop *l)
-{
-	int err = dp_session_attach(&l->op, l->dl->cfg, CN_L4_TCP, on_publish, l);
-
-	if (!err) {
-		l->src_session = (struct ksrc){ SRC_SESSION, NULL };
-		err = ep_add(l, l->op.fd, EPOLLIN, &l->src_session);
-		if (err)
-			cn_op_close(&l->op);
-	}
-	if (err) {
-		if (!l->next_attach_ms || log_level >= LOG_DEBUG)
-			log_warn("loop %d: cannot attach to the operator at %s: %s (retrying)",
-				 l->dl->index, l->dl->cfg->operator_path, strerror(-err));
-		l->next_attach_ms = now_ms() + 1000;
-		return;
-	}
-	l->attached = true;
-	atomic_fetch_add(&l->dl->cnt.operator_sessions, 1);
-	attach_udp(l);
-	log_info("loop %d: attached to the operator: takes tcp%s off-host routes", l->dl->index,
-		 l->udp_attached ? " and udp" : "");
+	c->fd = -1;
+	conn_start(arg, c);
 }
 
 static void session_event(struct kloop *l, struct cn_op *op)
 {
-	for (;;) {
-		struct kconn *c = calloc(1, sizeof(*c));
-		int err;
+	int err = dp_session_take(op, sizeof(struct kconn), start_conn, l);
 
-		if (!c)
-			return;
-		c->fd = -1;
-		c->dc.op = op;
-		err = cn_op_accept(op, &c->dc.r.ep, &c->dc.conn, 1);
-		if (err) {
-			free(c);
-			if (err != -EAGAIN)
-				detach(l, strerror(-err));
-			return;
-		}
-		conn_start(l, c);
-	}
+	if (err)
+		detach(l, strerror(-err));
 }
 
 /* Connects past their deadline fail with ETIMEDOUT, as a SYN nobody answers. */
@@ -813,14 +752,7 @@ static void shutdown_all(struct kloop *l)
 		k_abort(&c->dc.r);
 		conn_free(l, c);
 	}
-	if (l->attached) {
-		cn_op_close(&l->op);
-		l->attached = false;
-	}
-	if (l->udp_attached) {
-		cn_op_close(&l->op_udp);
-		l->udp_attached = false;
-	}
+	dp_sessions_close(&l->ses, l->epfd);
 	while (l->uflows)
 		uflow_free(l, l->uflows);
 	l->sets[0].nnext = l->sets[1].nnext = 0;
@@ -839,6 +771,11 @@ void *kernel_loop_main(void *arg)
 {
 	struct dp_loop *dl = arg;
 	struct kloop l = { .dl = dl, .epfd = -1 };
+
+	l.src_session = (struct ksrc){ SRC_SESSION, NULL };
+	l.src_session_udp = (struct ksrc){ SRC_SESSION_UDP, NULL };
+	l.ses.tcp_tag = &l.src_session;
+	l.ses.udp_tag = &l.src_session_udp;
 	struct epoll_event evs[256];
 	int i, n;
 
@@ -851,8 +788,8 @@ void *kernel_loop_main(void *arg)
 	}
 	dl->priv = &l;
 	while (!atomic_load(&dp_stop)) {
-		if (!l.attached && now_ms() >= l.next_attach_ms)
-			attach(&l);
+		if (dp_sessions_due(&l.ses))
+			dp_sessions_attach(dl, &l.ses, l.epfd, on_publish, &l);
 		n = epoll_wait(l.epfd, evs, 256, 200);
 		for (i = 0; i < n; i++) {
 			struct ksrc *s = evs[i].data.ptr;
@@ -865,14 +802,14 @@ void *kernel_loop_main(void *arg)
 				    !(evs[i].events & EPOLLIN))
 					detach(&l, "hang-up");
 				else
-					session_event(&l, &l.op);
+					session_event(&l, &l.ses.op);
 				break;
 			case SRC_SESSION_UDP:
 				if (evs[i].events & (EPOLLHUP | EPOLLERR) &&
 				    !(evs[i].events & EPOLLIN))
 					detach(&l, "hang-up");
 				else
-					session_event(&l, &l.op_udp);
+					session_event(&l, &l.ses.op_udp);
 				break;
 			case SRC_SOCK:
 				conn_sock_event(&l, s->c, evs[i].events);
@@ -904,10 +841,7 @@ void *kernel_loop_main(void *arg)
 			}
 		}
 		bury(&l);
-		if (l.attached)
-			cn_op_flush(&l.op);
-		if (l.udp_attached)
-			cn_op_flush(&l.op_udp);
+		dp_sessions_flush(&l.ses);
 		check_deadlines(&l);
 		uflows_expire(&l);
 		bury(&l);

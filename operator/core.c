@@ -438,6 +438,18 @@ static int proxy_listen(struct op *op, struct session *s, const struct cn_msg_li
 	s->g->nlisteners++;
 	s->lst = l;
 	op->proxy_lst[m->l4][op->proxy_n[m->l4]++] = l;
+	{
+		/*
+		 * A burst of off-host connects queues one NEW_CONN per circuit on
+		 * this socket before the proxy loop reads them: the default send
+		 * buffer (about 200 of them) would refuse the rest of the burst.
+		 * Room for the backlog's worth, past wmem_max (we are root).
+		 */
+		int sz = (int)(l->backlog < 4096 ? 4096 : l->backlog) * 2048;
+
+		if (setsockopt(s->ev.fd, SOL_SOCKET, SO_SNDBUFFORCE, &sz, sizeof(sz)))
+			setsockopt(s->ev.fd, SOL_SOCKET, SO_SNDBUF, &sz, sizeof(sz));
+	}
 	log_info("proxy stack: takes %s off-host routes (session %llu, pid %d)",
 		 m->l4 == CN_L4_TCP ? "tcp" : "udp", (unsigned long long)s->id, (int)s->pid);
 	cn_msg_init(&r.h, CN_MSG_LISTEN_OK, sizeof(r), m->h.seq);
@@ -846,11 +858,15 @@ static int handle_connect(struct op *op, struct session *s, const struct cn_msg_
 	/* the acceptor first: if it cannot take it, the connector is refused */
 	fill_circuit_msg(&r, CN_MSG_NEW_CONN, 0, c, CN_ROLE_ACCEPTOR, st.lst->id);
 	nfds = cn_local_select(&fds, CN_ROLE_ACCEPTOR, ends);
-	if (send_msg(st.lst->s, &r.h, ends, nfds)) {
+	err = send_msg(st.lst->s, &r.h, ends, nfds);
+	if (err) {
 		cn_local_fds_close(&fds);
 		circuit_free(op, c);
 		s->g->cnt.refused++;
 		op->cnt.refused++;
+		if (st.lst->s->g == op->proxy)
+			log_warn("guest %s: off-host connection refused: the proxy stack's queue is "
+				 "full (%s)", s->g->name, strerror(-err));
 		return reply_error(s, m->h.seq, ECONNREFUSED);
 	}
 	end_attach(c, CN_ROLE_ACCEPTOR, st.dst, st.lst->s);

@@ -40,7 +40,8 @@ static size_t build_tcp4(uint8_t *f, const uint8_t *opts, size_t optlen, size_t 
 	put16(tcp + 2, 1766);
 	tcp[12] = (uint8_t)(doff / 4) << 4;
 	tcp[13] = 0x02;
-	memcpy(tcp + 20, opts, optlen);
+	if (optlen)
+		memcpy(tcp + 20, opts, optlen);
 	memset(tcp + doff, 'p', payload);
 	return 14 + total;
 }
