@@ -44,6 +44,7 @@ static void usage(FILE *f)
 		"[--port N]\n"
 		"                         [--mtu N] [--idle-sleep USECS] [the options above]\n"
 		"  --backend kernel       Linux sockets (the default)\n"
+		"  --backends             list the backends built into this binary\n"
 		"  --backend dpdk         DPDK drives a NIC, lwIP terminates TCP (first, then\n"
 		"                         DPDK's EAL arguments: -l CORES, -a PCI, --vdev, ...)\n"
 		"  --ip ADDR/LEN          dpdk: the stack's IPv4 address on the port\n"
@@ -290,6 +291,14 @@ int main(int argc, char **argv)
 		sigemptyset(&io);
 		sigaddset(&io, SIGIO);
 		pthread_sigmask(SIG_BLOCK, &io, NULL);
+	}
+	if (argc == 2 && !strcmp(argv[1], "--backends")) {
+#ifdef CIRCNET_HAVE_DPDK
+		puts("kernel dpdk");
+#else
+		puts("kernel");
+#endif
+		return 0;
 	}
 	if (argc > 1 && (!strcmp(argv[1], "--backend=dpdk") ||
 			 (argc > 2 && !strcmp(argv[1], "--backend") && !strcmp(argv[2], "dpdk")))) {

@@ -41,7 +41,7 @@ if [ "$(id -u)" != 0 ] || ! unshare -n true 2>/dev/null; then
 	echo "dpdk.sh: needs root and network namespaces: skipped"
 	exit 77
 fi
-if "$dp" --backend dpdk 2>&1 | grep -q "not built into this binary"; then
+if [[ " $("$dp" --backends) " != *" dpdk "* ]]; then
 	echo "dpdk.sh: circnet-dataplane was built without DPDK (libdpdk-dev, liblwip-dev): skipped"
 	exit 77
 fi
@@ -108,7 +108,7 @@ start_dp() { # start_dp [DATAPLANE-OPTION...]: up, attached to the operator, tap
 		2>>"$dir/dataplane.log" &
 	dp_pid=$!
 	for _ in $(seq 100); do
-		status --json | grep -q '"operator_sessions":[1-9]' && break
+		status --json | grep '"operator_sessions":[1-9]' >/dev/null && break
 		kill -0 "$dp_pid" 2>/dev/null || break
 		sleep 0.1
 	done
@@ -153,7 +153,7 @@ pids+=($!)
 ip netns exec "$ns" timeout 300 python3 "$peers" udp-echo "$net.1" 5353 >"$dir/uecho.log" 2>&1 &
 pids+=($!)
 for _ in $(seq 50); do
-	remote ss -ltn 2>/dev/null | grep -q ":8000 " && remote ss -ltn | grep -q ":8300 " && break
+	remote ss -ltn 2>/dev/null | grep ":8000 " >/dev/null && remote ss -ltn | grep ":8300 " >/dev/null && break
 	sleep 0.1
 done
 
@@ -259,7 +259,7 @@ PY
 check "20 malformed frames from the wire: dropped and counted, the stack still answers" \
 	bash -c "ip netns exec '$ns' python3 '$dir/badframes.py' '$tap' '$net.2' >/dev/null &&
 		ip netns exec '$ns' ping -c 1 -W 2 '$net.2' >/dev/null &&
-		'$ctl' --run-dir '$dir/run' proxy --json | grep -Eq '\"rx_malformed\":([2-9][0-9]|[0-9]{3,})'"
+		'$ctl' --run-dir '$dir/run' proxy --json | grep -E '\"rx_malformed\":([2-9][0-9]|[0-9]{3,})' >/dev/null"
 
 status >"$dir/status.txt"
 check "the status view: the port's link is up, its queue counted packets" \
@@ -267,11 +267,11 @@ check "the status view: the port's link is up, its queue counted packets" \
 check "... and the JSON view has the port, per-queue and stack counters" \
 	bash -c "'$ctl' --run-dir '$dir/run' proxy --json | python3 -c 'import json,sys; d=json.load(sys.stdin); p=d[\"port\"]; sys.exit(not (d[\"backend\"]==\"dpdk\" and p[\"rx_packets\"]>0 and p[\"per_queue\"][0][\"tx_packets\"]>0 and d[\"stack\"][\"rx_frames\"]>0))'"
 check "every relay ended: none active" \
-	bash -c "for i in \$(seq 50); do '$ctl' --run-dir '$dir/run' proxy --json | grep -q '\"active\":0' && exit 0; sleep 0.1; done; exit 1"
+	bash -c "for i in \$(seq 50); do '$ctl' --run-dir '$dir/run' proxy --json | grep '\"active\":0' >/dev/null && exit 0; sleep 0.1; done; exit 1"
 
 check "SIGTERM: the dataplane stops cleanly (exit 0) within 5 s" stop_dp
 check "... and the operator holds no circuit after" \
-	bash -c "for i in \$(seq 30); do '$ctl' --run-dir '$dir/run' status | grep -Eq '^circuits +0' && exit 0; sleep 0.1; done; exit 1"
+	bash -c "for i in \$(seq 30); do '$ctl' --run-dir '$dir/run' status | grep -E '^circuits +0' >/dev/null && exit 0; sleep 0.1; done; exit 1"
 
 # loss: the dataplane drops 2 % of the frames each way (lwIP must retransmit
 # and Linux must too), and tc netem adds 2 % on the remote where the kernel has it
@@ -281,7 +281,7 @@ if start_dp --fault-drop 20000; then
 	check "2 % loss each way$netem: the 5 MiB fetch is intact" is "$(fetch)" "$want"
 	check "... and iperf3 guest to remote completes" iperf iperf3-loss
 	check "... the stack counted the frames it dropped" \
-		bash -c "'$ctl' --run-dir '$dir/run' proxy --json | grep -Eq '\"injected_drops\":[1-9]'"
+		bash -c "'$ctl' --run-dir '$dir/run' proxy --json | grep -E '\"injected_drops\":[1-9]' >/dev/null"
 	check "... and stops cleanly" stop_dp
 else
 	check "the dataplane restarts with --fault-drop" false
