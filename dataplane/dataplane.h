@@ -4,7 +4,8 @@
  *   main.c     command line, signals, threads, the status socket
  *   kernel.c   the kernel-socket backend: one epoll loop per thread
  *   relay.c    the circuit side of a connection (every backend's)
- *   session.c  the operator session (every backend's)
+ *   session.c  the operator sessions (every backend's)
+ *   conn.c     the connection bookkeeping (every backend's)
  *   dpdk.c     the DPDK backend's polling loop: lwIP TCP <-> relays
  *   dpdk_main.c  its EAL, port, stack and lcore life cycle
  *   stack_lwip.c lwIP on a DPDK queue
