@@ -235,6 +235,14 @@ size_t cn_readable(struct cn_endpoint *ep)
 	return cn_rx_avail(ep);
 }
 
+size_t cn_unconsumed(struct cn_endpoint *ep)
+{
+	/* the refresh checks the peer's consumer index before we trust it */
+	if (cn_tx_refresh(ep, true))
+		return 0;
+	return (size_t)(ep->tx.idx - ep->tx.peer);
+}
+
 int cn_shutdown(struct cn_endpoint *ep, int how)
 {
 	uint32_t old;

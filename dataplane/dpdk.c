@@ -66,13 +66,32 @@ struct dconn {
 	uint32_t una;	   /* the oldest unacknowledged sequence number we last saw */
 	int64_t una_since; /* since when it has not moved, with data in flight (0: none) */
 	struct dconn *map_next; /* the loop's accepted connections waiting for a guest */
+	/* a client of a published UDP port: its datagrams come from the port's pcb */
+	struct udp_pcb *pub_upcb;
+	ip_addr_t client_ip;
+	u16_t client_port;
+	int64_t last_ms;     /* its last datagram either way: idle flows are forgotten */
+	struct dconn *hnext; /* its hash bucket */
 };
 
 /* A published port: lwIP listens on it; the operator says which guest is behind. */
 struct dpub {
-	struct tcp_pcb *lpcb;
-	struct cn_addr host; /* family NONE: every address (ours) */
+	struct tcp_pcb *lpcb; /* tcp */
+	struct udp_pcb *upcb; /* udp: each client becomes a flow (a dconn) */
+	struct cn_addr host;  /* family NONE: every address (ours) */
 };
+
+/* The published ports of one l4, and the set being received (PUBLISH pushes). */
+struct dpubset {
+	struct dpub pubs[PUB_MAX];
+	int npubs;
+	struct cn_addr next[PUB_MAX];
+	int nnext;
+	uint32_t next_gen;
+	bool apply_pending;
+};
+
+#define FLOW_BUCKETS 1024
 
 struct dloop {
 	struct dp_loop *dl;
@@ -80,12 +99,8 @@ struct dloop {
 	int epfd;
 	struct dp_conns conns;
 	unsigned int idle_rounds;
-	struct dpub pubs[PUB_MAX];
-	int npubs;
-	struct cn_addr next[PUB_MAX]; /* the set being received (PUBLISH pushes) */
-	int nnext;
-	uint32_t next_gen;
-	bool apply_pending;
+	struct dpubset sets[2]; /* [0] tcp, [1] udp */
+	struct dconn *flows[FLOW_BUCKETS]; /* published UDP ports' clients */
 	struct dconn *to_map; /* accepted, waiting for cn_op_connect to a guest */
 };
 
@@ -194,7 +209,7 @@ static ssize_t d_recv(struct relay *r, const struct iovec *iov, int iovcnt)
 	int i = 0;
 	size_t in_iov = 0;
 
-	if (c->upcb)
+	if (c->dc.r.dgram)
 		return d_recv_dgram(c, iov);
 	while (c->rxq_len && i < iovcnt) {
 		struct pbuf *p = c->rxq[c->rxq_head];
@@ -238,7 +253,12 @@ static ssize_t d_send_dgram(struct dconn *c, const struct iovec *iov)
 	if (!p)
 		return -ENOBUFS; /* lost, as on a network */
 	pbuf_take(p, iov->iov_base, (u16_t)iov->iov_len);
-	e = udp_send(c->upcb, p);
+	if (c->pub_upcb) { /* a published port's client: from the port, to it */
+		e = udp_sendto(c->pub_upcb, p, &c->client_ip, c->client_port);
+		c->last_ms = now_ms();
+	} else {
+		e = udp_send(c->upcb, p);
+	}
 	pbuf_free(p);
 	return e == ERR_OK ? (ssize_t)iov->iov_len : -ENOBUFS;
 }
@@ -249,7 +269,7 @@ static ssize_t d_send(struct relay *r, const struct iovec *iov, int iovcnt)
 	size_t total = 0;
 	int i;
 
-	if (c->upcb)
+	if (c->dc.r.dgram)
 		return d_send_dgram(c, iov);
 	if (c->host_err)
 		return -c->host_err;
@@ -315,6 +335,29 @@ static const struct relay_host_ops dpdk_ops = {
 
 /* ---- connections ---- */
 
+static struct dconn **flow_bucket(struct dloop *l, const struct udp_pcb *pub, const ip_addr_t *ip,
+				  u16_t port)
+{
+	uint64_t h = 1469598103934665603ull ^ (uintptr_t)pub;
+	uint32_t a = ip4_addr_get_u32(ip_2_ip4(ip));
+
+	h = (h ^ a) * 1099511628211ull;
+	h = (h ^ port) * 1099511628211ull;
+	return &l->flows[h % FLOW_BUCKETS];
+}
+
+static void flow_unhash(struct dloop *l, struct dconn *c)
+{
+	struct dconn **pp;
+
+	for (pp = flow_bucket(l, c->pub_upcb, &c->client_ip, c->client_port); *pp;
+	     pp = &(*pp)->hnext)
+		if (*pp == c) {
+			*pp = c->hnext;
+			return;
+		}
+}
+
 static void conn_free(struct dloop *l, struct dconn *c)
 {
 	if (c->pcb) {
@@ -332,6 +375,8 @@ static void conn_free(struct dloop *l, struct dconn *c)
 				  (unsigned long long)c->dc.r.circuit_id,
 				  (unsigned long long)c->udp_dropped);
 	}
+	if (c->pub_upcb)
+		flow_unhash(c->l, c);
 	while (c->rxq_len)
 		rxq_drop_head(c);
 	if (c->dc.has_circuit) {
@@ -494,6 +539,10 @@ static uint64_t conn_service(struct dloop *l, struct dconn *c)
 
 	if (c->dc.accepting)
 		return 0;
+	if (c->pub_upcb && now_ms() - c->last_ms > l->dl->cfg->udp_idle_ms) {
+		conn_free(l, c); /* a published UDP port's client gone quiet: forgotten */
+		return 1;
+	}
 	if (c->dc.connecting) {
 		if (c->host_err)
 			conn_settle(l, c, c->host_err);
@@ -594,7 +643,82 @@ static void map_accepted(struct dloop *l)
 	}
 }
 
-static int pub_listen(struct dloop *l, struct dpub *p)
+/* ---- clients of published UDP ports: a flow each, relayed like any circuit ---- */
+
+static struct dpub *upub_of(struct dloop *l, const struct udp_pcb *pcb)
+{
+	int i;
+
+	for (i = 0; i < l->sets[1].npubs; i++)
+		if (l->sets[1].pubs[i].upcb == pcb)
+			return &l->sets[1].pubs[i];
+	return NULL;
+}
+
+/* A new client: a datagram circuit to the guest's socket behind the port. */
+static struct dconn *flow_new(struct dloop *l, struct udp_pcb *pcb, const ip_addr_t *ip,
+			      u16_t port)
+{
+	struct dpub *p = upub_of(l, pcb);
+	struct cn_addr client, dst;
+	struct dconn *c, **pp;
+
+	if (!p || !l->ses.udp_attached || !(c = calloc(1, sizeof(*c))))
+		return NULL;
+	addr_from_lwip(&client, ip, port);
+	dst = p->host;
+	if (!dst.family)
+		dst.family = CN_AF_INET; /* the publish matches on the port */
+	if (cn_op_connect_flags(&l->ses.op_udp, CN_L4_UDP, &client, &dst, CN_CONNECT_PUBLISHED,
+				&c->dc.r.ep, &c->dc.conn)) {
+		free(c);
+		return NULL; /* no guest socket behind it: the datagram is lost */
+	}
+	c->l = l;
+	c->pub_upcb = pcb;
+	c->client_ip = *ip;
+	c->client_port = port;
+	c->inbound = true;
+	c->dc.op = &l->ses.op_udp;
+	c->dc.has_circuit = true;
+	c->dc.r.circuit_id = c->dc.conn.circuit_id;
+	c->dc.r.ops = &dpdk_ops;
+	c->dc.r.polled = true;
+	c->dc.r.dgram = true;
+	dp_conn_track(l->dl, &l->conns, &c->dc);
+	atomic_fetch_add(&l->dl->cnt.connected, 1);
+	pp = flow_bucket(l, pcb, ip, port);
+	c->hnext = *pp;
+	*pp = c;
+	if (watch_hangups(l, c)) {
+		conn_free(l, c);
+		return NULL;
+	}
+	return c;
+}
+
+/* A datagram at a published UDP port: to its client's flow (made on the first). */
+static void on_pub_datagram(void *arg, struct udp_pcb *pcb, struct pbuf *p, const ip_addr_t *addr,
+			    u16_t port)
+{
+	struct dloop *l = arg;
+	struct dconn *c;
+
+	for (c = *flow_bucket(l, pcb, addr, port); c; c = c->hnext)
+		if (c->pub_upcb == pcb && c->client_port == port &&
+		    ip_addr_cmp(&c->client_ip, addr) && !c->dc.dead)
+			break;
+	if (!c)
+		c = flow_new(l, pcb, addr, port);
+	if (!c) {
+		pbuf_free(p);
+		return;
+	}
+	c->last_ms = now_ms();
+	on_udp_recv(c, pcb, p, addr, port);
+}
+
+static int pub_listen(struct dloop *l, unsigned int l4, struct dpub *p)
 {
 	struct tcp_pcb *pcb;
 	ip_addr_t ip = *IP4_ADDR_ANY;
@@ -607,6 +731,17 @@ static int pub_listen(struct dloop *l, struct dpub *p)
 		memcpy(&a, p->host.addr, 4);
 		if (a && a != l->dl->cfg->dpdk_ip)
 			return -EADDRNOTAVAIL; /* another host's address: not ours to serve */
+	}
+	if (l4 == CN_L4_UDP) {
+		p->upcb = udp_new_ip_type(IPADDR_TYPE_V4);
+		if (!p->upcb)
+			return -ENOMEM;
+		if (udp_bind(p->upcb, &ip, p->host.port) != ERR_OK) {
+			udp_remove(p->upcb);
+			return -EADDRINUSE;
+		}
+		udp_recv(p->upcb, on_pub_datagram, l);
+		return 0;
 	}
 	pcb = tcp_new_ip_type(IPADDR_TYPE_V4);
 	if (!pcb)
@@ -625,70 +760,87 @@ static int pub_listen(struct dloop *l, struct dpub *p)
 	return 0;
 }
 
-/* A complete set arrived: stop listening on what is gone, listen on what is new. */
-static void pub_apply(struct dloop *l)
+static const char *l4name(unsigned int l4)
 {
+	return l4 == CN_L4_UDP ? "udp" : "tcp";
+}
+
+static void pub_close(struct dloop *l, struct dpub *p)
+{
+	if (p->lpcb) {
+		tcp_arg(p->lpcb, NULL);
+		tcp_close(p->lpcb);
+	}
+	if (p->upcb) {
+		struct dp_conn *d, *next;
+
+		/* the clients of a withdrawn port go with it */
+		for (d = l->conns.head; d; d = next) {
+			next = d->next;
+			if (((struct dconn *)d)->pub_upcb == p->upcb)
+				conn_free(l, (struct dconn *)d);
+		}
+		udp_remove(p->upcb);
+	}
+}
+
+/* A complete set arrived: stop listening on what is gone, listen on what is new. */
+static void pub_apply(struct dloop *l, unsigned int l4)
+{
+	struct dpubset *ps = &l->sets[l4 == CN_L4_UDP];
 	struct dpub keep[PUB_MAX];
 	int i, j, n = 0, err;
 	char a[64];
 
-	for (i = 0; i < l->npubs; i++) {
-		for (j = 0; j < l->nnext; j++)
-			if (dp_same_host(&l->pubs[i].host, &l->next[j]))
+	for (i = 0; i < ps->npubs; i++) {
+		for (j = 0; j < ps->nnext; j++)
+			if (dp_same_host(&ps->pubs[i].host, &ps->next[j]))
 				break;
-		if (j < l->nnext) {
-			keep[n++] = l->pubs[i];
+		if (j < ps->nnext) {
+			keep[n++] = ps->pubs[i];
 			continue;
 		}
-		tcp_arg(l->pubs[i].lpcb, NULL);
-		tcp_close(l->pubs[i].lpcb);
-		cn_addr_format(&l->pubs[i].host, a, sizeof(a));
-		log_info("withdrawn tcp %s", a);
+		pub_close(l, &ps->pubs[i]);
+		cn_addr_format(&ps->pubs[i].host, a, sizeof(a));
+		log_info("withdrawn %s %s", l4name(l4), a);
 	}
-	for (j = 0; j < l->nnext && n < PUB_MAX; j++) {
+	for (j = 0; j < ps->nnext && n < PUB_MAX; j++) {
 		for (i = 0; i < n; i++)
-			if (dp_same_host(&keep[i].host, &l->next[j]))
+			if (dp_same_host(&keep[i].host, &ps->next[j]))
 				break;
 		if (i < n)
 			continue;
-		keep[n].host = l->next[j];
-		err = pub_listen(l, &keep[n]);
-		cn_addr_format(&l->next[j], a, sizeof(a));
+		memset(&keep[n], 0, sizeof(keep[n]));
+		keep[n].host = ps->next[j];
+		err = pub_listen(l, l4, &keep[n]);
+		cn_addr_format(&ps->next[j], a, sizeof(a));
 		if (err) {
-			log_err("cannot listen on published tcp %s: %s", a, strerror(-err));
+			log_err("cannot listen on published %s %s: %s", l4name(l4), a, strerror(-err));
 			continue;
 		}
-		log_info("published tcp %s", a);
+		log_info("published %s %s", l4name(l4), a);
 		n++;
 	}
-	memcpy(l->pubs, keep, sizeof(keep[0]) * (size_t)n);
-	l->npubs = n;
+	memcpy(ps->pubs, keep, sizeof(keep[0]) * (size_t)n);
+	ps->npubs = n;
 }
 
 /* Pushed by the operator, also in the middle of a call: only recorded here. */
 static void on_publish(void *arg, const struct cn_msg_publish *m)
 {
 	struct dloop *l = arg;
+	struct dpubset *ps = &l->sets[m->l4 == CN_L4_UDP];
 
-	if (m->l4 != CN_L4_TCP) {
-		static bool said;
-
-		if (m->count && !said) {
-			said = true;
-			log_warn("published UDP ports are served by the kernel backend only for now");
-		}
-		return;
-	}
 	if (m->index == 0) {
-		l->next_gen = m->gen;
-		l->nnext = 0;
+		ps->next_gen = m->gen;
+		ps->nnext = 0;
 	}
-	if (m->gen != l->next_gen || m->index != l->nnext)
+	if (m->gen != ps->next_gen || m->index != ps->nnext)
 		return; /* out of order: the next generation will set it right */
-	if (m->count && l->nnext < PUB_MAX)
-		l->next[l->nnext++] = m->host;
+	if (m->count && ps->nnext < PUB_MAX)
+		ps->next[ps->nnext++] = m->host;
 	if (!m->count || m->index + 1 == m->count)
-		l->apply_pending = true;
+		ps->apply_pending = true;
 }
 
 static void start_conn(void *arg, struct dp_conn *c)
@@ -755,8 +907,9 @@ static void shutdown_all(struct dloop *l)
 		d_abort(&c->dc.r);
 		conn_free(l, c);
 	}
-	l->nnext = 0;
-	pub_apply(l); /* closes every published port */
+	l->sets[0].nnext = l->sets[1].nnext = 0;
+	pub_apply(l, CN_L4_TCP); /* closes every published port */
+	pub_apply(l, CN_L4_UDP);
 	stack_flush(); /* the resets */
 	dp_sessions_close(&l->ses, l->epfd);
 }
@@ -773,7 +926,7 @@ void *dpdk_loop_main(void *arg)
 	struct dp_loop *dl = arg;
 	struct dloop l = { .dl = dl, .epfd = -1, .ses = { .tcp_tag = SESSION_TCP, .udp_tag = SESSION_UDP } };
 	const struct dp_config *cfg = dl->cfg;
-	unsigned int round = 0;
+	unsigned int round = 0, i;
 	bool hot = false; /* session events came at the last look */
 
 	dp_conns_init(&l.conns);
@@ -799,10 +952,11 @@ void *dpdk_loop_main(void *arg)
 			map_accepted(&l);
 			work++;
 		}
-		if (l.apply_pending) {
-			l.apply_pending = false;
-			pub_apply(&l);
-		}
+		for (i = 0; i < 2; i++)
+			if (l.sets[i].apply_pending) {
+				l.sets[i].apply_pending = false;
+				pub_apply(&l, i ? CN_L4_UDP : CN_L4_TCP);
+			}
 		for (c = l.conns.head; c; c = next) {
 			next = c->next; /* a release leaves it valid */
 			work += conn_service(&l, (struct dconn *)c);

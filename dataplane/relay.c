@@ -12,10 +12,21 @@
 #include <errno.h>
 #include <stdint.h>
 #include <sys/socket.h>
+#include <time.h>
 
 #include "relay.h"
 
 #define RELAY_RESERVE_MAX (1u << 30) /* "as much as there is" */
+/* how long a polled relay lets the guest read what came before a host reset */
+#define RELAY_RST_GRACE_MS 2000
+
+static int64_t mono_ms(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC_COARSE, &ts);
+	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
 
 void relay_host_failed(struct relay *r, int err)
 {
@@ -183,6 +194,16 @@ static unsigned int host_to_guest(struct relay *r)
 			cn_shutdown(ep, SHUT_WR); /* FIN after the data: the guest reads EOF */
 			return 0;
 		}
+		if (got == -ECONNRESET && r->polled && cn_unconsumed(ep)) {
+			/*
+			 * As Linux, the data that came before a reset is still read:
+			 * a reset now would discard what the guest has not read yet.
+			 * A polled relay is pumped every round, so it waits here.
+			 */
+			r->rst_pending = ECONNRESET;
+			r->rst_deadline_ms = mono_ms() + RELAY_RST_GRACE_MS;
+			return RELAY_WAIT_GUEST_OUT;
+		}
 		relay_host_failed(r, (int)-got);
 		return RELAY_DONE;
 	}
@@ -230,6 +251,13 @@ unsigned int relay_pump(struct relay *r)
 
 	if (r->reset)
 		return RELAY_DONE;
+	if (r->rst_pending) {
+		/* the guest read it all (or left, or will not read): the reset now */
+		if (cn_unconsumed(&r->ep.ep) && mono_ms() < r->rst_deadline_ms)
+			return RELAY_WAIT_GUEST_OUT;
+		relay_host_failed(r, r->rst_pending);
+		return RELAY_DONE;
+	}
 	if (r->dgram) {
 		wait = dgram_to_guest(r);
 		return wait & RELAY_DONE ? RELAY_DONE : wait | dgram_to_host(r);

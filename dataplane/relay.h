@@ -56,6 +56,8 @@ struct relay {
 	bool guest_eof; /* guest sent FIN: the host got a shutdown */
 	bool reset;	/* one side reset: both are torn down */
 	int host_err;	/* what ended the host side, for the logs */
+	int rst_pending; /* polled: the host reset; the guest reads what came first */
+	int64_t rst_deadline_ms; /* a guest that does not read by then gets it anyway */
 	struct relay_stats st;
 };
 

@@ -13,7 +13,8 @@
 #    and reassembled by the remote, and back);
 #  - published ports: curl on the remote fetches from a guest's http.server
 #    (which sees the remote's address), 6 at once; a published port with no
-#    listener behind it resets, an unpublished one refuses;
+#    listener behind it resets, an unpublished one refuses; a published UDP
+#    port answered by a guest that sees the remote's address, a flow per client;
 #  - 500 connections open at once to an echo server, each intact;
 #  - errors as Linux gives them: a closed port (ECONNREFUSED), nobody at the
 #    address (ETIMEDOUT after --connect-timeout), the remote resetting
@@ -24,7 +25,8 @@
 #    fetch is intact, iperf3 completes;
 #  - malformed frames sent raw from the remote: dropped, counted, no harm;
 #  - the status view: port, link, per-queue counters, the stack's counters;
-#  - SIGTERM: the dataplane stops, and the operator holds no circuit after.
+#  - SIGTERM: the dataplane stops, and the operator holds no circuit with a
+#    proxy end after.
 #    (Checks run in this order: SIGTERM comes before the loss run.)
 # Needs root and network namespaces (77 without); 77 too when the dataplane
 # was built without DPDK, or DPDK cannot start here (the log says why).
@@ -87,10 +89,12 @@ guest client {
 guest web {
     address 10.212.0.20
     listen tcp 80
+    listen udp 5353
 }
 proxy any from client to $net.0/24
 publish tcp 8080 to web port 80
 publish tcp 8081 to web port 81
+publish udp 5354 to web port 5353
 CONF
 "$op" --config "$dir/circnet.conf" 2>"$dir/operator.log" &
 pids+=($!)
@@ -104,7 +108,7 @@ cores=0
 start_dp() { # start_dp [DATAPLANE-OPTION...]: up, attached to the operator, tap configured
 	ip netns exec "$ns" "$dp" --backend dpdk -l "$cores" --no-huge -m 256 --no-pci \
 		--file-prefix "cndk$$" --vdev="net_tap0,iface=$tap" -- --ip "$net.2/24" \
-		--run-dir "$dir/run" --connect-timeout 3 --user-timeout 3 --idle-sleep 20 "$@" \
+		--run-dir "$dir/run" --connect-timeout 3 --user-timeout 3 --udp-idle 2 --idle-sleep 20 "$@" \
 		2>>"$dir/dataplane.log" &
 	dp_pid=$!
 	for _ in $(seq 100); do
@@ -230,6 +234,27 @@ check "6 fetches from the remote at once, every checksum matches" \
 # (the reset can reach curl before or after it sees the connect complete: 7, 52 or 56)
 check "a published port with nothing listening behind it: the client is reset" \
 	bash -c "ip netns exec '$ns' curl -sS -m 5 http://$net.2:8081/ 2>/dev/null; rc=\$?; [ \$rc = 7 ] || [ \$rc = 52 ] || [ \$rc = 56 ]"
+timeout 300 "$circnet" run --run-dir "$dir/run" --guest web -- python3 "$peers" udp-from 0.0.0.0 5353 \
+	>"$dir/web-udp.log" 2>&1 &
+pids+=($!)
+for _ in $(seq 100); do
+	"$ctl" --run-dir "$dir/run" listeners | grep -E 'udp .*:5353 ' >/dev/null && break
+	sleep 0.1
+done
+udp_pub() { # udp_pub SRCPORT: three datagrams and a 1400-byte one to the published port
+	ip netns exec "$ns" python3 -c "
+import socket
+s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM); s.settimeout(5); s.bind(('$net.1', $1))
+r = []
+for i in range(3):
+    s.sendto(b'q%d' % i, ('$net.2', 5354)); d, a = s.recvfrom(2000); r.append(d.decode())
+s.sendto(b'B' * 1400, ('$net.2', 5354)); d, a = s.recvfrom(2000)
+print(' '.join(r), len(d), a == ('$net.2', 5354))"
+}
+check "a published UDP port: the guest answers the remote, seeing its address" \
+	is "$(udp_pub 40001)" "$net.1:q0 $net.1:q1 $net.1:q2 $((1401 + ${#net} + 2)) True"
+check "... and a second client gets a flow of its own" \
+	is "$(udp_pub 40002)" "$net.1:q0 $net.1:q1 $net.1:q2 $((1401 + ${#net} + 2)) True"
 check "a port nobody published: refused (RST from lwIP)" \
 	bash -c "ip netns exec '$ns' curl -sS -m 5 http://$net.2:8099/ 2>/dev/null; [ \$? = 7 ]"
 
@@ -270,8 +295,9 @@ check "every relay ended: none active" \
 	bash -c "for i in \$(seq 50); do '$ctl' --run-dir '$dir/run' proxy --json | grep '\"active\":0' >/dev/null && exit 0; sleep 0.1; done; exit 1"
 
 check "SIGTERM: the dataplane stops cleanly (exit 0) within 5 s" stop_dp
-check "... and the operator holds no circuit after" \
-	bash -c "for i in \$(seq 30); do '$ctl' --run-dir '$dir/run' status | grep -E '^circuits +0' >/dev/null && exit 0; sleep 0.1; done; exit 1"
+# (guests still running, web's UDP server, drop their ends of closed flows lazily)
+check "... and the operator holds no circuit with a proxy end after" \
+	bash -c "for i in \$(seq 30); do ! '$ctl' --run-dir '$dir/run' circuits | grep ' proxy ' >/dev/null && exit 0; sleep 0.1; done; '$ctl' --run-dir '$dir/run' circuits; exit 1"
 
 # loss: the dataplane drops 2 % of the frames each way (lwIP must retransmit
 # and Linux must too), and tc netem adds 2 % on the remote where the kernel has it

@@ -6,6 +6,7 @@ Servers (run on the test's remote host, bounded by the caller's timeout):
   echo HOST PORT         echo every connection's bytes back (many at once)
   sink HOST PORT         read and drop everything, one connection at a time
   udp-echo HOST PORT     answer each datagram with "answer:" + it
+  udp-from HOST PORT     answer each datagram with "<sender's address>:" + it
 Clients (run in a guest):
   errno HOST PORT        connect; print ok or the errno's name
   read-reset HOST PORT   read until EOF or reset: ECONNRESET, "EOF N" or "damaged"
@@ -101,6 +102,14 @@ def serve_udp_echo(host, port):
         s.sendto(b"answer:" + d, a)
 
 
+def serve_udp_from(host, port):
+    s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    s.bind((host, port))
+    while True:
+        d, a = s.recvfrom(65535)
+        s.sendto(a[0].encode() + b":" + d, a)
+
+
 def udp_ask(host, port, size=30000):
     s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
     s.settimeout(5)
@@ -179,6 +188,7 @@ def main(argv):
         "echo": lambda a: serve_echo(a[0], int(a[1])),
         "sink": lambda a: serve_sink(a[0], int(a[1])),
         "udp-echo": lambda a: serve_udp_echo(a[0], int(a[1])),
+        "udp-from": lambda a: serve_udp_from(a[0], int(a[1])),
         "udp-ask": lambda a: udp_ask(a[0], int(a[1]), *(int(x) for x in a[2:3])),
         "send-until-error": lambda a: send_until_error(a[0], int(a[1])),
         "errno": lambda a: connect_errno(a[0], int(a[1])),

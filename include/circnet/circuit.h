@@ -228,6 +228,9 @@ unsigned cn_poll_arm(struct cn_endpoint *ep, unsigned events);
 /* Bytes ready to read (FIONREAD: stream bytes, or next datagram's length). */
 size_t cn_readable(struct cn_endpoint *ep);
 
+/* Bytes written that the peer has not consumed yet (SIOCOUTQ); 0 once broken. */
+size_t cn_unconsumed(struct cn_endpoint *ep);
+
 /* SHUT_RD, SHUT_WR or SHUT_RDWR, as shutdown(2). 0 or -errno. */
 int cn_shutdown(struct cn_endpoint *ep, int how);
 
