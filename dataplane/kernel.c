@@ -724,7 +724,10 @@ static void session_event(struct kloop *l, struct cn_op *op)
 		detach(l, strerror(-err));
 }
 
-/* Connects past their deadline fail with ETIMEDOUT, as a SYN nobody answers. */
+/*
+ * Connects past their deadline fail with ETIMEDOUT, as a SYN nobody answers;
+ * a held-back host reset whose guest did not read in time is sent now.
+ */
 static void check_deadlines(struct kloop *l)
 {
 	int64_t now = now_ms();
@@ -736,6 +739,8 @@ static void check_deadlines(struct kloop *l)
 		next = d->next; /* a release leaves it valid */
 		if (c->dc.connecting && c->deadline_ms && now >= c->deadline_ms)
 			conn_settle(l, c, ETIMEDOUT);
+		else if (relay_rst_due(&c->dc.r) && (relay_pump(&c->dc.r) & RELAY_DONE))
+			conn_free(l, c); /* a guest that did not read before the reset */
 	}
 }
 

@@ -60,6 +60,22 @@ static bool ready_after_arm(struct relay *r, unsigned int ev)
 	return cn_poll_arm(&r->ep.ep, ev) & (ev | CN_POLLERR | CN_POLLHUP);
 }
 
+/*
+ * Wait for the guest to consume: its next read rings our space doorbell
+ * (armed even though there is room: the room is not what we wait for).
+ */
+static unsigned int wait_guest_read(struct relay *r)
+{
+	if (!r->polled)
+		cn_poll_arm(&r->ep.ep, CN_POLLOUT);
+	return RELAY_WAIT_GUEST_OUT;
+}
+
+bool relay_rst_due(const struct relay *r)
+{
+	return r->rst_pending && mono_ms() >= r->rst_deadline_ms;
+}
+
 /* The guest reset (or broke) the circuit, or left for good: RST to the host. */
 static unsigned int abort_host(struct relay *r)
 {
@@ -194,15 +210,16 @@ static unsigned int host_to_guest(struct relay *r)
 			cn_shutdown(ep, SHUT_WR); /* FIN after the data: the guest reads EOF */
 			return 0;
 		}
-		if (got == -ECONNRESET && r->polled && cn_unconsumed(ep)) {
+		if (got == -ECONNRESET && cn_unconsumed(ep)) {
 			/*
-			 * As Linux, the data that came before a reset is still read:
-			 * a reset now would discard what the guest has not read yet.
-			 * A polled relay is pumped every round, so it waits here.
+			 * As Linux, the data that came before a reset is still read
+			 * (a fast server's whole reply can come before the guest's
+			 * connect() returns): a reset now would discard it. Wait for
+			 * the guest to read it, up to RELAY_RST_GRACE_MS.
 			 */
 			r->rst_pending = ECONNRESET;
 			r->rst_deadline_ms = mono_ms() + RELAY_RST_GRACE_MS;
-			return RELAY_WAIT_GUEST_OUT;
+			return wait_guest_read(r);
 		}
 		relay_host_failed(r, (int)-got);
 		return RELAY_DONE;
@@ -253,8 +270,8 @@ unsigned int relay_pump(struct relay *r)
 		return RELAY_DONE;
 	if (r->rst_pending) {
 		/* the guest read it all (or left, or will not read): the reset now */
-		if (cn_unconsumed(&r->ep.ep) && mono_ms() < r->rst_deadline_ms)
-			return RELAY_WAIT_GUEST_OUT;
+		if (cn_unconsumed(&r->ep.ep) && !relay_rst_due(r))
+			return wait_guest_read(r);
 		relay_host_failed(r, r->rst_pending);
 		return RELAY_DONE;
 	}

@@ -56,7 +56,7 @@ struct relay {
 	bool guest_eof; /* guest sent FIN: the host got a shutdown */
 	bool reset;	/* one side reset: both are torn down */
 	int host_err;	/* what ended the host side, for the logs */
-	int rst_pending; /* polled: the host reset; the guest reads what came first */
+	int rst_pending; /* the host reset; the guest reads what came first */
 	int64_t rst_deadline_ms; /* a guest that does not read by then gets it anyway */
 	struct relay_stats st;
 };
@@ -68,6 +68,12 @@ struct relay {
  * RELAY_DONE when the relay can be freed.
  */
 unsigned int relay_pump(struct relay *r);
+
+/*
+ * A host reset held back while the guest reads what came before it is now
+ * due (a backend that sleeps calls relay_pump then; a polled one just pumps).
+ */
+bool relay_rst_due(const struct relay *r);
 
 /* The host connection failed or was reset: reset the guest's circuit. */
 void relay_host_failed(struct relay *r, int err);
