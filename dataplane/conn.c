@@ -47,8 +47,7 @@ void dp_conn_connected(struct dp_loop *dl, struct dp_conn *c, int err)
 	atomic_fetch_add(&dl->cnt.failed, 1);
 }
 
-void dp_conn_release(struct dp_loop *dl, struct dp_conns *cs, struct dp_conn *c,
-		     bool tell_operator)
+void dp_conn_release(struct dp_loop *dl, struct dp_conns *cs, struct dp_conn *c, bool tell_operator)
 {
 	struct dp_counters *cnt = &dl->cnt;
 

@@ -19,13 +19,13 @@
 #include "relay.h"
 
 struct dp_conn {
-	struct relay r;		/* first: host ops get the relay */
-	struct cn_op_conn conn; /* circuit, guest (remote) and destination (local) */
-	struct cn_op *op;	/* the session it came from: CLOSED goes there */
-	bool has_circuit;	/* r.ep holds a circuit */
-	bool connecting;	/* the host connect is not settled */
-	bool accepting;		/* inbound, its guest not known yet */
-	bool dead;		/* released: freed when the batch is over */
+	struct relay r;		     /* first: host ops get the relay */
+	struct cn_op_conn conn;	     /* circuit, guest (remote) and destination (local) */
+	struct cn_op *op;	     /* the session it came from: CLOSED goes there */
+	bool has_circuit;	     /* r.ep holds a circuit */
+	bool connecting;	     /* the host connect is not settled */
+	bool accepting;		     /* inbound, its guest not known yet */
+	bool dead;		     /* released: freed when the batch is over */
 	struct dp_conn *prev, *next; /* the loop's list */
 	struct dp_conn *grave_next;  /* the graveyard, once released */
 };

@@ -45,16 +45,16 @@
 #define RXQ_MAX	     128 /* received chains a connection holds; then lwIP keeps them */
 #define EVENT_ROUNDS 64	 /* rounds between looks at the operator and at hang-ups */
 #define IDLE_ROUNDS  2048
-#define PUB_MAX	     64 /* published TCP ports */
-#define SESSION_TCP  NULL	/* epoll marks: the operator sessions */
+#define PUB_MAX	     64	  /* published ports, per l4 */
+#define SESSION_TCP  NULL /* epoll marks: the operator sessions */
 #define SESSION_UDP  ((void *)1)
 
 struct dconn {
 	struct dp_conn dc; /* first: the relay, the books, the list (conn.h) */
 	struct dloop *l;
-	struct tcp_pcb *pcb; /* NULL once lwIP let go of it (error) or we did */
-	struct udp_pcb *upcb; /* a UDP flow's instead (r.dgram) */
-	uint64_t udp_dropped; /* datagrams that found the queue full */
+	struct tcp_pcb *pcb;	   /* NULL once lwIP let go of it (error) or we did */
+	struct udp_pcb *upcb;	   /* a UDP flow's instead (r.dgram) */
+	uint64_t udp_dropped;	   /* datagrams that found the queue full */
 	struct pbuf *rxq[RXQ_MAX]; /* received chains, oldest first, not in the circuit yet */
 	unsigned int rxq_head, rxq_len;
 	uint16_t rx_off; /* consumed bytes of the oldest chain */
@@ -63,8 +63,8 @@ struct dconn {
 	bool inbound; /* accepted on a published port (dc.accepting: its guest not asked yet) */
 	int host_err; /* lwIP ended the connection: the errno for the guest */
 	int64_t deadline_ms;
-	uint32_t una;	   /* the oldest unacknowledged sequence number we last saw */
-	int64_t una_since; /* since when it has not moved, with data in flight (0: none) */
+	uint32_t una;		/* the oldest unacknowledged sequence number we last saw */
+	int64_t una_since;	/* since when it has not moved, with data in flight (0: none) */
 	struct dconn *map_next; /* the loop's accepted connections waiting for a guest */
 	/* a client of a published UDP port: its datagrams come from the port's pcb */
 	struct udp_pcb *pub_upcb;
@@ -99,9 +99,9 @@ struct dloop {
 	int epfd;
 	struct dp_conns conns;
 	unsigned int idle_rounds;
-	struct dpubset sets[2]; /* [0] tcp, [1] udp */
+	struct dpubset sets[2];		   /* [0] tcp, [1] udp */
 	struct dconn *flows[FLOW_BUCKETS]; /* published UDP ports' clients */
-	struct dconn *to_map; /* accepted, waiting for cn_op_connect to a guest */
+	struct dconn *to_map;		   /* accepted, waiting for cn_op_connect to a guest */
 };
 
 static int64_t now_ms(void)
@@ -291,8 +291,8 @@ static ssize_t d_send(struct relay *r, const struct iovec *iov, int iovcnt)
 				goto out;
 			if (off + n < iov[i].iov_len || i + 1 < iovcnt)
 				flags |= TCP_WRITE_FLAG_MORE;
-			if (tcp_write(c->pcb, (const char *)iov[i].iov_base + off, (u16_t)n, flags) !=
-			    ERR_OK)
+			if (tcp_write(c->pcb, (const char *)iov[i].iov_base + off, (u16_t)n,
+				      flags) != ERR_OK)
 				goto out; /* the segment queue is full: the rest waits */
 			off += n;
 			total += n;
@@ -622,10 +622,11 @@ static void map_accepted(struct dloop *l)
 			conn_free(l, c);
 			continue;
 		}
-		err = l->ses.attached ? cn_op_connect_flags(&l->ses.op, CN_L4_TCP, &c->dc.conn.remote,
-							&c->dc.conn.local, CN_CONNECT_PUBLISHED,
-							&c->dc.r.ep, &c->dc.conn)
-				  : -ECONNREFUSED;
+		err = l->ses.attached
+			      ? cn_op_connect_flags(&l->ses.op, CN_L4_TCP, &c->dc.conn.remote,
+						    &c->dc.conn.local, CN_CONNECT_PUBLISHED,
+						    &c->dc.r.ep, &c->dc.conn)
+			      : -ECONNREFUSED;
 		if (!err) {
 			c->dc.has_circuit = true;
 			err = -watch_hangups(l, c);
@@ -656,8 +657,7 @@ static struct dpub *upub_of(struct dloop *l, const struct udp_pcb *pcb)
 }
 
 /* A new client: a datagram circuit to the guest's socket behind the port. */
-static struct dconn *flow_new(struct dloop *l, struct udp_pcb *pcb, const ip_addr_t *ip,
-			      u16_t port)
+static struct dconn *flow_new(struct dloop *l, struct udp_pcb *pcb, const ip_addr_t *ip, u16_t port)
 {
 	struct dpub *p = upub_of(l, pcb);
 	struct cn_addr client, dst;
@@ -815,7 +815,8 @@ static void pub_apply(struct dloop *l, unsigned int l4)
 		err = pub_listen(l, l4, &keep[n]);
 		cn_addr_format(&ps->next[j], a, sizeof(a));
 		if (err) {
-			log_err("cannot listen on published %s %s: %s", l4name(l4), a, strerror(-err));
+			log_err("cannot listen on published %s %s: %s", l4name(l4), a,
+				strerror(-err));
 			continue;
 		}
 		log_info("published %s %s", l4name(l4), a);
@@ -876,7 +877,8 @@ static int events(struct dloop *l, long timeout_ns)
 			if (evs[i].events & (EPOLLHUP | EPOLLERR) && !(evs[i].events & EPOLLIN))
 				dp_sessions_detach(l->dl, &l->ses, l->epfd, "hang-up");
 			else if (l->ses.attached)
-				session_event(l, (void *)c == SESSION_UDP ? &l->ses.op_udp : &l->ses.op);
+				session_event(l, (void *)c == SESSION_UDP ? &l->ses.op_udp
+									  : &l->ses.op);
 			continue;
 		}
 		if (c->dc.dead)
@@ -924,7 +926,9 @@ size_t dpdk_loop_conns(struct dp_loop *dl, char *buf, size_t len)
 void *dpdk_loop_main(void *arg)
 {
 	struct dp_loop *dl = arg;
-	struct dloop l = { .dl = dl, .epfd = -1, .ses = { .tcp_tag = SESSION_TCP, .udp_tag = SESSION_UDP } };
+	struct dloop l = { .dl = dl,
+			   .epfd = -1,
+			   .ses = { .tcp_tag = SESSION_TCP, .udp_tag = SESSION_UDP } };
 	const struct dp_config *cfg = dl->cfg;
 	unsigned int round = 0, i;
 	bool hot = false; /* session events came at the last look */

@@ -122,20 +122,20 @@ size_t dpdk_status(bool json, char *buf, size_t len)
 	if (json)
 		n = snprintf(buf + used, len - used,
 			     ",\"stack\":{\"rx_frames\":%" PRIu64 ",\"tx_frames\":%" PRIu64
-			     ",\"rx_bad_cksum\":%" PRIu64 ",\"rx_malformed\":%" PRIu64 ",\"rx_copied\":%" PRIu64
-			     ",\"rx_nomem\":%" PRIu64 ",\"tx_nombuf\":%" PRIu64
-			     ",\"tx_full\":%" PRIu64 ",\"injected_drops\":%" PRIu64 "}",
-			     s->rx_frames, s->tx_frames, s->rx_bad_cksum, s->rx_malformed, s->rx_copied,
-			     s->rx_nomem,
-			     s->tx_nombuf, s->tx_full, s->injected);
+			     ",\"rx_bad_cksum\":%" PRIu64 ",\"rx_malformed\":%" PRIu64
+			     ",\"rx_copied\":%" PRIu64 ",\"rx_nomem\":%" PRIu64
+			     ",\"tx_nombuf\":%" PRIu64 ",\"tx_full\":%" PRIu64
+			     ",\"injected_drops\":%" PRIu64 "}",
+			     s->rx_frames, s->tx_frames, s->rx_bad_cksum, s->rx_malformed,
+			     s->rx_copied, s->rx_nomem, s->tx_nombuf, s->tx_full, s->injected);
 	else
 		n = snprintf(buf + used, len - used,
 			     "stack              %" PRIu64 " frames in, %" PRIu64
-			     " out; dropped: %" PRIu64 " bad checksum, %" PRIu64 " malformed, %" PRIu64
-			     " no pbuf, %" PRIu64 " no mbuf, %" PRIu64 " tx ring full, %" PRIu64
-			     " injected\n",
-			     s->rx_frames, s->tx_frames, s->rx_bad_cksum, s->rx_malformed, s->rx_nomem,
-			     s->tx_nombuf, s->tx_full, s->injected);
+			     " out; dropped: %" PRIu64 " bad checksum, %" PRIu64
+			     " malformed, %" PRIu64 " no pbuf, %" PRIu64 " no mbuf, %" PRIu64
+			     " tx ring full, %" PRIu64 " injected\n",
+			     s->rx_frames, s->tx_frames, s->rx_bad_cksum, s->rx_malformed,
+			     s->rx_nomem, s->tx_nombuf, s->tx_full, s->injected);
 	if (n > 0)
 		used += (size_t)n;
 	return used < len ? used : len - 1;

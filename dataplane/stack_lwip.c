@@ -9,11 +9,11 @@
  * thread, called from one place, and never takes its core lock.
  *
  * Receive: each frame is checked by the frame parser (nic/frame.c) and
- * dropped if it lies about a length; then each mbuf becomes a custom pbuf that points into it (the pbuf's
- * bookkeeping lives in the mbuf's private area), so lwIP parses the frame
- * in place and TCP keeps it until the relay copies it into the circuit;
- * freeing the pbuf frees the mbuf. Send: lwIP hands us a pbuf chain, which
- * is copied once into an mbuf and sent in bursts at the end of each round.
+ * dropped if it lies about a length; then each mbuf becomes a custom pbuf that points into it (the
+ * pbuf's bookkeeping lives in the mbuf's private area), so lwIP parses the frame in place and TCP
+ * keeps it until the relay copies it into the circuit; freeing the pbuf frees the mbuf. Send: lwIP
+ * hands us a pbuf chain, which is copied once into an mbuf and sent in bursts at the end of each
+ * round.
  */
 #include <errno.h>
 #include <stdio.h>
@@ -133,8 +133,8 @@ static err_t netif_setup(struct netif *netif)
 	netif->hwaddr_len = ETH_HWADDR_LEN;
 	memcpy(netif->hwaddr, st.port->mac, ETH_HWADDR_LEN);
 	netif->mtu = st.port->mtu;
-	netif->flags = NETIF_FLAG_BROADCAST | NETIF_FLAG_ETHARP | NETIF_FLAG_ETHERNET |
-		       NETIF_FLAG_LINK_UP;
+	netif->flags =
+		NETIF_FLAG_BROADCAST | NETIF_FLAG_ETHARP | NETIF_FLAG_ETHERNET | NETIF_FLAG_LINK_UP;
 	netif->output = etharp_output;
 	netif->linkoutput = link_output;
 	return ERR_OK;

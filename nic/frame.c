@@ -11,20 +11,20 @@
 
 #include "frame.h"
 
-#define ETH_HLEN      14
-#define ETH_P_IPV4    0x0800
-#define ETH_P_ARP     0x0806
-#define ETH_P_VLAN    0x8100
-#define ETH_P_QINQ    0x88a8
-#define ETH_P_IPV6    0x86dd
-#define PROTO_ICMP    1
-#define PROTO_TCP     6
-#define PROTO_UDP     17
-#define PROTO_ICMPV6  58
-#define V6_HOPOPTS    0
-#define V6_ROUTING    43
-#define V6_FRAGMENT   44
-#define V6_DSTOPTS    60
+#define ETH_HLEN     14
+#define ETH_P_IPV4   0x0800
+#define ETH_P_ARP    0x0806
+#define ETH_P_VLAN   0x8100
+#define ETH_P_QINQ   0x88a8
+#define ETH_P_IPV6   0x86dd
+#define PROTO_ICMP   1
+#define PROTO_TCP    6
+#define PROTO_UDP    17
+#define PROTO_ICMPV6 58
+#define V6_HOPOPTS   0
+#define V6_ROUTING   43
+#define V6_FRAGMENT  44
+#define V6_DSTOPTS   60
 
 static uint16_t rd16(const uint8_t *p)
 {
@@ -75,7 +75,8 @@ static enum frame_verdict tcp_options(const uint8_t *p, const uint8_t *end,
 			o->mss = rd16(p + 2);
 			break;
 		case 3:
-			if (olen != 3 || p[2] > 14) /* RFC 7323: a shift above 14 is 14; we refuse */
+			if (olen != 3 ||
+			    p[2] > 14) /* RFC 7323: a shift above 14 is 14; we refuse */
 				return FRAME_BAD_OPTIONS;
 			o->wscale = (int8_t)p[2];
 			break;

@@ -19,11 +19,11 @@
 
 enum frame_verdict {
 	FRAME_OK = 0,
-	FRAME_TRUNCATED,    /* a header or a claimed length runs past the frame */
-	FRAME_BAD_L2,	    /* too many VLAN tags */
-	FRAME_BAD_L3,	    /* IP version, header length, total length, ARP shape */
-	FRAME_BAD_L4,	    /* TCP data offset, UDP length, ICMP too short */
-	FRAME_BAD_OPTIONS,  /* a TCP option with an impossible length or value */
+	FRAME_TRUNCATED,   /* a header or a claimed length runs past the frame */
+	FRAME_BAD_L2,	   /* too many VLAN tags */
+	FRAME_BAD_L3,	   /* IP version, header length, total length, ARP shape */
+	FRAME_BAD_L4,	   /* TCP data offset, UDP length, ICMP too short */
+	FRAME_BAD_OPTIONS, /* a TCP option with an impossible length or value */
 	FRAME_VERDICTS,
 };
 
@@ -31,25 +31,25 @@ enum frame_verdict {
 #define FRAME_MAX_EXT6	8 /* IPv6 extension headers walked before giving up */
 
 struct frame_tcp_opts {
-	uint16_t mss;	 /* 0: absent */
-	int8_t wscale;	 /* -1: absent; else 0..14 */
-	bool sack_ok;	 /* SACK permitted */
-	uint8_t nsack;	 /* SACK blocks carried (0..4) */
+	uint16_t mss;  /* 0: absent */
+	int8_t wscale; /* -1: absent; else 0..14 */
+	bool sack_ok;  /* SACK permitted */
+	uint8_t nsack; /* SACK blocks carried (0..4) */
 	bool has_ts;
 	uint32_t ts_val, ts_ecr;
 };
 
 struct frame_info {
-	uint16_t ethertype; /* after any VLAN tags, host order */
-	uint16_t vlan;	    /* the outer VLAN id, 0: untagged */
-	uint8_t ip_version; /* 4, 6, or 0 (ARP, other) */
-	uint8_t l4_proto;   /* IPPROTO_TCP, _UDP, _ICMP, _ICMPV6, ... (0: not IP) */
-	bool fragment;	    /* an IP fragment; L4 parsed only for the first */
-	uint16_t l3_off, l4_off; /* from the frame's start */
+	uint16_t ethertype;		   /* after any VLAN tags, host order */
+	uint16_t vlan;			   /* the outer VLAN id, 0: untagged */
+	uint8_t ip_version;		   /* 4, 6, or 0 (ARP, other) */
+	uint8_t l4_proto;		   /* IPPROTO_TCP, _UDP, _ICMP, _ICMPV6, ... (0: not IP) */
+	bool fragment;			   /* an IP fragment; L4 parsed only for the first */
+	uint16_t l3_off, l4_off;	   /* from the frame's start */
 	uint16_t payload_off, payload_len; /* L4 payload (0 when not parsed) */
-	uint16_t l3_len;	 /* IP total length: what the IP header claims */
-	uint8_t src[16], dst[16]; /* IPv4 in the first 4 bytes */
-	uint16_t sport, dport;	  /* host order; 0 when not TCP/UDP */
+	uint16_t l3_len;		   /* IP total length: what the IP header claims */
+	uint8_t src[16], dst[16];	   /* IPv4 in the first 4 bytes */
+	uint16_t sport, dport;		   /* host order; 0 when not TCP/UDP */
 	uint8_t tcp_flags;
 	struct frame_tcp_opts tcp;
 };

@@ -33,18 +33,22 @@ static void pick_offloads(const struct rte_eth_dev_info *info, uint16_t nqueues,
 	uint64_t rx = info->rx_offload_capa, tx = info->tx_offload_capa;
 
 	off->rx_ip_cksum = rx & RTE_ETH_RX_OFFLOAD_IPV4_CKSUM;
-	off->rx_l4_cksum = (rx & RTE_ETH_RX_OFFLOAD_TCP_CKSUM) && (rx & RTE_ETH_RX_OFFLOAD_UDP_CKSUM);
+	off->rx_l4_cksum =
+		(rx & RTE_ETH_RX_OFFLOAD_TCP_CKSUM) && (rx & RTE_ETH_RX_OFFLOAD_UDP_CKSUM);
 	off->tx_ip_cksum = tx & RTE_ETH_TX_OFFLOAD_IPV4_CKSUM;
-	off->tx_l4_cksum = (tx & RTE_ETH_TX_OFFLOAD_TCP_CKSUM) && (tx & RTE_ETH_TX_OFFLOAD_UDP_CKSUM);
+	off->tx_l4_cksum =
+		(tx & RTE_ETH_TX_OFFLOAD_TCP_CKSUM) && (tx & RTE_ETH_TX_OFFLOAD_UDP_CKSUM);
 	off->tso = tx & RTE_ETH_TX_OFFLOAD_TCP_TSO;
 	if (off->rx_ip_cksum)
 		conf->rxmode.offloads |= RTE_ETH_RX_OFFLOAD_IPV4_CKSUM;
 	if (off->rx_l4_cksum)
-		conf->rxmode.offloads |= RTE_ETH_RX_OFFLOAD_TCP_CKSUM | RTE_ETH_RX_OFFLOAD_UDP_CKSUM;
+		conf->rxmode.offloads |=
+			RTE_ETH_RX_OFFLOAD_TCP_CKSUM | RTE_ETH_RX_OFFLOAD_UDP_CKSUM;
 	if (off->tx_ip_cksum)
 		conf->txmode.offloads |= RTE_ETH_TX_OFFLOAD_IPV4_CKSUM;
 	if (off->tx_l4_cksum)
-		conf->txmode.offloads |= RTE_ETH_TX_OFFLOAD_TCP_CKSUM | RTE_ETH_TX_OFFLOAD_UDP_CKSUM;
+		conf->txmode.offloads |=
+			RTE_ETH_TX_OFFLOAD_TCP_CKSUM | RTE_ETH_TX_OFFLOAD_UDP_CKSUM;
 	if (off->tso)
 		conf->txmode.offloads |= RTE_ETH_TX_OFFLOAD_TCP_TSO;
 	if (tx & RTE_ETH_TX_OFFLOAD_MULTI_SEGS)
@@ -59,11 +63,11 @@ static void pick_offloads(const struct rte_eth_dev_info *info, uint16_t nqueues,
 	}
 }
 
-#define FAIL(step, rc)                                                                    \
-	do {                                                                              \
-		snprintf(err, errlen, "port %u (%s): %s: %s", conf->port_id, p->name, step, \
-			 rte_strerror(-(rc)));                                            \
-		return (rc) < 0 ? (rc) : -EIO;                                            \
+#define FAIL(step, rc)                                                                             \
+	do {                                                                                       \
+		snprintf(err, errlen, "port %u (%s): %s: %s", conf->port_id, p->name, step,        \
+			 rte_strerror(-(rc)));                                                     \
+		return (rc) < 0 ? (rc) : -EIO;                                                     \
 	} while (0)
 
 static int setup_queues(struct nic_port *p, const struct nic_port_conf *conf,

@@ -21,10 +21,10 @@ struct rte_mbuf;
 
 /* What the port does in hardware (asked for because it reported it). */
 struct nic_offloads {
-	bool rx_ip_cksum, rx_l4_cksum;	 /* RX: the PMD marks checksums good or bad */
-	bool tx_ip_cksum, tx_l4_cksum;	 /* TX: the PMD fills them in */
-	bool tso;			 /* TX: TCP segmentation */
-	bool rss;			 /* RX: spread across queues by hash */
+	bool rx_ip_cksum, rx_l4_cksum; /* RX: the PMD marks checksums good or bad */
+	bool tx_ip_cksum, tx_l4_cksum; /* TX: the PMD fills them in */
+	bool tso;		       /* TX: TCP segmentation */
+	bool rss;		       /* RX: spread across queues by hash */
 };
 
 struct nic_port {
@@ -40,8 +40,8 @@ struct nic_port {
 
 struct nic_port_conf {
 	uint16_t port_id;
-	uint16_t nqueues;   /* one per polling core */
-	uint16_t rx_desc;   /* ring sizes; 0: 1024 */
+	uint16_t nqueues; /* one per polling core */
+	uint16_t rx_desc; /* ring sizes; 0: 1024 */
 	uint16_t tx_desc;
 	uint32_t pool_size; /* mbufs; 0: enough for the rings and what is in flight */
 	uint16_t mtu;	    /* 0: the port's default (1500) */

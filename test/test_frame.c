@@ -47,7 +47,7 @@ static size_t build_tcp4(uint8_t *f, const uint8_t *opts, size_t optlen, size_t 
 }
 
 static const uint8_t syn_opts[] = { 2, 4, 0x05, 0xb4, 1, 3, 3, 7, 4, 2, 8, 10,
-				    0, 0, 0, 9, 0, 0, 0, 0, 1, 1, 1, 0 };
+				    0, 0, 0,	9,    0, 0, 0, 0, 1, 1, 1, 0 };
 
 static void tcp_syn_described(void **state)
 {
@@ -311,14 +311,10 @@ static void toeplitz_matches_rss(void **state)
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
-		cmocka_unit_test(tcp_syn_described),
-		cmocka_unit_test(every_truncation_refused),
-		cmocka_unit_test(bad_ip_headers),
-		cmocka_unit_test(bad_tcp_headers),
-		cmocka_unit_test(bad_tcp_options),
-		cmocka_unit_test(udp_lengths),
-		cmocka_unit_test(vlans_arp_fragments),
-		cmocka_unit_test(ipv6_extension_chain),
+		cmocka_unit_test(tcp_syn_described),	cmocka_unit_test(every_truncation_refused),
+		cmocka_unit_test(bad_ip_headers),	cmocka_unit_test(bad_tcp_headers),
+		cmocka_unit_test(bad_tcp_options),	cmocka_unit_test(udp_lengths),
+		cmocka_unit_test(vlans_arp_fragments),	cmocka_unit_test(ipv6_extension_chain),
 		cmocka_unit_test(toeplitz_matches_rss),
 	};
 
