@@ -35,6 +35,8 @@ struct dp_config {
 	uint16_t dpdk_port;		 /* DPDK port id */
 	uint16_t dpdk_mtu;		 /* 0: the port's */
 	uint32_t dpdk_ip, dpdk_mask, dpdk_gw; /* network order */
+	bool dpdk_has_ip6;
+	uint8_t dpdk_ip6[16];
 	int idle_sleep_us;		 /* nap this long when idle (0: poll without rest) */
 	uint32_t fault_drop_ppm;	 /* tests: lose this many frames per million, each way */
 	int tcp_tick_ms;		 /* the user-space TCP's timer tick (lwIP's own: 500) */

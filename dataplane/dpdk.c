@@ -339,9 +339,11 @@ static struct dconn **flow_bucket(struct dloop *l, const struct udp_pcb *pub, co
 				  u16_t port)
 {
 	uint64_t h = 1469598103934665603ull ^ (uintptr_t)pub;
-	uint32_t a = ip4_addr_get_u32(ip_2_ip4(ip));
+	const uint32_t *w = IP_IS_V6(ip) ? ip_2_ip6(ip)->addr : &ip_2_ip4(ip)->addr;
+	int i, n = IP_IS_V6(ip) ? 4 : 1;
 
-	h = (h ^ a) * 1099511628211ull;
+	for (i = 0; i < n; i++)
+		h = (h ^ w[i]) * 1099511628211ull;
 	h = (h ^ port) * 1099511628211ull;
 	return &l->flows[h % FLOW_BUCKETS];
 }
@@ -406,16 +408,35 @@ static int watch_hangups(struct dloop *l, struct dconn *c)
 	return 0;
 }
 
+/* A destination in lwIP's terms; false for a family the stack does not speak. */
+static bool addr_to_lwip(const struct cn_addr *a, ip_addr_t *ip)
+{
+	uint32_t v4;
+
+	memset(ip, 0, sizeof(*ip));
+	if (a->family == CN_AF_INET) {
+		memcpy(&v4, a->addr, 4);
+		ip_addr_set_ip4_u32_val(*ip, v4);
+		return true;
+	}
+	if (a->family == CN_AF_INET6) {
+		IP_SET_TYPE_VAL(*ip, IPADDR_TYPE_V6);
+		memcpy(ip_2_ip6(ip)->addr, a->addr, 16);
+		ip6_addr_clear_zone(ip_2_ip6(ip));
+		return true;
+	}
+	return false;
+}
+
 static int pcb_open(struct dconn *c)
 {
 	const struct cn_addr *dst = &c->dc.conn.local;
 	ip_addr_t ip;
-	uint32_t a;
 	err_t e;
 
-	if (dst->family != CN_AF_INET)
-		return ENETUNREACH; /* IPv6 off-host: not in this backend yet */
-	c->pcb = tcp_new_ip_type(IPADDR_TYPE_V4);
+	if (!addr_to_lwip(dst, &ip))
+		return ENETUNREACH;
+	c->pcb = tcp_new_ip_type(IP_GET_TYPE(&ip));
 	if (!c->pcb)
 		return ENOBUFS;
 	tcp_arg(c->pcb, c);
@@ -423,8 +444,6 @@ static int pcb_open(struct dconn *c)
 	tcp_err(c->pcb, on_err);
 	/* bytes come in ring-sized batches already: Nagle only adds delay */
 	tcp_nagle_disable(c->pcb);
-	memcpy(&a, dst->addr, 4);
-	ip_addr_set_ip4_u32_val(ip, a);
 	e = tcp_connect(c->pcb, &ip, dst->port, on_connected);
 	if (e != ERR_OK) {
 		pcb_detach(c->pcb);
@@ -456,15 +475,12 @@ static int udp_open(struct dconn *c)
 {
 	const struct cn_addr *dst = &c->dc.conn.local;
 	ip_addr_t ip;
-	uint32_t a;
 
-	if (dst->family != CN_AF_INET)
+	if (!addr_to_lwip(dst, &ip))
 		return ENETUNREACH;
-	c->upcb = udp_new_ip_type(IPADDR_TYPE_V4);
+	c->upcb = udp_new_ip_type(IP_GET_TYPE(&ip));
 	if (!c->upcb)
 		return ENOBUFS;
-	memcpy(&a, dst->addr, 4);
-	ip_addr_set_ip4_u32_val(ip, a);
 	if (udp_connect(c->upcb, &ip, dst->port) != ERR_OK) {
 		udp_remove(c->upcb);
 		c->upcb = NULL;
@@ -572,11 +588,17 @@ static uint64_t conn_service(struct dloop *l, struct dconn *c)
 
 static void addr_from_lwip(struct cn_addr *a, const ip_addr_t *ip, u16_t port)
 {
-	uint32_t v4 = ip4_addr_get_u32(ip_2_ip4(ip));
+	uint32_t v4;
 
 	memset(a, 0, sizeof(*a));
-	a->family = CN_AF_INET;
 	a->port = port;
+	if (IP_IS_V6(ip)) {
+		a->family = CN_AF_INET6;
+		memcpy(a->addr, ip_2_ip6(ip)->addr, 16);
+		return;
+	}
+	v4 = ip4_addr_get_u32(ip_2_ip4(ip));
+	a->family = CN_AF_INET;
 	memcpy(a->addr, &v4, 4);
 }
 
@@ -668,7 +690,7 @@ static struct dconn *flow_new(struct dloop *l, struct udp_pcb *pcb, const ip_add
 	addr_from_lwip(&client, ip, port);
 	dst = p->host;
 	if (!dst.family)
-		dst.family = CN_AF_INET; /* the publish matches on the port */
+		dst.family = client.family; /* the publish matches on the port */
 	if (cn_op_connect_flags(&l->ses.op_udp, CN_L4_UDP, &client, &dst, CN_CONNECT_PUBLISHED,
 				&c->dc.r.ep, &c->dc.conn)) {
 		free(c);
@@ -720,20 +742,30 @@ static void on_pub_datagram(void *arg, struct udp_pcb *pcb, struct pbuf *p, cons
 
 static int pub_listen(struct dloop *l, unsigned int l4, struct dpub *p)
 {
+	static const uint8_t any6[16];
+	const struct dp_config *cfg = l->dl->cfg;
 	struct tcp_pcb *pcb;
-	ip_addr_t ip = *IP4_ADDR_ANY;
+	/* every address: both families on one pcb; a given one: its family's */
+	ip_addr_t ip = *IP_ANY_TYPE;
+	u8_t type = IPADDR_TYPE_ANY;
 
-	if (p->host.family == CN_AF_INET6)
-		return -EAFNOSUPPORT; /* the stack speaks IPv4 here */
 	if (p->host.family == CN_AF_INET) {
 		uint32_t a;
 
 		memcpy(&a, p->host.addr, 4);
-		if (a && a != l->dl->cfg->dpdk_ip)
+		if (a && a != cfg->dpdk_ip)
 			return -EADDRNOTAVAIL; /* another host's address: not ours to serve */
+		ip = *IP4_ADDR_ANY;
+		type = IPADDR_TYPE_V4;
+	} else if (p->host.family == CN_AF_INET6) {
+		if (memcmp(p->host.addr, any6, 16) &&
+		    (!cfg->dpdk_has_ip6 || memcmp(p->host.addr, cfg->dpdk_ip6, 16)))
+			return -EADDRNOTAVAIL;
+		ip = *IP6_ADDR_ANY;
+		type = IPADDR_TYPE_V6;
 	}
 	if (l4 == CN_L4_UDP) {
-		p->upcb = udp_new_ip_type(IPADDR_TYPE_V4);
+		p->upcb = udp_new_ip_type(type);
 		if (!p->upcb)
 			return -ENOMEM;
 		if (udp_bind(p->upcb, &ip, p->host.port) != ERR_OK) {
@@ -743,7 +775,7 @@ static int pub_listen(struct dloop *l, unsigned int l4, struct dpub *p)
 		udp_recv(p->upcb, on_pub_datagram, l);
 		return 0;
 	}
-	pcb = tcp_new_ip_type(IPADDR_TYPE_V4);
+	pcb = tcp_new_ip_type(type);
 	if (!pcb)
 		return -ENOMEM;
 	if (tcp_bind(pcb, &ip, p->host.port) != ERR_OK) {

@@ -47,7 +47,8 @@ int dpdk_start(const struct dp_config *cfg, struct dp_loop *loop)
 		.mtu = cfg->dpdk_mtu,
 		.priv_size = stack_mbuf_priv_size(),
 	};
-	struct stack_conf sc = { .ip = cfg->dpdk_ip,
+	struct stack_conf sc = { .has_ip6 = cfg->dpdk_has_ip6,
+				 .ip = cfg->dpdk_ip,
 				 .mask = cfg->dpdk_mask,
 				 .gw = cfg->dpdk_gw,
 				 .drop_ppm = cfg->fault_drop_ppm,
@@ -55,6 +56,7 @@ int dpdk_start(const struct dp_config *cfg, struct dp_loop *loop)
 	char err[256];
 	int rc;
 
+	memcpy(sc.ip6, cfg->dpdk_ip6, 16);
 	rc = nic_port_open(&port, &pc, err, sizeof(err));
 	if (!rc)
 		rc = stack_open(&port, 0, &sc, err, sizeof(err));

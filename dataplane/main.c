@@ -49,6 +49,7 @@ static void usage(FILE *f)
 		"                         DPDK's EAL arguments: -l CORES, -a PCI, --vdev, ...)\n"
 		"  --ip ADDR/LEN          dpdk: the stack's IPv4 address on the port\n"
 		"  --gw ADDR              dpdk: the next hop off the subnet (default: none)\n"
+		"  --ip6 ADDR/64          dpdk: an IPv6 address too (routers from their adverts)\n"
 		"  --port N               dpdk: the DPDK port id (default 0)\n"
 		"  --mtu N                dpdk: the port's MTU (default: the port's)\n"
 		"  --idle-sleep USECS     dpdk: nap this long when idle (default 0: busy-poll)\n"
@@ -251,6 +252,7 @@ int main(int argc, char **argv)
 		{ "log-level", required_argument, NULL, 'l' },
 		{ "ip", required_argument, NULL, 'I' },
 		{ "gw", required_argument, NULL, 'G' },
+		{ "ip6", required_argument, NULL, '6' },
 		{ "port", required_argument, NULL, 'P' },
 		{ "mtu", required_argument, NULL, 'M' },
 		{ "idle-sleep", required_argument, NULL, 'S' },
@@ -350,6 +352,20 @@ int main(int argc, char **argv)
 			}
 			break;
 		}
+		case '6': {
+			char a[INET6_ADDRSTRLEN];
+			const char *slash = strchr(optarg, '/');
+			size_t n = slash ? (size_t)(slash - optarg) : strlen(optarg);
+
+			if (!slash || strcmp(slash, "/64") || n >= sizeof(a) ||
+			    (memcpy(a, optarg, n), a[n] = 0, inet_pton(AF_INET6, a, cfg.dpdk_ip6) != 1)) {
+				fprintf(stderr, "circnet-dataplane: --ip6 %s: not an IPv6 ADDR/64\n",
+					optarg);
+				return 2;
+			}
+			cfg.dpdk_has_ip6 = true;
+			break;
+		}
 		case 'P':
 			if (parse_int("--port", optarg, 0, 1023, &v))
 				return 2;
@@ -445,7 +461,7 @@ int main(int argc, char **argv)
 		return 2;
 	}
 	if (!cfg.dpdk && (cfg.dpdk_ip || cfg.dpdk_gw || cfg.idle_sleep_us || cfg.dpdk_mtu ||
-			  cfg.fault_drop_ppm)) {
+			  cfg.fault_drop_ppm || cfg.dpdk_has_ip6)) {
 		fprintf(stderr, "circnet-dataplane: --ip, --gw, --mtu, --idle-sleep and --fault-drop "
 				"are the dpdk backend's\n");
 		return 2;

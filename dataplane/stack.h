@@ -22,6 +22,8 @@ struct nic_port;
 
 struct stack_conf {
 	uint32_t ip, mask, gw; /* network byte order; gw 0: none (on-link only) */
+	bool has_ip6;
+	uint8_t ip6[16];       /* an IPv6 address of a /64 (routers: from their adverts) */
 	uint32_t drop_ppm;     /* fault injection: drop this many per million frames, each way */
 	uint32_t tcp_tick_ms;  /* lwIP's TCP tick (its own: 500 ms); 0: lwIP's */
 };

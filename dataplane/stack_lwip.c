@@ -33,6 +33,10 @@
 #include "../nic/port.h"
 #include "stack.h"
 
+/* lwIP's, from headers whose struct ip6_hdr clashes with DPDK's netinet/ip6.h */
+void tcp_tmr(void);
+err_t ethip6_output(struct netif *netif, struct pbuf *q, const ip6_addr_t *ip6addr);
+
 #define RX_BURST 64
 #define TX_BURST 64
 
@@ -136,6 +140,8 @@ static err_t netif_setup(struct netif *netif)
 	netif->flags =
 		NETIF_FLAG_BROADCAST | NETIF_FLAG_ETHARP | NETIF_FLAG_ETHERNET | NETIF_FLAG_LINK_UP;
 	netif->output = etharp_output;
+	netif->output_ip6 = ethip6_output; /* neighbour discovery comes with it */
+	netif->flags |= NETIF_FLAG_MLD6;
 	netif->linkoutput = link_output;
 	return ERR_OK;
 }
@@ -217,7 +223,6 @@ static void rx_one(struct rte_mbuf *m)
  * 500 ms: everything in ticks scales together (TIME_WAIT and keep-alive
  * shrink with it, see docs/dpdk.md).
  */
-void tcp_tmr(void); /* lwIP's, in lwip/priv/tcp_priv.h, whose IPv6 header clashes with DPDK's */
 
 static void tcp_clock(void)
 {
@@ -275,6 +280,25 @@ int stack_open(struct nic_port *port, uint16_t q, const struct stack_conf *conf,
 		return -EINVAL;
 	}
 	netif_set_default(&st.netif);
+	/*
+	 * IPv6: a link-local address from the MAC, and ours if given (a /64:
+	 * lwIP takes the first 64 bits as on-link). Both usable at once: we
+	 * are the only holder of the address, as with IPv4 (no DAD wait).
+	 */
+	netif_create_ip6_linklocal_address(&st.netif, 1);
+	netif_ip6_addr_set_state(&st.netif, 0, IP6_ADDR_PREFERRED);
+	if (conf->has_ip6) {
+		ip6_addr_t a6;
+		s8_t idx;
+
+		memcpy(a6.addr, conf->ip6, 16);
+		ip6_addr_clear_zone(&a6);
+		if (netif_add_ip6_address(&st.netif, &a6, &idx) != ERR_OK) {
+			snprintf(err, errlen, "lwIP would not take the IPv6 address");
+			return -EINVAL;
+		}
+		netif_ip6_addr_set_state(&st.netif, idx, IP6_ADDR_PREFERRED);
+	}
 	netif_set_up(&st.netif);
 	netif_set_link_up(&st.netif);
 	/* tell the segment who we are now, not at the first connection */

@@ -5,7 +5,8 @@
 # in that namespace so that its tap device appears there; the namespace's
 # kernel is the remote, the dataplane's own stack is lwIP on the tap (the
 # namespace's addresses are never its). No address outside the test's /24.
-#  - ARP and ICMP echo: the remote pings the dataplane's address;
+#  - ARP and ICMP echo: the remote pings the dataplane's address; IPv6 too
+#    (neighbour discovery, ICMPv6 echo), and a guest's fetch over IPv6;
 #  - curl in a guest fetches 5 MiB from python3's http.server on the remote
 #    (sha256), and 8 fetches run at once;
 #  - iperf3 through the dataplane, both directions;
@@ -56,6 +57,7 @@ tag=$(($$ % 200 + 20))
 ns=cndk$$
 tap=cndt$$
 net=10.218.$tag
+net6=fd00:218:$tag:
 pids=()
 dp_pid=
 failed=0
@@ -84,6 +86,7 @@ cat >"$dir/circnet.conf" <<CONF
 run-dir $dir/run
 guest client {
     address 10.212.0.10
+    address fd00:212::10
     max-circuits 4096
 }
 guest web {
@@ -92,6 +95,7 @@ guest web {
     listen udp 5353
 }
 proxy any from client to $net.0/24
+proxy tcp from client to $net6:/64
 publish tcp 8080 to web port 80
 publish tcp 8081 to web port 81
 publish udp 5354 to web port 5353
@@ -107,7 +111,7 @@ cores=0
 [ "$(nproc)" -gt 1 ] && cores=0-1 # the loop on its own lcore (1), the main one keeps signals
 start_dp() { # start_dp [DATAPLANE-OPTION...]: up, attached to the operator, tap configured
 	ip netns exec "$ns" "$dp" --backend dpdk -l "$cores" --no-huge -m 256 --no-pci \
-		--file-prefix "cndk$$" --vdev="net_tap0,iface=$tap" -- --ip "$net.2/24" \
+		--file-prefix "cndk$$" --vdev="net_tap0,iface=$tap" -- --ip "$net.2/24" --ip6 "$net6:2/64" \
 		--run-dir "$dir/run" --connect-timeout 3 --user-timeout 3 --udp-idle 2 --idle-sleep 20 "$@" \
 		2>>"$dir/dataplane.log" &
 	dp_pid=$!
@@ -117,7 +121,8 @@ start_dp() { # start_dp [DATAPLANE-OPTION...]: up, attached to the operator, tap
 		sleep 0.1
 	done
 	kill -0 "$dp_pid" 2>/dev/null || return 1
-	remote ip addr add "$net.1/24" dev "$tap" && remote ip link set "$tap" up
+	remote ip addr add "$net.1/24" dev "$tap" && remote ip addr add "$net6:1/64" dev "$tap" nodad &&
+		remote ip link set "$tap" up
 }
 stop_dp() { # stop_dp: SIGTERM; true if it exited 0 within 5 s
 	local t0=$(date +%s) rc
@@ -146,6 +151,9 @@ want=$(sha256sum <"$dir/www/blob" | cut -d' ' -f1)
 (cd "$dir/www" && exec timeout 300 ip netns exec "$ns" python3 -m http.server 8000 \
 	--bind "$net.1" >"$dir/http.log" 2>&1) &
 pids+=($!)
+(cd "$dir/www" && exec timeout 300 ip netns exec "$ns" python3 -m http.server 8006 \
+	--bind "$net6:1" >"$dir/http6.log" 2>&1) &
+pids+=($!)
 ip netns exec "$ns" timeout 300 iperf3 -s -B "$net.1" -p 5201 >"$dir/iperf3-server.log" 2>&1 &
 pids+=($!)
 ip netns exec "$ns" timeout 300 python3 "$peers" rst "$net.1" 8100 >"$dir/rst.log" 2>&1 &
@@ -163,9 +171,13 @@ done
 
 check "ARP and ICMP: the remote pings the dataplane's stack" \
 	remote ping -c 3 -i 0.2 -W 2 "$net.2" -q
+check "IPv6 neighbour discovery and ICMPv6: the remote pings the stack's IPv6 address" \
+	remote ping -6 -c 2 -i 0.2 -W 2 "$net6:2" -q
 fetch() { guest curl -sS -m 60 "http://$net.1:8000/blob" | sha256sum | cut -d' ' -f1; }
 check "curl in a guest fetches 5 MiB through the DPDK dataplane, checksum matches" \
 	is "$(fetch)" "$want"
+check "over IPv6: curl in a guest fetches 5 MiB through lwIP, checksum matches" \
+	is "$(guest curl -sS -m 60 "http://[$net6:1]:8006/blob" | sha256sum | cut -d' ' -f1)" "$want"
 fetchers=()
 for i in $(seq 8); do
 	fetch >"$dir/par.$i" &
