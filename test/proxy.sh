@@ -16,7 +16,8 @@
 #    from the host to a published nginx in a guest, a published port with no
 #    listener behind it (reset), a reload that withdraws a publish; a
 #    published UDP port answered by a guest that sees the real clients;
-#  - faults: the remote resets mid-transfer (the guest reads ECONNRESET), the
+#  - faults: the remote resets mid-transfer (the guest reads ECONNRESET), goes
+#    silent mid-transfer (ETIMEDOUT after --user-timeout), the
 #    guest is killed mid-transfer and the proxy is restarted mid-transfer
 #    (nothing hangs, and the proxy ends with no connection and the operator
 #    with no circuit: no leaks).
@@ -110,7 +111,7 @@ write_conf "publish tcp $((pub + 2)) to web port 81"
 "$op" --config "$dir/circnet.conf" 2>"$dir/operator.log" &
 pids+=($!)
 start_dp() {
-	"$dp" --run-dir "$dir/run" --threads 2 --connect-timeout 2 --udp-idle 2 \
+	"$dp" --run-dir "$dir/run" --threads 2 --connect-timeout 2 --udp-idle 2 --user-timeout 3 \
 		2>>"$dir/dataplane.log" &
 	dp_pid=$!
 	for _ in $(seq 50); do
@@ -174,6 +175,9 @@ pids+=($!)
 remote timeout 120 python3 "$dir/rst.py" "$net.2" >"$dir/rst.log" 2>&1 &
 pids+=($!)
 remote timeout 120 python3 "$dir/slow.py" "$net.2" >"$dir/slow.log" 2>&1 &
+pids+=($!)
+ip netns exec "$ns" timeout 120 python3 "$(dirname "$0")/netpeers.py" sink "$net.2" 8400 \
+	>"$dir/sink.log" 2>&1 &
 pids+=($!)
 for _ in $(seq 50); do
 	remote ss -ltn 2>/dev/null | grep -q ":8000 " && remote ss -ltn | grep -q ":8200 " && break
@@ -256,6 +260,20 @@ try:
         n += len(b)
 except ConnectionResetError:
     print('ECONNRESET' if n > 0 else 'no data')")" ECONNRESET
+# the remote goes silent mid-transfer: its address vanishes, the host's TCP gives up
+# after --user-timeout (TCP_USER_TIMEOUT), and the guest reads why
+guest python3 "$(dirname "$0")/netpeers.py" send-until-error "$net.2" 8400 >"$dir/silent.out" 2>&1 &
+sender=$!
+sleep 1
+remote ip addr del "$net.2/24" dev "$vr"
+t0=$(date +%s)
+wait "$sender"
+t1=$(date +%s)
+remote ip addr add "$net.2/24" dev "$vr"
+ip route replace "$blackhole.0/24" via "$net.2" 2>/dev/null
+check "the remote stops answering mid-transfer: the guest's send fails with ETIMEDOUT" \
+	is "$(cat "$dir/silent.out")" ETIMEDOUT
+check "... after --user-timeout (3 s)" bash -c "[ $((t1 - t0)) -ge 2 ] && [ $((t1 - t0)) -le 10 ]"
 
 # scale: many proxied connections open at once, each echoing its own bytes
 cat >"$dir/echo.py" <<'PY'
