@@ -4,6 +4,7 @@
  * (conn.h): the loop's list and graveyard, the connect's outcome into the
  * circuit, the books, and the status view's lines.
  */
+#include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -74,6 +75,17 @@ void dp_conn_release(struct dp_loop *dl, struct dp_conns *cs, struct dp_conn *c,
 	c->dead = true;
 	c->grave_next = cs->grave;
 	cs->grave = c;
+}
+
+void dp_conn_host_down(struct dp_conn *c)
+{
+	if (c->connecting && c->has_circuit)
+		cn_ep_set_connect_status(&c->r.ep.ep, ECONNREFUSED);
+	else if (c->has_circuit)
+		relay_host_failed(&c->r, ECONNABORTED);
+	if (c->r.ops) /* an inbound one still waiting for its guest has none yet */
+		c->r.ops->abort(&c->r);
+	c->r.reset = true;
 }
 
 void dp_conns_bury(struct dp_conns *cs)

@@ -57,6 +57,12 @@ void dp_conn_connected(struct dp_loop *dl, struct dp_conn *c, int err);
 void dp_conn_release(struct dp_loop *dl, struct dp_conns *cs, struct dp_conn *c,
 		     bool tell_operator);
 
+/*
+ * The proxy goes down (SIGTERM): a pending connect fails with ECONNREFUSED,
+ * an open connection is reset towards its guest, and the host side aborted.
+ */
+void dp_conn_host_down(struct dp_conn *c);
+
 /* Free what was released (each dp_conn is the start of a malloc'd block). */
 void dp_conns_bury(struct dp_conns *cs);
 

@@ -934,11 +934,7 @@ static void shutdown_all(struct dloop *l)
 	while (l->conns.head) {
 		struct dconn *c = (struct dconn *)l->conns.head;
 
-		if (c->dc.connecting)
-			cn_ep_set_connect_status(&c->dc.r.ep.ep, ECONNREFUSED);
-		else
-			relay_host_failed(&c->dc.r, ECONNABORTED);
-		d_abort(&c->dc.r);
+		dp_conn_host_down(&c->dc);
 		conn_free(l, c);
 	}
 	l->sets[0].nnext = l->sets[1].nnext = 0;

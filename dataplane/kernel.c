@@ -750,11 +750,7 @@ static void shutdown_all(struct kloop *l)
 	while (l->conns.head) {
 		struct kconn *c = (struct kconn *)l->conns.head;
 
-		if (c->dc.connecting)
-			cn_ep_set_connect_status(&c->dc.r.ep.ep, ECONNREFUSED);
-		else
-			relay_host_failed(&c->dc.r, ECONNABORTED);
-		k_abort(&c->dc.r);
+		dp_conn_host_down(&c->dc);
 		conn_free(l, c);
 	}
 	dp_sessions_close(&l->ses, l->epfd);

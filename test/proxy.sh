@@ -29,6 +29,7 @@ ctl=$build/operator/circnetctl
 dp=$build/dataplane/circnet-dataplane
 circnet=$build/guest/circnet
 check_bin=$build/test/sockcheck
+peers=$(cd "$(dirname "$0")" && pwd)/netpeers.py
 
 if [ "$(id -u)" != 0 ] || ! unshare -n true 2>/dev/null; then
 	echo "proxy.sh: needs root and network namespaces: skipped"
@@ -131,17 +132,6 @@ want=$(sha256sum <"$dir/www/blob" | cut -d' ' -f1)
 pids+=($!)
 remote timeout 120 iperf3 -s -B "$net.2" -p 5201 >"$dir/iperf3-server.log" 2>&1 &
 pids+=($!)
-# a server that sends 1 MiB, then resets the connection
-cat >"$dir/rst.py" <<'PY'
-import socket, struct, sys
-s = socket.socket(); s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-s.bind((sys.argv[1], 8100)); s.listen(4)
-while True:
-    c, _ = s.accept()
-    c.sendall(b"r" * (1 << 20))
-    c.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
-    c.close()
-PY
 # a server that streams slowly until the client goes away, then says how it went
 cat >"$dir/slow.py" <<'PY'
 import socket, sys, time
@@ -172,11 +162,11 @@ remote timeout 120 dnsmasq --no-daemon --no-resolv --no-hosts --addn-hosts="$dir
 	--listen-address="$net.2" --bind-interfaces --port=53 --user=root \
 	--pid-file="$dir/dnsmasq.pid" >"$dir/dnsmasq.log" 2>&1 &
 pids+=($!)
-remote timeout 120 python3 "$dir/rst.py" "$net.2" >"$dir/rst.log" 2>&1 &
+ip netns exec "$ns" timeout 120 python3 "$peers" rst "$net.2" 8100 >"$dir/rst.log" 2>&1 &
 pids+=($!)
 remote timeout 120 python3 "$dir/slow.py" "$net.2" >"$dir/slow.log" 2>&1 &
 pids+=($!)
-ip netns exec "$ns" timeout 120 python3 "$(dirname "$0")/netpeers.py" sink "$net.2" 8400 \
+ip netns exec "$ns" timeout 120 python3 "$peers" sink "$net.2" 8400 \
 	>"$dir/sink.log" 2>&1 &
 pids+=($!)
 for _ in $(seq 50); do
@@ -229,15 +219,7 @@ check "... and a name dnsmasq does not know is not found (exit 2)" \
 	bash -c "timeout 30 '$circnet' run --run-dir '$dir/run' --dns '$net.2' --guest client -- \
 		getent hosts nosuch.example; [ \$? = 2 ]"
 
-errno_of() { # errno_of HOST PORT: what a guest's connect() says
-	guest python3 -c "
-import errno, socket, sys
-s = socket.socket()
-try:
-    s.connect(('$1', $2)); print('ok')
-except OSError as e:
-    print(errno.errorcode.get(e.errno, e.errno))"
-}
+errno_of() { guest python3 "$peers" errno "$1" "$2"; } # what a guest's connect() says
 check "a closed remote port: ECONNREFUSED" is "$(errno_of "$net.2" 8999)" ECONNREFUSED
 t0=$(date +%s)
 check "a remote that never answers: ETIMEDOUT (after --connect-timeout)" \
@@ -249,20 +231,10 @@ check "no route on the host: EHOSTUNREACH, the kernel's errno passed on" \
 
 # (the remote's reset drops what it had not sent yet: the guest gets some, then the reset)
 check "the remote resets mid-transfer: the guest reads data, then ECONNRESET" \
-	is "$(guest python3 -c "
-import socket
-s = socket.create_connection(('$net.2', 8100)); n = 0
-try:
-    while True:
-        b = s.recv(65536)
-        if not b: print('EOF', n); break
-        if b.strip(b'r'): print('damaged'); break
-        n += len(b)
-except ConnectionResetError:
-    print('ECONNRESET' if n > 0 else 'no data')")" ECONNRESET
+	is "$(guest python3 "$peers" read-reset "$net.2" 8100)" ECONNRESET
 # the remote goes silent mid-transfer: its address vanishes, the host's TCP gives up
 # after --user-timeout (TCP_USER_TIMEOUT), and the guest reads why
-guest python3 "$(dirname "$0")/netpeers.py" send-until-error "$net.2" 8400 >"$dir/silent.out" 2>&1 &
+guest python3 "$peers" send-until-error "$net.2" 8400 >"$dir/silent.out" 2>&1 &
 sender=$!
 sleep 1
 remote ip addr del "$net.2/24" dev "$vr"
@@ -276,62 +248,12 @@ check "the remote stops answering mid-transfer: the guest's send fails with ETIM
 check "... after --user-timeout (3 s)" bash -c "[ $((t1 - t0)) -ge 2 ] && [ $((t1 - t0)) -le 10 ]"
 
 # scale: many proxied connections open at once, each echoing its own bytes
-cat >"$dir/echo.py" <<'PY'
-import selectors, socket, sys
-sel = selectors.DefaultSelector()
-ls = socket.socket(); ls.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-ls.bind((sys.argv[1], 8300)); ls.listen(4096); ls.setblocking(False)
-sel.register(ls, selectors.EVENT_READ)
-while True:
-    for key, _ in sel.select():
-        if key.fileobj is ls:
-            try:
-                c, _ = ls.accept(); c.setblocking(False); sel.register(c, selectors.EVENT_READ)
-            except BlockingIOError:
-                pass
-            continue
-        c = key.fileobj
-        try:
-            d = c.recv(65536)
-        except ConnectionError:
-            d = b""
-        if d:
-            c.sendall(d)
-        else:
-            sel.unregister(c); c.close()
-PY
-cat >"$dir/many.py" <<'PY'
-import selectors, socket, sys, time
-host, n = sys.argv[1], int(sys.argv[2])
-sel = selectors.DefaultSelector(); socks = []
-t0 = time.time()
-for i in range(n):
-    s = socket.socket(); s.setblocking(False)
-    s.connect_ex((host, 8300)); socks.append(s)
-    sel.register(s, selectors.EVENT_WRITE, i)
-want = {i: (b"%06d" % i) * 100 for i in range(n)}
-got = {i: b"" for i in range(n)}
-done = 0
-while done < n and time.time() - t0 < 60:
-    for key, ev in sel.select(5):
-        s, i = key.fileobj, key.data
-        if ev & selectors.EVENT_WRITE:
-            s.sendall(want[i]); sel.modify(s, selectors.EVENT_READ, i)
-        else:
-            got[i] += s.recv(65536)
-            if len(got[i]) >= len(want[i]):
-                sel.unregister(s); done += 1
-print(n, done, sum(got[i] == want[i] for i in range(n)), "in %.1f s" % (time.time() - t0), file=sys.stderr)
-print(done == n and all(got[i] == want[i] for i in range(n)))
-for s in socks:
-    s.close()
-PY
-remote timeout 120 python3 "$dir/echo.py" "$net.2" >"$dir/echo.log" 2>&1 &
+ip netns exec "$ns" timeout 120 python3 "$peers" echo "$net.2" 8300 >"$dir/echo.log" 2>&1 &
 pids+=($!)
 sleep 0.5
 check "2000 proxied connections open at once, each echoes its 600 bytes intact" \
 	is "$(timeout 90 "$circnet" run --run-dir "$dir/run" --guest client -- \
-		bash -c "ulimit -n 65536; exec python3 '$dir/many.py' '$net.2' 2000")" True
+		bash -c "ulimit -n 65536; exec python3 '$peers' many '$net.2' 8300 2000")" True
 
 # faults: the guest dies mid-transfer
 guest curl -sS -m 30 -o /dev/null "http://$net.2:8200/" 2>/dev/null &
