@@ -73,6 +73,21 @@ struct dp_conn;
 int dp_session_attach(struct cn_op *op, const struct dp_config *cfg, unsigned int l4,
 		      void (*on_publish)(void *arg, const struct cn_msg_publish *m), void *arg);
 
+/* The published ports of one l4 as the operator pushes them: one PUBLISH a host. */
+#define DP_PUB_MAX 64
+
+struct dp_pubset_rx {
+	struct cn_addr host[DP_PUB_MAX];
+	int n;
+	uint32_t gen;
+};
+
+/*
+ * Take one PUBLISH into the set being received. True when the set is
+ * complete (apply it); pushes out of order wait for the next generation.
+ */
+bool dp_publish_collect(struct dp_pubset_rx *rx, const struct cn_msg_publish *m);
+
 struct dp_sessions {
 	struct cn_op op;	 /* tcp: off-host routes, published ports */
 	struct cn_op op_udp;	 /* udp: off-host routes (a session holds one listener) */

@@ -64,15 +64,13 @@ struct kpub {
 	struct cn_addr host; /* family NONE: every address */
 };
 
-#define KPUB_MAX 64
+#define KPUB_MAX DP_PUB_MAX
 
 /* The published ports of one l4, and the set being received (PUBLISH pushes). */
 struct kpubset {
 	struct kpub pubs[KPUB_MAX];
 	int npubs;
-	struct cn_addr next[KPUB_MAX];
-	int nnext;
-	uint32_t next_gen;
+	struct dp_pubset_rx next; /* the set being received */
 	bool apply_pending; /* a set that came while pub_accept walked this one */
 };
 
@@ -391,10 +389,10 @@ static void pub_apply(struct kloop *l, unsigned int l4)
 	for (i = 0; i < ps->npubs; i++) {
 		struct uflow *f, *next;
 
-		for (j = 0; j < ps->nnext; j++)
-			if (dp_same_host(&ps->pubs[i].host, &ps->next[j]))
+		for (j = 0; j < ps->next.n; j++)
+			if (dp_same_host(&ps->pubs[i].host, &ps->next.host[j]))
 				break;
-		if (j < ps->nnext) {
+		if (j < ps->next.n) {
 			keep[n++] = ps->pubs[i];
 			continue;
 		}
@@ -410,16 +408,16 @@ static void pub_apply(struct kloop *l, unsigned int l4)
 		if (!l->dl->index)
 			log_info("withdrawn %s %s", l4name(l4), a);
 	}
-	for (j = 0; j < ps->nnext; j++) {
+	for (j = 0; j < ps->next.n; j++) {
 		for (i = 0; i < n; i++)
-			if (dp_same_host(&keep[i].host, &ps->next[j]))
+			if (dp_same_host(&keep[i].host, &ps->next.host[j]))
 				break;
 		if (i < n)
 			continue;
-		keep[n].host = ps->next[j];
+		keep[n].host = ps->next.host[j];
 		keep[n].l4 = l4;
 		i = pub_listen(l, &keep[n]);
-		cn_addr_format(&ps->next[j], a, sizeof(a));
+		cn_addr_format(&ps->next.host[j], a, sizeof(a));
 		if (i) {
 			log_err("loop %d: cannot listen on published %s %s: %s", l->dl->index,
 				l4name(l4), a, strerror(-i));
@@ -452,15 +450,7 @@ static void on_publish(void *arg, const struct cn_msg_publish *m)
 	struct kloop *l = arg;
 	struct kpubset *ps = pubset(l, m->l4);
 
-	if (m->index == 0) {
-		ps->next_gen = m->gen;
-		ps->nnext = 0;
-	}
-	if (m->gen != ps->next_gen || m->index != ps->nnext)
-		return; /* out of order: the next generation will set it right */
-	if (m->count && ps->nnext < KPUB_MAX)
-		ps->next[ps->nnext++] = m->host;
-	if (m->count && m->index + 1 != m->count)
+	if (!dp_publish_collect(&ps->next, m))
 		return;
 	if (l->in_accept)
 		ps->apply_pending = true; /* pub_accept walks the sets now */
@@ -756,7 +746,7 @@ static void shutdown_all(struct kloop *l)
 	dp_sessions_close(&l->ses, l->epfd);
 	while (l->uflows)
 		uflow_free(l, l->uflows);
-	l->sets[0].nnext = l->sets[1].nnext = 0;
+	l->sets[0].next.n = l->sets[1].next.n = 0;
 	pub_apply(l, CN_L4_TCP); /* closes every published port */
 	pub_apply(l, CN_L4_UDP);
 }

@@ -81,6 +81,19 @@ void dp_sessions_attach(struct dp_loop *dl, struct dp_sessions *s, int epfd,
 		 s->udp_attached ? " and udp" : "");
 }
 
+bool dp_publish_collect(struct dp_pubset_rx *rx, const struct cn_msg_publish *m)
+{
+	if (m->index == 0) {
+		rx->gen = m->gen;
+		rx->n = 0;
+	}
+	if (m->gen != rx->gen || m->index != rx->n)
+		return false; /* out of order: the next generation will set it right */
+	if (m->count && rx->n < DP_PUB_MAX)
+		rx->host[rx->n++] = m->host;
+	return !m->count || m->index + 1 == m->count;
+}
+
 bool dp_sessions_due(const struct dp_sessions *s)
 {
 	return !s->attached && mono_ms() >= s->next_attach_ms;
