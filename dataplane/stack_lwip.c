@@ -8,12 +8,13 @@
  * tcpip thread was ever marked. So the whole stack runs on the polling
  * thread, called from one place, and never takes its core lock.
  *
- * Receive: each frame is checked by the frame parser (nic/frame.c) and
- * dropped if it lies about a length; then each mbuf becomes a custom pbuf that points into it (the
- * pbuf's bookkeeping lives in the mbuf's private area), so lwIP parses the frame in place and TCP
- * keeps it until the relay copies it into the circuit; freeing the pbuf frees the mbuf. Send: lwIP
- * hands us a pbuf chain, which is copied once into an mbuf and sent in bursts at the end of each
- * round.
+ * Receive: each mbuf becomes a custom pbuf that points into it (its
+ * bookkeeping lives in the mbuf's private area; a multi-segment frame is
+ * copied into one pbuf instead). The frame parser (nic/frame.c) checks it
+ * before lwIP trusts a length in it; lwIP parses it in place and TCP keeps
+ * it until the relay copies it into the circuit, and freeing the pbuf frees
+ * the mbuf. Send: lwIP hands us a pbuf chain, copied into an mbuf and sent
+ * in bursts at the end of each round.
  */
 #include <errno.h>
 #include <stdio.h>
@@ -161,9 +162,35 @@ static bool cksum_bad(const struct rte_mbuf *m)
 	       (m->ol_flags & RTE_MBUF_F_RX_L4_CKSUM_MASK) == RTE_MBUF_F_RX_L4_CKSUM_BAD;
 }
 
-/* One frame to lwIP: in place when it is one segment, else as a copy. */
+/* The frame as a pbuf: in place when it is one segment, else a copy (m freed). */
+static struct pbuf *rx_pbuf(struct rte_mbuf *m)
+{
+	struct pbuf *p;
+
+	if (m->nb_segs == 1) {
+		struct rx_pbuf *rp = rte_mbuf_to_priv(m);
+
+		rp->m = m;
+		rp->pc.custom_free_function = rx_pbuf_free;
+		p = pbuf_alloced_custom(PBUF_RAW, m->data_len, PBUF_REF, &rp->pc,
+					rte_pktmbuf_mtod(m, void *), m->data_len);
+		if (!p)
+			rte_pktmbuf_free(m);
+		return p;
+	}
+	p = m->pkt_len <= UINT16_MAX ? pbuf_alloc(PBUF_RAW, (u16_t)m->pkt_len, PBUF_RAM) : NULL;
+	if (p) {
+		rte_pktmbuf_read(m, 0, m->pkt_len, p->payload);
+		st.cnt.rx_copied++;
+	}
+	rte_pktmbuf_free(m);
+	return p;
+}
+
+/* One frame to lwIP, once the frame parser has checked every length in it. */
 static void rx_one(struct rte_mbuf *m)
 {
+	struct frame_info fi;
 	struct pbuf *p;
 
 	if (inject_drop()) {
@@ -175,39 +202,15 @@ static void rx_one(struct rte_mbuf *m)
 		rte_pktmbuf_free(m);
 		return;
 	}
-	if (m->nb_segs == 1) {
-		/* every frame is checked once, before lwIP trusts a length in it */
-		struct frame_info fi;
-
-		if (frame_parse(rte_pktmbuf_mtod(m, uint8_t *), m->data_len, &fi) != FRAME_OK) {
-			st.cnt.rx_malformed++;
-			rte_pktmbuf_free(m);
-			return;
-		}
-	}
-	if (m->nb_segs == 1) {
-		struct rx_pbuf *rp = rte_mbuf_to_priv(m);
-
-		rp->m = m;
-		rp->pc.custom_free_function = rx_pbuf_free;
-		p = pbuf_alloced_custom(PBUF_RAW, m->data_len, PBUF_REF, &rp->pc,
-					rte_pktmbuf_mtod(m, void *), m->data_len);
-	} else {
-		p = m->pkt_len <= UINT16_MAX ? pbuf_alloc(PBUF_RAW, (u16_t)m->pkt_len, PBUF_RAM)
-					     : NULL;
-		if (p) {
-			rte_pktmbuf_read(m, 0, m->pkt_len, p->payload);
-			st.cnt.rx_copied++;
-		}
-		rte_pktmbuf_free(m);
-		if (!p) {
-			st.cnt.rx_nomem++;
-			return;
-		}
-	}
+	p = rx_pbuf(m);
 	if (!p) {
-		rte_pktmbuf_free(m);
 		st.cnt.rx_nomem++;
+		return;
+	}
+	/* one contiguous pbuf either way: p->len is the whole frame */
+	if (frame_parse(p->payload, p->len, &fi) != FRAME_OK) {
+		st.cnt.rx_malformed++;
+		pbuf_free(p);
 		return;
 	}
 	/* ethernet_input frees p, whatever becomes of the frame */
