@@ -45,13 +45,12 @@
 #define RXQ_MAX	     128 /* received chains a connection holds; then lwIP keeps them */
 #define EVENT_ROUNDS 64	 /* rounds between looks at the operator and at hang-ups */
 #define IDLE_ROUNDS  2048
-#define PUB_MAX	     64	  /* published ports, per l4 */
-#define SESSION_TCP  NULL /* epoll marks: the operator sessions */
+#define PUB_MAX	     DP_PUB_MAX /* published ports, per l4 */
+#define SESSION_TCP  NULL	/* epoll marks: the operator sessions */
 #define SESSION_UDP  ((void *)1)
 
 struct dconn {
-	struct dp_conn dc; /* first: the relay, the books, the list (conn.h) */
-	struct dloop *l;
+	struct dp_conn dc;	   /* first: the relay, the books, the list (conn.h) */
 	struct tcp_pcb *pcb;	   /* NULL once lwIP let go of it (error) or we did */
 	struct udp_pcb *upcb;	   /* a UDP flow's instead (r.dgram) */
 	uint64_t udp_dropped;	   /* datagrams that found the queue full */
@@ -60,7 +59,6 @@ struct dconn {
 	uint16_t rx_off; /* consumed bytes of the oldest chain */
 	bool rx_fin;	 /* the remote's FIN, after what is in rxq */
 	bool connected;
-	bool inbound; /* accepted on a published port (dc.accepting: its guest not asked yet) */
 	int host_err; /* lwIP ended the connection: the errno for the guest */
 	int64_t deadline_ms;
 	uint32_t una;		/* the oldest unacknowledged sequence number we last saw */
@@ -85,9 +83,7 @@ struct dpub {
 struct dpubset {
 	struct dpub pubs[PUB_MAX];
 	int npubs;
-	struct cn_addr next[PUB_MAX];
-	int nnext;
-	uint32_t next_gen;
+	struct dp_pubset_rx next; /* the set being received */
 	bool apply_pending;
 };
 
@@ -99,7 +95,8 @@ struct dloop {
 	int epfd;
 	struct dp_conns conns;
 	unsigned int idle_rounds;
-	struct dpubset sets[2];		   /* [0] tcp, [1] udp */
+	int64_t now;		/* ms, read once a round: every timer of the round uses it */
+	struct dpubset sets[2]; /* [0] tcp, [1] udp */
 	struct dconn *flows[FLOW_BUCKETS]; /* published UDP ports' clients */
 	struct dconn *to_map;		   /* accepted, waiting for cn_op_connect to a guest */
 };
@@ -253,12 +250,9 @@ static ssize_t d_send_dgram(struct dconn *c, const struct iovec *iov)
 	if (!p)
 		return -ENOBUFS; /* lost, as on a network */
 	pbuf_take(p, iov->iov_base, (u16_t)iov->iov_len);
-	if (c->pub_upcb) { /* a published port's client: from the port, to it */
-		e = udp_sendto(c->pub_upcb, p, &c->client_ip, c->client_port);
-		c->last_ms = now_ms();
-	} else {
-		e = udp_send(c->upcb, p);
-	}
+	/* a published port's client: from the port, to it */
+	e = c->pub_upcb ? udp_sendto(c->pub_upcb, p, &c->client_ip, c->client_port)
+			: udp_send(c->upcb, p);
 	pbuf_free(p);
 	return e == ERR_OK ? (ssize_t)iov->iov_len : -ENOBUFS;
 }
@@ -378,7 +372,7 @@ static void conn_free(struct dloop *l, struct dconn *c)
 				  (unsigned long long)c->udp_dropped);
 	}
 	if (c->pub_upcb)
-		flow_unhash(c->l, c);
+		flow_unhash(l, c);
 	while (c->rxq_len)
 		rxq_drop_head(c);
 	if (c->dc.has_circuit) {
@@ -495,7 +489,6 @@ static void conn_start(struct dloop *l, struct dconn *c)
 {
 	int err;
 
-	c->l = l;
 	c->dc.r.circuit_id = c->dc.conn.circuit_id;
 	c->dc.r.ops = &dpdk_ops;
 	c->dc.r.polled = true;
@@ -503,24 +496,24 @@ static void conn_start(struct dloop *l, struct dconn *c)
 	c->dc.has_circuit = true;
 	c->dc.connecting = !c->dc.r.dgram;
 	if (l->dl->cfg->connect_timeout_ms)
-		c->deadline_ms = now_ms() + l->dl->cfg->connect_timeout_ms;
+		c->deadline_ms = l->now + l->dl->cfg->connect_timeout_ms;
 	dp_conn_track(l->dl, &l->conns, &c->dc);
 	err = watch_hangups(l, c);
 	if (!err)
 		err = c->dc.r.dgram ? udp_open(c) : pcb_open(c);
-	if (c->dc.r.dgram && !err) {
-		/* as the kernel backend: a UDP flow is "connected" at once */
+	if (!c->dc.r.dgram) {
+		if (err)
+			conn_settle(l, c, err);
+		return; /* else it settles when lwIP says */
+	}
+	/* a UDP flow has no connect: it is up at once, as in the kernel backend */
+	if (!err) {
 		atomic_fetch_add(&l->dl->cnt.connected, 1);
 		return;
 	}
-	if (err && c->dc.r.dgram) {
-		relay_host_failed(&c->dc.r, err);
-		atomic_fetch_add(&l->dl->cnt.failed, 1);
-		conn_free(l, c);
-		return;
-	}
-	if (err)
-		conn_settle(l, c, err);
+	relay_host_failed(&c->dc.r, err);
+	atomic_fetch_add(&l->dl->cnt.failed, 1);
+	conn_free(l, c);
 }
 
 /*
@@ -531,7 +524,6 @@ static void conn_start(struct dloop *l, struct dconn *c)
 static bool user_timed_out(struct dloop *l, struct dconn *c)
 {
 	int limit = l->dl->cfg->user_timeout_ms;
-	int64_t now;
 
 	if (!limit || !c->pcb)
 		return false;
@@ -539,23 +531,22 @@ static bool user_timed_out(struct dloop *l, struct dconn *c)
 		c->una_since = 0;
 		return false;
 	}
-	now = now_ms();
 	if (!c->una_since || c->pcb->lastack != c->una) {
 		c->una = c->pcb->lastack;
-		c->una_since = now;
+		c->una_since = l->now;
 		return false;
 	}
-	return now - c->una_since >= limit;
+	return l->now - c->una_since >= limit;
 }
 
 /* One connection's turn in a round. Returns the bytes it moved. */
 static uint64_t conn_service(struct dloop *l, struct dconn *c)
 {
-	uint64_t before = c->dc.r.st.to_guest + c->dc.r.st.to_host;
+	uint64_t before = c->dc.r.st.to_guest + c->dc.r.st.to_host, moved;
 
 	if (c->dc.accepting)
 		return 0;
-	if (c->pub_upcb && now_ms() - c->last_ms > l->dl->cfg->udp_idle_ms) {
+	if (c->pub_upcb && l->now - c->last_ms > l->dl->cfg->udp_idle_ms) {
 		conn_free(l, c); /* a published UDP port's client gone quiet: forgotten */
 		return 1;
 	}
@@ -564,7 +555,7 @@ static uint64_t conn_service(struct dloop *l, struct dconn *c)
 			conn_settle(l, c, c->host_err);
 		else if (c->connected)
 			conn_settle(l, c, 0);
-		else if (c->deadline_ms && now_ms() >= c->deadline_ms)
+		else if (c->deadline_ms && l->now >= c->deadline_ms)
 			conn_settle(l, c, ETIMEDOUT);
 		if (c->dc.connecting || c->dc.dead)
 			return 0;
@@ -579,10 +570,11 @@ static uint64_t conn_service(struct dloop *l, struct dconn *c)
 		conn_free(l, c);
 		return 1;
 	}
-	return c->dc.r.st.to_guest + c->dc.r.st.to_host - before;
+	moved = c->dc.r.st.to_guest + c->dc.r.st.to_host - before;
+	if (moved && c->pub_upcb)
+		c->last_ms = l->now; /* a published UDP port's client: not idle */
+	return moved;
 }
-
-/* ---- the operator session and the events ---- */
 
 /* ---- published ports: lwIP listens, the operator maps each connection to a guest ---- */
 
@@ -615,10 +607,9 @@ static err_t on_accept(void *arg, struct tcp_pcb *newpcb, err_t err)
 		tcp_abort(newpcb);
 		return ERR_ABRT;
 	}
-	c->l = l;
 	c->dc.op = &l->ses.op;
 	c->pcb = newpcb;
-	c->inbound = c->dc.accepting = true;
+	c->dc.accepting = true;
 	addr_from_lwip(&c->dc.conn.remote, &newpcb->remote_ip, newpcb->remote_port);
 	addr_from_lwip(&c->dc.conn.local, &newpcb->local_ip, newpcb->local_port);
 	tcp_arg(newpcb, c);
@@ -696,11 +687,9 @@ static struct dconn *flow_new(struct dloop *l, struct udp_pcb *pcb, const ip_add
 		free(c);
 		return NULL; /* no guest socket behind it: the datagram is lost */
 	}
-	c->l = l;
 	c->pub_upcb = pcb;
 	c->client_ip = *ip;
 	c->client_port = port;
-	c->inbound = true;
 	c->dc.op = &l->ses.op_udp;
 	c->dc.has_circuit = true;
 	c->dc.r.circuit_id = c->dc.conn.circuit_id;
@@ -736,7 +725,7 @@ static void on_pub_datagram(void *arg, struct udp_pcb *pcb, struct pbuf *p, cons
 		pbuf_free(p);
 		return;
 	}
-	c->last_ms = now_ms();
+	c->last_ms = l->now;
 	on_udp_recv(c, pcb, p, addr, port);
 }
 
@@ -825,10 +814,10 @@ static void pub_apply(struct dloop *l, unsigned int l4)
 	char a[64];
 
 	for (i = 0; i < ps->npubs; i++) {
-		for (j = 0; j < ps->nnext; j++)
-			if (dp_same_host(&ps->pubs[i].host, &ps->next[j]))
+		for (j = 0; j < ps->next.n; j++)
+			if (dp_same_host(&ps->pubs[i].host, &ps->next.host[j]))
 				break;
-		if (j < ps->nnext) {
+		if (j < ps->next.n) {
 			keep[n++] = ps->pubs[i];
 			continue;
 		}
@@ -836,16 +825,16 @@ static void pub_apply(struct dloop *l, unsigned int l4)
 		cn_addr_format(&ps->pubs[i].host, a, sizeof(a));
 		log_info("withdrawn %s %s", l4name(l4), a);
 	}
-	for (j = 0; j < ps->nnext && n < PUB_MAX; j++) {
+	for (j = 0; j < ps->next.n && n < PUB_MAX; j++) {
 		for (i = 0; i < n; i++)
-			if (dp_same_host(&keep[i].host, &ps->next[j]))
+			if (dp_same_host(&keep[i].host, &ps->next.host[j]))
 				break;
 		if (i < n)
 			continue;
 		memset(&keep[n], 0, sizeof(keep[n]));
-		keep[n].host = ps->next[j];
+		keep[n].host = ps->next.host[j];
 		err = pub_listen(l, l4, &keep[n]);
-		cn_addr_format(&ps->next[j], a, sizeof(a));
+		cn_addr_format(&ps->next.host[j], a, sizeof(a));
 		if (err) {
 			log_err("cannot listen on published %s %s: %s", l4name(l4), a,
 				strerror(-err));
@@ -864,15 +853,7 @@ static void on_publish(void *arg, const struct cn_msg_publish *m)
 	struct dloop *l = arg;
 	struct dpubset *ps = &l->sets[m->l4 == CN_L4_UDP];
 
-	if (m->index == 0) {
-		ps->next_gen = m->gen;
-		ps->nnext = 0;
-	}
-	if (m->gen != ps->next_gen || m->index != ps->nnext)
-		return; /* out of order: the next generation will set it right */
-	if (m->count && ps->nnext < PUB_MAX)
-		ps->next[ps->nnext++] = m->host;
-	if (!m->count || m->index + 1 == m->count)
+	if (dp_publish_collect(&ps->next, m))
 		ps->apply_pending = true;
 }
 
@@ -937,7 +918,7 @@ static void shutdown_all(struct dloop *l)
 		dp_conn_host_down(&c->dc);
 		conn_free(l, c);
 	}
-	l->sets[0].nnext = l->sets[1].nnext = 0;
+	l->sets[0].next.n = l->sets[1].next.n = 0;
 	pub_apply(l, CN_L4_TCP); /* closes every published port */
 	pub_apply(l, CN_L4_UDP);
 	stack_flush(); /* the resets */
@@ -977,9 +958,11 @@ void *dpdk_loop_main(void *arg)
 	}
 	dl->priv = &l;
 	while (!atomic_load(&dp_stop)) {
-		uint64_t work = stack_poll();
+		uint64_t work;
 		struct dp_conn *c, *next;
 
+		l.now = now_ms();
+		work = stack_poll();
 		if (l.to_map) {
 			map_accepted(&l);
 			work++;

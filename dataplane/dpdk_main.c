@@ -39,6 +39,13 @@ int dpdk_eal_init(int argc, char **argv)
 	return n;
 }
 
+/* EAL's lcore entry returns int; the loop's is a thread body */
+static int loop_on_lcore(void *loop)
+{
+	dpdk_loop_main(loop);
+	return 0;
+}
+
 int dpdk_start(const struct dp_config *cfg, struct dp_loop *loop)
 {
 	struct nic_port_conf pc = {
@@ -75,8 +82,7 @@ int dpdk_start(const struct dp_config *cfg, struct dp_loop *loop)
 	/* the main lcore keeps signals and the status view; a worker polls */
 	loop_lcore = rte_get_next_lcore(-1, 1, 0);
 	if (loop_lcore < RTE_MAX_LCORE) {
-		rc = rte_eal_remote_launch((lcore_function_t *)(void *)dpdk_loop_main, loop,
-					   loop_lcore);
+		rc = rte_eal_remote_launch(loop_on_lcore, loop, loop_lcore);
 		if (rc) {
 			log_err("cannot launch the loop on lcore %u: %s", loop_lcore,
 				rte_strerror(-rc));

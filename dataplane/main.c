@@ -53,7 +53,7 @@ static void usage(FILE *f)
 		"  --port N               dpdk: the DPDK port id (default 0)\n"
 		"  --mtu N                dpdk: the port's MTU (default: the port's)\n"
 		"  --idle-sleep USECS     dpdk: nap this long when idle (default 0: busy-poll)\n"
-		"  --tcp-tick MSECS       dpdk: the TCP timer's tick (default 50; lwIP's own 500)\n"
+		"  --tcp-tick MSECS       dpdk: the TCP timer's tick (default 20; lwIP's own 500)\n"
 		"  --fault-drop PPM       dpdk, for tests: lose PPM frames per million each way\n"
 		"  --run-dir DIR          the operator's run directory (default $CIRCNET_RUN_DIR,\n"
 		"                         then /run/circnet); attaches at DIR/proxy/operator.sock\n"
@@ -114,6 +114,20 @@ static int parse_prefix(const char *s, uint32_t *ip, uint32_t *mask)
 }
 
 /* ---- the status socket ---- */
+
+/* "ADDR/64" into its 16 bytes (the only length lwIP takes as on-link); 0 or -EINVAL. */
+static int parse_prefix6(const char *s, uint8_t out[16])
+{
+	char addr[INET6_ADDRSTRLEN];
+	const char *slash = strchr(s, '/');
+	size_t alen = slash ? (size_t)(slash - s) : 0;
+
+	if (!slash || strcmp(slash, "/64") || !alen || alen >= sizeof(addr))
+		return -EINVAL;
+	memcpy(addr, s, alen);
+	addr[alen] = 0;
+	return inet_pton(AF_INET6, addr, out) == 1 ? 0 : -EINVAL;
+}
 
 static size_t loop_conns(const struct dp_config *cfg, struct dp_loop *l, char *buf, size_t len)
 {
@@ -352,20 +366,14 @@ int main(int argc, char **argv)
 			}
 			break;
 		}
-		case '6': {
-			char a[INET6_ADDRSTRLEN];
-			const char *slash = strchr(optarg, '/');
-			size_t n = slash ? (size_t)(slash - optarg) : strlen(optarg);
-
-			if (!slash || strcmp(slash, "/64") || n >= sizeof(a) ||
-			    (memcpy(a, optarg, n), a[n] = 0, inet_pton(AF_INET6, a, cfg.dpdk_ip6) != 1)) {
+		case '6':
+			if (parse_prefix6(optarg, cfg.dpdk_ip6)) {
 				fprintf(stderr, "circnet-dataplane: --ip6 %s: not an IPv6 ADDR/64\n",
 					optarg);
 				return 2;
 			}
 			cfg.dpdk_has_ip6 = true;
 			break;
-		}
 		case 'P':
 			if (parse_int("--port", optarg, 0, 1023, &v))
 				return 2;
@@ -462,7 +470,7 @@ int main(int argc, char **argv)
 	}
 	if (!cfg.dpdk && (cfg.dpdk_ip || cfg.dpdk_gw || cfg.idle_sleep_us || cfg.dpdk_mtu ||
 			  cfg.fault_drop_ppm || cfg.dpdk_has_ip6)) {
-		fprintf(stderr, "circnet-dataplane: --ip, --gw, --mtu, --idle-sleep and --fault-drop "
+		fprintf(stderr, "circnet-dataplane: --ip, --ip6, --gw, --mtu, --idle-sleep and --fault-drop "
 				"are the dpdk backend's\n");
 		return 2;
 	}
