@@ -31,11 +31,12 @@ static int64_t mono_ms(void)
 void relay_host_failed(struct relay *r, int err)
 {
 	r->host_err = err;
+	if (r->reset)
+		return;
 	/* the remote went silent or away: the guest reads why, not just a reset */
-	if (!r->reset && !r->dgram && (err == ETIMEDOUT || err == EHOSTUNREACH || err == ENETUNREACH))
+	if (!r->dgram && (err == ETIMEDOUT || err == EHOSTUNREACH || err == ENETUNREACH))
 		cn_ep_set_connect_status(&r->ep.ep, err);
-	if (!r->reset)
-		cn_reset(&r->ep.ep); /* the guest reads ECONNRESET (or the reason above) */
+	cn_reset(&r->ep.ep); /* the guest reads ECONNRESET (or the reason above) */
 	r->reset = true;
 }
 
@@ -217,7 +218,7 @@ static unsigned int host_to_guest(struct relay *r)
 			 * connect() returns): a reset now would discard it. Wait for
 			 * the guest to read it, up to RELAY_RST_GRACE_MS.
 			 */
-			r->rst_pending = ECONNRESET;
+			r->rst_pending = true;
 			r->rst_deadline_ms = mono_ms() + RELAY_RST_GRACE_MS;
 			return wait_guest_read(r);
 		}
@@ -272,7 +273,7 @@ unsigned int relay_pump(struct relay *r)
 		/* the guest read it all (or left, or will not read): the reset now */
 		if (cn_unconsumed(&r->ep.ep) && !relay_rst_due(r))
 			return wait_guest_read(r);
-		relay_host_failed(r, r->rst_pending);
+		relay_host_failed(r, ECONNRESET);
 		return RELAY_DONE;
 	}
 	if (r->dgram) {

@@ -56,7 +56,7 @@ struct relay {
 	bool guest_eof; /* guest sent FIN: the host got a shutdown */
 	bool reset;	/* one side reset: both are torn down */
 	int host_err;	/* what ended the host side, for the logs */
-	int rst_pending; /* the host reset; the guest reads what came first */
+	bool rst_pending; /* the host reset; the guest reads what came first */
 	int64_t rst_deadline_ms; /* a guest that does not read by then gets it anyway */
 	struct relay_stats st;
 };
@@ -64,8 +64,7 @@ struct relay {
 /*
  * Move bytes both ways until nothing moves. Returns the RELAY_WAIT_* bits to
  * sleep on (the guest-side ones are armed, unless polled: the doorbells will
- * ring), or
- * RELAY_DONE when the relay can be freed.
+ * ring), or RELAY_DONE when the relay can be freed.
  */
 unsigned int relay_pump(struct relay *r);
 
