@@ -386,6 +386,9 @@ http {{
             port = {"nginx": 8480, "redis": 6480, "iperf3": 5480, "sockperf": 11480}[svc]
         return host, port
 
+    def proxy_pids(self, t):
+        return []  # no proxy stack between these clients and servers
+
     def server_pids(self, t, svc):
         kids = children_map()
         pids = tree(self.servers[t, svc].pid, kids)
@@ -415,7 +418,7 @@ class Run:
         out = tempfile.TemporaryFile(mode="w+")
         err = tempfile.TemporaryFile(mode="w+")
         srv = lab.server_pids(t, svc)
-        proxy = lab.proxy_pids(t) if hasattr(lab, "proxy_pids") else []
+        proxy = lab.proxy_pids(t)
         srv0, host0, t0 = cpu_ns(srv), host_busy_s(), time.time()
         proxy0 = cpu_ns(proxy)
         p = subprocess.Popen(["timeout", str(limit)] + lab.client_prefix(t) + argv,
@@ -490,8 +493,7 @@ class ProxyLab(Lab):
         self.operators, self.dataplanes = {}, {}
 
     def close(self):
-        super().close()
-        subprocess.run(["ip", "netns", "del", self.nsr], stderr=subprocess.DEVNULL)
+        super().close()  # the namespaces (nss is the remote) go there
         subprocess.run(["ip", "link", "del", self.vk], stderr=subprocess.DEVNULL)
 
     def start_operator(self):

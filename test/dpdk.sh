@@ -60,7 +60,6 @@ net=10.218.$tag
 net6=fd00:218:$tag:
 pids=()
 dp_pid=
-failed=0
 cleanup() {
 	[ -n "$dp_pid" ] && kill "$dp_pid" 2>/dev/null
 	for p in "${pids[@]}"; do kill "$p" 2>/dev/null; done
@@ -70,16 +69,7 @@ cleanup() {
 }
 trap cleanup EXIT
 trap 'exit 1' INT TERM
-check() { # check NAME COMMAND...: one line per check
-	if "${@:2}"; then echo "ok   $1"; else echo "FAIL $1"; failed=$((failed + 1)); fi
-}
-is() { # is GOT WANT: equal, or say what came instead
-	[ "$1" = "$2" ] || { echo "     got '$1', want '$2'"; return 1; }
-}
-guest() { # guest COMMAND...: run it in guest client, bounded in time
-	timeout 60 "$circnet" run --run-dir "$dir/run" --guest client -- "$@"
-}
-remote() { ip netns exec "$ns" "$@"; } # (not for background jobs: $! would be a subshell)
+. "$(dirname "$0")/lib.sh" # check, is, guest, remote, silent_remote
 status() { "$ctl" --run-dir "$dir/run" proxy "$@" 2>/dev/null; }
 
 cat >"$dir/circnet.conf" <<CONF
@@ -210,18 +200,11 @@ check "... within the timeout" [ $(($(date +%s) - t0)) -lt 10 ]
 check "the remote resets mid-transfer: the guest reads data, then ECONNRESET" \
 	is "$(guest python3 "$peers" read-reset "$net.1" 8100)" ECONNRESET
 # the remote goes silent mid-transfer: its address vanishes, segments are dropped there
-guest python3 "$peers" send-until-error "$net.1" 8400 >"$dir/silent.out" 2>&1 &
-sender=$!
-sleep 1
-remote ip addr del "$net.1/24" dev "$tap"
-t0=$(date +%s)
-wait "$sender"
-t1=$(date +%s)
-remote ip addr add "$net.1/24" dev "$tap"
+silent_remote "$net.1" 8400 "$net.1/24" "$tap"
 check "the remote stops answering mid-transfer: the guest's send fails with ETIMEDOUT" \
-	is "$(cat "$dir/silent.out")" ETIMEDOUT
+	is "$silent_errno" ETIMEDOUT
 check "... after --user-timeout (3 s), not lwIP's minutes of retries" \
-	bash -c "[ $((t1 - t0)) -ge 2 ] && [ $((t1 - t0)) -le 10 ]"
+	bash -c "[ $silent_secs -ge 2 ] && [ $silent_secs -le 10 ]"
 
 # published ports: lwIP listens on the dataplane's address, the guest web answers
 (cd "$dir/www" && exec timeout 300 "$circnet" run --run-dir "$dir/run" --guest web -- \

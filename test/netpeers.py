@@ -24,11 +24,22 @@ import sys
 import time
 
 
-def serve_rst(host, port):
+def listener(host, port, backlog=4):
     s = socket.socket()
     s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     s.bind((host, port))
-    s.listen(4)
+    s.listen(backlog)
+    return s
+
+
+def udp_bound(host, port):
+    s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    s.bind((host, port))
+    return s
+
+
+def serve_rst(host, port):
+    s = listener(host, port)
     while True:
         c, _ = s.accept()
         c.sendall(b"r" * (1 << 20))
@@ -38,10 +49,7 @@ def serve_rst(host, port):
 
 def serve_echo(host, port):
     sel = selectors.DefaultSelector()
-    ls = socket.socket()
-    ls.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    ls.bind((host, port))
-    ls.listen(4096)
+    ls = listener(host, port, 4096)
     ls.setblocking(False)
     sel.register(ls, selectors.EVENT_READ)
     while True:
@@ -69,10 +77,7 @@ def serve_echo(host, port):
 
 
 def serve_sink(host, port):
-    s = socket.socket()
-    s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    s.bind((host, port))
-    s.listen(4)
+    s = listener(host, port)
     while True:
         c, _ = s.accept()
         try:
@@ -95,16 +100,14 @@ def send_until_error(host, port):
 
 
 def serve_udp_echo(host, port):
-    s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-    s.bind((host, port))
+    s = udp_bound(host, port)
     while True:
         d, a = s.recvfrom(65535)
         s.sendto(b"answer:" + d, a)
 
 
 def serve_udp_from(host, port):
-    s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-    s.bind((host, port))
+    s = udp_bound(host, port)
     while True:
         d, a = s.recvfrom(65535)
         s.sendto(a[0].encode() + b":" + d, a)

@@ -1,0 +1,31 @@
+# test/lib.sh - what the proxy integration tests (proxy.sh, dpdk.sh) share.
+# Sourced after the script has set: dir (its temp dir), ns (the remote host's
+# namespace), circnet (the guest launcher) and peers (test/netpeers.py).
+failed=0
+check() { # check NAME COMMAND...: one line per check
+	if "${@:2}"; then echo "ok   $1"; else echo "FAIL $1"; failed=$((failed + 1)); fi
+}
+is() { # is GOT WANT: equal, or say what came instead
+	[ "$1" = "$2" ] || { echo "     got '$1', want '$2'"; return 1; }
+}
+guest() { # guest COMMAND...: run it in guest client, bounded in time
+	timeout 60 "$circnet" run --run-dir "$dir/run" --guest client -- "$@"
+}
+remote() { ip netns exec "$ns" "$@"; } # (not for background jobs: $! would be a subshell)
+
+# silent_remote HOST PORT ADDR/LEN DEV: a guest streams to a sink at HOST:PORT;
+# then the remote's ADDR vanishes from DEV (segments to it are dropped there,
+# unanswered) until the guest's send fails. Sets silent_errno (what the send
+# said) and silent_secs (how long after the address went), then puts it back.
+silent_remote() {
+	local sender t0
+	guest python3 "$peers" send-until-error "$1" "$2" >"$dir/silent.out" 2>&1 &
+	sender=$!
+	sleep 1
+	remote ip addr del "$3" dev "$4"
+	t0=$(date +%s)
+	wait "$sender"
+	silent_secs=$(($(date +%s) - t0))
+	remote ip addr add "$3" dev "$4"
+	silent_errno=$(cat "$dir/silent.out")
+}
