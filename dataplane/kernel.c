@@ -53,6 +53,7 @@ struct kconn {
 	struct kloop *loop;
 	int fd;
 	int64_t deadline_ms; /* connecting: give up then (0: the kernel decides) */
+	int eof_err;	     /* the reset seen when connect settled: what EOF really is */
 	struct ksrc src_sock, src_data, src_space;
 };
 
@@ -122,8 +123,11 @@ static int64_t now_ms(void)
 
 static ssize_t k_recv(struct relay *r, const struct iovec *iov, int iovcnt)
 {
-	ssize_t n = readv(((struct kconn *)r)->fd, iov, iovcnt);
+	struct kconn *c = (struct kconn *)r;
+	ssize_t n = readv(c->fd, iov, iovcnt);
 
+	if (n == 0 && c->eof_err)
+		return -c->eof_err; /* SO_ERROR took the reset: the queue ends in it */
 	return n < 0 ? -errno : n;
 }
 
@@ -296,6 +300,16 @@ static void conn_sock_event(struct kloop *l, struct kconn *c, uint32_t events)
 			err = errno;
 		if (!err && !(events & EPOLLOUT))
 			return; /* not settled yet */
+		if (err == ECONNRESET || err == EPIPE) {
+			/*
+			 * A refused connect reads ECONNREFUSED: a reset means it
+			 * was established, and a fast server's bytes and RST came
+			 * before we looked. The guest connects, reads those bytes,
+			 * then the reset, as on Linux (reading SO_ERROR cleared it).
+			 */
+			c->eof_err = err;
+			err = 0;
+		}
 		conn_settle(l, c, err);
 		return;
 	}

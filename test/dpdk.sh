@@ -148,6 +148,8 @@ ip netns exec "$ns" timeout 300 iperf3 -s -B "$net.1" -p 5201 >"$dir/iperf3-serv
 pids+=($!)
 ip netns exec "$ns" timeout 300 python3 "$peers" rst "$net.1" 8100 >"$dir/rst.log" 2>&1 &
 pids+=($!)
+ip netns exec "$ns" timeout 300 python3 "$peers" rst "$net.1" 8101 100 >"$dir/rst-small.log" 2>&1 &
+pids+=($!)
 ip netns exec "$ns" timeout 300 python3 "$peers" echo "$net.1" 8300 >"$dir/echo.log" 2>&1 &
 pids+=($!)
 ip netns exec "$ns" timeout 300 python3 "$peers" sink "$net.1" 8400 >"$dir/sink.log" 2>&1 &
@@ -197,8 +199,10 @@ t0=$(date +%s)
 check "nobody at the address: ETIMEDOUT (after --connect-timeout)" \
 	is "$(guest python3 "$peers" errno "$net.99" 80)" ETIMEDOUT
 check "... within the timeout" [ $(($(date +%s) - t0)) -lt 10 ]
-check "the remote resets mid-transfer: the guest reads data, then ECONNRESET" \
-	is "$(guest python3 "$peers" read-reset "$net.1" 8100)" ECONNRESET
+check "the remote resets mid-transfer (10 tries): the guest reads data, then ECONNRESET" \
+	is "$(guest python3 "$peers" read-reset "$net.1" 8100 10)" ECONNRESET
+check "the remote replies and resets at once (10 tries): connected, the reply, ECONNRESET" \
+	is "$(guest python3 "$peers" read-reset "$net.1" 8101 10)" ECONNRESET
 # the remote goes silent mid-transfer: its address vanishes, segments are dropped there
 silent_remote "$net.1" 8400 "$net.1/24" "$tap"
 check "the remote stops answering mid-transfer: the guest's send fails with ETIMEDOUT" \

@@ -2,14 +2,15 @@
 """test/netpeers.py - the small network peers the proxy tests talk to.
 
 Servers (run on the test's remote host, bounded by the caller's timeout):
-  rst HOST PORT          send 1 MiB, then reset the connection (SO_LINGER 0)
+  rst HOST PORT [BYTES]  send BYTES (1 MiB), then reset the connection (SO_LINGER 0)
   echo HOST PORT         echo every connection's bytes back (many at once)
   sink HOST PORT         read and drop everything, one connection at a time
   udp-echo HOST PORT     answer each datagram with "answer:" + it
   udp-from HOST PORT     answer each datagram with "<sender's address>:" + it
 Clients (run in a guest):
   errno HOST PORT        connect; print ok or the errno's name
-  read-reset HOST PORT   read until EOF or reset: ECONNRESET, "EOF N" or "damaged"
+  read-reset HOST PORT [TRIES]  read until EOF or reset: ECONNRESET, "EOF N",
+                         "damaged" or "connect ERRNO"; mixed outcomes are counted
   many HOST PORT N       N connections at once to an echo server, each sends
                          its own 600 bytes and reads them back: prints True
   send-until-error HOST PORT   send until a send fails: prints the errno's name
@@ -38,11 +39,11 @@ def udp_bound(host, port):
     return s
 
 
-def serve_rst(host, port):
+def serve_rst(host, port, size):
     s = listener(host, port)
     while True:
         c, _ = s.accept()
-        c.sendall(b"r" * (1 << 20))
+        c.sendall(b"r" * size)
         c.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
         c.close()
 
@@ -137,21 +138,36 @@ def connect_errno(host, port):
         print(errno.errorcode.get(e.errno, e.errno))
 
 
-def read_reset(host, port):
-    s = socket.create_connection((host, port), timeout=30)
+def read_reset_once(host, port):
+    try:
+        s = socket.create_connection((host, port), timeout=30)
+    except OSError as e:
+        return "connect " + errno.errorcode.get(e.errno, str(e.errno))
     n = 0
     try:
         while True:
             b = s.recv(65536)
             if not b:
-                print("EOF", n)
-                return
+                return "EOF %d" % n
             if b.strip(b"r"):
-                print("damaged")
-                return
+                return "damaged"
             n += len(b)
     except ConnectionResetError:
-        print("ECONNRESET" if n > 0 else "no data")
+        return "ECONNRESET" if n > 0 else "no data"
+    finally:
+        s.close()
+
+
+def read_reset(host, port, tries):
+    """One outcome if every try agrees, else each outcome with its count."""
+    seen = {}
+    for _ in range(tries):
+        r = read_reset_once(host, port)
+        seen[r] = seen.get(r, 0) + 1
+    if len(seen) == 1:
+        print(next(iter(seen)))
+    else:
+        print(", ".join("%s x%d" % kv for kv in sorted(seen.items())))
 
 
 def many(host, port, n):
@@ -187,7 +203,7 @@ def many(host, port, n):
 
 def main(argv):
     modes = {
-        "rst": lambda a: serve_rst(a[0], int(a[1])),
+        "rst": lambda a: serve_rst(a[0], int(a[1]), int(a[2]) if len(a) > 2 else 1 << 20),
         "echo": lambda a: serve_echo(a[0], int(a[1])),
         "sink": lambda a: serve_sink(a[0], int(a[1])),
         "udp-echo": lambda a: serve_udp_echo(a[0], int(a[1])),
@@ -195,7 +211,7 @@ def main(argv):
         "udp-ask": lambda a: udp_ask(a[0], int(a[1]), *(int(x) for x in a[2:3])),
         "send-until-error": lambda a: send_until_error(a[0], int(a[1])),
         "errno": lambda a: connect_errno(a[0], int(a[1])),
-        "read-reset": lambda a: read_reset(a[0], int(a[1])),
+        "read-reset": lambda a: read_reset(a[0], int(a[1]), int(a[2]) if len(a) > 2 else 1),
         "many": lambda a: many(a[0], int(a[1]), int(a[2])),
     }
     if len(argv) < 3 or argv[0] not in modes:

@@ -154,6 +154,8 @@ remote timeout 120 dnsmasq --no-daemon --no-resolv --no-hosts --addn-hosts="$dir
 pids+=($!)
 ip netns exec "$ns" timeout 120 python3 "$peers" rst "$net.2" 8100 >"$dir/rst.log" 2>&1 &
 pids+=($!)
+ip netns exec "$ns" timeout 120 python3 "$peers" rst "$net.2" 8101 100 >"$dir/rst-small.log" 2>&1 &
+pids+=($!)
 remote timeout 120 python3 "$dir/slow.py" "$net.2" >"$dir/slow.log" 2>&1 &
 pids+=($!)
 ip netns exec "$ns" timeout 120 python3 "$peers" sink "$net.2" 8400 \
@@ -220,8 +222,12 @@ check "no route on the host: EHOSTUNREACH, the kernel's errno passed on" \
 	is "$(errno_of "$unreach.9" 80)" EHOSTUNREACH
 
 # (the remote's reset drops what it had not sent yet: the guest gets some, then the reset)
-check "the remote resets mid-transfer: the guest reads data, then ECONNRESET" \
-	is "$(guest python3 "$peers" read-reset "$net.2" 8100)" ECONNRESET
+check "the remote resets mid-transfer (20 tries): the guest reads data, then ECONNRESET" \
+	is "$(guest python3 "$peers" read-reset "$net.2" 8100 20)" ECONNRESET
+# a fast server's reply and its reset can both land before the proxy sees its
+# connect complete: the guest still connects, reads the reply, then the reset
+check "the remote replies and resets at once (20 tries): connected, the reply, ECONNRESET" \
+	is "$(guest python3 "$peers" read-reset "$net.2" 8101 20)" ECONNRESET
 # the remote goes silent mid-transfer: its address vanishes, the host's TCP gives up
 # after --user-timeout (TCP_USER_TIMEOUT), and the guest reads why
 silent_remote "$net.2" 8400 "$net.2/24" "$vr"
