@@ -146,5 +146,7 @@ size_t dpdk_status(bool json, char *buf, size_t len)
 			     s->rx_nomem, s->tx_nombuf, s->tx_full, s->injected);
 	if (n > 0)
 		used += (size_t)n;
+	if (used + 1 < len)
+		used += stack_describe(json, buf + used, len - used);
 	return used < len ? used : len - 1;
 }

@@ -23,19 +23,20 @@ struct nic_port;
 struct stack_conf {
 	uint32_t ip, mask, gw; /* network byte order; gw 0: none (on-link only) */
 	bool has_ip6;
-	uint8_t ip6[16];       /* an IPv6 address of a /64 (routers: from their adverts) */
-	uint32_t drop_ppm;     /* fault injection: drop this many per million frames, each way */
-	uint32_t tcp_tick_ms;  /* lwIP's TCP tick (its own: 500 ms); 0: lwIP's */
+	uint8_t ip6[16];      /* an IPv6 address of a /64 (routers: from their adverts) */
+	uint32_t drop_ppm;    /* fault injection: drop this many per million frames, each way */
+	uint32_t tcp_tick_ms; /* lwIP's TCP tick (its own: 500 ms); 0: lwIP's */
 };
 
 struct stack_counters {
 	uint64_t rx_frames, tx_frames;
-	uint64_t rx_bad_cksum; /* dropped: the NIC said the checksum is wrong */
+	uint64_t rx_bad_cksum; /* dropped: a wrong checksum (the NIC's verdict or ours) */
 	uint64_t rx_copied;    /* multi-segment frames lwIP got as a copy */
 	uint64_t rx_malformed; /* dropped: the frame parser refused it (nic/frame.h) */
 	uint64_t rx_nomem;     /* dropped: no pbuf */
 	uint64_t tx_nombuf;    /* dropped: the pool was empty */
 	uint64_t tx_full;      /* dropped: the TX ring stayed full */
+	uint64_t tx_malformed; /* dropped: a frame of lwIP's our parser refused (a bug) */
 	uint64_t injected;     /* dropped on purpose (drop_ppm), both ways */
 };
 
@@ -53,6 +54,13 @@ unsigned int stack_poll(void);
 unsigned int stack_flush(void);
 
 const struct stack_counters *stack_counters(void);
+
+/*
+ * What TCP this is, for the status view: the lwIP build (ours or Debian's),
+ * window, SACK, timestamps, tick, and which checksums the port computes.
+ * A text line or a JSON member (",\"tcp\":{...}"). Returns the length.
+ */
+size_t stack_describe(bool json, char *buf, size_t len);
 
 /* The mbuf private area the stack needs per packet (nic_port_conf.priv_size). */
 uint16_t stack_mbuf_priv_size(void);

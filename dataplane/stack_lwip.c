@@ -2,11 +2,14 @@
 /*
  * dataplane/stack_lwip.c - lwIP on a DPDK queue (stack.h).
  *
+ * Two builds of lwIP fit here. Ours (CIRCNET_LWIP_OWN: Debian's source,
+ * lwip/lwipopts.h) is NO_SYS: scaled 1 MiB windows, SACK, timestamps, a
+ * 10 ms TCP timer, and checksums left to the port when it offers them.
  * Debian's liblwip is built for the Hurd with NO_SYS=0, but it does not
  * need its tcpip thread: lwip_init() sets it up, sys_check_timeouts() runs
  * its timers from our loop, and its core-locking check stays quiet while no
- * tcpip thread was ever marked. So the whole stack runs on the polling
- * thread, called from one place, and never takes its core lock.
+ * tcpip thread was ever marked. Either way the whole stack runs on the
+ * polling thread, called from one place, and never takes a lock.
  *
  * Receive: each mbuf becomes a custom pbuf that points into it (its
  * bookkeeping lives in the mbuf's private area; a multi-segment frame is
@@ -21,12 +24,16 @@
 #include <string.h>
 
 #include <rte_ethdev.h>
+#include <rte_ip.h>
 #include <rte_mbuf.h>
+#include <rte_tcp.h>
 
 #include <lwip/etharp.h>
 #include <lwip/init.h>
+#include <lwip/opt.h>
 #include <lwip/netif.h>
 #include <lwip/pbuf.h>
+#include <lwip/sys.h>
 #include <lwip/timeouts.h>
 #include <netif/ethernet.h>
 
@@ -34,9 +41,21 @@
 #include "../nic/port.h"
 #include "stack.h"
 
+#ifdef CIRCNET_LWIP_OWN
+#include "lwip/lwip_port.h"
+#endif
+
 /* lwIP's, from headers whose struct ip6_hdr clashes with DPDK's netinet/ip6.h */
 void tcp_tmr(void);
 err_t ethip6_output(struct netif *netif, struct pbuf *q, const ip6_addr_t *ip6addr);
+
+#ifdef CIRCNET_LWIP_OWN
+/* our build runs tcp_tmr from its own timer list, at a tick fixed in lwipopts.h */
+#define STACK_OWN_TIMER	  1
+#define STACK_TCP_TICK_MS (2 * TCP_TMR_INTERVAL)
+#else
+#define STACK_OWN_TIMER 0
+#endif
 
 #define RX_BURST 64
 #define TX_BURST 64
@@ -57,6 +76,7 @@ static struct {
 	uint32_t drop_ppm;
 	uint64_t rng;
 	uint32_t tcp_tick_ms, next_tick_ms;
+	bool tx_csum, rx_csum; /* checksums the port computes or verifies, not lwIP */
 	struct stack_counters cnt;
 } st;
 
@@ -84,6 +104,46 @@ const struct stack_counters *stack_counters(void)
 	return &st.cnt;
 }
 
+/* the options either build was made with: its lwipopts.h, seen through opt.h */
+#ifdef CIRCNET_LWIP_OWN
+#define STACK_BUILD "circnet"
+#else
+#define STACK_BUILD "debian"
+#endif
+#if LWIP_WND_SCALE
+#define STACK_WSCALE TCP_RCV_SCALE
+#else
+#define STACK_WSCALE 0
+#endif
+#define STACK_SACK LWIP_TCP_SACK_OUT
+#define STACK_TS   LWIP_TCP_TIMESTAMPS
+
+size_t stack_describe(bool json, char *buf, size_t len)
+{
+	unsigned int tick = STACK_OWN_TIMER ? STACK_TCP_TICK_MS : st.tcp_tick_ms;
+	int n;
+
+	if (json)
+		n = snprintf(buf, len,
+			     ",\"tcp\":{\"stack\":\"lwIP %s\",\"build\":\"%s\",\"window\":%u,"
+			     "\"wscale\":%d,\"sack\":%s,\"timestamps\":%s,\"tick_ms\":%u,"
+			     "\"tx_cksum_by_port\":%s,\"rx_cksum_by_port\":%s}",
+			     LWIP_VERSION_STRING, STACK_BUILD, (unsigned int)TCP_WND, STACK_WSCALE,
+			     STACK_SACK ? "true" : "false", STACK_TS ? "true" : "false", tick,
+			     st.tx_csum ? "true" : "false", st.rx_csum ? "true" : "false");
+	else
+		n = snprintf(buf, len,
+			     "tcp                lwIP %s (%s build): window %u KiB, scale %d, "
+			     "SACK %s, timestamps %s, tick %u ms; checksums by the port: tx %s, "
+			     "rx %s\n",
+			     LWIP_VERSION_STRING, STACK_BUILD, (unsigned int)TCP_WND / 1024,
+			     STACK_WSCALE, STACK_SACK ? "on" : "off", STACK_TS ? "on" : "off", tick,
+			     st.tx_csum ? "yes" : "no", st.rx_csum ? "yes" : "no");
+	if (n < 0)
+		return 0;
+	return (size_t)n < len ? (size_t)n : len - 1;
+}
+
 /* ---- send ---- */
 
 unsigned int stack_flush(void)
@@ -103,6 +163,56 @@ unsigned int stack_flush(void)
 	st.ntx = 0;
 	return sent;
 }
+
+#ifdef CIRCNET_LWIP_OWN
+/*
+ * The port computes what lwIP left out (netif_setup): every IPv4 header's
+ * checksum, and TCP's from the pseudo-header sum we put in its place, as
+ * DPDK's offload contract asks. UDP stays lwIP's: a datagram it fragments
+ * has one checksum over all fragments, which no NIC sees whole.
+ */
+static bool tx_offload(struct rte_mbuf *m)
+{
+	uint8_t *f = rte_pktmbuf_mtod(m, uint8_t *);
+	struct frame_info fi;
+	bool tcp;
+
+	if (!st.tx_csum)
+		return true;
+	if (frame_parse(f, m->data_len, &fi) != FRAME_OK)
+		return false;
+	if (!fi.ip_version)
+		return true; /* ARP */
+	tcp = fi.l4_proto == IPPROTO_TCP && !fi.fragment && st.port->off.tx_l4_cksum;
+	m->l2_len = fi.l3_off;
+	m->l3_len = (uint16_t)(fi.l4_off - fi.l3_off);
+	if (fi.ip_version == 4) {
+		struct rte_ipv4_hdr *ip = (struct rte_ipv4_hdr *)(f + fi.l3_off);
+
+		m->ol_flags |= RTE_MBUF_F_TX_IPV4;
+		if (st.port->off.tx_ip_cksum) {
+			ip->hdr_checksum = 0;
+			m->ol_flags |= RTE_MBUF_F_TX_IP_CKSUM;
+		}
+		if (tcp) {
+			m->ol_flags |= RTE_MBUF_F_TX_TCP_CKSUM;
+			((struct rte_tcp_hdr *)(f + fi.l4_off))->cksum =
+				rte_ipv4_phdr_cksum(ip, m->ol_flags);
+		}
+	} else if (tcp) {
+		m->ol_flags |= RTE_MBUF_F_TX_IPV6 | RTE_MBUF_F_TX_TCP_CKSUM;
+		((struct rte_tcp_hdr *)(f + fi.l4_off))->cksum =
+			rte_ipv6_phdr_cksum((struct rte_ipv6_hdr *)(f + fi.l3_off), m->ol_flags);
+	}
+	return true;
+}
+#else
+static bool tx_offload(struct rte_mbuf *m)
+{
+	(void)m;
+	return true; /* the packaged lwIP computes every checksum itself */
+}
+#endif
 
 static err_t link_output(struct netif *netif, struct pbuf *p)
 {
@@ -125,6 +235,11 @@ static err_t link_output(struct netif *netif, struct pbuf *p)
 		return ERR_BUF;
 	}
 	pbuf_copy_partial(p, dst, p->tot_len, 0);
+	if (!tx_offload(m)) {
+		st.cnt.tx_malformed++; /* not what lwIP sends: a bug, not worth a crash */
+		rte_pktmbuf_free(m);
+		return ERR_BUF;
+	}
 	st.tx[st.ntx++] = m;
 	if (st.ntx == TX_BURST)
 		stack_flush();
@@ -144,6 +259,24 @@ static err_t netif_setup(struct netif *netif)
 	netif->output_ip6 = ethip6_output; /* neighbour discovery comes with it */
 	netif->flags |= NETIF_FLAG_MLD6;
 	netif->linkoutput = link_output;
+#ifdef CIRCNET_LWIP_OWN
+	{
+		u16_t chk = NETIF_CHECKSUM_ENABLE_ALL;
+
+		/* TCP's and IPv4's are the port's when it has them both ways */
+		if (st.port->off.tx_ip_cksum)
+			chk &= (u16_t)~NETIF_CHECKSUM_GEN_IP;
+		if (st.port->off.tx_l4_cksum)
+			chk &= (u16_t)~NETIF_CHECKSUM_GEN_TCP;
+		if (st.port->off.rx_ip_cksum)
+			chk &= (u16_t)~NETIF_CHECKSUM_CHECK_IP;
+		if (st.port->off.rx_l4_cksum)
+			chk &= (u16_t)~NETIF_CHECKSUM_CHECK_TCP;
+		NETIF_SET_CHECKSUM_CTRL(netif, chk);
+		st.tx_csum = st.port->off.tx_ip_cksum || st.port->off.tx_l4_cksum;
+		st.rx_csum = st.port->off.rx_ip_cksum || st.port->off.rx_l4_cksum;
+	}
+#endif
 	return ERR_OK;
 }
 
@@ -187,9 +320,63 @@ static struct pbuf *rx_pbuf(struct rte_mbuf *m)
 	return p;
 }
 
+#ifdef CIRCNET_LWIP_OWN
+/*
+ * lwIP does not check what the port verifies (netif_setup). The port marks
+ * each frame: bad ones were dropped already, good ones pass, and any it
+ * could not judge (UNKNOWN: an IPv6 extension header, a tunnel) we check
+ * here. A TCP segment in IP fragments is judged by nobody, since lwIP checks
+ * it after reassembly only when told to: Linux sets DF on all of TCP, so
+ * only a broken or hostile sender fragments it, and it is dropped.
+ */
+/* TCP's checksum over the pseudo-header (RFC 9293, RFC 8200: the upper-layer length) */
+static bool tcp_cksum_ok(const uint8_t *f, const struct frame_info *fi)
+{
+	uint16_t l4len = (uint16_t)(fi->l3_off + fi->l3_len - fi->l4_off);
+	const uint8_t *l3 = f + fi->l3_off;
+	uint32_t sum;
+
+	if (fi->ip_version == 4)
+		sum = rte_raw_cksum(l3 + 12, 8); /* source and destination */
+	else
+		sum = rte_raw_cksum(l3 + 8, 32);
+	sum += rte_cpu_to_be_16(IPPROTO_TCP) + rte_cpu_to_be_16(l4len);
+	sum += rte_raw_cksum(f + fi->l4_off, l4len);
+	sum = (sum & 0xffff) + (sum >> 16);
+	sum = (sum & 0xffff) + (sum >> 16);
+	return sum == 0xffff;
+}
+
+static bool rx_cksum_ok(uint64_t ol_flags, const uint8_t *f, const struct frame_info *fi)
+{
+	uint64_t ipf = ol_flags & RTE_MBUF_F_RX_IP_CKSUM_MASK;
+	uint64_t l4f = ol_flags & RTE_MBUF_F_RX_L4_CKSUM_MASK;
+	const void *l3 = f + fi->l3_off;
+
+	if (!st.rx_csum || !fi->ip_version)
+		return true;
+	if (fi->ip_version == 4 && st.port->off.rx_ip_cksum && ipf != RTE_MBUF_F_RX_IP_CKSUM_GOOD &&
+	    rte_raw_cksum(l3, (size_t)(fi->l4_off - fi->l3_off)) != 0xffff)
+		return false;
+	if (fi->l4_proto != IPPROTO_TCP || !st.port->off.rx_l4_cksum ||
+	    l4f == RTE_MBUF_F_RX_L4_CKSUM_GOOD)
+		return true;
+	if (fi->fragment)
+		return false;
+	return tcp_cksum_ok(f, fi);
+}
+#else
+static bool rx_cksum_ok(uint64_t ol_flags, const uint8_t *f, const struct frame_info *fi)
+{
+	(void)ol_flags, (void)f, (void)fi;
+	return true; /* the packaged lwIP checks every checksum itself */
+}
+#endif
+
 /* One frame to lwIP, once the frame parser has checked every length in it. */
 static void rx_one(struct rte_mbuf *m)
 {
+	uint64_t ol_flags = m->ol_flags; /* a copied frame's mbuf is gone below */
 	struct frame_info fi;
 	struct pbuf *p;
 
@@ -213,6 +400,11 @@ static void rx_one(struct rte_mbuf *m)
 		pbuf_free(p);
 		return;
 	}
+	if (!rx_cksum_ok(ol_flags, p->payload, &fi)) {
+		st.cnt.rx_bad_cksum++;
+		pbuf_free(p);
+		return;
+	}
 	/* ethernet_input frees p, whatever becomes of the frame */
 	if (st.netif.input(p, &st.netif) != ERR_OK)
 		pbuf_free(p);
@@ -231,7 +423,7 @@ static void tcp_clock(void)
 {
 	uint32_t now;
 
-	if (!st.tcp_tick_ms)
+	if (!st.tcp_tick_ms || STACK_OWN_TIMER)
 		return;
 	now = sys_now();
 	if ((int32_t)(now - st.next_tick_ms) < 0)
@@ -274,6 +466,19 @@ int stack_open(struct nic_port *port, uint16_t q, const struct stack_conf *conf,
 	st.drop_ppm = conf->drop_ppm;
 	st.tcp_tick_ms = conf->tcp_tick_ms >= 2 ? conf->tcp_tick_ms : 0;
 	st.rng = 0x9e3779b97f4a7c15ull ^ (uint64_t)rte_rdtsc();
+#ifdef CIRCNET_LWIP_OWN
+	if (conf->tcp_tick_ms && conf->tcp_tick_ms != STACK_TCP_TICK_MS) {
+		snprintf(err, errlen,
+			 "--tcp-tick %u: this lwIP build ticks every %u ms "
+			 "(dataplane/lwip/lwipopts.h)",
+			 conf->tcp_tick_ms, STACK_TCP_TICK_MS);
+		return -EINVAL;
+	}
+	if (lwip_port_init()) {
+		snprintf(err, errlen, "no random numbers for TCP's sequence numbers (getrandom)");
+		return -EIO;
+	}
+#endif
 	lwip_init();
 	ip4_addr_set_u32(&ip, conf->ip);
 	ip4_addr_set_u32(&mask, conf->mask);

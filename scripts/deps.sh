@@ -5,16 +5,21 @@ set -euo pipefail
 # curl, wget, wrk, nginx, redis, iperf3, sockperf, openssh, dnsmasq, iproute2 (ip, ss),
 # procps (pkill) and util-linux (unshare): the guest and proxy integration tests and the demo;
 # gnuplot-nox and a font: the benchmark matrix's PNG plots; libdpdk-dev, liblwip-dev
-# and dpdk (dpdk-devbind.py): the DPDK proxy backend; iputils-ping: its ARP/ICMP test
+# and dpdk (dpdk-devbind.py): the DPDK proxy backend, with dpkg-dev to unpack lwIP's
+# Debian source for our own lwIP build (scripts/lwip-source.sh); iputils-ping: its ARP/ICMP test
 pkgs=(meson ninja-build gcc clang pkg-config libcmocka-dev libclang-rt-14-dev python3 curl wget nginx
 	redis-server redis-tools iperf3 wrk sockperf openssh-server openssh-client dnsmasq-base iproute2 procps util-linux
-	gnuplot-nox fonts-dejavu-core libdpdk-dev liblwip-dev dpdk iputils-ping)
+	gnuplot-nox fonts-dejavu-core libdpdk-dev liblwip-dev dpdk dpkg-dev iputils-ping)
 missing=()
 for p in "${pkgs[@]}"; do
 	dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing+=("$p")
 done
+lwip_source() { # the lwIP source the DPDK dataplane builds (its own options)
+	"$(dirname "$0")/lwip-source.sh" || echo "deps: no lwIP source: the DPDK dataplane uses the packaged liblwip" >&2
+}
 if [ ${#missing[@]} -eq 0 ]; then
 	echo "deps: all present (${pkgs[*]})"
+	lwip_source
 	exit 0
 fi
 if [ "$(id -u)" -ne 0 ]; then
@@ -25,4 +30,5 @@ echo "deps: installing ${missing[*]}"
 export DEBIAN_FRONTEND=noninteractive
 apt-get update -qq
 apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+lwip_source
 echo "deps: done"

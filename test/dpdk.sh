@@ -190,6 +190,25 @@ check "iperf3 through the DPDK dataplane, remote to guest (-R)" iperf iperf3-dow
 check "UDP through lwIP: 20 queries answered, a 14000-byte datagram whole (10 IP fragments)" \
 	is "$(guest python3 "$peers" udp-ask "$net.1" 5353 14000)" "20 14007 True"
 
+# Which lwIP: ours (Debian's source, dataplane/lwip/lwipopts.h) or the packaged one.
+tcp_build=$(status --json | python3 -c 'import json,sys; print(json.load(sys.stdin)["tcp"]["build"])' 2>/dev/null || true)
+if [ -n "${CIRCNET_REQUIRE_DPDK:-}" ]; then
+	check "lwIP is built from Debian's source with our options (scripts/lwip-source.sh)" \
+		is "$tcp_build" circnet
+fi
+if [ "$tcp_build" = circnet ]; then
+	# what the remote's Linux agreed on with lwIP, from its TCP_INFO
+	ip netns exec "$ns" timeout 20 python3 "$peers" tcpinfo-accept "$net.1" 8500 >"$dir/tcpinfo.out" 2>&1 &
+	acc=$!
+	for _ in $(seq 50); do remote ss -ltn | grep ":8500 " >/dev/null && break; sleep 0.1; done
+	guest python3 "$peers" errno "$net.1" 8500 >/dev/null
+	wait $acc
+	check "TCP with Linux, lwIP connecting: its window scale (5), SACK and timestamps agreed" \
+		is "$(cat "$dir/tcpinfo.out")" "wscale:5 sack:1 ts:1"
+	check "UDP through lwIP: a 60000-byte datagram whole (41 IP fragments each way)" \
+		is "$(guest python3 "$peers" udp-ask "$net.1" 5353 60000)" "20 60007 True"
+fi
+
 check "500 connections open at once, each echoes its 600 bytes intact" \
 	is "$(timeout 90 "$circnet" run --run-dir "$dir/run" --guest client -- \
 		bash -c "ulimit -n 8192; exec python3 '$peers' many '$net.1' 8300 500")" True
@@ -231,6 +250,10 @@ wait "${pubs[@]}"
 check "6 fetches from the remote at once, every checksum matches" \
 	is "$(cat "$dir"/pub.* | sort -u)" "$want"
 # (the reset can reach curl before or after it sees the connect complete: 7, 52 or 56)
+if [ "$tcp_build" = circnet ]; then
+	check "TCP with Linux, lwIP listening: its SYN-ACK agrees on scale 5, SACK, timestamps" \
+		is "$(ip netns exec "$ns" python3 "$peers" tcpinfo-connect "$net.2" 8080)" "wscale:5 sack:1 ts:1"
+fi
 check "a published port with nothing listening behind it: the client is reset" \
 	bash -c "ip netns exec '$ns' curl -sS -m 5 http://$net.2:8081/ 2>/dev/null; rc=\$?; [ \$rc = 7 ] || [ \$rc = 52 ] || [ \$rc = 56 ]"
 timeout 300 "$circnet" run --run-dir "$dir/run" --guest web -- python3 "$peers" udp-from 0.0.0.0 5353 \

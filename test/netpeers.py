@@ -7,7 +7,10 @@ Servers (run on the test's remote host, bounded by the caller's timeout):
   sink HOST PORT         read and drop everything, one connection at a time
   udp-echo HOST PORT     answer each datagram with "answer:" + it
   udp-from HOST PORT     answer each datagram with "<sender's address>:" + it
+  tcpinfo-accept HOST PORT   accept one connection, print what TCP options the
+                         kernel agreed on ("wscale:N sack:0|1 ts:0|1"; N: the peer's)
 Clients (run in a guest):
+  tcpinfo-connect HOST PORT  connect, print the same, close
   errno HOST PORT        connect; print ok or the errno's name
   read-reset HOST PORT [TRIES]  read until EOF or reset: ECONNRESET, "EOF N",
                          "damaged" or "connect ERRNO"; mixed outcomes are counted
@@ -138,6 +141,26 @@ def connect_errno(host, port):
         print(errno.errorcode.get(e.errno, e.errno))
 
 
+def tcp_options(s):
+    """What this kernel agreed with the peer: the peer's window scale, SACK, timestamps."""
+    info = s.getsockopt(socket.IPPROTO_TCP, socket.TCP_INFO, 8)
+    opts, scales = info[5], info[6]
+    return "wscale:%d sack:%d ts:%d" % (scales & 15 if opts & 4 else -1, bool(opts & 2), bool(opts & 1))
+
+
+def tcpinfo_accept(host, port):
+    s = listener(host, port)
+    c, _ = s.accept()
+    print(tcp_options(c), flush=True)
+    c.close()
+
+
+def tcpinfo_connect(host, port):
+    s = socket.create_connection((host, port), timeout=10)
+    print(tcp_options(s))
+    s.close()
+
+
 def read_reset_once(host, port):
     try:
         s = socket.create_connection((host, port), timeout=30)
@@ -203,6 +226,8 @@ def many(host, port, n):
 
 def main(argv):
     modes = {
+        "tcpinfo-accept": lambda a: tcpinfo_accept(a[0], int(a[1])),
+        "tcpinfo-connect": lambda a: tcpinfo_connect(a[0], int(a[1])),
         "rst": lambda a: serve_rst(a[0], int(a[1]), int(a[2]) if len(a) > 2 else 1 << 20),
         "echo": lambda a: serve_echo(a[0], int(a[1])),
         "sink": lambda a: serve_sink(a[0], int(a[1])),
