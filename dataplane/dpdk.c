@@ -49,6 +49,22 @@
 #define SESSION_TCP  NULL	/* epoll marks: the operator sessions */
 #define SESSION_UDP  ((void *)1)
 
+/*
+ * Guest -> remote without a copy into lwIP (our lwIP build only: the
+ * packaged one copies in tcp_write whatever it is told). lwIP's segments
+ * point into the circuit's ring, the only copy is into the mbuf, and the
+ * ring is consumed as the remote acknowledges: the ring is the send
+ * buffer, as a socket's is. A guest that rewrites bytes it has written
+ * only garbles its own stream (checksums catch what changes in flight).
+ * The ring stays mapped while lwIP may still read it: a connection freed
+ * with bytes lwIP holds is aborted, never closed (conn_free).
+ */
+#ifdef CIRCNET_LWIP_OWN
+#define ZC_TX 1
+#else
+#define ZC_TX 0
+#endif
+
 struct dconn {
 	struct dp_conn dc;	   /* first: the relay, the books, the list (conn.h) */
 	struct tcp_pcb *pcb;	   /* NULL once lwIP let go of it (error) or we did */
@@ -61,6 +77,8 @@ struct dconn {
 	bool connected;
 	int host_err; /* lwIP ended the connection: the errno for the guest */
 	int64_t deadline_ms;
+	size_t zc_handed; /* ZC_TX: ring bytes lwIP holds (from the consumer index) */
+	size_t zc_acked;  /* ZC_TX: of those, what the remote acknowledged this round */
 	uint32_t una;		/* the oldest unacknowledged sequence number we last saw */
 	int64_t una_since;	/* since when it has not moved, with data in flight (0: none) */
 	struct dconn *map_next; /* the loop's accepted connections waiting for a guest */
@@ -130,15 +148,49 @@ static int lwip_errno(err_t err, bool connecting)
 	}
 }
 
+/*
+ * Retransmission timeouts (our lwIP build, whose ticks are real: 20 ms).
+ * lwIP starts every connection at an RTO of 3 s and an RTT variance of
+ * 3 s, which its one sample per round trip takes a dozen round trips to
+ * wear down: an early loss stalls a connection for seconds. We start as
+ * RFC 6298 and Linux do instead: 1 s for the SYN, and once the handshake
+ * is done, a variance of at most 200 ms (Linux's minimum RTO).
+ */
+#ifdef CIRCNET_LWIP_OWN
+#define RTO_TICK_MS (2 * TCP_TMR_INTERVAL)
+static void rto_syn(struct tcp_pcb *pcb)
+{
+	pcb->rto = 1000 / RTO_TICK_MS;
+}
+
+static void rto_established(struct tcp_pcb *pcb)
+{
+	if (pcb->sv > 200 / RTO_TICK_MS)
+		pcb->sv = 200 / RTO_TICK_MS;
+	pcb->rto = (s16_t)((pcb->sa >> 3) + pcb->sv);
+}
+#else
+static void rto_syn(struct tcp_pcb *pcb)
+{
+	(void)pcb; /* the packaged build's ticks are --tcp-tick's: its start is 6 of them */
+}
+
+static void rto_established(struct tcp_pcb *pcb)
+{
+	(void)pcb;
+}
+#endif
+
 /* ---- lwIP's callbacks: record, never relay ---- */
 
 static err_t on_connected(void *arg, struct tcp_pcb *pcb, err_t err)
 {
 	struct dconn *c = arg;
 
-	(void)pcb;
-	if (err == ERR_OK)
+	if (err == ERR_OK) {
 		c->connected = true;
+		rto_established(pcb);
+	}
 	return ERR_OK;
 }
 
@@ -164,6 +216,15 @@ static void on_err(void *arg, err_t err)
 
 	c->pcb = NULL; /* lwIP freed it */
 	c->host_err = lwip_errno(err, c->dc.connecting);
+}
+
+static err_t on_sent(void *arg, struct tcp_pcb *pcb, u16_t len)
+{
+	struct dconn *c = arg;
+
+	(void)pcb;
+	c->zc_acked += len;
+	return ERR_OK;
 }
 
 static void pcb_detach(struct tcp_pcb *pcb)
@@ -257,6 +318,68 @@ static ssize_t d_send_dgram(struct dconn *c, const struct iovec *iov)
 	return e == ERR_OK ? (ssize_t)iov->iov_len : -ENOBUFS;
 }
 
+/*
+ * ZC_TX: hand lwIP what it does not hold yet of the peeked ring (iov starts
+ * at the consumer index), by reference. Nothing is "taken": the relay must
+ * not consume it; zc_settle() does as the remote acknowledges.
+ */
+static ssize_t d_send_zc(struct dconn *c, const struct iovec *iov, int iovcnt)
+{
+	size_t skip = c->zc_handed, total = 0;
+	int i;
+
+	for (i = 0; i < iovcnt; i++) {
+		const char *base = iov[i].iov_base;
+		size_t len = iov[i].iov_len;
+
+		if (skip >= len) {
+			skip -= len;
+			continue;
+		}
+		base += skip;
+		len -= skip;
+		skip = 0;
+		while (len) {
+			size_t n = tcp_sndbuf(c->pcb);
+			u8_t flags = 0;
+
+			if (n > len)
+				n = len;
+			if (n > UINT16_MAX)
+				n = UINT16_MAX;
+			if (!n)
+				goto out;
+			if (n < len || i + 1 < iovcnt)
+				flags |= TCP_WRITE_FLAG_MORE;
+			if (tcp_write(c->pcb, base, (u16_t)n, flags) != ERR_OK)
+				goto out; /* the segment queue is full: the rest waits */
+			base += n;
+			len -= n;
+			total += n;
+		}
+	}
+out:
+	if (total) {
+		c->zc_handed += total;
+		tcp_output(c->pcb);
+	}
+	return -EAGAIN;
+}
+
+/* ZC_TX: release what the remote acknowledged; how many bytes. */
+static size_t zc_settle(struct dconn *c)
+{
+	size_t n = c->zc_acked < c->zc_handed ? c->zc_acked : c->zc_handed;
+
+	c->zc_acked = 0; /* beyond what we handed: a FIN's sequence number */
+	if (!n)
+		return 0;
+	cn_consume(&c->dc.r.ep.ep, n);
+	c->zc_handed -= n;
+	c->dc.r.st.to_host += n;
+	return n;
+}
+
 static ssize_t d_send(struct relay *r, const struct iovec *iov, int iovcnt)
 {
 	struct dconn *c = (struct dconn *)r;
@@ -269,6 +392,8 @@ static ssize_t d_send(struct relay *r, const struct iovec *iov, int iovcnt)
 		return -c->host_err;
 	if (!c->pcb)
 		return -EPIPE;
+	if (ZC_TX)
+		return d_send_zc(c, iov, iovcnt);
 	for (i = 0; i < iovcnt; i++) {
 		size_t off = 0;
 
@@ -358,8 +483,12 @@ static void conn_free(struct dloop *l, struct dconn *c)
 {
 	if (c->pcb) {
 		pcb_detach(c->pcb);
-		/* both FINs crossed: close; anything else ends with a reset */
-		if (c->dc.r.reset || tcp_close(c->pcb) != ERR_OK)
+		/*
+		 * Both FINs crossed: close; anything else ends with a reset, and
+		 * so does a connection whose segments still point into the ring
+		 * that is unmapped below (ZC_TX).
+		 */
+		if (c->dc.r.reset || c->zc_handed || tcp_close(c->pcb) != ERR_OK)
 			tcp_abort(c->pcb);
 		c->pcb = NULL;
 	}
@@ -436,8 +565,10 @@ static int pcb_open(struct dconn *c)
 	tcp_arg(c->pcb, c);
 	tcp_recv(c->pcb, on_recv);
 	tcp_err(c->pcb, on_err);
+	tcp_sent(c->pcb, on_sent);
 	/* bytes come in ring-sized batches already: Nagle only adds delay */
 	tcp_nagle_disable(c->pcb);
+	rto_syn(c->pcb);
 	e = tcp_connect(c->pcb, &ip, dst->port, on_connected);
 	if (e != ERR_OK) {
 		pcb_detach(c->pcb);
@@ -560,6 +691,8 @@ static uint64_t conn_service(struct dloop *l, struct dconn *c)
 		if (c->dc.connecting || c->dc.dead)
 			return 0;
 	}
+	if (ZC_TX && c->zc_acked)
+		zc_settle(c);
 	if (user_timed_out(l, c)) {
 		relay_host_failed(&c->dc.r, ETIMEDOUT);
 		d_abort(&c->dc.r);
@@ -615,7 +748,9 @@ static err_t on_accept(void *arg, struct tcp_pcb *newpcb, err_t err)
 	tcp_arg(newpcb, c);
 	tcp_recv(newpcb, on_recv);
 	tcp_err(newpcb, on_err);
+	tcp_sent(newpcb, on_sent);
 	tcp_nagle_disable(newpcb);
+	rto_established(newpcb);
 	dp_conn_track(l->dl, &l->conns, &c->dc);
 	c->map_next = l->to_map;
 	l->to_map = c;

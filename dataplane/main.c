@@ -53,7 +53,7 @@ static void usage(FILE *f)
 		"  --port N               dpdk: the DPDK port id (default 0)\n"
 		"  --mtu N                dpdk: the port's MTU (default: the port's)\n"
 		"  --idle-sleep USECS     dpdk: nap this long when idle (default 0: busy-poll)\n"
-		"  --tcp-tick MSECS       dpdk: the TCP timer's tick (default 20; lwIP's own 500)\n"
+		"  --tcp-tick MSECS       dpdk: the TCP timer's tick (default 20; fixed in our lwIP build)\n"
 		"  --fault-drop PPM       dpdk, for tests: lose PPM frames per million each way\n"
 		"  --run-dir DIR          the operator's run directory (default $CIRCNET_RUN_DIR,\n"
 		"                         then /run/circnet); attaches at DIR/proxy/operator.sock\n"

@@ -1,7 +1,8 @@
 /* SPDX-License-Identifier: MIT */
 /*
  * dataplane/stack.h - the user-space TCP/IP stack of the DPDK backend:
- * lwIP (Debian's liblwip) over one queue pair of a DPDK port (nic/port.h).
+ * lwIP (our build of Debian's source, or the packaged liblwip) over one
+ * queue pair of a DPDK port (nic/port.h).
  * It owns lwIP's initialisation, the network interface (our address, mask
  * and gateway, ARP, ICMP echo come with it), moving frames between mbufs and
  * pbufs, and lwIP's timers. One per process: lwIP keeps its state in

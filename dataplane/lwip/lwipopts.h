@@ -29,7 +29,7 @@
 #define MEM_LIBC_MALLOC 1
 #define MEMP_MEM_MALLOC 1
 #define MEM_ALIGNMENT 8
-#define LWIP_NETIF_TX_SINGLE_PBUF 1 /* one pbuf per frame: one copy into the mbuf */
+#define LWIP_NETIF_TX_SINGLE_PBUF 0 /* segments point into the circuit ring (dpdk.c ZC_TX) */
 
 /* protocols */
 #define LWIP_ETHERNET 1
@@ -94,7 +94,14 @@
  * of milliseconds, as a datacenter wants, instead of a second.
  */
 #define TCP_TMR_INTERVAL 10
-#define TCP_MSL 30000UL
+/*
+ * TIME_WAIT is 2 MSL: 5 s, not 2 min. A proxy that closes first would
+ * otherwise hold a 4-tuple per close for minutes, and one destination has
+ * 16384 ephemeral ports: at most 136 closes a second. Old duplicates are
+ * what TIME_WAIT guards against; clock-driven ISNs (RFC 6528) and
+ * timestamps (PAWS) guard too, which is Linux's argument for tw_reuse.
+ */
+#define TCP_MSL 2500UL
 
 /* checksums: per interface, so the port's offloads can take them over */
 #define LWIP_CHECKSUM_CTRL_PER_NETIF 1
