@@ -27,19 +27,20 @@ struct dp_config {
 	char operator_path[256]; /* the proxy attach point */
 	int threads;
 	int connect_timeout_ms; /* 0: the kernel's own (SYN retries) */
-	int user_timeout_ms;	/* sent data unacknowledged this long ends a connection (0: the stack's retries) */
-	uint32_t backlog;	/* connections the operator may queue per loop */
-	int udp_idle_ms;	/* a published UDP port's client idle this long is forgotten */
-	bool dpdk;		/* the backend: DPDK + lwIP, else kernel sockets */
+	int user_timeout_ms; /* sent data unacknowledged this long ends a connection (0: the stack's
+				retries) */
+	uint32_t backlog;    /* connections the operator may queue per loop */
+	int udp_idle_ms;     /* a published UDP port's client idle this long is forgotten */
+	bool dpdk;	     /* the backend: DPDK + lwIP, else kernel sockets */
 	/* the dpdk backend's */
-	uint16_t dpdk_port;		 /* DPDK port id */
-	uint16_t dpdk_mtu;		 /* 0: the port's */
+	uint16_t dpdk_port;		      /* DPDK port id */
+	uint16_t dpdk_mtu;		      /* 0: the port's */
 	uint32_t dpdk_ip, dpdk_mask, dpdk_gw; /* network order */
 	bool dpdk_has_ip6;
 	uint8_t dpdk_ip6[16];
-	int idle_sleep_us;		 /* nap this long when idle (0: poll without rest) */
-	uint32_t fault_drop_ppm;	 /* tests: lose this many frames per million, each way */
-	int tcp_tick_ms;		 /* the user-space TCP's timer tick (lwIP's own: 500) */
+	int idle_sleep_us;	 /* nap this long when idle (0: poll without rest) */
+	uint32_t fault_drop_ppm; /* tests: lose this many frames per million, each way */
+	int tcp_tick_ms;	 /* the user-space TCP's timer tick (lwIP's own: 500) */
 };
 
 /* Counters of one loop, read by the status view from another thread. */
@@ -89,9 +90,10 @@ struct dp_pubset_rx {
 bool dp_publish_collect(struct dp_pubset_rx *rx, const struct cn_msg_publish *m);
 
 struct dp_sessions {
-	struct cn_op op;	 /* tcp: off-host routes, published ports */
-	struct cn_op op_udp;	 /* udp: off-host routes (a session holds one listener) */
+	struct cn_op op;     /* tcp: off-host routes, published ports */
+	struct cn_op op_udp; /* udp: off-host routes (a session holds one listener) */
 	bool attached, udp_attached;
+	bool tcp_only;		 /* a second DPDK stack: UDP is the first one's */
 	int64_t next_attach_ms;	 /* lost: try again then */
 	void *tcp_tag, *udp_tag; /* each session fd's epoll data */
 };
@@ -118,11 +120,15 @@ int dp_session_take(struct cn_op *op, size_t size, void (*start)(void *arg, stru
 
 /* dpdk_main.c: EAL up (returns the arguments it took, or -1), the port, the stack and the loop */
 int dpdk_eal_init(int argc, char **argv);
-int dpdk_start(const struct dp_config *cfg, struct dp_loop *loop);
+/* How many stacks (polling loops) EAL's lcores make: one per worker lcore. */
+unsigned int dpdk_stacks(void);
+int dpdk_start(const struct dp_config *cfg, struct dp_loop *loops, unsigned int n);
 void dpdk_stop(void);
 /* The port's and the stack's figures for the status view (JSON: ",\"port\":{...},..."). */
 size_t dpdk_status(bool json, char *buf, size_t len);
-/* dpdk.c: the polling loop (the thread body) and its connections for the status view. */
+/* A loop's connections for the status view (the loop's own module copy says). */
+size_t dpdk_conns(struct dp_loop *l, char *buf, size_t len);
+/* dpdk.c: the polling loop (the thread body) and its connections, for dpdk_main.c. */
 void *dpdk_loop_main(void *arg);
 size_t dpdk_loop_conns(struct dp_loop *l, char *buf, size_t len);
 

@@ -77,8 +77,8 @@ struct dconn {
 	bool connected;
 	int host_err; /* lwIP ended the connection: the errno for the guest */
 	int64_t deadline_ms;
-	size_t zc_handed; /* ZC_TX: ring bytes lwIP holds (from the consumer index) */
-	size_t zc_acked;  /* ZC_TX: of those, what the remote acknowledged this round */
+	size_t zc_handed;	/* ZC_TX: ring bytes lwIP holds (from the consumer index) */
+	size_t zc_acked;	/* ZC_TX: of those, what the remote acknowledged this round */
 	uint32_t una;		/* the oldest unacknowledged sequence number we last saw */
 	int64_t una_since;	/* since when it has not moved, with data in flight (0: none) */
 	struct dconn *map_next; /* the loop's accepted connections waiting for a guest */
@@ -551,7 +551,45 @@ static bool addr_to_lwip(const struct cn_addr *a, ip_addr_t *ip)
 	return false;
 }
 
-static int pcb_open(struct dconn *c)
+/*
+ * One of several stacks (stack.h): bind a local port whose replies the
+ * port's RSS gives to our queue, from our own address (the tuple must be
+ * known before the SYN leaves). The only stack lets lwIP pick.
+ */
+static bool bind_for_queue(struct dconn *c, const struct dp_config *cfg, const ip_addr_t *dst)
+{
+	uint8_t remote[16] = { 0 }, local[16] = { 0 };
+	bool v6 = IP_IS_V6(dst);
+	ip_addr_t src;
+	int tries;
+
+	if (v6) {
+		if (!cfg->dpdk_has_ip6)
+			return true; /* no global address: lwIP picks a link-local one */
+		memcpy(remote, ip_2_ip6(dst)->addr, 16);
+		memcpy(local, cfg->dpdk_ip6, 16);
+		IP_ADDR6(&src, 0, 0, 0, 0);
+		memcpy(ip_2_ip6(&src)->addr, local, 16);
+		ip6_addr_clear_zone(ip_2_ip6(&src));
+	} else {
+		uint32_t r = ip4_addr_get_u32(ip_2_ip4(dst));
+
+		memcpy(remote, &r, 4);
+		memcpy(local, &cfg->dpdk_ip, 4);
+		ip_addr_set_ip4_u32_val(src, cfg->dpdk_ip);
+	}
+	for (tries = 0; tries < 64; tries++) {
+		uint16_t port = stack_pick_port(v6, remote, c->dc.conn.local.port, local);
+
+		if (!port)
+			return tries == 0; /* the only stack, or no port of ours left */
+		if (tcp_bind(c->pcb, &src, port) == ERR_OK)
+			return true;
+	}
+	return false;
+}
+
+static int pcb_open(struct dconn *c, const struct dp_config *cfg)
 {
 	const struct cn_addr *dst = &c->dc.conn.local;
 	ip_addr_t ip;
@@ -562,6 +600,11 @@ static int pcb_open(struct dconn *c)
 	c->pcb = tcp_new_ip_type(IP_GET_TYPE(&ip));
 	if (!c->pcb)
 		return ENOBUFS;
+	if (!bind_for_queue(c, cfg, &ip)) {
+		tcp_abort(c->pcb);
+		c->pcb = NULL;
+		return EADDRNOTAVAIL;
+	}
 	tcp_arg(c->pcb, c);
 	tcp_recv(c->pcb, on_recv);
 	tcp_err(c->pcb, on_err);
@@ -631,7 +674,7 @@ static void conn_start(struct dloop *l, struct dconn *c)
 	dp_conn_track(l->dl, &l->conns, &c->dc);
 	err = watch_hangups(l, c);
 	if (!err)
-		err = c->dc.r.dgram ? udp_open(c) : pcb_open(c);
+		err = c->dc.r.dgram ? udp_open(c) : pcb_open(c, l->dl->cfg);
 	if (!c->dc.r.dgram) {
 		if (err)
 			conn_settle(l, c, err);
@@ -1070,9 +1113,11 @@ size_t dpdk_loop_conns(struct dp_loop *dl, char *buf, size_t len)
 void *dpdk_loop_main(void *arg)
 {
 	struct dp_loop *dl = arg;
-	struct dloop l = { .dl = dl,
-			   .epfd = -1,
-			   .ses = { .tcp_tag = SESSION_TCP, .udp_tag = SESSION_UDP } };
+	struct dloop l = {
+		.dl = dl,
+		.epfd = -1,
+		.ses = { .tcp_tag = SESSION_TCP, .udp_tag = SESSION_UDP, .tcp_only = dl->index > 0 }
+	};
 	const struct dp_config *cfg = dl->cfg;
 	unsigned int round = 0, i;
 	bool hot = false; /* session events came at the last look */

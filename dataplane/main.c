@@ -53,7 +53,8 @@ static void usage(FILE *f)
 		"  --port N               dpdk: the DPDK port id (default 0)\n"
 		"  --mtu N                dpdk: the port's MTU (default: the port's)\n"
 		"  --idle-sleep USECS     dpdk: nap this long when idle (default 0: busy-poll)\n"
-		"  --tcp-tick MSECS       dpdk: the TCP timer's tick (default 20; fixed in our lwIP build)\n"
+		"  --tcp-tick MSECS       dpdk: the TCP timer's tick (default 20; fixed in our "
+		"lwIP build)\n"
 		"  --fault-drop PPM       dpdk, for tests: lose PPM frames per million each way\n"
 		"  --run-dir DIR          the operator's run directory (default $CIRCNET_RUN_DIR,\n"
 		"                         then /run/circnet); attaches at DIR/proxy/operator.sock\n"
@@ -133,7 +134,7 @@ static size_t loop_conns(const struct dp_config *cfg, struct dp_loop *l, char *b
 {
 #ifdef CIRCNET_HAVE_DPDK
 	if (cfg->dpdk)
-		return dpdk_loop_conns(l, buf, len);
+		return dpdk_conns(l, buf, len);
 #else
 	(void)cfg;
 #endif
@@ -341,9 +342,9 @@ int main(int argc, char **argv)
 		case 'b':
 			if (strcmp(optarg, "kernel")) {
 				fprintf(stderr, "circnet-dataplane: --backend %s: %s\n", optarg,
-					!strcmp(optarg, "dpdk")
-						? "must come first: --backend dpdk EAL-ARGS -- OPTIONS"
-						: "unknown backend (kernel, dpdk)");
+					!strcmp(optarg, "dpdk") ? "must come first: --backend dpdk "
+								  "EAL-ARGS -- OPTIONS"
+								: "unknown backend (kernel, dpdk)");
 				return 2;
 			}
 			break;
@@ -368,7 +369,8 @@ int main(int argc, char **argv)
 		}
 		case '6':
 			if (parse_prefix6(optarg, cfg.dpdk_ip6)) {
-				fprintf(stderr, "circnet-dataplane: --ip6 %s: not an IPv6 ADDR/64\n",
+				fprintf(stderr,
+					"circnet-dataplane: --ip6 %s: not an IPv6 ADDR/64\n",
 					optarg);
 				return 2;
 			}
@@ -465,18 +467,20 @@ int main(int argc, char **argv)
 		return 2;
 	}
 	if (cfg.dpdk && !cfg.dpdk_ip) {
-		fprintf(stderr, "circnet-dataplane: --backend dpdk needs --ip ADDR/LEN (after --)\n");
+		fprintf(stderr,
+			"circnet-dataplane: --backend dpdk needs --ip ADDR/LEN (after --)\n");
 		return 2;
 	}
 	if (!cfg.dpdk && (cfg.dpdk_ip || cfg.dpdk_gw || cfg.idle_sleep_us || cfg.dpdk_mtu ||
 			  cfg.fault_drop_ppm || cfg.dpdk_has_ip6)) {
-		fprintf(stderr, "circnet-dataplane: --ip, --ip6, --gw, --mtu, --idle-sleep and --fault-drop "
+		fprintf(stderr, "circnet-dataplane: --ip, --ip6, --gw, --mtu, --idle-sleep and "
+				"--fault-drop "
 				"are the dpdk backend's\n");
 		return 2;
 	}
 	if (cfg.dpdk && cfg.threads != 1) {
-		fprintf(stderr, "circnet-dataplane: --threads: the dpdk backend polls on one core "
-				"per process (one lwIP stack each); run a process per core\n");
+		fprintf(stderr, "circnet-dataplane: --threads: the dpdk backend polls with a stack "
+				"per worker lcore: give EAL's -l the cores\n");
 		return 2;
 	}
 	if ((size_t)snprintf(cfg.operator_path, sizeof(cfg.operator_path), "%s/proxy/operator.sock",
@@ -508,20 +512,26 @@ int main(int argc, char **argv)
 			strerror(sfd < 0 ? errno : -lfd));
 		return 1;
 	}
-	for (i = 0; i < cfg.threads; i++) {
+#ifdef CIRCNET_HAVE_DPDK
+	if (cfg.dpdk) {
+		/* a stack and its loop per worker lcore, each on a queue of its own */
+		cfg.threads = (int)dpdk_stacks();
+		for (i = 0; i < cfg.threads; i++) {
+			loops[i].index = i;
+			loops[i].cfg = &cfg;
+		}
+		if (dpdk_start(&cfg, loops, (unsigned int)cfg.threads)) {
+			atomic_store(&dp_stop, true);
+			dpdk_stop();
+			close(lfd);
+			unlink(status_path);
+			return 1;
+		}
+	}
+#endif
+	for (i = 0; i < cfg.threads && !cfg.dpdk; i++) {
 		loops[i].index = i;
 		loops[i].cfg = &cfg;
-#ifdef CIRCNET_HAVE_DPDK
-		if (cfg.dpdk) {
-			if (dpdk_start(&cfg, &loops[i])) {
-				dpdk_stop();
-				close(lfd);
-				unlink(status_path);
-				return 1;
-			}
-			break;
-		}
-#endif
 		if (pthread_create(&loops[i].thread, NULL, kernel_loop_main, &loops[i])) {
 			log_err("cannot start loop %d", i);
 			atomic_store(&dp_stop, true);

@@ -73,10 +73,12 @@ void dp_sessions_attach(struct dp_loop *dl, struct dp_sessions *s, int epfd,
 	}
 	s->attached = true;
 	atomic_fetch_add(&dl->cnt.operator_sessions, 1);
-	err = open_watched(dl, &s->op_udp, CN_L4_UDP, epfd, s->udp_tag, on_publish, arg);
+	err = s->tcp_only
+		      ? 0
+		      : open_watched(dl, &s->op_udp, CN_L4_UDP, epfd, s->udp_tag, on_publish, arg);
 	if (err)
 		log_warn("loop %d: udp routes not taken: %s", dl->index, strerror(-err));
-	s->udp_attached = !err;
+	s->udp_attached = !err && !s->tcp_only;
 	log_info("loop %d: attached to the operator: takes tcp%s off-host routes", dl->index,
 		 s->udp_attached ? " and udp" : "");
 }

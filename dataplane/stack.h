@@ -20,6 +20,25 @@
 #include <stdint.h>
 
 struct nic_port;
+struct rte_ring;
+
+/*
+ * Several stacks on one port, one per queue and polling core, in one
+ * process (dpdk_main.c loads a copy of the loop module per core: lwIP keeps
+ * its state in globals). A TCP flow belongs to the queue the port's RSS
+ * gives it; frames another queue got are handed over (rte_ring, no locks).
+ * Outbound connections pick their local port so that the remote's replies
+ * hash to their own queue. UDP and ICMP live on stack 0. ARP replies and
+ * neighbour adverts go to every stack: each keeps its own neighbour cache.
+ */
+#define STACK_MAX 16
+
+struct stack_group {
+	unsigned int n;			   /* stacks (queues) */
+	uint16_t reta_size;		   /* the port's RSS table: queue = (hash % size) % n */
+	const uint8_t *rss_key;		   /* the key the port hashes with (40 bytes used) */
+	struct rte_ring *inbox[STACK_MAX]; /* frames for stack i that another queue got */
+};
 
 struct stack_conf {
 	uint32_t ip, mask, gw; /* network byte order; gw 0: none (on-link only) */
@@ -27,6 +46,8 @@ struct stack_conf {
 	uint8_t ip6[16];      /* an IPv6 address of a /64 (routers: from their adverts) */
 	uint32_t drop_ppm;    /* fault injection: drop this many per million frames, each way */
 	uint32_t tcp_tick_ms; /* lwIP's TCP tick (its own: 500 ms); 0: lwIP's */
+	struct stack_group *group; /* NULL: the only stack */
+	unsigned int index;	   /* ours in the group (= the queue) */
 };
 
 struct stack_counters {
@@ -39,6 +60,9 @@ struct stack_counters {
 	uint64_t tx_full;      /* dropped: the TX ring stayed full */
 	uint64_t tx_malformed; /* dropped: a frame of lwIP's our parser refused (a bug) */
 	uint64_t injected;     /* dropped on purpose (drop_ppm), both ways */
+	uint64_t handed_over;  /* frames another stack owns, put in its inbox */
+	uint64_t taken_over;   /* frames taken from our inbox */
+	uint64_t inbox_full;   /* dropped: the owner's inbox was full */
 };
 
 /*
@@ -62,6 +86,15 @@ const struct stack_counters *stack_counters(void);
  * A text line or a JSON member (",\"tcp\":{...}"). Returns the length.
  */
 size_t stack_describe(bool json, char *buf, size_t len);
+
+/*
+ * A local port for a connection to remote:rport from local (16-byte
+ * addresses, IPv4 in the first 4; ports host order) whose replies the
+ * port's RSS gives to this stack's queue: each call the next candidate
+ * (one may be taken: bind says). 0 for the only stack: lwIP picks.
+ */
+uint16_t stack_pick_port(bool v6, const uint8_t remote[16], uint16_t rport,
+			 const uint8_t local[16]);
 
 /* The mbuf private area the stack needs per packet (nic_port_conf.priv_size). */
 uint16_t stack_mbuf_priv_size(void);

@@ -26,6 +26,7 @@
 #include <rte_ethdev.h>
 #include <rte_ip.h>
 #include <rte_mbuf.h>
+#include <rte_ring.h>
 #include <rte_tcp.h>
 
 #include <lwip/etharp.h>
@@ -54,7 +55,8 @@ err_t ethip6_output(struct netif *netif, struct pbuf *q, const ip6_addr_t *ip6ad
 #define STACK_OWN_TIMER	  1
 #define STACK_TCP_TICK_MS (2 * TCP_TMR_INTERVAL)
 #else
-#define STACK_OWN_TIMER 0
+#define STACK_OWN_TIMER	  0
+#define STACK_TCP_TICK_MS 0 /* --tcp-tick's, run by tcp_clock() */
 #endif
 
 #define RX_BURST 64
@@ -76,7 +78,10 @@ static struct {
 	uint32_t drop_ppm;
 	uint64_t rng;
 	uint32_t tcp_tick_ms, next_tick_ms;
-	bool tx_csum, rx_csum; /* checksums the port computes or verifies, not lwIP */
+	bool tx_csum, rx_csum;	   /* checksums the port computes or verifies, not lwIP */
+	struct stack_group *group; /* NULL, or one of several stacks on the port */
+	unsigned int index;	   /* ours in group */
+	uint32_t port_cursor;	   /* stack_pick_port's next candidate */
 	struct stack_counters cnt;
 } st;
 
@@ -374,21 +379,13 @@ static bool rx_cksum_ok(uint64_t ol_flags, const uint8_t *f, const struct frame_
 #endif
 
 /* One frame to lwIP, once the frame parser has checked every length in it. */
-static void rx_one(struct rte_mbuf *m)
+/* A frame of ours, into lwIP, once the frame parser has checked every length in it. */
+static void rx_local(struct rte_mbuf *m)
 {
 	uint64_t ol_flags = m->ol_flags; /* a copied frame's mbuf is gone below */
 	struct frame_info fi;
 	struct pbuf *p;
 
-	if (inject_drop()) {
-		rte_pktmbuf_free(m);
-		return;
-	}
-	if (cksum_bad(m)) {
-		st.cnt.rx_bad_cksum++;
-		rte_pktmbuf_free(m);
-		return;
-	}
 	p = rx_pbuf(m);
 	if (!p) {
 		st.cnt.rx_nomem++;
@@ -408,6 +405,131 @@ static void rx_one(struct rte_mbuf *m)
 	/* ethernet_input frees p, whatever becomes of the frame */
 	if (st.netif.input(p, &st.netif) != ERR_OK)
 		pbuf_free(p);
+}
+
+/* ---- several stacks on one port (stack.h: struct stack_group) ---- */
+
+enum steer { STEER_FLOW, STEER_FIRST, STEER_ALL };
+
+/* The stack a TCP flow belongs to: the queue the port's RSS gives it. */
+static unsigned int flow_owner(const struct frame_info *fi)
+{
+	uint32_t h = frame_flow_hash(fi, st.group->rss_key);
+
+	if (st.group->reta_size)
+		h %= st.group->reta_size;
+	return h % st.group->n;
+}
+
+static enum steer steer_of(const struct frame_info *fi, const uint8_t *f)
+{
+	if (fi->ethertype == RTE_ETHER_TYPE_ARP) /* replies teach every stack */
+		return rte_be_to_cpu_16(*(const uint16_t *)(f + fi->l3_off + 6)) == 2 ? STEER_ALL
+										      : STEER_FIRST;
+	if (fi->l4_proto == IPPROTO_TCP && !fi->fragment)
+		return STEER_FLOW;
+	if (fi->l4_proto == IPPROTO_ICMPV6 && !fi->fragment &&
+	    (f[fi->l4_off] == 134 || f[fi->l4_off] == 136 || f[fi->l4_off] == 137))
+		return STEER_ALL; /* router and neighbour adverts, redirects */
+	return STEER_FIRST;	  /* UDP, ICMP, fragments, solicitations: stack 0's */
+}
+
+static void give(unsigned int to, struct rte_mbuf *m)
+{
+	if (rte_ring_mp_enqueue(st.group->inbox[to], m)) {
+		st.cnt.inbox_full++;
+		rte_pktmbuf_free(m);
+	} else {
+		st.cnt.handed_over++;
+	}
+}
+
+/* True if another stack owns the frame and has it now (or a copy: ARP, ND). */
+static bool hand_over(struct rte_mbuf *m)
+{
+	const uint8_t *f = rte_pktmbuf_mtod(m, const uint8_t *);
+	struct frame_info fi;
+	unsigned int owner = 0, i;
+
+	if (m->nb_segs != 1 || frame_parse(f, m->data_len, &fi) != FRAME_OK)
+		return false; /* ours to copy, or to drop as malformed */
+	switch (steer_of(&fi, f)) {
+	case STEER_FLOW:
+		owner = flow_owner(&fi);
+		break;
+	case STEER_ALL:
+		for (i = 0; i < st.group->n; i++) {
+			struct rte_mbuf *copy;
+
+			if (i == st.index)
+				continue;
+			copy = rte_pktmbuf_copy(m, st.port->pool, 0, UINT32_MAX);
+			if (copy)
+				give(i, copy);
+			else
+				st.cnt.rx_nomem++;
+		}
+		return false;
+	case STEER_FIRST:
+		break;
+	}
+	if (owner == st.index)
+		return false;
+	give(owner, m);
+	return true;
+}
+
+uint16_t stack_pick_port(bool v6, const uint8_t remote[16], uint16_t rport, const uint8_t local[16])
+{
+	struct frame_info fi;
+	unsigned int tries;
+
+	if (!st.group || st.group->n < 2)
+		return 0;
+	memset(&fi, 0, sizeof(fi));
+	fi.ip_version = v6 ? 6 : 4;
+	fi.l4_proto = IPPROTO_TCP;
+	memcpy(fi.src, remote, 16); /* the reply's view: from the remote, to us */
+	memcpy(fi.dst, local, 16);
+	fi.sport = rport;
+	/* the ephemeral range, 49152-65535; about one in n candidates is ours */
+	for (tries = 0; tries < 16384; tries++) {
+		fi.dport = (uint16_t)(49152 + st.port_cursor++ % 16384);
+		if (flow_owner(&fi) == st.index)
+			return fi.dport;
+	}
+	return 0;
+}
+
+static void rx_one(struct rte_mbuf *m)
+{
+	if (inject_drop()) {
+		rte_pktmbuf_free(m);
+		return;
+	}
+	if (cksum_bad(m)) {
+		st.cnt.rx_bad_cksum++;
+		rte_pktmbuf_free(m);
+		return;
+	}
+	if (st.group && hand_over(m))
+		return;
+	rx_local(m);
+}
+
+/* What other queues got for us. */
+static unsigned int rx_inbox(void)
+{
+	struct rte_mbuf *in[RX_BURST];
+	unsigned int n, i;
+
+	if (!st.group)
+		return 0;
+	n = rte_ring_sc_dequeue_burst(st.group->inbox[st.index], (void **)in, RX_BURST, NULL);
+	for (i = 0; i < n; i++)
+		rx_local(in[i]);
+	st.cnt.taken_over += n;
+	return n;
 }
 
 /*
@@ -444,6 +566,7 @@ unsigned int stack_poll(void)
 		rx_one(rx[i]);
 	}
 	st.cnt.rx_frames += n;
+	n += rx_inbox();
 	sys_check_timeouts();
 	tcp_clock();
 	return n;
@@ -463,9 +586,12 @@ int stack_open(struct nic_port *port, uint16_t q, const struct stack_conf *conf,
 	memset(&st, 0, sizeof(st));
 	st.port = port;
 	st.queue = q;
+	st.group = conf->group && conf->group->n > 1 ? conf->group : NULL;
+	st.index = conf->index;
 	st.drop_ppm = conf->drop_ppm;
 	st.tcp_tick_ms = conf->tcp_tick_ms >= 2 ? conf->tcp_tick_ms : 0;
 	st.rng = 0x9e3779b97f4a7c15ull ^ (uint64_t)rte_rdtsc();
+	st.port_cursor = (uint32_t)(st.rng >> 32); /* where stack_pick_port starts */
 #ifdef CIRCNET_LWIP_OWN
 	if (conf->tcp_tick_ms && conf->tcp_tick_ms != STACK_TCP_TICK_MS) {
 		snprintf(err, errlen,

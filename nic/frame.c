@@ -290,7 +290,7 @@ enum frame_verdict frame_parse(const uint8_t *f, size_t len, struct frame_info *
 /* ---- the flow hash ---- */
 
 /* The key RSS NICs ship with (Microsoft's RSS verification key). */
-static const uint8_t default_key[40] = {
+const uint8_t frame_rss_default_key[40] = {
 	0x6d, 0x5a, 0x56, 0xda, 0x25, 0x5b, 0x0e, 0xc2, 0x41, 0x67, 0x25, 0x3d, 0x43, 0xa3,
 	0x8f, 0xb0, 0xd0, 0xca, 0x2b, 0xcb, 0xae, 0x7b, 0x30, 0xb4, 0x77, 0xcb, 0x2d, 0xa3,
 	0x80, 0x30, 0xf2, 0x0c, 0x6a, 0x42, 0xb7, 0x3b, 0xbe, 0xac, 0x01, 0xfa,
@@ -329,5 +329,5 @@ uint32_t frame_flow_hash(const struct frame_info *fi, const uint8_t *key)
 		in[n++] = (uint8_t)(fi->dport >> 8);
 		in[n++] = (uint8_t)fi->dport;
 	}
-	return toeplitz(key ? key : default_key, in, n);
+	return toeplitz(key ? key : frame_rss_default_key, in, n);
 }

@@ -66,4 +66,7 @@ const char *frame_verdict_name(enum frame_verdict v);
  */
 uint32_t frame_flow_hash(const struct frame_info *fi, const uint8_t *key);
 
+/* That key (Microsoft's): nic/port.c gives it to the NIC, so both hash alike. */
+extern const uint8_t frame_rss_default_key[40];
+
 #endif

@@ -16,6 +16,7 @@
 #include <rte_ethdev.h>
 #include <rte_mbuf.h>
 
+#include "frame.h"
 #include "port.h"
 
 #define NIC_DEFAULT_DESC 1024
@@ -56,6 +57,19 @@ static void pick_offloads(const struct rte_eth_dev_info *info, uint16_t nqueues,
 	/* flow -> queue -> core: the hash keeps a connection's segments on one core */
 	off->rss = nqueues > 1 && info->flow_type_rss_offloads;
 	if (off->rss) {
+		/*
+		 * The key the software hash uses too (frame_flow_hash): the
+		 * stacks can then tell which queue a flow arrives on, and pick
+		 * outbound ports that come back to theirs. Longer keys (i40e
+		 * takes 52 bytes) see only the first 40 on a 36-byte input.
+		 */
+		static uint8_t key[64];
+
+		memcpy(key, frame_rss_default_key, sizeof(frame_rss_default_key));
+		if (info->hash_key_size >= 40 && info->hash_key_size <= sizeof(key)) {
+			conf->rx_adv_conf.rss_conf.rss_key = key;
+			conf->rx_adv_conf.rss_conf.rss_key_len = info->hash_key_size;
+		} /* else the PMD's own key: frames may land on another queue, and move */
 		conf->rxmode.mq_mode = RTE_ETH_MQ_RX_RSS;
 		conf->rx_adv_conf.rss_conf.rss_hf =
 			(RTE_ETH_RSS_IP | RTE_ETH_RSS_TCP | RTE_ETH_RSS_UDP) &
@@ -136,6 +150,7 @@ int nic_port_open(struct nic_port *p, const struct nic_port_conf *conf, char *er
 	}
 	memset(&ec, 0, sizeof(ec));
 	pick_offloads(&info, p->nqueues, &ec, &p->off);
+	p->reta_size = p->off.rss ? info.reta_size : 0;
 	rc = rte_eth_dev_configure(p->port_id, p->nqueues, p->nqueues, &ec);
 	if (rc)
 		FAIL("configure", rc);

@@ -35,6 +35,7 @@ struct nic_port {
 	char name[64]; /* the device's name, e.g. 0000:3b:00.0 or net_tap0 */
 	char driver[32];
 	struct nic_offloads off;
+	uint16_t reta_size; /* RSS: its redirection table (queue = hash % size % nqueues) */
 	struct rte_mempool *pool;
 };
 
