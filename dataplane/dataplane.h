@@ -36,8 +36,8 @@ struct dp_config {
 	uint16_t dpdk_port;		      /* DPDK port id */
 	uint16_t dpdk_mtu;		      /* 0: the port's */
 	uint32_t dpdk_ip, dpdk_mask, dpdk_gw; /* network order */
-	bool dpdk_has_ip6;
-	uint8_t dpdk_ip6[16];
+	bool dpdk_has_ip6, dpdk_has_gw6;
+	uint8_t dpdk_ip6[16], dpdk_gw6[16]; /* gw6: off-link IPv6 goes there */
 	int idle_sleep_us;	 /* nap this long when idle (0: poll without rest) */
 	uint32_t fault_drop_ppm; /* tests: lose this many frames per million, each way */
 	int tcp_tick_ms;	 /* the user-space TCP's timer tick (lwIP's own: 500) */

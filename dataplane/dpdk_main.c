@@ -276,6 +276,8 @@ int dpdk_start(const struct dp_config *cfg, struct dp_loop *loops, unsigned int 
 	int rc = 0;
 
 	memcpy(sc.ip6, cfg->dpdk_ip6, 16);
+	sc.has_gw6 = cfg->dpdk_has_gw6;
+	memcpy(sc.gw6, cfg->dpdk_gw6, 16);
 	for (k = 0; k < n && !rc; k++)
 		rc = ops_load(k, err, sizeof(err));
 	if (!rc) {

@@ -50,6 +50,7 @@ static void usage(FILE *f)
 		"  --ip ADDR/LEN          dpdk: the stack's IPv4 address on the port\n"
 		"  --gw ADDR              dpdk: the next hop off the subnet (default: none)\n"
 		"  --ip6 ADDR/64          dpdk: an IPv6 address too (routers from their adverts)\n"
+		"  --gw6 ADDR             dpdk: the IPv6 next hop off the /64 (default: advertised)\n"
 		"  --port N               dpdk: the DPDK port id (default 0)\n"
 		"  --mtu N                dpdk: the port's MTU (default: the port's)\n"
 		"  --idle-sleep USECS     dpdk: nap this long when idle (default 0: busy-poll)\n"
@@ -268,6 +269,7 @@ int main(int argc, char **argv)
 		{ "ip", required_argument, NULL, 'I' },
 		{ "gw", required_argument, NULL, 'G' },
 		{ "ip6", required_argument, NULL, '6' },
+		{ "gw6", required_argument, NULL, 'g' },
 		{ "port", required_argument, NULL, 'P' },
 		{ "mtu", required_argument, NULL, 'M' },
 		{ "idle-sleep", required_argument, NULL, 'S' },
@@ -376,6 +378,14 @@ int main(int argc, char **argv)
 			}
 			cfg.dpdk_has_ip6 = true;
 			break;
+		case 'g':
+			if (inet_pton(AF_INET6, optarg, cfg.dpdk_gw6) != 1) {
+				fprintf(stderr, "circnet-dataplane: --gw6 %s: not an IPv6 address\n",
+					optarg);
+				return 2;
+			}
+			cfg.dpdk_has_gw6 = true;
+			break;
 		case 'P':
 			if (parse_int("--port", optarg, 0, 1023, &v))
 				return 2;
@@ -472,8 +482,8 @@ int main(int argc, char **argv)
 		return 2;
 	}
 	if (!cfg.dpdk && (cfg.dpdk_ip || cfg.dpdk_gw || cfg.idle_sleep_us || cfg.dpdk_mtu ||
-			  cfg.fault_drop_ppm || cfg.dpdk_has_ip6)) {
-		fprintf(stderr, "circnet-dataplane: --ip, --ip6, --gw, --mtu, --idle-sleep and "
+			  cfg.fault_drop_ppm || cfg.dpdk_has_ip6 || cfg.dpdk_has_gw6)) {
+		fprintf(stderr, "circnet-dataplane: --ip, --ip6, --gw, --gw6, --mtu, --idle-sleep and "
 				"--fault-drop "
 				"are the dpdk backend's\n");
 		return 2;

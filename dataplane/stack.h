@@ -44,6 +44,8 @@ struct stack_conf {
 	uint32_t ip, mask, gw; /* network byte order; gw 0: none (on-link only) */
 	bool has_ip6;
 	uint8_t ip6[16];      /* an IPv6 address of a /64 (routers: from their adverts) */
+	bool has_gw6;
+	uint8_t gw6[16]; /* the next hop off the /64; else routers from their adverts */
 	uint32_t drop_ppm;    /* fault injection: drop this many per million frames, each way */
 	uint32_t tcp_tick_ms; /* lwIP's TCP tick (its own: 500 ms); 0: lwIP's */
 	struct stack_group *group; /* NULL: the only stack */

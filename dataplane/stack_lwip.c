@@ -604,6 +604,14 @@ int stack_open(struct nic_port *port, uint16_t q, const struct stack_conf *conf,
 		snprintf(err, errlen, "no random numbers for TCP's sequence numbers (getrandom)");
 		return -EIO;
 	}
+	lwip_port_set_gw6(conf->has_gw6 ? conf->gw6 : NULL);
+#else
+	if (conf->has_gw6) {
+		snprintf(err, errlen,
+			 "--gw6 needs our lwIP build (the packaged one has no "
+			 "next-hop hook): scripts/lwip-source.sh, then rebuild");
+		return -EINVAL;
+	}
 #endif
 	lwip_init();
 	ip4_addr_set_u32(&ip, conf->ip);

@@ -67,6 +67,8 @@ trap 'rm -rf "$tmp"' EXIT
 }
 # apt verified the files against the signed index, dpkg-source the .dsc's
 # sizes and hashes (its own signature check wants debian-keyring: a warning)
+# the tarball's dates are old: a build tree must see a new source as new
+find "$tmp/src" -type f -exec touch {} +
 rm -rf "$dir"
 mkdir -p "$(dirname "$dir")"
 mv "$tmp/src" "$dir"

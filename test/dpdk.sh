@@ -58,6 +58,7 @@ ns=cndk$$
 tap=cndt$$
 net=10.218.$tag
 net6=fd00:218:$tag:
+far6=fd7e:218:$tag::7 # an IPv6 host off the stack's /64: reached through --gw6
 pids=()
 dp_pid=
 cleanup() {
@@ -86,6 +87,7 @@ guest web {
 }
 proxy any from client to $net.0/24
 proxy tcp from client to $net6:/64
+proxy tcp from client to $far6/128
 publish tcp 8080 to web port 80
 publish tcp 8081 to web port 81
 publish udp 5354 to web port 5353
@@ -97,6 +99,7 @@ for _ in $(seq 50); do "$ctl" --run-dir "$dir/run" status >/dev/null 2>&1 && bre
 # the remote host, and the dataplane in it (its tap appears there)
 ip netns add "$ns" || exit 1
 remote ip link set lo up
+remote ip addr add "$far6/128" dev lo
 cores=0
 [ "$(nproc)" -gt 1 ] && cores=0-1 # the loop on its own lcore (1), the main one keeps signals
 eal_cores=(-l "$cores")
@@ -145,6 +148,9 @@ want=$(sha256sum <"$dir/www/blob" | cut -d' ' -f1)
 pids+=($!)
 (cd "$dir/www" && exec timeout 300 ip netns exec "$ns" python3 -m http.server 8006 \
 	--bind "$net6:1" >"$dir/http6.log" 2>&1) &
+pids+=($!)
+(cd "$dir/www" && exec timeout 300 ip netns exec "$ns" python3 -m http.server 8007 \
+	--bind "$far6" >"$dir/http-far6.log" 2>&1) &
 pids+=($!)
 ip netns exec "$ns" timeout 300 iperf3 -s -B "$net.1" -p 5201 >"$dir/iperf3-server.log" 2>&1 &
 pids+=($!)
@@ -344,7 +350,7 @@ if [ "$tcp_build" = circnet ]; then
 	last=$(($(nproc) - 1))
 	eal_cores=(--lcores "0@0,1@$last,2@$last")
 	want_sessions=3 # loop 0: tcp and udp; loop 1: tcp
-	if start_dp; then
+	if start_dp --gw6 "$net6:1"; then
 		status --json >"$dir/multi.json"
 		check "two polling lcores: two stacks, each on a queue of its own" \
 			python3 -c "import json,sys; d=json.load(open('$dir/multi.json')); sys.exit(not (len(d['stacks'])==2 and d['port']['queues']==2))"
@@ -369,6 +375,8 @@ if [ "$tcp_build" = circnet ]; then
 		check "... 300 connections at once, each echoes its bytes intact" \
 			is "$(timeout 90 "$circnet" run --run-dir "$dir/run" --guest client -- \
 				bash -c "ulimit -n 8192; exec python3 '$peers' many '$net.1' 8300 300")" True
+		check "... --gw6: a guest fetches 5 MiB from an IPv6 host off the /64, checksum matches" \
+			is "$(guest curl -sS -m 60 "http://[$far6]:8007/blob" | sha256sum | cut -d' ' -f1)" "$want"
 		check "... UDP (stack 0's) answered, a 14000-byte datagram whole" \
 			is "$(guest python3 "$peers" udp-ask "$net.1" 5353 14000)" "20 14007 True"
 		status --json >"$dir/multi.json"

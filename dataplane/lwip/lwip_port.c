@@ -11,6 +11,7 @@
  * generator for everything less sensitive.
  */
 #include <errno.h>
+#include <stdbool.h>
 #include <string.h>
 #include <sys/random.h>
 #include <time.h>
@@ -23,6 +24,8 @@
 #include "lwip_port.h"
 
 static uint64_t isn_key[2];
+static ip6_addr_t gw6;
+static bool has_gw6;
 static uint64_t rng_state[2];
 
 static int fill_random(void *buf, size_t len)
@@ -51,6 +54,23 @@ int lwip_port_init(void)
 	if (!rng_state[0] && !rng_state[1])
 		rng_state[0] = 1; /* xorshift128+ must not start at zero */
 	return err;
+}
+
+void lwip_port_set_gw6(const uint8_t addr[16])
+{
+	has_gw6 = addr != NULL;
+	if (addr) {
+		memcpy(gw6.addr, addr, 16);
+		ip6_addr_clear_zone(&gw6);
+	}
+}
+
+/* LWIP_HOOK_ND6_GET_GW: off-link destinations go to --gw6 (on our link: checked by ND) */
+const ip6_addr_t *circnet_lwip_gw6(struct netif *netif, const ip6_addr_t *dest)
+{
+	(void)netif;
+	(void)dest;
+	return has_gw6 ? &gw6 : NULL;
 }
 
 u32_t sys_now(void)

@@ -110,6 +110,7 @@
 /* the hooks: ISNs (RFC 6528), randomness; lwip_port.c has them */
 #define LWIP_HOOK_FILENAME "circnet_lwip_hooks.h"
 #define LWIP_HOOK_TCP_ISN(lip, lport, rip, rport) circnet_lwip_isn(lip, lport, rip, rport)
+#define LWIP_HOOK_ND6_GET_GW(netif, dest)	  circnet_lwip_gw6(netif, dest)
 
 #define LWIP_STATS 0
 #define LWIP_NETIF_STATUS_CALLBACK 0
