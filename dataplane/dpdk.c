@@ -608,7 +608,8 @@ static int pcb_open(struct dconn *c, const struct dp_config *cfg)
 	tcp_arg(c->pcb, c);
 	tcp_recv(c->pcb, on_recv);
 	tcp_err(c->pcb, on_err);
-	tcp_sent(c->pcb, on_sent);
+	if (ZC_TX)
+		tcp_sent(c->pcb, on_sent);
 	/* bytes come in ring-sized batches already: Nagle only adds delay */
 	tcp_nagle_disable(c->pcb);
 	rto_syn(c->pcb);
@@ -791,7 +792,8 @@ static err_t on_accept(void *arg, struct tcp_pcb *newpcb, err_t err)
 	tcp_arg(newpcb, c);
 	tcp_recv(newpcb, on_recv);
 	tcp_err(newpcb, on_err);
-	tcp_sent(newpcb, on_sent);
+	if (ZC_TX)
+		tcp_sent(newpcb, on_sent);
 	tcp_nagle_disable(newpcb);
 	rto_established(newpcb);
 	dp_conn_track(l->dl, &l->conns, &c->dc);

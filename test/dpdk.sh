@@ -317,6 +317,7 @@ check "20 malformed frames from the wire: dropped and counted, the stack still a
 		'$ctl' --run-dir '$dir/run' proxy --json | grep -E '\"rx_malformed\":([2-9][0-9]|[0-9]{3,})' >/dev/null"
 
 status >"$dir/status.txt"
+grep -E "^(port|tcp) " "$dir/status.txt" | sed 's/^/     /'
 check "the status view: the port's link is up, its queue counted packets" \
 	grep -Eq "link up.*queues 1" "$dir/status.txt"
 check "... and the JSON view has the port, per-queue and stack counters" \
