@@ -227,6 +227,18 @@ static err_t on_sent(void *arg, struct tcp_pcb *pcb, u16_t len)
 	return ERR_OK;
 }
 
+/* What every TCP connection of ours hears from lwIP, outbound or accepted. */
+static void pcb_attach(struct dconn *c, struct tcp_pcb *pcb)
+{
+	tcp_arg(pcb, c);
+	tcp_recv(pcb, on_recv);
+	tcp_err(pcb, on_err);
+	if (ZC_TX)
+		tcp_sent(pcb, on_sent);
+	/* bytes come in ring-sized batches already: Nagle only adds delay */
+	tcp_nagle_disable(pcb);
+}
+
 static void pcb_detach(struct tcp_pcb *pcb)
 {
 	tcp_arg(pcb, NULL);
@@ -605,13 +617,7 @@ static int pcb_open(struct dconn *c, const struct dp_config *cfg)
 		c->pcb = NULL;
 		return EADDRNOTAVAIL;
 	}
-	tcp_arg(c->pcb, c);
-	tcp_recv(c->pcb, on_recv);
-	tcp_err(c->pcb, on_err);
-	if (ZC_TX)
-		tcp_sent(c->pcb, on_sent);
-	/* bytes come in ring-sized batches already: Nagle only adds delay */
-	tcp_nagle_disable(c->pcb);
+	pcb_attach(c, c->pcb);
 	rto_syn(c->pcb);
 	e = tcp_connect(c->pcb, &ip, dst->port, on_connected);
 	if (e != ERR_OK) {
@@ -789,12 +795,7 @@ static err_t on_accept(void *arg, struct tcp_pcb *newpcb, err_t err)
 	c->dc.accepting = true;
 	addr_from_lwip(&c->dc.conn.remote, &newpcb->remote_ip, newpcb->remote_port);
 	addr_from_lwip(&c->dc.conn.local, &newpcb->local_ip, newpcb->local_port);
-	tcp_arg(newpcb, c);
-	tcp_recv(newpcb, on_recv);
-	tcp_err(newpcb, on_err);
-	if (ZC_TX)
-		tcp_sent(newpcb, on_sent);
-	tcp_nagle_disable(newpcb);
+	pcb_attach(c, newpcb);
 	rto_established(newpcb);
 	dp_conn_track(l->dl, &l->conns, &c->dc);
 	c->map_next = l->to_map;

@@ -343,6 +343,10 @@ size_t dpdk_conns(struct dp_loop *l, char *buf, size_t len)
 }
 
 /* Every stack's counters, summed: frames are counted once, by the stack that got them. */
+/* summed as an array: every counter is a uint64_t and nothing else is there */
+_Static_assert(sizeof(struct stack_counters) % sizeof(uint64_t) == 0,
+	       "struct stack_counters holds only uint64_t counters");
+
 static void sum_counters(struct stack_counters *t)
 {
 	unsigned int k;

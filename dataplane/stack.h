@@ -43,9 +43,9 @@ struct stack_group {
 struct stack_conf {
 	uint32_t ip, mask, gw; /* network byte order; gw 0: none (on-link only) */
 	bool has_ip6;
-	uint8_t ip6[16];      /* an IPv6 address of a /64 (routers: from their adverts) */
+	uint8_t ip6[16]; /* an IPv6 address of a /64 (routers: from their adverts) */
 	bool has_gw6;
-	uint8_t gw6[16]; /* the next hop off the /64; else routers from their adverts */
+	uint8_t gw6[16];      /* the next hop off the /64; else routers from their adverts */
 	uint32_t drop_ppm;    /* fault injection: drop this many per million frames, each way */
 	uint32_t tcp_tick_ms; /* lwIP's TCP tick (its own: 500 ms); 0: lwIP's */
 	struct stack_group *group; /* NULL: the only stack */
@@ -60,7 +60,7 @@ struct stack_counters {
 	uint64_t rx_nomem;     /* dropped: no pbuf */
 	uint64_t tx_nombuf;    /* dropped: the pool was empty */
 	uint64_t tx_full;      /* dropped: the TX ring stayed full */
-	uint64_t tx_malformed; /* dropped: a frame of lwIP's our parser refused (a bug) */
+	uint64_t tx_malformed; /* dropped: a frame of lwIP's too short for its headers (a bug) */
 	uint64_t injected;     /* dropped on purpose (drop_ppm), both ways */
 	uint64_t handed_over;  /* frames another stack owns, put in its inbox */
 	uint64_t taken_over;   /* frames taken from our inbox */

@@ -179,37 +179,64 @@ unsigned int stack_flush(void)
 static bool tx_offload(struct rte_mbuf *m)
 {
 	uint8_t *f = rte_pktmbuf_mtod(m, uint8_t *);
-	struct frame_info fi;
-	bool tcp;
+	uint16_t len = m->data_len, l3;
+	bool tcp = false;
 
 	if (!st.tx_csum)
 		return true;
-	if (frame_parse(f, m->data_len, &fi) != FRAME_OK)
+	/*
+	 * lwIP built these headers a moment ago: untagged Ethernet, then IPv4
+	 * or IPv6 with TCP right behind it (lwIP puts no extension header
+	 * before TCP). A short walk finds the offsets; no full parse.
+	 */
+	if (len < RTE_ETHER_HDR_LEN)
 		return false;
-	if (!fi.ip_version)
-		return true; /* ARP */
-	tcp = fi.l4_proto == IPPROTO_TCP && !fi.fragment && st.port->off.tx_l4_cksum;
-	m->l2_len = fi.l3_off;
-	m->l3_len = (uint16_t)(fi.l4_off - fi.l3_off);
-	if (fi.ip_version == 4) {
-		struct rte_ipv4_hdr *ip = (struct rte_ipv4_hdr *)(f + fi.l3_off);
+	m->l2_len = RTE_ETHER_HDR_LEN;
+	switch (rte_be_to_cpu_16(((struct rte_ether_hdr *)f)->ether_type)) {
+	case RTE_ETHER_TYPE_IPV4: {
+		struct rte_ipv4_hdr *ip = (struct rte_ipv4_hdr *)(f + RTE_ETHER_HDR_LEN);
 
+		if (len < RTE_ETHER_HDR_LEN + sizeof(*ip))
+			return false;
+		l3 = rte_ipv4_hdr_len(ip);
+		if (l3 < sizeof(*ip) || RTE_ETHER_HDR_LEN + l3 > len)
+			return false;
+		tcp = ip->next_proto_id == IPPROTO_TCP &&
+		      !(ip->fragment_offset &
+			rte_cpu_to_be_16(RTE_IPV4_HDR_MF_FLAG | RTE_IPV4_HDR_OFFSET_MASK));
+		m->l3_len = l3;
 		m->ol_flags |= RTE_MBUF_F_TX_IPV4;
 		if (st.port->off.tx_ip_cksum) {
 			ip->hdr_checksum = 0;
 			m->ol_flags |= RTE_MBUF_F_TX_IP_CKSUM;
 		}
-		if (tcp) {
+		if (tcp && st.port->off.tx_l4_cksum &&
+		    RTE_ETHER_HDR_LEN + l3 + sizeof(struct rte_tcp_hdr) <= len) {
 			m->ol_flags |= RTE_MBUF_F_TX_TCP_CKSUM;
-			((struct rte_tcp_hdr *)(f + fi.l4_off))->cksum =
+			((struct rte_tcp_hdr *)(f + RTE_ETHER_HDR_LEN + l3))->cksum =
 				rte_ipv4_phdr_cksum(ip, m->ol_flags);
 		}
-	} else if (tcp) {
-		m->ol_flags |= RTE_MBUF_F_TX_IPV6 | RTE_MBUF_F_TX_TCP_CKSUM;
-		((struct rte_tcp_hdr *)(f + fi.l4_off))->cksum =
-			rte_ipv6_phdr_cksum((struct rte_ipv6_hdr *)(f + fi.l3_off), m->ol_flags);
+		return true;
 	}
-	return true;
+	case RTE_ETHER_TYPE_IPV6: {
+		struct rte_ipv6_hdr *ip6 = (struct rte_ipv6_hdr *)(f + RTE_ETHER_HDR_LEN);
+
+		l3 = sizeof(*ip6);
+		if (len < RTE_ETHER_HDR_LEN + l3)
+			return false;
+		if (ip6->proto != IPPROTO_TCP || !st.port->off.tx_l4_cksum)
+			return true; /* ND, ICMPv6, UDP: lwIP summed them */
+		if (RTE_ETHER_HDR_LEN + l3 + sizeof(struct rte_tcp_hdr) > len)
+			return false;
+		m->l3_len = l3;
+		m->ol_flags |= RTE_MBUF_F_TX_IPV6 | RTE_MBUF_F_TX_TCP_CKSUM;
+		((struct rte_tcp_hdr *)(f + RTE_ETHER_HDR_LEN + l3))->cksum =
+			rte_ipv6_phdr_cksum(ip6, m->ol_flags);
+		return true;
+	}
+	default:
+		return true; /* ARP */
+	}
 }
 #else
 static bool tx_offload(struct rte_mbuf *m)
@@ -380,7 +407,12 @@ static bool rx_cksum_ok(uint64_t ol_flags, const uint8_t *f, const struct frame_
 
 /* One frame to lwIP, once the frame parser has checked every length in it. */
 /* A frame of ours, into lwIP, once the frame parser has checked every length in it. */
-static void rx_local(struct rte_mbuf *m)
+/*
+ * A frame of ours into lwIP. parsed: what the frame parser said of this
+ * one-segment frame (its bytes are the pbuf's); NULL: parse it here (a
+ * multi-segment frame, once copied whole, or one another stack handed over).
+ */
+static void rx_local(struct rte_mbuf *m, const struct frame_info *parsed)
 {
 	uint64_t ol_flags = m->ol_flags; /* a copied frame's mbuf is gone below */
 	struct frame_info fi;
@@ -392,12 +424,15 @@ static void rx_local(struct rte_mbuf *m)
 		return;
 	}
 	/* one contiguous pbuf either way: p->len is the whole frame */
-	if (frame_parse(p->payload, p->len, &fi) != FRAME_OK) {
-		st.cnt.rx_malformed++;
-		pbuf_free(p);
-		return;
+	if (!parsed) {
+		if (frame_parse(p->payload, p->len, &fi) != FRAME_OK) {
+			st.cnt.rx_malformed++;
+			pbuf_free(p);
+			return;
+		}
+		parsed = &fi;
 	}
-	if (!rx_cksum_ok(ol_flags, p->payload, &fi)) {
+	if (!rx_cksum_ok(ol_flags, p->payload, parsed)) {
 		st.cnt.rx_bad_cksum++;
 		pbuf_free(p);
 		return;
@@ -445,17 +480,14 @@ static void give(unsigned int to, struct rte_mbuf *m)
 }
 
 /* True if another stack owns the frame and has it now (or a copy: ARP, ND). */
-static bool hand_over(struct rte_mbuf *m)
+static bool hand_over(struct rte_mbuf *m, const struct frame_info *fi)
 {
 	const uint8_t *f = rte_pktmbuf_mtod(m, const uint8_t *);
-	struct frame_info fi;
 	unsigned int owner = 0, i;
 
-	if (m->nb_segs != 1 || frame_parse(f, m->data_len, &fi) != FRAME_OK)
-		return false; /* ours to copy, or to drop as malformed */
-	switch (steer_of(&fi, f)) {
+	switch (steer_of(fi, f)) {
 	case STEER_FLOW:
-		owner = flow_owner(&fi);
+		owner = flow_owner(fi);
 		break;
 	case STEER_ALL:
 		for (i = 0; i < st.group->n; i++) {
@@ -503,6 +535,8 @@ uint16_t stack_pick_port(bool v6, const uint8_t remote[16], uint16_t rport, cons
 
 static void rx_one(struct rte_mbuf *m)
 {
+	struct frame_info fi;
+
 	if (inject_drop()) {
 		rte_pktmbuf_free(m);
 		return;
@@ -512,9 +546,19 @@ static void rx_one(struct rte_mbuf *m)
 		rte_pktmbuf_free(m);
 		return;
 	}
-	if (st.group && hand_over(m))
+	if (m->nb_segs != 1) {
+		rx_local(m, NULL); /* copied whole first, then parsed */
 		return;
-	rx_local(m);
+	}
+	/* parsed once, in the mbuf: for the steering and for lwIP */
+	if (frame_parse(rte_pktmbuf_mtod(m, const uint8_t *), m->data_len, &fi) != FRAME_OK) {
+		st.cnt.rx_malformed++;
+		rte_pktmbuf_free(m);
+		return;
+	}
+	if (st.group && hand_over(m, &fi))
+		return;
+	rx_local(m, &fi);
 }
 
 /* What other queues got for us. */
@@ -527,7 +571,7 @@ static unsigned int rx_inbox(void)
 		return 0;
 	n = rte_ring_sc_dequeue_burst(st.group->inbox[st.index], (void **)in, RX_BURST, NULL);
 	for (i = 0; i < n; i++)
-		rx_local(in[i]);
+		rx_local(in[i], NULL); /* checked again: the inbox is another core's word */
 	st.cnt.taken_over += n;
 	return n;
 }

@@ -174,18 +174,21 @@ check "ARP and ICMP: the remote pings the dataplane's stack" \
 check "IPv6 neighbour discovery and ICMPv6: the remote pings the stack's IPv6 address" \
 	remote ping -6 -c 2 -i 0.2 -W 2 "$net6:2" -q
 fetch() { guest curl -sS -m 60 "http://$net.1:8000/blob" | sha256sum | cut -d' ' -f1; }
+pub_fetch() { remote curl -sS -m 60 "http://$net.2:8080/blob" 2>/dev/null | sha256sum | cut -d' ' -f1; }
+at_once() { # at_once N NAME FUNC: FUNC N times at once; the distinct results it printed
+	local pids=() i
+	for i in $(seq "$1"); do
+		"$3" >"$dir/$2.$i" &
+		pids+=($!)
+	done
+	wait "${pids[@]}"
+	cat "$dir/$2".* | sort -u
+}
 check "curl in a guest fetches 5 MiB through the DPDK dataplane, checksum matches" \
 	is "$(fetch)" "$want"
 check "over IPv6: curl in a guest fetches 5 MiB through lwIP, checksum matches" \
 	is "$(guest curl -sS -m 60 "http://[$net6:1]:8006/blob" | sha256sum | cut -d' ' -f1)" "$want"
-fetchers=()
-for i in $(seq 8); do
-	fetch >"$dir/par.$i" &
-	fetchers+=($!)
-done
-wait "${fetchers[@]}"
-check "8 fetches at once, every checksum matches" \
-	is "$(cat "$dir"/par.* | sort -u)" "$want"
+check "8 fetches at once, every checksum matches" is "$(at_once 8 par fetch)" "$want"
 
 iperf() { # iperf NAME ARGS...: 2 s through the dataplane, both ends report bytes
 	guest iperf3 -c "$net.1" -p 5201 -t 2 -J "${@:2}" >"$dir/$1.json" 2>&1 &&
@@ -241,22 +244,13 @@ check "... after --user-timeout (3 s), not lwIP's minutes of retries" \
 (cd "$dir/www" && exec timeout 300 "$circnet" run --run-dir "$dir/run" --guest web -- \
 	python3 -m http.server 80 >"$dir/web.log" 2>&1) &
 pids+=($!)
-for _ in $(seq 100); do
-	"$ctl" --run-dir "$dir/run" listeners | grep -E ':80 ' >/dev/null && break
-	sleep 0.1
-done
+wait_listener ':80 '
 check "a published port: curl on the remote fetches 5 MiB from a guest through lwIP" \
 	is "$(remote curl -sS -m 60 "http://$net.2:8080/blob" | sha256sum | cut -d' ' -f1)" "$want"
 check "... and the guest sees the remote's real address" \
 	grep -q "^$net.1 .*GET /blob" "$dir/web.log"
-pubs=()
-for i in $(seq 6); do
-	remote curl -sS -m 60 "http://$net.2:8080/blob" 2>/dev/null | sha256sum | cut -d' ' -f1 >"$dir/pub.$i" &
-	pubs+=($!)
-done
-wait "${pubs[@]}"
 check "6 fetches from the remote at once, every checksum matches" \
-	is "$(cat "$dir"/pub.* | sort -u)" "$want"
+	is "$(at_once 6 pub pub_fetch)" "$want"
 # (the reset can reach curl before or after it sees the connect complete: 7, 52 or 56)
 if [ "$tcp_build" = circnet ]; then
 	check "TCP with Linux, lwIP listening: its SYN-ACK agrees on scale 5, SACK, timestamps" \
@@ -267,10 +261,7 @@ check "a published port with nothing listening behind it: the client is reset" \
 timeout 300 "$circnet" run --run-dir "$dir/run" --guest web -- python3 "$peers" udp-from 0.0.0.0 5353 \
 	>"$dir/web-udp.log" 2>&1 &
 pids+=($!)
-for _ in $(seq 100); do
-	"$ctl" --run-dir "$dir/run" listeners | grep -E 'udp .*:5353 ' >/dev/null && break
-	sleep 0.1
-done
+wait_listener 'udp .*:5353 '
 udp_pub() { # udp_pub SRCPORT: three datagrams and a 1400-byte one to the published port
 	ip netns exec "$ns" python3 -c "
 import socket
@@ -357,22 +348,10 @@ if [ "$tcp_build" = circnet ]; then
 			python3 -c "import json,sys; d=json.load(open('$dir/multi.json')); sys.exit(not (len(d['stacks'])==2 and d['port']['queues']==2))"
 		check "... the stacks answer ping" remote ping -c 3 -i 0.2 -W 2 "$net.2" -q
 		check "... curl in a guest fetches 5 MiB, checksum matches" is "$(fetch)" "$want"
-		fetchers=()
-		for i in $(seq 8); do
-			fetch >"$dir/mpar.$i" &
-			fetchers+=($!)
-		done
-		wait "${fetchers[@]}"
 		check "... 8 fetches at once, every checksum matches" \
-			is "$(cat "$dir"/mpar.* | sort -u)" "$want"
-		pubs=()
-		for i in $(seq 6); do
-			remote curl -sS -m 60 "http://$net.2:8080/blob" 2>/dev/null | sha256sum | cut -d' ' -f1 >"$dir/mpub.$i" &
-			pubs+=($!)
-		done
-		wait "${pubs[@]}"
+			is "$(at_once 8 mpar fetch)" "$want"
 		check "... 6 fetches from the remote through the published port, every checksum matches" \
-			is "$(cat "$dir"/mpub.* | sort -u)" "$want"
+			is "$(at_once 6 mpub pub_fetch)" "$want"
 		check "... 300 connections at once, each echoes its bytes intact" \
 			is "$(timeout 90 "$circnet" run --run-dir "$dir/run" --guest client -- \
 				bash -c "ulimit -n 8192; exec python3 '$peers' many '$net.1' 8300 300")" True

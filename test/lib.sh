@@ -1,6 +1,7 @@
 # test/lib.sh - what the proxy integration tests (proxy.sh, dpdk.sh) share.
 # Sourced after the script has set: dir (its temp dir), ns (the remote host's
-# namespace), circnet (the guest launcher) and peers (test/netpeers.py).
+# namespace), circnet (the guest launcher), ctl (circnetctl) and peers
+# (test/netpeers.py).
 failed=0
 check() { # check NAME COMMAND...: one line per check
 	if "${@:2}"; then echo "ok   $1"; else echo "FAIL $1"; failed=$((failed + 1)); fi
@@ -12,6 +13,13 @@ guest() { # guest COMMAND...: run it in guest client, bounded in time
 	timeout 60 "$circnet" run --run-dir "$dir/run" --guest client -- "$@"
 }
 remote() { ip netns exec "$ns" "$@"; } # (not for background jobs: $! would be a subshell)
+wait_listener() { # wait_listener REGEX: up to 10 s for a guest listener the operator lists
+	for _ in $(seq 100); do
+		"$ctl" --run-dir "$dir/run" listeners | grep -E "$1" >/dev/null && return 0
+		sleep 0.1
+	done
+	return 1
+}
 
 # silent_remote HOST PORT ADDR/LEN DEV: a guest streams to a sink at HOST:PORT;
 # then the remote's ADDR vanishes from DEV (segments to it are dropped there,

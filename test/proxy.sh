@@ -326,10 +326,7 @@ PY
 timeout 120 "$circnet" run --run-dir "$dir/run" --guest web -- python3 "$dir/uecho.py" \
 	>"$dir/uecho.log" 2>&1 &
 pids+=($!)
-for _ in $(seq 100); do
-	"$ctl" --run-dir "$dir/run" listeners | grep -E 'udp .*:5353 ' >/dev/null && break
-	sleep 0.1
-done
+wait_listener 'udp .*:5353 '
 udp_ask() { # udp_ask HOST PORT: three datagrams and a 30000-byte one
 	python3 -c "
 import socket
