@@ -371,6 +371,7 @@ fi
 if [ "$failed" -gt 0 ]; then
 	echo "dpdk.sh: $failed check(s) failed; the dataplane's log:"
 	tail -30 "$dir/dataplane.log" | sed 's/^/    /'
+	report_failures "$dir/dataplane.log"
 	exit 1
 fi
 echo "dpdk.sh: all checks passed"

@@ -3,8 +3,22 @@
 # namespace), circnet (the guest launcher), ctl (circnetctl) and peers
 # (test/netpeers.py).
 failed=0
+failed_names=()
 check() { # check NAME COMMAND...: one line per check
-	if "${@:2}"; then echo "ok   $1"; else echo "FAIL $1"; failed=$((failed + 1)); fi
+	if "${@:2}"; then
+		echo "ok   $1"
+	else
+		echo "FAIL $1"
+		failed=$((failed + 1))
+		failed_names+=("$1")
+	fi
+}
+report_failures() { # report_failures LOG: the failed checks and LOG's warnings, last in
+	# the output, where a CI that keeps only the tail still shows them
+	echo "failed checks:"
+	printf '    %s\n' "${failed_names[@]}"
+	echo "warnings and errors in $1:"
+	grep -E ' (warning|error|crit|alert|emerg):' "$1" | tail -20 | sed 's/^/    /'
 }
 is() { # is GOT WANT: equal, or say what came instead
 	[ "$1" = "$2" ] || { echo "     got '$1', want '$2'"; return 1; }

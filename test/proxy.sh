@@ -367,6 +367,7 @@ check "the operator holds no circuit with a proxy end at the end" \
 if [ "$failed" -ne 0 ]; then
 	echo "proxy.sh: $failed checks failed; dataplane log:"
 	tail -20 "$dir/dataplane.log"
+	report_failures "$dir/dataplane.log"
 	echo "operator log:"
 	tail -20 "$dir/operator.log"
 	exit 1
