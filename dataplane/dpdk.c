@@ -32,6 +32,12 @@
 
 #include <lwip/tcp.h>
 #include <lwip/udp.h>
+#ifdef CIRCNET_LWIP_OWN
+#include <lwip/priv/tcp_priv.h>
+#if LWIP_TCP_SACK_IN && !defined(TF_SEG_SACKED)
+#error "lwIP's source lacks dataplane/lwip/patches: run scripts/lwip-source.sh"
+#endif
+#endif
 
 #include <circnet/opclient.h>
 
@@ -215,7 +221,13 @@ static void on_err(void *arg, err_t err)
 	struct dconn *c = arg;
 
 	c->pcb = NULL; /* lwIP freed it */
-	c->host_err = lwip_errno(err, c->dc.connecting);
+	/*
+	 * The SYN-ACK, a reply and the RST can all come in one burst, before
+	 * the loop tells the guest its connect is done: that is a connection
+	 * established then reset (read the reply, then ECONNRESET), not a
+	 * refused one.
+	 */
+	c->host_err = lwip_errno(err, c->dc.connecting && !c->connected);
 }
 
 static err_t on_sent(void *arg, struct tcp_pcb *pcb, u16_t len)
@@ -732,10 +744,10 @@ static uint64_t conn_service(struct dloop *l, struct dconn *c)
 		return 1;
 	}
 	if (c->dc.connecting) {
-		if (c->host_err)
-			conn_settle(l, c, c->host_err);
-		else if (c->connected)
+		if (c->connected) /* a reset after it stays for d_recv */
 			conn_settle(l, c, 0);
+		else if (c->host_err)
+			conn_settle(l, c, c->host_err);
 		else if (c->deadline_ms && l->now >= c->deadline_ms)
 			conn_settle(l, c, ETIMEDOUT);
 		if (c->dc.connecting || c->dc.dead)

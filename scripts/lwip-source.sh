@@ -6,9 +6,12 @@
 # 64 KiB window, software checksums. The same source, built with our
 # dataplane/lwip/lwipopts.h, has all of those. This takes the source of the
 # installed liblwip-dev version from Debian's archive (apt checks it against
-# the signed Sources index, dpkg-source against the .dsc) and unpacks it with
-# Debian's patches applied. Idempotent; needs root only to add the deb-src
-# entry the first time. Usage: lwip-source.sh [--check] [DIR]
+# the signed Sources index, dpkg-source against the .dsc), unpacks it with
+# Debian's patches applied, then applies ours (dataplane/lwip/patches: the
+# sender's SACK recovery). DIR/.circnet-version records the
+# version and our patches' hashes; when either changes, it starts afresh.
+# Idempotent; needs root only to add the deb-src entry the first time.
+# Usage: lwip-source.sh [--check] [DIR]
 set -euo pipefail
 cd "$(dirname "$0")/.."
 check=0
@@ -22,15 +25,21 @@ if [ -z "$want" ]; then
 	echo "lwip-source: liblwip-dev is not installed (scripts/deps.sh installs it)" >&2
 	exit 1
 fi
-if [ -f "$dir/src/core/tcp.c" ] && [ "$(cat "$dir/.circnet-version" 2>/dev/null)" = "$want" ]; then
-	echo "lwip-source: $dir holds lwip $want"
+patches=(dataplane/lwip/patches/*.patch)
+# the stamp: the version, then each patch's sha256 (meson.build reads it too)
+stamp=$(
+	echo "$want"
+	for p in "${patches[@]}"; do sha256sum "$p" | cut -d' ' -f1; done
+)
+if [ -f "$dir/src/core/tcp.c" ] && [ "$(cat "$dir/.circnet-version" 2>/dev/null)" = "$stamp" ]; then
+	echo "lwip-source: $dir holds lwip $want with our ${#patches[@]} patch(es)"
 	exit 0
 fi
 if [ $check = 1 ]; then
-	echo "lwip-source: $dir does not hold lwip $want" >&2
+	echo "lwip-source: $dir does not hold lwip $want with our current patches" >&2
 	exit 1
 fi
-for tool in apt-get dpkg-source; do
+for tool in apt-get dpkg-source patch; do
 	command -v $tool >/dev/null || {
 		echo "lwip-source: $tool is missing (scripts/deps.sh installs dpkg-dev)" >&2
 		exit 1
@@ -67,10 +76,17 @@ trap 'rm -rf "$tmp"' EXIT
 }
 # apt verified the files against the signed index, dpkg-source the .dsc's
 # sizes and hashes (its own signature check wants debian-keyring: a warning)
+for p in "${patches[@]}"; do
+	patch -d "$tmp/src" -p1 --forward --no-backup-if-mismatch --quiet <"$p" >"$tmp/log" 2>&1 || {
+		echo "lwip-source: $p does not apply to lwip $want:" >&2
+		tail -5 "$tmp/log" >&2
+		exit 1
+	}
+done
 # the tarball's dates are old: a build tree must see a new source as new
 find "$tmp/src" -type f -exec touch {} +
 rm -rf "$dir"
 mkdir -p "$(dirname "$dir")"
 mv "$tmp/src" "$dir"
-echo "$want" >"$dir/.circnet-version"
-echo "lwip-source: unpacked lwip $want into $dir"
+echo "$stamp" >"$dir/.circnet-version"
+echo "lwip-source: unpacked lwip $want into $dir, with ${#patches[@]} patch(es) of ours"

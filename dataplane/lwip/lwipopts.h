@@ -84,6 +84,12 @@
 #define TCP_OOSEQ_MAX_BYTES TCP_WND
 #define LWIP_TCP_SACK_OUT 1
 #define LWIP_TCP_MAX_SACK_NUM 4
+/*
+ * Our patch to lwIP (dataplane/lwip/patches, applied by
+ * scripts/lwip-source.sh): the sender acts on the peer's SACK blocks
+ * (RFC 6675 recovery); lwIP 2.1 itself only sends them.
+ */
+#define LWIP_TCP_SACK_IN 1
 #define LWIP_TCP_TIMESTAMPS 1
 #define LWIP_TCP_KEEPALIVE 1
 #define TCP_LISTEN_BACKLOG 1
