@@ -38,9 +38,10 @@ struct dp_config {
 	uint32_t dpdk_ip, dpdk_mask, dpdk_gw; /* network order */
 	bool dpdk_has_ip6, dpdk_has_gw6;
 	uint8_t dpdk_ip6[16], dpdk_gw6[16]; /* gw6: off-link IPv6 goes there */
-	int idle_sleep_us;	 /* nap this long when idle (0: poll without rest) */
-	uint32_t fault_drop_ppm; /* tests: lose this many frames per million, each way */
-	int tcp_tick_ms;	 /* the user-space TCP's timer tick (lwIP's own: 500) */
+	int idle_sleep_us;		    /* nap this long when idle (0: poll without rest) */
+	uint32_t fault_drop_ppm;	    /* tests: lose this many frames per million, each way */
+	bool dpdk_no_tso;		    /* dpdk: never merge segments into TSO frames */
+	int tcp_tick_ms;		    /* the user-space TCP's timer tick (lwIP's own: 500) */
 };
 
 /* Counters of one loop, read by the status view from another thread. */

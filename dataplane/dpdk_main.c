@@ -270,6 +270,7 @@ int dpdk_start(const struct dp_config *cfg, struct dp_loop *loops, unsigned int 
 				 .mask = cfg->dpdk_mask,
 				 .gw = cfg->dpdk_gw,
 				 .drop_ppm = cfg->fault_drop_ppm,
+				 .no_tso = cfg->dpdk_no_tso,
 				 .tcp_tick_ms = (uint32_t)cfg->tcp_tick_ms };
 	char err[256] = "";
 	unsigned int k;
@@ -385,10 +386,11 @@ size_t dpdk_status(bool json, char *buf, size_t len)
 			     ",\"rx_copied\":%" PRIu64 ",\"rx_nomem\":%" PRIu64
 			     ",\"tx_nombuf\":%" PRIu64 ",\"tx_full\":%" PRIu64
 			     ",\"injected_drops\":%" PRIu64 ",\"handed_over\":%" PRIu64
-			     ",\"inbox_full\":%" PRIu64 "}",
+			     ",\"inbox_full\":%" PRIu64 ",\"tso_frames\":%" PRIu64
+			     ",\"tso_segs\":%" PRIu64 "}",
 			     s->rx_frames, s->tx_frames, s->rx_bad_cksum, s->rx_malformed,
 			     s->rx_copied, s->rx_nomem, s->tx_nombuf, s->tx_full, s->injected,
-			     s->handed_over, s->inbox_full);
+			     s->handed_over, s->inbox_full, s->tso_frames, s->tso_segs);
 	else
 		n = snprintf(buf + used, len - used,
 			     "stack              %" PRIu64 " frames in, %" PRIu64
@@ -396,10 +398,11 @@ size_t dpdk_status(bool json, char *buf, size_t len)
 			     " malformed, %" PRIu64 " no pbuf, %" PRIu64 " no mbuf, %" PRIu64
 			     " tx ring full, %" PRIu64 " injected; %u stack(s), %" PRIu64
 			     " frames handed to another's queue, %" PRIu64
-			     " lost to a full inbox\n",
+			     " lost to a full inbox; TSO: %" PRIu64 " frames carried %" PRIu64
+			     " segments\n",
 			     s->rx_frames, s->tx_frames, s->rx_bad_cksum, s->rx_malformed,
 			     s->rx_nomem, s->tx_nombuf, s->tx_full, s->injected, nstacks,
-			     s->handed_over, s->inbox_full);
+			     s->handed_over, s->inbox_full, s->tso_frames, s->tso_segs);
 	if (n > 0)
 		used += (size_t)n;
 	/* each stack's share: which core carried what */

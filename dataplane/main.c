@@ -50,13 +50,16 @@ static void usage(FILE *f)
 		"  --ip ADDR/LEN          dpdk: the stack's IPv4 address on the port\n"
 		"  --gw ADDR              dpdk: the next hop off the subnet (default: none)\n"
 		"  --ip6 ADDR/64          dpdk: an IPv6 address too (routers from their adverts)\n"
-		"  --gw6 ADDR             dpdk: the IPv6 next hop off the /64 (default: advertised)\n"
+		"  --gw6 ADDR             dpdk: the IPv6 next hop off the /64 (default: "
+		"advertised)\n"
 		"  --port N               dpdk: the DPDK port id (default 0)\n"
 		"  --mtu N                dpdk: the port's MTU (default: the port's)\n"
 		"  --idle-sleep USECS     dpdk: nap this long when idle (default 0: busy-poll)\n"
 		"  --tcp-tick MSECS       dpdk: the TCP timer's tick (default 20; fixed in our "
 		"lwIP build)\n"
 		"  --fault-drop PPM       dpdk, for tests: lose PPM frames per million each way\n"
+		"  --no-tso               dpdk: send each segment as lwIP cut it, even where the\n"
+		"                         port has TSO (default: consecutive ones in one frame)\n"
 		"  --run-dir DIR          the operator's run directory (default $CIRCNET_RUN_DIR,\n"
 		"                         then /run/circnet); attaches at DIR/proxy/operator.sock\n"
 		"  --config FILE          take the run directory from the operator's config file\n"
@@ -275,6 +278,7 @@ int main(int argc, char **argv)
 		{ "idle-sleep", required_argument, NULL, 'S' },
 		{ "fault-drop", required_argument, NULL, 'F' },
 		{ "tcp-tick", required_argument, NULL, 'T' },
+		{ "no-tso", no_argument, NULL, 'N' },
 		{ "help", no_argument, NULL, 'h' },
 		{ NULL, 0, NULL, 0 },
 	};
@@ -380,7 +384,8 @@ int main(int argc, char **argv)
 			break;
 		case 'g':
 			if (inet_pton(AF_INET6, optarg, cfg.dpdk_gw6) != 1) {
-				fprintf(stderr, "circnet-dataplane: --gw6 %s: not an IPv6 address\n",
+				fprintf(stderr,
+					"circnet-dataplane: --gw6 %s: not an IPv6 address\n",
 					optarg);
 				return 2;
 			}
@@ -410,6 +415,9 @@ int main(int argc, char **argv)
 			if (parse_int("--fault-drop", optarg, 0, 500000, &v))
 				return 2;
 			cfg.fault_drop_ppm = (uint32_t)v;
+			break;
+		case 'N':
+			cfg.dpdk_no_tso = true;
 			break;
 		case 'r':
 			run_dir = optarg;
@@ -481,11 +489,11 @@ int main(int argc, char **argv)
 			"circnet-dataplane: --backend dpdk needs --ip ADDR/LEN (after --)\n");
 		return 2;
 	}
-	if (!cfg.dpdk && (cfg.dpdk_ip || cfg.dpdk_gw || cfg.idle_sleep_us || cfg.dpdk_mtu ||
-			  cfg.fault_drop_ppm || cfg.dpdk_has_ip6 || cfg.dpdk_has_gw6)) {
-		fprintf(stderr, "circnet-dataplane: --ip, --ip6, --gw, --gw6, --mtu, --idle-sleep and "
-				"--fault-drop "
-				"are the dpdk backend's\n");
+	if (!cfg.dpdk &&
+	    (cfg.dpdk_ip || cfg.dpdk_gw || cfg.idle_sleep_us || cfg.dpdk_mtu ||
+	     cfg.fault_drop_ppm || cfg.dpdk_has_ip6 || cfg.dpdk_has_gw6 || cfg.dpdk_no_tso)) {
+		fprintf(stderr, "circnet-dataplane: --ip, --ip6, --gw, --gw6, --mtu, --idle-sleep, "
+				"--fault-drop and --no-tso are the dpdk backend's\n");
 		return 2;
 	}
 	if (cfg.dpdk && cfg.threads != 1) {

@@ -47,6 +47,7 @@ struct stack_conf {
 	bool has_gw6;
 	uint8_t gw6[16];      /* the next hop off the /64; else routers from their adverts */
 	uint32_t drop_ppm;    /* fault injection: drop this many per million frames, each way */
+	bool no_tso;	      /* send every segment as lwIP cut it, even where the port has TSO */
 	uint32_t tcp_tick_ms; /* lwIP's TCP tick (its own: 500 ms); 0: lwIP's */
 	struct stack_group *group; /* NULL: the only stack */
 	unsigned int index;	   /* ours in the group (= the queue) */
@@ -65,6 +66,8 @@ struct stack_counters {
 	uint64_t handed_over;  /* frames another stack owns, put in its inbox */
 	uint64_t taken_over;   /* frames taken from our inbox */
 	uint64_t inbox_full;   /* dropped: the owner's inbox was full */
+	uint64_t tso_frames;   /* TSO frames sent (our build, a port with TSO) */
+	uint64_t tso_segs;     /* the segments of lwIP's they carried */
 };
 
 /*

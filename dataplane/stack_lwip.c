@@ -17,7 +17,10 @@
  * before lwIP trusts a length in it; lwIP parses it in place and TCP keeps
  * it until the relay copies it into the circuit, and freeing the pbuf frees
  * the mbuf. Send: lwIP hands us a pbuf chain, copied into an mbuf and sent
- * in bursts at the end of each round.
+ * in bursts at the end of each round. On a port with TSO (our build), a
+ * connection's consecutive segments become one frame of up to 64 KiB
+ * (nic/tso.h): the headers are copied once, each payload into an mbuf
+ * chained to it, and the port cuts it again.
  */
 #include <errno.h>
 #include <stdio.h>
@@ -40,6 +43,7 @@
 
 #include "../nic/frame.h"
 #include "../nic/port.h"
+#include "../nic/tso.h"
 #include "stack.h"
 
 #ifdef CIRCNET_LWIP_OWN
@@ -83,6 +87,11 @@ static struct {
 	unsigned int index;	   /* ours in group */
 	uint32_t port_cursor;	   /* stack_pick_port's next candidate */
 	struct stack_counters cnt;
+	/* TSO (our build): the frame being built, last in tx[]; NULL when none */
+	bool tso_on;
+	unsigned int tso_max_segs;
+	struct rte_mbuf *tso_m;
+	struct tso_frame tso;
 } st;
 
 /* Fault injection (tests): true for drop_ppm frames in a million. xorshift64. */
@@ -151,10 +160,13 @@ size_t stack_describe(bool json, char *buf, size_t len)
 
 /* ---- send ---- */
 
+static void tso_close(void);
+
 unsigned int stack_flush(void)
 {
 	unsigned int sent = 0, tries = 0;
 
+	tso_close();
 	while (sent < st.ntx && tries++ < 8) {
 		sent += rte_eth_tx_burst(st.port->port_id, st.queue, st.tx + sent,
 					 (uint16_t)(st.ntx - sent));
@@ -246,16 +258,117 @@ static bool tx_offload(struct rte_mbuf *m)
 }
 #endif
 
+#ifdef CIRCNET_LWIP_OWN
+/*
+ * The frame being built is complete: with more than one segment in it, its
+ * headers now describe all of them and the port cuts it at the first
+ * segment's size (the pseudo-header sum without the length, as DPDK's TSO
+ * contract asks). One segment stays an ordinary frame.
+ */
+static void tso_close(void)
+{
+	struct rte_mbuf *m = st.tso_m;
+	uint8_t *f;
+
+	if (!m)
+		return;
+	st.tso_m = NULL;
+	if (st.tso.nsegs < 2)
+		return;
+	f = rte_pktmbuf_mtod(m, uint8_t *);
+	tso_finish(&st.tso, f);
+	m->ol_flags |= RTE_MBUF_F_TX_TCP_SEG;
+	m->l4_len = st.tso.first.l4_len;
+	/*
+	 * The port may cut anywhere: the payload is one stretch of the byte
+	 * stream. At lwIP's segment size, unless the port's frames must be
+	 * smaller (net_tap, nic/port.h).
+	 */
+	m->tso_segsz = (uint16_t)LWIP_MIN(st.tso.first.payload,
+					  st.port->tso_max_frame - st.tso.first.l2_len -
+						  st.tso.first.l3_len - st.tso.first.l4_len);
+	if (st.tso.first.ipv6) {
+		struct rte_ipv6_hdr *ip6 = (struct rte_ipv6_hdr *)(f + m->l2_len);
+
+		((struct rte_tcp_hdr *)((uint8_t *)ip6 + m->l3_len))->cksum =
+			rte_ipv6_phdr_cksum(ip6, m->ol_flags);
+	} else {
+		struct rte_ipv4_hdr *ip = (struct rte_ipv4_hdr *)(f + m->l2_len);
+
+		((struct rte_tcp_hdr *)((uint8_t *)ip + m->l3_len))->cksum =
+			rte_ipv4_phdr_cksum(ip, m->ol_flags);
+	}
+	st.cnt.tso_frames++;
+	st.cnt.tso_segs += st.tso.nsegs;
+}
+
+/*
+ * A segment that continues the frame being built: its payload, in an mbuf
+ * of its own, is chained to the frame. ERR_OK when it went in; ERR_MEM (the
+ * pool is empty: lwIP sends it again) or ERR_VAL (it does not continue the
+ * frame: send it as it is) otherwise.
+ */
+static err_t tso_add(struct pbuf *p, const uint8_t *hdr, const struct tso_seg *s)
+{
+	struct rte_mbuf *m;
+	char *dst;
+
+	if (!st.tso_m)
+		return ERR_VAL;
+	m = rte_pktmbuf_alloc(st.port->pool);
+	if (!m) {
+		st.cnt.tx_nombuf++;
+		return ERR_MEM;
+	}
+	if (!tso_append(&st.tso, hdr, s, st.tso_max_segs) ||
+	    !(dst = rte_pktmbuf_append(m, s->payload))) {
+		rte_pktmbuf_free(m);
+		return ERR_VAL;
+	}
+	pbuf_copy_partial(p, dst, s->payload, (u16_t)(s->l2_len + s->l3_len + s->l4_len));
+	rte_pktmbuf_chain(st.tso_m, m); /* (tso_max_segs keeps it within the limit) */
+	return ERR_OK;
+}
+#else
+static void tso_close(void)
+{
+}
+#endif
+
 static err_t link_output(struct netif *netif, struct pbuf *p)
 {
 	struct rte_mbuf *m;
 	char *dst;
+#ifdef CIRCNET_LWIP_OWN
+	uint8_t hdr[TSO_HDR_MAX];
+	struct tso_seg seg;
+	bool tso_seg = false;
+#endif
 
 	(void)netif;
 	if (p->tot_len > st.port->mtu + RTE_ETHER_HDR_LEN + RTE_VLAN_HLEN)
 		return ERR_BUF;
 	if (inject_drop())
 		return ERR_OK; /* "sent", and lost on the way */
+#ifdef CIRCNET_LWIP_OWN
+	if (st.tso_on) {
+		u16_t caplen =
+			pbuf_copy_partial(p, hdr, (u16_t)LWIP_MIN(p->tot_len, sizeof(hdr)), 0);
+		err_t e;
+
+		/*
+		 * IPv4 only: DPDK 22.11's software GSO (net_tap's TSO) cannot cut
+		 * IPv6, so IPv6 TSO could not be tested here.
+		 */
+		tso_seg = tso_parse(hdr, caplen, p->tot_len, &seg) && !seg.ipv6;
+		if (tso_seg) {
+			e = tso_add(p, hdr, &seg);
+			if (e != ERR_VAL)
+				return e;
+		}
+		tso_close(); /* anything else ends the frame being built */
+	}
+#endif
 	m = rte_pktmbuf_alloc(st.port->pool);
 	if (!m) {
 		st.cnt.tx_nombuf++;
@@ -273,6 +386,12 @@ static err_t link_output(struct netif *netif, struct pbuf *p)
 		return ERR_BUF;
 	}
 	st.tx[st.ntx++] = m;
+#ifdef CIRCNET_LWIP_OWN
+	if (tso_seg) { /* it may begin a frame */
+		tso_start(&st.tso, hdr, &seg);
+		st.tso_m = m;
+	}
+#endif
 	if (st.ntx == TX_BURST)
 		stack_flush();
 	return ERR_OK;
@@ -307,6 +426,10 @@ static err_t netif_setup(struct netif *netif)
 		NETIF_SET_CHECKSUM_CTRL(netif, chk);
 		st.tx_csum = st.port->off.tx_ip_cksum || st.port->off.tx_l4_cksum;
 		st.rx_csum = st.port->off.rx_ip_cksum || st.port->off.rx_l4_cksum;
+		/* TSO wants the port's checksums and chained mbufs as well */
+		st.tso_on = st.tso_on && st.port->off.tso && st.port->off.multi_seg &&
+			    st.port->off.tx_ip_cksum && st.port->off.tx_l4_cksum;
+		st.tso_max_segs = st.port->tx_max_segs ? LWIP_MIN(st.port->tx_max_segs, 32u) : 32u;
 	}
 #endif
 	return ERR_OK;
@@ -633,6 +756,7 @@ int stack_open(struct nic_port *port, uint16_t q, const struct stack_conf *conf,
 	st.group = conf->group && conf->group->n > 1 ? conf->group : NULL;
 	st.index = conf->index;
 	st.drop_ppm = conf->drop_ppm;
+	st.tso_on = !conf->no_tso; /* and the port can: netif_setup */
 	st.tcp_tick_ms = conf->tcp_tick_ms >= 2 ? conf->tcp_tick_ms : 0;
 	st.rng = 0x9e3779b97f4a7c15ull ^ (uint64_t)rte_rdtsc();
 	st.port_cursor = (uint32_t)(st.rng >> 32); /* where stack_pick_port starts */

@@ -4,19 +4,41 @@
  * Whatever it is given it must return a verdict, and when it says OK
  * every offset and length it reports must lie inside the frame, the IP
  * datagram inside the frame and the payload inside the datagram; the flow
- * hash must be computable for anything it accepted.
+ * hash must be computable for anything it accepted. The same bytes go to
+ * the TSO builder's parser (nic/tso.c): what it accepts must lie inside
+ * them, and a frame started from them must take no segment of its own.
  */
 #include <stdint.h>
 #include <stdlib.h>
 
 #include "frame.h"
+#include "tso.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
+
+static void fuzz_tso(const uint8_t *data, size_t size)
+{
+	static struct tso_frame t;
+	struct tso_seg s;
+	size_t hdr;
+
+	if (!tso_parse(data, size < TSO_HDR_MAX ? size : TSO_HDR_MAX, size, &s))
+		return;
+	hdr = (size_t)s.l2_len + s.l3_len + s.l4_len;
+	if (hdr > TSO_HDR_MAX || hdr > size || hdr + s.payload > size || !s.payload)
+		abort();
+	tso_start(&t, data, &s);
+	if (tso_append(&t, data, &s, 64)) /* the same sequence number again */
+		abort();
+	tso_finish(&t, t.hdr);
+}
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
 	struct frame_info fi;
 	enum frame_verdict v = frame_parse(data, size, &fi);
+
+	fuzz_tso(data, size);
 
 	if ((unsigned int)v >= FRAME_VERDICTS)
 		abort();

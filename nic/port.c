@@ -52,7 +52,8 @@ static void pick_offloads(const struct rte_eth_dev_info *info, uint16_t nqueues,
 			RTE_ETH_TX_OFFLOAD_TCP_CKSUM | RTE_ETH_TX_OFFLOAD_UDP_CKSUM;
 	if (off->tso)
 		conf->txmode.offloads |= RTE_ETH_TX_OFFLOAD_TCP_TSO;
-	if (tx & RTE_ETH_TX_OFFLOAD_MULTI_SEGS)
+	off->multi_seg = tx & RTE_ETH_TX_OFFLOAD_MULTI_SEGS;
+	if (off->multi_seg)
 		conf->txmode.offloads |= RTE_ETH_TX_OFFLOAD_MULTI_SEGS;
 	/* flow -> queue -> core: the hash keeps a connection's segments on one core */
 	off->rss = nqueues > 1 && info->flow_type_rss_offloads;
@@ -151,6 +152,7 @@ int nic_port_open(struct nic_port *p, const struct nic_port_conf *conf, char *er
 	memset(&ec, 0, sizeof(ec));
 	pick_offloads(&info, p->nqueues, &ec, &p->off);
 	p->reta_size = p->off.rss ? info.reta_size : 0;
+	p->tx_max_segs = info.tx_desc_lim.nb_seg_max;
 	rc = rte_eth_dev_configure(p->port_id, p->nqueues, p->nqueues, &ec);
 	if (rc)
 		FAIL("configure", rc);
@@ -167,6 +169,9 @@ int nic_port_open(struct nic_port *p, const struct nic_port_conf *conf, char *er
 		FAIL("start", rc);
 	if (rte_eth_dev_get_mtu(p->port_id, &p->mtu))
 		p->mtu = RTE_ETHER_MTU;
+	/* net_tap checks the frames its TSO cuts against the MTU, header and all */
+	p->tso_max_frame =
+		(uint16_t)(p->mtu + (strcmp(p->driver, "net_tap") ? RTE_ETHER_HDR_LEN : 0));
 	rte_eth_macaddr_get(p->port_id, &mac);
 	memcpy(p->mac, mac.addr_bytes, 6);
 	return 0;
@@ -229,14 +234,16 @@ size_t nic_port_stats(const struct nic_port *p, bool json, char *buf, size_t len
 		put(buf, len, &used,
 		    "{\"port\":%u,\"name\":\"%s\",\"driver\":\"%s\",\"link\":\"%s\","
 		    "\"speed_mbps\":%u,\"mtu\":%u,\"queues\":%u,"
-		    "\"offloads\":{\"rx_cksum\":%s,\"tx_cksum\":%s,\"tso\":%s,\"rss\":%s},"
+		    "\"offloads\":{\"rx_cksum\":%s,\"tx_cksum\":%s,\"tso\":%s,\"multi_seg\":%s,"
+		    "\"rss\":%s},"
 		    "\"rx_packets\":%" PRIu64 ",\"tx_packets\":%" PRIu64 ",\"rx_bytes\":%" PRIu64
 		    ",\"tx_bytes\":%" PRIu64 ",\"rx_missed\":%" PRIu64 ",\"rx_errors\":%" PRIu64
 		    ",\"tx_errors\":%" PRIu64 ",\"rx_nombuf\":%" PRIu64 ",\"per_queue\":[",
 		    p->port_id, p->name, p->driver, up ? "up" : "down", speed, p->mtu, p->nqueues,
 		    p->off.rx_l4_cksum ? "true" : "false", p->off.tx_l4_cksum ? "true" : "false",
-		    p->off.tso ? "true" : "false", p->off.rss ? "true" : "false", s.ipackets,
-		    s.opackets, s.ibytes, s.obytes, s.imissed, s.ierrors, s.oerrors, s.rx_nombuf);
+		    p->off.tso ? "true" : "false", p->off.multi_seg ? "true" : "false",
+		    p->off.rss ? "true" : "false", s.ipackets, s.opackets, s.ibytes, s.obytes,
+		    s.imissed, s.ierrors, s.oerrors, s.rx_nombuf);
 		for (q = 0; q < p->nqueues && q < RTE_ETHDEV_QUEUE_STAT_CNTRS; q++)
 			put(buf, len, &used,
 			    "%s{\"queue\":%u,\"rx_packets\":%" PRIu64 ",\"tx_packets\":%" PRIu64
@@ -247,11 +254,11 @@ size_t nic_port_stats(const struct nic_port *p, bool json, char *buf, size_t len
 		return used;
 	}
 	put(buf, len, &used,
-	    "port %u %s driver %s link %s speed %u Mbit/s%s mtu %u queues %u offloads%s%s%s%s\n",
+	    "port %u %s driver %s link %s speed %u Mbit/s%s mtu %u queues %u offloads%s%s%s%s%s\n",
 	    p->port_id, p->name, p->driver, up ? "up" : "down", speed, fd ? " full-duplex" : "",
 	    p->mtu, p->nqueues, p->off.rx_l4_cksum ? " rx-cksum" : "",
 	    p->off.tx_l4_cksum ? " tx-cksum" : "", p->off.tso ? " tso" : "",
-	    p->off.rss ? " rss" : "");
+	    p->off.multi_seg ? " multi-seg" : "", p->off.rss ? " rss" : "");
 	put(buf, len, &used,
 	    "  rx %" PRIu64 " packets %" PRIu64 " bytes, missed %" PRIu64 ", errors %" PRIu64
 	    ", no mbuf %" PRIu64 "\n  tx %" PRIu64 " packets %" PRIu64 " bytes, errors %" PRIu64

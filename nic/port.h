@@ -24,6 +24,7 @@ struct nic_offloads {
 	bool rx_ip_cksum, rx_l4_cksum; /* RX: the PMD marks checksums good or bad */
 	bool tx_ip_cksum, tx_l4_cksum; /* TX: the PMD fills them in */
 	bool tso;		       /* TX: TCP segmentation */
+	bool multi_seg;		       /* TX: frames in chained mbufs */
 	bool rss;		       /* RX: spread across queues by hash */
 };
 
@@ -35,7 +36,13 @@ struct nic_port {
 	char name[64]; /* the device's name, e.g. 0000:3b:00.0 or net_tap0 */
 	char driver[32];
 	struct nic_offloads off;
-	uint16_t reta_size; /* RSS: its redirection table (queue = hash % size % nqueues) */
+	uint16_t reta_size;   /* RSS: its redirection table (queue = hash % size % nqueues) */
+	uint16_t tx_max_segs; /* mbufs one TX frame may chain (the PMD's limit; 0: none given) */
+	/*
+	 * The largest frame, Ethernet header included, TSO may cut: mtu + 14,
+	 * but net_tap's software TSO holds each frame it cuts to the MTU itself
+	 */
+	uint16_t tso_max_frame;
 	struct rte_mempool *pool;
 };
 

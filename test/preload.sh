@@ -21,7 +21,23 @@ export ASAN_OPTIONS="${ASAN_OPTIONS:+$ASAN_OPTIONS:}verify_asan_link_order=0"
 dir=$(mktemp -d /tmp/circnet-preload-test.XXXXXX)
 pids=()
 cleanup() {
+	local p left
 	for p in "${pids[@]}"; do kill "$p" 2>/dev/null; done
+	# bounded: a process that outlives SIGTERM by 5 s is named, with what
+	# it waits in, then killed (CI once saw this script hang here)
+	for _ in $(seq 50); do
+		left=()
+		for p in "${pids[@]}"; do kill -0 "$p" 2>/dev/null && left+=("$p"); done
+		[ ${#left[@]} -eq 0 ] && break
+		sleep 0.1
+	done
+	if [ ${#left[@]} -gt 0 ]; then
+		echo "preload.sh: still running 5 s after SIGTERM (killed now):"
+		ps -eo pid,ppid,stat,wchan:24,args | grep -E "circnet|sockcheck" | grep -v grep | sed 's/^/    /'
+		tail -5 "$dir/operator.log" 2>/dev/null | sed 's/^/    operator: /'
+		pkill -9 -f "$check" 2>/dev/null
+		for p in "${left[@]}"; do pkill -9 -P "$p" 2>/dev/null; kill -9 "$p" 2>/dev/null; done
+	fi
 	wait 2>/dev/null
 	[ -n "${CIRCNET_KEEP_TEST_DIR:-}" ] || rm -rf "$dir"
 }
