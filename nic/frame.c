@@ -26,16 +26,6 @@
 #define V6_FRAGMENT  44
 #define V6_DSTOPTS   60
 
-static uint16_t rd16(const uint8_t *p)
-{
-	return (uint16_t)(p[0] << 8 | p[1]);
-}
-
-static uint32_t rd32(const uint8_t *p)
-{
-	return (uint32_t)p[0] << 24 | (uint32_t)p[1] << 16 | (uint32_t)p[2] << 8 | p[3];
-}
-
 const char *frame_verdict_name(enum frame_verdict v)
 {
 	static const char *const names[FRAME_VERDICTS] = {
@@ -72,7 +62,7 @@ static enum frame_verdict tcp_options(const uint8_t *p, const uint8_t *end,
 		case 2:
 			if (olen != 4)
 				return FRAME_BAD_OPTIONS;
-			o->mss = rd16(p + 2);
+			o->mss = frame_rd16(p + 2);
 			break;
 		case 3:
 			if (olen != 3 ||
@@ -94,8 +84,8 @@ static enum frame_verdict tcp_options(const uint8_t *p, const uint8_t *end,
 			if (olen != 10)
 				return FRAME_BAD_OPTIONS;
 			o->has_ts = true;
-			o->ts_val = rd32(p + 2);
-			o->ts_ecr = rd32(p + 6);
+			o->ts_val = frame_rd32(p + 2);
+			o->ts_ecr = frame_rd32(p + 6);
 			break;
 		default: /* unknown kinds are skipped by their length */
 			break;
@@ -126,8 +116,8 @@ static enum frame_verdict parse_l4(const uint8_t *f, size_t off, size_t end, str
 			return FRAME_BAD_L4;
 		if (doff > avail)
 			return FRAME_TRUNCATED;
-		fi->sport = rd16(f + off);
-		fi->dport = rd16(f + off + 2);
+		fi->sport = frame_rd16(f + off);
+		fi->dport = frame_rd16(f + off + 2);
 		fi->tcp_flags = f[off + 13];
 		fi->payload_off = (uint16_t)(off + doff);
 		fi->payload_len = (uint16_t)(avail - doff);
@@ -138,15 +128,15 @@ static enum frame_verdict parse_l4(const uint8_t *f, size_t off, size_t end, str
 
 		if (avail < 8)
 			return FRAME_TRUNCATED;
-		ulen = rd16(f + off + 4);
+		ulen = frame_rd16(f + off + 4);
 		if (ulen < 8)
 			return FRAME_BAD_L4;
 		if (fi->fragment)
 			ulen = avail; /* the rest comes in later fragments */
 		else if (ulen > avail)
 			return FRAME_TRUNCATED;
-		fi->sport = rd16(f + off);
-		fi->dport = rd16(f + off + 2);
+		fi->sport = frame_rd16(f + off);
+		fi->dport = frame_rd16(f + off + 2);
 		fi->payload_off = (uint16_t)(off + 8);
 		fi->payload_len = (uint16_t)(ulen - 8);
 		return FRAME_OK;
@@ -174,7 +164,7 @@ static enum frame_verdict parse_ipv4(const uint8_t *f, size_t off, size_t len,
 	if (f[off] >> 4 != 4)
 		return FRAME_BAD_L3;
 	ihl = (size_t)(f[off] & 0xf) * 4;
-	total = rd16(f + off + 2);
+	total = frame_rd16(f + off + 2);
 	if (ihl < 20 || total < ihl)
 		return FRAME_BAD_L3;
 	if (off + ihl > len || off + total > len)
@@ -184,7 +174,7 @@ static enum frame_verdict parse_ipv4(const uint8_t *f, size_t off, size_t len,
 	fi->l4_proto = f[off + 9];
 	memcpy(fi->src, f + off + 12, 4);
 	memcpy(fi->dst, f + off + 16, 4);
-	frag = rd16(f + off + 6);
+	frag = frame_rd16(f + off + 6);
 	fi->fragment = frag & 0x3fff; /* more fragments, or an offset */
 	if (frag & 0x1fff) {
 		fi->l4_off = (uint16_t)(off + ihl);
@@ -204,7 +194,7 @@ static enum frame_verdict parse_ipv6(const uint8_t *f, size_t off, size_t len,
 		return FRAME_TRUNCATED;
 	if (f[off] >> 4 != 6)
 		return FRAME_BAD_L3;
-	end = hdr + rd16(f + off + 4);
+	end = hdr + frame_rd16(f + off + 4);
 	if (end > len)
 		return FRAME_TRUNCATED;
 	fi->ip_version = 6;
@@ -223,7 +213,7 @@ static enum frame_verdict parse_ipv6(const uint8_t *f, size_t off, size_t len,
 		if (next == V6_FRAGMENT) {
 			elen = 8;
 			fi->fragment = true;
-			if (rd16(f + hdr + 2) & 0xfff8) { /* not the first fragment */
+			if (frame_rd16(f + hdr + 2) & 0xfff8) { /* not the first fragment */
 				fi->l4_proto = f[hdr];
 				fi->l4_off = (uint16_t)(hdr + 8);
 				return FRAME_OK;
@@ -254,15 +244,15 @@ enum frame_verdict frame_parse(const uint8_t *f, size_t len, struct frame_info *
 		return FRAME_BAD_L2; /* no Ethernet frame is that long; offsets are 16 bits */
 	if (len < ETH_HLEN)
 		return FRAME_TRUNCATED;
-	type = rd16(f + 12);
+	type = frame_rd16(f + 12);
 	while (type == ETH_P_VLAN || type == ETH_P_QINQ) {
 		if (++vlans > FRAME_MAX_VLANS)
 			return FRAME_BAD_L2;
 		if (len - off < 4)
 			return FRAME_TRUNCATED;
 		if (!fi->vlan)
-			fi->vlan = rd16(f + off) & 0xfff;
-		type = rd16(f + off + 2);
+			fi->vlan = frame_rd16(f + off) & 0xfff;
+		type = frame_rd16(f + off + 2);
 		off += 4;
 	}
 	fi->ethertype = type;
@@ -276,7 +266,7 @@ enum frame_verdict frame_parse(const uint8_t *f, size_t len, struct frame_info *
 		if (len - off < 8)
 			return FRAME_TRUNCATED;
 		/* Ethernet/IPv4 ARP is the only kind we answer: 6-byte and 4-byte addresses */
-		if (rd16(f + off) == 1 && rd16(f + off + 2) == ETH_P_IPV4 &&
+		if (frame_rd16(f + off) == 1 && frame_rd16(f + off + 2) == ETH_P_IPV4 &&
 		    (f[off + 4] != 6 || f[off + 5] != 4))
 			return FRAME_BAD_L3;
 		if (len - off < 8 + 2 * ((size_t)f[off + 4] + f[off + 5]))
@@ -298,7 +288,7 @@ const uint8_t frame_rss_default_key[40] = {
 
 static uint32_t toeplitz(const uint8_t *key, const uint8_t *in, size_t n)
 {
-	uint32_t hash = 0, window = rd32(key);
+	uint32_t hash = 0, window = frame_rd32(key);
 	size_t i;
 	int b;
 

@@ -17,6 +17,17 @@
 #include <stddef.h>
 #include <stdint.h>
 
+/* Big-endian reads from wire bytes, unaligned (shared with nic/tso.c). */
+static inline uint16_t frame_rd16(const uint8_t *p)
+{
+	return (uint16_t)(p[0] << 8 | p[1]);
+}
+
+static inline uint32_t frame_rd32(const uint8_t *p)
+{
+	return (uint32_t)p[0] << 24 | (uint32_t)p[1] << 16 | (uint32_t)p[2] << 8 | p[3];
+}
+
 enum frame_verdict {
 	FRAME_OK = 0,
 	FRAME_TRUNCATED,   /* a header or a claimed length runs past the frame */

@@ -7,22 +7,14 @@
 
 #include <string.h>
 
+#include "frame.h"
+
 #define ETH_LEN	       14
 #define ETHERTYPE_IPV4 0x0800
 #define ETHERTYPE_IPV6 0x86dd
 #define IPPROTO_TCP_   6
 #define TCP_PSH	       0x08
 #define TCP_ACK	       0x10
-
-static uint16_t be16(const uint8_t *p)
-{
-	return (uint16_t)(p[0] << 8 | p[1]);
-}
-
-static uint32_t be32(const uint8_t *p)
-{
-	return (uint32_t)p[0] << 24 | (uint32_t)p[1] << 16 | (uint32_t)p[2] << 8 | p[3];
-}
 
 static void put_be16(uint8_t *p, uint16_t v)
 {
@@ -38,10 +30,10 @@ static uint16_t ipv4_layout(const uint8_t *ip, size_t caplen, size_t avail, uint
 	if (caplen < 20 || (ip[0] >> 4) != 4)
 		return 0;
 	ihl = (uint16_t)((ip[0] & 0x0f) * 4);
-	total = be16(ip + 2);
+	total = frame_rd16(ip + 2);
 	if (ihl < 20 || caplen < ihl || total < ihl || total > avail)
 		return 0;
-	if (be16(ip + 6) & 0x3fff) /* MF, or an offset: a fragment */
+	if (frame_rd16(ip + 6) & 0x3fff) /* MF, or an offset: a fragment */
 		return 0;
 	if (ip[9] != IPPROTO_TCP_)
 		return 0;
@@ -56,7 +48,7 @@ static uint16_t ipv6_layout(const uint8_t *ip, size_t caplen, size_t avail, uint
 
 	if (caplen < 40 || (ip[0] >> 4) != 6 || ip[6] != IPPROTO_TCP_)
 		return 0;
-	total = 40u + be16(ip + 4);
+	total = 40u + frame_rd16(ip + 4);
 	if (total > avail)
 		return 0;
 	*ip_len = (uint16_t)(total > UINT16_MAX ? UINT16_MAX : total);
@@ -71,7 +63,7 @@ bool tso_parse(const uint8_t *hdr, size_t caplen, size_t frame_len, struct tso_s
 	if (caplen > frame_len || caplen < ETH_LEN)
 		return false;
 	memset(s, 0, sizeof(*s));
-	ethertype = be16(hdr + 12);
+	ethertype = frame_rd16(hdr + 12);
 	if (ethertype == ETHERTYPE_IPV4)
 		l3 = ipv4_layout(ip, caplen - ETH_LEN, frame_len - ETH_LEN, &ip_len);
 	else if (ethertype == ETHERTYPE_IPV6)
@@ -91,7 +83,7 @@ bool tso_parse(const uint8_t *hdr, size_t caplen, size_t frame_len, struct tso_s
 	s->l3_len = l3;
 	s->l4_len = l4;
 	s->payload = (uint16_t)(ip_len - l3 - l4);
-	s->seq = be32(tcp + 4);
+	s->seq = frame_rd32(tcp + 4);
 	s->ipv6 = ethertype == ETHERTYPE_IPV6;
 	return true;
 }
