@@ -34,6 +34,7 @@
 #include <lwip/udp.h>
 #ifdef CIRCNET_LWIP_OWN
 #include <lwip/priv/tcp_priv.h>
+/* (meson checks the source's stamp against every patch; this, the first) */
 #if LWIP_TCP_SACK_IN && !defined(TF_SEG_SACKED)
 #error "lwIP's source lacks dataplane/lwip/patches: run scripts/lwip-source.sh"
 #endif
@@ -512,6 +513,9 @@ static void conn_free(struct dloop *l, struct dconn *c)
 		 * so does a connection whose segments still point into the ring
 		 * that is unmapped below (ZC_TX).
 		 */
+		if (c->zc_handed && !c->dc.r.reset)
+			log_info("circuit %llu: freed with %zu bytes unacknowledged: reset",
+				 (unsigned long long)c->dc.r.circuit_id, c->zc_handed);
 		if (c->dc.r.reset || c->zc_handed || tcp_close(c->pcb) != ERR_OK)
 			tcp_abort(c->pcb);
 		c->pcb = NULL;
@@ -756,6 +760,9 @@ static uint64_t conn_service(struct dloop *l, struct dconn *c)
 	if (ZC_TX && c->zc_acked)
 		zc_settle(c);
 	if (user_timed_out(l, c)) {
+		log_info("circuit %llu: nothing acknowledged for %d ms (--user-timeout): reset, "
+			 "the guest reads ETIMEDOUT",
+			 (unsigned long long)c->dc.r.circuit_id, l->dl->cfg->user_timeout_ms);
 		relay_host_failed(&c->dc.r, ETIMEDOUT);
 		d_abort(&c->dc.r);
 		conn_free(l, c);

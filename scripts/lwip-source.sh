@@ -8,7 +8,7 @@
 # installed liblwip-dev version from Debian's archive (apt checks it against
 # the signed Sources index, dpkg-source against the .dsc), unpacks it with
 # Debian's patches applied, then applies ours (dataplane/lwip/patches: the
-# sender's SACK recovery). DIR/.circnet-version records the
+# sender's SACK recovery, a SYN ending TIME-WAIT). DIR/.circnet-version records the
 # version and our patches' hashes; when either changes, it starts afresh.
 # Idempotent; needs root only to add the deb-src entry the first time.
 # Usage: lwip-source.sh [--check] [DIR]

@@ -178,7 +178,7 @@ check "ARP and ICMP: the remote pings the dataplane's stack" \
 check "IPv6 neighbour discovery and ICMPv6: the remote pings the stack's IPv6 address" \
 	remote ping -6 -c 2 -i 0.2 -W 2 "$net6:2" -q
 fetch() { guest curl -sS -m 60 "http://$net.1:8000/blob" | sha256sum | cut -d' ' -f1; }
-pub_fetch() { remote curl -sS -m 60 "http://$net.2:8080/blob" 2>/dev/null | sha256sum | cut -d' ' -f1; }
+pub_fetch() { remote curl -sS -m 60 "http://$net.2:8080/blob" 2>>"$dir/curl.err" | sha256sum | cut -d' ' -f1; }
 at_once() { # at_once N NAME FUNC: FUNC N times at once; the distinct results it printed
 	local pids=() i
 	for i in $(seq "$1"); do
@@ -398,6 +398,7 @@ if [ "$failed" -gt 0 ]; then
 	echo "dpdk.sh: $failed check(s) failed; the dataplane's log:"
 	tail -30 "$dir/dataplane.log" | sed 's/^/    /'
 	report_failures "$dir/dataplane.log"
+	[ -s "$dir/curl.err" ] && sed 's/^/    curl: /' "$dir/curl.err"
 	exit 1
 fi
 echo "dpdk.sh: all checks passed"

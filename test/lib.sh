@@ -18,7 +18,7 @@ report_failures() { # report_failures LOG: the failed checks and LOG's warnings,
 	echo "failed checks:"
 	printf '    %s\n' "${failed_names[@]}"
 	echo "warnings and errors in $1:"
-	grep -E ' (warning|error|crit|alert|emerg):' "$1" | tail -20 | sed 's/^/    /'
+	grep -E " (warning|error|crit|alert|emerg):|: reset" "$1" | tail -20 | sed 's/^/    /'
 }
 is() { # is GOT WANT: equal, or say what came instead
 	[ "$1" = "$2" ] || { echo "     got '$1', want '$2'"; return 1; }

@@ -85,11 +85,14 @@
 #define LWIP_TCP_SACK_OUT 1
 #define LWIP_TCP_MAX_SACK_NUM 4
 /*
- * Our patch to lwIP (dataplane/lwip/patches, applied by
+ * Our patches to lwIP (dataplane/lwip/patches, applied by
  * scripts/lwip-source.sh): the sender acts on the peer's SACK blocks
- * (RFC 6675 recovery); lwIP 2.1 itself only sends them.
+ * (RFC 6675 recovery; lwIP 2.1 itself only sends them), and a SYN past an
+ * old connection's data ends its TIME-WAIT instead of drawing a RST, which
+ * the 1 MiB window made likely for a client that reuses its port at once.
  */
 #define LWIP_TCP_SACK_IN 1
+#define LWIP_TCP_TIMEWAIT_SYN 1
 #define LWIP_TCP_TIMESTAMPS 1
 #define LWIP_TCP_KEEPALIVE 1
 #define TCP_LISTEN_BACKLOG 1

@@ -1,10 +1,10 @@
 // SPDX-License-Identifier: MIT
 /*
- * test/test_lwip_sack.c - our patch to lwIP's sender
- * (dataplane/lwip/patches/0001-sack-recovery.patch), driven
- * segment by segment: lwIP connects through a netif whose output this test
- * records, and every segment the "peer" sends is built here. The cases are
- * what stock lwIP 2.1 gets wrong:
+ * test/test_lwip_patches.c - our patches to lwIP (dataplane/lwip/patches),
+ * driven segment by segment: lwIP connects (or listens) through a netif
+ * whose output this test records, and every segment the "peer" sends is
+ * built here. The cases are what stock lwIP 2.1 gets wrong. The sender and
+ * SACK (0001-sack-recovery.patch):
  *  - one ACK whose SACK blocks cover 3 segments above a hole resends the
  *    hole at once (stock lwIP waits for 3 duplicate ACKs);
  *  - a partial ACK keeps recovery going and resends the next hole;
@@ -13,7 +13,11 @@
  *    row resends it all (the peer may have dropped it);
  *  - hostile SACK blocks (inverted, below the ACK, beyond what was sent,
  *    bad lengths) mark nothing and break nothing.
- * Built without the patch (LWIP_TCP_SACK_IN 0), all but the last fail.
+ * Built without the patch (LWIP_TCP_SACK_IN 0), all of these but the last
+ * fail. TIME-WAIT (0002-timewait-syn.patch):
+ *  - a SYN past the old connection's data opens a new connection (stock
+ *    lwIP resets it when it falls in the old window), and one that is not
+ *    still does not.
  */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -35,15 +39,15 @@
 
 #include "lwip_port.h"
 
-#define MSS	  1460
-#define NSEG	  10
-#define PEER_ISS  1000u
-#define PEER_PORT 80
+#define MSS	 1460
+#define NSEG	 10
+#define PEER_ISS 1000u
 
 static struct netif nif;
 static ip4_addr_t our_ip, peer_ip;
-static ip_addr_t peer_addr; /* peer_ip, as tcp_connect() takes it (v4 or v6) */
+static ip_addr_t peer_addr;	    /* peer_ip, as tcp_connect() takes it (v4 or v6) */
 static uint16_t tcp_pcb_local_port; /* our end's port: the peer's segments go there */
+static uint16_t peer_port = 80;	    /* the peer's end */
 
 /* What lwIP sent: one entry per TCP segment. */
 struct sent {
@@ -114,8 +118,8 @@ static void peer_send(uint32_t seq, uint32_t ack, uint8_t flags, const uint8_t *
 	memcpy(b + 12, &peer_ip.addr, 4);
 	memcpy(b + 16, &our_ip.addr, 4);
 	b += 20;
-	b[0] = PEER_PORT >> 8;
-	b[1] = PEER_PORT & 0xff;
+	b[0] = (uint8_t)(peer_port >> 8);
+	b[1] = (uint8_t)peer_port;
 	b[2] = (uint8_t)(tcp_pcb_local_port >> 8);
 	b[3] = (uint8_t)tcp_pcb_local_port;
 	b[4] = (uint8_t)(seq >> 24);
@@ -175,7 +179,7 @@ static int setup(void **state)
 	pcb = tcp_new();
 	assert_non_null(pcb);
 	nsent = 0;
-	assert_int_equal(tcp_connect(pcb, &peer_addr, PEER_PORT, on_connected), ERR_OK);
+	assert_int_equal(tcp_connect(pcb, &peer_addr, peer_port, on_connected), ERR_OK);
 	tcp_pcb_local_port = pcb->local_port;
 	assert_int_equal(nsent, 1); /* the SYN */
 	peer_send(PEER_ISS, sent[0].seq + 1, TCP_SYN | TCP_ACK, synack_opts, sizeof(synack_opts));
@@ -361,6 +365,77 @@ static void test_hostile_sack_blocks(void **state)
 		assert_true(times_sent(seg_seq[i]) <= 1);
 }
 
+/* What lwIP sent since the log was cleared: the first segment with these flags, or NULL. */
+static const struct sent *sent_with(uint8_t flags)
+{
+	int i;
+
+	for (i = 0; i < nsent; i++)
+		if ((sent[i].flags & (TCP_SYN | TCP_ACK | TCP_RST | TCP_FIN)) == flags)
+			return &sent[i];
+	return NULL;
+}
+
+static struct tcp_pcb *accepted;
+
+static err_t on_accept(void *arg, struct tcp_pcb *newpcb, err_t err)
+{
+	(void)arg;
+	(void)err;
+	accepted = newpcb;
+	return ERR_OK;
+}
+
+/* lwIP listens, the peer connects, lwIP closes first: TIME-WAIT. Then SYNs again. */
+static void test_timewait_new_syn(void **state)
+{
+	static const uint8_t syn_opts[] = { 2, 4, MSS >> 8, MSS & 0xff, 4, 2 };
+	const uint32_t iss = 5000;
+	struct tcp_pcb *l = tcp_new(), *lp;
+	const struct sent *s;
+	uint32_t our;
+
+	(void)state;
+	assert_non_null(l);
+	assert_int_equal(tcp_bind(l, IP_ADDR_ANY, 8080), ERR_OK);
+	lp = tcp_listen(l);
+	assert_non_null(lp);
+	tcp_accept(lp, on_accept);
+	tcp_pcb_local_port = 8080;
+	peer_port = 40000;
+	nsent = 0;
+	accepted = NULL;
+	peer_send(iss, 0, TCP_SYN, syn_opts, sizeof(syn_opts));
+	s = sent_with(TCP_SYN | TCP_ACK);
+	assert_non_null(s);
+	our = s->seq + 1;
+	peer_send(iss + 1, our, TCP_ACK, NULL, 0);
+	assert_non_null(accepted);
+	assert_int_equal(tcp_close(accepted), ERR_OK); /* our FIN first */
+	peer_send(iss + 1, our + 1, TCP_ACK | TCP_FIN, NULL, 0);
+	assert_int_equal(accepted->state, TIME_WAIT);
+
+	/* an old SYN, at the old connection's own sequence: not a new connection */
+	nsent = 0;
+	accepted = NULL;
+	peer_send(iss, 0, TCP_SYN, syn_opts, sizeof(syn_opts));
+	assert_null(sent_with(TCP_SYN | TCP_ACK));
+	/* a new one, past what the old connection received (and inside its window) */
+	nsent = 0;
+	peer_send(iss + 100000, 0, TCP_SYN, syn_opts, sizeof(syn_opts));
+	assert_null(sent_with(TCP_RST | TCP_ACK));
+	s = sent_with(TCP_SYN | TCP_ACK);
+	assert_non_null(s);
+	assert_int_equal(s->ack, iss + 100001);
+	peer_send(iss + 100001, s->seq + 1, TCP_ACK, NULL, 0);
+	assert_non_null(accepted);
+	assert_int_equal(accepted->state, ESTABLISHED);
+	tcp_abort(accepted);
+	tcp_close(lp);
+	tcp_pcb_local_port = 0;
+	peer_port = 80;
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -373,6 +448,7 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_rto_skips_sacked, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_second_rto_forgets_sacks, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_hostile_sack_blocks, setup, teardown),
+		cmocka_unit_test(test_timewait_new_syn),
 	};
 
 	if (lwip_port_init())
