@@ -18,6 +18,14 @@
 #include "dataplane.h"
 #include "relay.h"
 
+/*
+ * A published port's client whose guest's backlog is full (EAGAIN from the
+ * operator) is held and the operator asked again every DP_PUB_RETRY_MS, as
+ * Linux's client would resend its SYN; after DP_PUB_HOLD_MS, a reset.
+ */
+#define DP_PUB_RETRY_MS 20
+#define DP_PUB_HOLD_MS	5000
+
 struct dp_conn {
 	struct relay r;		     /* first: host ops get the relay */
 	struct cn_op_conn conn;	     /* circuit, guest (remote) and destination (local) */

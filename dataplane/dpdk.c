@@ -89,6 +89,7 @@ struct dconn {
 	uint32_t una;		/* the oldest unacknowledged sequence number we last saw */
 	int64_t una_since;	/* since when it has not moved, with data in flight (0: none) */
 	struct dconn *map_next; /* the loop's accepted connections waiting for a guest */
+	int64_t map_retry_ms, map_hold_ms; /* a full guest backlog: ask again then, until */
 	/* a client of a published UDP port: its datagrams come from the port's pcb */
 	struct udp_pcb *pub_upcb;
 	ip_addr_t client_ip;
@@ -822,17 +823,28 @@ static err_t on_accept(void *arg, struct tcp_pcb *newpcb, err_t err)
 	return ERR_OK;
 }
 
-/* Ask the operator for the guest behind each accepted connection. */
+/*
+ * Ask the operator for the guest behind each accepted connection. One whose
+ * guest's backlog is full stays on the list and is asked about again every
+ * DP_PUB_RETRY_MS, for DP_PUB_HOLD_MS (conn.h).
+ */
 static void map_accepted(struct dloop *l)
 {
+	struct dconn *held = NULL;
+
 	while (l->to_map) {
 		struct dconn *c = l->to_map;
 		int err;
 
 		l->to_map = c->map_next;
-		c->dc.accepting = false;
 		if (c->host_err) { /* the client gave up before we asked */
+			c->dc.accepting = false;
 			conn_free(l, c);
+			continue;
+		}
+		if (c->map_retry_ms && l->now < c->map_retry_ms) {
+			c->map_next = held; /* not due yet */
+			held = c;
 			continue;
 		}
 		err = l->ses.attached
@@ -840,6 +852,17 @@ static void map_accepted(struct dloop *l)
 						    &c->dc.conn.local, CN_CONNECT_PUBLISHED,
 						    &c->dc.r.ep, &c->dc.conn)
 			      : -ECONNREFUSED;
+		if (err == -EAGAIN) {
+			if (!c->map_hold_ms)
+				c->map_hold_ms = l->now + DP_PUB_HOLD_MS;
+			if (l->now < c->map_hold_ms) {
+				c->map_retry_ms = l->now + DP_PUB_RETRY_MS;
+				c->map_next = held;
+				held = c;
+				continue;
+			}
+		}
+		c->dc.accepting = false;
 		if (!err) {
 			c->dc.has_circuit = true;
 			err = -watch_hangups(l, c);
@@ -855,6 +878,7 @@ static void map_accepted(struct dloop *l)
 		c->dc.r.polled = true;
 		atomic_fetch_add(&l->dl->cnt.connected, 1);
 	}
+	l->to_map = held;
 }
 
 /* ---- clients of published UDP ports: a flow each, relayed like any circuit ---- */

@@ -55,6 +55,10 @@ struct kconn {
 	int64_t deadline_ms; /* connecting: give up then (0: the kernel decides) */
 	int eof_err;	     /* the reset seen when connect settled: what EOF really is */
 	struct ksrc src_sock, src_data, src_space;
+	/* a published port's client held while its guest's backlog is full */
+	struct kconn *held_next;
+	struct cn_addr held_src, held_dst;
+	int64_t retry_ms, hold_ms; /* ask again then; give up then */
 };
 
 /* A published host port: every loop listens on it (SO_REUSEPORT). */
@@ -107,6 +111,7 @@ struct kloop {
 	struct dp_sessions ses; /* the operator's (session.c) */
 	struct ksrc src_session, src_session_udp;
 	struct dp_conns conns;
+	struct kconn *held; /* published ports' clients waiting for a guest's backlog */
 };
 
 #define container_of(p, type, member) ((type *)((char *)(p)-offsetof(type, member)))
@@ -665,6 +670,62 @@ static void pub_accept(struct kloop *l, struct kpub *p)
 	pub_apply_pending(l);
 }
 
+/*
+ * Ask the operator for the guest behind a published port's client. A full
+ * backlog holds the client (conn.h); anything else but success resets it.
+ */
+static void pub_map(struct kloop *l, struct kconn *c)
+{
+	int64_t now = now_ms();
+	int err, one = 1;
+
+	err = l->ses.attached
+		      ? cn_op_connect_flags(&l->ses.op, CN_L4_TCP, &c->held_src, &c->held_dst,
+					    CN_CONNECT_PUBLISHED, &c->dc.r.ep, &c->dc.conn)
+		      : -ECONNREFUSED;
+	if (err == -EAGAIN) {
+		if (!c->hold_ms)
+			c->hold_ms = now + DP_PUB_HOLD_MS;
+		if (now < c->hold_ms) {
+			c->retry_ms = now + DP_PUB_RETRY_MS;
+			c->held_next = l->held;
+			l->held = c;
+			return;
+		}
+	}
+	if (err) {
+		/* nobody listens behind it: as a closed port, a reset */
+		k_abort(&c->dc.r);
+		close(c->fd);
+		free(c);
+		if (err == -ECONNABORTED)
+			detach(l, "operator gone");
+		return;
+	}
+	setsockopt(c->fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+	set_user_timeout(l, c->fd);
+	conn_adopt(l, c);
+}
+
+/* The held clients whose time to ask again has come. */
+static void pub_retry_held(struct kloop *l)
+{
+	struct kconn *list = l->held, *c;
+	int64_t now = now_ms();
+
+	l->held = NULL;
+	while (list) {
+		c = list;
+		list = c->held_next;
+		if (now < c->retry_ms) {
+			c->held_next = l->held;
+			l->held = c;
+			continue;
+		}
+		pub_map(l, c);
+	}
+}
+
 static void pub_accept_all(struct kloop *l, struct kpub *p)
 {
 	for (;;) {
@@ -672,7 +733,7 @@ static void pub_accept_all(struct kloop *l, struct kpub *p)
 		socklen_t plen = sizeof(peer), llen = sizeof(local);
 		struct cn_addr src, dst;
 		struct kconn *c;
-		int fd, one = 1, err;
+		int fd;
 
 		fd = accept4(p->fd, (struct sockaddr *)&peer, &plen, SOCK_NONBLOCK | SOCK_CLOEXEC);
 		if (fd < 0)
@@ -687,24 +748,11 @@ static void pub_accept_all(struct kloop *l, struct kpub *p)
 		unmap_v4(&src);
 		unmap_v4(&dst);
 		c->fd = fd;
-		err = l->ses.attached ? cn_op_connect_flags(&l->ses.op, CN_L4_TCP, &src, &dst,
-							CN_CONNECT_PUBLISHED, &c->dc.r.ep, &c->dc.conn)
-				  : -ECONNREFUSED;
-		if (err) {
-			/* nobody listens behind it: as a closed port, a reset */
-			k_abort(&c->dc.r);
-			close(fd);
-			free(c);
-			if (err == -ECONNABORTED)
-				detach(l, "operator gone");
-			continue;
-		}
-		setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
-		set_user_timeout(l, fd);
-		conn_adopt(l, c);
+		c->held_src = src;
+		c->held_dst = dst;
+		pub_map(l, c);
 	}
 }
-
 /* ---- the operator session ---- */
 
 static void detach(struct kloop *l, const char *why)
@@ -751,6 +799,14 @@ static void check_deadlines(struct kloop *l)
 /* SIGTERM: every connection is reset towards its guest, as a host going down. */
 static void shutdown_all(struct kloop *l)
 {
+	while (l->held) { /* the held clients: reset, as the rest */
+		struct kconn *c = l->held;
+
+		l->held = c->held_next;
+		k_abort(&c->dc.r);
+		close(c->fd);
+		free(c);
+	}
 	while (l->conns.head) {
 		struct kconn *c = (struct kconn *)l->conns.head;
 
@@ -795,7 +851,7 @@ void *kernel_loop_main(void *arg)
 	while (!atomic_load(&dp_stop)) {
 		if (dp_sessions_due(&l.ses))
 			dp_sessions_attach(dl, &l.ses, l.epfd, on_publish, &l);
-		n = epoll_wait(l.epfd, evs, 256, 200);
+		n = epoll_wait(l.epfd, evs, 256, l.held ? DP_PUB_RETRY_MS : 200);
 		for (i = 0; i < n; i++) {
 			struct ksrc *s = evs[i].data.ptr;
 
@@ -848,6 +904,8 @@ void *kernel_loop_main(void *arg)
 		bury(&l);
 		dp_sessions_flush(&l.ses);
 		check_deadlines(&l);
+		if (l.held)
+			pub_retry_held(&l);
 		uflows_expire(&l);
 		bury(&l);
 	}

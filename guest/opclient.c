@@ -288,7 +288,10 @@ static int open_circuit(struct cn_op *op, const struct cn_msg_circuit *c, int *f
 int cn_op_connect(struct cn_op *op, unsigned int l4, const struct cn_addr *src,
 		  const struct cn_addr *dst, struct cn_local_ep *ep, struct cn_op_conn *conn)
 {
-	return cn_op_connect_flags(op, l4, src, dst, 0, ep, conn);
+	int err = cn_op_connect_flags(op, l4, src, dst, 0, ep, conn);
+
+	/* a full backlog (EAGAIN from the operator): refused, for a guest */
+	return err == -EAGAIN ? -ECONNREFUSED : err;
 }
 
 int cn_op_connect_flags(struct cn_op *op, unsigned int l4, const struct cn_addr *src,

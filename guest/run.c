@@ -292,6 +292,19 @@ static int run(const struct run_opts *o)
 	while (waitpid(child_pid, &status, 0) < 0)
 		if (errno != EINTR)
 			die("waitpid: %s", strerror(errno));
+	/*
+	 * The command is gone: nothing to pass signals to, and one arriving
+	 * while this process exits must not run a handler. (Under ASan, a
+	 * SIGTERM landing in LeakSanitizer's exit-time scan once left this
+	 * process spinning on a core for good.)
+	 */
+	{
+		sigset_t all;
+
+		sigfillset(&all);
+		sigprocmask(SIG_BLOCK, &all, NULL);
+		child_pid = 0;
+	}
 	free(hosts);
 	free(text);
 	if (WIFSIGNALED(status))

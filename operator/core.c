@@ -743,13 +743,25 @@ static int check_limits(struct op *op, struct session *s, struct setup *st, size
 
 	if (s->g->ncircuits >= sc->lim.max_circuits || s->g->mem + mem > sc->lim.max_memory)
 		return ENOBUFS;
-	if (st->dst->ncircuits >= dc->lim.max_circuits || st->dst->mem + mem > dc->lim.max_memory ||
-	    l->queued >= l->backlog || st->dst->npending >= dc->lim.max_pending) {
+	if (st->dst->ncircuits >= dc->lim.max_circuits || st->dst->mem + mem > dc->lim.max_memory) {
 		s->g->cnt.refused++;
 		op->cnt.refused++;
-		log_debug("guest %s: connection to %s refused: backlog or limits full", s->g->name,
+		log_debug("guest %s: connection to %s refused: its limits are full", s->g->name,
 			  st->dst->name);
 		return ECONNREFUSED;
+	}
+	if (l->queued >= l->backlog || st->dst->npending >= dc->lim.max_pending) {
+		/*
+		 * EAGAIN: Linux drops a SYN to a full accept queue and the client
+		 * tries again. A proxy stack holding a published port's client does
+		 * the same (it asks again); a guest's connect reads ECONNREFUSED
+		 * (cn_op_connect).
+		 */
+		s->g->cnt.refused++;
+		op->cnt.refused++;
+		log_debug("guest %s: connection to %s refused: its backlog is full", s->g->name,
+			  st->dst->name);
+		return EAGAIN;
 	}
 	/* same guest on both ends counts twice: the second end must fit as well */
 	if (st->dst == s->g && (s->g->ncircuits + 2 > sc->lim.max_circuits ||

@@ -310,6 +310,12 @@ check "a published port: curl on the host fetches 5 MiB from a guest" \
 	is "$(curl -sS -m 30 "http://127.0.0.1:$pub/blob" | sha256sum | cut -d' ' -f1)" "$want"
 check "a published port: curl on the remote fetches 5 MiB from a guest" \
 	is "$(remote curl -sS -m 30 "http://$net.1:$pub/blob" | sha256sum | cut -d' ' -f1)" "$want"
+# python's http.server listens with a backlog of 5: 16 clients at once overflow
+# it, and the proxy holds each one until the guest has room, as a Linux
+# client would resend its SYN (conn.h, DP_PUB_HOLD_MS)
+pub16() { curl -sS -m 30 "http://127.0.0.1:$pub/blob" 2>>"$dir/curl.err" | sha256sum | cut -d' ' -f1; }
+check "16 fetches at once through a published port, past the guest's backlog of 5: all whole" \
+	bash -c "$(declare -f pub16); dir='$dir'; pub=$pub; for i in \$(seq 16); do pub16 >'$dir/p16.'\$i & done; wait; [ \"\$(cat '$dir'/p16.* | sort -u)\" = '$want' ]"
 check "the guest sees the real client addresses (127.0.0.1 and the remote's)" \
 	bash -c "grep -q '^127.0.0.1 .*GET /blob' '$dir/web.log' && grep -q '^$net.2 .*GET /blob' '$dir/web.log'"
 check "wrk on the host to a published nginx: over 2000 requests, no errors" \
@@ -368,6 +374,7 @@ if [ "$failed" -ne 0 ]; then
 	echo "proxy.sh: $failed checks failed; dataplane log:"
 	tail -20 "$dir/dataplane.log"
 	report_failures "$dir/dataplane.log"
+	[ -s "$dir/curl.err" ] && sed 's/^/    curl: /' "$dir/curl.err"
 	echo "operator log:"
 	tail -20 "$dir/operator.log"
 	exit 1

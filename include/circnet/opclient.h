@@ -81,7 +81,11 @@ int cn_op_unlisten(struct cn_op *op, uint64_t listener_id);
  */
 int cn_op_connect(struct cn_op *op, unsigned int l4, const struct cn_addr *src,
 		  const struct cn_addr *dst, struct cn_local_ep *ep, struct cn_op_conn *conn);
-/* The same with CN_CONNECT_* flags (the proxy stack's published ports). */
+/*
+ * The same with CN_CONNECT_* flags (the proxy stack's published ports).
+ * Unlike cn_op_connect(), -EAGAIN when the listener's backlog is full: a
+ * proxy stack holding a client asks again, as a Linux client resends a SYN.
+ */
 int cn_op_connect_flags(struct cn_op *op, unsigned int l4, const struct cn_addr *src,
 			const struct cn_addr *dst, unsigned int flags, struct cn_local_ep *ep,
 			struct cn_op_conn *conn);
