@@ -134,7 +134,8 @@ static void peer_send(uint32_t seq, uint32_t ack, uint8_t flags, const uint8_t *
 	b[13] = flags;
 	b[14] = 0xff; /* window 65535 */
 	b[15] = 0xff;
-	memcpy(b + 20, opts, optlen);
+	if (optlen)
+		memcpy(b + 20, opts, optlen);
 	memset(b + 20 + optlen, 1, padded - optlen); /* NOPs */
 	assert_int_equal(nif.input(p, &nif), ERR_OK);
 }
