@@ -9,9 +9,11 @@
 #ifndef CIRCNET_DATAPLANE_CONN_H
 #define CIRCNET_DATAPLANE_CONN_H
 
+#include <errno.h>
 #include <pthread.h>
 #include <stdbool.h>
 #include <stddef.h>
+#include <stdint.h>
 
 #include <circnet/opclient.h>
 
@@ -25,6 +27,22 @@
  */
 #define DP_PUB_RETRY_MS 20
 #define DP_PUB_HOLD_MS	5000
+
+/*
+ * After the operator answered err for a published port's client at time
+ * now: true if the client is to be held (a full backlog, within
+ * DP_PUB_HOLD_MS of the first refusal), with *retry_ms set to when to ask
+ * again. *hold_ms is the caller's, 0 until the first refusal.
+ */
+static inline bool dp_pub_hold(int err, int64_t now, int64_t *hold_ms, int64_t *retry_ms)
+{
+	if (err != -EAGAIN)
+		return false;
+	if (!*hold_ms)
+		*hold_ms = now + DP_PUB_HOLD_MS;
+	*retry_ms = now + DP_PUB_RETRY_MS;
+	return now < *hold_ms;
+}
 
 struct dp_conn {
 	struct relay r;		     /* first: host ops get the relay */

@@ -852,15 +852,10 @@ static void map_accepted(struct dloop *l)
 						    &c->dc.conn.local, CN_CONNECT_PUBLISHED,
 						    &c->dc.r.ep, &c->dc.conn)
 			      : -ECONNREFUSED;
-		if (err == -EAGAIN) {
-			if (!c->map_hold_ms)
-				c->map_hold_ms = l->now + DP_PUB_HOLD_MS;
-			if (l->now < c->map_hold_ms) {
-				c->map_retry_ms = l->now + DP_PUB_RETRY_MS;
-				c->map_next = held;
-				held = c;
-				continue;
-			}
+		if (dp_pub_hold(err, l->now, &c->map_hold_ms, &c->map_retry_ms)) {
+			c->map_next = held;
+			held = c;
+			continue;
 		}
 		c->dc.accepting = false;
 		if (!err) {

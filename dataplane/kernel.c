@@ -57,7 +57,6 @@ struct kconn {
 	struct ksrc src_sock, src_data, src_space;
 	/* a published port's client held while its guest's backlog is full */
 	struct kconn *held_next;
-	struct cn_addr held_src, held_dst;
 	int64_t retry_ms, hold_ms; /* ask again then; give up then */
 };
 
@@ -670,34 +669,35 @@ static void pub_accept(struct kloop *l, struct kpub *p)
 	pub_apply_pending(l);
 }
 
+/* A published port's client that gets no guest: reset, as by a closed port. */
+static void pub_reset(struct kconn *c)
+{
+	k_abort(&c->dc.r);
+	close(c->fd);
+	free(c);
+}
+
 /*
- * Ask the operator for the guest behind a published port's client. A full
- * backlog holds the client (conn.h); anything else but success resets it.
+ * Ask the operator for the guest behind a published port's client (its
+ * address and ours in c->dc.conn). A full backlog holds the client
+ * (conn.h); anything else but success resets it.
  */
 static void pub_map(struct kloop *l, struct kconn *c)
 {
-	int64_t now = now_ms();
 	int err, one = 1;
 
 	err = l->ses.attached
-		      ? cn_op_connect_flags(&l->ses.op, CN_L4_TCP, &c->held_src, &c->held_dst,
-					    CN_CONNECT_PUBLISHED, &c->dc.r.ep, &c->dc.conn)
+		      ? cn_op_connect_flags(&l->ses.op, CN_L4_TCP, &c->dc.conn.remote,
+					    &c->dc.conn.local, CN_CONNECT_PUBLISHED, &c->dc.r.ep,
+					    &c->dc.conn)
 		      : -ECONNREFUSED;
-	if (err == -EAGAIN) {
-		if (!c->hold_ms)
-			c->hold_ms = now + DP_PUB_HOLD_MS;
-		if (now < c->hold_ms) {
-			c->retry_ms = now + DP_PUB_RETRY_MS;
-			c->held_next = l->held;
-			l->held = c;
-			return;
-		}
+	if (dp_pub_hold(err, now_ms(), &c->hold_ms, &c->retry_ms)) {
+		c->held_next = l->held;
+		l->held = c;
+		return;
 	}
 	if (err) {
-		/* nobody listens behind it: as a closed port, a reset */
-		k_abort(&c->dc.r);
-		close(c->fd);
-		free(c);
+		pub_reset(c);
 		if (err == -ECONNABORTED)
 			detach(l, "operator gone");
 		return;
@@ -748,11 +748,12 @@ static void pub_accept_all(struct kloop *l, struct kpub *p)
 		unmap_v4(&src);
 		unmap_v4(&dst);
 		c->fd = fd;
-		c->held_src = src;
-		c->held_dst = dst;
+		c->dc.conn.remote = src;
+		c->dc.conn.local = dst;
 		pub_map(l, c);
 	}
 }
+
 /* ---- the operator session ---- */
 
 static void detach(struct kloop *l, const char *why)
@@ -803,9 +804,7 @@ static void shutdown_all(struct kloop *l)
 		struct kconn *c = l->held;
 
 		l->held = c->held_next;
-		k_abort(&c->dc.r);
-		close(c->fd);
-		free(c);
+		pub_reset(c);
 	}
 	while (l->conns.head) {
 		struct kconn *c = (struct kconn *)l->conns.head;

@@ -188,6 +188,22 @@ unsigned int stack_flush(void)
  * DPDK's offload contract asks. UDP stays lwIP's: a datagram it fragments
  * has one checksum over all fragments, which no NIC sees whole.
  */
+/*
+ * The pseudo-header sum the port finishes TCP's checksum from, in place: the
+ * headers at m's l2_len and l3_len, IPv4 or IPv6 by its ol_flags (with
+ * RTE_MBUF_F_TX_TCP_SEG, DPDK's contract leaves the length out of it).
+ */
+static void tx_tcp_phdr(struct rte_mbuf *m)
+{
+	uint8_t *ip = rte_pktmbuf_mtod(m, uint8_t *) + m->l2_len;
+	struct rte_tcp_hdr *tcp = (struct rte_tcp_hdr *)(ip + m->l3_len);
+
+	if (m->ol_flags & RTE_MBUF_F_TX_IPV6)
+		tcp->cksum = rte_ipv6_phdr_cksum((struct rte_ipv6_hdr *)ip, m->ol_flags);
+	else
+		tcp->cksum = rte_ipv4_phdr_cksum((struct rte_ipv4_hdr *)ip, m->ol_flags);
+}
+
 static bool tx_offload(struct rte_mbuf *m)
 {
 	uint8_t *f = rte_pktmbuf_mtod(m, uint8_t *);
@@ -225,8 +241,7 @@ static bool tx_offload(struct rte_mbuf *m)
 		if (tcp && st.port->off.tx_l4_cksum &&
 		    RTE_ETHER_HDR_LEN + l3 + sizeof(struct rte_tcp_hdr) <= len) {
 			m->ol_flags |= RTE_MBUF_F_TX_TCP_CKSUM;
-			((struct rte_tcp_hdr *)(f + RTE_ETHER_HDR_LEN + l3))->cksum =
-				rte_ipv4_phdr_cksum(ip, m->ol_flags);
+			tx_tcp_phdr(m);
 		}
 		return true;
 	}
@@ -242,8 +257,7 @@ static bool tx_offload(struct rte_mbuf *m)
 			return false;
 		m->l3_len = l3;
 		m->ol_flags |= RTE_MBUF_F_TX_IPV6 | RTE_MBUF_F_TX_TCP_CKSUM;
-		((struct rte_tcp_hdr *)(f + RTE_ETHER_HDR_LEN + l3))->cksum =
-			rte_ipv6_phdr_cksum(ip6, m->ol_flags);
+		tx_tcp_phdr(m);
 		return true;
 	}
 	default:
@@ -268,15 +282,13 @@ static bool tx_offload(struct rte_mbuf *m)
 static void tso_close(void)
 {
 	struct rte_mbuf *m = st.tso_m;
-	uint8_t *f;
 
 	if (!m)
 		return;
 	st.tso_m = NULL;
 	if (st.tso.nsegs < 2)
 		return;
-	f = rte_pktmbuf_mtod(m, uint8_t *);
-	tso_finish(&st.tso, f);
+	tso_finish(&st.tso, rte_pktmbuf_mtod(m, uint8_t *));
 	m->ol_flags |= RTE_MBUF_F_TX_TCP_SEG;
 	m->l4_len = st.tso.first.l4_len;
 	/*
@@ -287,17 +299,7 @@ static void tso_close(void)
 	m->tso_segsz = (uint16_t)LWIP_MIN(st.tso.first.payload,
 					  st.port->tso_max_frame - st.tso.first.l2_len -
 						  st.tso.first.l3_len - st.tso.first.l4_len);
-	if (st.tso.first.ipv6) {
-		struct rte_ipv6_hdr *ip6 = (struct rte_ipv6_hdr *)(f + m->l2_len);
-
-		((struct rte_tcp_hdr *)((uint8_t *)ip6 + m->l3_len))->cksum =
-			rte_ipv6_phdr_cksum(ip6, m->ol_flags);
-	} else {
-		struct rte_ipv4_hdr *ip = (struct rte_ipv4_hdr *)(f + m->l2_len);
-
-		((struct rte_tcp_hdr *)((uint8_t *)ip + m->l3_len))->cksum =
-			rte_ipv4_phdr_cksum(ip, m->ol_flags);
-	}
+	tx_tcp_phdr(m);
 	st.cnt.tso_frames++;
 	st.cnt.tso_segs += st.tso.nsegs;
 }
@@ -340,7 +342,8 @@ static err_t link_output(struct netif *netif, struct pbuf *p)
 	struct rte_mbuf *m;
 	char *dst;
 #ifdef CIRCNET_LWIP_OWN
-	uint8_t hdr[TSO_HDR_MAX];
+	uint8_t copy[TSO_HDR_MAX];
+	const uint8_t *hdr = NULL;
 	struct tso_seg seg;
 	bool tso_seg = false;
 #endif
@@ -352,15 +355,25 @@ static err_t link_output(struct netif *netif, struct pbuf *p)
 		return ERR_OK; /* "sent", and lost on the way */
 #ifdef CIRCNET_LWIP_OWN
 	if (st.tso_on) {
-		u16_t caplen =
-			pbuf_copy_partial(p, hdr, (u16_t)LWIP_MIN(p->tot_len, sizeof(hdr)), 0);
 		err_t e;
 
 		/*
 		 * IPv4 only: DPDK 22.11's software GSO (net_tap's TSO) cannot cut
-		 * IPv6, so IPv6 TSO could not be tested here.
+		 * IPv6, so IPv6 TSO could not be tested here. lwIP's first pbuf
+		 * holds the headers (the data is chained to it): they are read in
+		 * place, and copied out only when they are split across pbufs.
 		 */
-		tso_seg = tso_parse(hdr, caplen, p->tot_len, &seg) && !seg.ipv6;
+		hdr = p->payload;
+		tso_seg = tso_parse(hdr, p->len, p->tot_len, &seg);
+		if (!tso_seg && p->len < p->tot_len && p->len < sizeof(copy)) {
+			hdr = copy;
+			tso_seg = tso_parse(
+				copy,
+				pbuf_copy_partial(p, copy,
+						  (u16_t)LWIP_MIN(p->tot_len, sizeof(copy)), 0),
+				p->tot_len, &seg);
+		}
+		tso_seg = tso_seg && !seg.ipv6;
 		if (tso_seg) {
 			e = tso_add(p, hdr, &seg);
 			if (e != ERR_VAL)
