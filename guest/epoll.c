@@ -37,6 +37,7 @@
 #include <unistd.h>
 
 #include "epoll.h"
+#include "procop.h"
 #include "sock.h"
 
 #define EXPORT __attribute__((visibility("default")))
@@ -60,6 +61,7 @@ struct ep_reg {
 struct ep_shadow {
 	pthread_mutex_t lock;
 	int inner;
+	int op_watch; /* the operator session's fd in the inner instance, or -1 */
 	struct ep_reg *regs;
 	struct ep_shadow *next; /* all shadows (shadows_lock) */
 };
@@ -69,6 +71,7 @@ static int (*real_epoll_pwait)(int, struct epoll_event *, int, int, const sigset
 static int (*real_close)(int);
 static pthread_once_t real_once = PTHREAD_ONCE_INIT;
 static struct ep_shadow *shadows[EP_MAX_FD];
+static char op_watch_tag; /* the inner instance's entry for the operator session */
 static struct ep_shadow *shadow_list;
 static pthread_mutex_t shadows_lock = PTHREAD_MUTEX_INITIALIZER;
 
@@ -96,6 +99,7 @@ static struct ep_shadow *shadow_of(int epfd, bool create)
 		if (sh) {
 			pthread_mutex_init(&sh->lock, NULL);
 			sh->inner = epoll_create1(EPOLL_CLOEXEC);
+			sh->op_watch = -1;
 			ev.data.ptr = sh;
 			if (sh->inner < 0 || real_epoll_ctl(epfd, EPOLL_CTL_ADD, sh->inner, &ev)) {
 				if (sh->inner >= 0)
@@ -344,9 +348,10 @@ static int scan(struct ep_shadow *sh, struct epoll_event *evs, int max, bool arm
  * its rings alone never show. Caller holds sh->lock, so every r is alive:
  * freeing one takes its doorbells out of the inner instance first.
  */
-static void drain_inner(struct ep_shadow *sh)
+static bool drain_inner(struct ep_shadow *sh)
 {
 	struct epoll_event evs[64];
+	bool op_fired = false;
 	int n, i;
 
 	do {
@@ -354,10 +359,31 @@ static void drain_inner(struct ep_shadow *sh)
 		for (i = 0; i < n; i++) {
 			struct ep_reg *r = evs[i].data.ptr;
 
+			if (evs[i].data.ptr == &op_watch_tag) {
+				op_fired = true;
+				continue;
+			}
+
 			if ((evs[i].events & (EPOLLHUP | EPOLLERR)) && r->cs->state == CS_CONNECTED)
 				csock_peer_hangup(r->cs);
 		}
 	} while (n == 64);
+	return op_fired;
+}
+
+/*
+ * With sh->lock: the inner instance watches fd, the process's operator
+ * session (procop.h), for its hang-up; a new session replaces the old one.
+ */
+static void watch_operator(struct ep_shadow *sh, int fd)
+{
+	struct epoll_event ev = { .events = EPOLLRDHUP | EPOLLET, .data.ptr = &op_watch_tag };
+
+	if (sh->op_watch == fd)
+		return;
+	if (sh->op_watch >= 0)
+		real_epoll_ctl(sh->inner, EPOLL_CTL_DEL, sh->op_watch, NULL);
+	sh->op_watch = fd >= 0 && !real_epoll_ctl(sh->inner, EPOLL_CTL_ADD, fd, &ev) ? fd : -1;
 }
 
 static int64_t mono_ms(void)
@@ -432,11 +458,16 @@ int ep_wait(int epfd, struct epoll_event *evs, int max, int timeout, const sigse
 	if (max <= 0)
 		return -EINVAL;
 	for (;;) {
-		bool fired = false;
-		int left;
+		bool fired = false, tend;
+		int left, retry, wfd;
 
 		pthread_mutex_lock(&sh->lock);
-		drain_inner(sh); /* hints consumed: the scan looks at every ring */
+		/* hints consumed: the scan looks at every ring */
+		tend = drain_inner(sh);
+		pthread_mutex_unlock(&sh->lock);
+		if (tend)
+			procop_tick(); /* the operator's session hung up: see to it */
+		pthread_mutex_lock(&sh->lock);
 		n = scan(sh, evs, max, false);
 		if (!n)
 			n = scan(sh, evs, max, true); /* armed: a later change rings */
@@ -454,11 +485,26 @@ int ep_wait(int epfd, struct epoll_event *evs, int max, int timeout, const sigse
 		left = deadline < 0 ? -1 : (int)(deadline - mono_ms());
 		if (deadline >= 0 && left < 0)
 			left = 0;
-		if (left != 0)
+		retry = -1;
+		if (left != 0) {
 			csock_flush_closed();
+			/* the operator: its session's hang-up, the next attempt to reach it */
+			wfd = procop_watch(&retry);
+			pthread_mutex_lock(&sh->lock);
+			watch_operator(sh, wfd);
+			pthread_mutex_unlock(&sh->lock);
+			if (retry >= 0 && (left < 0 || retry < left))
+				left = retry;
+			else
+				retry = -1;
+		}
 		k = kernel_events(epfd, sh, evs, max, left, mask, &fired);
 		if (k != 0)
 			return k; /* ordinary events, or an error (EINTR) */
+		if (!fired && retry >= 0) {
+			procop_tick(); /* an attempt to reach the operator is due */
+			continue;
+		}
 		if (!fired && deadline >= 0 && mono_ms() >= deadline)
 			return 0;
 		/* a doorbell rang (or a spurious wake-up): look at the rings again */

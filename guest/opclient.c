@@ -76,12 +76,23 @@ static void note_reset(struct cn_op *op, const union cn_msg *m)
 		op->resets[op->nresets++] = m->reset.circuit_id;
 }
 
+/* A send's failure: the operator is gone, or (a durable channel) not reading. */
+static int send_error(const struct cn_op *op, int err)
+{
+	if (err == EPIPE || err == ECONNRESET || (op->durable && err == EAGAIN))
+		return -ECONNABORTED;
+	return -err;
+}
+
 /*
  * Send msg (may be NULL) after the pending CLOSED notices, all in one
- * sendmmsg: the operator wakes once for the lot.
+ * sendmmsg: the operator wakes once for the lot. On a durable channel
+ * nothing waits: with no operator reading, its queue fills and notices
+ * are dropped (they would mean nothing to the next operator anyway).
  */
 static int send_with_closed(struct cn_op *op, const struct cn_msg_hdr *msg)
 {
+	int flags = MSG_NOSIGNAL | (op->durable ? MSG_DONTWAIT : 0);
 	struct cn_msg_id ids[CN_OP_CLOSED_BATCH];
 	struct mmsghdr mm[CN_OP_CLOSED_BATCH + 1];
 	struct iovec iov[CN_OP_CLOSED_BATCH + 1];
@@ -101,25 +112,37 @@ static int send_with_closed(struct cn_op *op, const struct cn_msg_hdr *msg)
 	}
 	op->nclosed = 0; /* lost with the session if this fails: it is dead then */
 	while (sent < n) {
-		int r = sendmmsg(op->fd, mm + sent, n - sent, MSG_NOSIGNAL);
+		int r = sendmmsg(op->fd, mm + sent, n - sent, flags);
 
 		if (r < 0) {
 			if (errno == EINTR)
 				continue;
-			return errno == EPIPE || errno == ECONNRESET ? -ECONNABORTED : -errno;
+			return send_error(op, errno);
 		}
 		sent += (unsigned int)r;
 	}
 	return 0;
 }
 
-/* Send a request and wait for its reply, keeping pushes that come between. */
-static int call(struct cn_op *op, struct cn_msg_hdr *req, union cn_msg *rep, int *fds, int *nfds)
+/*
+ * Send a request and wait for its reply, keeping pushes that come between.
+ * pass: an fd to send with the request (a listener's channel), or -1.
+ */
+static int call_pass(struct cn_op *op, struct cn_msg_hdr *req, int pass, union cn_msg *rep,
+		     int *fds, int *nfds)
 {
 	int err, i;
 
 	req->seq = ++op->seq;
-	err = send_with_closed(op, req);
+	if (pass < 0) {
+		err = send_with_closed(op, req);
+	} else {
+		err = op->nclosed ? send_with_closed(op, NULL) : 0;
+		if (!err)
+			err = cn_send_fds(op->fd, &pass, 1, req, req->len);
+		if (err)
+			err = send_error(op, -err);
+	}
 	if (err)
 		return err;
 	for (;;) {
@@ -148,6 +171,11 @@ static int call(struct cn_op *op, struct cn_msg_hdr *req, union cn_msg *rep, int
 	if (rep->h.type == CN_MSG_ERROR)
 		return -rep->error.err;
 	return 0;
+}
+
+static int call(struct cn_op *op, struct cn_msg_hdr *req, union cn_msg *rep, int *fds, int *nfds)
+{
+	return call_pass(op, req, -1, rep, fds, nfds);
 }
 
 int cn_op_open(struct cn_op *op, const char *path)
@@ -196,6 +224,22 @@ void cn_op_close(struct cn_op *op)
 	if (op->fd >= 0)
 		close(op->fd);
 	op->fd = -1;
+	if (op->durable && op->chan_peer >= 0)
+		close(op->chan_peer);
+	op->durable = false;
+	op->chan_peer = -1;
+}
+
+bool cn_op_alive(const struct cn_op *op)
+{
+	struct pollfd p = { .fd = op->fd, .events = POLLRDHUP };
+
+	if (op->fd < 0)
+		return false;
+	while (poll(&p, 1, 0) < 0)
+		if (errno != EINTR)
+			return true; /* cannot tell: the next request will */
+	return !(p.revents & (POLLRDHUP | POLLHUP | POLLERR | POLLNVAL));
 }
 
 int cn_op_listen(struct cn_op *op, unsigned int l4, const struct cn_addr *addr, uint32_t backlog,
@@ -224,6 +268,54 @@ int cn_op_listen_flags(struct cn_op *op, unsigned int l4, const struct cn_addr *
 		return err;
 	if (rep.h.type != CN_MSG_LISTEN_OK)
 		return -EPROTO;
+	if (bound)
+		*bound = rep.listen_ok.bound;
+	if (listener_id)
+		*listener_id = rep.listen_ok.listener_id;
+	return 0;
+}
+
+int cn_op_channel_init(struct cn_op *lst)
+{
+	int sv[2];
+
+	if (socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, sv))
+		return -errno;
+	memset(lst, 0, sizeof(*lst));
+	lst->fd = cn_fd_lift(sv[0]);
+	lst->chan_peer = cn_fd_lift(sv[1]);
+	lst->durable = true;
+	lst->timeout_ms = DEFAULT_TIMEOUT_MS;
+	return 0;
+}
+
+int cn_op_listen_channel(struct cn_op *ctl, struct cn_op *lst, unsigned int l4,
+			 const struct cn_addr *addr, uint32_t backlog, unsigned int flags,
+			 struct cn_addr *bound, uint64_t *listener_id)
+{
+	struct cn_msg_listen req;
+	union cn_msg rep;
+	int fds[CN_LOCAL_NFDS], nfds, err;
+	bool fresh = !lst->durable;
+
+	if (fresh && (err = cn_op_channel_init(lst)))
+		return err;
+	cn_msg_init(&req.h, CN_MSG_LISTEN, sizeof(req), 0);
+	req.l4 = (uint8_t)l4;
+	req.flags = (uint8_t)(flags | CN_LISTEN_CHANNEL);
+	req.backlog = backlog;
+	if (addr)
+		req.addr = *addr;
+	req.addr.pad = 0;
+	err = call_pass(ctl, &req.h, lst->chan_peer, &rep, fds, &nfds);
+	if (!err && rep.h.type != CN_MSG_LISTEN_OK)
+		err = -EPROTO;
+	if (err) {
+		if (fresh)
+			cn_op_close(lst);
+		return err;
+	}
+	lst->info = ctl->info;
 	if (bound)
 		*bound = rep.listen_ok.bound;
 	if (listener_id)

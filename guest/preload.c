@@ -25,6 +25,7 @@
 #undef _FILE_OFFSET_BITS
 #include <dlfcn.h>
 #include <errno.h>
+#include <limits.h>
 #include <fcntl.h>
 #include <netinet/in.h>
 #include <poll.h>
@@ -52,6 +53,7 @@
 #include <unistd.h>
 
 #include "epoll.h"
+#include "procop.h"
 #include "sock.h"
 
 #define EXPORT __attribute__((visibility("default")))
@@ -314,6 +316,11 @@ static int install(int fd, int obj, bool nonblock)
 	return 0;
 }
 
+int preload_install_late(int fd, struct csock *cs, int obj)
+{
+	return lookup(fd) == cs ? install(fd, obj, cs->nonblock) : -EBADF;
+}
+
 EXPORT int bind(int fd, const struct sockaddr *sa, socklen_t len)
 {
 	struct csock *cs = lookup(fd);
@@ -407,7 +414,7 @@ EXPORT int connect(int fd, const struct sockaddr *sa, socklen_t len)
 		return REAL(connect)(fd, sa, len);
 	if (!cs->dgram && sa && len >= sizeof(sa_family_t) && sa->sa_family == AF_UNSPEC)
 		return disconnect(fd, cs);
-	err = csock_connect(cs, sa, len, &doorbell);
+	err = csock_connect(cs, fd, sa, len, &doorbell);
 	if (doorbell >= 0) {
 		ierr = install(fd, doorbell, cs->nonblock);
 		if (ierr)
@@ -952,16 +959,19 @@ static int circuits_ready(struct pollfd *fds, nfds_t n)
  * doorbells armed and polled in their place; after any wake-up all circuits
  * are looked at again. timeout_ns < 0: forever.
  */
+#define OWNER_OPERATOR INT_MIN /* poll_mixed's entry for the operator's session */
+
 static int poll_mixed(struct pollfd *fds, nfds_t n, int64_t timeout_ns, const sigset_t *mask)
 {
 	int64_t deadline = timeout_ns < 0 ? -1 : mono_ns() + timeout_ns;
 	struct pollfd stackbuf[64], *k = stackbuf;
-	int *owner, stackown[64], ready, rc;
+	int *owner, stackown[64], ready, rc, retry;
 	nfds_t i, nk;
+	bool tend;
 
-	if (n * 3 > 64) {
-		k = calloc(n * 3, sizeof(*k));
-		owner = calloc(n * 3, sizeof(*owner));
+	if (n * 3 + 1 > 64) {
+		k = calloc(n * 3 + 1, sizeof(*k));
+		owner = calloc(n * 3 + 1, sizeof(*owner));
 		if (!k || !owner) {
 			free(k);
 			free(owner);
@@ -1002,16 +1012,32 @@ static int poll_mixed(struct pollfd *fds, nfds_t n, int64_t timeout_ns, const si
 				owner[nk++] = -1 - (int)i;
 			}
 		}
+		/* the operator's session: its hang-up, and attempts to reach it (procop.h) */
+		retry = -1;
+		if (!ready) {
+			int wfd = procop_watch(&retry);
+
+			if (wfd >= 0) {
+				k[nk] = (struct pollfd){ .fd = wfd, .events = POLLRDHUP };
+				owner[nk++] = OWNER_OPERATOR;
+			}
+		}
 		if (!ready && deadline >= 0) {
 			int64_t left = deadline - mono_ns();
 
 			if (left < 0)
 				left = 0;
+			if (retry >= 0 && left > (int64_t)retry * 1000000)
+				left = (int64_t)retry * 1000000;
 			ts.tv_sec = left / 1000000000;
 			ts.tv_nsec = left % 1000000000;
 			tsp = &ts;
 		} else if (ready) {
 			ts.tv_sec = ts.tv_nsec = 0;
+			tsp = &ts;
+		} else if (retry >= 0) {
+			ts.tv_sec = retry / 1000;
+			ts.tv_nsec = (long)(retry % 1000) * 1000000;
 			tsp = &ts;
 		}
 		if (!ready)
@@ -1019,8 +1045,13 @@ static int poll_mixed(struct pollfd *fds, nfds_t n, int64_t timeout_ns, const si
 		rc = REAL(ppoll)(k, nk, tsp, mask);
 		if (rc < 0)
 			break;
+		tend = retry >= 0 && rc == 0;
 		for (i = 0; i < nk; i++) {
-			if (owner[i] >= 0) {
+			if (owner[i] == OWNER_OPERATOR) {
+				tend |= k[i].revents != 0;
+				if (k[i].revents)
+					rc--;
+			} else if (owner[i] >= 0) {
 				fds[owner[i]].revents = k[i].revents;
 				if (k[i].revents)
 					ready++;
@@ -1028,6 +1059,8 @@ static int poll_mixed(struct pollfd *fds, nfds_t n, int64_t timeout_ns, const si
 				csock_peer_hangup(lookup(fds[-1 - owner[i]].fd));
 			}
 		}
+		if (tend)
+			procop_tick();
 		if (ready) {
 			/* circuits whose doorbell rang: look at their rings now */
 			ready = 0;

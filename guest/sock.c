@@ -25,117 +25,68 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/ioctl.h>
+#include <time.h>
 #include <unistd.h>
 
+#include "procop.h"
 #include "sock.h"
 
-/* ---- the process's session at the operator ---- */
-
-static struct {
-	pthread_mutex_t lock;
-	char path[108];
-	bool open;
-	struct cn_op op;
-} proc = { .lock = PTHREAD_MUTEX_INITIALIZER };
+/* ---- the process's session at the operator (procop.c) ---- */
 
 int csock_global_init(void)
 {
-	const char *p = getenv("CIRCNET_OPERATOR_SOCKET");
-
-	if (!p || !*p || strlen(p) >= sizeof(proc.path))
-		return -ENOENT;
-	memcpy(proc.path, p, strlen(p) + 1);
-	return 0;
+	return procop_init();
 }
 
 void csock_after_fork_child(void)
 {
-	/* the session socket is the parent's: replies could go to either */
-	pthread_mutex_init(&proc.lock, NULL);
-	if (proc.open) {
-		proc.op.nclosed = 0; /* the parent reports its own closes */
-		preload_hide(proc.op.fd, false);
-		cn_op_close(&proc.op);
-	}
-	proc.open = false;
-}
-
-/* With proc.lock held: a registered session, opened on first use. */
-static int proc_session(void)
-{
-	int err;
-
-	if (proc.open)
-		return 0;
-	if (!proc.path[0])
-		return -ENETUNREACH; /* not a guest: no circuit network */
-	err = cn_op_open(&proc.op, proc.path);
-	if (err)
-		return err == -ENOENT || err == -ECONNREFUSED ? -ENETUNREACH : err;
-	proc.op.keep_memfd = true;
-	preload_hide(proc.op.fd, true);
-	proc.open = true;
-	return 0;
+	procop_after_fork_child();
 }
 
 /* The guest's own addresses (from the operator's HELLO), for bind checks. */
 static int proc_info(struct cn_msg_hello_ok *info)
 {
-	int err;
+	struct cn_op *op;
+	int err = procop_get(&op, procop_wait_ns());
 
-	pthread_mutex_lock(&proc.lock);
-	err = proc_session();
-	if (!err)
-		*info = proc.op.info;
-	pthread_mutex_unlock(&proc.lock);
-	return err;
-}
-
-static int proc_connect(const struct cn_addr *src, const struct cn_addr *dst,
-			struct cn_local_ep *ep, struct cn_op_conn *conn)
-{
-	int err, tries;
-
-	pthread_mutex_lock(&proc.lock);
-	for (tries = 0; tries < 2; tries++) {
-		err = proc_session();
-		if (err)
-			break;
-		err = cn_op_connect(&proc.op, CN_L4_TCP, src, dst, ep, conn);
-		if (err != -ECONNABORTED)
-			break;
-		/* the operator restarted: register again, once */
-		preload_hide(proc.op.fd, false);
-		cn_op_close(&proc.op);
-		proc.open = false;
-	}
-	pthread_mutex_unlock(&proc.lock);
-	return err;
+	if (err)
+		return err == -EHOSTDOWN ? -EADDRNOTAVAIL : err;
+	*info = op->info;
+	procop_put(0);
+	return 0;
 }
 
 /*
- * Closes are reported to the operator in batches, with the process's next
- * request; before the process goes to sleep (epoll_wait, poll, select,
- * accept), send what is pending, so that an idle server does not keep the
- * operator holding circuits it has let go of.
+ * A connect through the process session. The operator restarted (the
+ * session reads ECONNABORTED): once more on a new session. The operator
+ * down: wait up to wait_ns for it (-EHOSTDOWN after that).
  */
-void csock_flush_closed(void)
+static int proc_connect(const struct cn_addr *src, const struct cn_addr *dst,
+			struct cn_local_ep *ep, struct cn_op_conn *conn, int64_t wait_ns)
 {
-	if (!__atomic_load_n(&proc.op.nclosed, __ATOMIC_RELAXED))
-		return;
-	pthread_mutex_lock(&proc.lock);
-	if (proc.open)
-		cn_op_flush(&proc.op);
-	pthread_mutex_unlock(&proc.lock);
+	struct cn_op *op;
+	int err, tries;
+
+	for (tries = 0; tries < 2; tries++) {
+		err = procop_get(&op, wait_ns);
+		if (err)
+			break;
+		err = cn_op_connect(op, CN_L4_TCP, src, dst, ep, conn);
+		procop_put(err);
+		if (err != -ECONNABORTED)
+			break;
+	}
+	return err;
 }
 
-/* Any session of the guest may report its closes: use the process's. */
+void csock_flush_closed(void)
+{
+	procop_flush_closed();
+}
+
 static void proc_closed(uint64_t circuit_id)
 {
-	pthread_mutex_lock(&proc.lock);
-	if (!proc_session())
-		cn_op_closed(&proc.op, circuit_id);
-	pthread_mutex_unlock(&proc.lock);
+	procop_closed(circuit_id);
 }
 
 /* ---- addresses ---- */
@@ -213,6 +164,8 @@ static void hide_fds(struct csock *cs, bool hidden)
 
 	if (cs->state == CS_LISTENING) {
 		preload_hide(cs->op.fd, hidden);
+		if (cs->op.durable)
+			preload_hide(cs->op.chan_peer, hidden);
 	} else if (cs->state == CS_CONNECTED) {
 		for (i = 0; i < 4; i++) {
 			if (cs->ep.notif[i].ops) {
@@ -252,11 +205,16 @@ void csock_get(struct csock *cs)
 /* Let go of what the state holds: a listener session, or a circuit. */
 static void release_state(struct csock *cs)
 {
+	if (cs->state == CS_WAITOP) {
+		procop_waiting(-1);
+		cs->state = CS_NEW;
+	}
 	hide_fds(cs, false); /* ours to close now */
 	if (cs->memfd >= 0)
 		close(cs->memfd);
 	cs->memfd = -1;
 	if (cs->state == CS_LISTENING) {
+		procop_durable_del(cs);
 		cn_op_close(&cs->op);
 	} else if (cs->state == CS_CONNECTED) {
 		/*
@@ -312,7 +270,7 @@ int csock_disconnect(struct csock *cs, bool *fresh)
 		pthread_mutex_unlock(&cs->tx_lock);
 		pthread_mutex_unlock(&cs->rx_lock);
 		*fresh = true;
-	} else if (cs->state == CS_LISTENING) {
+	} else if (cs->state == CS_LISTENING || cs->state == CS_WAITOP) {
 		release_state(cs);
 		*fresh = true;
 	}
@@ -347,7 +305,7 @@ int csock_check_local(const struct cn_addr *a)
 
 const char *csock_operator_path(void)
 {
-	return proc.path[0] ? proc.path : NULL;
+	return procop_path();
 }
 
 int csock_bind(struct csock *cs, const struct sockaddr *sa, socklen_t len)
@@ -376,9 +334,39 @@ out:
 	return err;
 }
 
+/*
+ * With cs->lock: register the listener's channel (made on the first call)
+ * through the process session. -EHOSTDOWN: the operator is not there.
+ */
+int csock_register(struct csock *cs, int64_t wait_ns)
+{
+	unsigned int l4 = cs->dgram ? CN_L4_UDP : CN_L4_TCP;
+	struct cn_addr bound;
+	struct cn_op *op;
+	uint64_t inst = 0;
+	int err, tries;
+
+	for (tries = 0; tries < 2; tries++) {
+		err = procop_get(&op, wait_ns);
+		if (err)
+			return err;
+		inst = op->info.guest_id;
+		err = cn_op_listen_channel(op, &cs->op, l4, &cs->local, cs->backlog,
+					   cs->listen_flags, &bound, NULL);
+		procop_put(err);
+		if (err != -ECONNABORTED)
+			break;
+	}
+	if (!err) {
+		cs->local = bound;
+		__atomic_store_n(&cs->reg_gen, inst, __ATOMIC_RELAXED);
+		cs->lost = false;
+	}
+	return err;
+}
+
 int csock_listen(struct csock *cs, int backlog, int *session)
 {
-	struct cn_addr bound;
 	int err = 0;
 
 	*session = -1;
@@ -389,32 +377,69 @@ int csock_listen(struct csock *cs, int backlog, int *session)
 		err = -EINVAL;
 		goto out;
 	}
-	if (!proc.path[0]) {
+	if (!procop_path()) {
 		err = -ENETUNREACH;
 		goto out;
 	}
-	err = cn_op_open(&cs->op, proc.path);
-	if (err)
-		goto out;
-	if (backlog <= 0)
-		backlog = 1;
 	if (cs->state == CS_NEW) /* listen without bind: the wildcard, any port */
 		cs->local.family = cs->family == AF_INET6 ? CN_AF_INET6 : CN_AF_INET;
-	err = cn_op_listen_flags(&cs->op, CN_L4_TCP, &cs->local, (uint32_t)backlog,
-				 cs->opt_v6only ? CN_LISTEN_V6ONLY : 0, &bound, NULL);
-	if (err) {
-		cn_op_close(&cs->op);
+	cs->backlog = backlog <= 0 ? 1 : (uint32_t)backlog;
+	cs->listen_flags = cs->opt_v6only ? CN_LISTEN_V6ONLY : 0;
+	/*
+	 * The operator down: a listener on a port of its own is made here and
+	 * registered when the operator is back (procop.c), as after a restart;
+	 * a port-0 listener needs the operator to pick its port, and waits.
+	 */
+	err = csock_register(cs, cs->local.port ? 0 : procop_wait_ns());
+	if (err == -EHOSTDOWN && cs->local.port)
+		err = cn_op_channel_init(&cs->op);
+	else if (err == -EHOSTDOWN)
+		err = -EADDRINUSE; /* no port to be had */
+	if (err)
 		goto out;
-	}
-	cs->local = bound;
 	cs->op.timeout_ms = -1; /* accept blocks as long as it takes */
 	cs->op.keep_memfd = true;
 	cs->state = CS_LISTENING;
 	hide_fds(cs, true);
+	procop_durable_add(cs);
 	*session = cs->op.fd;
 out:
 	pthread_mutex_unlock(&cs->lock);
 	return err;
+}
+
+/*
+ * With cs->lock, from procop.c: the operator restarted; register the
+ * listener (or bound datagram socket) with the new one. A refusal (the
+ * new config no longer allows it, the port went to another socket) leaves
+ * the socket in place with nothing to accept, as a listener whose port
+ * was taken away: it is tried again with the next operator.
+ */
+int csock_reregister(struct csock *cs)
+{
+	int err;
+
+	if (!cs->op.durable || (cs->state != CS_LISTENING && !(cs->dgram && cs->state == CS_BOUND)))
+		return 0;
+	if (__atomic_load_n(&cs->reg_gen, __ATOMIC_RELAXED) == procop_instance())
+		return 0;
+	err = csock_register(cs, 0);
+	if (err && err != -EHOSTDOWN && err != -ECONNABORTED) {
+		__atomic_store_n(&cs->reg_gen, procop_instance(), __ATOMIC_RELAXED);
+		cs->lost = true;
+	}
+	return err == -ECONNABORTED ? -EHOSTDOWN : err;
+}
+
+bool csock_tryget(struct csock *cs)
+{
+	int refs = __atomic_load_n(&cs->refs, __ATOMIC_SEQ_CST);
+
+	while (refs > 0)
+		if (__atomic_compare_exchange_n(&cs->refs, &refs, refs + 1, false,
+						__ATOMIC_SEQ_CST, __ATOMIC_SEQ_CST))
+			return true;
+	return false;
 }
 
 /*
@@ -434,6 +459,33 @@ static void take_circuit(struct csock *cs, const struct cn_op_conn *conn)
 	cn_poll_arm(&cs->ep.ep, CN_POLLIN);
 }
 
+/*
+ * A blocking call's wait: until fd shows events, timeout_ms passes (-1:
+ * never), or the process's operator session needs attention (it hung up,
+ * or an attempt to reach a restarted operator is due: procop.c), which is
+ * given here. 0 to look again, -ETIMEDOUT, or -errno of poll.
+ */
+int wait_for_operator_or(int fd, short events, int timeout_ms)
+{
+	struct pollfd p[2] = { { .fd = fd, .events = events } };
+	int retry, n = 1, t = timeout_ms, rc;
+
+	p[1].fd = procop_watch(&retry);
+	p[1].events = POLLRDHUP;
+	if (p[1].fd >= 0)
+		n = 2;
+	if (retry >= 0 && (t < 0 || retry < t))
+		t = retry;
+	rc = poll(p, (nfds_t)n, t);
+	if (rc < 0)
+		return errno == EINTR ? 0 : -errno;
+	if ((n == 2 && p[1].revents) || (rc == 0 && t != timeout_ms))
+		procop_tick();
+	if (rc == 0 && t == timeout_ms)
+		return -ETIMEDOUT;
+	return p[0].revents & POLLNVAL ? -EBADF : 0;
+}
+
 int csock_accept(struct csock *cs, bool nonblock, struct csock **out, int *doorbell)
 {
 	struct cn_op_conn conn;
@@ -448,11 +500,13 @@ int csock_accept(struct csock *cs, bool nonblock, struct csock **out, int *doorb
 	/* a listener has no data path: its rx lock serialises accepts, close stays free */
 	pthread_mutex_lock(&cs->rx_lock);
 	for (;;) {
-		if (!cs->nonblock)
-			csock_flush_closed();
-		err = cn_op_accept(&cs->op, &n->ep, &conn, cs->nonblock);
-		/* a process sharing the listener took it first: wait for the next */
+		err = cn_op_accept(&cs->op, &n->ep, &conn, 1);
+		/* nothing yet, or a process sharing the listener took it first */
 		if (err != -EAGAIN || cs->nonblock)
+			break;
+		csock_flush_closed();
+		err = wait_for_operator_or(cs->op.fd, POLLIN, -1);
+		if (err)
 			break;
 	}
 	pthread_mutex_unlock(&cs->rx_lock);
@@ -480,6 +534,7 @@ static void fail_pending(struct csock *cs, int err)
 }
 
 static bool doorbell_hung_up(struct csock *cs);
+static bool waitop_settled(struct csock *cs);
 
 /* 0 established, -EINPROGRESS still pending, or the -errno it failed with. */
 static int settle(struct csock *cs, bool block)
@@ -515,6 +570,11 @@ static int settle_for_io(struct csock *cs, bool nonblock)
 {
 	int err;
 
+	while (cs->state == CS_WAITOP && !waitop_settled(cs)) {
+		if (nonblock)
+			return -EAGAIN;
+		wait_for_operator_or(-1, 0, 100);
+	}
 	if (!cs->pending)
 		return 0;
 	pthread_mutex_lock(&cs->lock);
@@ -526,7 +586,68 @@ static int settle_for_io(struct csock *cs, bool nonblock)
 	return err == -EINPROGRESS ? -EAGAIN : err;
 }
 
-int csock_connect(struct csock *cs, const struct sockaddr *sa, socklen_t len, int *doorbell)
+static int64_t mono_ns(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
+}
+
+/* With cs->lock: the circuit conn is the socket's now (a connect succeeded). */
+static void connected(struct csock *cs, const struct cn_op_conn *conn)
+{
+	take_circuit(cs, conn);
+	cn_ep_set_timeouts(&cs->ep.ep, cs->rcvtimeo_ms, cs->sndtimeo_ms);
+	cs->pending = conn->flags & CN_CIRCUIT_PENDING;
+}
+
+/*
+ * With cs->lock: a non-blocking connect made while the operator was down
+ * (CS_WAITOP) tries again: true once it is settled (connected, or failed
+ * with SO_ERROR set: EHOSTUNREACH once the wait's bound passed, as a
+ * connect to a host that never answers ARP fails). The circuit's doorbell
+ * then replaces the placeholder at the application's fd.
+ */
+static bool waitop_step(struct csock *cs)
+{
+	struct cn_op_conn conn;
+	int err;
+
+	if (cs->state != CS_WAITOP)
+		return true;
+	err = proc_connect(cs->waitop_bound ? &cs->local : NULL, &cs->remote, &cs->ep, &conn, 0);
+	if (err == -EHOSTDOWN && mono_ns() < cs->waitop_deadline_ns)
+		return false;
+	procop_waiting(-1);
+	if (err) {
+		cs->state = CS_FAILED;
+		cs->so_error = err == -EHOSTDOWN ? EHOSTUNREACH : -err;
+		return true;
+	}
+	connected(cs, &conn);
+	if (preload_install_late(cs->waitop_fd, cs, cs->ep.notif[0].fd)) {
+		/* the fd went elsewhere meanwhile: nobody can use the circuit */
+		release_state(cs);
+		cs->state = CS_FAILED;
+		cs->so_error = ECONNABORTED;
+	}
+	return true;
+}
+
+/* A socket in CS_WAITOP: settled now? (takes cs->lock) */
+static bool waitop_settled(struct csock *cs)
+{
+	bool done;
+
+	pthread_mutex_lock(&cs->lock);
+	done = waitop_step(cs);
+	pthread_mutex_unlock(&cs->lock);
+	return done;
+}
+
+int csock_connect(struct csock *cs, int fd, const struct sockaddr *sa, socklen_t len,
+		  int *doorbell)
 {
 	struct cn_op_conn conn;
 	struct cn_addr dst;
@@ -548,6 +669,16 @@ int csock_connect(struct csock *cs, const struct sockaddr *sa, socklen_t len, in
 	case CS_LISTENING:
 		err = -EINVAL;
 		goto out;
+	case CS_WAITOP:
+		if (!waitop_step(cs)) {
+			err = -EALREADY;
+			goto out;
+		}
+		if (cs->state == CS_CONNECTED) {
+			err = -EISCONN;
+			goto out;
+		}
+		__attribute__((fallthrough)); /* it failed */
 	case CS_FAILED:
 		/* report the failure once more, then allow a new attempt */
 		err = cs->so_error ? -cs->so_error : -ECONNREFUSED;
@@ -557,7 +688,21 @@ int csock_connect(struct csock *cs, const struct sockaddr *sa, socklen_t len, in
 	default:
 		break;
 	}
-	err = proc_connect(cs->state == CS_BOUND ? &cs->local : NULL, &dst, &cs->ep, &conn);
+	err = proc_connect(cs->state == CS_BOUND ? &cs->local : NULL, &dst, &cs->ep, &conn,
+			   cs->nonblock ? 0 : procop_wait_ns());
+	if (err == -EHOSTDOWN && cs->nonblock) {
+		/* the operator is down: in progress until it is back, or the bound passes */
+		cs->waitop_bound = cs->state == CS_BOUND;
+		cs->waitop_fd = fd;
+		cs->waitop_deadline_ns = mono_ns() + procop_wait_ns();
+		cs->remote = dst;
+		cs->state = CS_WAITOP;
+		procop_waiting(1);
+		err = -EINPROGRESS;
+		goto out;
+	}
+	if (err == -EHOSTDOWN)
+		err = -EHOSTUNREACH; /* waited for the operator up to the bound */
 	if (err == -ECONNREFUSED && cs->nonblock) {
 		/* Linux reports a refused loopback connect asynchronously */
 		cs->state = CS_FAILED;
@@ -567,10 +712,8 @@ int csock_connect(struct csock *cs, const struct sockaddr *sa, socklen_t len, in
 	}
 	if (err)
 		goto out;
-	take_circuit(cs, &conn);
-	cn_ep_set_timeouts(&cs->ep.ep, cs->rcvtimeo_ms, cs->sndtimeo_ms);
+	connected(cs, &conn);
 	*doorbell = cs->ep.notif[0].fd;
-	cs->pending = conn.flags & CN_CIRCUIT_PENDING;
 	if (cs->nonblock) {
 		err = -EINPROGRESS; /* as a non-blocking loopback connect says */
 	} else if (cs->pending) {
@@ -1106,9 +1249,13 @@ unsigned int csock_poll(struct csock *cs, unsigned int events, bool arm, int fds
 	*nfds = 0;
 	if (cs->dgram)
 		return udp_poll(cs, events, arm, fds, fd_events, nfds);
+	if (cs->state == CS_WAITOP && !waitop_settled(cs))
+		return 0; /* still waiting for the operator: wait points wake for it */
 	if (cs->pending && pending_poll(cs, fds, fd_events, nfds))
 		return 0; /* still connecting: the proxy rings the data doorbell */
 	switch (cs->state) {
+	case CS_WAITOP:
+		return 0;
 	case CS_NEW:
 	case CS_BOUND:
 		return POLLOUT | POLLHUP; /* what an unconnected TCP socket reports */
@@ -1226,6 +1373,13 @@ bool csock_export(struct csock *cs, int appfd, struct csock_image *img)
 		img->space_fd = cs->ep.notif[1].fd;
 		set_cloexec(img->memfd, false);
 		set_cloexec(img->space_fd, false);
+	} else if (cs->state == CS_LISTENING) {
+		/* the channel crosses as the application's fd, and we keep its other end */
+		img->space_fd = cs->op.chan_peer;
+		img->backlog = cs->backlog;
+		img->listen_flags = cs->listen_flags;
+		img->reg_gen = cs->reg_gen;
+		set_cloexec(img->space_fd, false);
 	}
 	return true;
 }
@@ -1235,6 +1389,8 @@ void csock_export_undo(struct csock *cs)
 	if (cs->state == CS_CONNECTED) {
 		set_cloexec(cs->memfd, true);
 		set_cloexec(cs->ep.notif[1].fd, true);
+	} else if (cs->state == CS_LISTENING) {
+		set_cloexec(cs->op.chan_peer, true);
 	}
 }
 
@@ -1264,11 +1420,20 @@ struct csock *csock_import(const struct csock_image *img)
 	cs->remote = img->remote;
 	cs->circuit_id = img->circuit_id;
 	if (cs->state == CS_LISTENING) {
+		if (img->space_fd < 0)
+			goto fail;
 		cs->op.fd = cn_fd_lift(fcntl(img->appfd, F_DUPFD_CLOEXEC, 0));
 		cs->op.timeout_ms = -1;
 		cs->op.keep_memfd = true;
 		if (cs->op.fd < 0)
 			goto fail;
+		cs->op.durable = true;
+		cs->op.chan_peer = img->space_fd;
+		set_cloexec(img->space_fd, true);
+		cs->backlog = img->backlog;
+		cs->listen_flags = img->listen_flags;
+		cs->reg_gen = img->reg_gen;
+		procop_durable_add(cs);
 	} else if (cs->state == CS_CONNECTED) {
 		cs->memfd = cn_fd_lift(fcntl(img->memfd, F_DUPFD_CLOEXEC, 0));
 		fds[0] = img->memfd;

@@ -34,6 +34,7 @@ enum csock_state {
 	CS_LISTENING,  /* a listener session at the operator */
 	CS_CONNECTED,  /* a circuit */
 	CS_FAILED,     /* a non-blocking connect that failed: SO_ERROR tells */
+	CS_WAITOP,     /* a non-blocking connect waiting for the operator (procop.h) */
 };
 
 /* One peer of a datagram socket: a circuit to it (udp.c). */
@@ -61,7 +62,18 @@ struct csock {
 	int rcvtimeo_ms, sndtimeo_ms;
 	int opt_reuseaddr, opt_reuseport, opt_keepalive, opt_nodelay, opt_linger, opt_v6only;
 	struct cn_addr local, remote;
-	struct cn_op op; /* CS_LISTENING */
+	struct cn_op op; /* CS_LISTENING: its durable channel */
+	/* listeners and bound datagram sockets: what registering again takes (procop.c) */
+	uint32_t backlog;
+	unsigned int listen_flags; /* CN_LISTEN_* */
+	uint64_t reg_gen;	   /* the operator registered with (its guest id), 0: none yet */
+	bool lost;		   /* the last operator refused it: nothing to accept */
+	bool durable;		   /* in procop's list */
+	struct csock *dnext, *dprev;
+	/* CS_WAITOP: the connect to make once the operator is back, or fail at the deadline */
+	int64_t waitop_deadline_ns;
+	int waitop_fd;	   /* the application's fd, to install the circuit at */
+	bool waitop_bound; /* from cs->local */
 	struct cn_local_ep ep; /* CS_CONNECTED */
 	enum cn_role role;
 	int memfd; /* CS_CONNECTED: kept to map the circuit again after exec */
@@ -89,6 +101,21 @@ void csock_after_fork_child(void);
 
 struct csock *csock_new(int family, bool nonblock);
 void csock_get(struct csock *cs);
+/* A reference, unless the last one is already gone (procop.c's list walk). */
+bool csock_tryget(struct csock *cs);
+/*
+ * With cs->lock: register the socket's listener (tcp) or binding (udp) at
+ * cs->local through its durable channel (made on first use). -EHOSTDOWN:
+ * no operator, after waiting up to wait_ns.
+ */
+int csock_register(struct csock *cs, int64_t wait_ns);
+/* With cs->lock: register a listener again with a restarted operator (procop.c). */
+int csock_reregister(struct csock *cs);
+/*
+ * A blocking call's wait on fd (events; fd -1: none) that also tends the
+ * process's operator session (procop.h). 0: look again; -ETIMEDOUT.
+ */
+int wait_for_operator_or(int fd, short events, int timeout_ms);
 /* Drop a reference; the last one closes the socket (sends CLOSED, detaches). */
 void csock_put(struct csock *cs);
 
@@ -104,7 +131,8 @@ int csock_accept(struct csock *cs, bool nonblock, struct csock **out, int *doorb
  * socket gets -EINPROGRESS (with *doorbell set on success, or CS_FAILED and
  * SO_ERROR on a refusal), as Linux gives for a loopback connect.
  */
-int csock_connect(struct csock *cs, const struct sockaddr *sa, socklen_t len, int *doorbell);
+int csock_connect(struct csock *cs, int fd, const struct sockaddr *sa, socklen_t len,
+		  int *doorbell);
 
 ssize_t csock_sendv(struct csock *cs, const struct iovec *iov, int iovcnt, int flags);
 ssize_t csock_recvv(struct csock *cs, const struct iovec *iov, int iovcnt, int flags);
@@ -162,6 +190,9 @@ struct csock_image {
 	struct cn_addr local, remote;
 	uint64_t circuit_id;
 	uint64_t key; /* the same socket under several fds: the same key */
+	/* a listener: its channel's other end is space_fd; what registering again takes */
+	uint32_t backlog, listen_flags;
+	uint64_t reg_gen;
 };
 
 /* Fill img; the fds it names lose close-on-exec. false: cannot cross exec. */
@@ -194,6 +225,8 @@ void udp_release(struct csock *cs);
 
 /* preload.c: the socket an application fd names, or NULL. */
 struct csock *preload_lookup(int fd);
+/* preload.c: put kernel object obj at fd, if fd still names cs (a late connect). */
+int preload_install_late(int fd, struct csock *cs, int obj);
 /* preload.c: fds of ours that the application must not close (closefrom, close loops). */
 void preload_hide(int fd, bool hidden);
 /*

@@ -27,6 +27,7 @@
 #include <sys/epoll.h>
 #include <unistd.h>
 
+#include "procop.h"
 #include "sock.h"
 
 #define UDP_PEERS_BACKLOG 256
@@ -54,36 +55,42 @@ static bool same_addr(const struct cn_addr *a, const struct cn_addr *b)
 	return a->family == b->family && a->port == b->port && !memcmp(a->addr, b->addr, 16);
 }
 
-/* With cs->lock: a binding at the operator for a (port 0: any). */
-static int bind_locked(struct csock *cs, const struct cn_addr *a)
+/*
+ * With cs->lock: a binding at the operator for a (port 0: any), through a
+ * durable channel (procop.h), so it outlives an operator restart. The
+ * operator down: a port of its own is bound here and registered when the
+ * operator is back; port 0 needs the operator to pick one: -EHOSTDOWN
+ * after waiting up to wait_ns.
+ */
+static int bind_locked(struct csock *cs, const struct cn_addr *a, int64_t wait_ns)
 {
-	const char *path = csock_operator_path();
-	struct cn_addr bound;
 	int err;
 
 	if (cs->state != CS_NEW)
 		return -EINVAL;
-	if (!path)
+	if (!csock_operator_path())
 		return -ENETUNREACH;
 	err = csock_check_local(a);
 	if (err)
 		return err;
-	err = cn_op_open(&cs->op, path);
-	if (err)
-		return err;
-	err = cn_op_listen_flags(&cs->op, CN_L4_UDP, a, UDP_PEERS_BACKLOG,
-				 (cs->opt_v6only ? CN_LISTEN_V6ONLY : 0) |
-					 (cs->opt_reuseaddr || cs->opt_reuseport ? CN_LISTEN_REUSE : 0),
-				 &bound, NULL);
+	cs->local = *a;
+	cs->backlog = UDP_PEERS_BACKLOG;
+	cs->listen_flags = (cs->opt_v6only ? CN_LISTEN_V6ONLY : 0) |
+			   (cs->opt_reuseaddr || cs->opt_reuseport ? CN_LISTEN_REUSE : 0);
+	err = csock_register(cs, a->port ? 0 : wait_ns);
+	if (err == -EHOSTDOWN && a->port)
+		err = cn_op_channel_init(&cs->op);
 	if (err) {
-		cn_op_close(&cs->op);
+		memset(&cs->local, 0, sizeof(cs->local));
 		return err;
 	}
-	cs->op.timeout_ms = -1;
-	cs->local = bound;
+	/* a request on the channel (a new peer) waits this long for its answer */
+	cs->op.timeout_ms = 2000;
 	cs->state = CS_BOUND;
 	preload_hide(cs->op.fd, true);
+	preload_hide(cs->op.chan_peer, true);
 	watch(cs, cs->op.fd);
+	procop_durable_add(cs);
 	return 0;
 }
 
@@ -92,9 +99,9 @@ int udp_bind(struct csock *cs, const struct cn_addr *a)
 	int err;
 
 	pthread_mutex_lock(&cs->lock);
-	err = bind_locked(cs, a);
+	err = bind_locked(cs, a, procop_wait_ns());
 	pthread_mutex_unlock(&cs->lock);
-	return err;
+	return err == -EHOSTDOWN ? -EADDRINUSE : err; /* no port to be had */
 }
 
 /* The kernel binds an unbound socket to the wildcard on first use. */
@@ -102,7 +109,7 @@ static int autobind_locked(struct csock *cs)
 {
 	struct cn_addr any = { .family = cs->family == AF_INET6 ? CN_AF_INET6 : CN_AF_INET };
 
-	return cs->state == CS_NEW ? bind_locked(cs, &any) : 0;
+	return cs->state == CS_NEW ? bind_locked(cs, &any, 0) : 0;
 }
 
 /*
@@ -193,11 +200,25 @@ static int peer_get(struct csock *cs, const struct cn_addr *dst, struct udp_peer
 	err = autobind_locked(cs);
 	if (err)
 		return err;
+	/*
+	 * The operator down, or not yet told of this binding (it restarted):
+	 * no circuit to be had now. The caller drops the datagram, as a
+	 * network with no route yet would.
+	 */
+	if (!procop_up())
+		return -EHOSTDOWN;
+	err = csock_reregister(cs);
+	if (err)
+		return err == -EHOSTDOWN ? err : -EADDRNOTAVAIL;
+	if (cs->lost)
+		return -EADDRNOTAVAIL; /* the operator refused the binding */
 	p = peer_add(cs);
 	if (!p)
 		return -ENOMEM;
 	p->addr = *dst;
 	err = cn_op_connect(&cs->op, CN_L4_UDP, &cs->local, dst, &p->ep, &conn);
+	if (err == -ETIMEDOUT || err == -ECONNABORTED)
+		err = -EHOSTDOWN; /* the operator went away while we asked */
 	if (err == -ECONNREFUSED) {
 		p->refused = true; /* nobody bound there: remembered, like an ICMP error */
 	} else if (err) {
@@ -226,9 +247,11 @@ int udp_connect(struct csock *cs, const struct sockaddr *sa, socklen_t len)
 		return err;
 	pthread_mutex_lock(&cs->lock);
 	err = peer_get(cs, &dst, &p);
-	if (!err) {
+	if (!err || err == -EHOSTDOWN) {
+		/* the operator down: the circuit comes with the first send */
 		cs->has_default = true;
 		cs->default_peer = dst;
+		err = 0;
 	}
 	pthread_mutex_unlock(&cs->lock);
 	return err;
@@ -256,7 +279,8 @@ ssize_t udp_sendv(struct csock *cs, const struct iovec *iov, int iovcnt, int fla
 		err = peer_get(cs, &to, &p);
 		if (err) {
 			pthread_mutex_unlock(&cs->lock);
-			return err;
+			/* no operator to set a circuit up: lost, as on a network */
+			return err == -EHOSTDOWN ? (ssize_t)total : err;
 		}
 		if (p->refused) {
 			bool connected = cs->has_default && same_addr(&to, &cs->default_peer);
@@ -391,14 +415,13 @@ ssize_t udp_recvv(struct csock *cs, const struct iovec *iov, int iovcnt, int fla
 			continue; /* something came while arming: look again */
 		if ((flags & MSG_DONTWAIT) || cs->nonblock)
 			break;
-		if (poll(&pfd, 1, timeout) == 0) {
+		n = wait_for_operator_or(pfd.fd, pfd.events, timeout);
+		if (n == -ETIMEDOUT) {
 			n = -EAGAIN; /* SO_RCVTIMEO */
 			break;
 		}
-		if (pfd.revents & POLLNVAL) {
-			n = -EBADF;
+		if (n)
 			break;
-		}
 	}
 	pthread_mutex_unlock(&cs->rx_lock);
 	if (n >= 0) {
@@ -467,7 +490,10 @@ void udp_release(struct csock *cs)
 		peer_drop(cs, cs->npeers - 1);
 	free(cs->peers);
 	if (cs->state != CS_NEW) {
+		procop_durable_del(cs);
 		preload_hide(cs->op.fd, false);
+		if (cs->op.durable)
+			preload_hide(cs->op.chan_peer, false);
 		cn_op_close(&cs->op);
 	}
 	if (cs->evfd >= 0) {

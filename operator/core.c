@@ -187,6 +187,33 @@ static void session_close(struct op *op, struct session *s, const char *why)
 	free(s);
 }
 
+/* A session of g on fd (ours: closed on failure), in the event loop. */
+static struct session *session_new(struct op *op, struct guest *g, int fd, pid_t pid, uid_t uid)
+{
+	struct session *s = calloc(1, sizeof(*s));
+
+	if (!s) {
+		close(fd);
+		return NULL;
+	}
+	s->ev.kind = EV_SESSION;
+	s->ev.fd = fd;
+	s->g = g;
+	s->id = ++op->next_id;
+	s->pid = pid;
+	s->uid = uid;
+	list_init(&s->circuits);
+	if (ep_add(op, &s->ev)) {
+		close(fd);
+		free(s);
+		return NULL;
+	}
+	list_add_tail(&g->sessions, &s->link);
+	g->nsessions++;
+	op->nsessions++;
+	return s;
+}
+
 void core_guest_event(struct op *op, struct guest *g)
 {
 	struct guest_conf *gc = guest_conf(op, g);
@@ -218,28 +245,10 @@ void core_guest_event(struct op *op, struct guest *g)
 		close(fd);
 		return;
 	}
-	s = calloc(1, sizeof(*s));
-	if (!s) {
-		close(fd);
-		return;
-	}
-	s->ev.kind = EV_SESSION;
-	s->ev.fd = fd;
-	s->g = g;
-	s->id = ++op->next_id;
-	s->pid = cred.pid;
-	s->uid = cred.uid;
-	list_init(&s->circuits);
-	if (ep_add(op, &s->ev)) {
-		close(fd);
-		free(s);
-		return;
-	}
-	list_add_tail(&g->sessions, &s->link);
-	g->nsessions++;
-	op->nsessions++;
-	log_debug("guest %s: session %llu from pid %d uid %u", g->name,
-		  (unsigned long long)s->id, (int)cred.pid, (unsigned int)cred.uid);
+	s = session_new(op, g, fd, cred.pid, cred.uid);
+	if (s)
+		log_debug("guest %s: session %llu from pid %d uid %u", g->name,
+			  (unsigned long long)s->id, (int)cred.pid, (unsigned int)cred.uid);
 }
 
 /* ---- requests ---- */
@@ -415,6 +424,16 @@ void core_push_publish(struct op *op)
 			push_publish(op, op->proxy_lst[l4][i]->s, l4);
 }
 
+/* LISTEN_OK for listener l. */
+static void listen_ok(struct cn_msg_listen_ok *r, uint32_t seq, const struct listener *l)
+{
+	cn_msg_init(&r->h, CN_MSG_LISTEN_OK, sizeof(*r), seq);
+	r->listener_id = l->id;
+	r->bound = l->addr;
+	if (!r->bound.family)
+		r->bound.family = CN_AF_INET; /* wildcard shown as 0.0.0.0 */
+}
+
 /* The proxy stack takes the off-host routes of one l4 (CN_LISTEN_PROXY). */
 static int proxy_listen(struct op *op, struct session *s, const struct cn_msg_listen *m)
 {
@@ -461,46 +480,47 @@ static int proxy_listen(struct op *op, struct session *s, const struct cn_msg_li
 	return push_publish(op, s, m->l4);
 }
 
-static int handle_listen(struct op *op, struct session *s, const struct cn_msg_listen *m)
+/*
+ * Check a guest's LISTEN and make its listener on session owner (the
+ * session that asked, or the channel it sent). 0 with *r filled, or a
+ * positive errno.
+ */
+static int listen_setup(struct op *op, struct session *owner, const struct cn_msg_listen *m,
+			struct cn_msg_listen_ok *r)
 {
-	struct guest *g = s->g;
+	struct guest *g = owner->g;
 	struct guest_conf *gc = guest_conf(op, g);
-	struct cn_msg_listen_ok r;
 	struct cn_addr a = m->addr;
 	struct listener *l;
 
-	if (s->lst)
-		return reply_error(s, m->h.seq, EINVAL); /* one listener per session */
-	if ((m->flags & CN_LISTEN_PROXY) || g == op->proxy)
-		return proxy_listen(op, s, m);
 	if (!is_unspecified(&a) && !is_loopback(&a) && !guest_owns(gc, &a)) {
 		log_warn("guest %s: listen on an address it does not own refused", g->name);
-		return reply_error(s, m->h.seq, EADDRNOTAVAIL);
+		return EADDRNOTAVAIL;
 	}
 	if (g->nlisteners >= gc->lim.max_listeners)
-		return reply_error(s, m->h.seq, ENOBUFS);
+		return ENOBUFS;
 	if (!a.port) {
 		a.port = pick_port(op, g, m->l4, &a);
 		if (!a.port)
-			return reply_error(s, m->h.seq, EADDRINUSE);
+			return EADDRINUSE;
 		/* udp clients bind a port to send from: always allowed */
 		if (m->l4 == CN_L4_TCP && !policy_may_listen(gc, m->l4, a.port))
-			return reply_error(s, m->h.seq, EACCES);
+			return EACCES;
 	} else {
 		if (!policy_may_listen(gc, m->l4, a.port)) {
 			log_warn("guest %s: listen on %s port %u refused: not in its listen ports",
 				 g->name, m->l4 == CN_L4_TCP ? "tcp" : "udp", a.port);
-			return reply_error(s, m->h.seq, EACCES);
+			return EACCES;
 		}
 		if (port_in_use(g, m->l4, a.port, &a, m->flags & CN_LISTEN_V6ONLY,
 				m->flags & CN_LISTEN_REUSE))
-			return reply_error(s, m->h.seq, EADDRINUSE);
+			return EADDRINUSE;
 	}
 	l = calloc(1, sizeof(*l));
 	if (!l)
-		return reply_error(s, m->h.seq, ENOMEM);
+		return ENOMEM;
 	l->id = ++op->next_id;
-	l->s = s;
+	l->s = owner;
 	l->l4 = m->l4;
 	l->addr = a;
 	l->v6only = m->flags & CN_LISTEN_V6ONLY;
@@ -510,14 +530,141 @@ static int handle_listen(struct op *op, struct session *s, const struct cn_msg_l
 		l->backlog = gc->lim.max_pending;
 	list_add_tail(&g->listeners, &l->link);
 	g->nlisteners++;
-	s->lst = l;
-	cn_msg_init(&r.h, CN_MSG_LISTEN_OK, sizeof(r), m->h.seq);
-	r.listener_id = l->id;
-	r.bound = a;
-	if (!r.bound.family)
-		r.bound.family = CN_AF_INET; /* wildcard shown as 0.0.0.0 */
+	owner->lst = l;
+	listen_ok(r, m->h.seq, l);
 	log_debug("guest %s: listening %s port %u backlog %u", g->name,
 		  m->l4 == CN_L4_TCP ? "tcp" : "udp", a.port, l->backlog);
+	return 0;
+}
+
+static int handle_listen(struct op *op, struct session *s, const struct cn_msg_listen *m)
+{
+	struct cn_msg_listen_ok r;
+	int err;
+
+	if (s->lst)
+		return reply_error(s, m->h.seq, EINVAL); /* one listener per session */
+	if ((m->flags & CN_LISTEN_PROXY) || s->g == op->proxy)
+		return proxy_listen(op, s, m);
+	err = listen_setup(op, s, m, &r);
+	return err ? reply_error(s, m->h.seq, err) : send_msg(s, &r.h, NULL, 0);
+}
+
+/* The session whose socket is the same as fd's (a channel sent again), or NULL. */
+static struct session *session_by_socket(struct op *op, const struct stat *st)
+{
+	struct list *gpos, *gtmp, *spos, *stmp;
+
+	list_for_each_safe(gpos, gtmp, &op->guests) {
+		struct guest *g = container_of(gpos, struct guest, link);
+
+		list_for_each_safe(spos, stmp, &g->sessions) {
+			struct session *t = container_of(spos, struct session, link);
+
+			if (t->chan_ino && t->chan_ino == (uint64_t)st->st_ino &&
+			    t->chan_dev == (uint64_t)st->st_dev)
+				return t;
+		}
+	}
+	return NULL;
+}
+
+/*
+ * Messages a channel holds from before it was handed to us: notices the
+ * guest wrote while no operator read them (ACCEPTED for circuits of an
+ * operator that is gone). They mean nothing to this one: drop them, and
+ * any fds with them, before the channel is served.
+ */
+static void channel_drain(int fd)
+{
+	union cn_msg m;
+	int fds[CN_LOCAL_NFDS + 1], nfds, i, n;
+
+	for (n = 0; n < 4096; n++) {
+		nfds = 0;
+		if (cn_recv_fds(fd, fds, CN_LOCAL_NFDS + 1, &nfds, &m, sizeof(m)) <= 0 && !nfds)
+			break;
+		for (i = 0; i < nfds; i++)
+			close(fds[i]);
+	}
+}
+
+/* A socket a guest may hand us as a channel: a SOCK_SEQPACKET AF_UNIX socket. */
+static bool channel_usable(int fd, struct stat *st)
+{
+	int type = 0, domain = 0;
+	socklen_t len = sizeof(int);
+
+	if (fstat(fd, st) || !S_ISSOCK(st->st_mode))
+		return false;
+	if (getsockopt(fd, SOL_SOCKET, SO_TYPE, &type, &len) || type != SOCK_SEQPACKET)
+		return false;
+	len = sizeof(int);
+	return !getsockopt(fd, SOL_SOCKET, SO_DOMAIN, &domain, &len) && domain == AF_UNIX;
+}
+
+/*
+ * LISTEN with the listener's channel (CN_LISTEN_CHANNEL, proto.h): the
+ * channel becomes a session of the asking session's guest and holds the
+ * listener; the reply goes to the asking session. Sent again (after an
+ * operator restart, or by another process sharing the socket), the same
+ * channel finds its listener as it is. chan is ours to close.
+ */
+static int handle_listen_channel(struct op *op, struct session *s, const struct cn_msg_listen *m,
+				 int chan)
+{
+	struct guest_conf *gc = guest_conf(op, s->g);
+	struct cn_msg_listen_ok r;
+	struct session *t;
+	struct stat st;
+	int err;
+
+	if (!s->hello)
+		err = ENOTCONN;
+	else if ((m->flags & CN_LISTEN_PROXY) || s->g == op->proxy)
+		err = EINVAL; /* the proxy stack listens on its sessions */
+	else if (chan < 0 || !channel_usable(chan, &st))
+		err = EINVAL;
+	else
+		err = 0;
+	if (err) {
+		if (chan >= 0)
+			close(chan);
+		return reply_error(s, m->h.seq, err);
+	}
+	t = session_by_socket(op, &st);
+	if (t) {
+		close(chan);
+		if (t->g != s->g) {
+			/* identity is the socket a session came through, never a channel */
+			log_warn("guest %s: refused another guest's listener channel (guest %s)",
+				 s->g->name, t->g->name);
+			return reply_error(s, m->h.seq, EPERM);
+		}
+		if (!t->lst)
+			return reply_error(s, m->h.seq, EINVAL);
+		listen_ok(&r, m->h.seq, t->lst);
+		return send_msg(s, &r.h, NULL, 0);
+	}
+	if (s->g->nsessions >= gc->lim.max_sessions) {
+		close(chan);
+		return reply_error(s, m->h.seq, ENOBUFS);
+	}
+	fcntl(chan, F_SETFL, fcntl(chan, F_GETFL) | O_NONBLOCK);
+	channel_drain(chan);
+	t = session_new(op, s->g, chan, s->pid, s->uid);
+	if (!t)
+		return reply_error(s, m->h.seq, ENOMEM); /* session_new closed chan */
+	t->hello = true;
+	t->chan_ino = (uint64_t)st.st_ino;
+	t->chan_dev = (uint64_t)st.st_dev;
+	err = listen_setup(op, t, m, &r);
+	if (err) {
+		session_close(op, t, NULL);
+		return reply_error(s, m->h.seq, err);
+	}
+	log_debug("guest %s: listener %llu on channel session %llu", s->g->name,
+		  (unsigned long long)t->lst->id, (unsigned long long)t->id);
 	return send_msg(s, &r.h, NULL, 0);
 }
 
@@ -951,9 +1098,11 @@ static int handle_query(struct op *op, struct session *s, const struct cn_msg_hd
 	return send_msg(s, &r.h, NULL, 0);
 }
 
-/* 0: keep the session; -1: drop it. */
-static int dispatch(struct op *op, struct session *s, const union cn_msg *m)
+/* 0: keep the session; -1: drop it. chan: a LISTEN's channel fd (ours to close), or -1. */
+static int dispatch(struct op *op, struct session *s, const union cn_msg *m, int chan)
 {
+	if (m->h.type == CN_MSG_LISTEN && (m->listen.flags & CN_LISTEN_CHANNEL))
+		return handle_listen_channel(op, s, &m->listen, chan) ? -1 : 0;
 	if (!s->hello && m->h.type != CN_MSG_HELLO)
 		return reply_error(s, m->h.seq, ENOTCONN) ? -1 : 0;
 	switch (m->h.type) {
@@ -986,7 +1135,7 @@ void core_session_event(struct op *op, struct session *s, uint32_t events)
 	int i;
 
 	for (i = 0; i < SESSION_BATCH && g->round_msgs < ROUND_BUDGET; i++) {
-		int fds[CN_LOCAL_NFDS + 1], nfds = 0, j, err;
+		int fds[CN_LOCAL_NFDS + 1], nfds = 0, j, err, chan;
 		const char *why;
 		ssize_t n;
 
@@ -994,9 +1143,21 @@ void core_session_event(struct op *op, struct session *s, uint32_t events)
 		n = cn_recv_fds(s->ev.fd, fds, CN_LOCAL_NFDS + 1, &nfds, &m, sizeof(m));
 		if (n == -EAGAIN)
 			return;
-		for (j = 0; j < nfds; j++)
-			close(fds[j]); /* guests send no fds: a violation, checked below */
+		/*
+		 * Guests send no fds but a listener's channel (checked below);
+		 * everything else is closed before the message is looked at.
+		 */
+		chan = -1;
+		for (j = 0; j < nfds; j++) {
+			if (j == 0 && nfds == 1 && n == (ssize_t)sizeof(m.listen) &&
+			    m.h.type == CN_MSG_LISTEN)
+				chan = fds[j];
+			else
+				close(fds[j]);
+		}
 		if (n == 0) {
+			if (chan >= 0)
+				close(chan);
 			session_close(op, s, s->lst ? "listener closed" : NULL);
 			return;
 		}
@@ -1005,6 +1166,8 @@ void core_session_event(struct op *op, struct session *s, uint32_t events)
 			err = -EBADMSG;
 			why = "message too long, or too many fds";
 		} else if (n < 0) {
+			if (chan >= 0)
+				close(chan);
 			session_close(op, s, strerror((int)-n));
 			return;
 		} else {
@@ -1015,6 +1178,8 @@ void core_session_event(struct op *op, struct session *s, uint32_t events)
 			why = "operator-to-guest message type";
 		}
 		if (err) {
+			if (chan >= 0)
+				close(chan);
 			log_warn("guest %s: session %llu (pid %d): protocol violation: %s", g->name,
 				 (unsigned long long)s->id, (int)s->pid, why);
 			g->cnt.protocol++;
@@ -1024,7 +1189,7 @@ void core_session_event(struct op *op, struct session *s, uint32_t events)
 			session_close(op, s, NULL);
 			return;
 		}
-		if (dispatch(op, s, &m)) {
+		if (dispatch(op, s, &m, chan)) {
 			session_close(op, s, "not reading its replies");
 			return;
 		}
@@ -1281,6 +1446,18 @@ unsigned int core_reset_denied(struct op *op)
 
 int core_init(struct op *op)
 {
+	struct timespec now;
+
+	/*
+	 * Ids (guests, sessions, listeners, circuits) start at the wall clock
+	 * in microseconds, so an operator restarted never hands out an id an
+	 * earlier one did: guests and circuits that outlived it keep theirs,
+	 * and a guest tells a new operator from the one it registered with by
+	 * the guest id in HELLO_OK. A setup rate below a million a second
+	 * keeps it so.
+	 */
+	clock_gettime(CLOCK_REALTIME, &now);
+	op->next_id = (uint64_t)now.tv_sec * 1000000 + (uint64_t)now.tv_nsec / 1000;
 	list_init(&op->guests);
 	list_init(&op->circuits);
 	op->hash_size = 1u << 14;

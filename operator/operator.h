@@ -81,6 +81,8 @@ struct session {
 	uid_t uid;
 	bool hello;
 	struct listener *lst; /* set once the session listens */
+	/* a listener's channel (CN_LISTEN_CHANNEL): its socket, to know it again */
+	uint64_t chan_ino, chan_dev;
 	struct list circuits; /* circuit ends held through this session */
 	struct list link;     /* in guest->sessions */
 };

@@ -133,7 +133,8 @@ static int check_body(const union cn_msg *m, const char **why)
 			break;
 		if (!all_zero(m->listen.pad, sizeof(m->listen.pad)))
 			FAIL("listen: padding not zero");
-		if (m->listen.flags & ~(CN_LISTEN_V6ONLY | CN_LISTEN_REUSE | CN_LISTEN_PROXY))
+		if (m->listen.flags &
+		    ~(CN_LISTEN_V6ONLY | CN_LISTEN_REUSE | CN_LISTEN_PROXY | CN_LISTEN_CHANNEL))
 			FAIL("listen: unknown flags");
 		err = check_addr(&m->listen.addr, 1, why);
 		break;
@@ -216,6 +217,14 @@ int cn_msg_validate(const void *buf, size_t len, int nfds, const char **why)
 		FAIL("unknown message type");
 	if (h->len != len || len != msg_types[h->type].len)
 		FAIL("wrong length for the message type");
+	/* a listener's own channel: one fd, exactly when the flag says so */
+	if (h->type == CN_MSG_LISTEN && len == sizeof(struct cn_msg_listen)) {
+		const struct cn_msg_listen *l = buf;
+
+		if (nfds != !!(l->flags & CN_LISTEN_CHANNEL))
+			FAIL("listen: a channel fd without the flag, or the flag without it");
+		nfds = 0; /* checked */
+	}
 	/* circuits come as a socket bundle (3) or an eventfd bundle (5) */
 	if (nfds != msg_types[h->type].nfds &&
 	    !(msg_types[h->type].nfds == CN_LOCAL_NFDS && nfds == CN_LOCAL_NFDS_SOCK))

@@ -29,6 +29,14 @@
 
 struct cn_op {
 	int fd;
+	/*
+	 * A durable listener session (cn_op_listen_channel): fd is our end of a
+	 * socketpair, chan_peer the end the operator serves, which we keep too,
+	 * so that the operator's death neither hangs fd up nor makes it
+	 * readable. Notices on it never block.
+	 */
+	bool durable;
+	int chan_peer;
 	uint32_t seq;
 	int timeout_ms; /* for replies; default 10 s */
 	bool keep_memfd; /* circuits opened here keep a dup of their memfd (conn.memfd) */
@@ -74,6 +82,30 @@ int cn_op_listen_flags(struct cn_op *op, unsigned int l4, const struct cn_addr *
 		       uint32_t backlog, unsigned int flags, struct cn_addr *bound,
 		       uint64_t *listener_id);
 int cn_op_unlisten(struct cn_op *op, uint64_t listener_id);
+
+/*
+ * Listen through the durable channel lst, asking on session ctl (the
+ * process's). lst not open yet: a new channel is made (lst then needs no
+ * cn_op_open; cn_op_close closes it). lst durable already: the same
+ * channel is sent again, to register it with an operator that restarted
+ * (idempotent with the same operator: the listener as it is comes back).
+ * Errors as cn_op_listen; the channel survives a failed re-registration.
+ */
+int cn_op_listen_channel(struct cn_op *ctl, struct cn_op *lst, unsigned int l4,
+			 const struct cn_addr *addr, uint32_t backlog, unsigned int flags,
+			 struct cn_addr *bound, uint64_t *listener_id);
+
+/*
+ * A durable channel not registered anywhere yet (a listener made while the
+ * operator is down): cn_op_listen_channel registers it later.
+ */
+int cn_op_channel_init(struct cn_op *lst);
+
+/*
+ * Is the operator behind session op still there? Looks without waiting
+ * and without reading: false once the operator's end hung up.
+ */
+bool cn_op_alive(const struct cn_op *op);
 
 /*
  * Set up a circuit to dst and open our end in *ep. src may be NULL; for udp

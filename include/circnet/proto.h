@@ -97,6 +97,19 @@ struct cn_msg_hello_ok {
  * is pending (layout.h): the proxy reports its connect's outcome in it.
  */
 #define CN_LISTEN_PROXY	 0x04u
+/*
+ * The listener's channel comes with the message (its one fd): a
+ * SOCK_SEQPACKET socket of the guest's own (one end of a socketpair whose
+ * other end the guest keeps) that becomes a session of the guest; the
+ * operator pushes NEW_CONN on it and reads ACCEPTED from it, and the reply
+ * comes on the session that asked. Because the guest holds both ends, the
+ * channel outlives the operator: its listener neither fails nor turns
+ * readable when the operator stops, and after a restart the guest sends the
+ * same channel again. A channel that already is a session of this guest
+ * (the same socket, sent again by another process sharing it) is answered
+ * with its listener as it is: re-registration is idempotent.
+ */
+#define CN_LISTEN_CHANNEL 0x08u
 
 struct cn_msg_listen {
 	struct cn_msg_hdr h;
