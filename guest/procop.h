@@ -35,9 +35,9 @@ struct csock;
 /*
  * How long a connect (or listen) waits for an operator that is down before
  * it fails with EHOSTUNREACH, as a connect to a host that never answers
- * ARP does: CIRCNET_OPERATOR_WAIT_MS, default 5000, 0-600000.
+ * ARP does: CIRCNET_OPERATOR_WAIT_MS, default 3000, 0-600000.
  */
-#define PROCOP_WAIT_MS_DEFAULT 5000
+#define PROCOP_WAIT_MS_DEFAULT 3000
 
 /* From the environment (CIRCNET_OPERATOR_SOCKET, CIRCNET_OPERATOR_WAIT_MS). */
 int procop_init(void);

@@ -309,10 +309,10 @@ while [ ! -e "$stop" ] && [ "$i" -lt "$max" ]; do
 	i=$((i + 1))
 	if [ $((i % 2)) = 0 ]; then url=$3 want=$4; else url=$5 want=$6; fi
 	t0=$(now_ms)
-	curl -sS --max-time 5 -o "$tmp" "$url" 2>>"$tmp.err"
+	curl -sS --max-time 10 -o "$tmp" "$url" 2>>"$tmp.err"
 	rc=$?
 	ms=$(($(now_ms) - t0))
-	if [ "$rc" = 28 ] || [ "$ms" -gt 6000 ]; then verdict=HANG
+	if [ "$rc" = 28 ] || [ "$ms" -gt 11000 ]; then verdict=HANG
 	elif [ "$rc" != 0 ]; then verdict=err
 	elif [ "$(sha256sum <"$tmp" | cut -d' ' -f1)" = "$want" ]; then verdict=ok
 	else verdict=WRONG
@@ -324,6 +324,11 @@ SH
 # benchloop.sh STOP: redis-benchmark again and again until STOP exists (30 at most);
 # one line per run: N rc=RC complete|noconnect|ERROR|HANG. A run takes 1-2 s
 # (under ASan and the chaos, a few); one still going after 15 s hangs.
+# It runs through the quick restarts, not the long outage: a connect that
+# fails (EHOSTUNREACH once the operator has been gone for 3 s, as for a host
+# that never answers) makes redis-benchmark spin forever, over circuits as
+# over TCP (its writeHandler retries the EAGAIN that cliWriteConn reports
+# for any error of a non-blocking context).
 cat >"$dir/benchloop.sh" <<'SH'
 stop=$1 i=0
 out=$(dirname "$stop")/bench.tmp
@@ -418,7 +423,7 @@ check "nginx runs as a master and 2 workers" is "$(wc -w <<<"${procs[web]}")" 3
 
 # 3. the chaos: loads in guest client, the operator killed and restarted under them
 echo "chaos: loads for 20 s; the operator killed (SIGKILL) and restarted 4 times, then down 5 s"
-rm -f "$stop"
+rm -f "$stop" "$dir/bench.stop"
 # 7. one long-lived connection, established before the first kill
 timeout 90 "$circnet" run --run-dir "$dir/run" --guest client -- \
 	"$py3" "$dir/helpers.py" ping cache 6379 "$stop" 80 >"$dir/pinger.out" 2>&1 &
@@ -430,7 +435,7 @@ timeout 60 "$circnet" run --run-dir "$dir/run" --guest client -- \
 wrk=$!
 pids+=($!)
 timeout 120 "$circnet" run --run-dir "$dir/run" --guest client -- \
-	bash "$dir/benchloop.sh" "$stop" >"$dir/bench.log" 2>&1 &
+	bash "$dir/benchloop.sh" "$dir/bench.stop" >"$dir/bench.log" 2>&1 &
 bench=$!
 pids+=($!)
 timeout 90 "$circnet" run --run-dir "$dir/run" --guest client -- \
@@ -449,6 +454,8 @@ for i in 1 2 3 4; do
 	echo "     restart $i: the operator answers after $up ms, all 4 listeners back after $back ms"
 	sleep 1
 done
+touch "$dir/bench.stop"
+wait "$bench"
 # 4. down for 5 s: the servers wait, they do not spin
 kill_operator
 declare -A cpu0 cpu_down
@@ -491,7 +498,7 @@ wrk_rc=$?
 touch "$stop"
 wait "$pinger"
 pinger_rc=$?
-wait "$bench" "$fetch"
+wait "$fetch"
 echo "     wrk (exit $wrk_rc):"
 grep -E 'requests in|Requests/sec|Socket errors|Non-2xx' "$dir/wrk.out" | tr -s ' ' | sed 's/^ */         /'
 wrk_ok() {
@@ -510,7 +517,7 @@ echo "     fetches: $(wc -l <"$dir/fetch.log") requests: $(grep -c ' ok ' "$dir/
 	"$(grep -c ' WRONG ' "$dir/fetch.log") wrong contents, $(grep -c ' HANG ' "$dir/fetch.log") hung"
 grep -E ' (WRONG|HANG) ' "$dir/fetch.log" | head -5 | sed 's/^/         /'
 fetch_ok() { grep -q ' ok ' "$dir/fetch.log" && ! grep -qE ' (WRONG|HANG) ' "$dir/fetch.log"; }
-check "curl loop: no wrong content, no request hung past --max-time 5, some right" fetch_ok
+check "curl loop: no wrong content, no request hung past --max-time 10, some right" fetch_ok
 echo "     redis connection held through it all: $(tail -1 "$dir/pinger.out")"
 check "the redis connection made before the first kill answered every PING" is "$pinger_rc" 0
 
