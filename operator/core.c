@@ -160,6 +160,22 @@ static void proxy_forget(struct op *op, struct listener *l)
 		}
 }
 
+/* A session is going: its parked connects (restart grace) go with it. */
+static void unpark_session(struct op *op, struct session *s)
+{
+	struct list *pos, *tmp;
+
+	list_for_each_safe(pos, tmp, &op->parked) {
+		struct parked *p = container_of(pos, struct parked, link);
+
+		if (p->s == s) {
+			list_del(&p->link);
+			op->nparked--;
+			free(p);
+		}
+	}
+}
+
 static void session_close(struct op *op, struct session *s, const char *why)
 {
 	struct guest *g = s->g;
@@ -167,6 +183,8 @@ static void session_close(struct op *op, struct session *s, const char *why)
 	if (why)
 		log_info("guest %s: session %llu (pid %d) closed: %s", g->name,
 			 (unsigned long long)s->id, (int)s->pid, why);
+	if (op->nparked)
+		unpark_session(op, s);
 	while (!list_empty(&s->circuits)) {
 		struct circuit_end *e = container_of(s->circuits.next, struct circuit_end, link);
 		struct circuit *c = container_of(e - e->role, struct circuit, end[0]);
@@ -532,6 +550,8 @@ static int listen_setup(struct op *op, struct session *owner, const struct cn_ms
 	g->nlisteners++;
 	owner->lst = l;
 	listen_ok(r, m->h.seq, l);
+	if (op->nparked)
+		op->unpark_due = true;
 	log_debug("guest %s: listening %s port %u backlog %u", g->name,
 		  m->l4 == CN_L4_TCP ? "tcp" : "udp", a.port, l->backlog);
 	return 0;
@@ -829,11 +849,8 @@ static int route(struct op *op, struct session *s, const struct cn_msg_connect *
 			return ECONNREFUSED;
 		}
 	}
-	if (!st->dst || !(st->lst = listener_find(st->dst, m->l4, &m->dst))) {
-		g->cnt.refused++;
-		op->cnt.refused++;
-		return ECONNREFUSED;
-	}
+	if (!st->dst || !(st->lst = listener_find(st->dst, m->l4, &m->dst)))
+		return st->dst ? EINPROGRESS : ECONNREFUSED; /* EINPROGRESS: nobody listens yet */
 	/* a loopback listener takes only its own guest's loopback connections */
 	if (is_loopback(&st->lst->addr) && !is_loopback(&m->dst))
 		return ECONNREFUSED;
@@ -966,6 +983,88 @@ static struct circuit *circuit_new(struct op *op, unsigned int l4, const struct 
 	return c;
 }
 
+static int64_t mono_ms(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+/*
+ * The restart grace. A restarted operator knows no listener until the
+ * guests register theirs again, which they do within a few hundred ms
+ * (guest/procop.c). A connect arriving in that window to a guest port
+ * nobody listens on would be refused for nothing: it waits instead, like
+ * a SYN that a restarting host answers late, and is decided again when a
+ * listener registers or when the grace ends (then refused). Only the
+ * connecting guest's session waits; the operator serves everyone else.
+ */
+static bool park(struct op *op, struct session *s, const struct cn_msg_connect *m)
+{
+	struct parked *p;
+
+	if (op->nparked >= OP_PARKED_MAX || mono_ms() >= op->grace_end)
+		return false;
+	p = calloc(1, sizeof(*p));
+	if (!p)
+		return false;
+	p->s = s;
+	p->m = *m;
+	list_add_tail(&op->parked, &p->link);
+	op->nparked++;
+	op->parked_total++;
+	return true;
+}
+
+static int handle_connect(struct op *op, struct session *s, const struct cn_msg_connect *m);
+
+void core_end_round(struct op *op)
+{
+	struct list todo, *pos, *tmp;
+
+	if (!op->nparked || (!op->unpark_due && mono_ms() < op->grace_end))
+		return;
+	op->unpark_due = false;
+	/* each is decided again once: it parks again if its listener is still missing */
+	list_init(&todo);
+	list_for_each_safe(pos, tmp, &op->parked) {
+		list_del(pos);
+		list_add_tail(&todo, pos);
+	}
+	op->nparked = 0;
+	list_for_each_safe(pos, tmp, &todo) {
+		struct parked *p = container_of(pos, struct parked, link);
+		struct session *s = p->s;
+		struct cn_msg_connect m = p->m;
+
+		list_del(pos);
+		free(p);
+		if (handle_connect(op, s, &m)) {
+			/* its parked siblings go with it */
+			list_for_each_safe(pos, tmp, &todo) {
+				if (container_of(pos, struct parked, link)->s == s) {
+					list_del(pos);
+					free(container_of(pos, struct parked, link));
+				}
+			}
+			session_close(op, s, "not reading its replies");
+		}
+	}
+}
+
+int core_timeout_ms(struct op *op)
+{
+	int64_t left;
+
+	if (!op->nparked)
+		return -1;
+	if (op->unpark_due)
+		return 0;
+	left = op->grace_end - mono_ms();
+	return left <= 0 ? 0 : (int)left;
+}
+
 static int handle_connect(struct op *op, struct session *s, const struct cn_msg_connect *m)
 {
 	struct setup st = { .flow = { .l4 = m->l4, .src_guest = s->g->conf, .dst = m->dst } };
@@ -983,6 +1082,13 @@ static int handle_connect(struct op *op, struct session *s, const struct cn_msg_
 		err = choose_src(op, s, m, &st.flow.src);
 		if (!err)
 			err = route(op, s, m, &st);
+	}
+	if (err == EINPROGRESS) {
+		if (park(op, s, m))
+			return 0; /* answered when a listener comes, or the grace ends */
+		err = ECONNREFUSED;
+		s->g->cnt.refused++;
+		op->cnt.refused++;
 	}
 	if (err) {
 		if (err == ENETUNREACH || err == EHOSTUNREACH) {
@@ -1460,6 +1566,8 @@ int core_init(struct op *op)
 	op->next_id = (uint64_t)now.tv_sec * 1000000 + (uint64_t)now.tv_nsec / 1000;
 	list_init(&op->guests);
 	list_init(&op->circuits);
+	list_init(&op->parked);
+	op->grace_end = mono_ms() + op->grace_ms;
 	op->hash_size = 1u << 14;
 	op->hash = calloc(op->hash_size, sizeof(*op->hash));
 	return op->hash ? 0 : -ENOMEM;

@@ -125,6 +125,8 @@ static void view_status(struct op *op, struct sbuf *b, bool json)
 			  op->cfg->nrules, (unsigned long long)op->reloads,
 			  (unsigned long long)op->reload_failures, (unsigned long long)op->resets);
 		sb_json_str(b, op->last_reload_error);
+		sb_printf(b, ",\"restart_grace_ms\":%d,\"parked\":%u,\"parked_total\":%llu",
+			  op->grace_ms, op->nparked, (unsigned long long)op->parked_total);
 		sb_printf(b, ",\"counters\":");
 		counters_json(b, &op->cnt);
 		sb_printf(b, "}\n");
@@ -144,6 +146,8 @@ static void view_status(struct op *op, struct sbuf *b, bool json)
 		  (unsigned long long)op->cnt.denied, (unsigned long long)op->cnt.unreachable,
 		  (unsigned long long)op->cnt.errors, (unsigned long long)op->cnt.protocol,
 		  (unsigned long long)op->resets);
+	sb_printf(b, "grace      %d ms after start: %u connects waiting for a listener, %llu "
+		     "in all\n", op->grace_ms, op->nparked, (unsigned long long)op->parked_total);
 	if (op->last_reload_error[0])
 		sb_printf(b, "last reload error: %s\n", op->last_reload_error);
 }

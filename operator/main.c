@@ -125,7 +125,7 @@ static void run(struct op *op)
 	struct epoll_event evs[64];
 
 	while (!op->stop) {
-		int n = epoll_wait(op->epfd, evs, 64, -1), i;
+		int n = epoll_wait(op->epfd, evs, 64, core_timeout_ms(op)), i;
 
 		if (n < 0) {
 			if (errno == EINTR)
@@ -153,6 +153,7 @@ static void run(struct op *op)
 				break;
 			}
 		}
+		core_end_round(op);
 	}
 }
 
@@ -175,9 +176,12 @@ static void usage(FILE *f)
 		"  --config FILE     config and policy (default %s if present, else built in)\n"
 		"  --run-dir DIR     sockets go here (overrides the config's run-dir)\n"
 		"  --log-level L     error, warning, notice, info or debug (overrides the config)\n"
+		"  --restart-grace MS  for its first MS (default %d, 0: none), a connect to a\n"
+		"                    guest port nobody listens on waits for the listener to\n"
+		"                    register again instead of being refused\n"
 		"  --check           validate the config and exit 0 (good) or 1\n"
 		"Signals: SIGHUP reloads the config, SIGTERM/SIGINT stop. Status: circnetctl.\n",
-		DEFAULT_CONFIG);
+		DEFAULT_CONFIG, OP_GRACE_MS_DEFAULT);
 }
 
 int main(int argc, char **argv)
@@ -187,17 +191,18 @@ int main(int argc, char **argv)
 		{ "run-dir", required_argument, NULL, 'r' },
 		{ "log-level", required_argument, NULL, 'l' },
 		{ "check", no_argument, NULL, 'k' },
+		{ "restart-grace", required_argument, NULL, 'g' },
 		{ "help", no_argument, NULL, 'h' },
 		{ NULL, 0, NULL, 0 },
 	};
-	struct op op = { .epfd = -1, .ctl = { .fd = -1 } };
+	struct op op = { .epfd = -1, .ctl = { .fd = -1 }, .grace_ms = OP_GRACE_MS_DEFAULT };
 	struct evsrc sig = { .fd = -1 };
 	int opt, rc = 1;
 	bool check = false;
 	char err[600];
 
 	log_init("circnet-operator");
-	while ((opt = getopt_long(argc, argv, "c:r:l:kh", opts, NULL)) != -1) {
+	while ((opt = getopt_long(argc, argv, "c:r:l:g:kh", opts, NULL)) != -1) {
 		switch (opt) {
 		case 'c':
 			snprintf(op.cfg_path, sizeof(op.cfg_path), "%s", optarg);
@@ -222,6 +227,18 @@ int main(int argc, char **argv)
 		case 'k':
 			check = true;
 			break;
+		case 'g': {
+			char *end;
+			long ms = strtol(optarg, &end, 10);
+
+			if (*end || end == optarg || ms < 0 || ms > 600000) {
+				fprintf(stderr, "circnet-operator: --restart-grace: '%s' is not a "
+						"number of ms from 0 to 600000\n", optarg);
+				return 2;
+			}
+			op.grace_ms = (int)ms;
+			break;
+		}
 		case 'h':
 			usage(stdout);
 			return 0;

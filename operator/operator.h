@@ -110,6 +110,19 @@ struct circuit {
 	struct list link; /* all circuits, oldest first */
 };
 
+/*
+ * A connect parked in the restart grace (core.c): its guest's listener may
+ * not have registered with this operator yet.
+ */
+struct parked {
+	struct session *s;
+	struct cn_msg_connect m;
+	struct list link; /* in op->parked */
+};
+
+#define OP_GRACE_MS_DEFAULT 2000 /* --restart-grace */
+#define OP_PARKED_MAX	    4096
+
 struct op {
 	struct config *cfg;
 	char cfg_path[CFG_PATH_MAX]; /* "" for the built-in config */
@@ -138,6 +151,17 @@ struct op {
 	struct listener *proxy_lst[3][OP_PROXY_MAX]; /* by l4: one per dataplane thread */
 	unsigned int proxy_n[3], proxy_rr[3];
 	uint32_t publish_gen;
+	/*
+	 * The restart grace: for its first grace_ms, a connect to a guest port
+	 * nobody listens on waits for a listener (guests re-register theirs
+	 * within a few hundred ms of a restart) instead of being refused.
+	 */
+	int grace_ms;
+	int64_t grace_end; /* CLOCK_MONOTONIC ms */
+	struct list parked;
+	unsigned int nparked;
+	bool unpark_due; /* a listener came: parked connects try again after this round */
+	uint64_t parked_total;
 };
 
 /* core.c */
@@ -149,6 +173,10 @@ void core_guest_event(struct op *op, struct guest *g);
 void core_session_event(struct op *op, struct session *s, uint32_t events);
 /* Start of an event-loop round: fairness budgets reset. */
 void core_new_round(struct op *op);
+/* End of a round: parked connects whose listener came, or whose grace ended. */
+void core_end_round(struct op *op);
+/* How long the event loop may sleep (ms, -1: until an event). */
+int core_timeout_ms(struct op *op);
 /* Send the published ports to the proxy stack again (after a reload). */
 void core_push_publish(struct op *op);
 /* Revoke circuits the current policy no longer allows. Returns how many. */
