@@ -12,6 +12,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <poll.h>
+#include <pthread.h>
 #include <setjmp.h>
 #include <signal.h>
 #include <stdarg.h>
@@ -34,6 +35,7 @@
 static const char *operator_bin, *ctl_bin;
 static char dir[48], run_dir[64], cfg_path[64], log_path[64];
 static pid_t op_pid;
+static const char *op_grace = "--restart-grace=2000"; /* the default, said out loud */
 
 static const char *const base_config =
 	"log-level debug\n"
@@ -115,7 +117,7 @@ static void op_start(void)
 
 		dup2(fd, 2);
 		execl(operator_bin, operator_bin, "--config", cfg_path, "--run-dir", run_dir,
-		      (char *)NULL);
+		      op_grace, (char *)NULL);
 		_exit(127);
 	}
 	for (i = 0; i < 500 && !ctl_reachable(); i++)
@@ -132,6 +134,24 @@ static void op_stop(void)
 	assert_true(WIFEXITED(status));
 	assert_int_equal(WEXITSTATUS(status), 0);
 	op_pid = 0;
+}
+
+/* SIGKILL: the operator dies as in a crash, leaving its sockets behind. */
+static void op_kill(void)
+{
+	int status;
+
+	kill(op_pid, SIGKILL);
+	assert_int_equal(waitpid(op_pid, &status, 0), op_pid);
+	op_pid = 0;
+}
+
+static int64_t now_ms(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
 }
 
 /* Run circnetctl; returns its exit status, output (stdout+stderr) in out. */
@@ -812,6 +832,165 @@ static void test_restart_keeps_circuits(void **state)
 	cn_op_close(&web.op);
 }
 
+/*
+ * A listener on a durable channel (CN_LISTEN_CHANNEL): it lives on its
+ * channel, not on the session that asked; the same channel sent again is the
+ * same listener; another guest cannot take it; a killed operator leaves it
+ * quiet (no hang-up, nothing to read), and a new operator takes it again.
+ */
+static void test_channel_listener(void **state)
+{
+	struct cn_op ses, lst = { .fd = -1 }, client, other;
+	struct cn_addr bound, any80 = wildcard(80), d = addr("10.9.0.2:80");
+	struct pollfd p;
+	uint64_t id, id2, id3;
+	char out[8192];
+	struct conn k;
+	int i;
+
+	assert_int_equal(open_guest(&ses, "web"), 0);
+	assert_int_equal(cn_op_listen_channel(&ses, &lst, CN_L4_TCP, &any80, 8, 0, &bound, &id), 0);
+	assert_true(lst.durable);
+	assert_int_equal(bound.port, 80);
+	cn_op_close(&ses); /* the asking session goes; the listener stays with its channel */
+	assert_int_equal(open_guest(&client, "client"), 0);
+	{
+		struct listener_g l = { .op = lst, .id = id };
+
+		assert_int_equal(connect_pair(&client, &l, "10.9.0.2:80", &k), 0);
+		check_talks(&k.c, &k.s);
+		close_pair(&client, &l, &k);
+		lst = l.op;
+	}
+	/* sent again by another session of the guest (a process sharing it): as it is */
+	assert_int_equal(open_guest(&ses, "web"), 0);
+	assert_int_equal(cn_op_listen_channel(&ses, &lst, CN_L4_TCP, &any80, 8, 0, &bound, &id2), 0);
+	assert_true(id2 == id);
+	/* another guest that got hold of the channel cannot make it its own */
+	assert_int_equal(open_guest(&other, "cache"), 0);
+	assert_int_equal(cn_op_listen_channel(&other, &lst, CN_L4_TCP, &any80, 8, 0, NULL, NULL),
+			 -EPERM);
+	assert_true(log_has("refused another guest's listener channel (guest web)"));
+	cn_op_close(&other);
+	cn_op_close(&ses);
+	cn_op_close(&client);
+
+	op_kill();
+	/* the channel outlives the operator: no hang-up, nothing to accept */
+	p = (struct pollfd){ .fd = lst.fd, .events = POLLIN | POLLRDHUP };
+	assert_int_equal(poll(&p, 1, 200), 0);
+	{
+		struct cn_local_ep ep;
+		struct cn_op_conn conn;
+
+		assert_int_equal(cn_op_accept(&lst, &ep, &conn, 1), -EAGAIN);
+	}
+	op_start();
+	assert_int_equal(poll(&p, 1, 100), 0);
+	/* registered again with the new operator: a new listener there, the same channel here */
+	assert_int_equal(open_guest(&ses, "web"), 0);
+	assert_int_equal(cn_op_listen_channel(&ses, &lst, CN_L4_TCP, &any80, 8, 0, &bound, &id3), 0);
+	assert_true(id3 != id);
+	assert_int_equal(ctl(out, sizeof(out), "listeners"), 0);
+	assert_non_null(strstr(out, "web"));
+	assert_int_equal(open_guest(&client, "client"), 0);
+	{
+		struct listener_g l = { .op = lst, .id = id3 };
+
+		assert_int_equal(connect_pair(&client, &l, "10.9.0.2:80", &k), 0);
+		check_talks(&k.c, &k.s);
+		close_pair(&client, &l, &k);
+		lst = l.op;
+	}
+	/* the app closes its listener: both ends go, the operator forgets it */
+	cn_op_close(&lst);
+	for (i = 0; i < 100; i++) {
+		struct cn_local_ep ep;
+		int err = cn_op_connect(&client, CN_L4_TCP, NULL, &d, &ep, NULL);
+
+		if (err == -ECONNREFUSED)
+			break;
+		assert_int_equal(err, 0);
+		cn_local_close(&ep);
+		usleep(10000);
+	}
+	assert_true(i < 100);
+	cn_op_close(&client);
+	cn_op_close(&ses);
+}
+
+struct timed_connect {
+	struct cn_op *op;
+	const char *dst;
+	struct cn_local_ep ep;
+	int err;
+	int64_t ms;
+};
+
+static void *timed_connect(void *arg)
+{
+	struct timed_connect *t = arg;
+	struct cn_addr d = addr(t->dst);
+	int64_t t0 = now_ms();
+
+	t->err = cn_op_connect(t->op, CN_L4_TCP, NULL, &d, &t->ep, NULL);
+	t->ms = now_ms() - t0;
+	return NULL;
+}
+
+/*
+ * The restart grace: in the first --restart-grace ms of an operator, a
+ * connect to a guest port nobody listens on waits for the listener (it
+ * registers again after a restart) instead of being refused; once the grace
+ * is over, refusals are immediate as ever.
+ */
+static void test_restart_grace(void **state)
+{
+	struct timed_connect t = { 0 };
+	struct listener_g web;
+	struct cn_op client;
+	struct cn_local_ep ep;
+	struct cn_op_conn si;
+	struct cn_addr d = addr("10.9.0.2:80");
+	pthread_t th;
+	int64_t t0;
+	char out[8192];
+
+	op_stop();
+	op_grace = "--restart-grace=1500";
+	op_start();
+	assert_int_equal(open_guest(&client, "client"), 0);
+	t.op = &client;
+	t.dst = "10.9.0.2:80";
+	assert_int_equal(pthread_create(&th, NULL, timed_connect, &t), 0);
+	usleep(300000);
+	assert_int_equal(ctl(out, sizeof(out), "status --json"), 0);
+	assert_non_null(strstr(out, "\"parked\":1,"));
+	/* the listener comes: the parked connect is decided, and succeeds */
+	listen_on(&web, "web", CN_L4_TCP, wildcard(80), 16);
+	pthread_join(th, NULL);
+	assert_int_equal(t.err, 0);
+	assert_true(t.ms >= 250);
+	assert_int_equal(cn_op_accept(&web.op, &ep, &si, 0), 0);
+	check_talks(&t.ep, &ep);
+	cn_local_close(&t.ep);
+	cn_local_close(&ep);
+	cn_op_close(&web.op);
+	usleep(100000);
+	/* a port nobody listens on any more: refused when the grace ends, not before */
+	t0 = now_ms();
+	assert_int_equal(cn_op_connect(&client, CN_L4_TCP, NULL, &d, &ep, NULL), -ECONNREFUSED);
+	assert_true(now_ms() - t0 >= 500);
+	/* after the grace: at once */
+	t0 = now_ms();
+	assert_int_equal(cn_op_connect(&client, CN_L4_TCP, NULL, &d, &ep, NULL), -ECONNREFUSED);
+	assert_true(now_ms() - t0 < 300);
+	cn_op_close(&client);
+	op_stop();
+	op_grace = "--restart-grace=2000";
+	op_start();
+}
+
 static void test_circnetctl(void **state)
 {
 	char out[16384], path[256];
@@ -879,6 +1058,8 @@ int main(int argc, char **argv)
 		cmocka_unit_test(test_circnetctl),
 		cmocka_unit_test(test_reload),
 		cmocka_unit_test(test_restart_keeps_circuits),
+		cmocka_unit_test(test_channel_listener),
+		cmocka_unit_test(test_restart_grace),
 	};
 
 	if (argc != 3) {
