@@ -96,15 +96,16 @@ struct dp_sessions {
 	bool attached, udp_attached;
 	bool tcp_only;		 /* a second DPDK stack: UDP is the first one's */
 	int64_t next_attach_ms;	 /* lost: try again then */
+	int backoff_ms;		 /* the pause after a failed try: 50 ms doubling to 1 s */
 	void *tcp_tag, *udp_tag; /* each session fd's epoll data */
 };
 
-/* Open both, their fds watched in epfd; a failure retries in a second. */
+/* Open both, their fds watched in epfd; a failure retries after a pause (50 ms to 1 s). */
 void dp_sessions_attach(struct dp_loop *dl, struct dp_sessions *s, int epfd,
 			void (*on_publish)(void *arg, const struct cn_msg_publish *m), void *arg);
 /* Time to try attaching again. */
 bool dp_sessions_due(const struct dp_sessions *s);
-/* Lost one (why): close both, retry in a second. */
+/* Lost one (why): close both, retry at once (the operator may be restarting). */
 void dp_sessions_detach(struct dp_loop *dl, struct dp_sessions *s, int epfd, const char *why);
 void dp_sessions_close(struct dp_sessions *s, int epfd);
 /* Send the CLOSED notices gathered. */

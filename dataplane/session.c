@@ -4,9 +4,12 @@
  * every backend (dataplane.h): open the proxy attach point and listen
  * there as the proxy for TCP, and in a second session for UDP (a session
  * holds one listener); the operator then hands these sessions the off-host
- * circuits and pushes the published ports. A lost session is retried every
- * second; circuits waiting on a session are taken into the backend's own
- * connection blocks.
+ * circuits and pushes the published ports. A lost session (the operator
+ * restarted) is tried again at once, then after pauses from 50 ms doubling
+ * to 1 s; the LISTEN_OK brings the published ports again, so a restarted
+ * operator has its routes and publishes back with no guest doing anything.
+ * Circuits waiting on a session are taken into the backend's own connection
+ * blocks; established ones never needed the operator.
  */
 #include <errno.h>
 #include <stdlib.h>
@@ -65,13 +68,18 @@ void dp_sessions_attach(struct dp_loop *dl, struct dp_sessions *s, int epfd,
 	int err = open_watched(dl, &s->op, CN_L4_TCP, epfd, s->tcp_tag, on_publish, arg);
 
 	if (err) {
-		if (!s->next_attach_ms || log_level >= LOG_DEBUG)
+		if (!s->backoff_ms || log_level >= LOG_DEBUG)
 			log_warn("loop %d: cannot attach to the operator at %s: %s (retrying)",
 				 dl->index, dl->cfg->operator_path, strerror(-err));
-		s->next_attach_ms = mono_ms() + 1000;
+		/* the operator restarting takes tens of ms, an outage longer: back off to 1 s */
+		s->backoff_ms = s->backoff_ms ? s->backoff_ms * 2 : 50;
+		if (s->backoff_ms > 1000)
+			s->backoff_ms = 1000;
+		s->next_attach_ms = mono_ms() + s->backoff_ms;
 		return;
 	}
 	s->attached = true;
+	s->backoff_ms = 0;
 	atomic_fetch_add(&dl->cnt.operator_sessions, 1);
 	err = s->tcp_only
 		      ? 0
@@ -121,7 +129,7 @@ void dp_sessions_detach(struct dp_loop *dl, struct dp_sessions *s, int epfd, con
 {
 	log_warn("loop %d: operator session lost (%s): retrying", dl->index, why);
 	dp_sessions_close(s, epfd);
-	s->next_attach_ms = mono_ms() + 1000;
+	s->next_attach_ms = mono_ms();
 }
 
 void dp_sessions_flush(struct dp_sessions *s)

@@ -37,6 +37,14 @@
 #define SESSION_BATCH	 8  /* messages per session per event */
 #define DENY_LOGS_PER_SEC 20
 
+static int64_t mono_ms(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
 struct guest_conf *guest_conf(struct op *op, struct guest *g)
 {
 	return g == op->proxy ? &op->proxy_conf : &op->cfg->guests[g->conf];
@@ -475,6 +483,8 @@ static int proxy_listen(struct op *op, struct session *s, const struct cn_msg_li
 	s->g->nlisteners++;
 	s->lst = l;
 	op->proxy_lst[m->l4][op->proxy_n[m->l4]++] = l;
+	if (op->nparked)
+		op->unpark_due = true; /* off-host connects waiting for a proxy stack */
 	{
 		/*
 		 * A burst of off-host connects queues one NEW_CONN per circuit on
@@ -789,6 +799,7 @@ struct setup {
 	int rule;
 	bool proxied; /* to the proxy stack: the circuit is pending */
 	struct cn_addr to; /* the acceptor's address (m->dst, or a published guest's) */
+	int unparked_err; /* route() said EINPROGRESS: the answer if it cannot wait */
 };
 
 /* Where does the connection go, and may it? 0 or a positive errno. */
@@ -817,6 +828,11 @@ static int route(struct op *op, struct session *s, const struct cn_msg_connect *
 			st->lst = op->proxy_lst[m->l4][op->proxy_rr[m->l4]++ % op->proxy_n[m->l4]];
 			st->proxied = true;
 			return 0;
+		}
+		if (v == VERDICT_PROXY && mono_ms() < op->grace_end) {
+			/* the proxy stack attaches again after a restart: wait for it */
+			st->unparked_err = ENETUNREACH;
+			return EINPROGRESS;
 		}
 		if (v == VERDICT_PROXY) {
 			/* routed off-host: no proxy stack has attached to this operator */
@@ -849,8 +865,10 @@ static int route(struct op *op, struct session *s, const struct cn_msg_connect *
 			return ECONNREFUSED;
 		}
 	}
-	if (!st->dst || !(st->lst = listener_find(st->dst, m->l4, &m->dst)))
+	if (!st->dst || !(st->lst = listener_find(st->dst, m->l4, &m->dst))) {
+		st->unparked_err = ECONNREFUSED;
 		return st->dst ? EINPROGRESS : ECONNREFUSED; /* EINPROGRESS: nobody listens yet */
+	}
 	/* a loopback listener takes only its own guest's loopback connections */
 	if (is_loopback(&st->lst->addr) && !is_loopback(&m->dst))
 		return ECONNREFUSED;
@@ -983,14 +1001,6 @@ static struct circuit *circuit_new(struct op *op, unsigned int l4, const struct 
 	return c;
 }
 
-static int64_t mono_ms(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
 /*
  * The restart grace. A restarted operator knows no listener until the
  * guests register theirs again, which they do within a few hundred ms
@@ -1086,9 +1096,14 @@ static int handle_connect(struct op *op, struct session *s, const struct cn_msg_
 	if (err == EINPROGRESS) {
 		if (park(op, s, m))
 			return 0; /* answered when a listener comes, or the grace ends */
-		err = ECONNREFUSED;
-		s->g->cnt.refused++;
-		op->cnt.refused++;
+		err = st.unparked_err;
+		if (err == ECONNREFUSED) {
+			s->g->cnt.refused++;
+			op->cnt.refused++;
+		} else {
+			log_refusal(s->g, "guest %s: proxy route but no proxy stack attached",
+				    s->g->name);
+		}
 	}
 	if (err) {
 		if (err == ENETUNREACH || err == EHOSTUNREACH) {
