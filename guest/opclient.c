@@ -478,6 +478,24 @@ int cn_op_query(struct cn_op *op, struct cn_msg_query_ok *out)
 	return err;
 }
 
+int cn_op_claim(struct cn_op *op, const struct cn_op_conn *conn, int memfd)
+{
+	struct cn_msg_circuit m;
+	int err = op->nclosed ? send_with_closed(op, NULL) : 0;
+
+	if (err)
+		return err;
+	cn_msg_init(&m.h, CN_MSG_CLAIM, sizeof(m), 0);
+	m.circuit_id = conn->circuit_id;
+	m.l4 = (uint8_t)conn->l4;
+	m.role = (uint8_t)conn->role;
+	m.local = conn->local;
+	m.remote = conn->remote;
+	m.local.pad = m.remote.pad = 0;
+	err = cn_send_fds(op->fd, &memfd, 1, &m, sizeof(m));
+	return err ? send_error(op, -err) : 0;
+}
+
 int cn_addr_from_sockaddr(struct cn_addr *a, const struct sockaddr *sa, socklen_t len)
 {
 	memset(a, 0, sizeof(*a));

@@ -1521,7 +1521,9 @@ EXPORT __attribute__((no_sanitize("address", "undefined"))) int prctl(int option
 	a4 = va_arg(ap, unsigned long);
 	a5 = va_arg(ap, unsigned long);
 	va_end(ap);
-	if (option == PR_SET_SECCOMP)
+	if (option == PR_SET_SECCOMP) {
 		cn_socket_notifier_plain_io();
+		procop_sandboxed();
+	}
 	return (int)syscall(SYS_prctl, option, a2, a3, a4, a5);
 }

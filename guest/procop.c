@@ -48,6 +48,7 @@ static struct {
 } durables = { .lock = PTHREAD_MUTEX_INITIALIZER };
 
 static int ndurable, nwaiting; /* atomics: wait points do nothing while both are 0 */
+static bool sandboxed;	       /* prctl(PR_SET_SECCOMP) seen: no new sessions from wait points */
 
 static int64_t mono_ns(void)
 {
@@ -151,7 +152,7 @@ static int open_locked(void)
 	proc.open = true;
 	proc.backoff_ns = 0;
 	__atomic_store_n(&proc.instance, proc.op.info.guest_id, __ATOMIC_RELEASE);
-	if (__atomic_load_n(&ndurable, __ATOMIC_RELAXED))
+	if (__atomic_load_n(&durables.head, __ATOMIC_RELAXED))
 		proc.revive_due = true;
 	return 0;
 }
@@ -205,17 +206,19 @@ bool procop_up(void)
 
 /* ---- durable sockets ---- */
 
-void procop_durable_add(struct csock *cs)
+void procop_durable_add(struct csock *cs, bool watched)
 {
 	pthread_mutex_lock(&durables.lock);
 	if (!cs->durable) {
 		cs->durable = true;
+		cs->durable_watched = watched;
 		cs->dprev = NULL;
 		cs->dnext = durables.head;
 		if (durables.head)
 			durables.head->dprev = cs;
 		durables.head = cs;
-		__atomic_add_fetch(&ndurable, 1, __ATOMIC_RELAXED);
+		if (watched)
+			__atomic_add_fetch(&ndurable, 1, __ATOMIC_RELAXED);
 	}
 	pthread_mutex_unlock(&durables.lock);
 }
@@ -231,7 +234,8 @@ void procop_durable_del(struct csock *cs)
 		if (cs->dnext)
 			cs->dnext->dprev = cs->dprev;
 		cs->durable = false;
-		__atomic_sub_fetch(&ndurable, 1, __ATOMIC_RELAXED);
+		if (cs->durable_watched)
+			__atomic_sub_fetch(&ndurable, 1, __ATOMIC_RELAXED);
 	}
 	pthread_mutex_unlock(&durables.lock);
 }
@@ -291,10 +295,26 @@ static void revive(void)
 
 /* ---- wait points ---- */
 
+/*
+ * Wait points tend the operator's session for processes that have
+ * listeners or bound datagram sockets (they must come back by themselves),
+ * or connects waiting for it. Established connections alone do not make a
+ * process open a session: their claims go out with the process's next
+ * session, whenever it has one. A process under a seccomp filter never
+ * opens one from a wait point: the filter may kill it for socket().
+ */
 static bool watching(void)
 {
+	if (__atomic_load_n(&sandboxed, __ATOMIC_RELAXED))
+		return false;
 	return __atomic_load_n(&ndurable, __ATOMIC_RELAXED) ||
-	       __atomic_load_n(&nwaiting, __ATOMIC_RELAXED);
+	       __atomic_load_n(&nwaiting, __ATOMIC_RELAXED) ||
+	       (__atomic_load_n(&proc.revive_due, __ATOMIC_RELAXED) && proc.open);
+}
+
+void procop_sandboxed(void)
+{
+	__atomic_store_n(&sandboxed, true, __ATOMIC_RELAXED);
 }
 
 int procop_watch(int *retry_ms)

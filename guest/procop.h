@@ -72,11 +72,19 @@ uint64_t procop_instance(void);
 int procop_watch(int *retry_ms);
 void procop_tick(void);
 
-/* Sockets that register with the operator and must do so again after a restart. */
-void procop_durable_add(struct csock *cs);
+/*
+ * Sockets that register with the operator and must do so again after a
+ * restart: listeners and bound datagram sockets (watched: the process's
+ * wait points bring them back), and connected ones (their circuits are
+ * claimed again whenever the process next has a session).
+ */
+void procop_durable_add(struct csock *cs, bool watched);
 void procop_durable_del(struct csock *cs);
 /* Connects waiting for the operator (non-blocking ones, CS_WAITOP): wait points retry for them. */
 void procop_waiting(int delta);
+
+/* The process put itself under a seccomp filter (preload.c's prctl). */
+void procop_sandboxed(void);
 
 /* Closes, batched on the process session (opclient.h). */
 void procop_closed(uint64_t circuit_id);

@@ -217,6 +217,7 @@ static void release_state(struct csock *cs)
 		procop_durable_del(cs);
 		cn_op_close(&cs->op);
 	} else if (cs->state == CS_CONNECTED) {
+		procop_durable_del(cs);
 		/*
 		 * Alone with it: close as TCP does (FIN, or a reset if its data
 		 * is unread). Shared across a fork: other processes may still
@@ -401,7 +402,7 @@ int csock_listen(struct csock *cs, int backlog, int *session)
 	cs->op.keep_memfd = true;
 	cs->state = CS_LISTENING;
 	hide_fds(cs, true);
-	procop_durable_add(cs);
+	procop_durable_add(cs, true);
 	*session = cs->op.fd;
 out:
 	pthread_mutex_unlock(&cs->lock);
@@ -415,10 +416,37 @@ out:
  * the socket in place with nothing to accept, as a listener whose port
  * was taken away: it is tried again with the next operator.
  */
+/* With cs->lock: claim a connected socket's end of its circuit at a new operator. */
+static int claim(struct csock *cs)
+{
+	struct cn_op_conn conn = {
+		.circuit_id = cs->circuit_id,
+		.l4 = CN_L4_TCP,
+		.role = cs->role,
+		.local = cs->local,
+		.remote = cs->remote,
+	};
+	struct cn_op *op;
+	uint64_t inst;
+	int err = procop_get(&op, 0);
+
+	if (err)
+		return err;
+	inst = op->info.guest_id;
+	err = cn_op_claim(op, &conn, cs->memfd);
+	procop_put(err);
+	if (!err)
+		__atomic_store_n(&cs->reg_gen, inst, __ATOMIC_RELAXED);
+	return err == -ECONNABORTED ? -EHOSTDOWN : err;
+}
+
 int csock_reregister(struct csock *cs)
 {
 	int err;
 
+	if (cs->state == CS_CONNECTED && !cs->dgram && cs->memfd >= 0 &&
+	    __atomic_load_n(&cs->reg_gen, __ATOMIC_RELAXED) != procop_instance())
+		return claim(cs);
 	if (!cs->op.durable || (cs->state != CS_LISTENING && !(cs->dgram && cs->state == CS_BOUND)))
 		return 0;
 	if (__atomic_load_n(&cs->reg_gen, __ATOMIC_RELAXED) == procop_instance())
@@ -455,6 +483,10 @@ static void take_circuit(struct csock *cs, const struct cn_op_conn *conn)
 	cs->role = conn->role;
 	cs->memfd = conn->memfd;
 	hide_fds(cs, true);
+	/* claimed again from a new operator after a restart (procop.c) */
+	cs->reg_gen = procop_instance();
+	if (cs->memfd >= 0)
+		procop_durable_add(cs, false);
 	cn_ep_set_spin(&cs->ep.ep, (uint32_t)preload_spin_ns());
 	cn_poll_arm(&cs->ep.ep, CN_POLLIN);
 }
@@ -515,6 +547,7 @@ int csock_accept(struct csock *cs, bool nonblock, struct csock **out, int *doorb
 		return err == -ETIMEDOUT ? -EAGAIN : err;
 	}
 	take_circuit(n, &conn);
+	n->reg_gen = cs->reg_gen; /* from the operator the listener is registered with */
 	*out = n;
 	*doorbell = n->ep.notif[0].fd;
 	return 0;
@@ -1367,6 +1400,7 @@ bool csock_export(struct csock *cs, int appfd, struct csock_image *img)
 	img->remote = cs->remote;
 	img->circuit_id = cs->circuit_id;
 	img->key = (uint64_t)(uintptr_t)cs;
+	img->reg_gen = cs->reg_gen;
 	if (cs->state == CS_CONNECTED) {
 		/* the data doorbell crosses as the application's fd itself */
 		img->memfd = cs->memfd;
@@ -1378,7 +1412,6 @@ bool csock_export(struct csock *cs, int appfd, struct csock_image *img)
 		img->space_fd = cs->op.chan_peer;
 		img->backlog = cs->backlog;
 		img->listen_flags = cs->listen_flags;
-		img->reg_gen = cs->reg_gen;
 		set_cloexec(img->space_fd, false);
 	}
 	return true;
@@ -1433,7 +1466,7 @@ struct csock *csock_import(const struct csock_image *img)
 		cs->backlog = img->backlog;
 		cs->listen_flags = img->listen_flags;
 		cs->reg_gen = img->reg_gen;
-		procop_durable_add(cs);
+		procop_durable_add(cs, true);
 	} else if (cs->state == CS_CONNECTED) {
 		cs->memfd = cn_fd_lift(fcntl(img->memfd, F_DUPFD_CLOEXEC, 0));
 		fds[0] = img->memfd;
@@ -1446,6 +1479,8 @@ struct csock *csock_import(const struct csock_image *img)
 			goto fail;
 		}
 		set_cloexec(img->space_fd, true);
+		cs->reg_gen = img->reg_gen;
+		procop_durable_add(cs, false);
 		cn_ep_set_timeouts(&cs->ep.ep, cs->rcvtimeo_ms, cs->sndtimeo_ms);
 		cn_ep_set_spin(&cs->ep.ep, (uint32_t)preload_spin_ns());
 		cn_poll_arm(&cs->ep.ep, CN_POLLIN);

@@ -69,6 +69,7 @@ struct csock {
 	uint64_t reg_gen;	   /* the operator registered with (its guest id), 0: none yet */
 	bool lost;		   /* the last operator refused it: nothing to accept */
 	bool durable;		   /* in procop's list */
+	bool durable_watched;	   /* and counted among what wait points watch for */
 	struct csock *dnext, *dprev;
 	/* CS_WAITOP: the connect to make once the operator is back, or fail at the deadline */
 	int64_t waitop_deadline_ns;

@@ -90,7 +90,7 @@ static int bind_locked(struct csock *cs, const struct cn_addr *a, int64_t wait_n
 	preload_hide(cs->op.fd, true);
 	preload_hide(cs->op.chan_peer, true);
 	watch(cs, cs->op.fd);
-	procop_durable_add(cs);
+	procop_durable_add(cs, true);
 	return 0;
 }
 

@@ -1204,6 +1204,81 @@ static int handle_closed(struct op *op, struct session *s, const struct cn_msg_i
 	return 0;
 }
 
+/* A claim refused: logged (rate-limited), counted, no answer (claims have none). */
+static void claim_refused(struct op *op, struct session *s, const struct cn_msg_circuit *m,
+			  const char *why)
+{
+	op->claims_refused++;
+	log_refusal(s->g, "guest %s: claim of circuit %llu refused: %s", s->g->name,
+		    (unsigned long long)m->circuit_id, why);
+}
+
+/*
+ * CLAIM: one end of a circuit an earlier operator set up (proto.h). The
+ * first end's claim makes the circuit; the other end's joins it when it
+ * proves the same memory object and mirrors the addresses. A guest can
+ * claim only ends with its own addresses, only ids from before this
+ * operator, and never an end another guest holds; what it gains is being
+ * counted against its own limits. memfd is ours to close.
+ */
+static void handle_claim(struct op *op, struct session *s, const struct cn_msg_circuit *m,
+			 int memfd)
+{
+	struct guest_conf *gc = guest_conf(op, s->g);
+	int role = m->role, other = !m->role;
+	struct circuit *c, **slot;
+	struct stat st;
+	bool ok;
+
+	ok = memfd >= 0 && !fstat(memfd, &st) && S_ISREG(st.st_mode) && st.st_size > 0 &&
+	     (uint64_t)st.st_size <= (1ull << 32);
+	if (memfd >= 0)
+		close(memfd);
+	if (!ok)
+		return claim_refused(op, s, m, "not a circuit's memory");
+	if (!m->circuit_id || m->circuit_id >= op->first_id)
+		return claim_refused(op, s, m, "not an earlier operator's circuit");
+	if (s->g != op->proxy && !is_loopback(&m->local) && !guest_owns(gc, &m->local))
+		return claim_refused(op, s, m, "a local address the guest does not own");
+	c = circuit_find(op, m->circuit_id);
+	if (c) {
+		if (c->rule != RULE_CLAIMED || c->claim_ino != (uint64_t)st.st_ino ||
+		    c->claim_dev != (uint64_t)st.st_dev || c->l4 != m->l4)
+			return claim_refused(op, s, m, "another circuit has that id");
+		if (c->end[role].g == s->g && addr_eq(&c->end[role].addr, &m->local))
+			return; /* a process sharing the socket claimed it too */
+		if (c->end[role].g || c->end[role].s)
+			return claim_refused(op, s, m, "that end is claimed already");
+		if (!addr_eq(&c->end[role].addr, &m->local) ||
+		    !addr_eq(&c->end[other].addr, &m->remote))
+			return claim_refused(op, s, m, "the ends' addresses disagree");
+	} else {
+		c = calloc(1, sizeof(*c));
+		if (!c)
+			return claim_refused(op, s, m, "out of memory");
+		c->id = m->circuit_id;
+		c->l4 = m->l4;
+		c->ring_size[0] = m->ring_size[0];
+		c->ring_size[1] = m->ring_size[1];
+		c->mem = (size_t)st.st_size;
+		c->created = time(NULL);
+		c->rule = RULE_CLAIMED;
+		c->claim_dev = (uint64_t)st.st_dev;
+		c->claim_ino = (uint64_t)st.st_ino;
+		c->end[role].addr = m->local;
+		c->end[other].addr = m->remote;
+		slot = hash_slot(op, c->id);
+		c->hnext = *slot;
+		*slot = c;
+		list_add_tail(&op->circuits, &c->link);
+		op->ncircuits++;
+	}
+	end_attach(c, role, s->g, s);
+	op->claims++;
+	log_debug("guest %s: claimed circuit %llu (%s end)", s->g->name,
+		  (unsigned long long)c->id, role == CN_ROLE_INITIATOR ? "initiator" : "acceptor");
+}
+
 static int handle_query(struct op *op, struct session *s, const struct cn_msg_hdr *m)
 {
 	struct guest_conf *gc = guest_conf(op, s->g);
@@ -1224,8 +1299,11 @@ static int dispatch(struct op *op, struct session *s, const union cn_msg *m, int
 {
 	if (m->h.type == CN_MSG_LISTEN && (m->listen.flags & CN_LISTEN_CHANNEL))
 		return handle_listen_channel(op, s, &m->listen, chan) ? -1 : 0;
-	if (!s->hello && m->h.type != CN_MSG_HELLO)
+	if (!s->hello && m->h.type != CN_MSG_HELLO) {
+		if (chan >= 0)
+			close(chan);
 		return reply_error(s, m->h.seq, ENOTCONN) ? -1 : 0;
+	}
 	switch (m->h.type) {
 	case CN_MSG_HELLO:
 		return handle_hello(op, s, &m->hello) ? -1 : 0;
@@ -1241,6 +1319,9 @@ static int dispatch(struct op *op, struct session *s, const union cn_msg *m, int
 		return handle_closed(op, s, &m->id);
 	case CN_MSG_QUERY:
 		return handle_query(op, s, &m->h) ? -1 : 0;
+	case CN_MSG_CLAIM:
+		handle_claim(op, s, &m->circuit, chan);
+		return 0;
 	default:
 		/* a reply type sent to us */
 		reply_error(s, m->h.seq, EPROTO);
@@ -1270,8 +1351,9 @@ void core_session_event(struct op *op, struct session *s, uint32_t events)
 		 */
 		chan = -1;
 		for (j = 0; j < nfds; j++) {
-			if (j == 0 && nfds == 1 && n == (ssize_t)sizeof(m.listen) &&
-			    m.h.type == CN_MSG_LISTEN)
+			if (j == 0 && nfds == 1 &&
+			    ((n == (ssize_t)sizeof(m.listen) && m.h.type == CN_MSG_LISTEN) ||
+			     (n == (ssize_t)sizeof(m.circuit) && m.h.type == CN_MSG_CLAIM)))
 				chan = fds[j];
 			else
 				close(fds[j]);
@@ -1579,6 +1661,7 @@ int core_init(struct op *op)
 	 */
 	clock_gettime(CLOCK_REALTIME, &now);
 	op->next_id = (uint64_t)now.tv_sec * 1000000 + (uint64_t)now.tv_nsec / 1000;
+	op->first_id = op->next_id + 1;
 	list_init(&op->guests);
 	list_init(&op->circuits);
 	list_init(&op->parked);

@@ -127,6 +127,8 @@ static void view_status(struct op *op, struct sbuf *b, bool json)
 		sb_json_str(b, op->last_reload_error);
 		sb_printf(b, ",\"restart_grace_ms\":%d,\"parked\":%u,\"parked_total\":%llu",
 			  op->grace_ms, op->nparked, (unsigned long long)op->parked_total);
+		sb_printf(b, ",\"claims\":%llu,\"claims_refused\":%llu",
+			  (unsigned long long)op->claims, (unsigned long long)op->claims_refused);
 		sb_printf(b, ",\"counters\":");
 		counters_json(b, &op->cnt);
 		sb_printf(b, "}\n");
@@ -148,6 +150,8 @@ static void view_status(struct op *op, struct sbuf *b, bool json)
 		  (unsigned long long)op->resets);
 	sb_printf(b, "grace      %d ms after start: %u connects waiting for a listener, %llu "
 		     "in all\n", op->grace_ms, op->nparked, (unsigned long long)op->parked_total);
+	sb_printf(b, "claims     %llu circuit ends of earlier operators re-registered, %llu refused\n",
+		  (unsigned long long)op->claims, (unsigned long long)op->claims_refused);
 	if (op->last_reload_error[0])
 		sb_printf(b, "last reload error: %s\n", op->last_reload_error);
 }
@@ -276,6 +280,8 @@ static void view_circuits(struct op *op, struct sbuf *b, bool json)
 			snprintf(rule, sizeof(rule), "rule line %d", op->cfg->rules[c->rule].line);
 		else if (c->rule == RULE_PUBLISHED)
 			snprintf(rule, sizeof(rule), "publish");
+		else if (c->rule == RULE_CLAIMED)
+			snprintf(rule, sizeof(rule), "earlier operator");
 		else
 			snprintf(rule, sizeof(rule), "own loopback");
 		if (!json) {

@@ -106,6 +106,8 @@ struct circuit {
 	time_t created;
 	int rule; /* the policy rule that allowed it, -1 for a guest's own loopback */
 #define RULE_PUBLISHED (-2) /* came in at a published port */
+#define RULE_CLAIMED (-3)   /* made by an earlier operator, claimed by its ends since */
+	uint64_t claim_dev, claim_ino; /* RULE_CLAIMED: its memfd, the proof of a claim */
 	struct circuit *hnext;
 	struct list link; /* all circuits, oldest first */
 };
@@ -136,6 +138,8 @@ struct op {
 	struct circuit **hash;
 	size_t hash_size;
 	uint64_t ncircuits, nsessions, next_id;
+	uint64_t first_id; /* ids below are an earlier operator's (claims) */
+	uint64_t claims, claims_refused;
 	struct counters cnt;
 	time_t started;
 	uint64_t reloads, reload_failures, resets;

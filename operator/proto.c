@@ -27,6 +27,7 @@ static const struct {
 	[CN_MSG_ACCEPTED] = { "accepted", sizeof(struct cn_msg_id), 0 },
 	[CN_MSG_CLOSED] = { "closed", sizeof(struct cn_msg_id), 0 },
 	[CN_MSG_QUERY] = { "query", sizeof(struct cn_msg_hdr), 0 },
+	[CN_MSG_CLAIM] = { "claim", sizeof(struct cn_msg_circuit), 1 },
 	[CN_MSG_ERROR] = { "error", sizeof(struct cn_msg_error), 0 },
 	[CN_MSG_HELLO_OK] = { "hello-ok", sizeof(struct cn_msg_hello_ok), 0 },
 	[CN_MSG_LISTEN_OK] = { "listen-ok", sizeof(struct cn_msg_listen_ok), 0 },
@@ -149,6 +150,10 @@ static int check_body(const union cn_msg *m, const char **why)
 		if (!err && m->connect.dst.port == 0)
 			FAIL("connect: destination port 0");
 		break;
+	case CN_MSG_CLAIM:
+		if (m->circuit.flags || m->circuit.listener_id)
+			FAIL("claim: flags or a listener");
+		__attribute__((fallthrough));
 	case CN_MSG_CONNECT_OK:
 	case CN_MSG_NEW_CONN:
 		if ((err = check_l4(m->circuit.l4, why)))

@@ -139,6 +139,13 @@ int cn_op_flush(struct cn_op *op);
 
 int cn_op_query(struct cn_op *op, struct cn_msg_query_ok *out);
 
+/*
+ * After an operator restart: tell the new operator of our end of a circuit
+ * an earlier one set up (CN_MSG_CLAIM, proto.h), proven by its memfd. No
+ * reply; the operator counts it or logs why not.
+ */
+int cn_op_claim(struct cn_op *op, const struct cn_op_conn *conn, int memfd);
+
 /* Conversions between socket addresses and protocol addresses. */
 int cn_addr_from_sockaddr(struct cn_addr *a, const struct sockaddr *sa, socklen_t len);
 socklen_t cn_addr_to_sockaddr(const struct cn_addr *a, struct sockaddr_storage *ss);

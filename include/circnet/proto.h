@@ -37,6 +37,7 @@ enum cn_msg_type {
 	CN_MSG_ACCEPTED = 5, /* no reply */
 	CN_MSG_CLOSED = 6,   /* no reply */
 	CN_MSG_QUERY = 7,
+	CN_MSG_CLAIM = 8,    /* no reply; + the circuit's memfd */
 	/* operator -> guest */
 	CN_MSG_ERROR = 64,
 	CN_MSG_HELLO_OK = 65,
@@ -166,6 +167,16 @@ struct cn_msg_circuit {
 	struct cn_addr local;
 	struct cn_addr remote;
 };
+
+/*
+ * CLAIM (a struct cn_msg_circuit, type CN_MSG_CLAIM, + 1 fd: the circuit's
+ * memfd): after an operator restart, a guest tells the new operator of an
+ * established circuit it holds one end of (its role, its local and the
+ * peer's address, the circuit's id as the earlier operator gave it), so
+ * that limits, circnetctl and reload --reset see it again. The memfd is
+ * the proof: only the circuit's two ends hold it, and the operator joins
+ * the two ends' claims only when both sent the same memory object.
+ */
 
 struct cn_msg_reset {
 	struct cn_msg_hdr h;
