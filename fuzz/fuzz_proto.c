@@ -41,8 +41,15 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		if (size > sizeof(m) || !strcmp(cn_msg_name(((struct cn_msg_hdr *)copy)->type), "?"))
 			abort();
 		memcpy(&m, copy, size);
-		if (m.h.len != size ||
-		    (cn_msg_nfds(m.h.type) != nfds && !(cn_msg_nfds(m.h.type) == 5 && nfds == 3)))
+		/* a LISTEN carries its channel exactly when its flag says so */
+		if (m.h.type == CN_MSG_LISTEN) {
+			if (nfds != !!(m.listen.flags & CN_LISTEN_CHANNEL))
+				abort();
+		} else if (m.h.len != size || (cn_msg_nfds(m.h.type) != nfds &&
+					       !(cn_msg_nfds(m.h.type) == 5 && nfds == 3))) {
+			abort();
+		}
+		if (m.h.len != size)
 			abort();
 		switch (m.h.type) {
 		case CN_MSG_CONNECT:
@@ -53,6 +60,12 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 			break;
 		case CN_MSG_LISTEN:
 			check_addr(&m.listen.addr);
+			break;
+		case CN_MSG_CLAIM:
+			check_addr(&m.circuit.local);
+			check_addr(&m.circuit.remote);
+			if (m.circuit.role > 1 || m.circuit.flags || m.circuit.listener_id || nfds != 1)
+				abort();
 			break;
 		case CN_MSG_HELLO_OK:
 			if (m.hello_ok.naddr > CN_GUEST_ADDRS ||

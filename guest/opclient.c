@@ -180,13 +180,18 @@ static int call(struct cn_op *op, struct cn_msg_hdr *req, union cn_msg *rep, int
 
 int cn_op_open(struct cn_op *op, const char *path)
 {
+	return cn_op_open_within(op, path, DEFAULT_TIMEOUT_MS);
+}
+
+int cn_op_open_within(struct cn_op *op, const char *path, int hello_ms)
+{
 	struct sockaddr_un sa = { .sun_family = AF_UNIX };
 	struct cn_msg_hello req;
 	union cn_msg rep;
 	int fds[CN_LOCAL_NFDS], nfds, err;
 
 	memset(op, 0, sizeof(*op));
-	op->timeout_ms = DEFAULT_TIMEOUT_MS;
+	op->timeout_ms = hello_ms;
 	if (strlen(path) >= sizeof(sa.sun_path))
 		return -ENAMETOOLONG;
 	memcpy(sa.sun_path, path, strlen(path) + 1);
@@ -208,6 +213,7 @@ int cn_op_open(struct cn_op *op, const char *path)
 		return err;
 	}
 	op->info = rep.hello_ok;
+	op->timeout_ms = DEFAULT_TIMEOUT_MS;
 	return 0;
 }
 

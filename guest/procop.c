@@ -29,6 +29,7 @@
 
 #define BACKOFF_MIN_NS 10000000LL  /* 10 ms */
 #define BACKOFF_MAX_NS 500000000LL /* 500 ms */
+#define HELLO_MS       2000	    /* an operator that takes longer counts as absent */
 
 static struct {
 	pthread_mutex_t lock;
@@ -137,7 +138,11 @@ static int open_locked(void)
 	now = mono_ns();
 	if (now < proc.next_try_ns)
 		return -EHOSTDOWN;
-	err = cn_op_open(&proc.op, proc.path);
+	/*
+	 * Wait points open sessions too: an operator that accepts but does not
+	 * answer (stopped, wedged) must not hold the application for long.
+	 */
+	err = cn_op_open_within(&proc.op, proc.path, HELLO_MS);
 	if (err) {
 		if (!operator_absent(err))
 			return err;

@@ -20,7 +20,10 @@
 #    silent mid-transfer (ETIMEDOUT after --user-timeout), the
 #    guest is killed mid-transfer and the proxy is restarted mid-transfer
 #    (nothing hangs, and the proxy ends with no connection and the operator
-#    with no circuit: no leaks).
+#    with no circuit: no leaks);
+#  - restarts: the operator killed under the proxy stack (the dataplane
+#    re-attaches, routes and published ports work again), then the dataplane
+#    killed and started again.
 # Needs root: exits 77 (skipped) without it.
 set -uo pipefail
 build=$(cd "${1:?usage: proxy.sh BUILD_DIR}" && pwd)
@@ -100,6 +103,7 @@ CONF
 }
 write_conf "publish tcp $((pub + 2)) to web port 81"
 "$op" --config "$dir/circnet.conf" 2>"$dir/operator.log" &
+op_pid=$!
 pids+=($!)
 start_dp() {
 	"$dp" --run-dir "$dir/run" --threads 2 --connect-timeout 2 --udp-idle 2 --user-timeout 3 \
@@ -358,6 +362,26 @@ check "a reload withdraws a publish: its host port is closed (curl: cannot conne
 	bash -c "curl -sS -m 5 http://127.0.0.1:$((pub + 2))/ 2>/dev/null; [ \$? = 7 ]"
 check "... and keeps the others" is "$(curl -sS -m 10 "http://127.0.0.1:$((pub + 1))/index.html")" published
 
+# the operator killed (a crash) and started again under the proxy stack: the
+# dataplane attaches again by itself and takes its routes and published ports
+# back, the guests' listeners come back; nobody does anything (issue 13)
+kill -KILL "$op_pid"
+wait "$op_pid" 2>/dev/null
+"$op" --config "$dir/circnet.conf" 2>>"$dir/operator.log" &
+op_pid=$!
+pids+=($!)
+within() { # within SECONDS COMMAND...: until it succeeds
+	local end=$(($(date +%s) + $1))
+	until "${@:2}" 2>/dev/null; do [ "$(date +%s)" -lt "$end" ] || return 1; sleep 0.2; done
+}
+fetch_remote() { [ "$(guest curl -sS -m 10 "http://$net.2:8000/blob" | sha256sum | cut -d' ' -f1)" = "$want" ]; }
+fetch_published() { [ "$(curl -sS -m 5 "http://127.0.0.1:$((pub + 1))/index.html")" = published ]; }
+check "operator restarted (SIGKILL): a guest fetches from the remote through the proxy again" \
+	within 10 fetch_remote
+check "operator restarted (SIGKILL): a published port reaches its guest again" \
+	within 10 fetch_published
+check "... through the dataplane that was attached before (not restarted)" kill -0 "$dp_pid"
+
 # no leaks: the proxy and the operator forget every connection (UDP flows after --udp-idle)
 sleep 3
 "$ctl" --run-dir "$dir/run" proxy
@@ -369,6 +393,16 @@ check "the proxy holds no connection at the end" \
 # (guests still running report their closes in batches: their ends may linger)
 check "the operator holds no circuit with a proxy end at the end" \
 	bash -c "for i in \$(seq 30); do ! '$ctl' --run-dir '$dir/run' circuits | grep -q ' proxy ' && exit 0; sleep 0.1; done; '$ctl' --run-dir '$dir/run' circuits; exit 1"
+
+# the dataplane killed (SIGKILL) and started again: it takes the routes and
+# published ports over, with no guest doing anything
+kill -KILL "$dp_pid"
+wait "$dp_pid" 2>/dev/null
+start_dp
+check "dataplane restarted (SIGKILL): a guest fetches from the remote through it" \
+	within 10 fetch_remote
+check "dataplane restarted (SIGKILL): the published port reaches its guest" \
+	within 10 fetch_published
 
 if [ "$failed" -ne 0 ]; then
 	echo "proxy.sh: $failed checks failed; dataplane log:"

@@ -362,6 +362,46 @@ static void test_prefix_match(void **state)
 
 /* ---- protocol validator ---- */
 
+/* A listener's channel and a circuit's claim: the one fd they carry (issue 13). */
+static void test_proto_channel_and_claim(void **state)
+{
+	union cn_msg m;
+	const char *why;
+
+	cn_msg_init(&m.h, CN_MSG_LISTEN, sizeof(m.listen), 1);
+	m.listen.l4 = CN_L4_TCP;
+	m.listen.backlog = 16;
+	m.listen.addr.family = CN_AF_INET;
+	m.listen.addr.port = 80;
+	assert_int_equal(cn_msg_validate(&m, sizeof(m.listen), 0, &why), 0);
+	assert_int_equal(cn_msg_validate(&m, sizeof(m.listen), 1, &why), -EBADMSG);
+	m.listen.flags = CN_LISTEN_CHANNEL;
+	assert_int_equal(cn_msg_validate(&m, sizeof(m.listen), 1, &why), 0);
+	assert_int_equal(cn_msg_validate(&m, sizeof(m.listen), 0, &why), -EBADMSG);
+	assert_string_equal(why, "listen: a channel fd without the flag, or the flag without it");
+	assert_int_equal(cn_msg_validate(&m, sizeof(m.listen), 2, &why), -EBADMSG);
+	m.listen.flags = 0x10;
+	assert_int_equal(cn_msg_validate(&m, sizeof(m.listen), 0, &why), -EBADMSG);
+
+	cn_msg_init(&m.h, CN_MSG_CLAIM, sizeof(m.circuit), 0);
+	m.circuit.circuit_id = 42;
+	m.circuit.l4 = CN_L4_TCP;
+	m.circuit.role = 1;
+	m.circuit.local.family = m.circuit.remote.family = CN_AF_INET;
+	assert_int_equal(cn_msg_validate(&m, sizeof(m.circuit), 1, &why), 0);
+	assert_int_equal(cn_msg_validate(&m, sizeof(m.circuit), 0, &why), -EBADMSG);
+	assert_int_equal(cn_msg_validate(&m, sizeof(m.circuit), 3, &why), -EBADMSG);
+	m.circuit.flags = CN_CIRCUIT_PENDING;
+	assert_int_equal(cn_msg_validate(&m, sizeof(m.circuit), 1, &why), -EBADMSG);
+	m.circuit.flags = 0;
+	m.circuit.listener_id = 7;
+	assert_int_equal(cn_msg_validate(&m, sizeof(m.circuit), 1, &why), -EBADMSG);
+	m.circuit.listener_id = 0;
+	m.circuit.role = 2;
+	assert_int_equal(cn_msg_validate(&m, sizeof(m.circuit), 1, &why), -EBADMSG);
+	assert_string_equal(cn_msg_name(CN_MSG_CLAIM), "claim");
+}
+
 static void test_proto_validate(void **state)
 {
 	union cn_msg m;
@@ -464,6 +504,7 @@ int main(void)
 		cmocka_unit_test(test_bad_files),      cmocka_unit_test(test_bad_bytes_and_limits),
 		cmocka_unit_test(test_policy),	       cmocka_unit_test(test_prefix_match),
 		cmocka_unit_test(test_proto_validate),
+		cmocka_unit_test(test_proto_channel_and_claim),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);

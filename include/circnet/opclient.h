@@ -72,6 +72,8 @@ struct cn_op_conn {
 
 /* Connect to a guest's operator socket and register (HELLO). */
 int cn_op_open(struct cn_op *op, const char *path);
+/* The same, waiting at most hello_ms for the operator's HELLO_OK (-ETIMEDOUT). */
+int cn_op_open_within(struct cn_op *op, const char *path, int hello_ms);
 void cn_op_close(struct cn_op *op);
 
 /* Listen (tcp) or bind (udp) on addr; port 0 picks one. *bound: what we got. */
