@@ -29,7 +29,7 @@
 
 #define BACKOFF_MIN_NS 10000000LL  /* 10 ms */
 #define BACKOFF_MAX_NS 500000000LL /* 500 ms */
-#define HELLO_MS       2000	    /* an operator that takes longer counts as absent */
+#define HELLO_MS       2000	   /* an operator that takes longer counts as absent */
 
 static struct {
 	pthread_mutex_t lock;
@@ -39,7 +39,7 @@ static struct {
 	uint64_t instance;   /* the guest id the operator gave us last (HELLO_OK) */
 	int64_t next_try_ns; /* closed: the next attempt, CLOCK_MONOTONIC */
 	int64_t backoff_ns;
-	bool revive_due;     /* durable sockets may belong to an earlier operator */
+	bool revive_due; /* durable sockets may belong to an earlier operator */
 	int64_t wait_ns;
 } proc = { .lock = PTHREAD_MUTEX_INITIALIZER, .wait_ns = PROCOP_WAIT_MS_DEFAULT * 1000000LL };
 
