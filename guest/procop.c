@@ -322,15 +322,18 @@ void procop_sandboxed(void)
 	__atomic_store_n(&sandboxed, true, __ATOMIC_RELAXED);
 }
 
-int procop_watch(int *retry_ms)
+/*
+ * A wait point's care of the session: retire it if the operator hung up
+ * (check_alive), open it if an attempt is due, and re-register what belongs
+ * to an earlier operator, with no lock held.
+ */
+static void tend(bool check_alive)
 {
 	bool due;
-	int fd = -1;
 
-	*retry_ms = -1;
-	if (!watching())
-		return -1;
 	pthread_mutex_lock(&proc.lock);
+	if (check_alive && proc.open && !cn_op_alive(&proc.op))
+		retire_locked();
 	open_locked();
 	due = proc.revive_due && proc.open;
 	if (due)
@@ -338,6 +341,16 @@ int procop_watch(int *retry_ms)
 	pthread_mutex_unlock(&proc.lock);
 	if (due)
 		revive();
+}
+
+int procop_watch(int *retry_ms)
+{
+	int fd = -1;
+
+	*retry_ms = -1;
+	if (!watching())
+		return -1;
+	tend(false);
 	pthread_mutex_lock(&proc.lock);
 	if (proc.open) {
 		fd = proc.op.fd;
@@ -354,20 +367,8 @@ int procop_watch(int *retry_ms)
 
 void procop_tick(void)
 {
-	bool due;
-
-	if (!watching())
-		return;
-	pthread_mutex_lock(&proc.lock);
-	if (proc.open && !cn_op_alive(&proc.op))
-		retire_locked();
-	open_locked();
-	due = proc.revive_due && proc.open;
-	if (due)
-		proc.revive_due = false;
-	pthread_mutex_unlock(&proc.lock);
-	if (due)
-		revive();
+	if (watching())
+		tend(true);
 }
 
 /* ---- close notices ---- */

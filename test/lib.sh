@@ -41,8 +41,10 @@ wait_listener() { # wait_listener REGEX: up to 10 s for a guest listener the ope
 # said) and silent_secs (how long after the address went), then puts it back.
 silent_remote() {
 	local sender t0
-	guest python3 "$peers" send-until-error "$1" "$2" >"$dir/silent.out" 2>&1 &
+	guest python3 "$peers" send-until-error "$1" "$2" >"$dir/silent.out" 2>"$dir/silent.err" &
 	sender=$!
+	# connected first (a guest under a sanitizer starts slowly), then a second of sending
+	for _ in $(seq 100); do grep -q connected "$dir/silent.err" 2>/dev/null && break; sleep 0.1; done
 	sleep 1
 	remote ip addr del "$3" dev "$4"
 	t0=$(date +%s)
@@ -50,4 +52,5 @@ silent_remote() {
 	silent_secs=$(($(date +%s) - t0))
 	remote ip addr add "$3" dev "$4"
 	silent_errno=$(cat "$dir/silent.out")
+	[ -n "$silent_errno" ] || silent_errno=$(grep -v '^connected$' "$dir/silent.err")
 }

@@ -95,6 +95,9 @@ def serve_sink(host, port):
 def send_until_error(host, port):
     s = socket.create_connection((host, port), timeout=60)
     s.settimeout(None)
+    # the caller makes the remote go silent only once the connection stands
+    sys.stderr.write("connected\n")
+    sys.stderr.flush()
     chunk = b"s" * (1 << 16)
     try:
         while True:

@@ -36,8 +36,6 @@ chmod 755 "$dir" # nginx workers and memcached run as nobody
 stop=$dir/chaos.done # the loads stop when it appears
 pids=()              # background jobs: the servers and the loads
 op_wrap='' op_pid='' # the operator's `timeout` and the operator itself
-failed=0
-failed_names=()
 
 alive() { # alive PID: exists and is not a zombie
 	local s
@@ -81,18 +79,8 @@ cleanup() {
 trap cleanup EXIT
 trap 'exit 143' TERM
 trap 'exit 130' INT
-check() { # check NAME COMMAND...: one line per check
-	if "${@:2}"; then
-		echo "ok   $1"
-	else
-		echo "FAIL $1"
-		failed=$((failed + 1))
-		failed_names+=("$1")
-	fi
-}
-is() { # is GOT WANT: equal, or say what came instead
-	[ "$1" = "$2" ] || { echo "     got '$1', want '$2'"; return 1; }
-}
+# check, is, report_failures (its guest is replaced below: any guest, not only client)
+. "$(dirname "$0")/lib.sh"
 below() { # below GOT LIMIT: GOT < LIMIT (integers), or say what came
 	[ "$1" -lt "$2" ] 2>/dev/null || { echo "     got '$1', want below $2"; return 1; }
 }
