@@ -2,13 +2,14 @@
 # scripts/deps.sh - install the Debian 12 packages circnet builds and tests
 # with. Idempotent: asks apt only when something is missing. Needs root.
 set -euo pipefail
-# curl, wget, wrk, nginx, redis, iperf3, sockperf, openssh, dnsmasq, iproute2 (ip, ss),
+# curl, wget, wrk, nginx, redis, memcached (the operator-restart test), iperf3, sockperf,
+# openssh, dnsmasq, iproute2 (ip, ss),
 # procps (pkill) and util-linux (unshare): the guest and proxy integration tests and the demo;
 # gnuplot-nox and a font: the benchmark matrix's PNG plots; libdpdk-dev, liblwip-dev
 # and dpdk (dpdk-devbind.py): the DPDK proxy backend, with dpkg-dev and patch to unpack lwIP's
 # Debian source and apply our patches to it (scripts/lwip-source.sh); iputils-ping: its ARP/ICMP test
 pkgs=(meson ninja-build gcc clang pkg-config libcmocka-dev libclang-rt-14-dev python3 curl wget nginx
-	redis-server redis-tools iperf3 wrk sockperf openssh-server openssh-client dnsmasq-base iproute2 procps util-linux
+	redis-server redis-tools memcached iperf3 wrk sockperf openssh-server openssh-client dnsmasq-base iproute2 procps util-linux
 	gnuplot-nox fonts-dejavu-core libdpdk-dev liblwip-dev dpdk dpkg-dev patch iputils-ping)
 missing=()
 for p in "${pkgs[@]}"; do
