@@ -8,9 +8,10 @@
  *
  * Every socket the application sees is a real kernel fd:
  *   - fresh or bound: a placeholder (an unconnected AF_UNIX socket);
- *   - listening: a dup of its operator session, which turns readable when a
- *     connection waits, so poll/epoll/select and sharing across fork behave
- *     as a listening socket does;
+ *   - listening: a dup of our end of its durable channel (opclient.h), which
+ *     turns readable when a connection waits, so poll/epoll/select and
+ *     sharing across fork behave as a listening socket does; the channel
+ *     outlives the operator, so a restart leaves it quiet (procop.h);
  *   - connected: a dup of its end of the circuit's data doorbell, which turns
  *     readable when the peer signals data; the socket keeps the doorbell
  *     armed whenever its ring is empty, so every arrival is a kernel event.
@@ -31,7 +32,7 @@
 enum csock_state {
 	CS_NEW,	       /* socket(): no address yet */
 	CS_BOUND,      /* bind() recorded an address */
-	CS_LISTENING,  /* a listener session at the operator */
+	CS_LISTENING,  /* a listener at the operator, on its durable channel */
 	CS_CONNECTED,  /* a circuit */
 	CS_FAILED,     /* a non-blocking connect that failed: SO_ERROR tells */
 	CS_WAITOP,     /* a non-blocking connect waiting for the operator (procop.h) */
@@ -123,7 +124,7 @@ void csock_put(struct csock *cs);
 int csock_bind(struct csock *cs, const struct sockaddr *sa, socklen_t len);
 /* connect(AF_UNSPEC): see sock.c. *fresh: install a new placeholder at the app fd. */
 int csock_disconnect(struct csock *cs, bool *fresh);
-/* On success *session is the listener session fd to install as the app fd. */
+/* On success *session is the listener's channel fd to install as the app fd. */
 int csock_listen(struct csock *cs, int backlog, int *session);
 /* New connected socket; *doorbell is its fd to dup as the new app fd. */
 int csock_accept(struct csock *cs, bool nonblock, struct csock **out, int *doorbell);
