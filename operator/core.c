@@ -17,6 +17,7 @@
 #define _GNU_SOURCE
 #include <errno.h>
 #include <fcntl.h>
+#include <poll.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -513,6 +514,55 @@ static int proxy_listen(struct op *op, struct session *s, const struct cn_msg_li
  * session that asked, or the channel it sent). 0 with *r filled, or a
  * positive errno.
  */
+/*
+ * A listener goes while its session stays: UNLISTEN, or a channel whose
+ * guest closed it (its hang-up not read yet). Connections queued for it die
+ * with the channel's socket queue: forget them.
+ */
+static void listener_drop(struct op *op, struct listener *l)
+{
+	struct list *pos, *tmp;
+
+	list_for_each_safe(pos, tmp, &op->circuits) {
+		struct circuit *c = container_of(pos, struct circuit, link);
+
+		if (c->queued_in == l)
+			circuit_end_close(op, c, CN_ROLE_ACCEPTOR);
+	}
+	proxy_forget(op, l);
+	l->s->g->nlisteners--;
+	l->s->lst = NULL;
+	list_del(&l->link);
+	free(l);
+}
+
+/* Has the guest closed this session (its hang-up may not be read yet)? */
+static bool session_hung_up(const struct session *s)
+{
+	struct pollfd p = { .fd = s->ev.fd, .events = POLLRDHUP };
+
+	return poll(&p, 1, 0) == 1 && (p.revents & (POLLRDHUP | POLLHUP | POLLERR));
+}
+
+/*
+ * Before a port is judged taken: listeners on it whose guest has closed
+ * them are gone, even if their hang-up waits further down this round's
+ * events (a server that closes its listener and listens again at once, as
+ * iperf3 does after every test, must get its port). The session itself is
+ * closed when its own event is read.
+ */
+static void reap_closed_listeners(struct op *op, struct guest *g, unsigned int l4, uint16_t port)
+{
+	struct list *pos, *tmp;
+
+	list_for_each_safe(pos, tmp, &g->listeners) {
+		struct listener *l = container_of(pos, struct listener, link);
+
+		if (l->l4 == l4 && l->addr.port == port && session_hung_up(l->s))
+			listener_drop(op, l);
+	}
+}
+
 static int listen_setup(struct op *op, struct session *owner, const struct cn_msg_listen *m,
 			struct cn_msg_listen_ok *r)
 {
@@ -540,6 +590,7 @@ static int listen_setup(struct op *op, struct session *owner, const struct cn_ms
 				 g->name, m->l4 == CN_L4_TCP ? "tcp" : "udp", a.port);
 			return EACCES;
 		}
+		reap_closed_listeners(op, g, m->l4, a.port);
 		if (port_in_use(g, m->l4, a.port, &a, m->flags & CN_LISTEN_V6ONLY,
 				m->flags & CN_LISTEN_REUSE))
 			return EADDRINUSE;
@@ -700,31 +751,13 @@ static int handle_listen_channel(struct op *op, struct session *s, const struct 
 
 static int handle_unlisten(struct op *op, struct session *s, const struct cn_msg_id *m)
 {
-	struct listener *l = s->lst;
+	struct cn_msg_hdr r;
 
-	if (!l || l->id != m->id)
+	if (!s->lst || s->lst->id != m->id)
 		return reply_error(s, m->h.seq, ENOENT);
-	/* queued connections die with the session's socket queue; forget them */
-	{
-		struct list *pos, *tmp;
-
-		list_for_each_safe(pos, tmp, &op->circuits) {
-			struct circuit *c = container_of(pos, struct circuit, link);
-
-			if (c->queued_in == l)
-				circuit_end_close(op, c, CN_ROLE_ACCEPTOR);
-		}
-	}
-	s->g->nlisteners--;
-	list_del(&l->link);
-	free(l);
-	s->lst = NULL;
-	{
-		struct cn_msg_hdr r;
-
-		cn_msg_init(&r, CN_MSG_OK, sizeof(r), m->h.seq);
-		return send_msg(s, &r, NULL, 0);
-	}
+	listener_drop(op, s->lst);
+	cn_msg_init(&r, CN_MSG_OK, sizeof(r), m->h.seq);
+	return send_msg(s, &r, NULL, 0);
 }
 
 /* Log a refusal, at most DENY_LOGS_PER_SEC a second per guest. */

@@ -571,6 +571,26 @@ static void test_circuits_claimed(void **state)
 	close(l);
 }
 
+/*
+ * A server that closes its listener and listens on the same port again at
+ * once (iperf3 does after every test) gets its port every time: the
+ * operator may not have read the old channel's hang-up yet.
+ */
+static void test_listen_again_at_once(void **state)
+{
+	struct sockaddr_in a = sin_of(7000);
+	int i, fd, one = 1;
+
+	for (i = 0; i < 100; i++) {
+		fd = socket(AF_INET, SOCK_STREAM, 0);
+		assert_true(fd >= 0);
+		setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
+		assert_int_equal(bind(fd, (struct sockaddr *)&a, sizeof(a)), 0);
+		assert_int_equal(listen(fd, 4), 0);
+		close(fd);
+	}
+}
+
 /* ---- setup: this process again, under the preload, as guest srv ---- */
 
 static int group_setup(void **state)
@@ -638,6 +658,7 @@ int main(int argc, char **argv)
 		cmocka_unit_test(test_reconnect_backs_off),
 		cmocka_unit_test(test_udp_binding_survives),
 		cmocka_unit_test(test_circuits_claimed),
+		cmocka_unit_test(test_listen_again_at_once),
 	};
 	const char *d = getenv("CIRCNET_TEST_DIR");
 
