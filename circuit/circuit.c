@@ -270,6 +270,13 @@ void cn_reset(struct cn_endpoint *ep)
 	}
 }
 
+void cn_revoke(struct cn_endpoint *ep)
+{
+	cn_reset(ep);
+	atomic_store_explicit(&ep->pending_err, -ECONNRESET, memory_order_relaxed);
+	cn_wake_local(ep);
+}
+
 void cn_close(struct cn_endpoint *ep)
 {
 	uint32_t st = cn_st(ep);

@@ -377,7 +377,8 @@ static bool drain_inner(struct ep_shadow *sh)
  */
 static void watch_operator(struct ep_shadow *sh, int fd)
 {
-	struct epoll_event ev = { .events = EPOLLRDHUP | EPOLLET, .data.ptr = &op_watch_tag };
+	struct epoll_event ev = { .events = EPOLLRDHUP | EPOLLIN | EPOLLET,
+				  .data.ptr = &op_watch_tag };
 
 	if (sh->op_watch == fd)
 		return;

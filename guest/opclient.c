@@ -74,6 +74,24 @@ static void note_reset(struct cn_op *op, const union cn_msg *m)
 {
 	if (op->nresets < CN_OP_RESETS)
 		op->resets[op->nresets++] = m->reset.circuit_id;
+	if (op->on_reset)
+		op->on_reset(op->reset_arg, m->reset.circuit_id);
+}
+
+/* A NEW_CONN that came while the session was busy: the next accept takes it. */
+static void keep_pending(struct cn_op *op, const union cn_msg *m, const int *fds, int nfds)
+{
+	struct cn_op_pending *p;
+
+	if (op->npending >= CN_OP_PENDING) {
+		while (nfds > 0)
+			close(fds[--nfds]);
+		return;
+	}
+	p = &op->pending[op->npending++];
+	p->msg = m->circuit;
+	p->nfds = nfds;
+	memcpy(p->fds, fds, sizeof(int) * (size_t)nfds);
 }
 
 /* A send's failure: the operator is gone, or (a durable channel) not reading. */
@@ -156,13 +174,8 @@ static int call_pass(struct cn_op *op, struct cn_msg_hdr *req, int pass, union c
 		}
 		if (rep->h.seq == req->seq)
 			break;
-		if (rep->h.type == CN_MSG_NEW_CONN && op->npending < CN_OP_PENDING) {
-			/* a connection for this listener: the next accept takes it */
-			struct cn_op_pending *p = &op->pending[op->npending++];
-
-			p->msg = rep->circuit;
-			p->nfds = *nfds;
-			memcpy(p->fds, fds, sizeof(int) * (size_t)*nfds);
+		if (rep->h.type == CN_MSG_NEW_CONN) {
+			keep_pending(op, rep, fds, *nfds);
 			continue;
 		}
 		for (i = 0; i < *nfds; i++)
@@ -482,6 +495,31 @@ int cn_op_query(struct cn_op *op, struct cn_msg_query_ok *out)
 	if (!err)
 		*out = rep.query_ok;
 	return err;
+}
+
+int cn_op_take_pushes(struct cn_op *op)
+{
+	int fds[CN_LOCAL_NFDS], nfds, err, n;
+	union cn_msg m;
+
+	for (n = 0; n < 256; n++) {
+		nfds = 0;
+		err = recv_msg(op, &m, fds, &nfds, 0);
+		if (err == -EAGAIN)
+			return 0;
+		if (err == -ECONNABORTED)
+			return err;
+		if (err)
+			continue; /* a bad message: dropped */
+		if (m.h.type == CN_MSG_RESET && m.h.seq == 0)
+			note_reset(op, &m);
+		else if (m.h.type == CN_MSG_NEW_CONN)
+			keep_pending(op, &m, fds, nfds);
+		else
+			while (nfds > 0)
+				close(fds[--nfds]);
+	}
+	return 0;
 }
 
 int cn_op_claim(struct cn_op *op, const struct cn_op_conn *conn, int memfd)

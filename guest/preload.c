@@ -1018,7 +1018,7 @@ static int poll_mixed(struct pollfd *fds, nfds_t n, int64_t timeout_ns, const si
 			int wfd = procop_watch(&retry);
 
 			if (wfd >= 0) {
-				k[nk] = (struct pollfd){ .fd = wfd, .events = POLLRDHUP };
+				k[nk] = (struct pollfd){ .fd = wfd, .events = POLLRDHUP | POLLIN };
 				owner[nk++] = OWNER_OPERATOR;
 			}
 		}

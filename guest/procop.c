@@ -153,6 +153,7 @@ static int open_locked(void)
 		return -EHOSTDOWN;
 	}
 	proc.op.keep_memfd = true;
+	proc.op.on_reset = procop_on_reset;
 	preload_hide(proc.op.fd, true);
 	proc.open = true;
 	proc.backoff_ns = 0;
@@ -207,6 +208,29 @@ bool procop_up(void)
 	up = !open_locked();
 	pthread_mutex_unlock(&proc.lock);
 	return up;
+}
+
+/*
+ * The operator revoked a circuit (reload --reset; proto.h RESET): reset our
+ * end, so the peer reads ECONNRESET too, as the kernel would after a
+ * firewall's reset. Called with the session's lock held; the socket cannot
+ * go while durables.lock is held (release_state leaves the list first).
+ */
+void procop_on_reset(void *arg, uint64_t circuit_id)
+{
+	struct csock *cs;
+
+	(void)arg;
+	pthread_mutex_lock(&durables.lock);
+	for (cs = durables.head; cs; cs = cs->dnext) {
+		if (cs->dgram) {
+			udp_reset_peer(cs, circuit_id);
+			continue;
+		}
+		if (cs->state == CS_CONNECTED && cs->circuit_id == circuit_id)
+			cn_revoke(&cs->ep.ep);
+	}
+	pthread_mutex_unlock(&durables.lock);
 }
 
 /* ---- durable sockets ---- */
@@ -303,10 +327,11 @@ static void revive(void)
 /*
  * Wait points tend the operator's session for processes that have
  * listeners or bound datagram sockets (they must come back by themselves),
- * or connects waiting for it. Established connections alone do not make a
- * process open a session: their claims go out with the process's next
- * session, whenever it has one. A process under a seccomp filter never
- * opens one from a wait point: the filter may kill it for socket().
+ * connects waiting for it, or a session open already (its pushes: RESET).
+ * Established connections alone do not make a process open a session:
+ * their claims go out with the process's next session, whenever it has
+ * one. A process under a seccomp filter never opens one from a wait point:
+ * the filter may kill it for socket().
  */
 static bool watching(void)
 {
@@ -314,7 +339,7 @@ static bool watching(void)
 		return false;
 	return __atomic_load_n(&ndurable, __ATOMIC_RELAXED) ||
 	       __atomic_load_n(&nwaiting, __ATOMIC_RELAXED) ||
-	       (__atomic_load_n(&proc.revive_due, __ATOMIC_RELAXED) && proc.open);
+	       __atomic_load_n(&proc.open, __ATOMIC_RELAXED);
 }
 
 void procop_sandboxed(void)
@@ -322,53 +347,73 @@ void procop_sandboxed(void)
 	__atomic_store_n(&sandboxed, true, __ATOMIC_RELAXED);
 }
 
+#define BUSY_RETRY_MS 50 /* another thread holds the session: look again after this */
+
 /*
- * A wait point's care of the session: retire it if the operator hung up
- * (check_alive), open it if an attempt is due, and re-register what belongs
- * to an earlier operator, with no lock held.
+ * With proc.lock: a wait point's care of the session. Retire it if the
+ * operator hung up, read its pushes (RESET: no request is in flight while we
+ * hold the lock, so nothing read here can be a reply), open it if an attempt
+ * is due. True when re-registration is due, to run with no lock held.
  */
-static void tend(bool check_alive)
+static bool tend_locked(bool check_alive)
 {
 	bool due;
 
-	pthread_mutex_lock(&proc.lock);
 	if (check_alive && proc.open && !cn_op_alive(&proc.op))
+		retire_locked();
+	if (check_alive && proc.open && cn_op_take_pushes(&proc.op) == -ECONNABORTED)
 		retire_locked();
 	open_locked();
 	due = proc.revive_due && proc.open;
 	if (due)
 		proc.revive_due = false;
-	pthread_mutex_unlock(&proc.lock);
-	if (due)
-		revive();
+	return due;
 }
 
+/*
+ * Wait points never wait for the session's lock: a thread holding it is
+ * in a request (a connect the operator may hold for its restart grace), and
+ * the application's own events must not wait behind it. They look again
+ * a little later instead.
+ */
 int procop_watch(int *retry_ms)
 {
+	bool due;
 	int fd = -1;
 
 	*retry_ms = -1;
 	if (!watching())
 		return -1;
-	tend(false);
-	pthread_mutex_lock(&proc.lock);
+	if (pthread_mutex_trylock(&proc.lock)) {
+		*retry_ms = BUSY_RETRY_MS;
+		return -1;
+	}
+	due = tend_locked(false);
 	if (proc.open) {
 		fd = proc.op.fd;
-		if (proc.revive_due || __atomic_load_n(&nwaiting, __ATOMIC_RELAXED))
-			*retry_ms = proc.revive_due ? 10 : 100;
+		if (due || proc.revive_due || __atomic_load_n(&nwaiting, __ATOMIC_RELAXED))
+			*retry_ms = due || proc.revive_due ? 10 : 100;
 	} else {
 		int64_t left = proc.next_try_ns - mono_ns();
 
 		*retry_ms = left <= 0 ? 0 : (int)((left + 999999) / 1000000);
 	}
 	pthread_mutex_unlock(&proc.lock);
+	if (due)
+		revive();
 	return fd;
 }
 
 void procop_tick(void)
 {
-	if (watching())
-		tend(true);
+	bool due;
+
+	if (!watching() || pthread_mutex_trylock(&proc.lock))
+		return; /* a thread in a request sees to the session */
+	due = tend_locked(true);
+	pthread_mutex_unlock(&proc.lock);
+	if (due)
+		revive();
 }
 
 /* ---- close notices ---- */

@@ -63,7 +63,8 @@ uint64_t procop_instance(void);
 
 /*
  * Wait points. procop_watch: before sleeping. Returns the fd to watch for
- * the operator's hang-up (poll it for POLLRDHUP), or -1; *retry_ms is when
+ * the operator's hang-up and pushes (poll it for POLLRDHUP | POLLIN), or
+ * -1; *retry_ms is when
  * to wake at the latest for the next attempt (-1: no need). It opens the
  * session or re-registers durable sockets when that is due, so a process
  * that sleeps nowhere else still recovers. procop_tick: after waking when
@@ -82,6 +83,9 @@ void procop_durable_add(struct csock *cs, bool watched);
 void procop_durable_del(struct csock *cs);
 /* Connects waiting for the operator (non-blocking ones, CS_WAITOP): wait points retry for them. */
 void procop_waiting(int delta);
+
+/* opclient's on_reset for every session of ours: the operator revoked a circuit. */
+void procop_on_reset(void *arg, uint64_t circuit_id);
 
 /* The process put itself under a seccomp filter (preload.c's prctl). */
 void procop_sandboxed(void);

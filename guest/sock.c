@@ -362,6 +362,7 @@ int csock_register(struct csock *cs, int64_t wait_ns)
 		cs->local = bound;
 		__atomic_store_n(&cs->reg_gen, inst, __ATOMIC_RELAXED);
 		cs->lost = false;
+		cs->op.on_reset = procop_on_reset; /* revocations of accepted circuits come here */
 	}
 	return err;
 }
@@ -392,8 +393,8 @@ int csock_listen(struct csock *cs, int backlog, int *session)
 	 * a port-0 listener needs the operator to pick its port, and waits.
 	 */
 	err = csock_register(cs, cs->local.port ? 0 : procop_wait_ns());
-	if (err == -EHOSTDOWN && cs->local.port)
-		err = cn_op_channel_init(&cs->op);
+	if (err == -EHOSTDOWN && cs->local.port && !(err = cn_op_channel_init(&cs->op)))
+		cs->op.on_reset = procop_on_reset;
 	else if (err == -EHOSTDOWN)
 		err = -EADDRINUSE; /* no port to be had */
 	if (err)
@@ -503,7 +504,7 @@ int wait_for_operator_or(int fd, short events, int timeout_ms)
 	int retry, n = 1, t = timeout_ms, rc;
 
 	p[1].fd = procop_watch(&retry);
-	p[1].events = POLLRDHUP;
+	p[1].events = POLLRDHUP | POLLIN;
 	if (p[1].fd >= 0)
 		n = 2;
 	if (retry >= 0 && (t < 0 || retry < t))
@@ -1462,6 +1463,7 @@ struct csock *csock_import(const struct csock_image *img)
 			goto fail;
 		cs->op.durable = true;
 		cs->op.chan_peer = img->space_fd;
+		cs->op.on_reset = procop_on_reset;
 		set_cloexec(img->space_fd, true);
 		cs->backlog = img->backlog;
 		cs->listen_flags = img->listen_flags;

@@ -223,6 +223,7 @@ ssize_t udp_recvv(struct csock *cs, const struct iovec *iov, int iovcnt, int fla
 unsigned int udp_poll(struct csock *cs, unsigned int events, bool arm, int fds[2],
 		      short fd_events[2], int *nfds);
 int udp_readable(struct csock *cs);
+void udp_reset_peer(struct csock *cs, uint64_t circuit_id);
 void udp_release(struct csock *cs);
 
 /* preload.c: the socket an application fd names, or NULL. */

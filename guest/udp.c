@@ -78,8 +78,8 @@ static int bind_locked(struct csock *cs, const struct cn_addr *a, int64_t wait_n
 	cs->listen_flags = (cs->opt_v6only ? CN_LISTEN_V6ONLY : 0) |
 			   (cs->opt_reuseaddr || cs->opt_reuseport ? CN_LISTEN_REUSE : 0);
 	err = csock_register(cs, a->port ? 0 : wait_ns);
-	if (err == -EHOSTDOWN && a->port)
-		err = cn_op_channel_init(&cs->op);
+	if (err == -EHOSTDOWN && a->port && !(err = cn_op_channel_init(&cs->op)))
+		cs->op.on_reset = procop_on_reset;
 	if (err) {
 		memset(&cs->local, 0, sizeof(cs->local));
 		return err;
@@ -468,6 +468,20 @@ unsigned int udp_poll(struct csock *cs, unsigned int events, bool arm, int fds[2
 		ready |= events & POLLRDNORM;
 	ready |= events & POLLWRNORM;
 	return ready & (events | POLLERR | POLLHUP);
+}
+
+/* procop.c: the operator revoked a circuit; if it is one of our peers', reset it. */
+void udp_reset_peer(struct csock *cs, uint64_t circuit_id)
+{
+	int i;
+
+	/* a thread busy on the socket holds its lock: that peer goes at its next revocation */
+	if (pthread_mutex_trylock(&cs->lock))
+		return;
+	for (i = 0; i < cs->npeers; i++)
+		if (!cs->peers[i]->refused && cs->peers[i]->circuit_id == circuit_id)
+			cn_revoke(&cs->peers[i]->ep.ep);
+	pthread_mutex_unlock(&cs->lock);
 }
 
 int udp_readable(struct csock *cs)

@@ -262,6 +262,7 @@ check "a guest killed mid-transfer: the remote sees its connection end" \
 guest python3 -c "
 import socket
 s = socket.create_connection(('$net.2', 8200)); n = 0
+print('connected', flush=True)
 try:
     while True:
         b = s.recv(65536)
@@ -270,6 +271,8 @@ try:
 except OSError as e:
     print(type(e).__name__)" >"$dir/restart.out" 2>&1 &
 reader=$!
+# connected first (a guest under a sanitizer starts slowly), then a second of data
+for _ in $(seq 100); do grep -q connected "$dir/restart.out" 2>/dev/null && break; sleep 0.1; done
 sleep 1
 kill -TERM "$dp_pid"
 wait "$dp_pid" 2>/dev/null

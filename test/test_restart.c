@@ -48,6 +48,13 @@
 #include <cmocka.h>
 
 #define WAIT_MS 600 /* CIRCNET_OPERATOR_WAIT_MS for this test */
+#define CONFIG_FMT                                                                     \
+	"run-dir %s/run\nnetwork 10.77.0.0/24\n"                                         \
+	"guest srv {\n    address 10.77.0.2\n    listen any any\n}\n"                    \
+	"guest cli {\n    address 10.77.0.3\n}\n"                                         \
+	"%s"                                                                           \
+	"deny any from any to any\n"
+#define ALLOW_CLI "allow tcp from cli to srv\n"
 #define GUEST_ADDR "10.77.0.2"
 
 static const char *operator_bin;
@@ -591,6 +598,87 @@ static void test_listen_again_at_once(void **state)
 	}
 }
 
+/*
+ * The child of test_reload_reset_revokes, as guest cli: connect, say hi,
+ * then wait for data in poll (an idle event loop) until the connection
+ * breaks. Exit 0 if it broke with ECONNRESET.
+ */
+static int reset_child(uint16_t port)
+{
+	struct sockaddr_in a = sin_of(port);
+	int fd = socket(AF_INET, SOCK_STREAM, 0), i;
+	char buf[16];
+
+	if (connect(fd, (struct sockaddr *)&a, sizeof(a)) || write(fd, "hi", 2) != 2)
+		return 2;
+	for (i = 0; i < 100; i++) {
+		struct pollfd p = { .fd = fd, .events = POLLIN };
+		ssize_t n;
+
+		if (poll(&p, 1, 100) != 1)
+			continue;
+		n = read(fd, buf, sizeof(buf));
+		if (n < 0)
+			return errno == ECONNRESET ? 0 : 3;
+		if (n == 0)
+			return 4;
+	}
+	return 5;
+}
+
+/*
+ * reload --reset revokes a circuit the new policy denies: the operator
+ * pushes RESET to both ends; a guest idle in a wait point reads it and
+ * resets its end, so both sides see ECONNRESET, even if only one end is
+ * honest (here the server's end never looks: it blocks in read).
+ */
+static void test_reload_reset_revokes(void **state)
+{
+	uint16_t port;
+	int l = listener(&port, false), a, st;
+	struct timeval tv = { 5, 0 };
+	char out[8192], buf[16], portstr[8], sock_cli[120];
+	pid_t child;
+	FILE *f;
+
+	snprintf(portstr, sizeof(portstr), "%u", port);
+	snprintf(sock_cli, sizeof(sock_cli), "%s/run/guests/cli/operator.sock", dir);
+	child = fork();
+	assert_true(child >= 0);
+	if (child == 0) {
+		char *const argv[] = { "test_restart", "-", "-", NULL };
+
+		setenv("CIRCNET_OPERATOR_SOCKET", sock_cli, 1);
+		setenv("CIRCNET_TEST_CHILD", portstr, 1);
+		execv("/proc/self/exe", argv);
+		_exit(127);
+	}
+	a = accept(l, NULL, NULL);
+	assert_true(a >= 0);
+	assert_int_equal(read(a, buf, sizeof(buf)), 2);
+	/* the same config without the allow line, reloaded with --reset */
+	f = fopen(cfg_path, "w");
+	assert_non_null(f);
+	fprintf(f, CONFIG_FMT, dir, "");
+	fclose(f);
+	ctl("reload reset\n", out, sizeof(out));
+	assert_non_null(strstr(out, "ok"));
+	setsockopt(a, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
+	assert_int_equal(read(a, buf, sizeof(buf)), -1);
+	assert_int_equal(errno, ECONNRESET);
+	assert_int_equal(waitpid(child, &st, 0), child);
+	assert_true(WIFEXITED(st));
+	assert_int_equal(WEXITSTATUS(st), 0);
+	close(a);
+	close(l);
+	/* the allow line back for what follows */
+	f = fopen(cfg_path, "w");
+	assert_non_null(f);
+	fprintf(f, CONFIG_FMT, dir, ALLOW_CLI);
+	fclose(f);
+	ctl("reload\n", out, sizeof(out));
+}
+
 /* ---- setup: this process again, under the preload, as guest srv ---- */
 
 static int group_setup(void **state)
@@ -627,11 +715,7 @@ static int prepare_and_reexec(char **argv)
 	f = fopen(cfg_path, "w");
 	if (!f)
 		return 1;
-	fprintf(f,
-		"run-dir %s/run\nnetwork 10.77.0.0/24\n"
-		"guest srv {\n    address " GUEST_ADDR "\n    listen any any\n}\n"
-		"deny any from any to any\n",
-		dir);
+	fprintf(f, CONFIG_FMT, dir, ALLOW_CLI);
 	fclose(f);
 	snprintf(env_sock, sizeof(env_sock), "%s/run/guests/srv/operator.sock", dir);
 	snprintf(env_pre, sizeof(env_pre), "%s", argv[2]);
@@ -659,9 +743,12 @@ int main(int argc, char **argv)
 		cmocka_unit_test(test_udp_binding_survives),
 		cmocka_unit_test(test_circuits_claimed),
 		cmocka_unit_test(test_listen_again_at_once),
+		cmocka_unit_test(test_reload_reset_revokes),
 	};
 	const char *d = getenv("CIRCNET_TEST_DIR");
 
+	if (getenv("CIRCNET_TEST_CHILD"))
+		return reset_child((uint16_t)atoi(getenv("CIRCNET_TEST_CHILD")));
 	if (argc != 3) {
 		fprintf(stderr, "usage: %s CIRCNET-OPERATOR LIBCIRCNET-PRELOAD\n", argv[0]);
 		return 2;

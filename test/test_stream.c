@@ -173,6 +173,22 @@ static void test_reset_seen_by_reader_first(void **state)
 	assert_int_equal(cn_take_error(&p->b), 0);
 }
 
+/* A revoked circuit (the operator's reload --reset): both ends read the reset once. */
+static void test_revoke_resets_both_ends(void **state)
+{
+	struct pair *p = *state;
+	char buf[16];
+
+	assert_int_equal(cn_send(&p->a, "data", 4, DW), 4);
+	cn_revoke(&p->a);
+	assert_true(cn_poll(&p->a) & CN_POLLERR);
+	assert_int_equal(cn_recv(&p->a, buf, 16, DW), -ECONNRESET);
+	assert_int_equal(cn_recv(&p->a, buf, 16, DW), 0);
+	assert_int_equal(cn_send(&p->a, "x", 1, DW), -EPIPE);
+	assert_int_equal(cn_recv(&p->b, buf, 16, DW), -ECONNRESET);
+	assert_int_equal(cn_recv(&p->b, buf, 16, DW), 0);
+}
+
 static void test_close_with_unread_data_resets(void **state)
 {
 	struct pair *p = *state;
@@ -291,6 +307,7 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_shut_rd_is_local, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_reset, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_reset_seen_by_reader_first, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_revoke_resets_both_ends, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_close_with_unread_data_resets, setup,
 						teardown),
 		cmocka_unit_test_setup_teardown(test_orderly_close, setup, teardown),

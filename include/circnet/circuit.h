@@ -236,6 +236,12 @@ int cn_shutdown(struct cn_endpoint *ep, int how);
 
 /* Abortive close: the peer gets ECONNRESET. */
 void cn_reset(struct cn_endpoint *ep);
+/*
+ * The operator revoked the circuit (reload --reset): an abortive close whose
+ * reset our side reports as well (ECONNRESET once), as a firewall's reset
+ * reaches both ends of a TCP connection.
+ */
+void cn_revoke(struct cn_endpoint *ep);
 
 /*
  * Close as close(2) on a TCP socket would: a reset if unread data is left

@@ -57,6 +57,9 @@ struct cn_op {
 	/* the proxy stack: PUBLISH pushes, whenever they arrive */
 	void (*on_publish)(void *arg, const struct cn_msg_publish *m);
 	void *cb_arg;
+	/* RESET pushes (a revoked circuit), whenever they are read; also noted in resets[] */
+	void (*on_reset)(void *arg, uint64_t circuit_id);
+	void *reset_arg;
 };
 
 /* What a circuit connects: from CONNECT_OK or NEW_CONN. */
@@ -140,6 +143,15 @@ int cn_op_closed(struct cn_op *op, uint64_t circuit_id);
 int cn_op_flush(struct cn_op *op);
 
 int cn_op_query(struct cn_op *op, struct cn_msg_query_ok *out);
+
+/*
+ * Read what the operator pushed to an idle session (RESET, PUBLISH;
+ * NEW_CONN is kept for the next accept), without waiting. Only when no
+ * request is in flight on op (its caller holds the session's lock): a
+ * reply would be taken for a push. 0, or -ECONNABORTED once the operator
+ * hung up.
+ */
+int cn_op_take_pushes(struct cn_op *op);
 
 /*
  * After an operator restart: tell the new operator of our end of a circuit
