@@ -106,6 +106,18 @@ static bool ctl_reachable(void)
 	return ok;
 }
 
+static bool guest_reachable(const char *guest)
+{
+	struct sockaddr_un sa = { .sun_family = AF_UNIX };
+	int fd = socket(AF_UNIX, SOCK_SEQPACKET, 0);
+	bool ok;
+
+	snprintf(sa.sun_path, sizeof(sa.sun_path), "%s/guests/%s/operator.sock", run_dir, guest);
+	ok = !connect(fd, (struct sockaddr *)&sa, sizeof(sa));
+	close(fd);
+	return ok;
+}
+
 static void op_start(void)
 {
 	int i;
@@ -123,6 +135,12 @@ static void op_start(void)
 	for (i = 0; i < 500 && !ctl_reachable(); i++)
 		usleep(10000);
 	assert_true(ctl_reachable());
+	/*
+	 * The guests' sockets too: they are bound after the control socket,
+	 * which a slow start (a sanitizer) makes visible.
+	 */
+	for (i = 0; i < 500 && !guest_reachable("client"); i++)
+		usleep(10000);
 }
 
 static void op_stop(void)
