@@ -465,10 +465,12 @@ int ep_wait(int epfd, struct epoll_event *evs, int max, int timeout, const sigse
 		pthread_mutex_lock(&sh->lock);
 		/* hints consumed: the scan looks at every ring */
 		tend = drain_inner(sh);
-		pthread_mutex_unlock(&sh->lock);
-		if (tend)
-			procop_tick(); /* the operator's session hung up: see to it */
-		pthread_mutex_lock(&sh->lock);
+		if (tend) {
+			/* the operator's session hung up or has pushes: see to it, unlocked */
+			pthread_mutex_unlock(&sh->lock);
+			procop_tick();
+			pthread_mutex_lock(&sh->lock);
+		}
 		n = scan(sh, evs, max, false);
 		if (!n)
 			n = scan(sh, evs, max, true); /* armed: a later change rings */
