@@ -34,10 +34,19 @@ size_t cn_circuit_size(const struct cn_circuit_params *p)
 int cn_circuit_format(void *base, size_t size, const struct cn_circuit_params *p)
 {
 	size_t total = cn_circuit_size(p);
+
+	if (!base || !total || size < total)
+		return -EINVAL;
+	return cn_circuit_format_head(base, CN_DATA_OFF, p);
+}
+
+int cn_circuit_format_head(void *base, size_t buflen, const struct cn_circuit_params *p)
+{
+	size_t total = cn_circuit_size(p);
 	struct cn_layout_hdr h = { 0 };
 	uint64_t a, b;
 
-	if (!base || !total || size < total)
+	if (!base || !total || buflen < CN_DATA_OFF)
 		return -EINVAL;
 	a = effective_size(p->ring_size[CN_RING_A]);
 	b = effective_size(p->ring_size[CN_RING_B]);
@@ -48,6 +57,7 @@ int cn_circuit_format(void *base, size_t size, const struct cn_circuit_params *p
 	h.total_size = total;
 	h.ring[CN_RING_A] = (struct cn_layout_ring){ CN_CTRL_OFF(0), CN_DATA_OFF, a };
 	h.ring[CN_RING_B] = (struct cn_layout_ring){ CN_CTRL_OFF(1), CN_DATA_OFF + a, b };
+	h.stamp = p->stamp;
 	/*
 	 * Only the control page is cleared: ring data is never read before the
 	 * peer produced it, and fresh memfd pages are zero anyway.
@@ -107,6 +117,12 @@ static int view_init(struct cn_ring_view *v, unsigned char *base, const struct c
 
 int cn_ep_attach(struct cn_endpoint *ep, void *base, size_t size, enum cn_role role)
 {
+	return cn_ep_attach_stamped(ep, base, size, role, 0);
+}
+
+int cn_ep_attach_stamped(struct cn_endpoint *ep, void *base, size_t size, enum cn_role role,
+			 uint64_t stamp)
+{
 	struct cn_layout_hdr h;
 	unsigned txr, rxr;
 	uint32_t pf, cf;
@@ -116,7 +132,7 @@ int cn_ep_attach(struct cn_endpoint *ep, void *base, size_t size, enum cn_role r
 	    (role != CN_ROLE_INITIATOR && role != CN_ROLE_ACCEPTOR))
 		return -EINVAL;
 	memcpy(&h, base, sizeof(h)); /* the one and only read of the header */
-	if (!header_ok(&h, size))
+	if (!header_ok(&h, size) || (stamp && h.stamp != stamp))
 		return -EPROTO;
 	memset(ep, 0, sizeof(*ep));
 	txr = role == CN_ROLE_INITIATOR ? CN_RING_A : CN_RING_B;

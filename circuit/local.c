@@ -16,6 +16,7 @@
 #include <unistd.h>
 
 #include <circnet/local.h>
+#include <circnet/pool.h>
 
 #define CN_MAX_PASSED_FDS 16
 
@@ -160,6 +161,7 @@ int cn_local_open(struct cn_local_ep *l, const int *fds, int nfds, enum cn_role 
 	int err;
 
 	memset(l, 0, sizeof(*l));
+	l->lease_fd = -1;
 	if (nfds != CN_LOCAL_NFDS_SOCK && nfds != CN_LOCAL_NFDS)
 		return -EINVAL;
 	err = cn_memfd_region_map(&l->region, fds[0]);
@@ -179,13 +181,59 @@ int cn_local_open(struct cn_local_ep *l, const int *fds, int nfds, enum cn_role 
 	return 0;
 }
 
+int cn_local_open_slot(struct cn_local_ep *l, struct cn_chunk *chunk, uint64_t off, size_t size,
+		       const int notif_fds[2], int lease_fd, enum cn_role role, uint64_t stamp)
+{
+	size_t csize = cn_chunk_size(chunk);
+	int fds[3] = { -1, notif_fds[0], notif_fds[1] };
+	unsigned char *base;
+	int err;
+
+	memset(l, 0, sizeof(*l));
+	l->lease_fd = -1;
+	if (off % CN_DATA_OFF || size < CN_DATA_OFF || off > csize || size > csize - off ||
+	    lease_fd < 0)
+		return -EINVAL;
+	base = (unsigned char *)cn_chunk_base(chunk) + off;
+	err = cn_ep_attach_stamped(&l->ep, base, size, role, stamp);
+	if (!err)
+		err = open_notifiers_shared(l, fds);
+	if (err)
+		return err;
+	l->region.base = base;
+	l->region.size = size;
+	l->region.fd = -1;
+	l->chunk = chunk;
+	l->lease_fd = lease_fd;
+	l->leased = true;
+	return 0;
+}
+
+/* Let go of the memory: our own region, or our reference to the chunk and the lease. */
+static void release_memory(struct cn_local_ep *l)
+{
+	if (l->chunk) {
+		cn_chunk_put(l->chunk);
+		l->chunk = NULL;
+		l->region.base = NULL;
+		l->region.size = 0;
+	} else {
+		cn_region_release(&l->region);
+	}
+	if (l->leased) {
+		close(l->lease_fd);
+		l->leased = false;
+		l->lease_fd = -1;
+	}
+}
+
 void cn_local_detach(struct cn_local_ep *l)
 {
 	int i;
 
 	if (!l->region.base)
 		return;
-	cn_region_release(&l->region);
+	release_memory(l);
 	for (i = 0; i < 4; i++)
 		cn_notifier_release(&l->notif[i]);
 }
@@ -197,7 +245,7 @@ void cn_local_close(struct cn_local_ep *l)
 	if (!l->region.base)
 		return;
 	cn_close(&l->ep);
-	cn_region_release(&l->region);
+	release_memory(l);
 	for (i = 0; i < 4; i++)
 		cn_notifier_release(&l->notif[i]);
 }

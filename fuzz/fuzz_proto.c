@@ -45,8 +45,11 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		if (m.h.type == CN_MSG_LISTEN) {
 			if (nfds != !!(m.listen.flags & CN_LISTEN_CHANNEL))
 				abort();
-		} else if (m.h.len != size || (cn_msg_nfds(m.h.type) != nfds &&
-					       !(cn_msg_nfds(m.h.type) == 5 && nfds == 3))) {
+		} else if (m.h.len != size ||
+			   (cn_msg_nfds(m.h.type) != nfds &&
+			    !(cn_msg_nfds(m.h.type) == 5 && nfds == 3 && !m.circuit.chunk_id) &&
+			    !(cn_msg_nfds(m.h.type) == 5 && nfds == CN_POOL_NFDS &&
+			      m.circuit.chunk_id))) {
 			abort();
 		}
 		if (m.h.len != size)

@@ -22,6 +22,7 @@
 
 #include <circnet/notify.h>
 #include <circnet/opclient.h>
+#include <circnet/pool.h>
 
 #define DEFAULT_TIMEOUT_MS 10000
 
@@ -356,6 +357,35 @@ int cn_op_unlisten(struct cn_op *op, uint64_t listener_id)
 	return err;
 }
 
+/*
+ * A pooled circuit: the chunk is mapped once per process (pool.h); fds are
+ * [chunk memfd, data end, space end, lease]; on failure [0] is gone (closed),
+ * the others stay the caller's.
+ */
+static int open_slot(const struct cn_msg_circuit *c, int *fds, int nfds, struct cn_local_ep *ep)
+{
+	struct cn_circuit_params prm = {
+		.mode = c->l4 == CN_L4_TCP ? CN_MODE_STREAM : CN_MODE_DGRAM,
+		.ring_size = { c->ring_size[0], c->ring_size[1] },
+	};
+	size_t size = cn_circuit_size(&prm);
+	struct cn_chunk *chunk;
+	int err, fd;
+
+	if (nfds != CN_POOL_NFDS || !size)
+		return -EPROTO;
+	fd = fds[0];
+	fds[0] = -1; /* the chunk table's now, whatever happens */
+	err = cn_chunk_get(c->chunk_id, fd, &chunk);
+	if (err)
+		return err;
+	err = cn_local_open_slot(ep, chunk, c->slot_off, size, fds + 1, fds[3],
+				 (enum cn_role)c->role, c->circuit_id);
+	if (err)
+		cn_chunk_put(chunk);
+	return err;
+}
+
 static int open_circuit(struct cn_op *op, const struct cn_msg_circuit *c, int *fds, int nfds,
 			struct cn_local_ep *ep, struct cn_op_conn *conn)
 {
@@ -373,10 +403,12 @@ static int open_circuit(struct cn_op *op, const struct cn_msg_circuit *c, int *f
 			return err;
 		}
 	}
-	err = cn_local_open(ep, fds, nfds, (enum cn_role)c->role);
+	err = c->chunk_id ? open_slot(c, fds, nfds, ep) :
+			    cn_local_open(ep, fds, nfds, (enum cn_role)c->role);
 	if (err) {
 		for (i = 0; i < nfds; i++)
-			close(fds[i]);
+			if (fds[i] >= 0)
+				close(fds[i]);
 		if (memfd >= 0)
 			close(memfd);
 		return err;
@@ -390,6 +422,10 @@ static int open_circuit(struct cn_op *op, const struct cn_msg_circuit *c, int *f
 		conn->local = c->local;
 		conn->remote = c->remote;
 		conn->memfd = memfd;
+		conn->chunk_id = c->chunk_id;
+		conn->slot_off = c->slot_off;
+		conn->ring_size[0] = c->ring_size[0];
+		conn->ring_size[1] = c->ring_size[1];
 	} else if (memfd >= 0) {
 		close(memfd);
 	}
@@ -536,6 +572,10 @@ int cn_op_claim(struct cn_op *op, const struct cn_op_conn *conn, int memfd)
 	m.local = conn->local;
 	m.remote = conn->remote;
 	m.local.pad = m.remote.pad = 0;
+	m.chunk_id = conn->chunk_id;
+	m.slot_off = conn->slot_off;
+	m.ring_size[0] = conn->ring_size[0];
+	m.ring_size[1] = conn->ring_size[1];
 	err = cn_send_fds(op->fd, &memfd, 1, &m, sizeof(m));
 	return err ? send_error(op, -err) : 0;
 }

@@ -28,6 +28,8 @@
 #include <time.h>
 #include <unistd.h>
 
+#include <circnet/pool.h>
+
 #include "procop.h"
 #include "sock.h"
 
@@ -174,6 +176,8 @@ static void hide_fds(struct csock *cs, bool hidden)
 			}
 		}
 		preload_hide(cs->memfd, hidden);
+		if (cs->ep.leased)
+			preload_hide(cs->ep.lease_fd, hidden);
 	}
 }
 
@@ -426,6 +430,9 @@ static int claim(struct csock *cs)
 		.role = cs->role,
 		.local = cs->local,
 		.remote = cs->remote,
+		.chunk_id = cs->chunk_id,
+		.slot_off = cs->slot_off,
+		.ring_size = { cs->ring_size[0], cs->ring_size[1] },
 	};
 	struct cn_op *op;
 	uint64_t inst;
@@ -483,6 +490,10 @@ static void take_circuit(struct csock *cs, const struct cn_op_conn *conn)
 	cs->circuit_id = conn->circuit_id;
 	cs->role = conn->role;
 	cs->memfd = conn->memfd;
+	cs->chunk_id = conn->chunk_id;
+	cs->slot_off = conn->slot_off;
+	cs->ring_size[0] = conn->ring_size[0];
+	cs->ring_size[1] = conn->ring_size[1];
 	hide_fds(cs, true);
 	/* claimed again from a new operator after a restart (procop.c) */
 	cs->reg_gen = procop_instance();
@@ -1388,7 +1399,7 @@ bool csock_export(struct csock *cs, int appfd, struct csock_image *img)
 	img->nonblock = cs->nonblock;
 	img->role = (int32_t)cs->role;
 	img->so_error = cs->so_error;
-	img->memfd = img->space_fd = -1;
+	img->memfd = img->space_fd = img->lease_fd = -1;
 	img->rcvtimeo_ms = cs->rcvtimeo_ms;
 	img->sndtimeo_ms = cs->sndtimeo_ms;
 	img->opts[0] = cs->opt_reuseaddr;
@@ -1408,6 +1419,14 @@ bool csock_export(struct csock *cs, int appfd, struct csock_image *img)
 		img->space_fd = cs->ep.notif[1].fd;
 		set_cloexec(img->memfd, false);
 		set_cloexec(img->space_fd, false);
+		if (cs->ep.leased) {
+			img->lease_fd = cs->ep.lease_fd;
+			img->chunk_id = cs->chunk_id;
+			img->slot_off = cs->slot_off;
+			img->ring_size[0] = cs->ring_size[0];
+			img->ring_size[1] = cs->ring_size[1];
+			set_cloexec(img->lease_fd, false);
+		}
 	} else if (cs->state == CS_LISTENING) {
 		/* the channel crosses as the application's fd, and we keep its other end */
 		img->space_fd = cs->op.chan_peer;
@@ -1423,9 +1442,44 @@ void csock_export_undo(struct csock *cs)
 	if (cs->state == CS_CONNECTED) {
 		set_cloexec(cs->memfd, true);
 		set_cloexec(cs->ep.notif[1].fd, true);
+		if (cs->ep.leased)
+			set_cloexec(cs->ep.lease_fd, true);
 	} else if (cs->state == CS_LISTENING) {
 		set_cloexec(cs->op.chan_peer, true);
 	}
+}
+
+/* The circuit of an image: a slot of a chunk, or a memfd of its own. 0 or -errno. */
+static int import_circuit(struct csock *cs, const struct csock_image *img, int fds[3])
+{
+	struct cn_circuit_params prm = {
+		.mode = CN_MODE_STREAM,
+		.ring_size = { img->ring_size[0], img->ring_size[1] },
+	};
+	struct cn_chunk *chunk;
+	int err, fd;
+
+	if (img->lease_fd < 0)
+		return cn_local_open(&cs->ep, fds, CN_LOCAL_NFDS_SOCK, cs->role);
+	fd = cn_fd_lift(fcntl(img->memfd, F_DUPFD_CLOEXEC, 0));
+	if (fd < 0)
+		return -errno;
+	err = cn_chunk_get(img->chunk_id, fd, &chunk);
+	if (err)
+		return err;
+	err = cn_local_open_slot(&cs->ep, chunk, img->slot_off, cn_circuit_size(&prm), fds + 1,
+				 img->lease_fd, cs->role, img->circuit_id);
+	if (err) {
+		cn_chunk_put(chunk);
+		return err;
+	}
+	close(img->memfd); /* the chunk is mapped; cs->memfd keeps it for the next exec */
+	set_cloexec(img->lease_fd, true);
+	cs->chunk_id = img->chunk_id;
+	cs->slot_off = img->slot_off;
+	cs->ring_size[0] = img->ring_size[0];
+	cs->ring_size[1] = img->ring_size[1];
+	return 0;
 }
 
 struct csock *csock_import(const struct csock_image *img)
@@ -1474,8 +1528,7 @@ struct csock *csock_import(const struct csock_image *img)
 		fds[0] = img->memfd;
 		fds[1] = cn_fd_lift(fcntl(img->appfd, F_DUPFD_CLOEXEC, 0));
 		fds[2] = img->space_fd;
-		if (cs->memfd < 0 || fds[1] < 0 ||
-		    cn_local_open(&cs->ep, fds, CN_LOCAL_NFDS_SOCK, cs->role)) {
+		if (cs->memfd < 0 || fds[1] < 0 || import_circuit(cs, img, fds)) {
 			if (fds[1] >= 0)
 				close(fds[1]);
 			goto fail;

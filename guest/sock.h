@@ -80,6 +80,8 @@ struct csock {
 	enum cn_role role;
 	int memfd; /* CS_CONNECTED: kept to map the circuit again after exec */
 	uint64_t circuit_id;
+	uint64_t chunk_id, slot_off; /* a pooled circuit's place (pool.h) */
+	uint32_t ring_size[2];
 	/*
 	 * Bumped when a receive (send) finds nothing to read (no room) and
 	 * says EAGAIN: the application consumed its edge, so edge-triggered
@@ -187,7 +189,10 @@ struct csock_image {
 	int32_t appfd;
 	int32_t family, state, nonblock, role, so_error;
 	int32_t memfd, space_fd;
+	int32_t lease_fd; /* a pooled circuit's lease; -1 for a memfd of its own */
 	int32_t rcvtimeo_ms, sndtimeo_ms;
+	uint64_t chunk_id, slot_off;
+	uint32_t ring_size[2];
 	int32_t opts[6];
 	struct cn_addr local, remote;
 	uint64_t circuit_id;

@@ -144,6 +144,8 @@ static void peer_hide(struct udp_peer *p, bool on)
 			preload_hide(p->ep.notif[i].fd, on);
 			preload_hide(p->ep.notif[i].aux_fd, on);
 		}
+	if (p->ep.leased)
+		preload_hide(p->ep.lease_fd, on);
 }
 
 static void peer_drop(struct csock *cs, int i)

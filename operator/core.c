@@ -29,6 +29,7 @@
 #include <unistd.h>
 
 #include <circnet/local.h>
+#include <circnet/notify.h>
 
 #include "log.h"
 #include "operator.h"
@@ -990,6 +991,8 @@ static void fill_circuit_msg(struct cn_msg_circuit *r, enum cn_msg_type type, ui
 {
 	cn_msg_init(&r->h, type, sizeof(*r), seq);
 	r->circuit_id = c->id;
+	r->chunk_id = c->chunk_id;
+	r->slot_off = c->slot_off;
 	r->listener_id = lst;
 	r->l4 = (uint8_t)c->l4;
 	r->role = (uint8_t)role;
@@ -997,6 +1000,64 @@ static void fill_circuit_msg(struct cn_msg_circuit *r, enum cn_msg_type type, ui
 	r->ring_size[1] = c->ring_size[1];
 	r->local = c->end[role].addr;
 	r->remote = c->end[!role].addr;
+}
+
+/*
+ * What a pooled circuit's two ends get (proto.h, CN_POOL_NFDS): the chunk,
+ * their ends of two notifier pairs (local.h) and their lease ends (pool.c).
+ * Only the guest ends are ours here; the chunk fd stays with the pool.
+ */
+struct bundle {
+	int chunk;
+	int wake[2][2]; /* [data, space][role] */
+	int lease[2];	/* [role] */
+};
+
+static void bundle_close(struct bundle *b)
+{
+	int i;
+
+	for (i = 0; i < 2; i++) {
+		if (b->wake[i][0] >= 0)
+			close(b->wake[i][0]);
+		if (b->wake[i][1] >= 0)
+			close(b->wake[i][1]);
+		if (b->lease[i] >= 0)
+			close(b->lease[i]);
+		b->wake[i][0] = b->wake[i][1] = b->lease[i] = -1;
+	}
+}
+
+static int bundle_make(struct op *op, const struct guest *a, const struct guest *b,
+		       const struct cn_circuit_params *prm, struct circuit *c, struct bundle *bd)
+{
+	struct slot *sl;
+	int err = 0, i;
+
+	bd->chunk = -1;
+	for (i = 0; i < 2; i++)
+		bd->wake[i][0] = bd->wake[i][1] = bd->lease[i] = -1;
+	sl = pool_slot_new(op, a, b, cn_circuit_size(prm), bd->lease);
+	if (!sl)
+		return errno == EMFILE || errno == ENFILE ? -errno : -ENOMEM;
+	c->chunk_id = pool_slot_chunk(sl);
+	c->slot_off = pool_slot_off(sl);
+	bd->chunk = pool_slot_fd(sl);
+	err = pool_slot_format(sl, prm);
+	for (i = 0; i < 2 && !err; i++)
+		err = cn_socket_notifier_pair(bd->wake[i]);
+	if (err)
+		bundle_close(bd); /* the leases hang up: the slot comes back by itself */
+	return err;
+}
+
+static int bundle_select(const struct bundle *b, int role, int out[CN_POOL_NFDS])
+{
+	out[0] = b->chunk;
+	out[1] = b->wake[0][role];
+	out[2] = b->wake[1][role];
+	out[3] = b->lease[role];
+	return CN_POOL_NFDS;
 }
 
 static void end_attach(struct circuit *c, int role, struct guest *g, struct session *s)
@@ -1113,9 +1174,9 @@ static int handle_connect(struct op *op, struct session *s, const struct cn_msg_
 	struct setup st = { .flow = { .l4 = m->l4, .src_guest = s->g->conf, .dst = m->dst } };
 	struct cn_circuit_params prm = { 0 };
 	struct cn_msg_circuit r;
-	struct cn_local_fds fds;
+	struct bundle fds;
 	struct circuit *c;
-	int ends[CN_LOCAL_NFDS], nfds, err;
+	int ends[CN_POOL_NFDS], nfds, err;
 	size_t mem;
 
 	st.to = m->dst;
@@ -1154,26 +1215,26 @@ static int handle_connect(struct op *op, struct session *s, const struct cn_msg_
 	err = check_limits(op, s, &st, mem);
 	if (err)
 		return reply_error(s, m->h.seq, err);
-	err = cn_local_create(&prm, &fds);
+	c = circuit_new(op, m->l4, &st, &prm, mem);
+	if (!c)
+		return reply_error(s, m->h.seq, ENOMEM);
+	prm.stamp = c->id;
+	err = bundle_make(op, s->g, st.dst, &prm, c, &fds);
 	if (err) {
 		log_err("guest %s: creating a circuit failed: %s", s->g->name, strerror(-err));
 		op->cnt.errors++;
+		circuit_free(op, c);
 		return reply_error(s, m->h.seq, -err == EMFILE || -err == ENFILE ? ENOBUFS : -err);
-	}
-	c = circuit_new(op, m->l4, &st, &prm, mem);
-	if (!c) {
-		cn_local_fds_close(&fds);
-		return reply_error(s, m->h.seq, ENOMEM);
 	}
 	c->end[CN_ROLE_INITIATOR].addr = st.flow.src;
 	c->end[CN_ROLE_ACCEPTOR].addr = st.to;
 
 	/* the acceptor first: if it cannot take it, the connector is refused */
 	fill_circuit_msg(&r, CN_MSG_NEW_CONN, 0, c, CN_ROLE_ACCEPTOR, st.lst->id);
-	nfds = cn_local_select(&fds, CN_ROLE_ACCEPTOR, ends);
+	nfds = bundle_select(&fds, CN_ROLE_ACCEPTOR, ends);
 	err = send_msg(st.lst->s, &r.h, ends, nfds);
 	if (err) {
-		cn_local_fds_close(&fds);
+		bundle_close(&fds);
 		circuit_free(op, c);
 		s->g->cnt.refused++;
 		op->cnt.refused++;
@@ -1190,13 +1251,14 @@ static int handle_connect(struct op *op, struct session *s, const struct cn_msg_
 	fill_circuit_msg(&r, CN_MSG_CONNECT_OK, m->h.seq, c, CN_ROLE_INITIATOR, 0);
 	if (prm.pending)
 		r.flags = CN_CIRCUIT_PENDING;
-	nfds = cn_local_select(&fds, CN_ROLE_INITIATOR, ends);
+	nfds = bundle_select(&fds, CN_ROLE_INITIATOR, ends);
 	err = send_msg(s, &r.h, ends, nfds);
 	/*
 	 * Our copies go now. If the reply failed, the acceptor's notifiers see
-	 * the initiator's ends close, which it reads as a vanished peer.
+	 * the initiator's ends close, which it reads as a vanished peer, and
+	 * the initiator's lease hangs up here at once.
 	 */
-	cn_local_fds_close(&fds);
+	bundle_close(&fds);
 	if (err) {
 		circuit_end_close(op, c, CN_ROLE_ACCEPTOR);
 		return err;
@@ -1261,10 +1323,23 @@ static void handle_claim(struct op *op, struct session *s, const struct cn_msg_c
 	int role = m->role, other = !m->role;
 	struct circuit *c, **slot;
 	struct stat st;
+	size_t mem;
 	bool ok;
 
 	ok = memfd >= 0 && !fstat(memfd, &st) && S_ISREG(st.st_mode) && st.st_size > 0 &&
 	     (uint64_t)st.st_size <= (1ull << 32);
+	/* a slot of a chunk: its size follows from its rings, and it lies inside */
+	mem = ok ? (size_t)st.st_size : 0;
+	if (ok && m->chunk_id) {
+		struct cn_circuit_params prm = {
+			.mode = m->l4 == CN_L4_TCP ? CN_MODE_STREAM : CN_MODE_DGRAM,
+			.ring_size = { m->ring_size[0], m->ring_size[1] },
+		};
+
+		mem = cn_circuit_size(&prm);
+		ok = mem && m->slot_off <= (uint64_t)st.st_size &&
+		     mem <= (uint64_t)st.st_size - m->slot_off;
+	}
 	if (memfd >= 0)
 		close(memfd);
 	if (!ok)
@@ -1276,7 +1351,8 @@ static void handle_claim(struct op *op, struct session *s, const struct cn_msg_c
 	c = circuit_find(op, m->circuit_id);
 	if (c) {
 		if (c->rule != RULE_CLAIMED || c->claim_ino != (uint64_t)st.st_ino ||
-		    c->claim_dev != (uint64_t)st.st_dev || c->l4 != m->l4)
+		    c->claim_dev != (uint64_t)st.st_dev || c->l4 != m->l4 ||
+		    c->slot_off != m->slot_off || c->chunk_id != m->chunk_id)
 			return claim_refused(op, s, m, "another circuit has that id");
 		if (c->end[role].g == s->g && addr_eq(&c->end[role].addr, &m->local))
 			return; /* a process sharing the socket claimed it too */
@@ -1293,7 +1369,9 @@ static void handle_claim(struct op *op, struct session *s, const struct cn_msg_c
 		c->l4 = m->l4;
 		c->ring_size[0] = m->ring_size[0];
 		c->ring_size[1] = m->ring_size[1];
-		c->mem = (size_t)st.st_size;
+		c->mem = mem;
+		c->chunk_id = m->chunk_id;
+		c->slot_off = m->slot_off;
 		c->created = time(NULL);
 		c->rule = RULE_CLAIMED;
 		c->claim_dev = (uint64_t)st.st_dev;
@@ -1698,6 +1776,7 @@ int core_init(struct op *op)
 	list_init(&op->guests);
 	list_init(&op->circuits);
 	list_init(&op->parked);
+	list_init(&op->pools);
 	op->grace_end = mono_ms() + op->grace_ms;
 	op->hash_size = 1u << 14;
 	op->hash = calloc(op->hash_size, sizeof(*op->hash));
@@ -1716,6 +1795,7 @@ void core_fini(struct op *op)
 	}
 	while (!list_empty(&op->circuits))
 		circuit_free(op, container_of(op->circuits.next, struct circuit, link));
+	pool_fini(op);
 	free(op->hash);
 	op->hash = NULL;
 	free(op->by_conf);

@@ -129,6 +129,10 @@ static void view_status(struct op *op, struct sbuf *b, bool json)
 			  op->grace_ms, op->nparked, (unsigned long long)op->parked_total);
 		sb_printf(b, ",\"claims\":%llu,\"claims_refused\":%llu",
 			  (unsigned long long)op->claims, (unsigned long long)op->claims_refused);
+		sb_printf(b, ",\"pair_regions\":%llu,\"chunks\":%llu,\"chunk_bytes\":%llu,"
+			  "\"slots_in_use\":%llu", (unsigned long long)op->npools,
+			  (unsigned long long)op->nchunks, (unsigned long long)op->chunk_bytes,
+			  (unsigned long long)op->slots_used);
 		sb_printf(b, ",\"counters\":");
 		counters_json(b, &op->cnt);
 		sb_printf(b, "}\n");
@@ -152,6 +156,10 @@ static void view_status(struct op *op, struct sbuf *b, bool json)
 		     "in all\n", op->grace_ms, op->nparked, (unsigned long long)op->parked_total);
 	sb_printf(b, "claims     %llu circuit ends of earlier operators re-registered, %llu refused\n",
 		  (unsigned long long)op->claims, (unsigned long long)op->claims_refused);
+	sb_printf(b, "memory     %llu pair regions, %llu chunks (%llu MiB of address space; "
+		     "resident only as used), %llu slots in use\n",
+		  (unsigned long long)op->npools, (unsigned long long)op->nchunks,
+		  (unsigned long long)(op->chunk_bytes >> 20), (unsigned long long)op->slots_used);
 	if (op->last_reload_error[0])
 		sb_printf(b, "last reload error: %s\n", op->last_reload_error);
 }

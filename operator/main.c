@@ -151,6 +151,9 @@ static void run(struct op *op)
 			case EV_SIGNAL:
 				signal_event(op, ev);
 				break;
+			case EV_LEASE:
+				pool_lease_event(op, (struct lease *)ev);
+				break;
 			}
 		}
 		core_end_round(op);

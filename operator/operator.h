@@ -25,7 +25,7 @@
 #define OP_PROXY_MAX 64 /* proxy listeners per l4 (dataplane event loops) */
 
 /* What an epoll event belongs to: the first member of each owner. */
-enum ev_kind { EV_GUEST_SOCK, EV_SESSION, EV_CTL_SOCK, EV_SIGNAL };
+enum ev_kind { EV_GUEST_SOCK, EV_SESSION, EV_CTL_SOCK, EV_SIGNAL, EV_LEASE };
 
 struct evsrc {
 	enum ev_kind kind;
@@ -96,8 +96,27 @@ struct circuit_end {
 	struct list link;     /* in s->circuits */
 };
 
+/* pool.c: a slot of a pair region, and the two leases that keep it (pool.c says why) */
+struct slot;
+struct lease {
+	struct evsrc ev; /* our end; fd -1 once it hung up */
+	struct slot *sl;
+};
+struct pchunk;
+struct slot {
+	struct pchunk *ch;
+	uint64_t off;
+	size_t size;
+	struct lease lease[2]; /* [role] */
+	unsigned int live;     /* leases not hung up yet */
+	bool in_use;
+	struct slot *next_free;
+	struct list link; /* in its chunk */
+};
+
 struct circuit {
 	uint64_t id;
+	uint64_t chunk_id, slot_off; /* where it lives (a claimed one: chunk_id as claimed) */
 	unsigned int l4;
 	struct circuit_end end[2]; /* [CN_ROLE_INITIATOR], [CN_ROLE_ACCEPTOR] */
 	struct listener *queued_in; /* waiting for ACCEPTED there */
@@ -138,6 +157,9 @@ struct op {
 	struct circuit **hash;
 	size_t hash_size;
 	uint64_t ncircuits, nsessions, next_id;
+	/* pair regions (pool.c) */
+	struct list pools;
+	uint64_t npools, nchunks, chunk_bytes, slots_used;
 	uint64_t first_id; /* ids below are an earlier operator's (claims) */
 	uint64_t claims, claims_refused;
 	struct counters cnt;
@@ -186,6 +208,26 @@ void core_push_publish(struct op *op);
 /* Revoke circuits the current policy no longer allows. Returns how many. */
 unsigned int core_reset_denied(struct op *op);
 struct guest_conf *guest_conf(struct op *op, struct guest *g);
+
+/* pool.c */
+struct cn_circuit_params;
+/*
+ * A slot of size bytes in the pair region of a and b, with both leases:
+ * guest_lease[role] is the end for that role's guest (ours to send and
+ * close). NULL when no memory or fds are left.
+ */
+struct slot *pool_slot_new(struct op *op, const struct guest *a, const struct guest *b,
+			   size_t size, int guest_lease[2]);
+/* Write the circuit's head into the slot (pwrite: the operator maps no chunk). */
+int pool_slot_format(struct slot *sl, const struct cn_circuit_params *prm);
+int pool_slot_fd(const struct slot *sl);
+uint64_t pool_slot_chunk(const struct slot *sl);
+uint64_t pool_slot_off(const struct slot *sl);
+/* An end that never got its lease: let it go now (the slot is freed with the other). */
+void pool_slot_drop_end(struct op *op, struct slot *sl, int role);
+/* A lease hung up: its end's last holder is gone. */
+void pool_lease_event(struct op *op, struct lease *l);
+void pool_fini(struct op *op);
 
 /* ctl.c */
 int ctl_init(struct op *op);

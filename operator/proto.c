@@ -10,6 +10,8 @@
  * used field by field without further checks on its shape.
  */
 #include <errno.h>
+#include <stdbool.h>
+#include <stddef.h>
 #include <string.h>
 
 #include <circnet/local.h>
@@ -162,6 +164,8 @@ static int check_body(const union cn_msg *m, const char **why)
 			FAIL("circuit: bad role or padding");
 		if (m->circuit.flags & ~CN_CIRCUIT_PENDING)
 			FAIL("circuit: unknown flags");
+		if (m->circuit.slot_off % CN_DATA_OFF || (!m->circuit.chunk_id && m->circuit.slot_off))
+			FAIL("circuit: a slot not page aligned, or outside a chunk");
 		if (!(err = check_addr(&m->circuit.local, 0, why)))
 			err = check_addr(&m->circuit.remote, 0, why);
 		break;
@@ -204,6 +208,24 @@ static int check_body(const union cn_msg *m, const char **why)
 	return err;
 }
 
+/*
+ * Circuits come as a pooled bundle (CN_POOL_NFDS, with a chunk id) or a
+ * bundle of their own (3 with socket notifiers, 5 with eventfds).
+ */
+static bool fds_ok(const void *buf, size_t len, int nfds)
+{
+	const struct cn_msg_hdr *h = buf;
+	int want = msg_types[h->type].nfds;
+	uint64_t chunk;
+
+	if (want != CN_LOCAL_NFDS || len != sizeof(struct cn_msg_circuit))
+		return nfds == want;
+	memcpy(&chunk, (const char *)buf + offsetof(struct cn_msg_circuit, chunk_id), sizeof(chunk));
+	if (chunk)
+		return nfds == CN_POOL_NFDS;
+	return nfds == CN_LOCAL_NFDS || nfds == CN_LOCAL_NFDS_SOCK;
+}
+
 int cn_msg_validate(const void *buf, size_t len, int nfds, const char **why)
 {
 	union cn_msg m;
@@ -230,9 +252,7 @@ int cn_msg_validate(const void *buf, size_t len, int nfds, const char **why)
 			FAIL("listen: a channel fd without the flag, or the flag without it");
 		nfds = 0; /* checked */
 	}
-	/* circuits come as a socket bundle (3) or an eventfd bundle (5) */
-	if (nfds != msg_types[h->type].nfds &&
-	    !(msg_types[h->type].nfds == CN_LOCAL_NFDS && nfds == CN_LOCAL_NFDS_SOCK))
+	if (!fds_ok(buf, len, nfds))
 		FAIL("wrong number of fds for the message type");
 	if (len > sizeof(m))
 		FAIL("message too long");

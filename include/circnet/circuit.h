@@ -47,6 +47,7 @@ struct cn_circuit_params {
 	enum cn_mode mode;
 	uint32_t ring_size[2]; /* per direction; 0 = CN_RING_DEFAULT */
 	bool pending;	       /* the acceptor reports the connect's outcome (layout.h) */
+	uint64_t stamp;	       /* the header's stamp (layout.h); 0: none */
 };
 
 /* Flags for send/recv/reserve/peek. */
@@ -127,10 +128,22 @@ size_t cn_circuit_size(const struct cn_circuit_params *p);
 int cn_circuit_format(void *base, size_t size, const struct cn_circuit_params *p);
 
 /*
+ * Format only the head of a circuit (header and control blocks, the first
+ * CN_DATA_OFF bytes) into buf, for a formatter that writes it into memory it
+ * does not map (the operator, with pwrite into a pair region's memfd).
+ * buflen >= CN_DATA_OFF. 0 or -EINVAL.
+ */
+int cn_circuit_format_head(void *buf, size_t buflen, const struct cn_circuit_params *p);
+
+/*
  * Attach one endpoint to a formatted region. Reads and validates the header
  * once; later changes to it by anyone are ignored. -EPROTO on a bad header.
  */
 int cn_ep_attach(struct cn_endpoint *ep, void *base, size_t size, enum cn_role role);
+
+/* The same, and the header's stamp must be stamp (unless 0): else -EPROTO. */
+int cn_ep_attach_stamped(struct cn_endpoint *ep, void *base, size_t size, enum cn_role role,
+			 uint64_t stamp);
 
 /*
  * Wire the wake-up objects. wait_rx: we sleep on it for data; wait_tx: for

@@ -66,6 +66,12 @@ struct cn_layout_hdr {
 	uint32_t reserved;
 	uint64_t total_size;
 	struct cn_layout_ring ring[2];
+	/*
+	 * Which circuit this is: the operator's id of it (its generation: ids
+	 * are never reused), so that a slot of a pair region is attached only as
+	 * the circuit the setup message names. 0 outside the operator.
+	 */
+	uint64_t stamp;
 };
 
 /* Producer flags (cn_layout_ctrl.prod_flags), written by the ring's producer. */

@@ -51,9 +51,20 @@ struct cn_local_fds {
 	int wake[4][2];
 };
 
+struct cn_chunk;
+
 struct cn_local_ep {
-	struct cn_region region;
+	struct cn_region region;     /* a circuit of its own (cn_local_open) */
+	struct cn_chunk *chunk;	     /* or a slot in a pair region's chunk (pool.h) */
 	struct cn_notifier notif[4]; /* wait_rx, wait_tx, sig_rx, sig_tx */
+	/*
+	 * A slot's lease (cn_local_open_slot): our end of a socket pair whose
+	 * other end the operator holds. The kernel counts its holders across
+	 * fork, exec and fd passing; when the last one closes it, the operator
+	 * sees the hang-up and only then may give the slot to a new circuit.
+	 */
+	int lease_fd;
+	bool leased;
 	struct cn_endpoint ep;
 };
 
@@ -81,6 +92,22 @@ int cn_local_select(const struct cn_local_fds *f, enum cn_role role, int out[CN_
  * bundle that is not two SOCK_SEQPACKET ends, is refused with -EINVAL.
  */
 int cn_local_open(struct cn_local_ep *l, const int *fds, int nfds, enum cn_role role);
+
+/*
+ * The pooled form (operator circuits): attach the slot [off, off + size) of
+ * a mapped chunk, with 2 socket-notifier ends (as a 3-fd bundle's [1] and
+ * [2]) and the slot's lease. stamp: the circuit id the slot must have been
+ * formatted for (layout.h), 0 to skip the check. Takes the chunk reference
+ * and the fds on success only.
+ */
+int cn_local_open_slot(struct cn_local_ep *l, struct cn_chunk *chunk, uint64_t off, size_t size,
+		       const int notif_fds[2], int lease_fd, enum cn_role role, uint64_t stamp);
+
+/* True for an endpoint whose memory is a pooled slot (then: chunk, lease). */
+static inline bool cn_local_pooled(const struct cn_local_ep *l)
+{
+	return l->chunk != NULL;
+}
 
 /* cn_close() the endpoint, unmap, close notifiers. */
 void cn_local_close(struct cn_local_ep *l);

@@ -6,8 +6,8 @@
  * Every message is one packet: a fixed header followed by a fixed-size body
  * chosen by the type; nothing is variable-length, so a decoder checks one
  * exact length per type. Circuit fds travel with SCM_RIGHTS next to the
- * message that announces them (a bundle of circnet/local.h: 3 fds with
- * socket notifiers, 5 with eventfds).
+ * message that announces them (CN_POOL_NFDS: a chunk of the pair region,
+ * two notifier ends and a lease).
  * Integers are host-endian: both ends run on the same host.
  *
  * A session (one connection to the guest's operator socket) starts with
@@ -42,7 +42,7 @@ enum cn_msg_type {
 	CN_MSG_ERROR = 64,
 	CN_MSG_HELLO_OK = 65,
 	CN_MSG_LISTEN_OK = 66,
-	CN_MSG_CONNECT_OK = 67, /* + CN_LOCAL_NFDS fds */
+	CN_MSG_CONNECT_OK = 67, /* + CN_POOL_NFDS fds */
 	CN_MSG_NEW_CONN = 68,	/* pushed on a listener session; + fds */
 	CN_MSG_RESET = 69,	/* pushed: the operator revoked a circuit */
 	CN_MSG_QUERY_OK = 70,
@@ -154,7 +154,15 @@ struct cn_msg_connect {
  */
 #define CN_CIRCUIT_PENDING 0x01u
 
-/* CONNECT_OK and NEW_CONN: the circuit and both ends' addresses. */
+/*
+ * CONNECT_OK and NEW_CONN: the circuit and both ends' addresses. A pooled
+ * circuit (chunk_id set: the operator's) comes with CN_POOL_NFDS fds: [0] the
+ * chunk's memfd, [1] [2] the receiver's ends of the data and space notifier
+ * pairs (local.h), [3] the receiver's end of the slot's lease (local.h: the
+ * operator reuses a slot only after both ends' leases hung up). A circuit
+ * of its own (chunk_id 0) comes as a bundle of local.h (3 or 5 fds).
+ */
+#define CN_POOL_NFDS 4
 struct cn_msg_circuit {
 	struct cn_msg_hdr h;
 	uint64_t circuit_id;
@@ -166,16 +174,24 @@ struct cn_msg_circuit {
 	uint32_t ring_size[2];
 	struct cn_addr local;
 	struct cn_addr remote;
+	/*
+	 * Where the circuit lives (circnet/pool.h): the chunk of the pair
+	 * region (its id; the memfd comes with the message) and the slot's
+	 * offset in it. The slot's size follows from ring_size and l4.
+	 */
+	uint64_t chunk_id;
+	uint64_t slot_off;
 };
 
 /*
- * CLAIM (a struct cn_msg_circuit, type CN_MSG_CLAIM, + 1 fd: the circuit's
- * memfd): after an operator restart, a guest tells the new operator of an
+ * CLAIM (a struct cn_msg_circuit, type CN_MSG_CLAIM, + 1 fd: the memfd of
+ * the circuit's chunk): after an operator restart, a guest tells the new operator of an
  * established circuit it holds one end of (its role, its local and the
  * peer's address, the circuit's id as the earlier operator gave it), so
  * that limits, circnetctl and reload --reset see it again. The memfd is
- * the proof: only the circuit's two ends hold it, and the operator joins
- * the two ends' claims only when both sent the same memory object.
+ * the proof: only the two guests of the pair hold it, and the operator
+ * joins the two ends' claims only when both sent the same memory object
+ * and the same slot.
  */
 
 struct cn_msg_reset {

@@ -1,0 +1,371 @@
+// SPDX-License-Identifier: MIT
+/*
+ * operator/pool.c - pair regions (circnet/pool.h): the memory the operator
+ * gives a pair of guests, in chunks, and the slots that circuits live in.
+ *
+ * A pair region is created on the first circuit between two guests (a guest
+ * and itself, or a guest and the proxy stack, are pairs too) and holds one
+ * or more chunks: sealed memfds of CHUNK_SIZE bytes (a circuit larger than
+ * that gets a chunk of its own size). A circuit is a slot: an offset and a
+ * size in a chunk. The operator never maps a chunk: it formats a slot's head
+ * with one pwrite and returns a freed slot's pages with one fallocate, so
+ * nothing a guest writes into a chunk can reach the operator.
+ *
+ * Slot reuse is the dangerous part: a late write from the old circuit must
+ * never reach the new one. Each slot has two leases, socket pairs whose
+ * guest ends travel with the circuit to its two endpoints; the kernel
+ * counts their holders across fork, exec and fd passing, so when the last
+ * process holding an end closes it, its lease hangs up here. Only when both
+ * leases hung up is the slot free (and its pages returned): by then no
+ * process of either guest can still use it. A guest that scribbles over its
+ * chunks breaks only circuits of its own pairs, and each endpoint validates
+ * every index it reads (layout.h) as it always did.
+ *
+ * Ids of chunks come from the operator's id counter (wall-clock based, never
+ * reused across restarts), so a guest's table of mapped chunks (circuit/
+ * pool.c) cannot mistake a new operator's chunk for an earlier one's.
+ */
+#define _GNU_SOURCE
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/epoll.h>
+#include <sys/mman.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <circnet/circuit.h>
+#include <circnet/layout.h>
+#include <circnet/notify.h>
+
+#include "log.h"
+#include "operator.h"
+
+#define CHUNK_SIZE	 ((size_t)16 << 20)
+#define CHUNK_SEALS	 (F_SEAL_SHRINK | F_SEAL_GROW | F_SEAL_SEAL)
+#define POOL_EMPTY_KEEP 1 /* empty chunks a pair keeps, so that a busy pair does not churn */
+
+struct pool {
+	uint64_t gid[2]; /* the pair's guests by runtime id (ids outlive reloads) */
+	char name[2][CN_NAME_MAX];
+	struct list chunks;
+	unsigned int nchunks;
+	struct list link; /* op->pools */
+};
+
+struct pchunk {
+	struct pool *p;
+	uint64_t id;
+	int fd;
+	size_t size, bump;
+	unsigned int used; /* slots handed out and not free yet */
+	struct slot *free; /* freed slots, most recent first */
+	struct list slots; /* every slot carved from it */
+	struct list link;  /* p->chunks */
+};
+
+static int64_t pagesz(void)
+{
+	return sysconf(_SC_PAGESIZE);
+}
+
+static struct pool *pool_find(struct op *op, const struct guest *a, const struct guest *b)
+{
+	struct list *pos;
+
+	list_for_each(pos, &op->pools) {
+		struct pool *p = container_of(pos, struct pool, link);
+
+		if ((p->gid[0] == a->id && p->gid[1] == b->id) ||
+		    (p->gid[0] == b->id && p->gid[1] == a->id))
+			return p;
+	}
+	return NULL;
+}
+
+static struct pool *pool_get(struct op *op, const struct guest *a, const struct guest *b)
+{
+	struct pool *p = pool_find(op, a, b);
+
+	if (p)
+		return p;
+	p = calloc(1, sizeof(*p));
+	if (!p)
+		return NULL;
+	p->gid[0] = a->id;
+	p->gid[1] = b->id;
+	snprintf(p->name[0], sizeof(p->name[0]), "%s", a->name);
+	snprintf(p->name[1], sizeof(p->name[1]), "%s", b->name);
+	list_init(&p->chunks);
+	list_add_tail(&op->pools, &p->link);
+	op->npools++;
+	return p;
+}
+
+static struct pchunk *chunk_new(struct op *op, struct pool *p, size_t size)
+{
+	struct pchunk *ch = calloc(1, sizeof(*ch));
+	char name[16 + 2 * CN_NAME_MAX];
+
+	if (!ch)
+		return NULL;
+	snprintf(name, sizeof(name), "circnet-pair-%s-%s", p->name[0], p->name[1]);
+	ch->fd = memfd_create(name, MFD_CLOEXEC | MFD_ALLOW_SEALING);
+	if (ch->fd < 0 || ftruncate(ch->fd, (off_t)size) < 0 ||
+	    fcntl(ch->fd, F_ADD_SEALS, CHUNK_SEALS) < 0) {
+		log_err("pair %s-%s: a new chunk of %zu bytes failed: %s", p->name[0], p->name[1],
+			size, strerror(errno));
+		if (ch->fd >= 0)
+			close(ch->fd);
+		free(ch);
+		return NULL;
+	}
+	ch->fd = cn_fd_lift(ch->fd);
+	list_init(&ch->slots);
+	ch->p = p;
+	ch->id = ++op->next_id;
+	ch->size = size;
+	list_add_tail(&p->chunks, &ch->link);
+	p->nchunks++;
+	op->nchunks++;
+	op->chunk_bytes += size;
+	return ch;
+}
+
+static void chunk_free(struct op *op, struct pchunk *ch)
+{
+	while (!list_empty(&ch->slots)) {
+		struct slot *sl = container_of(ch->slots.next, struct slot, link);
+
+		list_del(&sl->link);
+		free(sl);
+	}
+	list_del(&ch->link);
+	ch->p->nchunks--;
+	op->nchunks--;
+	op->chunk_bytes -= ch->size;
+	close(ch->fd);
+	free(ch);
+}
+
+/* A freed slot of exactly this size, or a carve from the bump area. */
+static struct slot *chunk_take(struct pchunk *ch, size_t size)
+{
+	struct slot **pp, *sl;
+
+	for (pp = &ch->free; *pp; pp = &(*pp)->next_free)
+		if ((*pp)->size == size) {
+			sl = *pp;
+			*pp = sl->next_free;
+			sl->next_free = NULL;
+			return sl;
+		}
+	if (ch->size - ch->bump < size)
+		return NULL;
+	sl = calloc(1, sizeof(*sl));
+	if (!sl)
+		return NULL;
+	sl->ch = ch;
+	list_add_tail(&ch->slots, &sl->link);
+	sl->off = ch->bump;
+	sl->size = size;
+	ch->bump += size;
+	return sl;
+}
+
+static int lease_open(struct op *op, struct slot *sl, int role, int *guest_end)
+{
+	struct epoll_event e = { .events = 0, .data.ptr = &sl->lease[role].ev };
+	int sv[2];
+
+	if (socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC | SOCK_NONBLOCK, 0, sv) < 0)
+		return -errno;
+	/* the guest cannot queue anything at us: its writes fail with EPIPE */
+	shutdown(sv[0], SHUT_RD);
+	sl->lease[role].ev.kind = EV_LEASE;
+	sl->lease[role].ev.fd = cn_fd_lift(sv[0]);
+	sl->lease[role].sl = sl;
+	/* events 0: only the hang-up (and errors), which epoll always reports */
+	if (epoll_ctl(op->epfd, EPOLL_CTL_ADD, sl->lease[role].ev.fd, &e) < 0) {
+		int err = -errno;
+
+		close(sl->lease[role].ev.fd);
+		close(sv[1]);
+		sl->lease[role].ev.fd = -1;
+		return err;
+	}
+	*guest_end = sv[1];
+	return 0;
+}
+
+static void lease_close(struct op *op, struct slot *sl, int role)
+{
+	int fd = sl->lease[role].ev.fd;
+
+	if (fd < 0)
+		return;
+	epoll_ctl(op->epfd, EPOLL_CTL_DEL, fd, NULL);
+	close(fd);
+	sl->lease[role].ev.fd = -1;
+	sl->live--;
+}
+
+/* Both leases are gone: the slot's pages go back, the slot to its chunk's free list. */
+static void slot_release(struct op *op, struct slot *sl)
+{
+	struct pchunk *ch = sl->ch;
+	struct pool *p = ch->p;
+	unsigned int empty = 0;
+	struct list *pos, *tmp;
+
+	/*
+	 * The data pages go back to the system now; the head page stays, the
+	 * next circuit in this slot rewrites it anyway. Failure only costs memory.
+	 */
+	if (sl->size > CN_DATA_OFF &&
+	    fallocate(ch->fd, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE,
+		      (off_t)(sl->off + CN_DATA_OFF), (off_t)(sl->size - CN_DATA_OFF)) < 0)
+		log_debug("pair %s-%s: returning a slot's pages failed: %s", p->name[0],
+			  p->name[1], strerror(errno));
+	sl->in_use = false;
+	sl->next_free = ch->free;
+	ch->free = sl;
+	ch->used--;
+	op->slots_used--;
+	if (ch->used)
+		return;
+	/* keep POOL_EMPTY_KEEP empty chunks per pair; the rest go */
+	list_for_each_safe(pos, tmp, &p->chunks) {
+		struct pchunk *c = container_of(pos, struct pchunk, link);
+
+		if (!c->used && ++empty > POOL_EMPTY_KEEP)
+			chunk_free(op, c);
+	}
+}
+
+struct slot *pool_slot_new(struct op *op, const struct guest *a, const struct guest *b,
+			   size_t size, int guest_lease[2])
+{
+	size_t page = (size_t)pagesz();
+	struct pool *p = pool_get(op, a, b);
+	struct pchunk *ch = NULL;
+	struct slot *sl = NULL;
+	struct list *pos;
+	int err, role;
+
+	if (!p)
+		return NULL;
+	size = (size + page - 1) & ~(page - 1);
+	list_for_each(pos, &p->chunks) {
+		sl = chunk_take(container_of(pos, struct pchunk, link), size);
+		if (sl)
+			break;
+	}
+	if (!sl) {
+		ch = chunk_new(op, p, size > CHUNK_SIZE ? size : CHUNK_SIZE);
+		sl = ch ? chunk_take(ch, size) : NULL;
+		if (!sl) {
+			if (ch && !ch->used)
+				chunk_free(op, ch);
+			return NULL;
+		}
+	}
+	sl->lease[0].ev.fd = sl->lease[1].ev.fd = -1;
+	guest_lease[0] = guest_lease[1] = -1;
+	for (role = 0; role < 2; role++) {
+		err = lease_open(op, sl, role, &guest_lease[role]);
+		if (err) {
+			log_err("pair %s-%s: a slot's lease failed: %s", p->name[0], p->name[1],
+				strerror(-err));
+			if (role) {
+				lease_close(op, sl, 0);
+				close(guest_lease[0]);
+			}
+			sl->next_free = sl->ch->free;
+			sl->ch->free = sl;
+			return NULL;
+		}
+		sl->live++;
+	}
+	sl->in_use = true;
+	sl->ch->used++;
+	op->slots_used++;
+	return sl;
+}
+
+int pool_slot_format(struct slot *sl, const struct cn_circuit_params *prm)
+{
+	unsigned char head[CN_DATA_OFF];
+	int err = cn_circuit_format_head(head, sizeof(head), prm);
+	ssize_t w;
+
+	if (err)
+		return err;
+	if (cn_circuit_size(prm) > sl->size)
+		return -EINVAL;
+	w = pwrite(sl->ch->fd, head, sizeof(head), (off_t)sl->off);
+	if (w < 0)
+		return -errno;
+	return w == (ssize_t)sizeof(head) ? 0 : -EIO;
+}
+
+int pool_slot_fd(const struct slot *sl)
+{
+	return sl->ch->fd;
+}
+
+uint64_t pool_slot_chunk(const struct slot *sl)
+{
+	return sl->ch->id;
+}
+
+uint64_t pool_slot_off(const struct slot *sl)
+{
+	return sl->off;
+}
+
+/*
+ * A setup that failed before an end got its lease: that end will never hang
+ * up by itself, so its lease goes now.
+ */
+void pool_slot_drop_end(struct op *op, struct slot *sl, int role)
+{
+	lease_close(op, sl, role);
+	if (!sl->live)
+		slot_release(op, sl);
+}
+
+void pool_lease_event(struct op *op, struct lease *l)
+{
+	struct slot *sl = l->sl;
+
+	lease_close(op, sl, (int)(l - sl->lease));
+	if (!sl->live)
+		slot_release(op, sl);
+}
+
+void pool_fini(struct op *op)
+{
+	while (!list_empty(&op->pools)) {
+		struct pool *p = container_of(op->pools.next, struct pool, link);
+
+		while (!list_empty(&p->chunks)) {
+			struct pchunk *ch = container_of(p->chunks.next, struct pchunk, link);
+			struct list *pos;
+
+			/* slots still in use: their memory lives on with the guests that map it */
+			list_for_each(pos, &ch->slots) {
+				struct slot *sl = container_of(pos, struct slot, link);
+
+				lease_close(op, sl, 0);
+				lease_close(op, sl, 1);
+			}
+			chunk_free(op, ch);
+		}
+		list_del(&p->link);
+		free(p);
+	}
+	op->npools = 0;
+}
