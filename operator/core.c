@@ -1159,14 +1159,17 @@ void core_end_round(struct op *op)
 
 int core_timeout_ms(struct op *op)
 {
+	int sweep = pool_sweep(op);
 	int64_t left;
 
 	if (!op->nparked)
-		return -1;
+		return sweep;
 	if (op->unpark_due)
 		return 0;
 	left = op->grace_end - mono_ms();
-	return left <= 0 ? 0 : (int)left;
+	if (left <= 0)
+		return 0;
+	return sweep >= 0 && sweep < left ? sweep : (int)left;
 }
 
 static int handle_connect(struct op *op, struct session *s, const struct cn_msg_connect *m)
@@ -1777,6 +1780,7 @@ int core_init(struct op *op)
 	list_init(&op->circuits);
 	list_init(&op->parked);
 	list_init(&op->pools);
+	list_init(&op->unswept);
 	op->grace_end = mono_ms() + op->grace_ms;
 	op->hash_size = 1u << 14;
 	op->hash = calloc(op->hash_size, sizeof(*op->hash));

@@ -111,7 +111,9 @@ struct slot {
 	unsigned int live;     /* leases not hung up yet */
 	bool in_use;
 	struct slot *next_free;
-	struct list link; /* in its chunk */
+	int64_t freed_ms;  /* CLOCK_MONOTONIC, when it became free */
+	struct list sweep; /* in op->unswept while free with its pages */
+	struct list link;  /* in its chunk */
 };
 
 struct circuit {
@@ -159,6 +161,7 @@ struct op {
 	uint64_t ncircuits, nsessions, next_id;
 	/* pair regions (pool.c) */
 	struct list pools;
+	struct list unswept; /* free slots that still have their pages, oldest first */
 	uint64_t npools, nchunks, chunk_bytes, slots_used;
 	uint64_t first_id; /* ids below are an earlier operator's (claims) */
 	uint64_t claims, claims_refused;
@@ -228,6 +231,8 @@ void pool_slot_drop_end(struct op *op, struct slot *sl, int role);
 /* A lease hung up: its end's last holder is gone. */
 void pool_lease_event(struct op *op, struct lease *l);
 void pool_fini(struct op *op);
+/* Return the pages of slots free long enough. ms until the next is due, or -1. */
+int pool_sweep(struct op *op);
 
 /* ctl.c */
 int ctl_init(struct op *op);

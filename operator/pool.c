@@ -34,6 +34,7 @@
 #include <sys/epoll.h>
 #include <sys/mman.h>
 #include <sys/socket.h>
+#include <time.h>
 #include <unistd.h>
 
 #include <circnet/circuit.h>
@@ -46,6 +47,7 @@
 #define CHUNK_SIZE	 ((size_t)16 << 20)
 #define CHUNK_SEALS	 (F_SEAL_SHRINK | F_SEAL_GROW | F_SEAL_SEAL)
 #define POOL_EMPTY_KEEP 1 /* empty chunks a pair keeps, so that a busy pair does not churn */
+#define POOL_SWEEP_MS	 500 /* a free slot keeps its pages this long (pool_sweep) */
 
 struct pool {
 	uint64_t gid[2]; /* the pair's guests by runtime id (ids outlive reloads) */
@@ -65,6 +67,51 @@ struct pchunk {
 	struct list slots; /* every slot carved from it */
 	struct list link;  /* p->chunks */
 };
+
+static int64_t mono_now_ms(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+/*
+ * A free slot's data pages go back to the system (the head page stays: the
+ * next circuit in the slot rewrites it anyway). Failure only costs memory.
+ */
+static void slot_punch(struct slot *sl)
+{
+	struct pchunk *ch = sl->ch;
+
+	list_del(&sl->sweep);
+	if (sl->size > CN_DATA_OFF &&
+	    fallocate(ch->fd, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE,
+		      (off_t)(sl->off + CN_DATA_OFF), (off_t)(sl->size - CN_DATA_OFF)) < 0)
+		log_debug("pair %s-%s: returning a slot's pages failed: %s", ch->p->name[0],
+			  ch->p->name[1], strerror(errno));
+}
+
+/*
+ * Why not at once: a pair that connects again soon gets the same slot back
+ * (free lists are last-in first-out) with its pages still there and still
+ * mapped by both ends, so a connect costs no page faults. A slot that stays
+ * free POOL_SWEEP_MS returns its pages; so does every slot of a chunk that
+ * goes away.
+ */
+int pool_sweep(struct op *op)
+{
+	int64_t now = mono_now_ms();
+
+	while (!list_empty(&op->unswept)) {
+		struct slot *sl = container_of(op->unswept.next, struct slot, sweep);
+
+		if (now - sl->freed_ms < POOL_SWEEP_MS)
+			return (int)(POOL_SWEEP_MS - (now - sl->freed_ms));
+		slot_punch(sl);
+	}
+	return -1;
+}
 
 static int64_t pagesz(void)
 {
@@ -140,6 +187,7 @@ static void chunk_free(struct op *op, struct pchunk *ch)
 		struct slot *sl = container_of(ch->slots.next, struct slot, link);
 
 		list_del(&sl->link);
+		list_del(&sl->sweep);
 		free(sl);
 	}
 	list_del(&ch->link);
@@ -160,6 +208,7 @@ static struct slot *chunk_take(struct pchunk *ch, size_t size)
 			sl = *pp;
 			*pp = sl->next_free;
 			sl->next_free = NULL;
+			list_del(&sl->sweep); /* a no-op once swept */
 			return sl;
 		}
 	if (ch->size - ch->bump < size)
@@ -168,6 +217,7 @@ static struct slot *chunk_take(struct pchunk *ch, size_t size)
 	if (!sl)
 		return NULL;
 	sl->ch = ch;
+	list_init(&sl->sweep);
 	list_add_tail(&ch->slots, &sl->link);
 	sl->off = ch->bump;
 	sl->size = size;
@@ -220,16 +270,10 @@ static void slot_release(struct op *op, struct slot *sl)
 	unsigned int empty = 0;
 	struct list *pos, *tmp;
 
-	/*
-	 * The data pages go back to the system now; the head page stays, the
-	 * next circuit in this slot rewrites it anyway. Failure only costs memory.
-	 */
-	if (sl->size > CN_DATA_OFF &&
-	    fallocate(ch->fd, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE,
-		      (off_t)(sl->off + CN_DATA_OFF), (off_t)(sl->size - CN_DATA_OFF)) < 0)
-		log_debug("pair %s-%s: returning a slot's pages failed: %s", p->name[0],
-			  p->name[1], strerror(errno));
 	sl->in_use = false;
+	/* its pages go back once it stayed free a while (pool_sweep) */
+	sl->freed_ms = mono_now_ms();
+	list_add_tail(&op->unswept, &sl->sweep);
 	sl->next_free = ch->free;
 	ch->free = sl;
 	ch->used--;

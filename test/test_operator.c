@@ -21,6 +21,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/un.h>
@@ -31,6 +32,7 @@
 #include <cmocka.h>
 
 #include <circnet/opclient.h>
+#include <circnet/pool.h>
 
 static const char *operator_bin, *ctl_bin;
 static char dir[48], run_dir[64], cfg_path[64], log_path[64];
@@ -1033,6 +1035,193 @@ static void test_circnetctl(void **state)
 	assert_int_equal(ctl(out, sizeof(out), "status --yaml"), 2);
 }
 
+/* ---- pair regions (operator/pool.c) ---- */
+
+static unsigned long long status_num(const char *key)
+{
+	char out[16384], *p;
+
+	assert_int_equal(ctl(out, sizeof(out), "status --json"), 0);
+	p = strstr(out, key);
+	assert_non_null(p);
+	return strtoull(p + strlen(key), NULL, 10);
+}
+
+/* Wait until the operator counts n slots in use (leases hang up asynchronously). */
+static void wait_slots(unsigned long long n)
+{
+	int i;
+
+	for (i = 0; i < 300 && status_num("\"slots_in_use\":") != n; i++)
+		usleep(10000);
+	assert_int_equal(status_num("\"slots_in_use\":"), n);
+}
+
+/*
+ * Circuits between one pair share a chunk; a slot is reused only after
+ * every holder of both ends let go (a forked child holding one end keeps
+ * it), and a late write into the old circuit never reaches the new one.
+ */
+static void test_pool_slot_reuse(void **state)
+{
+	struct listener_g web;
+	struct cn_op client;
+	struct conn k, k2, k3;
+	int go[2], status;
+	char buf[64];
+	pid_t child;
+
+	wait_slots(0);
+	listen_on(&web, "web", CN_L4_TCP, wildcard(80), 16);
+	assert_int_equal(open_guest(&client, "client"), 0);
+	assert_int_equal(connect_pair(&client, &web, "10.9.0.2:80", &k), 0);
+	assert_true(k.ci.chunk_id != 0);
+	assert_int_equal(k.ci.chunk_id, k.si.chunk_id);
+	assert_int_equal(k.ci.slot_off, k.si.slot_off);
+	assert_true(cn_local_pooled(&k.c) && cn_local_pooled(&k.s));
+	check_talks(&k.c, &k.s);
+	wait_slots(1);
+
+	/* a child holds the initiator's end; the parent closes every end it has */
+	assert_int_equal(pipe(go), 0);
+	child = fork();
+	assert_true(child >= 0);
+	if (child == 0) {
+		close(go[1]);
+		if (read(go[0], buf, 1) != 1)
+			_exit(2);
+		/* the late write: over all of the old circuit, whatever happened since */
+		memset(k.c.region.base, 'L', k.c.region.size);
+		_exit(0);
+	}
+	close(go[0]);
+	cn_local_detach(&k.c);
+	cn_local_close(&k.s);
+	cn_op_closed(&client, k.ci.circuit_id);
+	cn_op_closed(&web.op, k.si.circuit_id);
+
+	/* the slot is still held by the child: a new circuit goes elsewhere */
+	assert_int_equal(connect_pair(&client, &web, "10.9.0.2:80", &k2), 0);
+	assert_int_equal(k2.ci.chunk_id, k.ci.chunk_id); /* same pair, same chunk */
+	assert_true(k2.ci.slot_off != k.ci.slot_off);
+	assert_true(k2.ci.circuit_id != k.ci.circuit_id);
+	assert_int_equal(write(go[1], "g", 1), 1);
+	close(go[1]);
+	assert_int_equal(waitpid(child, &status, 0), child);
+	assert_true(WIFEXITED(status));
+	assert_int_equal(WEXITSTATUS(status), 0);
+	assert_int_equal(cn_recv(&k2.s.ep, buf, sizeof(buf), CN_MSG_DONTWAIT), -EAGAIN);
+	check_talks(&k2.c, &k2.s);
+
+	/* the child is gone: the old slot is free again, and is reused clean */
+	wait_slots(1);
+	assert_int_equal(connect_pair(&client, &web, "10.9.0.2:80", &k3), 0);
+	assert_int_equal(k3.ci.chunk_id, k.ci.chunk_id);
+	assert_int_equal(k3.ci.slot_off, k.ci.slot_off);
+	assert_int_equal(cn_recv(&k3.s.ep, buf, sizeof(buf), CN_MSG_DONTWAIT), -EAGAIN);
+	check_talks(&k3.c, &k3.s);
+	close_pair(&client, &web, &k2);
+	close_pair(&client, &web, &k3);
+	wait_slots(0);
+	cn_op_close(&client);
+	cn_op_close(&web.op);
+}
+
+/*
+ * A guest that scribbles over a whole pair region breaks circuits of that
+ * pair only: its ends fail cleanly (no crash, no read outside), the pair
+ * (flood, web) next to it keeps working, and a new circuit of the
+ * scribbled pair is formatted afresh and works.
+ */
+static void test_pool_hostile_scribble(void **state)
+{
+	struct listener_g web;
+	struct cn_op client, flood;
+	struct conn k[3], f, fresh;
+	unsigned char *base;
+	size_t size, i;
+	char buf[256];
+	uint32_t x = 12345;
+	int j;
+
+	listen_on(&web, "web", CN_L4_TCP, wildcard(80), 16);
+	assert_int_equal(open_guest(&client, "client"), 0);
+	assert_int_equal(open_guest(&flood, "flood"), 0);
+	for (j = 0; j < 3; j++)
+		assert_int_equal(connect_pair(&client, &web, "10.9.0.2:80", &k[j]), 0);
+	assert_int_equal(connect_pair(&flood, &web, "10.9.0.2:80", &f), 0);
+	assert_true(f.ci.chunk_id != k[0].ci.chunk_id); /* another pair, another chunk */
+
+	base = cn_chunk_base(k[0].c.chunk);
+	size = cn_chunk_size(k[0].c.chunk);
+	for (i = 0; i < size; i += 4) {
+		x = x * 1103515245u + 12345u;
+		memcpy(base + i, &x, 4);
+	}
+	for (j = 0; j < 3; j++) {
+		ssize_t r = cn_recv(&k[j].s.ep, buf, sizeof(buf), CN_MSG_DONTWAIT);
+
+		/* garbage or an error: never a crash, never more than asked */
+		assert_true(r <= (ssize_t)sizeof(buf));
+		r = cn_send(&k[j].c.ep, "x", 1, CN_MSG_DONTWAIT);
+		assert_true(r == 1 || r < 0);
+		(void)cn_poll(&k[j].c.ep);
+		(void)cn_readable(&k[j].s.ep);
+	}
+	check_talks(&f.c, &f.s);
+	assert_int_equal(connect_pair(&client, &web, "10.9.0.2:80", &fresh), 0);
+	check_talks(&fresh.c, &fresh.s);
+	for (j = 0; j < 3; j++)
+		close_pair(&client, &web, &k[j]);
+	close_pair(&client, &web, &fresh);
+	close_pair(&flood, &web, &f);
+	wait_slots(0);
+	cn_op_close(&client);
+	cn_op_close(&flood);
+	cn_op_close(&web.op);
+}
+
+/* A freed slot gives its data pages back once it stayed free a while. */
+static void test_pool_pages_return(void **state)
+{
+	struct listener_g web;
+	struct cn_op client;
+	struct conn k;
+	static char blob[12000];
+	unsigned char vec[64];
+	unsigned char *slot;
+	size_t pages, i, resident;
+	char *p;
+
+	listen_on(&web, "web", CN_L4_TCP, wildcard(80), 16);
+	assert_int_equal(open_guest(&client, "client"), 0);
+	assert_int_equal(connect_pair(&client, &web, "10.9.0.2:80", &k), 0);
+	memset(blob, 'b', sizeof(blob));
+	assert_int_equal(cn_send(&k.c.ep, blob, sizeof(blob), 0), (ssize_t)sizeof(blob));
+	assert_int_equal(cn_recv(&k.s.ep, blob, sizeof(blob), CN_MSG_WAITALL),
+			 (ssize_t)sizeof(blob));
+	/* the chunk stays mapped (idle LRU), so the slot's pages can be looked at */
+	slot = (unsigned char *)k.c.region.base;
+	pages = k.c.region.size / 4096;
+	assert_true(pages <= sizeof(vec));
+	p = (char *)slot;
+	assert_int_equal(mincore(p, pages * 4096, vec), 0);
+	for (i = 1, resident = 0; i < pages; i++)
+		resident += vec[i] & 1;
+	assert_true(resident >= 3); /* ring A's 12000 bytes */
+	close_pair(&client, &web, &k);
+	wait_slots(0);
+	usleep(800 * 1000); /* past the sweep delay (pool.c) */
+	status_num("\"slots_in_use\":"); /* the operator ran a round since */
+	assert_int_equal(mincore(p, pages * 4096, vec), 0);
+	for (i = 1, resident = 0; i < pages; i++)
+		resident += vec[i] & 1;
+	assert_int_equal(resident, 0);
+	assert_true(status_num("\"chunks\":") >= 1);
+	cn_op_close(&client);
+	cn_op_close(&web.op);
+}
+
 static int group_setup(void **state)
 {
 	snprintf(dir, sizeof(dir), "/tmp/circnet-test-op.XXXXXX");
@@ -1078,6 +1267,9 @@ int main(int argc, char **argv)
 		cmocka_unit_test(test_restart_keeps_circuits),
 		cmocka_unit_test(test_channel_listener),
 		cmocka_unit_test(test_restart_grace),
+		cmocka_unit_test(test_pool_slot_reuse),
+		cmocka_unit_test(test_pool_hostile_scribble),
+		cmocka_unit_test(test_pool_pages_return),
 	};
 
 	if (argc != 3) {
