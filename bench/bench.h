@@ -6,5 +6,6 @@
 int bench_ring(int argc, char **argv);
 int bench_setup(int argc, char **argv);
 int bench_proxy(int argc, char **argv);
+int bench_idle(int argc, char **argv);
 
 #endif

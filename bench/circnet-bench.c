@@ -17,6 +17,7 @@ static const struct {
 	{ "ring", bench_ring, "circuit goodput and latency vs TCP loopback, AF_UNIX, memcpy" },
 	{ "setup", bench_setup, "connection setup through the operator vs TCP/AF_UNIX connect" },
 	{ "proxy", bench_proxy, "a guest through the proxy stack vs TCP loopback, veth bridge" },
+	{ "idle", bench_idle, "N concurrent idle connections: setup rate and memory per connection" },
 };
 
 int main(int argc, char **argv)

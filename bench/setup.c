@@ -17,7 +17,6 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <getopt.h>
-#include <libgen.h>
 #include <limits.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
@@ -35,6 +34,7 @@
 #include <circnet/opclient.h>
 
 #include "bench.h"
+#include "opctl.h"
 #include "report.h"
 
 enum setup_kind { S_CIRCUIT, S_CIRCUIT_RULES, S_TCP, S_UNIX, S_NKINDS };
@@ -51,8 +51,7 @@ struct setup_cfg {
 	int reps;
 	const char *operator_bin;
 	char dir[64];
-	char run[S_NKINDS][96]; /* run dir of the operator for a circuit kind */
-	pid_t op_pid[S_NKINDS];
+	struct bench_op op[S_NKINDS]; /* the operator of a circuit kind */
 	const char *json, *csv;
 };
 
@@ -83,66 +82,27 @@ static void fail(const char *what, int err)
 
 /* ---- the operator for the run ---- */
 
-static void write_config(const char *path, const char *run, int extra_rules)
+static void start_operator(struct setup_cfg *c, enum setup_kind k)
 {
-	FILE *f = fopen(path, "w");
-	int i;
+	char *body = NULL, name[16];
+	size_t len = 0;
+	FILE *f = open_memstream(&body, &len);
+	int i, extra_rules = k == S_CIRCUIT_RULES ? 1000 : 0;
 
 	if (!f)
-		fail(path, errno);
-	fprintf(f, "run-dir %s\nlog-level warning\n"
+		fail("open_memstream", errno);
+	fprintf(f, "log-level warning\n"
 		   "guest a {\n  address 10.99.0.1\n}\n"
-		   "guest b {\n  address 10.99.0.2\n  listen tcp 7000\n}\n",
-		run);
+		   "guest b {\n  address 10.99.0.2\n  listen tcp 7000\n}\n");
 	/* rules that are checked and do not match: the matcher's worst case */
 	for (i = 0; i < extra_rules; i++)
 		fprintf(f, "deny tcp from a to 10.%d.%d.0/24 port %d\n", 100 + i / 250, i % 250,
 			1 + i);
 	fprintf(f, "allow tcp from a to b port 7000\ndeny any from any to any\n");
 	fclose(f);
-}
-
-static bool reachable(const char *run)
-{
-	struct sockaddr_un sa = { .sun_family = AF_UNIX };
-	int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
-	bool ok;
-
-	snprintf(sa.sun_path, sizeof(sa.sun_path), "%s/control.sock", run);
-	ok = fd >= 0 && !connect(fd, (struct sockaddr *)&sa, sizeof(sa));
-	if (fd >= 0)
-		close(fd);
-	return ok;
-}
-
-static void start_operator(struct setup_cfg *c, enum setup_kind k)
-{
-	char cfg[128], log[128];
-	int i;
-
-	snprintf(c->run[k], sizeof(c->run[k]), "%s/run-%d", c->dir, (int)k);
-	snprintf(cfg, sizeof(cfg), "%s/op-%d.conf", c->dir, (int)k);
-	snprintf(log, sizeof(log), "%s/op-%d.log", c->dir, (int)k);
-	write_config(cfg, c->run[k], k == S_CIRCUIT_RULES ? 1000 : 0);
-	c->op_pid[k] = fork();
-	if (c->op_pid[k] < 0)
-		fail("fork", errno);
-	if (c->op_pid[k] == 0) {
-		int fd = open(log, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
-
-		if (fd >= 0)
-			dup2(fd, 2);
-		execlp(c->operator_bin, c->operator_bin, "--config", cfg, (char *)NULL);
-		fprintf(stderr, "exec %s: %s\n", c->operator_bin, strerror(errno));
-		_exit(127);
-	}
-	for (i = 0; i < 500 && !reachable(c->run[k]); i++)
-		usleep(10000);
-	if (!reachable(c->run[k])) {
-		fprintf(stderr, "circnet-bench setup: the operator (%s) did not start; log: %s\n",
-			c->operator_bin, log);
-		exit(1);
-	}
+	snprintf(name, sizeof(name), "op-%d", (int)k);
+	bench_op_start(&c->op[k], c->operator_bin, c->dir, name, body);
+	free(body);
 }
 
 static void stop_operators(struct setup_cfg *c)
@@ -151,30 +111,10 @@ static void stop_operators(struct setup_cfg *c)
 	int k;
 
 	for (k = 0; k < S_NKINDS; k++)
-		if (c->op_pid[k] > 0) {
-			kill(c->op_pid[k], SIGTERM);
-			waitpid(c->op_pid[k], NULL, 0);
-			c->op_pid[k] = 0;
-		}
+		bench_op_stop(&c->op[k]);
 	snprintf(cmd, sizeof(cmd), "rm -rf %s", c->dir);
 	if (c->dir[0] && system(cmd) != 0)
 		fprintf(stderr, "circnet-bench setup: could not remove %s\n", c->dir);
-}
-
-/* Next to our own binary in a build tree, else from PATH. */
-static const char *find_operator(void)
-{
-	static char path[PATH_MAX];
-	char self[PATH_MAX];
-	ssize_t n = readlink("/proc/self/exe", self, sizeof(self) - 1);
-
-	if (n > 0) {
-		self[n] = 0;
-		snprintf(path, sizeof(path), "%s/../operator/circnet-operator", dirname(self));
-		if (!access(path, X_OK))
-			return path;
-	}
-	return "circnet-operator";
 }
 
 /* ---- servers: accept, read a byte, answer it, close; until killed ---- */
@@ -331,7 +271,7 @@ static void run_one(struct setup_cfg *c, enum setup_kind k, double *rate, double
 		close(ready[0]);
 		if (lfd >= 0)
 			socket_server(lfd, ready[1]);
-		circuit_server(c->run[k], ready[1]);
+		circuit_server(c->op[k].run, ready[1]);
 	}
 	close(ready[1]);
 	if (read(ready[0], &b, 1) != 1)
@@ -343,7 +283,7 @@ static void run_one(struct setup_cfg *c, enum setup_kind k, double *rate, double
 		char path[160];
 		int err;
 
-		snprintf(path, sizeof(path), "%s/guests/a/operator.sock", c->run[k]);
+		snprintf(path, sizeof(path), "%s/guests/a/operator.sock", c->op[k].run);
 		err = cn_op_open(&cl.op, path);
 		if (err)
 			fail("client: register with the operator", -err);
@@ -435,7 +375,7 @@ int bench_setup(int argc, char **argv)
 	if (optind != argc)
 		usage();
 	if (!c.operator_bin)
-		c.operator_bin = find_operator();
+		c.operator_bin = bench_find_operator();
 	snprintf(c.dir, sizeof(c.dir), "/tmp/circnet-bench-setup.XXXXXX");
 	if (!mkdtemp(c.dir))
 		fail("mkdtemp", errno);

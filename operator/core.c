@@ -47,6 +47,21 @@ static int64_t mono_ms(void)
 	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
 }
 
+struct guest *guest_by_id(struct op *op, uint64_t id)
+{
+	struct list *pos;
+
+	if (op->proxy && op->proxy->id == id)
+		return op->proxy;
+	list_for_each(pos, &op->guests) {
+		struct guest *g = container_of(pos, struct guest, link);
+
+		if (g->id == id)
+			return g;
+	}
+	return NULL;
+}
+
 struct guest_conf *guest_conf(struct op *op, struct guest *g)
 {
 	return g == op->proxy ? &op->proxy_conf : &op->cfg->guests[g->conf];
@@ -89,6 +104,9 @@ static void circuit_free(struct op *op, struct circuit *c)
 	struct circuit **pp;
 	int i;
 
+	if (c->slot)
+		c->slot->c = NULL;
+
 	for (pp = hash_slot(op, c->id); *pp; pp = &(*pp)->hnext)
 		if (*pp == c) {
 			*pp = c->hnext;
@@ -117,6 +135,8 @@ static void circuit_end_close(struct op *op, struct circuit *c, int role)
 
 	end_detach_session(e);
 	if (e->g) {
+		if (c->slot)
+			pool_end_closed(c->slot, role, e->g);
 		e->g->ncircuits--;
 		e->g->mem -= c->mem;
 		e->g = NULL;
@@ -957,9 +977,17 @@ static int check_limits(struct op *op, struct session *s, struct setup *st, size
 	struct guest_conf *sc = guest_conf(op, s->g), *dc = guest_conf(op, st->dst);
 	struct listener *l = st->lst;
 
-	if (s->g->ncircuits >= sc->lim.max_circuits || s->g->mem + mem > sc->lim.max_memory)
+	/*
+	 * Ends closed in the books but still held (pool.c: a forked child
+	 * keeps a connection, or a guest keeps what it said it closed) are
+	 * bounded by max-circuits too, separately: they cost the operator a
+	 * lease each.
+	 */
+	if (s->g->ncircuits >= sc->lim.max_circuits || s->g->nlinger > sc->lim.max_circuits ||
+	    s->g->mem + mem > sc->lim.max_memory)
 		return ENOBUFS;
-	if (st->dst->ncircuits >= dc->lim.max_circuits || st->dst->mem + mem > dc->lim.max_memory) {
+	if (st->dst->ncircuits >= dc->lim.max_circuits || st->dst->nlinger > dc->lim.max_circuits ||
+	    st->dst->mem + mem > dc->lim.max_memory) {
 		s->g->cnt.refused++;
 		op->cnt.refused++;
 		log_debug("guest %s: connection to %s refused: its limits are full", s->g->name,
@@ -1042,6 +1070,8 @@ static int bundle_make(struct op *op, const struct guest *a, const struct guest 
 		return errno == EMFILE || errno == ENFILE ? -errno : -ENOMEM;
 	c->chunk_id = pool_slot_chunk(sl);
 	c->slot_off = pool_slot_off(sl);
+	c->slot = sl;
+	sl->c = c;
 	bd->chunk = pool_slot_fd(sl);
 	err = pool_slot_format(sl, prm);
 	for (i = 0; i < 2 && !err; i++)

@@ -207,10 +207,11 @@ static void view_guests(struct op *op, struct sbuf *b, bool json)
 		sb_json_str(b, g->path);
 		sb_printf(b,
 			  ",\"uid\":%ld,\"sessions\":%u,\"listeners\":%u,\"circuits\":%u,"
+			  "\"lingering\":%u,"
 			  "\"pending\":%u,\"circuit_bytes\":%llu,\"limits\":{\"ring_size\":%u,"
 			  "\"max_circuits\":%u,\"max_listeners\":%u,\"max_pending\":%u,"
 			  "\"max_sessions\":%u,\"max_memory\":%llu},\"counters\":",
-			  gc->uid, g->nsessions, g->nlisteners, g->ncircuits, g->npending,
+			  gc->uid, g->nsessions, g->nlisteners, g->ncircuits, g->nlinger, g->npending,
 			  (unsigned long long)g->mem, gc->lim.ring_size, gc->lim.max_circuits,
 			  gc->lim.max_listeners, gc->lim.max_pending, gc->lim.max_sessions,
 			  (unsigned long long)gc->lim.max_memory);

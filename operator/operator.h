@@ -50,6 +50,13 @@ struct guest {
 	struct list sessions;
 	struct list listeners;
 	uint32_t nsessions, nlisteners, ncircuits, npending;
+	/*
+	 * Circuit ends closed in the books (CLOSED, its session gone) whose
+	 * slot this guest still holds through the end's lease (pool.c): at
+	 * most max-circuits of them (check_limits), so a guest that keeps ends
+	 * open cannot make the operator hold leases without bound.
+	 */
+	uint32_t nlinger;
 	uint64_t mem;
 	uint16_t next_port;
 	/* per-round fairness budget and denial log rate limit */
@@ -109,6 +116,8 @@ struct slot {
 	size_t size;
 	struct lease lease[2]; /* [role] */
 	unsigned int live;     /* leases not hung up yet */
+	struct circuit *c;     /* the circuit in the books, while there is one */
+	uint64_t linger_gid[2]; /* [role]: the guest charged for a lingering end, or 0 */
 	bool in_use;
 	struct slot *next_free;
 	int64_t freed_ms;  /* CLOCK_MONOTONIC, when it became free */
@@ -119,6 +128,7 @@ struct slot {
 struct circuit {
 	uint64_t id;
 	uint64_t chunk_id, slot_off; /* where it lives (a claimed one: chunk_id as claimed) */
+	struct slot *slot; /* its slot while the slot is held (NULL: claimed, or free already) */
 	unsigned int l4;
 	struct circuit_end end[2]; /* [CN_ROLE_INITIATOR], [CN_ROLE_ACCEPTOR] */
 	struct listener *queued_in; /* waiting for ACCEPTED there */
@@ -211,6 +221,8 @@ void core_push_publish(struct op *op);
 /* Revoke circuits the current policy no longer allows. Returns how many. */
 unsigned int core_reset_denied(struct op *op);
 struct guest_conf *guest_conf(struct op *op, struct guest *g);
+/* The runtime guest with this id (the proxy stack included), or NULL. */
+struct guest *guest_by_id(struct op *op, uint64_t id);
 
 /* pool.c */
 struct cn_circuit_params;
@@ -228,6 +240,8 @@ uint64_t pool_slot_chunk(const struct slot *sl);
 uint64_t pool_slot_off(const struct slot *sl);
 /* An end that never got its lease: let it go now (the slot is freed with the other). */
 void pool_slot_drop_end(struct op *op, struct slot *sl, int role);
+/* An end closed in the books: its guest is charged while it still holds the lease. */
+void pool_end_closed(struct slot *sl, int role, struct guest *g);
 /* A lease hung up: its end's last holder is gone. */
 void pool_lease_event(struct op *op, struct lease *l);
 void pool_fini(struct op *op);

@@ -256,6 +256,13 @@ static void lease_close(struct op *op, struct slot *sl, int role)
 
 	if (fd < 0)
 		return;
+	if (sl->linger_gid[role]) {
+		struct guest *g = guest_by_id(op, sl->linger_gid[role]);
+
+		if (g)
+			g->nlinger--;
+		sl->linger_gid[role] = 0;
+	}
 	epoll_ctl(op->epfd, EPOLL_CTL_DEL, fd, NULL);
 	close(fd);
 	sl->lease[role].ev.fd = -1;
@@ -270,6 +277,10 @@ static void slot_release(struct op *op, struct slot *sl)
 	unsigned int empty = 0;
 	struct list *pos, *tmp;
 
+	if (sl->c) {
+		sl->c->slot = NULL;
+		sl->c = NULL;
+	}
 	sl->in_use = false;
 	/* its pages go back once it stayed free a while (pool_sweep) */
 	sl->freed_ms = mono_now_ms();
@@ -334,6 +345,8 @@ struct slot *pool_slot_new(struct op *op, const struct guest *a, const struct gu
 		sl->live++;
 	}
 	sl->in_use = true;
+	sl->c = NULL;
+	sl->linger_gid[0] = sl->linger_gid[1] = 0;
 	sl->ch->used++;
 	op->slots_used++;
 	return sl;
@@ -341,7 +354,8 @@ struct slot *pool_slot_new(struct op *op, const struct guest *a, const struct gu
 
 int pool_slot_format(struct slot *sl, const struct cn_circuit_params *prm)
 {
-	unsigned char head[CN_DATA_OFF];
+	/* aligned as in a chunk: the control blocks are 128-byte aligned atomics */
+	_Alignas(CN_CTRL_STRIDE) unsigned char head[CN_DATA_OFF];
 	int err = cn_circuit_format_head(head, sizeof(head), prm);
 	ssize_t w;
 
@@ -379,6 +393,14 @@ void pool_slot_drop_end(struct op *op, struct slot *sl, int role)
 	lease_close(op, sl, role);
 	if (!sl->live)
 		slot_release(op, sl);
+}
+
+void pool_end_closed(struct slot *sl, int role, struct guest *g)
+{
+	if (sl->lease[role].ev.fd >= 0 && !sl->linger_gid[role]) {
+		sl->linger_gid[role] = g->id;
+		g->nlinger++;
+	}
 }
 
 void pool_lease_event(struct op *op, struct lease *l)

@@ -4,7 +4,8 @@
 #   ./scripts/fuzz.sh 3600          # one hour per target
 #   ./scripts/fuzz.sh 60 -jobs=2    # extra args go to libFuzzer
 # Targets: fuzz_circuit (hostile peer), fuzz_config (config parser + policy),
-# fuzz_proto (operator protocol validator), fuzz_frame (the NIC frame parser). New interesting inputs land in build-fuzz/corpus-<target>/ (not committed);
+# fuzz_proto (operator protocol validator), fuzz_frame (the NIC frame parser), fuzz_pool
+# (the operator's slot allocator). New interesting inputs land in build-fuzz/corpus-<target>/ (not committed);
 # crashes are written to ./crash-* and the script exits non-zero.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -14,9 +15,9 @@ if [ ! -f build-fuzz/build.ninja ]; then
 	CC=clang meson setup build-fuzz -Dfuzzing=true -Dtests=false \
 		-Db_sanitize=address,undefined -Db_lundef=false >/dev/null
 fi
-ninja -C build-fuzz fuzz/fuzz_circuit fuzz/fuzz_config fuzz/fuzz_proto fuzz/fuzz_frame >/dev/null
+ninja -C build-fuzz fuzz/fuzz_circuit fuzz/fuzz_config fuzz/fuzz_proto fuzz/fuzz_frame fuzz/fuzz_pool >/dev/null
 # target:seed-directory
-for spec in fuzz_circuit:corpus fuzz_config:seeds-config fuzz_proto:seeds-proto fuzz_frame:seeds-frame; do
+for spec in fuzz_circuit:corpus fuzz_config:seeds-config fuzz_proto:seeds-proto fuzz_frame:seeds-frame fuzz_pool:seeds-pool; do
 	target=${spec%%:*}
 	seeds=fuzz/${spec#*:}
 	corpus=build-fuzz/corpus-$target

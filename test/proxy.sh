@@ -121,10 +121,12 @@ start_dp
 mkdir -p "$dir/www"
 head -c 5242880 /dev/urandom >"$dir/www/blob"
 want=$(sha256sum <"$dir/www/blob" | cut -d' ' -f1)
-(cd "$dir/www" && exec timeout 120 ip netns exec "$ns" python3 -m http.server 8000 \
+# the remote's servers live as long as the test may (meson: 240 s): the restart
+# checks at its end fetch from them again, past 120 s on a slow run
+(cd "$dir/www" && exec timeout 240 ip netns exec "$ns" python3 -m http.server 8000 \
 	--bind "$net.2" >"$dir/http.log" 2>&1) &
 pids+=($!)
-remote timeout 120 iperf3 -s -B "$net.2" -p 5201 >"$dir/iperf3-server.log" 2>&1 &
+remote timeout 240 iperf3 -s -B "$net.2" -p 5201 >"$dir/iperf3-server.log" 2>&1 &
 pids+=($!)
 # a server that streams slowly until the client goes away, then says how it went
 cat >"$dir/slow.py" <<'PY'
@@ -148,21 +150,21 @@ while True:
     q, a = s.recvfrom(65535)
     s.sendto(q[:2] + b"answer:" + q[2:], a)
 PY
-remote timeout 120 python3 "$dir/dns.py" "$net.2" >"$dir/dns.log" 2>&1 &
+remote timeout 240 python3 "$dir/dns.py" "$net.2" >"$dir/dns.log" 2>&1 &
 pids+=($!)
 # a real DNS server on the remote, for the guest's resolver
 printf '%s db.example\n%s web.example\n' "$net.77" "$net.78" >"$dir/dns.hosts"
-remote timeout 120 dnsmasq --no-daemon --no-resolv --no-hosts --addn-hosts="$dir/dns.hosts" \
+remote timeout 240 dnsmasq --no-daemon --no-resolv --no-hosts --addn-hosts="$dir/dns.hosts" \
 	--listen-address="$net.2" --bind-interfaces --port=53 --user=root \
 	--pid-file="$dir/dnsmasq.pid" >"$dir/dnsmasq.log" 2>&1 &
 pids+=($!)
-ip netns exec "$ns" timeout 120 python3 "$peers" rst "$net.2" 8100 >"$dir/rst.log" 2>&1 &
+ip netns exec "$ns" timeout 240 python3 "$peers" rst "$net.2" 8100 >"$dir/rst.log" 2>&1 &
 pids+=($!)
-ip netns exec "$ns" timeout 120 python3 "$peers" rst "$net.2" 8101 100 >"$dir/rst-small.log" 2>&1 &
+ip netns exec "$ns" timeout 240 python3 "$peers" rst "$net.2" 8101 100 >"$dir/rst-small.log" 2>&1 &
 pids+=($!)
-remote timeout 120 python3 "$dir/slow.py" "$net.2" >"$dir/slow.log" 2>&1 &
+remote timeout 240 python3 "$dir/slow.py" "$net.2" >"$dir/slow.log" 2>&1 &
 pids+=($!)
-ip netns exec "$ns" timeout 120 python3 "$peers" sink "$net.2" 8400 \
+ip netns exec "$ns" timeout 240 python3 "$peers" sink "$net.2" 8400 \
 	>"$dir/sink.log" 2>&1 &
 pids+=($!)
 for _ in $(seq 50); do

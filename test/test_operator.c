@@ -1181,6 +1181,43 @@ static void test_pool_hostile_scribble(void **state)
 	cn_op_close(&web.op);
 }
 
+/*
+ * Ends closed in the books but still held (their leases open) are bounded by
+ * the guest's max-circuits as well, until they are really let go: a guest
+ * cannot make the operator hold slots and leases without bound by sending
+ * CLOSED and keeping the circuits.
+ */
+static void test_pool_lingering(void **state)
+{
+	static struct conn k[41];
+	struct listener_g web;
+	struct cn_op client;
+	struct cn_local_ep ep;
+	struct cn_op_conn ci;
+	struct cn_addr d = addr("10.9.0.2:80");
+	int i;
+
+	wait_slots(0);
+	listen_on(&web, "web", CN_L4_TCP, wildcard(80), 64);
+	assert_int_equal(open_guest(&client, "client"), 0); /* max-circuits 40 */
+	for (i = 0; i < 41; i++) {
+		assert_int_equal(connect_pair(&client, &web, "10.9.0.2:80", &k[i]), 0);
+		cn_local_close(&k[i].s);
+		cn_op_closed(&web.op, k[i].si.circuit_id);
+		cn_op_closed(&client, k[i].ci.circuit_id); /* but keeps it */
+	}
+	assert_int_equal(own_circuits(&client), 0);
+	assert_int_equal(cn_op_connect(&client, CN_L4_TCP, NULL, &d, &ep, &ci), -ENOBUFS);
+	for (i = 0; i < 41; i++)
+		cn_local_close(&k[i].c);
+	wait_slots(0);
+	assert_int_equal(connect_pair(&client, &web, "10.9.0.2:80", &k[0]), 0);
+	check_talks(&k[0].c, &k[0].s);
+	close_pair(&client, &web, &k[0]);
+	cn_op_close(&client);
+	cn_op_close(&web.op);
+}
+
 /* A freed slot gives its data pages back once it stayed free a while. */
 static void test_pool_pages_return(void **state)
 {
@@ -1270,6 +1307,7 @@ int main(int argc, char **argv)
 		cmocka_unit_test(test_pool_slot_reuse),
 		cmocka_unit_test(test_pool_hostile_scribble),
 		cmocka_unit_test(test_pool_pages_return),
+		cmocka_unit_test(test_pool_lingering),
 	};
 
 	if (argc != 3) {

@@ -131,7 +131,7 @@ int cn_circuit_format(void *base, size_t size, const struct cn_circuit_params *p
  * Format only the head of a circuit (header and control blocks, the first
  * CN_DATA_OFF bytes) into buf, for a formatter that writes it into memory it
  * does not map (the operator, with pwrite into a pair region's memfd).
- * buflen >= CN_DATA_OFF. 0 or -EINVAL.
+ * buflen >= CN_DATA_OFF, buf aligned to CN_CTRL_STRIDE as a region is. 0 or -EINVAL.
  */
 int cn_circuit_format_head(void *buf, size_t buflen, const struct cn_circuit_params *p);
 
