@@ -42,7 +42,7 @@ static pthread_mutex_t chunk_lock = PTHREAD_MUTEX_INITIALIZER;
 static pthread_once_t chunk_once = PTHREAD_ONCE_INIT;
 static struct cn_chunk *buckets[CHUNK_BUCKETS];
 static struct cn_chunk *idle_head, *idle_tail;
-static unsigned int nused, nidle;
+static unsigned int nidle;
 
 static void chunk_atfork_child(void)
 {
@@ -116,10 +116,8 @@ int cn_chunk_get(uint64_t id, int fd, struct cn_chunk **out)
 	if (c) {
 		err = c->dev == st.st_dev && c->ino == st.st_ino ? 0 : -EPROTO;
 		if (!err) {
-			if (!c->refs++) {
+			if (!c->refs++)
 				idle_unlink(c);
-				nused++;
-			}
 			*out = c;
 		}
 		pthread_mutex_unlock(&chunk_lock);
@@ -147,7 +145,6 @@ int cn_chunk_get(uint64_t id, int fd, struct cn_chunk **out)
 	c->refs = 1;
 	c->hnext = *bucket(id);
 	*bucket(id) = c;
-	nused++;
 	pthread_mutex_unlock(&chunk_lock);
 	*out = c;
 	return 0;
@@ -161,7 +158,6 @@ void cn_chunk_put(struct cn_chunk *c)
 		return;
 	pthread_mutex_lock(&chunk_lock);
 	if (--c->refs == 0) {
-		nused--;
 		c->idle_next = idle_head;
 		if (idle_head)
 			idle_head->idle_prev = c;
@@ -186,29 +182,4 @@ void *cn_chunk_base(const struct cn_chunk *c)
 size_t cn_chunk_size(const struct cn_chunk *c)
 {
 	return c->region.size;
-}
-
-uint64_t cn_chunk_id(const struct cn_chunk *c)
-{
-	return c->id;
-}
-
-void cn_chunk_stats(unsigned int *used, unsigned int *idle)
-{
-	pthread_mutex_lock(&chunk_lock);
-	*used = nused;
-	*idle = nidle;
-	pthread_mutex_unlock(&chunk_lock);
-}
-
-void cn_chunk_trim(void)
-{
-	pthread_mutex_lock(&chunk_lock);
-	while (idle_tail) {
-		struct cn_chunk *c = idle_tail;
-
-		idle_unlink(c);
-		chunk_destroy(c);
-	}
-	pthread_mutex_unlock(&chunk_lock);
 }

@@ -146,7 +146,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 			l->gi[1] = (b >> 2) & 3;
 			l->linger[0] = l->linger[1] = false;
 			l->sl = pool_slot_new(&op, &g[l->gi[0]], &g[l->gi[1]], cn_circuit_size(&prm),
-					      l->lease);
+					      l->lease, &r);
 			if (!l->sl) {
 				l->lease[0] = l->lease[1] = -1;
 				break;

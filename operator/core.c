@@ -1065,9 +1065,9 @@ static int bundle_make(struct op *op, const struct guest *a, const struct guest 
 	bd->chunk = -1;
 	for (i = 0; i < 2; i++)
 		bd->wake[i][0] = bd->wake[i][1] = bd->lease[i] = -1;
-	sl = pool_slot_new(op, a, b, cn_circuit_size(prm), bd->lease);
+	sl = pool_slot_new(op, a, b, cn_circuit_size(prm), bd->lease, &err);
 	if (!sl)
-		return errno == EMFILE || errno == ENFILE ? -errno : -ENOMEM;
+		return err;
 	c->chunk_id = pool_slot_chunk(sl);
 	c->slot_off = pool_slot_off(sl);
 	c->slot = sl;

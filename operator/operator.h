@@ -118,7 +118,6 @@ struct slot {
 	unsigned int live;     /* leases not hung up yet */
 	struct circuit *c;     /* the circuit in the books, while there is one */
 	uint64_t linger_gid[2]; /* [role]: the guest charged for a lingering end, or 0 */
-	bool in_use;
 	struct slot *next_free;
 	int64_t freed_ms;  /* CLOCK_MONOTONIC, when it became free */
 	struct list sweep; /* in op->unswept while free with its pages */
@@ -229,17 +228,16 @@ struct cn_circuit_params;
 /*
  * A slot of size bytes in the pair region of a and b, with both leases:
  * guest_lease[role] is the end for that role's guest (ours to send and
- * close). NULL when no memory or fds are left.
+ * close). NULL with *errp set (-ENOMEM, -EMFILE, ...) when no memory or fds
+ * are left.
  */
 struct slot *pool_slot_new(struct op *op, const struct guest *a, const struct guest *b,
-			   size_t size, int guest_lease[2]);
+			   size_t size, int guest_lease[2], int *errp);
 /* Write the circuit's head into the slot (pwrite: the operator maps no chunk). */
 int pool_slot_format(struct slot *sl, const struct cn_circuit_params *prm);
 int pool_slot_fd(const struct slot *sl);
 uint64_t pool_slot_chunk(const struct slot *sl);
 uint64_t pool_slot_off(const struct slot *sl);
-/* An end that never got its lease: let it go now (the slot is freed with the other). */
-void pool_slot_drop_end(struct op *op, struct slot *sl, int role);
 /* An end closed in the books: its guest is charged while it still holds the lease. */
 void pool_end_closed(struct slot *sl, int role, struct guest *g);
 /* A lease hung up: its end's last holder is gone. */

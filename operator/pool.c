@@ -151,7 +151,7 @@ static struct pool *pool_get(struct op *op, const struct guest *a, const struct 
 	return p;
 }
 
-static struct pchunk *chunk_new(struct op *op, struct pool *p, size_t size)
+static struct pchunk *chunk_new(struct op *op, struct pool *p, size_t size, int *errp)
 {
 	struct pchunk *ch = calloc(1, sizeof(*ch));
 	char name[16 + 2 * CN_NAME_MAX];
@@ -162,6 +162,7 @@ static struct pchunk *chunk_new(struct op *op, struct pool *p, size_t size)
 	ch->fd = memfd_create(name, MFD_CLOEXEC | MFD_ALLOW_SEALING);
 	if (ch->fd < 0 || ftruncate(ch->fd, (off_t)size) < 0 ||
 	    fcntl(ch->fd, F_ADD_SEALS, CHUNK_SEALS) < 0) {
+		*errp = -errno;
 		log_err("pair %s-%s: a new chunk of %zu bytes failed: %s", p->name[0], p->name[1],
 			size, strerror(errno));
 		if (ch->fd >= 0)
@@ -281,7 +282,6 @@ static void slot_release(struct op *op, struct slot *sl)
 		sl->c->slot = NULL;
 		sl->c = NULL;
 	}
-	sl->in_use = false;
 	/* its pages go back once it stayed free a while (pool_sweep) */
 	sl->freed_ms = mono_now_ms();
 	list_add_tail(&op->unswept, &sl->sweep);
@@ -301,7 +301,7 @@ static void slot_release(struct op *op, struct slot *sl)
 }
 
 struct slot *pool_slot_new(struct op *op, const struct guest *a, const struct guest *b,
-			   size_t size, int guest_lease[2])
+			   size_t size, int guest_lease[2], int *errp)
 {
 	size_t page = (size_t)pagesz();
 	struct pool *p = pool_get(op, a, b);
@@ -310,6 +310,7 @@ struct slot *pool_slot_new(struct op *op, const struct guest *a, const struct gu
 	struct list *pos;
 	int err, role;
 
+	*errp = -ENOMEM;
 	if (!p)
 		return NULL;
 	size = (size + page - 1) & ~(page - 1);
@@ -319,7 +320,7 @@ struct slot *pool_slot_new(struct op *op, const struct guest *a, const struct gu
 			break;
 	}
 	if (!sl) {
-		ch = chunk_new(op, p, size > CHUNK_SIZE ? size : CHUNK_SIZE);
+		ch = chunk_new(op, p, size > CHUNK_SIZE ? size : CHUNK_SIZE, errp);
 		sl = ch ? chunk_take(ch, size) : NULL;
 		if (!sl) {
 			if (ch && !ch->used)
@@ -340,11 +341,11 @@ struct slot *pool_slot_new(struct op *op, const struct guest *a, const struct gu
 			}
 			sl->next_free = sl->ch->free;
 			sl->ch->free = sl;
+			*errp = err;
 			return NULL;
 		}
 		sl->live++;
 	}
-	sl->in_use = true;
 	sl->c = NULL;
 	sl->linger_gid[0] = sl->linger_gid[1] = 0;
 	sl->ch->used++;
@@ -382,17 +383,6 @@ uint64_t pool_slot_chunk(const struct slot *sl)
 uint64_t pool_slot_off(const struct slot *sl)
 {
 	return sl->off;
-}
-
-/*
- * A setup that failed before an end got its lease: that end will never hang
- * up by itself, so its lease goes now.
- */
-void pool_slot_drop_end(struct op *op, struct slot *sl, int role)
-{
-	lease_close(op, sl, role);
-	if (!sl->live)
-		slot_release(op, sl);
 }
 
 void pool_end_closed(struct slot *sl, int role, struct guest *g)

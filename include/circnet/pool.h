@@ -38,12 +38,5 @@ void cn_chunk_put(struct cn_chunk *c);
 
 void *cn_chunk_base(const struct cn_chunk *c);
 size_t cn_chunk_size(const struct cn_chunk *c);
-uint64_t cn_chunk_id(const struct cn_chunk *c);
-
-/* Mapped chunks of this process: in use, and idle but kept. For tests and status. */
-void cn_chunk_stats(unsigned int *used, unsigned int *idle);
-
-/* Unmap every idle chunk now (tests; a process about to hold no circuits for long). */
-void cn_chunk_trim(void);
 
 #endif /* CIRCNET_POOL_H */
