@@ -112,8 +112,8 @@ static void notifiers_undo(struct cn_local_ep *l, int n)
 {
 	/* The caller keeps the fds; only private ones (kick eventfds) are ours. */
 	while (n-- > 0) {
-		if (l->notif[n].aux_fd >= 0)
-			close(l->notif[n].aux_fd);
+		if (cn_notifier_aux_fd(&l->notif[n]) >= 0)
+			close(cn_notifier_aux_fd(&l->notif[n]));
 		l->notif[n].ops = NULL;
 	}
 }

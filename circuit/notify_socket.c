@@ -16,7 +16,12 @@
  * Sending on our own end reaches the peer, never us, so local wake-ups
  * (kick: another thread reset or shut down the endpoint) go through a
  * private eventfd that wait() polls as well. Event loops that poll the
- * notifier fd themselves do not need it: they own their wake-ups.
+ * notifier fd themselves never sleep in wait() and do not need it, so it
+ * is made by the first wait(), not up front: an epoll-driven server's
+ * sockets cost two fds fewer each. A kick that comes before it exists
+ * leaves kick_pending, which a wait() looks at after making it (both
+ * sides use sequentially consistent atomics: either the kicker sees the
+ * eventfd and writes it, or the sleeper sees the flag).
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -98,8 +103,37 @@ static int sock_signal(struct cn_notifier *n)
 	return -errno;
 }
 
+void (*cn_private_fd_hook)(int fd, bool on);
+
+/*
+ * The kick eventfd, made now if it is still to be made: >= 0, -1 for a
+ * signal-only notifier, or -errno when it cannot be made (out of fds).
+ */
+static int kick_fd(struct cn_notifier *n)
+{
+	int fd = __atomic_load_n(&n->aux_fd, __ATOMIC_SEQ_CST), made;
+
+	if (fd != CN_AUX_LAZY)
+		return fd;
+	made = cn_fd_lift(eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC));
+	if (made < 0)
+		return -errno;
+	if (cn_private_fd_hook)
+		cn_private_fd_hook(made, true);
+	if (!__atomic_compare_exchange_n(&n->aux_fd, &fd, made, false, __ATOMIC_SEQ_CST,
+					 __ATOMIC_SEQ_CST)) {
+		/* another thread of ours made it first */
+		if (cn_private_fd_hook)
+			cn_private_fd_hook(made, false);
+		close(made);
+		return fd;
+	}
+	return made;
+}
+
 static void sock_drain(struct cn_notifier *n)
 {
+	int kfd = cn_notifier_aux_fd(n);
 	uint64_t v;
 	char buf[16];
 	int i;
@@ -107,15 +141,32 @@ static void sock_drain(struct cn_notifier *n)
 	for (i = 0; i < CN_DRAIN_MAX; i++)
 		if (take_one(n->fd, buf, sizeof(buf)) <= 0)
 			break;
-	if (n->aux_fd >= 0 && read(n->aux_fd, &v, sizeof(v)) < 0 && errno != EAGAIN)
+	__atomic_store_n(&n->kick_pending, 0, __ATOMIC_SEQ_CST);
+	if (kfd >= 0 && read(kfd, &v, sizeof(v)) < 0 && errno != EAGAIN)
 		return;
 }
 
+#define KICKLESS_SLICE_MS 50 /* no kick eventfd to be had: look for kicks this often */
+
 static int sock_wait(struct cn_notifier *n, int timeout_ms)
 {
+	int kfd = kick_fd(n);
 	struct pollfd p[2] = { { .fd = n->fd, .events = POLLIN },
-			       { .fd = n->aux_fd, .events = POLLIN } };
-	int r = poll(p, n->aux_fd >= 0 ? 2 : 1, timeout_ms);
+			       { .fd = kfd, .events = POLLIN } };
+	int r, t = timeout_ms;
+
+	/* a kick that came before the eventfd was there */
+	if (__atomic_exchange_n(&n->kick_pending, 0, __ATOMIC_SEQ_CST))
+		return 0;
+	/*
+	 * Out of fds for the eventfd: sleep in slices and look at the flag
+	 * between them, so a local shutdown still ends the wait (late, not never).
+	 */
+	if (kfd < -1 && (t < 0 || t > KICKLESS_SLICE_MS))
+		t = KICKLESS_SLICE_MS;
+	r = poll(p, kfd >= 0 ? 2 : 1, t);
+	if (r == 0 && t != timeout_ms)
+		return 0; /* a slice ended: the caller re-checks and waits again */
 
 	if (r < 0)
 		return -errno;
@@ -136,10 +187,11 @@ static int sock_wait(struct cn_notifier *n, int timeout_ms)
 		if (take_one(n->fd, buf, sizeof(buf)) < 0 && errno != EAGAIN)
 			return errno == ECONNRESET || errno == EPIPE ? -EPIPE : -errno;
 	}
-	if (p[1].revents & POLLIN) {
+	if (kfd >= 0 && (p[1].revents & POLLIN)) {
 		uint64_t v;
 
-		if (read(n->aux_fd, &v, sizeof(v)) < 0 && errno != EAGAIN)
+		__atomic_store_n(&n->kick_pending, 0, __ATOMIC_SEQ_CST);
+		if (read(kfd, &v, sizeof(v)) < 0 && errno != EAGAIN)
 			return -errno;
 	}
 	if (p[0].revents & (POLLHUP | POLLERR | POLLNVAL))
@@ -150,20 +202,25 @@ static int sock_wait(struct cn_notifier *n, int timeout_ms)
 static int sock_kick(struct cn_notifier *n)
 {
 	uint64_t one = 1;
+	int kfd;
 
-	if (n->aux_fd < 0)
-		return 0; /* signal-only: nobody ever sleeps on it */
-	if (write(n->aux_fd, &one, sizeof(one)) == sizeof(one) || errno == EAGAIN)
+	__atomic_store_n(&n->kick_pending, 1, __ATOMIC_SEQ_CST);
+	kfd = __atomic_load_n(&n->aux_fd, __ATOMIC_SEQ_CST);
+	if (kfd < 0)
+		return 0; /* signal-only, or the next wait() sees the flag */
+	if (write(kfd, &one, sizeof(one)) == sizeof(one) || errno == EAGAIN)
 		return 0;
 	return -errno;
 }
 
 static void sock_release(struct cn_notifier *n)
 {
+	int kfd = cn_notifier_aux_fd(n);
+
 	if (n->fd >= 0)
 		close(n->fd);
-	if (n->aux_fd >= 0)
-		close(n->aux_fd);
+	if (kfd >= 0)
+		close(kfd);
 }
 
 static const struct cn_notifier_ops socket_ops = {
@@ -173,6 +230,16 @@ static const struct cn_notifier_ops socket_ops = {
 	.release = sock_release,
 	.kick = sock_kick,
 };
+
+int cn_notifier_prepare_wait(struct cn_notifier *n)
+{
+	int fd;
+
+	if (n->ops != &socket_ops)
+		return 0;
+	fd = kick_fd(n);
+	return fd < -1 ? fd : 0;
+}
 
 int cn_fd_floor;
 
@@ -200,10 +267,15 @@ int cn_socket_notifier_init_flags(struct cn_notifier *n, int fd, unsigned int fl
 	if (flags & ~CN_NOTIFIER_SIGNAL_ONLY)
 		return -EINVAL;
 	n->aux_fd = -1;
+	n->kick_pending = 0;
 	if (!(flags & CN_NOTIFIER_SIGNAL_ONLY)) {
-		n->aux_fd = cn_fd_lift(eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC));
-		if (n->aux_fd < 0)
-			return -errno;
+		n->aux_fd = CN_AUX_LAZY;
+		/* a sandboxed process may not be allowed to make it later */
+		if (plain()) {
+			n->aux_fd = cn_fd_lift(eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC));
+			if (n->aux_fd < 0)
+				return -errno;
+		}
 	}
 	n->ops = &socket_ops;
 	n->fd = fd;

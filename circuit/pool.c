@@ -13,6 +13,12 @@
  * The lock is taken only on setup and teardown, never on the data path.
  * After fork the child has the same mappings, so the table stays true; the
  * lock is re-initialised there in case another thread held it.
+ *
+ * A chunk in use keeps its memfd open, one per chunk and process: it proves
+ * the memory to a restarted operator (claims) and carries it across exec,
+ * for every circuit in the chunk, so sockets keep no memfd of their own. An
+ * idle chunk keeps only its mapping; the setup message that brings it back
+ * into use brings the memfd too.
  */
 #define _GNU_SOURCE
 #include <errno.h>
@@ -22,6 +28,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <circnet/notify.h>
 #include <circnet/pool.h>
 #include <circnet/region.h>
 
@@ -73,6 +80,25 @@ static void idle_unlink(struct cn_chunk *c)
 	nidle--;
 }
 
+/* The memfd a chunk in use keeps: out of the application's low numbers, hidden. */
+static int keep_fd(int fd)
+{
+	fd = cn_fd_lift(fd);
+	if (cn_private_fd_hook)
+		cn_private_fd_hook(fd, true);
+	return fd;
+}
+
+static void drop_fd(struct cn_chunk *c)
+{
+	if (c->region.fd < 0)
+		return;
+	if (cn_private_fd_hook)
+		cn_private_fd_hook(c->region.fd, false);
+	close(c->region.fd);
+	c->region.fd = -1;
+}
+
 static void chunk_destroy(struct cn_chunk *c)
 {
 	struct cn_chunk **pp;
@@ -82,6 +108,7 @@ static void chunk_destroy(struct cn_chunk *c)
 			*pp = c->hnext;
 			break;
 		}
+	drop_fd(c);
 	cn_region_release(&c->region);
 	free(c);
 }
@@ -118,10 +145,16 @@ int cn_chunk_get(uint64_t id, int fd, struct cn_chunk **out)
 		if (!err) {
 			if (!c->refs++)
 				idle_unlink(c);
+			if (c->region.fd < 0) {
+				/* back from idle: its circuits need a memfd again */
+				c->region.fd = keep_fd(fd);
+				fd = -1;
+			}
 			*out = c;
 		}
 		pthread_mutex_unlock(&chunk_lock);
-		close(fd);
+		if (fd >= 0)
+			close(fd);
 		return err;
 	}
 	c = calloc(1, sizeof(*c));
@@ -137,8 +170,7 @@ int cn_chunk_get(uint64_t id, int fd, struct cn_chunk **out)
 		close(fd);
 		return err;
 	}
-	close(c->region.fd); /* the mapping keeps the memory */
-	c->region.fd = -1;
+	c->region.fd = keep_fd(fd);
 	c->id = id;
 	c->dev = st.st_dev;
 	c->ino = st.st_ino;
@@ -158,6 +190,7 @@ void cn_chunk_put(struct cn_chunk *c)
 		return;
 	pthread_mutex_lock(&chunk_lock);
 	if (--c->refs == 0) {
+		drop_fd(c); /* an idle chunk keeps only its mapping: no fd */
 		c->idle_next = idle_head;
 		if (idle_head)
 			idle_head->idle_prev = c;
@@ -182,4 +215,9 @@ void *cn_chunk_base(const struct cn_chunk *c)
 size_t cn_chunk_size(const struct cn_chunk *c)
 {
 	return c->region.size;
+}
+
+int cn_chunk_fd(const struct cn_chunk *c)
+{
+	return c->region.fd;
 }

@@ -391,8 +391,11 @@ static int open_circuit(struct cn_op *op, const struct cn_msg_circuit *c, int *f
 {
 	int err, i, memfd = -1;
 
-	/* to map the circuit again after exec, the memfd must outlive the mapping */
-	if (op->keep_memfd) {
+	/*
+	 * To map the circuit again after exec, the memfd must outlive the
+	 * mapping. A pooled circuit's chunk keeps its own (cn_chunk_fd).
+	 */
+	if (op->keep_memfd && !c->chunk_id) {
 		memfd = fcntl(fds[0], F_DUPFD_CLOEXEC, cn_fd_floor);
 		if (memfd < 0 && cn_fd_floor > 0)
 			memfd = fcntl(fds[0], F_DUPFD_CLOEXEC, 0);

@@ -177,6 +177,7 @@ static void table_init(void)
 	}
 	fdtab_size = (int)n;
 	set_fd_floor();
+	cn_private_fd_hook = preload_hide; /* kick eventfds made by a first blocking wait */
 }
 
 void preload_hide(int fd, bool on)
@@ -1491,6 +1492,8 @@ static void restore_from_exec(void)
 				if (made[i])
 					table_swap(imgs[i].appfd, made[i]);
 			}
+			for (i = 0; i < h.count; i++)
+				csock_import_done(&imgs[i]);
 		}
 		free(imgs);
 		free(made);
@@ -1499,6 +1502,25 @@ static void restore_from_exec(void)
 }
 
 /* ---- sandboxes ---- */
+
+/*
+ * Every fd a blocking wait would open (sockets' kick eventfds, notify.h) is
+ * opened now, while the process may still create fds: the filter it is
+ * about to install may kill it for eventfd2.
+ */
+static void prepare_sandbox(void)
+{
+	struct csock *cs;
+	int fd;
+
+	for (fd = 0; fd < fdtab_size; fd++) {
+		cs = lookup(fd);
+		if (!cs || !csock_tryget(cs))
+			continue;
+		csock_prepare_wait(cs);
+		csock_put(cs);
+	}
+}
 
 /*
  * A process about to put itself under a seccomp filter (OpenSSH's
@@ -1524,6 +1546,7 @@ EXPORT __attribute__((no_sanitize("address", "undefined"))) int prctl(int option
 	if (option == PR_SET_SECCOMP) {
 		cn_socket_notifier_plain_io();
 		procop_sandboxed();
+		prepare_sandbox();
 	}
 	return (int)syscall(SYS_prctl, option, a2, a3, a4, a5);
 }

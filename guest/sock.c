@@ -172,7 +172,7 @@ static void hide_fds(struct csock *cs, bool hidden)
 		for (i = 0; i < 4; i++) {
 			if (cs->ep.notif[i].ops) {
 				preload_hide(cs->ep.notif[i].fd, hidden);
-				preload_hide(cs->ep.notif[i].aux_fd, hidden);
+				preload_hide(cn_notifier_aux_fd(&cs->ep.notif[i]), hidden);
 			}
 		}
 		preload_hide(cs->memfd, hidden);
@@ -421,6 +421,16 @@ out:
  * the socket in place with nothing to accept, as a listener whose port
  * was taken away: it is tried again with the next operator.
  */
+/*
+ * The memfd that proves a connected socket's circuit (claims) and carries it
+ * across exec: its chunk's for a pooled circuit (one per chunk and process,
+ * the chunk table's), its own otherwise; -1 for none.
+ */
+static int csock_memfd(const struct csock *cs)
+{
+	return cn_local_pooled(&cs->ep) ? cn_chunk_fd(cs->ep.chunk) : cs->memfd;
+}
+
 /* With cs->lock: claim a connected socket's end of its circuit at a new operator. */
 static int claim(struct csock *cs)
 {
@@ -441,7 +451,7 @@ static int claim(struct csock *cs)
 	if (err)
 		return err;
 	inst = op->info.guest_id;
-	err = cn_op_claim(op, &conn, cs->memfd);
+	err = cn_op_claim(op, &conn, csock_memfd(cs));
 	procop_put(err);
 	if (!err)
 		__atomic_store_n(&cs->reg_gen, inst, __ATOMIC_RELAXED);
@@ -452,7 +462,7 @@ int csock_reregister(struct csock *cs)
 {
 	int err;
 
-	if (cs->state == CS_CONNECTED && !cs->dgram && cs->memfd >= 0 &&
+	if (cs->state == CS_CONNECTED && !cs->dgram && csock_memfd(cs) >= 0 &&
 	    __atomic_load_n(&cs->reg_gen, __ATOMIC_RELAXED) != procop_instance())
 		return claim(cs);
 	if (!cs->op.durable || (cs->state != CS_LISTENING && !(cs->dgram && cs->state == CS_BOUND)))
@@ -497,7 +507,7 @@ static void take_circuit(struct csock *cs, const struct cn_op_conn *conn)
 	hide_fds(cs, true);
 	/* claimed again from a new operator after a restart (procop.c) */
 	cs->reg_gen = procop_instance();
-	if (cs->memfd >= 0)
+	if (csock_memfd(cs) >= 0)
 		procop_durable_add(cs, false);
 	cn_ep_set_spin(&cs->ep.ep, (uint32_t)preload_spin_ns());
 	cn_poll_arm(&cs->ep.ep, CN_POLLIN);
@@ -1386,12 +1396,27 @@ static void set_cloexec(int fd, bool on)
 		fcntl(fd, F_SETFD, on ? fl | FD_CLOEXEC : fl & ~FD_CLOEXEC);
 }
 
+void csock_prepare_wait(struct csock *cs)
+{
+	int i;
+
+	if (cs->dgram) {
+		udp_prepare_wait(cs);
+		return;
+	}
+	pthread_mutex_lock(&cs->lock);
+	if (cs->state == CS_CONNECTED)
+		for (i = 0; i < 4; i++)
+			cn_notifier_prepare_wait(&cs->ep.notif[i]);
+	pthread_mutex_unlock(&cs->lock);
+}
+
 bool csock_export(struct csock *cs, int appfd, struct csock_image *img)
 {
 	memset(img, 0, sizeof(*img));
 	if (cs->dgram)
 		return false; /* datagram sockets do not cross exec yet */
-	if (cs->state == CS_CONNECTED && (cs->memfd < 0 || !cs->ep.notif[1].ops))
+	if (cs->state == CS_CONNECTED && (csock_memfd(cs) < 0 || !cs->ep.notif[1].ops))
 		return false;
 	img->appfd = appfd;
 	img->family = cs->family;
@@ -1415,7 +1440,7 @@ bool csock_export(struct csock *cs, int appfd, struct csock_image *img)
 	img->reg_gen = cs->reg_gen;
 	if (cs->state == CS_CONNECTED) {
 		/* the data doorbell crosses as the application's fd itself */
-		img->memfd = cs->memfd;
+		img->memfd = csock_memfd(cs); /* a chunk's: shared by its circuits' images */
 		img->space_fd = cs->ep.notif[1].fd;
 		set_cloexec(img->memfd, false);
 		set_cloexec(img->space_fd, false);
@@ -1440,7 +1465,7 @@ bool csock_export(struct csock *cs, int appfd, struct csock_image *img)
 void csock_export_undo(struct csock *cs)
 {
 	if (cs->state == CS_CONNECTED) {
-		set_cloexec(cs->memfd, true);
+		set_cloexec(csock_memfd(cs), true);
 		set_cloexec(cs->ep.notif[1].fd, true);
 		if (cs->ep.leased)
 			set_cloexec(cs->ep.lease_fd, true);
@@ -1461,6 +1486,7 @@ static int import_circuit(struct csock *cs, const struct csock_image *img, int f
 
 	if (img->lease_fd < 0)
 		return cn_local_open(&cs->ep, fds, CN_LOCAL_NFDS_SOCK, cs->role);
+	/* img->memfd may name other images' chunk too: csock_import_done closes it */
 	fd = cn_fd_lift(fcntl(img->memfd, F_DUPFD_CLOEXEC, 0));
 	if (fd < 0)
 		return -errno;
@@ -1473,7 +1499,6 @@ static int import_circuit(struct csock *cs, const struct csock_image *img, int f
 		cn_chunk_put(chunk);
 		return err;
 	}
-	close(img->memfd); /* the chunk is mapped; cs->memfd keeps it for the next exec */
 	set_cloexec(img->lease_fd, true);
 	cs->chunk_id = img->chunk_id;
 	cs->slot_off = img->slot_off;
@@ -1524,11 +1549,16 @@ struct csock *csock_import(const struct csock_image *img)
 		cs->reg_gen = img->reg_gen;
 		procop_durable_add(cs, true);
 	} else if (cs->state == CS_CONNECTED) {
-		cs->memfd = cn_fd_lift(fcntl(img->memfd, F_DUPFD_CLOEXEC, 0));
+		/* a circuit of its own keeps a dup of its memfd; a pooled one, its chunk's */
+		if (img->lease_fd < 0) {
+			cs->memfd = cn_fd_lift(fcntl(img->memfd, F_DUPFD_CLOEXEC, 0));
+			if (cs->memfd < 0)
+				goto fail;
+		}
 		fds[0] = img->memfd;
 		fds[1] = cn_fd_lift(fcntl(img->appfd, F_DUPFD_CLOEXEC, 0));
 		fds[2] = img->space_fd;
-		if (cs->memfd < 0 || fds[1] < 0 || import_circuit(cs, img, fds)) {
+		if (fds[1] < 0 || import_circuit(cs, img, fds)) {
 			if (fds[1] >= 0)
 				close(fds[1]);
 			goto fail;
@@ -1545,9 +1575,17 @@ struct csock *csock_import(const struct csock_image *img)
 fail:
 	if (cs->memfd >= 0)
 		close(cs->memfd);
+	cs->memfd = -1;
 	if (cs->op.fd >= 0)
 		close(cs->op.fd);
 	cs->state = CS_NEW;
 	csock_put(cs);
 	return NULL;
+}
+
+void csock_import_done(const struct csock_image *img)
+{
+	/* a chunk's memfd, named by all its circuits' images: the chunk has its own now */
+	if (img->state == CS_CONNECTED && img->lease_fd >= 0 && img->memfd >= 0)
+		close(img->memfd);
 }

@@ -203,11 +203,17 @@ struct csock_image {
 };
 
 /* Fill img; the fds it names lose close-on-exec. false: cannot cross exec. */
+/* Open now the fds a blocking wait on cs would open (before a sandbox). */
+void csock_prepare_wait(struct csock *cs);
+void udp_prepare_wait(struct csock *cs);
+
 bool csock_export(struct csock *cs, int appfd, struct csock_image *img);
 /* The exec failed: close-on-exec again. */
 void csock_export_undo(struct csock *cs);
 /* Rebuild a socket from its image in the new image. NULL on failure. */
 struct csock *csock_import(const struct csock_image *img);
+/* After every image of an exec is imported: close what images shared (chunk memfds). */
+void csock_import_done(const struct csock_image *img);
 
 /* Shared with udp.c. */
 int csock_addr_in(const struct csock *cs, const struct sockaddr *sa, socklen_t len,

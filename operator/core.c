@@ -1332,6 +1332,17 @@ static int handle_closed(struct op *op, struct session *s, const struct cn_msg_i
 	return 0;
 }
 
+void core_end_gone(struct op *op, struct circuit *c, int role)
+{
+	if (!c->end[role].g)
+		return;
+	op->ends_gone++;
+	log_debug("guest %s: circuit %llu (%s end): its last holder is gone without a CLOSED",
+		  c->end[role].g->name, (unsigned long long)c->id,
+		  role == CN_ROLE_INITIATOR ? "initiator" : "acceptor");
+	circuit_end_close(op, c, role);
+}
+
 /* A claim refused: logged (rate-limited), counted, no answer (claims have none). */
 static void claim_refused(struct op *op, struct session *s, const struct cn_msg_circuit *m,
 			  const char *why)
@@ -1377,6 +1388,16 @@ static void handle_claim(struct op *op, struct session *s, const struct cn_msg_c
 		close(memfd);
 	if (!ok)
 		return claim_refused(op, s, m, "not a circuit's memory");
+	/*
+	 * One of ours whose end is this guest's already: a process that accepted
+	 * it through a listener a sibling re-registered with us (its own copy
+	 * of the listener still names the earlier operator) claims it with the
+	 * rest. Nothing to do, nothing wrong.
+	 */
+	c = circuit_find(op, m->circuit_id);
+	if (c && m->circuit_id >= op->first_id && c->end[role].g == s->g &&
+	    addr_eq(&c->end[role].addr, &m->local))
+		return;
 	if (!m->circuit_id || m->circuit_id >= op->first_id)
 		return claim_refused(op, s, m, "not an earlier operator's circuit");
 	if (s->g != op->proxy && !is_loopback(&m->local) && !guest_owns(gc, &m->local))

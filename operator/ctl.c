@@ -127,8 +127,9 @@ static void view_status(struct op *op, struct sbuf *b, bool json)
 		sb_json_str(b, op->last_reload_error);
 		sb_printf(b, ",\"restart_grace_ms\":%d,\"parked\":%u,\"parked_total\":%llu",
 			  op->grace_ms, op->nparked, (unsigned long long)op->parked_total);
-		sb_printf(b, ",\"claims\":%llu,\"claims_refused\":%llu",
-			  (unsigned long long)op->claims, (unsigned long long)op->claims_refused);
+		sb_printf(b, ",\"claims\":%llu,\"claims_refused\":%llu,\"ends_gone\":%llu",
+			  (unsigned long long)op->claims, (unsigned long long)op->claims_refused,
+			  (unsigned long long)op->ends_gone);
 		sb_printf(b, ",\"pair_regions\":%llu,\"chunks\":%llu,\"chunk_bytes\":%llu,"
 			  "\"slots_in_use\":%llu", (unsigned long long)op->npools,
 			  (unsigned long long)op->nchunks, (unsigned long long)op->chunk_bytes,
@@ -156,6 +157,8 @@ static void view_status(struct op *op, struct sbuf *b, bool json)
 		     "in all\n", op->grace_ms, op->nparked, (unsigned long long)op->parked_total);
 	sb_printf(b, "claims     %llu circuit ends of earlier operators re-registered, %llu refused\n",
 		  (unsigned long long)op->claims, (unsigned long long)op->claims_refused);
+	sb_printf(b, "ends gone  %llu closed when their last holder let go, no CLOSED seen\n",
+		  (unsigned long long)op->ends_gone);
 	sb_printf(b, "memory     %llu pair regions, %llu chunks (%llu MiB of address space; "
 		     "resident only as used), %llu slots in use\n",
 		  (unsigned long long)op->npools, (unsigned long long)op->nchunks,

@@ -174,6 +174,7 @@ struct op {
 	uint64_t npools, nchunks, chunk_bytes, slots_used;
 	uint64_t first_id; /* ids below are an earlier operator's (claims) */
 	uint64_t claims, claims_refused;
+	uint64_t ends_gone; /* ends closed by their lease's hang-up, no CLOSED seen */
 	struct counters cnt;
 	time_t started;
 	uint64_t reloads, reload_failures, resets;
@@ -222,6 +223,11 @@ unsigned int core_reset_denied(struct op *op);
 struct guest_conf *guest_conf(struct op *op, struct guest *g);
 /* The runtime guest with this id (the proxy stack included), or NULL. */
 struct guest *guest_by_id(struct op *op, uint64_t id);
+/*
+ * The last holder of a circuit's end is gone (its lease hung up): the end is
+ * closed in the books if it was not already, whether or not its CLOSED came.
+ */
+void core_end_gone(struct op *op, struct circuit *c, int role);
 
 /* pool.c */
 struct cn_circuit_params;

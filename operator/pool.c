@@ -396,8 +396,17 @@ void pool_end_closed(struct slot *sl, int role, struct guest *g)
 void pool_lease_event(struct op *op, struct lease *l)
 {
 	struct slot *sl = l->sl;
+	int role = (int)(l - sl->lease);
 
-	lease_close(op, sl, (int)(l - sl->lease));
+	/*
+	 * Nobody holds this end any more. Its CLOSED may never come (a process
+	 * that accepted through a listener it shares with a sibling before its
+	 * own session to us was up has nobody to tell), so close it now; first,
+	 * while the lease still counts, so that lease_close undoes the charge.
+	 */
+	if (sl->c)
+		core_end_gone(op, sl->c, role);
+	lease_close(op, sl, role);
 	if (!sl->live)
 		slot_release(op, sl);
 }

@@ -513,6 +513,9 @@ check "the redis connection made before the first kill answered every PING" is "
 sleep 2
 for _ in $(seq 50); do [ "$(status_field circuits)" = "$circuits_before" ] && break; sleep 0.1; done
 circuits_after=$(status_field circuits)
+# what is left, for the report if the count is off
+[ "$circuits_after" = "$circuits_before" ] ||
+	"$ctl" --run-dir "$dir/run" circuits >"$dir/circuits-left.txt" 2>&1
 echo "     operator: $(status_field guests) guests, $(status_field listeners) listeners, $circuits_after circuits"
 fds_grow() { # fds_grow BEFORE AFTER: each by at most 2
 	local b=($1) a=($2) i
@@ -569,6 +572,10 @@ if [ "$failed" -ne 0 ]; then
 	printf '    %s\n' "${failed_names[@]}"
 	echo "operator log (warnings and errors):"
 	grep -E " (warning|error|crit|alert|emerg):" "$dir/operator.log" | tail -20 | sed 's/^/    /'
+	if [ -s "$dir/circuits-left.txt" ]; then
+		echo "circuits left after the chaos (circnetctl circuits):"
+		head -20 "$dir/circuits-left.txt" | sed 's/^/    /'
+	fi
 	for f in nginx/error.log nginx/out.log py.log redis.log memcached.log; do
 		echo "$f:"
 		tail -5 "$dir/$f" 2>/dev/null | sed 's/^/    /'

@@ -11,6 +11,7 @@
 #include <cmocka.h>
 #include <dirent.h>
 #include <fcntl.h>
+#include <pthread.h>
 #include <sys/mman.h>
 #include <sys/socket.h>
 #include <sys/wait.h>
@@ -315,6 +316,93 @@ static void test_peer_closing_with_unread_wakeups(void **state)
 	cn_local_close(&a);
 }
 
+static int open_fds(void)
+{
+	int fd, n = 0;
+
+	for (fd = 0; fd < 4096; fd++)
+		n += fcntl(fd, F_GETFD) >= 0;
+	return n;
+}
+
+struct kick_arg {
+	struct cn_notifier *n;
+	int rc;
+};
+
+static void *sleep_on(void *p)
+{
+	struct kick_arg *a = p;
+
+	a->rc = cn_notifier_wait(a->n, 10000);
+	return NULL;
+}
+
+static int hooked[2];
+
+static void count_private_fd(int fd, bool on)
+{
+	(void)fd;
+	hooked[on]++;
+}
+
+/*
+ * The kick eventfd is made by the first wait, not up front (event loops
+ * never sleep in wait): a socket notifier costs its one fd until then, a
+ * kick that comes before it exists still ends the next wait, a kick while
+ * a thread sleeps wakes it, and prepare_wait makes it ahead of a sandbox.
+ */
+static void test_lazy_kick(void **state)
+{
+	struct cn_notifier sleeper, waker;
+	struct kick_arg arg = { .rc = 1 };
+	int fds[2], before;
+	pthread_t t;
+
+	(void)state;
+	hooked[0] = hooked[1] = 0;
+	cn_private_fd_hook = count_private_fd;
+	assert_int_equal(cn_socket_notifier_pair(fds), 0);
+	before = open_fds();
+	assert_int_equal(cn_socket_notifier_init(&sleeper, fds[0]), 0);
+	assert_int_equal(cn_socket_notifier_init_flags(&waker, fds[1], CN_NOTIFIER_SIGNAL_ONLY), 0);
+	assert_int_equal(open_fds(), before);
+	assert_int_equal(cn_notifier_aux_fd(&sleeper), -1);
+
+	/* a kick before any wait: the first wait makes the eventfd, sees the kick */
+	assert_int_equal(cn_notifier_kick(&sleeper), 0);
+	assert_int_equal(cn_notifier_wait(&sleeper, 5000), 0);
+	assert_int_equal(open_fds(), before + 1);
+	assert_true(cn_notifier_aux_fd(&sleeper) >= 0);
+	assert_int_equal(hooked[1], 1);
+	/* consumed: the next wait sleeps its full timeout */
+	assert_int_equal(cn_notifier_wait(&sleeper, 20), -ETIMEDOUT);
+
+	/* a kick while a thread sleeps wakes it */
+	arg.n = &sleeper;
+	assert_int_equal(pthread_create(&t, NULL, sleep_on, &arg), 0);
+	usleep(50000);
+	assert_int_equal(cn_notifier_kick(&sleeper), 0);
+	assert_int_equal(pthread_join(t, NULL), 0);
+	assert_int_equal(arg.rc, 0);
+	cn_notifier_release(&sleeper);
+	assert_int_equal(open_fds(), before - 1); /* its socket end and its eventfd */
+
+	/* prepare_wait opens it ahead; signal-only notifiers need none */
+	assert_int_equal(cn_socket_notifier_pair(fds), 0);
+	assert_int_equal(cn_socket_notifier_init(&sleeper, fds[0]), 0);
+	assert_int_equal(cn_notifier_prepare_wait(&sleeper), 0);
+	assert_true(cn_notifier_aux_fd(&sleeper) >= 0);
+	assert_int_equal(hooked[1], 2);
+	assert_int_equal(cn_notifier_prepare_wait(&waker), 0);
+	assert_int_equal(cn_notifier_aux_fd(&waker), -1);
+	cn_notifier_release(&sleeper);
+	close(fds[1]);
+	cn_notifier_release(&waker);
+	assert_int_equal(hooked[0], 0);
+	cn_private_fd_hook = NULL;
+}
+
 /*
  * Plain-I/O mode (seccomp sandboxes allowing only read/write): wake-ups
  * still arrive, a drain never blocks even on a blocking file, and a gone
@@ -358,6 +446,7 @@ int main(void)
 		cmocka_unit_test(test_killed_peer_with_unread_data_resets),
 		cmocka_unit_test(test_notifier_fd_types),
 		cmocka_unit_test(test_peer_closing_with_unread_wakeups),
+		cmocka_unit_test(test_lazy_kick),
 		cmocka_unit_test(test_plain_io_notifier), /* last: process-wide mode */
 	};
 

@@ -1218,6 +1218,54 @@ static void test_pool_lingering(void **state)
 	cn_op_close(&web.op);
 }
 
+/* Wait until the status's circuits total is n. */
+static void wait_circuits(unsigned long long n)
+{
+	int i;
+
+	for (i = 0; i < 300 && status_num("\"circuits\":") != n; i++)
+		usleep(10000);
+	assert_int_equal(status_num("\"circuits\":"), n);
+}
+
+/*
+ * An end whose last holder let go without a CLOSED (a process that accepted
+ * through a listener it shares with a sibling, while its own session to a
+ * restarted operator was not up yet, has nobody to tell) is closed in the
+ * books when its lease hangs up: the circuit does not stay counted.
+ */
+static void test_pool_end_gone(void **state)
+{
+	struct listener_g web;
+	struct cn_op client;
+	struct conn k;
+	unsigned long long gone = status_num("\"ends_gone\":");
+
+	(void)state;
+	wait_slots(0);
+	wait_circuits(0);
+	listen_on(&web, "web", CN_L4_TCP, wildcard(80), 16);
+	assert_int_equal(open_guest(&client, "client"), 0);
+	assert_int_equal(connect_pair(&client, &web, "10.9.0.2:80", &k), 0);
+	check_talks(&k.c, &k.s);
+	assert_int_equal(own_circuits(&client), 1);
+	cn_local_close(&k.s); /* the acceptor goes, no CLOSED */
+	wait_slots(1);
+	wait_circuits(1); /* its end is closed; the client's is still open */
+	assert_int_equal(own_circuits(&client), 1);
+	assert_int_equal(status_num("\"ends_gone\":"), gone + 1);
+	cn_local_close(&k.c); /* and the initiator, no CLOSED either */
+	wait_circuits(0);
+	wait_slots(0);
+	assert_int_equal(own_circuits(&client), 0);
+	assert_int_equal(status_num("\"ends_gone\":"), gone + 2);
+	/* a CLOSED that comes late for an end already gone is ignored */
+	cn_op_closed(&client, k.ci.circuit_id);
+	assert_int_equal(own_circuits(&client), 0);
+	cn_op_close(&client);
+	cn_op_close(&web.op);
+}
+
 /* A freed slot gives its data pages back once it stayed free a while. */
 static void test_pool_pages_return(void **state)
 {
@@ -1308,6 +1356,7 @@ int main(int argc, char **argv)
 		cmocka_unit_test(test_pool_hostile_scribble),
 		cmocka_unit_test(test_pool_pages_return),
 		cmocka_unit_test(test_pool_lingering),
+		cmocka_unit_test(test_pool_end_gone),
 	};
 
 	if (argc != 3) {

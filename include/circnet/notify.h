@@ -20,6 +20,7 @@
 #define CIRCNET_NOTIFY_H
 
 #include <errno.h>
+#include <stdbool.h>
 
 struct cn_notifier;
 
@@ -41,9 +42,28 @@ struct cn_notifier_ops {
 
 struct cn_notifier {
 	const struct cn_notifier_ops *ops;
-	int fd;	    /* pollable fd that turns readable on signal, or -1 */
-	int aux_fd; /* implementation-private (socket: the local kick eventfd), or -1 */
+	int fd; /* pollable fd that turns readable on signal, or -1 */
+	/*
+	 * Implementation-private, read and written atomically: the socket
+	 * notifier's local kick eventfd, or -1 (none: signal-only, eventfd
+	 * notifiers), or CN_AUX_LAZY (made by the first wait(): event loops
+	 * that poll the notifier fd themselves never sleep in wait(), so their
+	 * sockets cost no eventfd). Read it with cn_notifier_aux_fd().
+	 */
+	int aux_fd;
+	int kick_pending; /* atomic: a kick came while aux_fd was not made yet */
 };
+
+#define CN_AUX_LAZY (-2)
+
+/*
+ * Called for each private fd circnet opens later on its own (a socket
+ * notifier's kick eventfd, at its first wait): on = true once it is open,
+ * before anyone else can see it; on = false just before it is closed
+ * unused. The socket preload hides such fds from the application. NULL
+ * (the default): nobody is told.
+ */
+extern void (*cn_private_fd_hook)(int fd, bool on);
 
 /* Wrap an eventfd (takes ownership). fd < 0 creates a new one. 0 or -errno. */
 int cn_eventfd_notifier_init(struct cn_notifier *n, int fd);
@@ -117,5 +137,20 @@ static inline int cn_notifier_fd(const struct cn_notifier *n)
 {
 	return n->fd;
 }
+
+/* The private fd (the socket notifier's kick eventfd) if it is open, else -1. */
+static inline int cn_notifier_aux_fd(const struct cn_notifier *n)
+{
+	int fd = __atomic_load_n(&n->aux_fd, __ATOMIC_ACQUIRE);
+
+	return fd >= 0 ? fd : -1;
+}
+
+/*
+ * Open now what the first wait() would open (a socket notifier's kick
+ * eventfd): for a process about to enter a sandbox that forbids creating
+ * fds. 0 or -errno; 0 for notifiers that need nothing.
+ */
+int cn_notifier_prepare_wait(struct cn_notifier *n);
 
 #endif /* CIRCNET_NOTIFY_H */

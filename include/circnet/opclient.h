@@ -69,7 +69,7 @@ struct cn_op_conn {
 	unsigned int l4;
 	enum cn_role role;
 	struct cn_addr local, remote;
-	int memfd; /* with keep_memfd: its memfd or its chunk's (close-on-exec), else -1 */
+	int memfd; /* with keep_memfd: its memfd (close-on-exec), else -1; pooled: -1, see cn_chunk_fd */
 	unsigned int flags; /* CN_CIRCUIT_PENDING: see cn_ep_connect_status() */
 	/* a pooled circuit (pool.h): its chunk and slot; chunk_id 0: a memfd of its own */
 	uint64_t chunk_id, slot_off;

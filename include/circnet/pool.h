@@ -26,9 +26,9 @@ struct cn_chunk;
 
 /*
  * The mapped chunk with this operator-given id, fd its memfd (sealed: see
- * region.h). Maps it if this process has not; otherwise checks that fd is
- * the same memory object. Always takes fd (closed, or kept by the mapping's
- * provider). 0 with a counted reference in *out, or -errno: -EPERM
+ * region.h). Maps it if this process has not (and keeps fd: cn_chunk_fd);
+ * otherwise checks that fd is the same memory object. Always takes fd
+ * (closed, or kept). 0 with a counted reference in *out, or -errno: -EPERM
  * (unsealed), -EINVAL (not a memfd), -EPROTO (a known id with another object).
  */
 int cn_chunk_get(uint64_t id, int fd, struct cn_chunk **out);
@@ -38,5 +38,12 @@ void cn_chunk_put(struct cn_chunk *c);
 
 void *cn_chunk_base(const struct cn_chunk *c);
 size_t cn_chunk_size(const struct cn_chunk *c);
+
+/*
+ * The chunk's memfd, open while the chunk has circuits (close-on-exec, told
+ * to cn_private_fd_hook): what a claim or an exec image names for any circuit
+ * in it. The table's: never close it.
+ */
+int cn_chunk_fd(const struct cn_chunk *c);
 
 #endif /* CIRCNET_POOL_H */
