@@ -121,8 +121,8 @@ static void plan_fds(struct idle_cfg *c)
 
 	raise_fd_limit(c->n);
 	getrlimit(RLIMIT_NOFILE, &rl);
-	/* a circuit end: 2 notifier ends, 2 kick eventfds, a lease; a socket: 1 */
-	c->per_proc[I_CIRCUIT] = ((long)rl.rlim_cur - 128) / 6;
+	/* a circuit end: 2 notifier ends and a lease (+ a chunk memfd, a kick fd per thread) */
+	c->per_proc[I_CIRCUIT] = ((long)rl.rlim_cur - 128) / 3;
 	c->per_proc[I_TCP] = c->per_proc[I_UNIX] = ((long)rl.rlim_cur - 128) / 2;
 	/* 2 leases per circuit, and a 16 MiB chunk per 31 default-sized circuits */
 	if (c->per_proc[I_CIRCUIT] < 1 || op_fds(c->n) > (long)rl.rlim_cur) {

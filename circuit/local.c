@@ -110,12 +110,9 @@ static int notifier_from_fd(struct cn_notifier *n, int fd, bool signal_only)
 
 static void notifiers_undo(struct cn_local_ep *l, int n)
 {
-	/* The caller keeps the fds; only private ones (kick eventfds) are ours. */
-	while (n-- > 0) {
-		if (cn_notifier_aux_fd(&l->notif[n]) >= 0)
-			close(cn_notifier_aux_fd(&l->notif[n]));
+	/* The caller keeps the fds: nothing else was made */
+	while (n-- > 0)
 		l->notif[n].ops = NULL;
-	}
 }
 
 /*

@@ -14,14 +14,11 @@
  * costs us at most one bounded drain per wake-up.
  *
  * Sending on our own end reaches the peer, never us, so local wake-ups
- * (kick: another thread reset or shut down the endpoint) go through a
- * private eventfd that wait() polls as well. Event loops that poll the
- * notifier fd themselves never sleep in wait() and do not need it, so it
- * is made by the first wait(), not up front: an epoll-driven server's
- * sockets cost two fds fewer each. A kick that comes before it exists
- * leaves kick_pending, which a wait() looks at after making it (both
- * sides use sequentially consistent atomics: either the kicker sees the
- * eventfd and writes it, or the sleeper sees the flag).
+ * (kick: another thread reset or shut down the endpoint) go through the
+ * sleeping thread's own kick eventfd (kick.c), which wait() polls as well
+ * and publishes in aux_fd while it sleeps. A kick that finds no sleeper
+ * leaves kick_pending for the next wait(). Event loops that poll the
+ * notifier fd themselves never sleep in wait() and pay nothing for this.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -29,11 +26,12 @@
 #include <stdatomic.h>
 #include <stdbool.h>
 #include <stdint.h>
-#include <sys/eventfd.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
 #include <circnet/notify.h>
+
+#include "kick.h"
 
 #define CN_DRAIN_MAX 64 /* messages read per drain; leftovers only wake us early */
 
@@ -105,36 +103,8 @@ static int sock_signal(struct cn_notifier *n)
 
 void (*cn_private_fd_hook)(int fd, bool on);
 
-/*
- * The kick eventfd, made now if it is still to be made: >= 0, -1 for a
- * signal-only notifier, or -errno when it cannot be made (out of fds).
- */
-static int kick_fd(struct cn_notifier *n)
-{
-	int fd = __atomic_load_n(&n->aux_fd, __ATOMIC_SEQ_CST), made;
-
-	if (fd != CN_AUX_LAZY)
-		return fd;
-	made = cn_fd_lift(eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC));
-	if (made < 0)
-		return -errno;
-	if (cn_private_fd_hook)
-		cn_private_fd_hook(made, true);
-	if (!__atomic_compare_exchange_n(&n->aux_fd, &fd, made, false, __ATOMIC_SEQ_CST,
-					 __ATOMIC_SEQ_CST)) {
-		/* another thread of ours made it first */
-		if (cn_private_fd_hook)
-			cn_private_fd_hook(made, false);
-		close(made);
-		return fd;
-	}
-	return made;
-}
-
 static void sock_drain(struct cn_notifier *n)
 {
-	int kfd = cn_notifier_aux_fd(n);
-	uint64_t v;
 	char buf[16];
 	int i;
 
@@ -142,34 +112,62 @@ static void sock_drain(struct cn_notifier *n)
 		if (take_one(n->fd, buf, sizeof(buf)) <= 0)
 			break;
 	__atomic_store_n(&n->kick_pending, 0, __ATOMIC_SEQ_CST);
-	if (kfd >= 0 && read(kfd, &v, sizeof(v)) < 0 && errno != EAGAIN)
-		return;
 }
 
 #define KICKLESS_SLICE_MS 50 /* no kick eventfd to be had: look for kicks this often */
 
+/*
+ * Become the notifier's sleeper with this thread's kick eventfd: kfd, or
+ * -1 when there is none to be had (out of fds) or, against the contract,
+ * another thread sleeps on it already. Either way the sleep is then cut
+ * in slices so that a kick still ends it (late, not never).
+ */
+static int sleeper_enter(struct cn_notifier *n)
+{
+	int kfd = cn_kick_fd(), none = -1;
+
+	if (kfd < 0 || !__atomic_compare_exchange_n(&n->aux_fd, &none, kfd, false,
+						    __ATOMIC_SEQ_CST, __ATOMIC_SEQ_CST))
+		return -1;
+	return kfd;
+}
+
 static int sock_wait(struct cn_notifier *n, int timeout_ms)
 {
-	int kfd = kick_fd(n);
+	int kfd = sleeper_enter(n);
 	struct pollfd p[2] = { { .fd = n->fd, .events = POLLIN },
 			       { .fd = kfd, .events = POLLIN } };
 	int r, t = timeout_ms;
 
-	/* a kick that came before the eventfd was there */
-	if (__atomic_exchange_n(&n->kick_pending, 0, __ATOMIC_SEQ_CST))
-		return 0;
 	/*
-	 * Out of fds for the eventfd: sleep in slices and look at the flag
-	 * between them, so a local shutdown still ends the wait (late, not never).
+	 * A kick that found no sleeper. The kicker sets the flag, then looks
+	 * for a sleeper; we became the sleeper, then look at the flag: with
+	 * sequentially consistent atomics one of us sees the other.
 	 */
-	if (kfd < -1 && (t < 0 || t > KICKLESS_SLICE_MS))
-		t = KICKLESS_SLICE_MS;
-	r = poll(p, kfd >= 0 ? 2 : 1, t);
-	if (r == 0 && t != timeout_ms)
-		return 0; /* a slice ended: the caller re-checks and waits again */
+	if (__atomic_exchange_n(&n->kick_pending, 0, __ATOMIC_SEQ_CST)) {
+		r = 1;
+		p[0].revents = p[1].revents = 0;
+	} else {
+		if (kfd < 0 && (t < 0 || t > KICKLESS_SLICE_MS))
+			t = KICKLESS_SLICE_MS;
+		r = poll(p, kfd >= 0 ? 2 : 1, t);
+		if (r < 0)
+			r = -errno;
+		else if (r == 0 && t != timeout_ms)
+			r = 1; /* a slice ended: the caller re-checks and waits again */
+	}
+	if (kfd >= 0) {
+		__atomic_store_n(&n->aux_fd, -1, __ATOMIC_SEQ_CST);
+		if (r > 0 && (p[1].revents & POLLIN)) {
+			uint64_t v;
 
+			__atomic_store_n(&n->kick_pending, 0, __ATOMIC_SEQ_CST);
+			if (read(kfd, &v, sizeof(v)) < 0 && errno != EAGAIN)
+				return -errno;
+		}
+	}
 	if (r < 0)
-		return -errno;
+		return r;
 	if (r == 0)
 		return -ETIMEDOUT;
 	/*
@@ -187,13 +185,6 @@ static int sock_wait(struct cn_notifier *n, int timeout_ms)
 		if (take_one(n->fd, buf, sizeof(buf)) < 0 && errno != EAGAIN)
 			return errno == ECONNRESET || errno == EPIPE ? -EPIPE : -errno;
 	}
-	if (kfd >= 0 && (p[1].revents & POLLIN)) {
-		uint64_t v;
-
-		__atomic_store_n(&n->kick_pending, 0, __ATOMIC_SEQ_CST);
-		if (read(kfd, &v, sizeof(v)) < 0 && errno != EAGAIN)
-			return -errno;
-	}
 	if (p[0].revents & (POLLHUP | POLLERR | POLLNVAL))
 		return -EPIPE; /* the other end is gone for good */
 	return 0;
@@ -207,7 +198,8 @@ static int sock_kick(struct cn_notifier *n)
 	__atomic_store_n(&n->kick_pending, 1, __ATOMIC_SEQ_CST);
 	kfd = __atomic_load_n(&n->aux_fd, __ATOMIC_SEQ_CST);
 	if (kfd < 0)
-		return 0; /* signal-only, or the next wait() sees the flag */
+		return 0; /* nobody sleeps: the next wait() sees the flag */
+	/* the sleeper may have left already: kick fds are never closed (kick.c) */
 	if (write(kfd, &one, sizeof(one)) == sizeof(one) || errno == EAGAIN)
 		return 0;
 	return -errno;
@@ -215,12 +207,8 @@ static int sock_kick(struct cn_notifier *n)
 
 static void sock_release(struct cn_notifier *n)
 {
-	int kfd = cn_notifier_aux_fd(n);
-
 	if (n->fd >= 0)
 		close(n->fd);
-	if (kfd >= 0)
-		close(kfd);
 }
 
 static const struct cn_notifier_ops socket_ops = {
@@ -230,16 +218,6 @@ static const struct cn_notifier_ops socket_ops = {
 	.release = sock_release,
 	.kick = sock_kick,
 };
-
-int cn_notifier_prepare_wait(struct cn_notifier *n)
-{
-	int fd;
-
-	if (n->ops != &socket_ops)
-		return 0;
-	fd = kick_fd(n);
-	return fd < -1 ? fd : 0;
-}
 
 int cn_fd_floor;
 
@@ -266,17 +244,9 @@ int cn_socket_notifier_init_flags(struct cn_notifier *n, int fd, unsigned int fl
 		return -EINVAL;
 	if (flags & ~CN_NOTIFIER_SIGNAL_ONLY)
 		return -EINVAL;
+	/* signal-only or not, nothing is made now: sleepers bring their kick fd */
 	n->aux_fd = -1;
 	n->kick_pending = 0;
-	if (!(flags & CN_NOTIFIER_SIGNAL_ONLY)) {
-		n->aux_fd = CN_AUX_LAZY;
-		/* a sandboxed process may not be allowed to make it later */
-		if (plain()) {
-			n->aux_fd = cn_fd_lift(eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC));
-			if (n->aux_fd < 0)
-				return -errno;
-		}
-	}
 	n->ops = &socket_ops;
 	n->fd = fd;
 	return 0;

@@ -177,7 +177,7 @@ static void table_init(void)
 	}
 	fdtab_size = (int)n;
 	set_fd_floor();
-	cn_private_fd_hook = preload_hide; /* kick eventfds made by a first blocking wait */
+	cn_private_fd_hook = preload_hide; /* threads' kick eventfds, chunks' memfds */
 }
 
 void preload_hide(int fd, bool on)
@@ -1503,24 +1503,6 @@ static void restore_from_exec(void)
 
 /* ---- sandboxes ---- */
 
-/*
- * Every fd a blocking wait would open (sockets' kick eventfds, notify.h) is
- * opened now, while the process may still create fds: the filter it is
- * about to install may kill it for eventfd2.
- */
-static void prepare_sandbox(void)
-{
-	struct csock *cs;
-	int fd;
-
-	for (fd = 0; fd < fdtab_size; fd++) {
-		cs = lookup(fd);
-		if (!cs || !csock_tryget(cs))
-			continue;
-		csock_prepare_wait(cs);
-		csock_put(cs);
-	}
-}
 
 /*
  * A process about to put itself under a seccomp filter (OpenSSH's
@@ -1546,7 +1528,8 @@ EXPORT __attribute__((no_sanitize("address", "undefined"))) int prctl(int option
 	if (option == PR_SET_SECCOMP) {
 		cn_socket_notifier_plain_io();
 		procop_sandboxed();
-		prepare_sandbox();
+		/* its first blocking wait would make an eventfd: the filter may forbid that */
+		cn_kick_prepare();
 	}
 	return (int)syscall(SYS_prctl, option, a2, a3, a4, a5);
 }

@@ -170,10 +170,8 @@ static void hide_fds(struct csock *cs, bool hidden)
 			preload_hide(cs->op.chan_peer, hidden);
 	} else if (cs->state == CS_CONNECTED) {
 		for (i = 0; i < 4; i++) {
-			if (cs->ep.notif[i].ops) {
+			if (cs->ep.notif[i].ops)
 				preload_hide(cs->ep.notif[i].fd, hidden);
-				preload_hide(cn_notifier_aux_fd(&cs->ep.notif[i]), hidden);
-			}
 		}
 		preload_hide(cs->memfd, hidden);
 		if (cs->ep.leased)
@@ -1394,21 +1392,6 @@ static void set_cloexec(int fd, bool on)
 
 	if (fl >= 0)
 		fcntl(fd, F_SETFD, on ? fl | FD_CLOEXEC : fl & ~FD_CLOEXEC);
-}
-
-void csock_prepare_wait(struct csock *cs)
-{
-	int i;
-
-	if (cs->dgram) {
-		udp_prepare_wait(cs);
-		return;
-	}
-	pthread_mutex_lock(&cs->lock);
-	if (cs->state == CS_CONNECTED)
-		for (i = 0; i < 4; i++)
-			cn_notifier_prepare_wait(&cs->ep.notif[i]);
-	pthread_mutex_unlock(&cs->lock);
 }
 
 bool csock_export(struct csock *cs, int appfd, struct csock_image *img)

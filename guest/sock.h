@@ -203,10 +203,6 @@ struct csock_image {
 };
 
 /* Fill img; the fds it names lose close-on-exec. false: cannot cross exec. */
-/* Open now the fds a blocking wait on cs would open (before a sandbox). */
-void csock_prepare_wait(struct csock *cs);
-void udp_prepare_wait(struct csock *cs);
-
 bool csock_export(struct csock *cs, int appfd, struct csock_image *img);
 /* The exec failed: close-on-exec again. */
 void csock_export_undo(struct csock *cs);

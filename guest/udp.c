@@ -140,23 +140,10 @@ static void peer_hide(struct udp_peer *p, bool on)
 	int i;
 
 	for (i = 0; i < 4; i++)
-		if (p->ep.notif[i].ops) {
+		if (p->ep.notif[i].ops)
 			preload_hide(p->ep.notif[i].fd, on);
-			preload_hide(cn_notifier_aux_fd(&p->ep.notif[i]), on);
-		}
 	if (p->ep.leased)
 		preload_hide(p->ep.lease_fd, on);
-}
-
-void udp_prepare_wait(struct csock *cs)
-{
-	int i, j;
-
-	pthread_mutex_lock(&cs->lock);
-	for (i = 0; i < cs->npeers; i++)
-		for (j = 0; j < 4; j++)
-			cn_notifier_prepare_wait(&cs->peers[i]->ep.notif[j]);
-	pthread_mutex_unlock(&cs->lock);
 }
 
 static void peer_drop(struct csock *cs, int i)

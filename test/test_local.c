@@ -347,58 +347,73 @@ static void count_private_fd(int fd, bool on)
 }
 
 /*
- * The kick eventfd is made by the first wait, not up front (event loops
- * never sleep in wait): a socket notifier costs its one fd until then, a
- * kick that comes before it exists still ends the next wait, a kick while
- * a thread sleeps wakes it, and prepare_wait makes it ahead of a sandbox.
+ * Kick eventfds are per thread, not per notifier (event loops never sleep
+ * in wait): a socket notifier costs its one fd, a kick that finds no
+ * sleeper still ends the next wait, a kick while a thread sleeps wakes it,
+ * an exited thread's eventfd serves the next thread, and a forked child
+ * makes its own instead of sharing the parent's.
  */
-static void test_lazy_kick(void **state)
+static void test_kick_per_thread(void **state)
 {
 	struct cn_notifier sleeper, waker;
 	struct kick_arg arg = { .rc = 1 };
-	int fds[2], before;
+	int fds[2], before, made, status;
+	pid_t pid;
 	pthread_t t;
 
 	(void)state;
 	hooked[0] = hooked[1] = 0;
 	cn_private_fd_hook = count_private_fd;
+	assert_int_equal(cn_kick_prepare(), 0); /* this thread's, once */
+	made = hooked[1];
 	assert_int_equal(cn_socket_notifier_pair(fds), 0);
 	before = open_fds();
 	assert_int_equal(cn_socket_notifier_init(&sleeper, fds[0]), 0);
 	assert_int_equal(cn_socket_notifier_init_flags(&waker, fds[1], CN_NOTIFIER_SIGNAL_ONLY), 0);
 	assert_int_equal(open_fds(), before);
-	assert_int_equal(cn_notifier_aux_fd(&sleeper), -1);
 
-	/* a kick before any wait: the first wait makes the eventfd, sees the kick */
+	/* a kick with nobody asleep: the next wait returns at once, then sleeps again */
 	assert_int_equal(cn_notifier_kick(&sleeper), 0);
 	assert_int_equal(cn_notifier_wait(&sleeper, 5000), 0);
-	assert_int_equal(open_fds(), before + 1);
-	assert_true(cn_notifier_aux_fd(&sleeper) >= 0);
-	assert_int_equal(hooked[1], 1);
-	/* consumed: the next wait sleeps its full timeout */
 	assert_int_equal(cn_notifier_wait(&sleeper, 20), -ETIMEDOUT);
+	assert_int_equal(open_fds(), before);
+	assert_int_equal(hooked[1], made);
 
-	/* a kick while a thread sleeps wakes it */
+	/* a kick while another thread sleeps wakes it; that thread brings its own eventfd */
 	arg.n = &sleeper;
 	assert_int_equal(pthread_create(&t, NULL, sleep_on, &arg), 0);
 	usleep(50000);
 	assert_int_equal(cn_notifier_kick(&sleeper), 0);
 	assert_int_equal(pthread_join(t, NULL), 0);
 	assert_int_equal(arg.rc, 0);
-	cn_notifier_release(&sleeper);
-	assert_int_equal(open_fds(), before - 1); /* its socket end and its eventfd */
+	assert_int_equal(hooked[1], made + 1);
+	/* the next thread gets the exited one's: nothing new is made */
+	arg.rc = 1;
+	assert_int_equal(pthread_create(&t, NULL, sleep_on, &arg), 0);
+	usleep(50000);
+	assert_int_equal(cn_notifier_kick(&sleeper), 0);
+	assert_int_equal(pthread_join(t, NULL), 0);
+	assert_int_equal(arg.rc, 0);
+	assert_int_equal(hooked[1], made + 1);
+	assert_int_equal(open_fds(), before + 1);
 
-	/* prepare_wait opens it ahead; signal-only notifiers need none */
-	assert_int_equal(cn_socket_notifier_pair(fds), 0);
-	assert_int_equal(cn_socket_notifier_init(&sleeper, fds[0]), 0);
-	assert_int_equal(cn_notifier_prepare_wait(&sleeper), 0);
-	assert_true(cn_notifier_aux_fd(&sleeper) >= 0);
-	assert_int_equal(hooked[1], 2);
-	assert_int_equal(cn_notifier_prepare_wait(&waker), 0);
-	assert_int_equal(cn_notifier_aux_fd(&waker), -1);
+	/* a forked child drops the parent's eventfds and makes its own */
+	pid = fork();
+	assert_true(pid >= 0);
+	if (pid == 0) {
+		int n = open_fds();
+
+		if (n != before - 1 || cn_kick_prepare() || open_fds() != n + 1)
+			_exit(1);
+		_exit(cn_notifier_kick(&sleeper) || cn_notifier_wait(&sleeper, 5000) ? 2 : 0);
+	}
+	assert_int_equal(waitpid(pid, &status, 0), pid);
+	assert_true(WIFEXITED(status));
+	assert_int_equal(WEXITSTATUS(status), 0);
+
 	cn_notifier_release(&sleeper);
-	close(fds[1]);
 	cn_notifier_release(&waker);
+	assert_int_equal(open_fds(), before - 2 + 1);
 	assert_int_equal(hooked[0], 0);
 	cn_private_fd_hook = NULL;
 }
@@ -446,7 +461,7 @@ int main(void)
 		cmocka_unit_test(test_killed_peer_with_unread_data_resets),
 		cmocka_unit_test(test_notifier_fd_types),
 		cmocka_unit_test(test_peer_closing_with_unread_wakeups),
-		cmocka_unit_test(test_lazy_kick),
+		cmocka_unit_test(test_kick_per_thread),
 		cmocka_unit_test(test_plain_io_notifier), /* last: process-wide mode */
 	};
 

@@ -44,24 +44,21 @@ struct cn_notifier {
 	const struct cn_notifier_ops *ops;
 	int fd; /* pollable fd that turns readable on signal, or -1 */
 	/*
-	 * Implementation-private, read and written atomically: the socket
-	 * notifier's local kick eventfd, or -1 (none: signal-only, eventfd
-	 * notifiers), or CN_AUX_LAZY (made by the first wait(): event loops
-	 * that poll the notifier fd themselves never sleep in wait(), so their
-	 * sockets cost no eventfd). Read it with cn_notifier_aux_fd().
+	 * Implementation-private, atomic. Socket notifier: the kick eventfd of
+	 * the thread sleeping in wait() now, or -1. Kick eventfds are per
+	 * thread (circuit/kick.c), not per notifier: event loops never sleep
+	 * in wait(), and a socket should cost them no more than its fds.
 	 */
 	int aux_fd;
-	int kick_pending; /* atomic: a kick came while aux_fd was not made yet */
+	int kick_pending; /* atomic: a kick that found no sleeper, for the next wait() */
 };
 
-#define CN_AUX_LAZY (-2)
-
 /*
- * Called for each private fd circnet opens later on its own (a socket
- * notifier's kick eventfd, at its first wait): on = true once it is open,
- * before anyone else can see it; on = false just before it is closed
- * unused. The socket preload hides such fds from the application. NULL
- * (the default): nobody is told.
+ * Called for each private fd circnet opens on its own, outside any call
+ * that returns it (a thread's kick eventfd, a chunk's memfd): on = true
+ * once it is open, before anyone else can see it; on = false just before
+ * it is closed. The socket preload hides such fds from the application.
+ * NULL (the default): nobody is told.
  */
 extern void (*cn_private_fd_hook)(int fd, bool on);
 
@@ -138,19 +135,11 @@ static inline int cn_notifier_fd(const struct cn_notifier *n)
 	return n->fd;
 }
 
-/* The private fd (the socket notifier's kick eventfd) if it is open, else -1. */
-static inline int cn_notifier_aux_fd(const struct cn_notifier *n)
-{
-	int fd = __atomic_load_n(&n->aux_fd, __ATOMIC_ACQUIRE);
-
-	return fd >= 0 ? fd : -1;
-}
-
 /*
- * Open now what the first wait() would open (a socket notifier's kick
- * eventfd): for a process about to enter a sandbox that forbids creating
- * fds. 0 or -errno; 0 for notifiers that need nothing.
+ * Open now the calling thread's kick eventfd, which its first sleep in a
+ * socket notifier would open: for a process about to enter a sandbox that
+ * forbids creating fds. 0 or -errno.
  */
-int cn_notifier_prepare_wait(struct cn_notifier *n);
+int cn_kick_prepare(void);
 
 #endif /* CIRCNET_NOTIFY_H */

@@ -1,0 +1,138 @@
+// SPDX-License-Identifier: MIT
+/*
+ * circuit/kick.c - the eventfds that end a thread's sleep on a socket
+ * notifier from inside its own process (another thread reset or shut the
+ * endpoint down): one per sleeping thread, not one per socket.
+ *
+ * Why per thread: a thread sleeps on one notifier at a time, and a notifier
+ * has at most one sleeper (receivers and senders are serialised), so an
+ * eventfd per notifier is one per socket that almost never rings, and event
+ * loops, which never sleep in a notifier at all, would pay it too.
+ *
+ * Why a pool that never closes: a kicker reads the sleeper's eventfd and
+ * writes it a moment later; if the sleeper's thread had exited and the fd
+ * were closed, the number could name an unrelated file by then. Pooled fds
+ * stay open, so a late kick at worst ends some thread's sleep early, which
+ * every caller of wait() re-checks anyway. The pool holds as many eventfds
+ * as threads ever slept at once.
+ *
+ * After fork the child shares the parent's eventfds: a kick in one process
+ * could be drained by the other. The child forgets (closes) them all and
+ * makes its own on demand.
+ */
+#define _GNU_SOURCE
+#include <errno.h>
+#include <pthread.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <sys/eventfd.h>
+#include <unistd.h>
+
+#include <circnet/notify.h>
+
+#include "kick.h"
+
+static pthread_mutex_t kick_lock = PTHREAD_MUTEX_INITIALIZER;
+static pthread_once_t kick_once = PTHREAD_ONCE_INIT;
+static pthread_key_t kick_key;
+static int *pool_all, *pool_free; /* every eventfd made; those no thread has */
+static unsigned int nall, nfree, cap;
+static __thread int my_kick = -1;
+static __thread unsigned int my_gen; /* the pool generation my_kick is from */
+static unsigned int pool_gen;	     /* bumped in a forked child */
+
+/* A thread ends: its eventfd goes back to the pool (the value is fd + 1). */
+static void kick_thread_exit(void *v)
+{
+	int fd = (int)(intptr_t)v - 1;
+
+	pthread_mutex_lock(&kick_lock);
+	if (fd >= 0 && my_gen == pool_gen && nfree < cap)
+		pool_free[nfree++] = fd;
+	pthread_mutex_unlock(&kick_lock);
+}
+
+static void kick_atfork_child(void)
+{
+	unsigned int i;
+
+	pthread_mutex_init(&kick_lock, NULL);
+	for (i = 0; i < nall; i++) {
+		if (cn_private_fd_hook)
+			cn_private_fd_hook(pool_all[i], false);
+		close(pool_all[i]);
+	}
+	nall = nfree = 0;
+	pool_gen++;
+	my_kick = -1;
+	pthread_setspecific(kick_key, NULL);
+}
+
+static void kick_init_once(void)
+{
+	pthread_key_create(&kick_key, kick_thread_exit);
+	pthread_atfork(NULL, NULL, kick_atfork_child);
+}
+
+/* With kick_lock: room for one more eventfd in both lists. */
+static int pool_grow(void)
+{
+	unsigned int ncap = cap ? cap * 2 : 16;
+	int *a, *f;
+
+	if (nall < cap)
+		return 0;
+	a = realloc(pool_all, ncap * sizeof(*a));
+	if (!a)
+		return -ENOMEM;
+	pool_all = a;
+	f = realloc(pool_free, ncap * sizeof(*f));
+	if (!f)
+		return -ENOMEM;
+	pool_free = f;
+	cap = ncap;
+	return 0;
+}
+
+int cn_kick_fd(void)
+{
+	uint64_t v;
+	int fd, err;
+
+	if (my_kick >= 0 && my_gen == pool_gen)
+		return my_kick;
+	pthread_once(&kick_once, kick_init_once);
+	pthread_mutex_lock(&kick_lock);
+	if (nfree) {
+		fd = pool_free[--nfree];
+	} else {
+		err = pool_grow();
+		fd = err ? err : cn_fd_lift(eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC));
+		if (fd == -1)
+			fd = -errno;
+		if (fd >= 0) {
+			pool_all[nall++] = fd;
+			if (cn_private_fd_hook)
+				cn_private_fd_hook(fd, true);
+		}
+	}
+	if (fd >= 0) {
+		my_kick = fd;
+		my_gen = pool_gen;
+	}
+	pthread_mutex_unlock(&kick_lock);
+	if (fd < 0)
+		return fd;
+	/* a late kick meant for its last owner */
+	if (read(fd, &v, sizeof(v)) < 0 && errno != EAGAIN)
+		return -errno;
+	pthread_setspecific(kick_key, (void *)(intptr_t)(fd + 1));
+	return fd;
+}
+
+int cn_kick_prepare(void)
+{
+	int fd = cn_kick_fd();
+
+	return fd < 0 ? fd : 0;
+}
