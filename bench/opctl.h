@@ -32,4 +32,7 @@ void bench_op_stop(struct bench_op *o);
 /* Open files of a process (its /proc/PID/fd entries), or -1. */
 int bench_count_fds(pid_t pid);
 
+/* CPU time (user + system) a live process has used, in ns; -1 if unknown. */
+long long bench_proc_cpu_ns(pid_t pid);
+
 #endif

@@ -6,7 +6,14 @@
  *
  * One transaction: the client connects, sends one byte, the server accepts,
  * reads it and answers one byte, the client reads it, both close. Reported:
- * transactions per second and the p50/p99 time of one transaction. Circuits
+ * transactions per second and the p50/p99 time of one transaction.
+ *
+ * With --inflight K (the report's size) the client works in batches of K:
+ * K connects in flight at once (circuits: K CONNECTs sent before the first
+ * reply is read, cn_op_connect_send; sockets: K connects queued in the
+ * listener's backlog), then K requests, K answers, K closes. This is how
+ * setup scales when a client has many connects in flight (a proxy's upstream
+ * pool, wrk, a crawler). Latencies are reported for K = 1 only. Circuits
  * go through a real circnet-operator started for the run (policy checked,
  * memfd and notifiers created, fds passed to both guests, CLOSED reported);
  * "circuit-1k-rules" puts 1000 non-matching rules before the allow rule to
@@ -24,6 +31,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/un.h>
@@ -46,9 +54,14 @@ static const char *const setup_name[] = {
 	[S_UNIX] = "af-unix",
 };
 
+#define MAX_INFLIGHT 64 /* CN_OP_INFLIGHT */
+#define MAX_SIZES    8
+
 struct setup_cfg {
 	double secs;
 	int reps;
+	int sizes[MAX_SIZES]; /* connects in flight, one run each */
+	int nsizes;
 	const char *operator_bin;
 	char dir[64];
 	struct bench_op op[S_NKINDS]; /* the operator of a circuit kind */
@@ -182,42 +195,62 @@ struct client {
 	socklen_t salen;
 };
 
-static void circuit_txn(struct client *cl)
+/* k circuit transactions, their connects all in flight before the first reply is read. */
+static void circuit_txns(struct client *cl, int k)
 {
-	struct cn_local_ep ep;
-	struct cn_op_conn conn;
+	static struct cn_local_ep ep[MAX_INFLIGHT];
+	struct cn_op_conn conn[MAX_INFLIGHT];
+	uint32_t seq[MAX_INFLIGHT];
 	char b = 'x';
-	ssize_t r;
-	int err;
+	ssize_t r = 1;
+	int err = 0, i;
 
-	err = cn_op_connect(&cl->op, CN_L4_TCP, NULL, &cl->dst, &ep, &conn);
+	if (k == 1) {
+		err = cn_op_connect(&cl->op, CN_L4_TCP, NULL, &cl->dst, &ep[0], &conn[0]);
+	} else {
+		for (i = 0; i < k && !err; i++)
+			err = cn_op_connect_send(&cl->op, CN_L4_TCP, NULL, &cl->dst, 0, &seq[i]);
+		for (i = 0; i < k && !err; i++)
+			err = cn_op_connect_recv(&cl->op, seq[i], &ep[i], &conn[i]);
+	}
 	if (err)
 		fail("connect through the operator", -err);
-	r = cn_send(&ep.ep, &b, 1, 0);
-	if (r == 1)
-		r = cn_recv(&ep.ep, &b, 1, 0);
+	for (i = 0; i < k && r == 1; i++)
+		r = cn_send(&ep[i].ep, &b, 1, 0);
+	for (i = 0; i < k && r == 1; i++)
+		r = cn_recv(&ep[i].ep, &b, 1, 0);
 	if (r != 1)
 		fail("circuit transaction", r < 0 ? (int)-r : EIO);
-	cn_local_close(&ep);
-	cn_op_closed(&cl->op, conn.circuit_id);
+	for (i = 0; i < k; i++) {
+		cn_local_close(&ep[i]);
+		cn_op_closed(&cl->op, conn[i].circuit_id);
+	}
 }
 
-static void socket_txn(struct client *cl)
+/* k socket transactions, their connects all queued before the first request. */
+static void socket_txns(struct client *cl, int k)
 {
-	int fam = cl->kind == S_TCP ? AF_INET : AF_UNIX;
-	int fd = socket(fam, SOCK_STREAM | SOCK_CLOEXEC, 0), one = 1;
+	int fam = cl->kind == S_TCP ? AF_INET : AF_UNIX, fd[MAX_INFLIGHT], one = 1, i;
 	struct linger lg = { .l_onoff = 1, .l_linger = 0 };
 	char b = 'x';
 
-	if (fd < 0 || connect(fd, (struct sockaddr *)&cl->sa, cl->salen))
-		fail("connect", errno);
-	if (fam == AF_INET) {
-		setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
-		setsockopt(fd, SOL_SOCKET, SO_LINGER, &lg, sizeof(lg));
+	for (i = 0; i < k; i++) {
+		fd[i] = socket(fam, SOCK_STREAM | SOCK_CLOEXEC, 0);
+		if (fd[i] < 0 || connect(fd[i], (struct sockaddr *)&cl->sa, cl->salen))
+			fail("connect", errno);
+		if (fam == AF_INET) {
+			setsockopt(fd[i], IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+			setsockopt(fd[i], SOL_SOCKET, SO_LINGER, &lg, sizeof(lg));
+		}
 	}
-	if (write(fd, &b, 1) != 1 || read(fd, &b, 1) != 1)
-		fail("socket transaction", errno ? errno : EIO);
-	close(fd);
+	for (i = 0; i < k; i++)
+		if (write(fd[i], &b, 1) != 1)
+			fail("socket transaction", errno ? errno : EIO);
+	for (i = 0; i < k; i++)
+		if (read(fd[i], &b, 1) != 1)
+			fail("socket transaction", errno ? errno : EIO);
+	for (i = 0; i < k; i++)
+		close(fd[i]);
 }
 
 static int cmp_i64(const void *a, const void *b)
@@ -227,10 +260,33 @@ static int cmp_i64(const void *a, const void *b)
 	return (x > y) - (x < y);
 }
 
-/* Run transactions for secs; rate in txn/s, p50/p99 in microseconds. */
-static void run_one(struct setup_cfg *c, enum setup_kind k, double *rate, double *p50,
-		    double *p99)
+/* Run transactions for secs, inflight at a time; rate in txn/s, p50/p99 in microseconds. */
+static int64_t self_cpu_ns(void)
 {
+	struct rusage ru;
+
+	getrusage(RUSAGE_SELF, &ru);
+	return (int64_t)ru.ru_utime.tv_sec * 1000000000 + ru.ru_utime.tv_usec * 1000 +
+	       (int64_t)ru.ru_stime.tv_sec * 1000000000 + ru.ru_stime.tv_usec * 1000;
+}
+
+static int64_t ru_ns(const struct rusage *ru)
+{
+	return (int64_t)ru->ru_utime.tv_sec * 1000000000 + ru->ru_utime.tv_usec * 1000 +
+	       (int64_t)ru->ru_stime.tv_sec * 1000000000 + ru->ru_stime.tv_usec * 1000;
+}
+
+/*
+ * Run transactions for secs, inflight at a time; rate in txn/s, p50/p99 in
+ * microseconds, cpu in microseconds of CPU per transaction: client, server
+ * and operator together (on a machine with few cores, the number that
+ * decides the rate once latency is hidden by connects in flight).
+ */
+static void run_one(struct setup_cfg *c, enum setup_kind k, int inflight, double *rate,
+		    double *p50, double *p99, double *cpu)
+{
+	int64_t cpu_self, cpu_op = 0;
+	struct rusage ru;
 	static int64_t lat[1 << 20];
 	struct client cl = { .kind = k };
 	int ready[2], lfd = -1;
@@ -289,19 +345,27 @@ static void run_one(struct setup_cfg *c, enum setup_kind k, double *rate, double
 			fail("client: register with the operator", -err);
 		cn_addr_parse(&cl.dst, "10.99.0.2:7000");
 	}
+	cpu_self = self_cpu_ns();
+	if (k == S_CIRCUIT || k == S_CIRCUIT_RULES)
+		cpu_op = bench_proc_cpu_ns(c->op[k].pid);
 	t0 = mono_ns();
 	end = t0 + (int64_t)(c->secs * 1e9);
 	do {
 		t = mono_ns();
 		if (k == S_CIRCUIT || k == S_CIRCUIT_RULES)
-			circuit_txn(&cl);
+			circuit_txns(&cl, inflight);
 		else
-			socket_txn(&cl);
+			socket_txns(&cl, inflight);
 		lat[n] = mono_ns() - t;
 	} while (++n < sizeof(lat) / sizeof(lat[0]) && mono_ns() < end);
-	*rate = (double)n / ((double)(mono_ns() - t0) / 1e9);
+	*rate = (double)n * inflight / ((double)(mono_ns() - t0) / 1e9);
+	cpu_self = self_cpu_ns() - cpu_self;
+	if (k == S_CIRCUIT || k == S_CIRCUIT_RULES)
+		cpu_op = bench_proc_cpu_ns(c->op[k].pid) - cpu_op;
 	kill(srv, SIGKILL);
-	waitpid(srv, NULL, 0);
+	memset(&ru, 0, sizeof(ru));
+	wait4(srv, NULL, 0, &ru);
+	*cpu = (double)(cpu_self + cpu_op + ru_ns(&ru)) / 1e3 / ((double)n * inflight);
 	if (k == S_CIRCUIT || k == S_CIRCUIT_RULES)
 		cn_op_close(&cl.op);
 	qsort(lat, n, sizeof(lat[0]), cmp_i64);
@@ -309,10 +373,10 @@ static void run_one(struct setup_cfg *c, enum setup_kind k, double *rate, double
 	*p99 = (double)lat[n * 99 / 100] / 1e3;
 }
 
-static void add(struct report *rep, const char *group, enum setup_kind k, const char *unit,
-		bool hib, const double *s, int n)
+static void add(struct report *rep, const char *group, enum setup_kind k, int size,
+		const char *unit, bool hib, const double *s, int n)
 {
-	struct result r = { .size = 1, .higher_is_better = hib, .reps = n };
+	struct result r = { .size = (size_t)size, .higher_is_better = hib, .reps = n };
 
 	snprintf(r.group, sizeof(r.group), "%s", group);
 	snprintf(r.transport, sizeof(r.transport), "%s", setup_name[k]);
@@ -321,10 +385,32 @@ static void add(struct report *rep, const char *group, enum setup_kind k, const 
 	report_add(rep, &r);
 }
 
+/* "1,8,32": the in-flight counts to run. 0, or -1 for anything else. */
+static int parse_sizes(struct setup_cfg *c, const char *s)
+{
+	char *end;
+	long v;
+
+	c->nsizes = 0;
+	for (;;) {
+		v = strtol(s, &end, 10);
+		if (end == s || v < 1 || v > MAX_INFLIGHT || c->nsizes == MAX_SIZES)
+			return -1;
+		c->sizes[c->nsizes++] = (int)v;
+		if (!*end)
+			return 0;
+		if (*end != ',')
+			return -1;
+		s = end + 1;
+	}
+}
+
 static void usage(void)
 {
 	fprintf(stderr, "usage: circnet-bench setup [--quick] [--reps N] [--secs S]\n"
-			"                           [--operator PATH] [--json FILE] [--csv FILE]\n");
+			"                           [--inflight K[,K...]] (1..%d, default 1)\n"
+			"                           [--operator PATH] [--json FILE] [--csv FILE]\n",
+		MAX_INFLIGHT);
 	exit(2);
 }
 
@@ -333,14 +419,15 @@ int bench_setup(int argc, char **argv)
 	static const struct option lo[] = {
 		{ "quick", 0, 0, 'q' }, { "reps", 1, 0, 'r' },	   { "secs", 1, 0, 's' },
 		{ "json", 1, 0, 'j' },	{ "operator", 1, 0, 'o' }, { "csv", 1, 0, 'c' },
-		{ 0, 0, 0, 0 },
+		{ "inflight", 1, 0, 'i' }, { 0, 0, 0, 0 },
 	};
 	static const char *baselines[] = { "tcp-loopback", "af-unix", NULL };
 	struct setup_cfg c = { .secs = 1.0, .reps = 3 };
-	double rate[S_NKINDS][REPORT_MAX_REPS], p50[S_NKINDS][REPORT_MAX_REPS],
-		p99[S_NKINDS][REPORT_MAX_REPS];
+	static double rate[MAX_SIZES][S_NKINDS][REPORT_MAX_REPS],
+		p50[MAX_SIZES][S_NKINDS][REPORT_MAX_REPS], p99[MAX_SIZES][S_NKINDS][REPORT_MAX_REPS],
+		cpu[MAX_SIZES][S_NKINDS][REPORT_MAX_REPS];
 	struct report rep;
-	int opt, r, k;
+	int opt, r, k, z;
 
 	optind = 1;
 	while ((opt = getopt_long(argc, argv, "", lo, NULL)) != -1) {
@@ -368,12 +455,18 @@ int bench_setup(int argc, char **argv)
 		case 'c':
 			c.csv = optarg;
 			break;
+		case 'i':
+			if (parse_sizes(&c, optarg))
+				usage();
+			break;
 		default:
 			usage();
 		}
 	}
 	if (optind != argc)
 		usage();
+	if (!c.nsizes)
+		c.sizes[c.nsizes++] = 1;
 	if (!c.operator_bin)
 		c.operator_bin = bench_find_operator();
 	snprintf(c.dir, sizeof(c.dir), "/tmp/circnet-bench-setup.XXXXXX");
@@ -390,16 +483,25 @@ int bench_setup(int argc, char **argv)
 		 c.reps, sysconf(_SC_NPROCESSORS_ONLN), c.operator_bin);
 	/* repetitions interleave the transports, so drift hits them all alike */
 	for (r = 0; r < c.reps; r++)
+		for (z = 0; z < c.nsizes; z++)
+			for (k = 0; k < S_NKINDS; k++) {
+				fprintf(stderr, "\r[setup] %-18s x%-3d rep %d/%d   ", setup_name[k],
+					c.sizes[z], r + 1, c.reps);
+				fflush(stderr);
+				run_one(&c, (enum setup_kind)k, c.sizes[z], &rate[z][k][r],
+					&p50[z][k][r], &p99[z][k][r], &cpu[z][k][r]);
+			}
+	for (z = 0; z < c.nsizes; z++)
 		for (k = 0; k < S_NKINDS; k++) {
-			fprintf(stderr, "\r[setup] %-18s rep %d/%d   ", setup_name[k], r + 1, c.reps);
-			fflush(stderr);
-			run_one(&c, (enum setup_kind)k, &rate[k][r], &p50[k][r], &p99[k][r]);
+			add(&rep, "setup-rate", (enum setup_kind)k, c.sizes[z], "conn/s", true,
+			    rate[z][k], c.reps);
+			add(&rep, "setup-cpu", (enum setup_kind)k, c.sizes[z], "us-cpu", false,
+			    cpu[z][k], c.reps);
+			if (c.sizes[z] != 1)
+				continue; /* a batch's time is no one connection's */
+			add(&rep, "setup-p50", (enum setup_kind)k, 1, "us", false, p50[z][k], c.reps);
+			add(&rep, "setup-p99", (enum setup_kind)k, 1, "us", false, p99[z][k], c.reps);
 		}
-	for (k = 0; k < S_NKINDS; k++) {
-		add(&rep, "setup-rate", (enum setup_kind)k, "conn/s", true, rate[k], c.reps);
-		add(&rep, "setup-p50", (enum setup_kind)k, "us", false, p50[k], c.reps);
-		add(&rep, "setup-p99", (enum setup_kind)k, "us", false, p99[k], c.reps);
-	}
 	stop_operators(&c);
 	cleanup_cfg = NULL;
 	fprintf(stderr, "\r%-60s\r", "");

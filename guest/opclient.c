@@ -95,6 +95,36 @@ static void keep_pending(struct cn_op *op, const union cn_msg *m, const int *fds
 	memcpy(p->fds, fds, sizeof(int) * (size_t)nfds);
 }
 
+/*
+ * A reply to one of our pipelined connects (cn_op_connect_send) that came
+ * while we waited for something else: kept for cn_op_connect_recv. False
+ * (nothing taken) when m answers no connect in flight.
+ */
+static bool keep_reply(struct cn_op *op, const union cn_msg *m, const int *fds, int nfds)
+{
+	struct cn_op_reply *r = NULL;
+	unsigned int i;
+
+	for (i = 0; m->h.seq && i < op->ninflight; i++)
+		if (op->inflight[i].seq == m->h.seq && !op->inflight[i].arrived)
+			r = &op->inflight[i];
+	if (!r)
+		return false;
+	r->arrived = true;
+	r->nfds = 0;
+	if (m->h.type == CN_MSG_CONNECT_OK && m->circuit.role == CN_ROLE_INITIATOR) {
+		r->err = 0;
+		r->msg = m->circuit;
+		r->nfds = nfds;
+		memcpy(r->fds, fds, sizeof(int) * (size_t)nfds);
+		return true;
+	}
+	r->err = m->h.type == CN_MSG_ERROR && m->error.err > 0 ? (int)m->error.err : EPROTO;
+	while (nfds > 0)
+		close(fds[--nfds]);
+	return true;
+}
+
 /* A send's failure: the operator is gone, or (a durable channel) not reading. */
 static int send_error(const struct cn_op *op, int err)
 {
@@ -152,7 +182,9 @@ static int call_pass(struct cn_op *op, struct cn_msg_hdr *req, int pass, union c
 {
 	int err, i;
 
-	req->seq = ++op->seq;
+	if (!++op->seq)
+		++op->seq; /* 0 is for pushes */
+	req->seq = op->seq;
 	if (pass < 0) {
 		err = send_with_closed(op, req);
 	} else {
@@ -179,6 +211,8 @@ static int call_pass(struct cn_op *op, struct cn_msg_hdr *req, int pass, union c
 			keep_pending(op, rep, fds, *nfds);
 			continue;
 		}
+		if (keep_reply(op, rep, fds, *nfds))
+			continue;
 		for (i = 0; i < *nfds; i++)
 			close(fds[i]); /* a stray push: drop */
 	}
@@ -239,6 +273,14 @@ void cn_op_close(struct cn_op *op)
 		while (p->nfds > 0)
 			close(p->fds[--p->nfds]);
 	}
+	while (op->ninflight > 0) {
+		struct cn_op_reply *r = &op->inflight[--op->ninflight];
+
+		while (r->arrived && r->nfds > 0)
+			close(r->fds[--r->nfds]);
+	}
+	free(op->inflight);
+	op->inflight = NULL;
 	if (op->fd >= 0 && op->nclosed)
 		send_with_closed(op, NULL);
 	if (op->fd >= 0)
@@ -435,6 +477,18 @@ static int open_circuit(struct cn_op *op, const struct cn_msg_circuit *c, int *f
 	return 0;
 }
 
+static void connect_req(struct cn_msg_connect *req, unsigned int l4, const struct cn_addr *src,
+			const struct cn_addr *dst, unsigned int flags)
+{
+	cn_msg_init(&req->h, CN_MSG_CONNECT, sizeof(*req), 0);
+	req->l4 = (uint8_t)l4;
+	req->flags = flags;
+	if (src)
+		req->src = *src;
+	req->dst = *dst;
+	req->src.pad = req->dst.pad = 0;
+}
+
 int cn_op_connect(struct cn_op *op, unsigned int l4, const struct cn_addr *src,
 		  const struct cn_addr *dst, struct cn_local_ep *ep, struct cn_op_conn *conn)
 {
@@ -452,13 +506,7 @@ int cn_op_connect_flags(struct cn_op *op, unsigned int l4, const struct cn_addr 
 	union cn_msg rep;
 	int fds[CN_LOCAL_NFDS], nfds, err;
 
-	cn_msg_init(&req.h, CN_MSG_CONNECT, sizeof(req), 0);
-	req.l4 = (uint8_t)l4;
-	req.flags = flags;
-	if (src)
-		req.src = *src;
-	req.dst = *dst;
-	req.src.pad = req.dst.pad = 0;
+	connect_req(&req, l4, src, dst, flags);
 	err = call(op, &req.h, &rep, fds, &nfds);
 	if (err)
 		return err;
@@ -468,6 +516,77 @@ int cn_op_connect_flags(struct cn_op *op, unsigned int l4, const struct cn_addr 
 		return -EPROTO;
 	}
 	return open_circuit(op, &rep.circuit, fds, nfds, ep, conn);
+}
+
+int cn_op_connect_send(struct cn_op *op, unsigned int l4, const struct cn_addr *src,
+		       const struct cn_addr *dst, unsigned int flags, uint32_t *seq)
+{
+	struct cn_msg_connect req;
+	int err;
+
+	if (op->ninflight == CN_OP_INFLIGHT)
+		return -EBUSY;
+	if (!op->inflight) {
+		op->inflight = calloc(CN_OP_INFLIGHT, sizeof(*op->inflight));
+		if (!op->inflight)
+			return -ENOMEM;
+	}
+	connect_req(&req, l4, src, dst, flags);
+	if (!++op->seq)
+		++op->seq; /* 0 is for pushes */
+	req.h.seq = op->seq;
+	err = send_with_closed(op, &req.h);
+	if (err)
+		return err;
+	op->inflight[op->ninflight++] = (struct cn_op_reply){ .seq = req.h.seq };
+	*seq = req.h.seq;
+	return 0;
+}
+
+/* Read the session until the reply to seq is kept; pushes go where they belong. */
+static int await_reply(struct cn_op *op, uint32_t seq, struct cn_op_reply **out)
+{
+	union cn_msg m;
+	int fds[CN_LOCAL_NFDS], nfds, err;
+	unsigned int i;
+
+	for (;;) {
+		for (i = 0; i < op->ninflight; i++)
+			if (op->inflight[i].seq == seq)
+				break;
+		if (i == op->ninflight)
+			return -ENOENT;
+		if (op->inflight[i].arrived) {
+			*out = &op->inflight[i];
+			return 0;
+		}
+		nfds = 0;
+		err = recv_msg(op, &m, fds, &nfds, op->timeout_ms);
+		if (err)
+			return err;
+		if (m.h.type == CN_MSG_RESET && m.h.seq == 0)
+			note_reset(op, &m);
+		else if (m.h.type == CN_MSG_NEW_CONN)
+			keep_pending(op, &m, fds, nfds);
+		else if (!keep_reply(op, &m, fds, nfds))
+			while (nfds > 0)
+				close(fds[--nfds]); /* a stray: drop */
+	}
+}
+
+int cn_op_connect_recv(struct cn_op *op, uint32_t seq, struct cn_local_ep *ep,
+		       struct cn_op_conn *conn)
+{
+	struct cn_op_reply *r, got;
+	int err = await_reply(op, seq, &r);
+
+	if (err)
+		return err;
+	got = *r;
+	*r = op->inflight[--op->ninflight]; /* order does not matter */
+	if (got.err)
+		return -got.err;
+	return open_circuit(op, &got.msg, got.fds, got.nfds, ep, conn);
 }
 
 int cn_op_accept(struct cn_op *op, struct cn_local_ep *ep, struct cn_op_conn *conn, int nonblock)
@@ -497,6 +616,8 @@ int cn_op_accept(struct cn_op *op, struct cn_local_ep *ep, struct cn_op_conn *co
 		}
 		if (m.h.type == CN_MSG_NEW_CONN && m.circuit.role == CN_ROLE_ACCEPTOR)
 			break;
+		if (keep_reply(op, &m, fds, nfds))
+			continue;
 		while (nfds > 0)
 			close(fds[--nfds]);
 	}
@@ -554,7 +675,7 @@ int cn_op_take_pushes(struct cn_op *op)
 			note_reset(op, &m);
 		else if (m.h.type == CN_MSG_NEW_CONN)
 			keep_pending(op, &m, fds, nfds);
-		else
+		else if (!keep_reply(op, &m, fds, nfds))
 			while (nfds > 0)
 				close(fds[--nfds]);
 	}

@@ -1266,6 +1266,79 @@ static void test_pool_end_gone(void **state)
 	cn_op_close(&web.op);
 }
 
+/*
+ * Pipelined connects: many in flight on one session, collected in any
+ * order, with a synchronous request and a refused connect among them; at
+ * most CN_OP_INFLIGHT; what is never collected is cleaned up.
+ */
+static void test_pipelined_connects(void **state)
+{
+	static struct conn k[8];
+	struct listener_g web;
+	struct cn_op client;
+	struct cn_addr d = addr("10.9.0.2:80"), nobody = addr("10.9.0.2:81");
+	struct cn_local_ep ep;
+	uint32_t seq[8], bad, many[CN_OP_INFLIGHT], extra;
+	int i, j;
+
+	(void)state;
+	wait_slots(0);
+	wait_circuits(0);
+	listen_on(&web, "web", CN_L4_TCP, wildcard(80), 64);
+	assert_int_equal(open_guest(&client, "client"), 0);
+	for (i = 0; i < 8; i++) {
+		assert_int_equal(cn_op_connect_send(&client, CN_L4_TCP, NULL, &d, 0, &seq[i]), 0);
+		if (i == 3)
+			assert_int_equal(cn_op_connect_send(&client, CN_L4_TCP, NULL, &nobody, 0,
+							    &bad), 0);
+	}
+	/* a request in between: the replies before its own are kept */
+	assert_int_equal(own_circuits(&client), 8);
+	assert_int_equal(cn_op_connect_recv(&client, bad, &ep, NULL), -ECONNREFUSED);
+	assert_int_equal(cn_op_connect_recv(&client, bad, &ep, NULL), -ENOENT);
+	for (i = 7; i >= 0; i--)
+		assert_int_equal(cn_op_connect_recv(&client, seq[i], &k[i].c, &k[i].ci), 0);
+	for (i = 0; i < 8; i++) {
+		struct cn_local_ep s;
+		struct cn_op_conn si;
+
+		assert_int_equal(cn_op_accept(&web.op, &s, &si, 0), 0);
+		for (j = 0; j < 8 && k[j].ci.circuit_id != si.circuit_id; j++)
+			;
+		assert_true(j < 8);
+		k[j].s = s;
+		k[j].si = si;
+	}
+	for (i = 0; i < 8; i++) {
+		check_talks(&k[i].c, &k[i].s);
+		close_pair(&client, &web, &k[i]);
+	}
+	wait_circuits(0);
+
+	/* a full pipeline, then no more until one is collected */
+	for (i = 0; i < CN_OP_INFLIGHT; i++)
+		assert_int_equal(cn_op_connect_send(&client, CN_L4_TCP, NULL, &nobody, 0, &many[i]),
+				 0);
+	assert_int_equal(cn_op_connect_send(&client, CN_L4_TCP, NULL, &nobody, 0, &extra), -EBUSY);
+	for (i = 0; i < CN_OP_INFLIGHT; i++)
+		assert_int_equal(cn_op_connect_recv(&client, many[i], &ep, NULL), -ECONNREFUSED);
+
+	/* connects never collected: the session's close drops their circuits */
+	for (i = 0; i < 2; i++)
+		assert_int_equal(cn_op_connect_send(&client, CN_L4_TCP, NULL, &d, 0, &seq[i]), 0);
+	assert_int_equal(own_circuits(&client), 2);
+	cn_op_close(&client);
+	for (i = 0; i < 2; i++) {
+		assert_int_equal(cn_op_accept(&web.op, &k[i].s, &k[i].si, 0), 0);
+		cn_local_close(&k[i].s);
+		cn_op_closed(&web.op, k[i].si.circuit_id);
+	}
+	cn_op_flush(&web.op);
+	wait_circuits(0);
+	wait_slots(0);
+	cn_op_close(&web.op);
+}
+
 /* A freed slot gives its data pages back once it stayed free a while. */
 static void test_pool_pages_return(void **state)
 {
@@ -1357,6 +1430,7 @@ int main(int argc, char **argv)
 		cmocka_unit_test(test_pool_pages_return),
 		cmocka_unit_test(test_pool_lingering),
 		cmocka_unit_test(test_pool_end_gone),
+		cmocka_unit_test(test_pipelined_connects),
 	};
 
 	if (argc != 3) {

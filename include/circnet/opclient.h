@@ -26,6 +26,17 @@
 #define CN_OP_RESETS 64
 #define CN_OP_PENDING 16 /* connections pushed while a request waited for its reply */
 #define CN_OP_CLOSED_BATCH 16
+#define CN_OP_INFLIGHT 64 /* pipelined connects per session (cn_op_connect_send) */
+
+/* A pipelined connect's reply, kept until cn_op_connect_recv asks for it. */
+struct cn_op_reply {
+	uint32_t seq;
+	bool arrived;
+	int err; /* an ERROR reply's errno (positive), EPROTO for a wrong type; 0: msg */
+	struct cn_msg_circuit msg;
+	int fds[CN_LOCAL_NFDS];
+	int nfds;
+};
 
 struct cn_op {
 	int fd;
@@ -51,6 +62,9 @@ struct cn_op {
 		int fds[CN_LOCAL_NFDS];
 		int nfds;
 	} pending[CN_OP_PENDING];
+	/* pipelined connects sent and not collected yet (allocated on first use) */
+	unsigned int ninflight;
+	struct cn_op_reply *inflight;
 	/* CLOSED notices not sent yet: they ride along with the next message */
 	unsigned int nclosed;
 	uint64_t closed[CN_OP_CLOSED_BATCH];
@@ -129,6 +143,21 @@ int cn_op_connect(struct cn_op *op, unsigned int l4, const struct cn_addr *src,
 int cn_op_connect_flags(struct cn_op *op, unsigned int l4, const struct cn_addr *src,
 			const struct cn_addr *dst, unsigned int flags, struct cn_local_ep *ep,
 			struct cn_op_conn *conn);
+
+/*
+ * Pipelined connects: cn_op_connect_send() sends the request and returns at
+ * once with its sequence number in *seq; cn_op_connect_recv() waits for that
+ * request's reply (replies that come first are kept for their own calls;
+ * other requests and accepts on the session keep working meanwhile) and
+ * opens the circuit as cn_op_connect_flags() does, with its errors. Up to
+ * CN_OP_INFLIGHT in flight per session (-EBUSY beyond); -ENOENT for a seq
+ * not in flight. Replies never collected are dropped by cn_op_close(); the
+ * operator then sees the circuit's lease go and closes that end.
+ */
+int cn_op_connect_send(struct cn_op *op, unsigned int l4, const struct cn_addr *src,
+		       const struct cn_addr *dst, unsigned int flags, uint32_t *seq);
+int cn_op_connect_recv(struct cn_op *op, uint32_t seq, struct cn_local_ep *ep,
+		       struct cn_op_conn *conn);
 
 /*
  * Take the next connection pushed to this listener session and open it.
