@@ -12,10 +12,11 @@
  * nothing a guest writes into a chunk can reach the operator.
  *
  * Slot reuse is the dangerous part: a late write from the old circuit must
- * never reach the new one. Each slot has two leases, socket pairs whose
- * guest ends travel with the circuit to its two endpoints; the kernel
+ * never reach the new one. Each slot has two leases, pipes whose read
+ * ends travel with the circuit to its two endpoints; the kernel
  * counts their holders across fork, exec and fd passing, so when the last
- * process holding an end closes it, its lease hangs up here. Only when both
+ * process holding an end closes it, our write end reports the error of a
+ * pipe nobody reads (EPOLLERR). Only when both
  * leases hung up is the slot free (and its pages returned): by then no
  * process of either guest can still use it. A guest that scribbles over its
  * chunks breaks only circuits of its own pairs, and each endpoint validates
@@ -226,28 +227,32 @@ static struct slot *chunk_take(struct pchunk *ch, size_t size)
 	return sl;
 }
 
+/*
+ * A lease is a pipe: the guest gets the read end, we keep the write end and
+ * never write. A pipe is less than half a socket pair's kernel memory
+ * (2.5 against 6 KiB here) and cheaper to make, and the guest's end, being
+ * read-only, lets it queue nothing at us.
+ */
 static int lease_open(struct op *op, struct slot *sl, int role, int *guest_end)
 {
 	struct epoll_event e = { .events = 0, .data.ptr = &sl->lease[role].ev };
 	int sv[2];
 
-	if (socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC | SOCK_NONBLOCK, 0, sv) < 0)
+	if (pipe2(sv, O_CLOEXEC | O_NONBLOCK) < 0)
 		return -errno;
-	/* the guest cannot queue anything at us: its writes fail with EPIPE */
-	shutdown(sv[0], SHUT_RD);
 	sl->lease[role].ev.kind = EV_LEASE;
-	sl->lease[role].ev.fd = cn_fd_lift(sv[0]);
+	sl->lease[role].ev.fd = cn_fd_lift(sv[1]);
 	sl->lease[role].sl = sl;
-	/* events 0: only the hang-up (and errors), which epoll always reports */
+	/* events 0: only EPOLLERR (no reader is left), which epoll always reports */
 	if (epoll_ctl(op->epfd, EPOLL_CTL_ADD, sl->lease[role].ev.fd, &e) < 0) {
 		int err = -errno;
 
 		close(sl->lease[role].ev.fd);
-		close(sv[1]);
+		close(sv[0]);
 		sl->lease[role].ev.fd = -1;
 		return err;
 	}
-	*guest_end = sv[1];
+	*guest_end = sv[0];
 	return 0;
 }
 

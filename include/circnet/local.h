@@ -58,10 +58,11 @@ struct cn_local_ep {
 	struct cn_chunk *chunk;	     /* or a slot in a pair region's chunk (pool.h) */
 	struct cn_notifier notif[4]; /* wait_rx, wait_tx, sig_rx, sig_tx */
 	/*
-	 * A slot's lease (cn_local_open_slot): our end of a socket pair whose
-	 * other end the operator holds. The kernel counts its holders across
+	 * A slot's lease (cn_local_open_slot): the read end of a pipe whose
+	 * write end the operator holds. The kernel counts its holders across
 	 * fork, exec and fd passing; when the last one closes it, the operator
-	 * sees the hang-up and only then may give the slot to a new circuit.
+	 * sees the pipe has no reader and only then may give the slot to a new
+	 * circuit.
 	 */
 	int lease_fd;
 	bool leased;
