@@ -125,6 +125,22 @@ static bool keep_reply(struct cn_op *op, const union cn_msg *m, const int *fds, 
 	return true;
 }
 
+/*
+ * A message nobody is waiting for right now goes where it belongs: a RESET
+ * push is noted, a NEW_CONN kept for the next accept, a pipelined connect's
+ * reply kept for its collector; anything else (a stray) is dropped.
+ */
+static void keep_unasked(struct cn_op *op, const union cn_msg *m, int *fds, int nfds)
+{
+	if (m->h.type == CN_MSG_RESET && m->h.seq == 0)
+		note_reset(op, m);
+	else if (m->h.type == CN_MSG_NEW_CONN)
+		keep_pending(op, m, fds, nfds);
+	else if (!keep_reply(op, m, fds, nfds))
+		while (nfds > 0)
+			close(fds[--nfds]);
+}
+
 /* A send's failure: the operator is gone, or (a durable channel) not reading. */
 static int send_error(const struct cn_op *op, int err)
 {
@@ -564,13 +580,7 @@ static int await_reply(struct cn_op *op, uint32_t seq, struct cn_op_reply **out)
 		err = recv_msg(op, &m, fds, &nfds, op->timeout_ms);
 		if (err)
 			return err;
-		if (m.h.type == CN_MSG_RESET && m.h.seq == 0)
-			note_reset(op, &m);
-		else if (m.h.type == CN_MSG_NEW_CONN)
-			keep_pending(op, &m, fds, nfds);
-		else if (!keep_reply(op, &m, fds, nfds))
-			while (nfds > 0)
-				close(fds[--nfds]); /* a stray: drop */
+		keep_unasked(op, &m, fds, nfds);
 	}
 }
 
@@ -671,13 +681,7 @@ int cn_op_take_pushes(struct cn_op *op)
 			return err;
 		if (err)
 			continue; /* a bad message: dropped */
-		if (m.h.type == CN_MSG_RESET && m.h.seq == 0)
-			note_reset(op, &m);
-		else if (m.h.type == CN_MSG_NEW_CONN)
-			keep_pending(op, &m, fds, nfds);
-		else if (!keep_reply(op, &m, fds, nfds))
-			while (nfds > 0)
-				close(fds[--nfds]);
+		keep_unasked(op, &m, fds, nfds);
 	}
 	return 0;
 }

@@ -1047,14 +1047,25 @@ static unsigned long long status_num(const char *key)
 	return strtoull(p + strlen(key), NULL, 10);
 }
 
-/* Wait until the operator counts n slots in use (leases hang up asynchronously). */
-static void wait_slots(unsigned long long n)
+/* Wait up to 3 s until the status's total key is n. */
+static void wait_status(const char *key, unsigned long long n)
 {
 	int i;
 
-	for (i = 0; i < 300 && status_num("\"slots_in_use\":") != n; i++)
+	for (i = 0; i < 300 && status_num(key) != n; i++)
 		usleep(10000);
-	assert_int_equal(status_num("\"slots_in_use\":"), n);
+	assert_int_equal(status_num(key), n);
+}
+
+/* Wait until the operator counts n slots in use (leases hang up asynchronously). */
+static void wait_slots(unsigned long long n)
+{
+	wait_status("\"slots_in_use\":", n);
+}
+
+static void wait_circuits(unsigned long long n)
+{
+	wait_status("\"circuits\":", n);
 }
 
 /*
@@ -1216,16 +1227,6 @@ static void test_pool_lingering(void **state)
 	close_pair(&client, &web, &k[0]);
 	cn_op_close(&client);
 	cn_op_close(&web.op);
-}
-
-/* Wait until the status's circuits total is n. */
-static void wait_circuits(unsigned long long n)
-{
-	int i;
-
-	for (i = 0; i < 300 && status_num("\"circuits\":") != n; i++)
-		usleep(10000);
-	assert_int_equal(status_num("\"circuits\":"), n);
 }
 
 /*
