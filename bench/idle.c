@@ -504,6 +504,8 @@ int bench_idle(int argc, char **argv)
 	static struct idle_sample s[I_NKINDS][REPORT_MAX_REPS];
 	double v[4][REPORT_MAX_REPS];
 	struct idle_cfg c = { .n = 10000, .reps = 1 };
+	const struct bench_common common = { .reps = &c.reps, .json = &c.json, .csv = &c.csv,
+					     .operator_bin = &c.operator_bin };
 	char body[512];
 	struct report rep;
 	int opt, r, k;
@@ -516,22 +518,9 @@ int bench_idle(int argc, char **argv)
 			if (c.n < 1 || c.n > 1000000)
 				usage();
 			break;
-		case 'r':
-			c.reps = atoi(optarg);
-			if (c.reps < 1 || c.reps > REPORT_MAX_REPS)
-				usage();
-			break;
-		case 'o':
-			c.operator_bin = optarg;
-			break;
-		case 'j':
-			c.json = optarg;
-			break;
-		case 'c':
-			c.csv = optarg;
-			break;
 		default:
-			usage();
+			if (bench_common_opt(&common, opt, optarg) <= 0)
+				usage();
 		}
 	}
 	if (optind != argc)

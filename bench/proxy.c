@@ -423,6 +423,8 @@ int bench_proxy(int argc, char **argv)
 	static const char *baselines[] = { "tcp-loopback", "veth-bridge", NULL };
 	static double v[PX_NKINDS][4][REPORT_MAX_REPS];
 	struct px_cfg c = { .secs = 2.0, .reps = 3, .size = 65536 };
+	const struct bench_common common = { .reps = &c.reps, .secs = &c.secs, .json = &c.json,
+					     .csv = &c.csv };
 	char self[PATH_MAX] = { 0 };
 	struct report rep;
 	int opt, r, k;
@@ -437,29 +439,14 @@ int bench_proxy(int argc, char **argv)
 			c.secs = 1.0;
 			c.reps = 1;
 			break;
-		case 'r':
-			c.reps = atoi(optarg);
-			if (c.reps < 1 || c.reps > REPORT_MAX_REPS)
-				usage();
-			break;
-		case 's':
-			c.secs = atof(optarg);
-			if (c.secs <= 0 || c.secs > 60)
-				usage();
-			break;
 		case 'z':
 			c.size = (size_t)atol(optarg);
 			if (c.size < 1 || c.size > (64u << 20))
 				usage();
 			break;
-		case 'j':
-			c.json = optarg;
-			break;
-		case 'c':
-			c.csv = optarg;
-			break;
 		default:
-			usage();
+			if (bench_common_opt(&common, opt, optarg) <= 0)
+				usage();
 		}
 	}
 	if (optind != argc)

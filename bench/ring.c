@@ -563,6 +563,8 @@ int bench_ring(int argc, char **argv)
 		.pin = true,
 		.spin_ns = 20000,
 	};
+	const struct bench_common common = { .reps = &cfg.reps, .secs = &cfg.secs,
+					     .json = &cfg.json, .csv = &cfg.csv };
 	double s[REPORT_MAX_REPS], p99s[REPORT_MAX_REPS];
 	struct report rep;
 	int c, r;
@@ -573,16 +575,6 @@ int bench_ring(int argc, char **argv)
 		case 'q':
 			cfg.secs = 0.15;
 			cfg.reps = 1;
-			break;
-		case 'r':
-			cfg.reps = atoi(optarg);
-			if (cfg.reps < 1 || cfg.reps > REPORT_MAX_REPS)
-				usage();
-			break;
-		case 's':
-			cfg.secs = atof(optarg);
-			if (cfg.secs <= 0 || cfg.secs > 60)
-				usage();
 			break;
 		case 'R':
 			cfg.ring = (uint32_t)strtoul(optarg, NULL, 0);
@@ -596,14 +588,9 @@ int bench_ring(int argc, char **argv)
 		case 'S':
 			cfg.spin_ns = (uint32_t)strtoul(optarg, NULL, 0);
 			break;
-		case 'j':
-			cfg.json = optarg;
-			break;
-		case 'c':
-			cfg.csv = optarg;
-			break;
 		default:
-			usage();
+			if (bench_common_opt(&common, c, optarg) <= 0)
+				usage();
 		}
 	}
 	{

@@ -423,6 +423,7 @@ int bench_setup(int argc, char **argv)
 	};
 	static const char *baselines[] = { "tcp-loopback", "af-unix", NULL };
 	struct setup_cfg c = { .secs = 1.0, .reps = 3 };
+	const struct bench_common common = { &c.reps, &c.secs, &c.json, &c.csv, &c.operator_bin };
 	static double rate[MAX_SIZES][S_NKINDS][REPORT_MAX_REPS],
 		p50[MAX_SIZES][S_NKINDS][REPORT_MAX_REPS], p99[MAX_SIZES][S_NKINDS][REPORT_MAX_REPS],
 		cpu[MAX_SIZES][S_NKINDS][REPORT_MAX_REPS];
@@ -436,31 +437,13 @@ int bench_setup(int argc, char **argv)
 			c.secs = 0.3;
 			c.reps = 1;
 			break;
-		case 'r':
-			c.reps = atoi(optarg);
-			if (c.reps < 1 || c.reps > REPORT_MAX_REPS)
-				usage();
-			break;
-		case 's':
-			c.secs = atof(optarg);
-			if (c.secs <= 0 || c.secs > 60)
-				usage();
-			break;
-		case 'o':
-			c.operator_bin = optarg;
-			break;
-		case 'j':
-			c.json = optarg;
-			break;
-		case 'c':
-			c.csv = optarg;
-			break;
 		case 'i':
 			if (parse_sizes(&c, optarg))
 				usage();
 			break;
 		default:
-			usage();
+			if (bench_common_opt(&common, opt, optarg) <= 0)
+				usage();
 		}
 	}
 	if (optind != argc)
