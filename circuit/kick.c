@@ -52,6 +52,17 @@ static void kick_thread_exit(void *v)
 	pthread_mutex_unlock(&kick_lock);
 }
 
+/* Held across fork, so the child's copy of the pool is never caught half-changed. */
+static void kick_atfork_prepare(void)
+{
+	pthread_mutex_lock(&kick_lock);
+}
+
+static void kick_atfork_parent(void)
+{
+	pthread_mutex_unlock(&kick_lock);
+}
+
 static void kick_atfork_child(void)
 {
 	unsigned int i;
@@ -71,7 +82,7 @@ static void kick_atfork_child(void)
 static void kick_init_once(void)
 {
 	pthread_key_create(&kick_key, kick_thread_exit);
-	pthread_atfork(NULL, NULL, kick_atfork_child);
+	pthread_atfork(kick_atfork_prepare, kick_atfork_parent, kick_atfork_child);
 }
 
 /* With kick_lock: room for one more eventfd in both lists. */

@@ -12,7 +12,8 @@
  *
  * The lock is taken only on setup and teardown, never on the data path.
  * After fork the child has the same mappings, so the table stays true; the
- * lock is re-initialised there in case another thread held it.
+ * lock is held across the fork (so no other thread is halfway through a
+ * change) and re-initialised in the child.
  *
  * A chunk in use keeps its memfd open, one per chunk and process: it proves
  * the memory to a restarted operator (claims) and carries it across exec,
@@ -51,6 +52,17 @@ static struct cn_chunk *buckets[CHUNK_BUCKETS];
 static struct cn_chunk *idle_head, *idle_tail;
 static unsigned int nidle;
 
+/* Held across fork, so the child's copy of the table is never caught half-changed. */
+static void chunk_atfork_prepare(void)
+{
+	pthread_mutex_lock(&chunk_lock);
+}
+
+static void chunk_atfork_parent(void)
+{
+	pthread_mutex_unlock(&chunk_lock);
+}
+
 static void chunk_atfork_child(void)
 {
 	pthread_mutex_init(&chunk_lock, NULL);
@@ -58,7 +70,7 @@ static void chunk_atfork_child(void)
 
 static void chunk_init_once(void)
 {
-	pthread_atfork(NULL, NULL, chunk_atfork_child);
+	pthread_atfork(chunk_atfork_prepare, chunk_atfork_parent, chunk_atfork_child);
 }
 
 static struct cn_chunk **bucket(uint64_t id)
