@@ -1503,7 +1503,6 @@ static void restore_from_exec(void)
 
 /* ---- sandboxes ---- */
 
-
 /*
  * A process about to put itself under a seccomp filter (OpenSSH's
  * pre-authentication child, browsers' renderers, ...) may allow read and

@@ -413,13 +413,6 @@ out:
 }
 
 /*
- * With cs->lock, from procop.c: the operator restarted; register the
- * listener (or bound datagram socket) with the new one. A refusal (the
- * new config no longer allows it, the port went to another socket) leaves
- * the socket in place with nothing to accept, as a listener whose port
- * was taken away: it is tried again with the next operator.
- */
-/*
  * The memfd that proves a connected socket's circuit (claims) and carries it
  * across exec: its chunk's for a pooled circuit (one per chunk and process,
  * the chunk table's), its own otherwise; -1 for none.
@@ -456,6 +449,14 @@ static int claim(struct csock *cs)
 	return err == -ECONNABORTED ? -EHOSTDOWN : err;
 }
 
+/*
+ * With cs->lock, from procop.c: the operator restarted; claim a connected
+ * socket's circuit end with the new one, or register the
+ * listener (or bound datagram socket) with the new one. A refusal (the
+ * new config no longer allows it, the port went to another socket) leaves
+ * the socket in place with nothing to accept, as a listener whose port
+ * was taken away: it is tried again with the next operator.
+ */
 int csock_reregister(struct csock *cs)
 {
 	int err;

@@ -1402,7 +1402,6 @@ static void handle_claim(struct op *op, struct session *s, const struct cn_msg_c
 		return claim_refused(op, s, m, "not an earlier operator's circuit");
 	if (s->g != op->proxy && !is_loopback(&m->local) && !guest_owns(gc, &m->local))
 		return claim_refused(op, s, m, "a local address the guest does not own");
-	c = circuit_find(op, m->circuit_id);
 	if (c) {
 		if (c->rule != RULE_CLAIMED || c->claim_ino != (uint64_t)st.st_ino ||
 		    c->claim_dev != (uint64_t)st.st_dev || c->l4 != m->l4 ||

@@ -82,8 +82,9 @@ int cn_fd_lift(int fd);
 int cn_socket_notifier_init(struct cn_notifier *n, int fd);
 /*
  * The same with flags. CN_NOTIFIER_SIGNAL_ONLY: we only ever signal through
- * it (it wakes the peer) and never wait on it, so it needs no kick object:
- * saves an eventfd per such notifier.
+ * it (it wakes the peer) and never wait on it. It once saved the notifier's
+ * kick eventfd; kick eventfds are per sleeping thread now, so no notifier
+ * makes one and the flag changes nothing (still accepted).
  */
 #define CN_NOTIFIER_SIGNAL_ONLY 0x1u
 int cn_socket_notifier_init_flags(struct cn_notifier *n, int fd, unsigned int flags);
