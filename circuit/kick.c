@@ -147,3 +147,73 @@ int cn_kick_prepare(void)
 
 	return fd < 0 ? fd : 0;
 }
+
+#define KICKLESS_SLICE_MS 50 /* no kick eventfd to be had: look for kicks this often */
+
+/*
+ * Become the notifier's sleeper with this thread's kick eventfd: kfd, or
+ * -1 when there is none to be had (out of fds) or, against the contract,
+ * another thread sleeps on it already. Either way the sleep is then cut
+ * in slices so that a kick still ends it (late, not never).
+ */
+static int sleeper_enter(struct cn_notifier *n)
+{
+	int kfd = cn_kick_fd(), none = -1;
+
+	if (kfd < 0 || !__atomic_compare_exchange_n(&n->aux_fd, &none, kfd, false, __ATOMIC_SEQ_CST,
+						    __ATOMIC_SEQ_CST))
+		return -1;
+	return kfd;
+}
+
+int cn_kick_sleep(struct cn_notifier *n, struct pollfd *p, int timeout_ms)
+{
+	int kfd = sleeper_enter(n);
+	struct pollfd fds[2] = { *p, { .fd = kfd, .events = POLLIN } };
+	int r, t = timeout_ms;
+
+	/*
+	 * A kick that found no sleeper. The kicker sets the flag, then looks
+	 * for a sleeper; we became the sleeper, then look at the flag: with
+	 * sequentially consistent atomics one of us sees the other.
+	 */
+	if (__atomic_exchange_n(&n->kick_pending, 0, __ATOMIC_SEQ_CST)) {
+		r = 1;
+		fds[0].revents = fds[1].revents = 0;
+	} else {
+		if (kfd < 0 && (t < 0 || t > KICKLESS_SLICE_MS))
+			t = KICKLESS_SLICE_MS;
+		r = poll(fds, kfd >= 0 ? 2 : 1, t);
+		if (r < 0)
+			r = -errno;
+		else if (r == 0 && t != timeout_ms)
+			r = 1; /* a slice ended: the caller re-checks and waits again */
+	}
+	if (kfd >= 0) {
+		__atomic_store_n(&n->aux_fd, -1, __ATOMIC_SEQ_CST);
+		if (r > 0 && (fds[1].revents & POLLIN)) {
+			uint64_t v;
+
+			__atomic_store_n(&n->kick_pending, 0, __ATOMIC_SEQ_CST);
+			if (read(kfd, &v, sizeof(v)) < 0 && errno != EAGAIN)
+				return -errno;
+		}
+	}
+	p->revents = r > 0 ? fds[0].revents : 0;
+	return r;
+}
+
+int cn_kick_sleeper(struct cn_notifier *n)
+{
+	uint64_t one = 1;
+	int kfd;
+
+	__atomic_store_n(&n->kick_pending, 1, __ATOMIC_SEQ_CST);
+	kfd = __atomic_load_n(&n->aux_fd, __ATOMIC_SEQ_CST);
+	if (kfd < 0)
+		return 0; /* nobody sleeps: the next wait() sees the flag */
+	/* the sleeper may have left already: kick fds are never closed (kick.c) */
+	if (write(kfd, &one, sizeof(one)) == sizeof(one) || errno == EAGAIN)
+		return 0;
+	return -errno;
+}

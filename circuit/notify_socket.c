@@ -114,58 +114,11 @@ static void sock_drain(struct cn_notifier *n)
 	__atomic_store_n(&n->kick_pending, 0, __ATOMIC_SEQ_CST);
 }
 
-#define KICKLESS_SLICE_MS 50 /* no kick eventfd to be had: look for kicks this often */
-
-/*
- * Become the notifier's sleeper with this thread's kick eventfd: kfd, or
- * -1 when there is none to be had (out of fds) or, against the contract,
- * another thread sleeps on it already. Either way the sleep is then cut
- * in slices so that a kick still ends it (late, not never).
- */
-static int sleeper_enter(struct cn_notifier *n)
-{
-	int kfd = cn_kick_fd(), none = -1;
-
-	if (kfd < 0 || !__atomic_compare_exchange_n(&n->aux_fd, &none, kfd, false,
-						    __ATOMIC_SEQ_CST, __ATOMIC_SEQ_CST))
-		return -1;
-	return kfd;
-}
-
 static int sock_wait(struct cn_notifier *n, int timeout_ms)
 {
-	int kfd = sleeper_enter(n);
-	struct pollfd p[2] = { { .fd = n->fd, .events = POLLIN },
-			       { .fd = kfd, .events = POLLIN } };
-	int r, t = timeout_ms;
+	struct pollfd p = { .fd = n->fd, .events = POLLIN };
+	int r = cn_kick_sleep(n, &p, timeout_ms);
 
-	/*
-	 * A kick that found no sleeper. The kicker sets the flag, then looks
-	 * for a sleeper; we became the sleeper, then look at the flag: with
-	 * sequentially consistent atomics one of us sees the other.
-	 */
-	if (__atomic_exchange_n(&n->kick_pending, 0, __ATOMIC_SEQ_CST)) {
-		r = 1;
-		p[0].revents = p[1].revents = 0;
-	} else {
-		if (kfd < 0 && (t < 0 || t > KICKLESS_SLICE_MS))
-			t = KICKLESS_SLICE_MS;
-		r = poll(p, kfd >= 0 ? 2 : 1, t);
-		if (r < 0)
-			r = -errno;
-		else if (r == 0 && t != timeout_ms)
-			r = 1; /* a slice ended: the caller re-checks and waits again */
-	}
-	if (kfd >= 0) {
-		__atomic_store_n(&n->aux_fd, -1, __ATOMIC_SEQ_CST);
-		if (r > 0 && (p[1].revents & POLLIN)) {
-			uint64_t v;
-
-			__atomic_store_n(&n->kick_pending, 0, __ATOMIC_SEQ_CST);
-			if (read(kfd, &v, sizeof(v)) < 0 && errno != EAGAIN)
-				return -errno;
-		}
-	}
 	if (r < 0)
 		return r;
 	if (r == 0)
@@ -175,7 +128,7 @@ static int sock_wait(struct cn_notifier *n, int timeout_ms)
 	 * it cleared our want flag, so one is pending per sleep. A leftover
 	 * merely ends the next sleep early, and the caller re-checks anyway.
 	 */
-	if (p[0].revents & POLLIN) {
+	if (p.revents & POLLIN) {
 		char buf[16];
 
 		/*
@@ -185,24 +138,9 @@ static int sock_wait(struct cn_notifier *n, int timeout_ms)
 		if (take_one(n->fd, buf, sizeof(buf)) < 0 && errno != EAGAIN)
 			return errno == ECONNRESET || errno == EPIPE ? -EPIPE : -errno;
 	}
-	if (p[0].revents & (POLLHUP | POLLERR | POLLNVAL))
+	if (p.revents & (POLLHUP | POLLERR | POLLNVAL))
 		return -EPIPE; /* the other end is gone for good */
 	return 0;
-}
-
-static int sock_kick(struct cn_notifier *n)
-{
-	uint64_t one = 1;
-	int kfd;
-
-	__atomic_store_n(&n->kick_pending, 1, __ATOMIC_SEQ_CST);
-	kfd = __atomic_load_n(&n->aux_fd, __ATOMIC_SEQ_CST);
-	if (kfd < 0)
-		return 0; /* nobody sleeps: the next wait() sees the flag */
-	/* the sleeper may have left already: kick fds are never closed (kick.c) */
-	if (write(kfd, &one, sizeof(one)) == sizeof(one) || errno == EAGAIN)
-		return 0;
-	return -errno;
 }
 
 static void sock_release(struct cn_notifier *n)
@@ -216,7 +154,7 @@ static const struct cn_notifier_ops socket_ops = {
 	.wait = sock_wait,
 	.drain = sock_drain,
 	.release = sock_release,
-	.kick = sock_kick,
+	.kick = cn_kick_sleeper,
 };
 
 int cn_fd_floor;

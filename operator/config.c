@@ -26,6 +26,8 @@
 
 #include <circnet/layout.h>
 
+#include <circnet/vm.h>
+
 #include "config.h"
 
 #define MAX_WORDS 64
@@ -453,6 +455,25 @@ static int guest_directive(struct parser *p, const struct word *w, int n)
 		g->nlisten++;
 		return 0;
 	}
+	if (word_is(&w[0], "vm")) {
+		if (expect_args(p, w, n, 1))
+			return -1;
+		if (!word_is(&w[1], "ivshmem"))
+			return fail(p, w[1].col, "unknown VM kind '%.*s' (ivshmem)", (int)w[1].n,
+				    w[1].s);
+		g->vm = true;
+		return 0;
+	}
+	if (word_is(&w[0], "vm-memory")) {
+		uint64_t v;
+
+		if (expect_args(p, w, n, 1) || parse_u64(p, &w[1], CN_VM_MEM_MAX, true, &v))
+			return -1;
+		if (v < CN_VM_MEM_MIN || (v & (v - 1)))
+			return fail(p, w[1].col, "vm-memory must be a power of two from 1M to 1G");
+		g->vm_memory = v;
+		return 0;
+	}
 	return fail(p, w[0].col, "unknown guest directive '%.*s'", (int)w[0].n, w[0].s);
 }
 
@@ -483,6 +504,7 @@ static int begin_guest(struct parser *p, const struct word *w, int n)
 	memset(g, 0, sizeof(*g));
 	memcpy(g->name, name, sizeof(name));
 	g->uid = -1;
+	g->vm_memory = CFG_VM_MEMORY_DEFAULT;
 	g->line = p->line;
 	p->g = g;
 	p->block = IN_GUEST;
@@ -512,6 +534,11 @@ static int end_block(struct parser *p, const struct word *w, int n)
 	if (p->block == IN_GUEST && !p->g->naddr) {
 		p->line = p->block_line;
 		return fail(p, 1, "guest '%s' has no address", p->g->name);
+	}
+	if (p->block == IN_GUEST && !p->g->vm && p->g->vm_memory != CFG_VM_MEMORY_DEFAULT) {
+		p->line = p->block_line;
+		return fail(p, 1, "guest '%s' has vm-memory but is no VM (add 'vm ivshmem')",
+			    p->g->name);
 	}
 	p->block = TOP;
 	p->g = NULL;

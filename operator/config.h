@@ -60,8 +60,16 @@ struct guest_conf {
 	unsigned int lim_set; /* bit i: limit i set in the guest's block */
 	int nlisten;
 	struct listen_perm listen[CFG_MAX_PORTS];
+	/*
+	 * A VM guest (vm ivshmem): QEMU attaches its ivshmem-doorbell device
+	 * to the guest's ivshmem.sock, whose memory is vm_memory bytes.
+	 */
+	bool vm;
+	uint64_t vm_memory;
 	int line;
 };
+
+#define CFG_VM_MEMORY_DEFAULT (16ull << 20)
 
 enum rule_action { ACT_ALLOW, ACT_DENY, ACT_PROXY };
 enum sel_kind { SEL_ANY, SEL_GUEST, SEL_GROUP, SEL_PREFIX };

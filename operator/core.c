@@ -301,21 +301,27 @@ void core_guest_event(struct op *op, struct guest *g)
 
 /* ---- requests ---- */
 
+void core_hello_ok(struct op *op, struct guest *g, uint32_t seq, struct cn_msg_hello_ok *r)
+{
+	struct guest_conf *gc = guest_conf(op, g);
+	int i;
+
+	cn_msg_init(&r->h, CN_MSG_HELLO_OK, sizeof(*r), seq);
+	memcpy(r->name, g->name, CN_NAME_MAX);
+	r->guest_id = g->id;
+	r->naddr = (uint32_t)gc->naddr;
+	r->ring_size = gc->lim.ring_size;
+	for (i = 0; i < gc->naddr; i++)
+		r->addrs[i] = gc->addrs[i];
+}
+
 static int handle_hello(struct op *op, struct session *s, const struct cn_msg_hello *m)
 {
-	struct guest_conf *gc = guest_conf(op, s->g);
 	struct cn_msg_hello_ok r;
-	int i;
 
 	if (s->hello)
 		return reply_error(s, m->h.seq, EISCONN);
-	cn_msg_init(&r.h, CN_MSG_HELLO_OK, sizeof(r), m->h.seq);
-	memcpy(r.name, s->g->name, CN_NAME_MAX);
-	r.guest_id = s->g->id;
-	r.naddr = (uint32_t)gc->naddr;
-	r.ring_size = gc->lim.ring_size;
-	for (i = 0; i < gc->naddr; i++)
-		r.addrs[i] = gc->addrs[i];
+	core_hello_ok(op, s->g, m->h.seq, &r);
 	s->hello = true;
 	log_info("guest %s: registered (session %llu, pid %d, uid %u, declared pid %u)",
 		 s->g->name, (unsigned long long)s->id, (int)s->pid, (unsigned int)s->uid, m->pid);
@@ -1458,6 +1464,14 @@ static int handle_query(struct op *op, struct session *s, const struct cn_msg_hd
 	return send_msg(s, &r.h, NULL, 0);
 }
 
+static int handle_echo(struct session *s, const struct cn_msg_echo *m)
+{
+	struct cn_msg_echo r = *m;
+
+	r.h.type = CN_MSG_ECHO_OK;
+	return send_msg(s, &r.h, NULL, 0);
+}
+
 /* 0: keep the session; -1: drop it. chan: a LISTEN's channel fd (ours to close), or -1. */
 static int dispatch(struct op *op, struct session *s, const union cn_msg *m, int chan)
 {
@@ -1486,6 +1500,8 @@ static int dispatch(struct op *op, struct session *s, const union cn_msg *m, int
 	case CN_MSG_CLAIM:
 		handle_claim(op, s, &m->circuit, chan);
 		return 0;
+	case CN_MSG_ECHO:
+		return handle_echo(s, &m->echo) ? -1 : 0;
 	default:
 		/* a reply type sent to us */
 		reply_error(s, m->h.seq, EPROTO);
@@ -1641,6 +1657,12 @@ static int guest_socket(struct op *op, struct guest *g, const struct guest_conf 
 		unlink(g->path);
 		return err;
 	}
+	if (gc->vm && (err = vm_open(op, g, dir))) {
+		epoll_ctl(op->epfd, EPOLL_CTL_DEL, fd, NULL);
+		close(fd);
+		unlink(g->path);
+		return err;
+	}
 	return 0;
 }
 
@@ -1662,6 +1684,7 @@ static void guest_remove(struct op *op, struct guest *g, bool shutdown)
 				break;
 			}
 	}
+	vm_close(op, g);
 	epoll_ctl(op->epfd, EPOLL_CTL_DEL, g->ev.fd, NULL);
 	close(g->ev.fd);
 	unlink(g->path);
@@ -1712,6 +1735,21 @@ static int proxy_sync(struct op *op)
 	return 0;
 }
 
+/* A reload made a guest a VM, or a VM a guest of processes. */
+static int vm_sync(struct op *op, struct guest *g)
+{
+	char dir[CFG_PATH_MAX + 48];
+
+	if (op->cfg->guests[g->conf].vm == (g->vm != NULL))
+		return 0;
+	if (g->vm) {
+		vm_close(op, g);
+		return 0;
+	}
+	snprintf(dir, sizeof(dir), "%s/guests/%s", op->run_dir, g->name);
+	return vm_open(op, g, dir);
+}
+
 int core_sync_guests(struct op *op)
 {
 	struct guest **by_conf = calloc((size_t)op->cfg->nguests + 1, sizeof(*by_conf));
@@ -1728,6 +1766,10 @@ int core_sync_guests(struct op *op)
 		g->conf = config_guest_index(op->cfg, g->name);
 		if (g->conf >= 0)
 			by_conf[g->conf] = g;
+		if (g->conf >= 0)
+			err = vm_sync(op, g);
+		if (err)
+			return err;
 	}
 	for (i = 0; i < op->cfg->nguests; i++) {
 		struct guest *g;

@@ -131,9 +131,9 @@ static void view_status(struct op *op, struct sbuf *b, bool json)
 			  (unsigned long long)op->claims, (unsigned long long)op->claims_refused,
 			  (unsigned long long)op->ends_gone);
 		sb_printf(b, ",\"pair_regions\":%llu,\"chunks\":%llu,\"chunk_bytes\":%llu,"
-			  "\"slots_in_use\":%llu", (unsigned long long)op->npools,
+			  "\"slots_in_use\":%llu,\"vm_devices\":%llu", (unsigned long long)op->npools,
 			  (unsigned long long)op->nchunks, (unsigned long long)op->chunk_bytes,
-			  (unsigned long long)op->slots_used);
+			  (unsigned long long)op->slots_used, (unsigned long long)op->vm_devices);
 		sb_printf(b, ",\"counters\":");
 		counters_json(b, &op->cnt);
 		sb_printf(b, "}\n");
@@ -163,6 +163,7 @@ static void view_status(struct op *op, struct sbuf *b, bool json)
 		     "resident only as used), %llu slots in use\n",
 		  (unsigned long long)op->npools, (unsigned long long)op->nchunks,
 		  (unsigned long long)(op->chunk_bytes >> 20), (unsigned long long)op->slots_used);
+	sb_printf(b, "vms        %llu devices attached\n", (unsigned long long)op->vm_devices);
 	if (op->last_reload_error[0])
 		sb_printf(b, "last reload error: %s\n", op->last_reload_error);
 }
@@ -219,6 +220,21 @@ static void view_guests(struct op *op, struct sbuf *b, bool json)
 			  gc->lim.max_listeners, gc->lim.max_pending, gc->lim.max_sessions,
 			  (unsigned long long)gc->lim.max_memory);
 		counters_json(b, &g->cnt);
+		if (g->vm) {
+			struct vm_status st;
+
+			vm_status(g, &st);
+			sb_printf(b,
+				  ",\"vm\":{\"attached\":%s,\"qemu_pid\":%d,\"memory\":%llu,"
+				  "\"control_ok\":%s,\"control_messages\":%llu,\"control_resets\":%llu,"
+				  "\"attaches\":%llu,"
+				  "\"attaches_refused\":%llu,\"violations\":%llu}",
+				  st.attached ? "true" : "false", st.pid,
+				  (unsigned long long)st.memory, st.control_ok ? "true" : "false",
+				  (unsigned long long)st.messages, (unsigned long long)st.resets,
+				  (unsigned long long)st.attaches,
+				  (unsigned long long)st.refused, (unsigned long long)st.violations);
+		}
 		sb_printf(b, "}");
 		first = false;
 	}

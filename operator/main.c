@@ -154,6 +154,15 @@ static void run(struct op *op)
 			case EV_LEASE:
 				pool_lease_event(op, (struct lease *)ev);
 				break;
+			case EV_VM_SOCK:
+				vm_sock_event(op, ev);
+				break;
+			case EV_VM_DEV:
+				vm_dev_event(op, ev);
+				break;
+			case EV_VM_BELL:
+				vm_bell_event(op, ev);
+				break;
 			}
 		}
 		core_end_round(op);

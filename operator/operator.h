@@ -25,7 +25,16 @@
 #define OP_PROXY_MAX 64 /* proxy listeners per l4 (dataplane event loops) */
 
 /* What an epoll event belongs to: the first member of each owner. */
-enum ev_kind { EV_GUEST_SOCK, EV_SESSION, EV_CTL_SOCK, EV_SIGNAL, EV_LEASE };
+enum ev_kind {
+	EV_GUEST_SOCK,
+	EV_SESSION,
+	EV_CTL_SOCK,
+	EV_SIGNAL,
+	EV_LEASE,
+	EV_VM_SOCK, /* vm.c: a VM guest's ivshmem.sock */
+	EV_VM_DEV,  /* vm.c: QEMU's connection for one device */
+	EV_VM_BELL, /* vm.c: one of our vectors on a device */
+};
 
 struct evsrc {
 	enum ev_kind kind;
@@ -64,6 +73,7 @@ struct guest {
 	time_t log_window;
 	unsigned int log_count, log_dropped;
 	struct counters cnt;
+	struct vm *vm; /* vm.c: a VM guest's attach socket and device, or NULL */
 	struct list link;
 };
 
@@ -175,6 +185,7 @@ struct op {
 	uint64_t first_id; /* ids below are an earlier operator's (claims) */
 	uint64_t claims, claims_refused;
 	uint64_t ends_gone; /* ends closed by their lease's hang-up, no CLOSED seen */
+	uint64_t vm_devices; /* vm.c: VM devices attached now */
 	struct counters cnt;
 	time_t started;
 	uint64_t reloads, reload_failures, resets;
@@ -228,6 +239,22 @@ struct guest *guest_by_id(struct op *op, uint64_t id);
  * closed in the books if it was not already, whether or not its CLOSED came.
  */
 void core_end_gone(struct op *op, struct circuit *c, int role);
+
+/* HELLO_OK for guest g (for sessions and VM control circuits alike). */
+void core_hello_ok(struct op *op, struct guest *g, uint32_t seq, struct cn_msg_hello_ok *r);
+
+/* vm.c: VM guests (circnet/vm.h) */
+struct vm_status {
+	bool attached, control_ok;
+	int pid; /* QEMU's */
+	uint64_t memory, messages, resets, attaches, refused, violations;
+};
+int vm_open(struct op *op, struct guest *g, const char *dir);
+void vm_close(struct op *op, struct guest *g);
+void vm_sock_event(struct op *op, struct evsrc *ev);
+void vm_dev_event(struct op *op, struct evsrc *ev);
+void vm_bell_event(struct op *op, struct evsrc *ev);
+void vm_status(const struct guest *g, struct vm_status *st);
 
 /* pool.c */
 struct cn_circuit_params;

@@ -30,6 +30,7 @@ static const struct {
 	[CN_MSG_CLOSED] = { "closed", sizeof(struct cn_msg_id), 0 },
 	[CN_MSG_QUERY] = { "query", sizeof(struct cn_msg_hdr), 0 },
 	[CN_MSG_CLAIM] = { "claim", sizeof(struct cn_msg_circuit), 1 },
+	[CN_MSG_ECHO] = { "echo", sizeof(struct cn_msg_echo), 0 },
 	[CN_MSG_ERROR] = { "error", sizeof(struct cn_msg_error), 0 },
 	[CN_MSG_HELLO_OK] = { "hello-ok", sizeof(struct cn_msg_hello_ok), 0 },
 	[CN_MSG_LISTEN_OK] = { "listen-ok", sizeof(struct cn_msg_listen_ok), 0 },
@@ -39,6 +40,7 @@ static const struct {
 	[CN_MSG_QUERY_OK] = { "query-ok", sizeof(struct cn_msg_query_ok), 0 },
 	[CN_MSG_OK] = { "ok", sizeof(struct cn_msg_hdr), 0 },
 	[CN_MSG_PUBLISH] = { "publish", sizeof(struct cn_msg_publish), 0 },
+	[CN_MSG_ECHO_OK] = { "echo-ok", sizeof(struct cn_msg_echo), 0 },
 };
 #define N_TYPES (sizeof(msg_types) / sizeof(msg_types[0]))
 
@@ -197,6 +199,12 @@ static int check_body(const union cn_msg *m, const char **why)
 	case CN_MSG_ERROR:
 		if (m->error.err <= 0 || m->error.err > 4095 || m->error.pad)
 			FAIL("error: errno out of range");
+		break;
+	case CN_MSG_ECHO:
+	case CN_MSG_ECHO_OK:
+		if (m->echo.len > CN_ECHO_MAX || m->echo.pad ||
+		    !all_zero(m->echo.data + m->echo.len, CN_ECHO_MAX - m->echo.len))
+			FAIL("echo: length out of range, or bytes past it");
 		break;
 	case CN_MSG_RESET:
 		if (m->reset.err <= 0 || m->reset.err > 4095 || m->reset.pad)

@@ -21,6 +21,7 @@
 
 #include <errno.h>
 #include <stdbool.h>
+#include <stdint.h>
 
 struct cn_notifier;
 
@@ -51,6 +52,9 @@ struct cn_notifier {
 	 */
 	int aux_fd;
 	int kick_pending; /* atomic: a kick that found no sleeper, for the next wait() */
+	/* Implementation-private: the ivshmem notifier's doorbell and vector (vm.h). */
+	uint32_t doorbell;
+	uint32_t vector;
 };
 
 /*

@@ -38,6 +38,7 @@ enum cn_msg_type {
 	CN_MSG_CLOSED = 6,   /* no reply */
 	CN_MSG_QUERY = 7,
 	CN_MSG_CLAIM = 8,    /* no reply; + the circuit's memfd */
+	CN_MSG_ECHO = 9,     /* a round trip through the operator (VM control circuits) */
 	/* operator -> guest */
 	CN_MSG_ERROR = 64,
 	CN_MSG_HELLO_OK = 65,
@@ -48,6 +49,7 @@ enum cn_msg_type {
 	CN_MSG_QUERY_OK = 70,
 	CN_MSG_OK = 71,
 	CN_MSG_PUBLISH = 72,	/* pushed to the proxy stack: a published host port */
+	CN_MSG_ECHO_OK = 73,	/* ECHO's body, returned as it came */
 };
 
 enum cn_proto_l4 {
@@ -234,6 +236,19 @@ struct cn_msg_publish {
 	struct cn_addr host;
 };
 
+/*
+ * ECHO / ECHO_OK: the operator returns len bytes of data unchanged (the
+ * rest of data must be zero). A VM checks its control circuit with it
+ * (docs/vms.md): every byte goes through the rings both ways.
+ */
+#define CN_ECHO_MAX 256
+struct cn_msg_echo {
+	struct cn_msg_hdr h;
+	uint32_t len;
+	uint32_t pad;
+	uint8_t data[CN_ECHO_MAX];
+};
+
 /* The largest message of the protocol; receive buffers use this size. */
 union cn_msg {
 	struct cn_msg_hdr h;
@@ -248,6 +263,7 @@ union cn_msg {
 	struct cn_msg_error error;
 	struct cn_msg_query_ok query_ok;
 	struct cn_msg_publish publish;
+	struct cn_msg_echo echo;
 };
 
 /* Fill a header for a message of this type and body size. */

@@ -1,0 +1,399 @@
+// SPDX-License-Identifier: GPL-2.0 OR MIT
+/*
+ * circnet_ivshmem.c - the VM side of circnet's ivshmem transport.
+ *
+ * Owns the ivshmem PCI devices (1af4:1110) the host's operator serves:
+ * their registers (BAR0), their shared memory (BAR2) and their MSI-X
+ * vectors. Each device becomes a character device, /dev/circnet-ivshmemN
+ * (the interface is in include/circnet/ivshmem.h), through which user space
+ * maps the memory, sleeps on the vectors and rings the peers' doorbells.
+ *
+ * The module never reads the shared memory itself: everything in it is the
+ * host's and the peers' to write at any time, and the code that interprets
+ * it (circuit/, the same rings as on the host) validates every index it
+ * reads. What the module owns is what a hostile peer cannot reach: the
+ * registers, the interrupt counts and the bounds of each mapping.
+ *
+ * A device that goes away (unbind, hot-unplug) zaps every user mapping of
+ * its memory, so a late access gets SIGBUS rather than whatever the bus
+ * address holds next, and its open files report POLLERR and -ENODEV.
+ */
+#include <linux/atomic.h>
+#include <linux/fs.h>
+#include <linux/interrupt.h>
+#include <linux/kref.h>
+#include <linux/list.h>
+#include <linux/miscdevice.h>
+#include <linux/mm.h>
+#include <linux/module.h>
+#include <linux/mutex.h>
+#include <linux/pci.h>
+#include <linux/poll.h>
+#include <linux/slab.h>
+#include <linux/uaccess.h>
+#include <linux/wait.h>
+
+#include <circnet/ivshmem.h>
+
+#define DRV_NAME "circnet_ivshmem"
+
+/* BAR0 registers (QEMU docs/specs/ivshmem-spec.rst) */
+#define IVSHMEM_REG_INTRMASK   0x00
+#define IVSHMEM_REG_IVPOSITION 0x08
+#define IVSHMEM_REG_DOORBELL   0x0c
+
+struct cnv_dev;
+
+struct cnv_vector {
+	struct cnv_dev *dev;
+	unsigned int index;
+};
+
+struct cnv_dev {
+	struct kref ref; /* the PCI binding and each open file */
+	struct pci_dev *pdev;
+	void __iomem *regs;
+	phys_addr_t shm_phys;
+	resource_size_t shm_len;
+	unsigned int nvec;
+	struct cnv_vector vec[CN_IVSHMEM_MAX_VECTORS];
+	atomic_t fired[CN_IVSHMEM_MAX_VECTORS]; /* interrupts per vector, ever */
+	wait_queue_head_t wq;
+	struct miscdevice misc;
+	char name[32];
+	int id;
+	struct mutex lock; /* files, gone */
+	struct list_head files;
+	bool gone;
+};
+
+struct cnv_file {
+	struct cnv_dev *dev;
+	struct file *file;
+	struct list_head node;
+	int seen[CN_IVSHMEM_MAX_VECTORS]; /* fired[] as of this file's last read */
+};
+
+static DEFINE_IDA(cnv_ids);
+
+static void cnv_free(struct kref *ref)
+{
+	struct cnv_dev *d = container_of(ref, struct cnv_dev, ref);
+
+	ida_free(&cnv_ids, d->id);
+	kfree(d);
+}
+
+static irqreturn_t cnv_irq(int irq, void *arg)
+{
+	struct cnv_vector *v = arg;
+
+	atomic_inc(&v->dev->fired[v->index]);
+	wake_up_interruptible_all(&v->dev->wq);
+	return IRQ_HANDLED;
+}
+
+/* The vectors that fired since this file last looked, as a bitmap. */
+static u64 cnv_pending(struct cnv_file *cf, bool consume)
+{
+	struct cnv_dev *d = cf->dev;
+	u64 bits = 0;
+	unsigned int i;
+
+	for (i = 0; i < d->nvec; i++) {
+		int now = atomic_read(&d->fired[i]);
+
+		if (now != cf->seen[i]) {
+			bits |= 1ull << i;
+			if (consume)
+				cf->seen[i] = now;
+		}
+	}
+	return bits;
+}
+
+static int cnv_open(struct inode *inode, struct file *file)
+{
+	struct cnv_dev *d = container_of(file->private_data, struct cnv_dev, misc);
+	struct cnv_file *cf;
+	unsigned int i;
+
+	cf = kzalloc(sizeof(*cf), GFP_KERNEL);
+	if (!cf)
+		return -ENOMEM;
+	mutex_lock(&d->lock);
+	if (d->gone) {
+		mutex_unlock(&d->lock);
+		kfree(cf);
+		return -ENODEV;
+	}
+	kref_get(&d->ref);
+	cf->dev = d;
+	cf->file = file;
+	for (i = 0; i < d->nvec; i++)
+		cf->seen[i] = atomic_read(&d->fired[i]);
+	list_add(&cf->node, &d->files);
+	mutex_unlock(&d->lock);
+	file->private_data = cf;
+	return nonseekable_open(inode, file);
+}
+
+static int cnv_release(struct inode *inode, struct file *file)
+{
+	struct cnv_file *cf = file->private_data;
+	struct cnv_dev *d = cf->dev;
+
+	mutex_lock(&d->lock);
+	list_del(&cf->node);
+	mutex_unlock(&d->lock);
+	kfree(cf);
+	kref_put(&d->ref, cnv_free);
+	return 0;
+}
+
+static ssize_t cnv_read(struct file *file, char __user *buf, size_t len, loff_t *ppos)
+{
+	struct cnv_file *cf = file->private_data;
+	struct cnv_dev *d = cf->dev;
+	u64 bits;
+	int err;
+
+	if (len < sizeof(bits))
+		return -EINVAL;
+	for (;;) {
+		if (READ_ONCE(d->gone))
+			return -ENODEV;
+		bits = cnv_pending(cf, true);
+		if (bits)
+			break;
+		if (file->f_flags & O_NONBLOCK)
+			return -EAGAIN;
+		err = wait_event_interruptible(d->wq, READ_ONCE(d->gone) || cnv_pending(cf, false));
+		if (err)
+			return err;
+	}
+	if (copy_to_user(buf, &bits, sizeof(bits)))
+		return -EFAULT;
+	return sizeof(bits);
+}
+
+static __poll_t cnv_poll(struct file *file, poll_table *wait)
+{
+	struct cnv_file *cf = file->private_data;
+	struct cnv_dev *d = cf->dev;
+
+	poll_wait(file, &d->wq, wait);
+	if (READ_ONCE(d->gone))
+		return EPOLLERR | EPOLLHUP;
+	return cnv_pending(cf, false) ? EPOLLIN | EPOLLRDNORM : 0;
+}
+
+static int cnv_mmap(struct file *file, struct vm_area_struct *vma)
+{
+	struct cnv_file *cf = file->private_data;
+	struct cnv_dev *d = cf->dev;
+	unsigned long size = vma->vm_end - vma->vm_start;
+	unsigned long pages = d->shm_len >> PAGE_SHIFT;
+	int err;
+
+	if (!(vma->vm_flags & VM_SHARED))
+		return -EINVAL;
+	/* bounds in pages first, so that the byte offset cannot overflow */
+	if (vma->vm_pgoff >= pages || (size >> PAGE_SHIFT) > pages - vma->vm_pgoff)
+		return -EINVAL;
+	mutex_lock(&d->lock);
+	if (d->gone) {
+		mutex_unlock(&d->lock);
+		return -ENODEV;
+	}
+	vma->vm_flags |= VM_IO | VM_PFNMAP | VM_DONTEXPAND | VM_DONTDUMP;
+	err = io_remap_pfn_range(vma, vma->vm_start, (d->shm_phys >> PAGE_SHIFT) + vma->vm_pgoff,
+				 size, vma->vm_page_prot);
+	mutex_unlock(&d->lock);
+	return err;
+}
+
+static long cnv_ioctl(struct file *file, unsigned int cmd, unsigned long arg)
+{
+	struct cnv_file *cf = file->private_data;
+	struct cnv_dev *d = cf->dev;
+	struct cn_ivshmem_info info;
+	u32 bell;
+	long ret = 0;
+
+	mutex_lock(&d->lock);
+	if (d->gone) {
+		mutex_unlock(&d->lock);
+		return -ENODEV;
+	}
+	switch (cmd) {
+	case CN_IVSHMEM_IOC_INFO:
+		memset(&info, 0, sizeof(info));
+		info.region_size = d->shm_len;
+		info.ivposition = readl(d->regs + IVSHMEM_REG_IVPOSITION);
+		info.vectors = d->nvec;
+		if (copy_to_user((void __user *)arg, &info, sizeof(info)))
+			ret = -EFAULT;
+		break;
+	case CN_IVSHMEM_IOC_RING:
+		if (get_user(bell, (u32 __user *)arg))
+			ret = -EFAULT;
+		else
+			/* the device ignores peers and vectors it does not know */
+			writel(bell, d->regs + IVSHMEM_REG_DOORBELL);
+		break;
+	default:
+		ret = -ENOTTY;
+	}
+	mutex_unlock(&d->lock);
+	return ret;
+}
+
+static const struct file_operations cnv_fops = {
+	.owner = THIS_MODULE,
+	.open = cnv_open,
+	.release = cnv_release,
+	.read = cnv_read,
+	.poll = cnv_poll,
+	.mmap = cnv_mmap,
+	.unlocked_ioctl = cnv_ioctl,
+	.compat_ioctl = compat_ptr_ioctl,
+	.llseek = no_llseek,
+};
+
+static void cnv_free_vectors(struct cnv_dev *d)
+{
+	unsigned int i;
+
+	for (i = 0; i < d->nvec; i++)
+		free_irq(pci_irq_vector(d->pdev, i), &d->vec[i]);
+	if (d->nvec)
+		pci_free_irq_vectors(d->pdev);
+	d->nvec = 0;
+}
+
+/* ivshmem-doorbell has MSI-X; ivshmem-plain has no vectors and is memory only. */
+static int cnv_setup_vectors(struct cnv_dev *d)
+{
+	int n, i, err;
+
+	if (!d->pdev->msix_cap)
+		return 0;
+	n = pci_msix_vec_count(d->pdev);
+	if (n <= 0)
+		return 0;
+	n = min(n, CN_IVSHMEM_MAX_VECTORS);
+	n = pci_alloc_irq_vectors(d->pdev, 1, n, PCI_IRQ_MSIX);
+	if (n < 0)
+		return n;
+	for (i = 0; i < n; i++) {
+		d->vec[i].dev = d;
+		d->vec[i].index = i;
+		err = request_irq(pci_irq_vector(d->pdev, i), cnv_irq, 0, d->name, &d->vec[i]);
+		if (err) {
+			d->nvec = i;
+			cnv_free_vectors(d);
+			pci_free_irq_vectors(d->pdev);
+			return err;
+		}
+	}
+	d->nvec = n;
+	return 0;
+}
+
+static int cnv_probe(struct pci_dev *pdev, const struct pci_device_id *id)
+{
+	struct cnv_dev *d;
+	int err;
+
+	d = kzalloc(sizeof(*d), GFP_KERNEL);
+	if (!d)
+		return -ENOMEM;
+	kref_init(&d->ref);
+	mutex_init(&d->lock);
+	INIT_LIST_HEAD(&d->files);
+	init_waitqueue_head(&d->wq);
+	d->pdev = pdev;
+	d->id = ida_alloc(&cnv_ids, GFP_KERNEL);
+	if (d->id < 0) {
+		err = d->id;
+		kfree(d);
+		return err;
+	}
+	snprintf(d->name, sizeof(d->name), "circnet-ivshmem%d", d->id);
+
+	err = pcim_enable_device(pdev);
+	if (err)
+		goto fail;
+	/* an MSI-X interrupt is a write by the device: it needs bus mastering */
+	pci_set_master(pdev);
+	if (!(pci_resource_flags(pdev, 2) & IORESOURCE_MEM) || !pci_resource_len(pdev, 2) ||
+	    !PAGE_ALIGNED(pci_resource_start(pdev, 2))) {
+		dev_err(&pdev->dev, "no usable shared memory BAR\n");
+		err = -ENODEV;
+		goto fail;
+	}
+	err = pcim_iomap_regions(pdev, BIT(0), DRV_NAME);
+	if (err)
+		goto fail;
+	d->regs = pcim_iomap_table(pdev)[0];
+	d->shm_phys = pci_resource_start(pdev, 2);
+	d->shm_len = pci_resource_len(pdev, 2) & PAGE_MASK;
+	err = cnv_setup_vectors(d);
+	if (err)
+		goto fail;
+	writel(0xffffffff, d->regs + IVSHMEM_REG_INTRMASK);
+
+	d->misc.minor = MISC_DYNAMIC_MINOR;
+	d->misc.name = d->name;
+	d->misc.fops = &cnv_fops;
+	d->misc.mode = 0600;
+	d->misc.parent = &pdev->dev;
+	err = misc_register(&d->misc);
+	if (err)
+		goto fail_vectors;
+	pci_set_drvdata(pdev, d);
+	dev_info(&pdev->dev, "%s: %llu KiB shared, peer id %u, %u vectors\n", d->name,
+		 (unsigned long long)d->shm_len >> 10, readl(d->regs + IVSHMEM_REG_IVPOSITION),
+		 d->nvec);
+	return 0;
+
+fail_vectors:
+	cnv_free_vectors(d);
+fail:
+	kref_put(&d->ref, cnv_free);
+	return err;
+}
+
+static void cnv_remove(struct pci_dev *pdev)
+{
+	struct cnv_dev *d = pci_get_drvdata(pdev);
+	struct cnv_file *cf;
+
+	misc_deregister(&d->misc);
+	mutex_lock(&d->lock);
+	d->gone = true;
+	/* no process may touch the BAR once the device is gone */
+	list_for_each_entry(cf, &d->files, node) unmap_mapping_range(cf->file->f_mapping, 0, 0, 1);
+	mutex_unlock(&d->lock);
+	wake_up_interruptible_all(&d->wq);
+	cnv_free_vectors(d);
+	kref_put(&d->ref, cnv_free);
+}
+
+static const struct pci_device_id cnv_ids_table[] = {
+	{ PCI_DEVICE(0x1af4, 0x1110) },
+	{ 0 },
+};
+MODULE_DEVICE_TABLE(pci, cnv_ids_table);
+
+static struct pci_driver cnv_driver = {
+	.name = DRV_NAME,
+	.id_table = cnv_ids_table,
+	.probe = cnv_probe,
+	.remove = cnv_remove,
+};
+module_pci_driver(cnv_driver);
+
+MODULE_DESCRIPTION("circnet: circuits over ivshmem in a VM");
+MODULE_LICENSE("Dual MIT/GPL");

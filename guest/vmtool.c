@@ -1,0 +1,356 @@
+// SPDX-License-Identifier: MIT
+/*
+ * guest/vmtool.c - circnet-vm: the operator's control circuit as seen from
+ * inside a VM (circnet/vm.h), through the guest module's character device.
+ *
+ *   circnet-vm [--device PATH] info             the device: memory, peer id, vectors
+ *   circnet-vm [--device PATH] hello            register: the guest's name and addresses
+ *   circnet-vm [--device PATH] echo [--bytes N] [--window K]
+ *                                               N bytes through the operator and back,
+ *                                               K requests in flight, every byte checked
+ *   circnet-vm [--device PATH] scribble         a hostile VM: garbage over the control
+ *                                               circuit's indices, then a doorbell
+ *
+ * A static binary with the same ring code as the host (circuit/), so the
+ * VM image needs nothing else. Exit 0 on success, 1 on failure (one line
+ * on stderr saying why), 2 on bad usage.
+ */
+#define _GNU_SOURCE
+#include <errno.h>
+#include <fcntl.h>
+#include <getopt.h>
+#include <poll.h>
+#include <inttypes.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/ioctl.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <circnet/circuit.h>
+#include <circnet/ivshmem.h>
+#include <circnet/layout.h>
+#include <circnet/proto.h>
+#include <circnet/vm.h>
+
+#define IO_TIMEOUT_MS	10000 /* a dead operator fails a call, never hangs the VM */
+#define ECHO_WINDOW_MAX 32    /* requests and replies both fit their 16 KiB rings */
+
+struct ctl {
+	const char *path;
+	int fd;
+	struct cn_ivshmem_info info;
+	struct cn_region region;
+	struct cn_notifier notif[4];
+	struct cn_endpoint ep;
+	bool reset; /* ask for a new control circuit first (all but scribble) */
+};
+
+static int die(const char *what, int err)
+{
+	fprintf(stderr, "circnet-vm: %s: %s\n", what, strerror(err < 0 ? -err : err));
+	return 1;
+}
+
+static double now_s(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (double)ts.tv_sec + ts.tv_nsec / 1e9;
+}
+
+static size_t ctl_size(void)
+{
+	struct cn_circuit_params p = {
+		.mode = CN_MODE_STREAM,
+		.ring_size = { CN_VM_CTL_RING, CN_VM_CTL_RING },
+	};
+	size_t page = (size_t)sysconf(_SC_PAGESIZE);
+
+	return (cn_circuit_size(&p) + page - 1) & ~(page - 1);
+}
+
+/*
+ * A control circuit of our own: ring the operator's RESET vector and wait
+ * for ours. Whatever the last user left in the circuit (a half message, a
+ * scribble) is gone after it.
+ */
+static int ctl_reset(struct ctl *c)
+{
+	uint32_t bell = cn_ivshmem_doorbell(CN_VM_PEER_OPERATOR, CN_VM_VEC_RESET);
+	int fd = open(c->path, O_RDWR | O_CLOEXEC), err = -ETIMEDOUT;
+	struct pollfd p = { .fd = fd, .events = POLLIN };
+	double end = now_s() + IO_TIMEOUT_MS / 1000.0;
+
+	if (fd < 0)
+		return -errno;
+	/* opened before the ring: this file sees the answer's interrupt */
+	if (ioctl(fd, CN_IVSHMEM_IOC_RING, &bell) < 0) {
+		err = -errno;
+		goto out;
+	}
+	while (now_s() < end) {
+		uint64_t bits;
+		int r = poll(&p, 1, (int)((end - now_s()) * 1000) + 1);
+
+		if (r < 0 && errno != EINTR) {
+			err = -errno;
+			break;
+		}
+		if (r <= 0)
+			continue;
+		if (read(fd, &bits, sizeof(bits)) != (ssize_t)sizeof(bits)) {
+			err = -errno;
+			break;
+		}
+		if (bits & (1u << CN_VM_VEC_RESET)) {
+			err = 0;
+			break;
+		}
+	}
+out:
+	close(fd);
+	return err;
+}
+
+static int ctl_open(struct ctl *c)
+{
+	/* we sleep on our RX and TX vectors, and ring the operator's */
+	static const unsigned int wait_vec[2] = { CN_VM_VEC_RX, CN_VM_VEC_TX };
+	int i, err;
+
+	c->fd = open(c->path, O_RDWR | O_CLOEXEC);
+	if (c->fd < 0)
+		return -errno;
+	if (ioctl(c->fd, CN_IVSHMEM_IOC_INFO, &c->info) < 0)
+		return -errno;
+	err = cn_ivshmem_region_map(&c->region, c->fd, CN_VM_CTL_OFF, ctl_size());
+	if (!err && c->reset)
+		err = ctl_reset(c);
+	if (err)
+		return err;
+	for (i = 0; i < 4; i++) {
+		int fd = open(c->path, O_RDWR | O_CLOEXEC | O_NONBLOCK);
+		uint32_t bell = cn_ivshmem_doorbell(CN_VM_PEER_OPERATOR, (uint16_t)wait_vec[i % 2]);
+
+		if (fd < 0)
+			return -errno;
+		err = cn_ivshmem_notifier_init(&c->notif[i], fd, wait_vec[i % 2], bell);
+		if (err) {
+			close(fd);
+			return err;
+		}
+	}
+	err = cn_ep_attach(&c->ep, c->region.base, c->region.size, CN_ROLE_INITIATOR);
+	if (err)
+		return err;
+	cn_ep_set_notifiers(&c->ep, &c->notif[0], &c->notif[1], &c->notif[2], &c->notif[3]);
+	cn_ep_set_timeouts(&c->ep, IO_TIMEOUT_MS, IO_TIMEOUT_MS);
+	return 0;
+}
+
+static int send_all(struct ctl *c, const struct cn_msg_hdr *h)
+{
+	ssize_t n = cn_send(&c->ep, h, h->len, 0);
+
+	if (n < 0)
+		return (int)n;
+	return n == (ssize_t)h->len ? 0 : -EIO;
+}
+
+/* One whole, valid message of the type wanted (or ERROR: -its errno). */
+static int recv_msg(struct ctl *c, union cn_msg *m, unsigned int type)
+{
+	const char *why;
+	ssize_t n;
+
+	n = cn_recv(&c->ep, m, sizeof(m->h), CN_MSG_WAITALL);
+	if (n != (ssize_t)sizeof(m->h))
+		return n < 0 ? (int)n : -ECONNRESET;
+	if (m->h.len < sizeof(m->h) || m->h.len > sizeof(*m))
+		return -EBADMSG;
+	n = cn_recv(&c->ep, (char *)m + sizeof(m->h), m->h.len - sizeof(m->h), CN_MSG_WAITALL);
+	if (n != (ssize_t)(m->h.len - sizeof(m->h)))
+		return n < 0 ? (int)n : -ECONNRESET;
+	if (cn_msg_validate(m, m->h.len, 0, &why)) {
+		fprintf(stderr, "circnet-vm: bad message from the operator: %s\n", why);
+		return -EBADMSG;
+	}
+	if (m->h.type == CN_MSG_ERROR)
+		return -m->error.err;
+	return m->h.type == type ? 0 : -EBADMSG;
+}
+
+static int cmd_info(struct ctl *c)
+{
+	printf("device %s: %" PRIu64 " KiB shared memory, peer id %u, %u vectors\n", c->path,
+	       (uint64_t)c->info.region_size >> 10, c->info.ivposition, c->info.vectors);
+	return 0;
+}
+
+static int cmd_hello(struct ctl *c)
+{
+	struct cn_msg_hello m;
+	union cn_msg r;
+	uint32_t i;
+	int err;
+
+	cn_msg_init(&m.h, CN_MSG_HELLO, sizeof(m), 1);
+	m.pid = (uint32_t)getpid();
+	err = send_all(c, &m.h);
+	if (!err)
+		err = recv_msg(c, &r, CN_MSG_HELLO_OK);
+	if (err)
+		return die("hello", err);
+	printf("guest %s (id %" PRIu64 "), ring %u, addresses:", r.hello_ok.name,
+	       r.hello_ok.guest_id, r.hello_ok.ring_size);
+	for (i = 0; i < r.hello_ok.naddr; i++) {
+		const struct cn_addr *a = &r.hello_ok.addrs[i];
+
+		if (a->family == CN_AF_INET)
+			printf(" %u.%u.%u.%u", a->addr[0], a->addr[1], a->addr[2], a->addr[3]);
+		else
+			printf(" (IPv6)");
+	}
+	printf("\n");
+	return 0;
+}
+
+/* Request seq's payload: its length and bytes follow from seq alone. */
+static void echo_fill(struct cn_msg_echo *m, uint32_t seq, size_t left)
+{
+	uint32_t x = seq * 2654435761u + 1, i;
+
+	cn_msg_init(&m->h, CN_MSG_ECHO, sizeof(*m), seq);
+	m->len = 1 + x % CN_ECHO_MAX;
+	if (m->len > left)
+		m->len = (uint32_t)left;
+	for (i = 0; i < m->len; i++) {
+		x ^= x << 13, x ^= x >> 17, x ^= x << 5;
+		m->data[i] = (uint8_t)x;
+	}
+}
+
+static int cmd_echo(struct ctl *c, size_t bytes, unsigned int window)
+{
+	size_t sent = 0, back = 0;
+	uint32_t next = 1, expect = 1;
+	struct cn_msg_echo m, want;
+	double t0 = now_s(), dt;
+	union cn_msg r;
+	int err;
+
+	while (back < bytes) {
+		while (sent < bytes && next - expect < window) {
+			echo_fill(&m, next++, bytes - sent);
+			sent += m.len;
+			err = send_all(c, &m.h);
+			if (err)
+				return die("echo: send", err);
+		}
+		err = recv_msg(c, &r, CN_MSG_ECHO_OK);
+		if (err)
+			return die("echo: reply", err);
+		echo_fill(&want, expect, bytes - back);
+		want.h.type = CN_MSG_ECHO_OK;
+		if (memcmp(&want, &r.echo, sizeof(want))) {
+			fprintf(stderr, "circnet-vm: echo: reply %u differs from its request\n",
+				expect);
+			return 1;
+		}
+		back += want.len;
+		expect++;
+	}
+	dt = now_s() - t0;
+	printf("echo: %zu bytes in %u messages through the operator and back, all checked, "
+	       "%.2f s, %.0f round trips/s\n",
+	       bytes, expect - 1, dt, (expect - 1) / dt);
+	return 0;
+}
+
+/* What a hostile VM can do: any bytes over the control blocks, then ring. */
+static int cmd_scribble(struct ctl *c)
+{
+	uint8_t *p = c->region.base;
+	size_t i;
+
+	srand((unsigned int)time(NULL));
+	for (i = 0; i < CN_DATA_OFF && i < c->region.size; i++)
+		p[i] = (uint8_t)rand();
+	cn_notifier_signal(&c->notif[2]);
+	cn_notifier_signal(&c->notif[3]);
+	printf("scribbled over %zu bytes of the control circuit\n", (size_t)CN_DATA_OFF);
+	return 0;
+}
+
+static int usage(FILE *f)
+{
+	fprintf(f, "usage: circnet-vm [--device PATH] info | hello | "
+		   "echo [--bytes N] [--window K] | scribble\n");
+	return f == stderr ? 2 : 0;
+}
+
+int main(int argc, char **argv)
+{
+	static const struct option opts[] = {
+		{ "device", required_argument, NULL, 'd' },
+		{ "bytes", required_argument, NULL, 'b' },
+		{ "window", required_argument, NULL, 'w' },
+		{ "help", no_argument, NULL, 'h' },
+		{ 0 },
+	};
+	struct ctl c = { .path = "/dev/circnet-ivshmem0", .fd = -1 };
+	unsigned long long bytes = 1 << 20, window = 8;
+	const char *cmd;
+	char *end;
+	int o, err;
+
+	while ((o = getopt_long(argc, argv, "d:b:w:h", opts, NULL)) != -1) {
+		switch (o) {
+		case 'd':
+			c.path = optarg;
+			break;
+		case 'b':
+		case 'w':
+			errno = 0;
+			if (o == 'b')
+				bytes = strtoull(optarg, &end, 10);
+			else
+				window = strtoull(optarg, &end, 10);
+			if (errno || *end ||
+			    (o == 'w' && (window < 1 || window > ECHO_WINDOW_MAX))) {
+				fprintf(stderr, "circnet-vm: bad --%s '%s'%s\n",
+					o == 'b' ? "bytes" : "window", optarg,
+					o == 'w' ? " (1 to 32)" : "");
+				return 2;
+			}
+			break;
+		case 'h':
+			return usage(stdout);
+		default:
+			return usage(stderr);
+		}
+	}
+	if (optind != argc - 1)
+		return usage(stderr);
+	cmd = argv[optind];
+	if (strcmp(cmd, "info") && strcmp(cmd, "hello") && strcmp(cmd, "echo") &&
+	    strcmp(cmd, "scribble")) {
+		fprintf(stderr, "circnet-vm: unknown command '%s'\n", cmd);
+		return usage(stderr);
+	}
+	c.reset = strcmp(cmd, "scribble") != 0;
+	err = ctl_open(&c);
+	if (err)
+		return die(c.path, err);
+	if (!strcmp(cmd, "info"))
+		return cmd_info(&c);
+	if (!strcmp(cmd, "hello"))
+		return cmd_hello(&c);
+	if (!strcmp(cmd, "echo"))
+		return cmd_echo(&c, (size_t)bytes, (unsigned int)window);
+	return cmd_scribble(&c);
+}

@@ -1,0 +1,80 @@
+#!/usr/bin/env bash
+# scripts/vm-image.sh - build what a test VM boots: the guest module against
+# the installed Debian kernel's headers, and an initramfs with busybox, the
+# module and circnet-vm. Prints the paths as shell assignments:
+#   KERNEL=... INITRD=... KVER=...
+#
+# usage: scripts/vm-image.sh [--build DIR] [--out DIR]
+#   --build DIR  the meson build holding guest/circnet-vm (default: build)
+#   --out DIR    where the image goes (default: DIR/vm)
+#
+# The image's /init mounts /proc, /sys and /dev, loads the module, then runs
+# /test.sh if the image has one (a test appends its own cpio with it: the
+# kernel unpacks concatenated archives in order), else a shell on the console.
+# Needs linux-image-amd64, linux-headers-amd64 and busybox-static
+# (scripts/deps.sh installs them).
+set -euo pipefail
+root=$(cd "$(dirname "$0")/.." && pwd)
+build=$root/build
+out=
+while [ $# -gt 0 ]; do
+	case $1 in
+	--build) build=$2; shift 2 ;;
+	--out) out=$2; shift 2 ;;
+	-h|--help) sed -n '2,16p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+	*) echo "vm-image: unknown argument '$1'" >&2; exit 2 ;;
+	esac
+done
+out=${out:-$build/vm}
+fail() { echo "vm-image: $*" >&2; exit 1; }
+
+# the newest kernel that has both an image and headers
+kver=
+for d in /lib/modules/*/build; do
+	[ -e "$d/Makefile" ] || continue
+	v=$(basename "$(dirname "$d")")
+	[ -r "/boot/vmlinuz-$v" ] && kver=$v
+done
+[ -n "$kver" ] || fail "no kernel with headers (install linux-image-amd64 linux-headers-amd64)"
+busybox=$(command -v busybox) || fail "no busybox (install busybox-static)"
+file -L "$busybox" 2>/dev/null | grep -q 'statically linked' ||
+	ldd "$busybox" 2>&1 | grep -q 'not a dynamic' || fail "$busybox is not static (install busybox-static)"
+[ -x "$build/guest/circnet-vm" ] || fail "no $build/guest/circnet-vm (build first; sanitizer builds have none)"
+
+mkdir -p "$out"
+# the module, built off the source tree
+rm -rf "$out/kmod"
+mkdir -p "$out/kmod"
+cp "$root/guest-kmod/circnet_ivshmem.c" "$root/guest-kmod/Kbuild" "$out/kmod/"
+make -s -C "/lib/modules/$kver/build" M="$out/kmod" CIRCNET_INCLUDE="$root/include" modules \
+	>"$out/kmod/build.log" 2>&1 || { cat "$out/kmod/build.log" >&2; fail "the module did not build"; }
+
+# the root file system
+rootfs=$out/rootfs
+rm -rf "$rootfs"
+mkdir -p "$rootfs"/{bin,dev,proc,sys,tmp,lib/modules}
+cp "$busybox" "$rootfs/bin/busybox"
+cp "$build/guest/circnet-vm" "$rootfs/bin/circnet-vm"
+cp "$out/kmod/circnet_ivshmem.ko" "$rootfs/lib/modules/"
+cat >"$rootfs/init" <<'INIT'
+#!/bin/busybox sh
+/bin/busybox --install -s /bin
+mount -t proc proc /proc
+mount -t sysfs sys /sys
+mount -t devtmpfs dev /dev
+echo "circnet-vm-image: up, kernel $(uname -r)"
+if ! insmod /lib/modules/circnet_ivshmem.ko; then
+	echo "circnet-vm-image: insmod failed"
+fi
+if [ -x /test.sh ]; then
+	/test.sh
+	echo "circnet-vm-image: test.sh exit $?"
+	poweroff -f
+fi
+exec sh
+INIT
+chmod +x "$rootfs/init"
+(cd "$rootfs" && find . | cpio -o -H newc --quiet) | gzip -1 >"$out/initramfs.cpio.gz"
+echo "KERNEL=/boot/vmlinuz-$kver"
+echo "INITRD=$out/initramfs.cpio.gz"
+echo "KVER=$kver"
