@@ -31,8 +31,12 @@
 
 #include <cmocka.h>
 
+#include <circnet/circuit.h>
+#include <circnet/layout.h>
+#include <circnet/local.h>
 #include <circnet/opclient.h>
 #include <circnet/pool.h>
+#include <circnet/vm.h>
 
 static const char *operator_bin, *ctl_bin;
 static char dir[48], run_dir[64], cfg_path[64], log_path[64];
@@ -69,6 +73,7 @@ static const char *const base_config =
 	"    address 10.9.0.30\n"
 	"    max-sessions 16\n"
 	"}\n"
+
 	"allow tcp from group:clients to web port 80\n"
 	"allow tcp from flood to web port 80\n"
 	"allow udp from client to web port 53\n"
@@ -1377,6 +1382,332 @@ static void test_pool_pages_return(void **state)
 	cn_op_close(&web.op);
 }
 
+/* ---- VM guests: this test plays QEMU (circnet/vm.h, operator/vm.c) ---- */
+
+/* Guest vmx becomes a VM with a reload (and goes away with the next). */
+static const char *const vm_guest = "guest vmx {\n"
+				    "    address 10.9.0.40\n"
+				    "    vm ivshmem\n"
+				    "    vm-memory 1M\n"
+				    "}\n";
+
+static void vm_guest_add(void)
+{
+	char out[4096];
+
+	write_config(vm_guest);
+	assert_int_equal(ctl(out, sizeof(out), "reload"), 0);
+}
+
+static void vm_guest_remove(void)
+{
+	char out[4096];
+
+	write_config("");
+	assert_int_equal(ctl(out, sizeof(out), "reload"), 0);
+}
+
+struct fake_vm {
+	int sock;
+	void *mem;
+	size_t size;
+	int op_vec[3]; /* the operator's vectors: we ring them */
+	int my_vec[CN_VM_VECTORS]; /* ours: the operator rings them */
+	struct cn_notifier notif[4];
+	struct cn_endpoint ep;
+};
+
+static int vm_connect(void)
+{
+	struct sockaddr_un sa = { .sun_family = AF_UNIX };
+	int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+
+	assert_true(fd >= 0);
+	snprintf(sa.sun_path, sizeof(sa.sun_path), "%s/guests/vmx/ivshmem.sock", run_dir);
+	assert_int_equal(connect(fd, (struct sockaddr *)&sa, sizeof(sa)), 0);
+	return fd;
+}
+
+/* One ivshmem-server message: its int64 and its fd (or -1). */
+static int64_t vm_msg(int sock, int *fd)
+{
+	int64_t v = -2;
+	int nfds = 0;
+	ssize_t n = cn_recv_fds(sock, fd, 1, &nfds, &v, sizeof(v));
+
+	assert_int_equal(n, sizeof(v));
+	if (!nfds)
+		*fd = -1;
+	return v;
+}
+
+static void vm_bell(int fd)
+{
+	uint64_t one = 1;
+
+	assert_int_equal(write(fd, &one, sizeof(one)), sizeof(one));
+}
+
+/* Wait up to 3 s for an eventfd the operator rings. */
+static void vm_wait_vec(int fd)
+{
+	struct pollfd p = { .fd = fd, .events = POLLIN };
+	uint64_t v;
+
+	assert_int_equal(poll(&p, 1, 3000), 1);
+	assert_int_equal(read(fd, &v, sizeof(v)), sizeof(v));
+}
+
+static size_t vm_ctl_size(void)
+{
+	struct cn_circuit_params p = { .mode = CN_MODE_STREAM,
+				       .ring_size = { CN_VM_CTL_RING, CN_VM_CTL_RING } };
+
+	return (cn_circuit_size(&p) + 4095) & ~(size_t)4095;
+}
+
+/* A new control circuit, as the VM's driver asks for one, then attach it. */
+static void vm_reset(struct fake_vm *v)
+{
+	vm_bell(v->op_vec[CN_VM_VEC_RESET]);
+	vm_wait_vec(v->my_vec[CN_VM_VEC_RESET]);
+	memset(&v->ep, 0, sizeof(v->ep));
+	assert_int_equal(cn_ep_attach(&v->ep, v->mem, vm_ctl_size(), CN_ROLE_INITIATOR), 0);
+	cn_ep_set_notifiers(&v->ep, &v->notif[0], &v->notif[1], &v->notif[2], &v->notif[3]);
+	cn_ep_set_timeouts(&v->ep, 3000, 3000);
+}
+
+/* What QEMU's ivshmem-doorbell device gets on connect, checked message by message. */
+static void vm_attach(struct fake_vm *v)
+{
+	int fd, i, seals;
+	struct stat st;
+
+	memset(v, 0, sizeof(*v));
+	v->sock = vm_connect();
+	assert_int_equal(vm_msg(v->sock, &fd), 0); /* protocol version */
+	assert_int_equal(fd, -1);
+	assert_int_equal(vm_msg(v->sock, &fd), CN_VM_PEER_GUEST);
+	assert_int_equal(fd, -1);
+	assert_int_equal(vm_msg(v->sock, &fd), -1); /* the memory */
+	assert_true(fd >= 0);
+	seals = fcntl(fd, F_GET_SEALS);
+	assert_true((seals & (F_SEAL_SHRINK | F_SEAL_GROW | F_SEAL_SEAL)) ==
+		    (F_SEAL_SHRINK | F_SEAL_GROW | F_SEAL_SEAL));
+	assert_int_equal(fstat(fd, &st), 0);
+	assert_int_equal(st.st_size, 1 << 20);
+	v->size = (size_t)st.st_size;
+	v->mem = mmap(NULL, v->size, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
+	assert_true(v->mem != MAP_FAILED);
+	close(fd);
+	for (i = 0; i < 3; i++) {
+		assert_int_equal(vm_msg(v->sock, &v->op_vec[i]), CN_VM_PEER_OPERATOR);
+		assert_true(v->op_vec[i] >= 0);
+	}
+	for (i = 0; i < CN_VM_VECTORS; i++) {
+		assert_int_equal(vm_msg(v->sock, &v->my_vec[i]), CN_VM_PEER_GUEST);
+		assert_true(v->my_vec[i] >= 0);
+	}
+	/* we sleep on our RX/TX vectors and ring the operator's */
+	for (i = 0; i < 2; i++) {
+		assert_int_equal(cn_eventfd_notifier_init(&v->notif[i], dup(v->my_vec[i])), 0);
+		assert_int_equal(cn_eventfd_notifier_init(&v->notif[2 + i], dup(v->op_vec[i])), 0);
+	}
+	vm_reset(v);
+}
+
+static void vm_detach(struct fake_vm *v)
+{
+	int i;
+
+	for (i = 0; i < 4; i++)
+		cn_notifier_release(&v->notif[i]);
+	for (i = 0; i < 3; i++)
+		close(v->op_vec[i]);
+	for (i = 0; i < CN_VM_VECTORS; i++)
+		close(v->my_vec[i]);
+	munmap(v->mem, v->size);
+	close(v->sock);
+}
+
+static void vm_send(struct fake_vm *v, const struct cn_msg_hdr *h)
+{
+	assert_int_equal(cn_send(&v->ep, h, h->len, 0), (ssize_t)h->len);
+}
+
+static void vm_recv(struct fake_vm *v, union cn_msg *m, unsigned int type)
+{
+	const char *why;
+
+	assert_int_equal(cn_recv(&v->ep, m, sizeof(m->h), CN_MSG_WAITALL), sizeof(m->h));
+	assert_true(m->h.len >= sizeof(m->h) && m->h.len <= sizeof(*m));
+	assert_int_equal(cn_recv(&v->ep, (char *)m + sizeof(m->h), m->h.len - sizeof(m->h),
+				 CN_MSG_WAITALL),
+			 (ssize_t)(m->h.len - sizeof(m->h)));
+	assert_int_equal(cn_msg_validate(m, m->h.len, 0, &why), 0);
+	assert_int_equal(m->h.type, type);
+}
+
+static void vm_hello(struct fake_vm *v)
+{
+	struct cn_msg_hello h;
+	union cn_msg r;
+
+	cn_msg_init(&h.h, CN_MSG_HELLO, sizeof(h), 7);
+	vm_send(v, &h.h);
+	vm_recv(v, &r, CN_MSG_HELLO_OK);
+	assert_int_equal(r.h.seq, 7);
+	assert_string_equal(r.hello_ok.name, "vmx");
+	assert_int_equal(r.hello_ok.naddr, 1);
+}
+
+/* The VM's own view in `circnetctl guests --json`: vm.KEY. */
+static unsigned long long vm_view(const char *key)
+{
+	char out[32768], *p;
+
+	assert_int_equal(ctl(out, sizeof(out), "guests --json"), 0);
+	p = strstr(out, "\"name\":\"vmx\"");
+	assert_non_null(p);
+	p = strstr(p, "\"vm\":{");
+	assert_non_null(p);
+	p = strstr(p, key);
+	assert_non_null(p);
+	p += strlen(key);
+	if (!strncmp(p, "true", 4))
+		return 1;
+	if (!strncmp(p, "false", 5))
+		return 0;
+	return strtoull(p, NULL, 10);
+}
+
+static void wait_vm_view(const char *key, unsigned long long n)
+{
+	int i;
+
+	for (i = 0; i < 300 && vm_view(key) != n; i++)
+		usleep(10000);
+	assert_int_equal(vm_view(key), n);
+}
+
+static int op_fd_count(void)
+{
+	char cmd[128], out[32];
+	FILE *p;
+
+	snprintf(cmd, sizeof(cmd), "ls /proc/%d/fd | wc -l", (int)op_pid);
+	p = popen(cmd, "r");
+
+	assert_non_null(p);
+	assert_non_null(fgets(out, sizeof(out), p));
+	pclose(p);
+	return atoi(out);
+}
+
+/*
+ * The operator as ivshmem server: the protocol's messages, a sealed memory
+ * of vm-memory bytes, HELLO and 4000 pipelined ECHOs over the control
+ * circuit (every byte compared), a second QEMU refused while the first
+ * holds the VM's device, and nothing left behind once QEMU hangs up.
+ */
+static void test_vm_control_circuit(void **state)
+{
+	struct cn_msg_echo e;
+	struct fake_vm v;
+	int fds_before, i, second;
+	union cn_msg r;
+	char buf[8];
+
+	vm_guest_add();
+	fds_before = op_fd_count();
+	vm_attach(&v);
+	wait_status("\"vm_devices\":", 1);
+	vm_hello(&v);
+	for (i = 0; i < 4000; i++) {
+		uint32_t k;
+
+		cn_msg_init(&e.h, CN_MSG_ECHO, sizeof(e), (uint32_t)i + 1);
+		e.len = (uint32_t)(i * 37) % (CN_ECHO_MAX + 1);
+		for (k = 0; k < e.len; k++)
+			e.data[k] = (uint8_t)(i + k);
+		vm_send(&v, &e.h);
+		if (i >= 31) { /* 32 in flight: both rings hold them */
+			vm_recv(&v, &r, CN_MSG_ECHO_OK);
+			assert_int_equal(r.h.seq, (uint32_t)i - 30);
+			assert_int_equal(r.echo.len, (uint32_t)((i - 31) * 37) % (CN_ECHO_MAX + 1));
+			for (k = 0; k < r.echo.len; k++)
+				assert_int_equal(r.echo.data[k], (uint8_t)(i - 31 + k));
+		}
+	}
+	for (i = 0; i < 31; i++)
+		vm_recv(&v, &r, CN_MSG_ECHO_OK);
+	assert_int_equal(r.h.seq, 4000);
+	assert_true(vm_view("\"control_messages\":") >= 4001);
+
+	/* a second QEMU for the same VM: hung up at once, nothing sent */
+	second = vm_connect();
+	assert_int_equal(recv(second, buf, sizeof(buf), 0), 0);
+	close(second);
+	assert_int_equal(vm_view("\"attaches_refused\":"), 1);
+
+	vm_detach(&v);
+	wait_status("\"vm_devices\":", 0);
+	assert_int_equal(op_fd_count(), fds_before);
+}
+
+/*
+ * A hostile VM: garbage over the control circuit's indices, then a message
+ * of a wrong length, then one longer than any message. Each time the
+ * operator drops the circuit, counts it, lives on, and a reset brings a
+ * working circuit back. A request the VM may not make yet is answered
+ * with an error, not a hang-up.
+ */
+static void test_vm_hostile(void **state)
+{
+	struct cn_msg_hdr bad;
+	struct cn_msg_id q;
+	struct fake_vm v;
+	union cn_msg r;
+	uint8_t *p;
+	size_t i;
+
+	vm_attach(&v);
+	vm_hello(&v);
+	p = v.mem;
+	for (i = 0; i < CN_DATA_OFF; i++)
+		p[i] = (uint8_t)(i * 131 + 7);
+	vm_bell(v.op_vec[CN_VM_VEC_RX]);
+	vm_bell(v.op_vec[CN_VM_VEC_TX]);
+	wait_vm_view("\"violations\":", 1);
+	assert_int_equal(vm_view("\"control_ok\":"), 0);
+
+	vm_reset(&v);
+	vm_hello(&v);
+	cn_msg_init(&bad, CN_MSG_HELLO, sizeof(bad), 1); /* a HELLO is longer */
+	vm_send(&v, &bad);
+	wait_vm_view("\"violations\":", 2);
+
+	vm_reset(&v);
+	cn_msg_init(&bad, CN_MSG_ECHO, sizeof(bad), 2);
+	bad.len = 1u << 20; /* longer than any message: only its header is sent */
+	assert_int_equal(cn_send(&v.ep, &bad, sizeof(bad), 0), sizeof(bad));
+	wait_vm_view("\"violations\":", 3);
+
+	vm_reset(&v);
+	assert_int_equal(vm_view("\"control_ok\":"), 1);
+	cn_msg_init(&q.h, CN_MSG_CLOSED, sizeof(q), 3);
+	q.id = 1;
+	vm_send(&v, &q.h);
+	vm_recv(&v, &r, CN_MSG_ERROR);
+	assert_int_equal(r.error.err, EOPNOTSUPP);
+	vm_hello(&v);
+	assert_int_equal(vm_view("\"violations\":"), 3);
+	vm_detach(&v);
+	wait_status("\"vm_devices\":", 0);
+	vm_guest_remove();
+	assert_true(ctl_reachable());
+}
+
 static int group_setup(void **state)
 {
 	snprintf(dir, sizeof(dir), "/tmp/circnet-test-op.XXXXXX");
@@ -1428,6 +1759,8 @@ int main(int argc, char **argv)
 		cmocka_unit_test(test_pool_lingering),
 		cmocka_unit_test(test_pool_end_gone),
 		cmocka_unit_test(test_pipelined_connects),
+		cmocka_unit_test(test_vm_control_circuit),
+		cmocka_unit_test(test_vm_hostile),
 	};
 
 	if (argc != 3) {
