@@ -104,7 +104,8 @@ static int notifier_from_fd(struct cn_notifier *n, int fd, bool signal_only)
 	if (fstat(fd, &st) < 0)
 		return -errno;
 	if (S_ISSOCK(st.st_mode))
-		return cn_socket_notifier_init_flags(n, fd, signal_only ? CN_NOTIFIER_SIGNAL_ONLY : 0);
+		return cn_socket_notifier_init_flags(n, fd,
+						     signal_only ? CN_NOTIFIER_SIGNAL_ONLY : 0);
 	return cn_eventfd_notifier_init(n, fd);
 }
 
@@ -166,8 +167,8 @@ int cn_local_open(struct cn_local_ep *l, const int *fds, int nfds, enum cn_role 
 		return err;
 	err = cn_ep_attach(&l->ep, l->region.base, l->region.size, role);
 	if (!err)
-		err = nfds == CN_LOCAL_NFDS_SOCK ? open_notifiers_shared(l, fds) :
-						   open_notifiers_each(l, fds);
+		err = nfds == CN_LOCAL_NFDS_SOCK ? open_notifiers_shared(l, fds)
+						 : open_notifiers_each(l, fds);
 	if (err) {
 		l->region.fd = -1; /* ownership stays with the caller on failure */
 		cn_region_release(&l->region);
@@ -178,11 +179,13 @@ int cn_local_open(struct cn_local_ep *l, const int *fds, int nfds, enum cn_role 
 	return 0;
 }
 
-int cn_local_open_slot(struct cn_local_ep *l, struct cn_chunk *chunk, uint64_t off, size_t size,
-		       const int notif_fds[2], int lease_fd, enum cn_role role, uint64_t stamp)
+/* A slot's notifiers: two socket ends (nnotif 2) or four eventfds (nnotif 4, a VM's pair). */
+static int open_slot(struct cn_local_ep *l, struct cn_chunk *chunk, uint64_t off, size_t size,
+		     const int *notif_fds, int nnotif, int lease_fd, enum cn_role role,
+		     uint64_t stamp)
 {
 	size_t csize = cn_chunk_size(chunk);
-	int fds[3] = { -1, notif_fds[0], notif_fds[1] };
+	int fds[5] = { -1 };
 	unsigned char *base;
 	int err;
 
@@ -191,10 +194,11 @@ int cn_local_open_slot(struct cn_local_ep *l, struct cn_chunk *chunk, uint64_t o
 	if (off % CN_DATA_OFF || size < CN_DATA_OFF || off > csize || size > csize - off ||
 	    lease_fd < 0)
 		return -EINVAL;
+	memcpy(fds + 1, notif_fds, (size_t)nnotif * sizeof(int));
 	base = (unsigned char *)cn_chunk_base(chunk) + off;
 	err = cn_ep_attach_stamped(&l->ep, base, size, role, stamp);
 	if (!err)
-		err = open_notifiers_shared(l, fds);
+		err = nnotif == 2 ? open_notifiers_shared(l, fds) : open_notifiers_each(l, fds);
 	if (err)
 		return err;
 	l->region.base = base;
@@ -204,6 +208,27 @@ int cn_local_open_slot(struct cn_local_ep *l, struct cn_chunk *chunk, uint64_t o
 	l->lease_fd = lease_fd;
 	l->leased = true;
 	return 0;
+}
+
+int cn_local_open_slot(struct cn_local_ep *l, struct cn_chunk *chunk, uint64_t off, size_t size,
+		       const int notif_fds[2], int lease_fd, enum cn_role role, uint64_t stamp)
+{
+	return open_slot(l, chunk, off, size, notif_fds, 2, lease_fd, role, stamp);
+}
+
+int cn_local_open_slot_vm(struct cn_local_ep *l, struct cn_chunk *chunk, uint64_t off, size_t size,
+			  const int notif_fds[4], int lease_fd, enum cn_role role, uint64_t stamp)
+{
+	int i;
+
+	/* all four must be eventfds: a socket end here would be a confused operator */
+	for (i = 0; i < 4; i++) {
+		struct stat st;
+
+		if (fstat(notif_fds[i], &st) < 0 || S_ISSOCK(st.st_mode))
+			return -EINVAL;
+	}
+	return open_slot(l, chunk, off, size, notif_fds, 4, lease_fd, role, stamp);
 }
 
 /* Let go of the memory: our own region, or our reference to the chunk and the lease. */

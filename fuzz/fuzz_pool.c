@@ -53,6 +53,33 @@ struct guest *guest_by_id(struct op *op, uint64_t id)
 	return NULL;
 }
 
+/* the harness's guests are processes: pool.c never asks vm.c (operator/vm.c) */
+int vm_pair_memory(struct op *op, const struct guest *vm, const struct guest *host,
+		   size_t *size, struct vm_dev **dev)
+{
+	abort();
+}
+
+int vm_vectors_get(struct vm_dev *d)
+{
+	abort();
+}
+
+void vm_vectors_put(struct vm_dev *d, int pair)
+{
+	abort();
+}
+
+int vm_vectors_fds(struct vm_dev *d, int pair, int fds[4])
+{
+	abort();
+}
+
+uint32_t vm_dev_position(const struct vm_dev *d)
+{
+	abort();
+}
+
 /* the harness gives slots no circuits: a lease hang-up never reaches one */
 void core_end_gone(struct op *op, struct circuit *c, int role)
 {
@@ -192,7 +219,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 			i = b % nlive;
 			r = (b >> 7) & 1;
 			if (lv[i].sl && lv[i].lease[r] >= 0) {
-				pool_end_closed(lv[i].sl, r, &g[lv[i].gi[r]]);
+				pool_end_closed(&op, lv[i].sl, r, &g[lv[i].gi[r]]);
 				lv[i].linger[r] = true;
 			}
 			break;

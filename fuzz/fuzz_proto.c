@@ -6,11 +6,30 @@
  * length, the right fd count, known families and transports, and it must
  * keep passing if copied (the validator may not depend on anything else).
  */
+#include <stdbool.h>
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include <circnet/proto.h>
+
+/*
+ * The fds a valid message came with: its type's count, except circuits:
+ * a VM's (none to the VM, a device bundle to the host), a pooled one (a
+ * chunk bundle) or one of its own (3 or 5).
+ */
+static bool fds_fit(const union cn_msg *m, int nfds)
+{
+	if (cn_msg_nfds(m->h.type) != CN_MSG_MAX_FDS)
+		return cn_msg_nfds(m->h.type) == nfds;
+	if (m->circuit.flags & CN_CIRCUIT_VM)
+		return m->circuit.chunk_id && (nfds == 0 || nfds == CN_POOL_NFDS_VM);
+	if (m->circuit.vm_vec)
+		return false;
+	if (m->circuit.chunk_id)
+		return nfds == CN_POOL_NFDS;
+	return nfds == 3 || nfds == 5;
+}
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
@@ -45,11 +64,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		if (m.h.type == CN_MSG_LISTEN) {
 			if (nfds != !!(m.listen.flags & CN_LISTEN_CHANNEL))
 				abort();
-		} else if (m.h.len != size ||
-			   (cn_msg_nfds(m.h.type) != nfds &&
-			    !(cn_msg_nfds(m.h.type) == 5 && nfds == 3 && !m.circuit.chunk_id) &&
-			    !(cn_msg_nfds(m.h.type) == 5 && nfds == CN_POOL_NFDS &&
-			      m.circuit.chunk_id))) {
+		} else if (m.h.len != size || !fds_fit(&m, nfds)) {
 			abort();
 		}
 		if (m.h.len != size)

@@ -48,7 +48,7 @@ static int recv_msg(struct cn_op *op, union cn_msg *m, int *fds, int *nfds, int 
 		if (rc == 0)
 			return timeout_ms == 0 ? -EAGAIN : -ETIMEDOUT;
 		*nfds = 0;
-		n = cn_recv_fds(op->fd, fds, CN_LOCAL_NFDS, nfds, m, sizeof(*m));
+		n = cn_recv_fds(op->fd, fds, CN_MSG_MAX_FDS, nfds, m, sizeof(*m));
 		if (n == -EAGAIN)
 			return -EAGAIN;
 		if (n == 0 || n == -ECONNRESET)
@@ -252,7 +252,7 @@ int cn_op_open_within(struct cn_op *op, const char *path, int hello_ms)
 	struct sockaddr_un sa = { .sun_family = AF_UNIX };
 	struct cn_msg_hello req;
 	union cn_msg rep;
-	int fds[CN_LOCAL_NFDS], nfds, err;
+	int fds[CN_MSG_MAX_FDS], nfds, err;
 
 	memset(op, 0, sizeof(*op));
 	op->timeout_ms = hello_ms;
@@ -332,7 +332,7 @@ int cn_op_listen_flags(struct cn_op *op, unsigned int l4, const struct cn_addr *
 {
 	struct cn_msg_listen req;
 	union cn_msg rep;
-	int fds[CN_LOCAL_NFDS], nfds, err;
+	int fds[CN_MSG_MAX_FDS], nfds, err;
 
 	cn_msg_init(&req.h, CN_MSG_LISTEN, sizeof(req), 0);
 	req.l4 = (uint8_t)l4;
@@ -373,7 +373,7 @@ int cn_op_listen_channel(struct cn_op *ctl, struct cn_op *lst, unsigned int l4,
 {
 	struct cn_msg_listen req;
 	union cn_msg rep;
-	int fds[CN_LOCAL_NFDS], nfds, err;
+	int fds[CN_MSG_MAX_FDS], nfds, err;
 	bool fresh = !lst->durable;
 
 	if (fresh && (err = cn_op_channel_init(lst)))
@@ -405,7 +405,7 @@ int cn_op_unlisten(struct cn_op *op, uint64_t listener_id)
 {
 	struct cn_msg_id req;
 	union cn_msg rep;
-	int fds[CN_LOCAL_NFDS], nfds, err;
+	int fds[CN_MSG_MAX_FDS], nfds, err;
 
 	cn_msg_init(&req.h, CN_MSG_UNLISTEN, sizeof(req), 0);
 	req.id = listener_id;
@@ -430,15 +430,19 @@ static int open_slot(const struct cn_msg_circuit *c, int *fds, int nfds, struct 
 	struct cn_chunk *chunk;
 	int err, fd;
 
-	if (nfds != CN_POOL_NFDS || !size)
+	if (nfds != ((c->flags & CN_CIRCUIT_VM) ? CN_POOL_NFDS_VM : CN_POOL_NFDS) || !size)
 		return -EPROTO;
 	fd = fds[0];
 	fds[0] = -1; /* the chunk table's now, whatever happens */
 	err = cn_chunk_get(c->chunk_id, fd, &chunk);
 	if (err)
 		return err;
-	err = cn_local_open_slot(ep, chunk, c->slot_off, size, fds + 1, fds[3],
-				 (enum cn_role)c->role, c->circuit_id);
+	if (c->flags & CN_CIRCUIT_VM)
+		err = cn_local_open_slot_vm(ep, chunk, c->slot_off, size, fds + 1, fds[5],
+					    (enum cn_role)c->role, c->circuit_id);
+	else
+		err = cn_local_open_slot(ep, chunk, c->slot_off, size, fds + 1, fds[3],
+					 (enum cn_role)c->role, c->circuit_id);
 	if (err)
 		cn_chunk_put(chunk);
 	return err;
@@ -520,7 +524,7 @@ int cn_op_connect_flags(struct cn_op *op, unsigned int l4, const struct cn_addr 
 {
 	struct cn_msg_connect req;
 	union cn_msg rep;
-	int fds[CN_LOCAL_NFDS], nfds, err;
+	int fds[CN_MSG_MAX_FDS], nfds, err;
 
 	connect_req(&req, l4, src, dst, flags);
 	err = call(op, &req.h, &rep, fds, &nfds);
@@ -563,7 +567,7 @@ int cn_op_connect_send(struct cn_op *op, unsigned int l4, const struct cn_addr *
 static int await_reply(struct cn_op *op, uint32_t seq, struct cn_op_reply **out)
 {
 	union cn_msg m;
-	int fds[CN_LOCAL_NFDS], nfds, err;
+	int fds[CN_MSG_MAX_FDS], nfds, err;
 	unsigned int i;
 
 	for (;;) {
@@ -603,7 +607,7 @@ int cn_op_accept(struct cn_op *op, struct cn_local_ep *ep, struct cn_op_conn *co
 {
 	struct cn_msg_id ack;
 	union cn_msg m;
-	int fds[CN_LOCAL_NFDS], nfds, err;
+	int fds[CN_MSG_MAX_FDS], nfds, err;
 
 	for (;;) {
 		nfds = 0;
@@ -656,7 +660,7 @@ int cn_op_query(struct cn_op *op, struct cn_msg_query_ok *out)
 {
 	struct cn_msg_hdr req;
 	union cn_msg rep;
-	int fds[CN_LOCAL_NFDS], nfds, err;
+	int fds[CN_MSG_MAX_FDS], nfds, err;
 
 	cn_msg_init(&req, CN_MSG_QUERY, sizeof(req), 0);
 	err = call(op, &req, &rep, fds, &nfds);
@@ -669,7 +673,7 @@ int cn_op_query(struct cn_op *op, struct cn_msg_query_ok *out)
 
 int cn_op_take_pushes(struct cn_op *op)
 {
-	int fds[CN_LOCAL_NFDS], nfds, err, n;
+	int fds[CN_MSG_MAX_FDS], nfds, err, n;
 	union cn_msg m;
 
 	for (n = 0; n < 256; n++) {

@@ -136,7 +136,7 @@ static void circuit_end_close(struct op *op, struct circuit *c, int role)
 	end_detach_session(e);
 	if (e->g) {
 		if (c->slot)
-			pool_end_closed(c->slot, role, e->g);
+			pool_end_closed(op, c->slot, role, e->g);
 		e->g->ncircuits--;
 		e->g->mem -= c->mem;
 		e->g = NULL;
@@ -155,7 +155,8 @@ static void circuit_end_close(struct op *op, struct circuit *c, int role)
 /* Never blocks: a guest that does not read its socket is dropped instead. */
 static int send_msg(struct session *s, const struct cn_msg_hdr *h, const int *fds, int nfds)
 {
-	int err = cn_send_fds(s->ev.fd, fds, nfds, h, h->len);
+	/* a VM's session is its control circuit (vm.c): messages without fds */
+	int err = s->vm ? vm_session_send(s->vm, h, nfds) : cn_send_fds(s->ev.fd, fds, nfds, h, h->len);
 
 	if (err)
 		log_debug("guest %s session %llu: send %s failed: %s", s->g->name,
@@ -227,8 +228,10 @@ static void session_close(struct op *op, struct session *s, const char *why)
 		list_del(&s->lst->link);
 		free(s->lst);
 	}
-	epoll_ctl(op->epfd, EPOLL_CTL_DEL, s->ev.fd, NULL);
-	close(s->ev.fd);
+	if (s->ev.fd >= 0) {
+		epoll_ctl(op->epfd, EPOLL_CTL_DEL, s->ev.fd, NULL);
+		close(s->ev.fd);
+	}
 	list_del(&s->link);
 	g->nsessions--;
 	op->nsessions--;
@@ -260,6 +263,51 @@ static struct session *session_new(struct op *op, struct guest *g, int fd, pid_t
 	g->nsessions++;
 	op->nsessions++;
 	return s;
+}
+
+/*
+ * A VM's session (vm.c): its control circuit plays the socket. Not in
+ * epoll: vm.c reads the circuit and hands each message to core_vm_dispatch.
+ */
+struct session *core_vm_session(struct op *op, struct guest *g, struct vm_dev *d, pid_t pid)
+{
+	struct session *s = calloc(1, sizeof(*s));
+
+	if (!s)
+		return NULL;
+	s->ev.kind = EV_SESSION;
+	s->ev.fd = -1;
+	s->vm = d;
+	s->g = g;
+	s->id = ++op->next_id;
+	s->pid = pid;
+	list_init(&s->circuits);
+	list_add_tail(&g->sessions, &s->link);
+	g->nsessions++;
+	op->nsessions++;
+	return s;
+}
+
+static void push_reset(struct circuit *c, int role);
+
+/*
+ * The VM's session ends (its device went, or its driver asked for a new
+ * control circuit): the host ends of its circuits are reset, as a peer
+ * host's crash resets TCP connections. An eventfd shows no hang-up, so
+ * the host end learns it from us.
+ */
+void core_vm_session_close(struct op *op, struct session *s, const char *why)
+{
+	struct list *pos;
+
+	list_for_each(pos, &s->circuits) {
+		struct circuit_end *e = container_of(pos, struct circuit_end, link);
+		struct circuit *c = container_of(e - e->role, struct circuit, end[0]);
+
+		if (c->end[!e->role].g)
+			push_reset(c, !e->role);
+	}
+	session_close(op, s, why);
 }
 
 void core_guest_event(struct op *op, struct guest *g)
@@ -1020,6 +1068,24 @@ static int check_limits(struct op *op, struct session *s, struct setup *st, size
 	return 0;
 }
 
+/*
+ * A VM's circuit (CN_CIRCUIT_VM, both ends' messages say so): the VM's
+ * message names its device and vector pair instead of a chunk.
+ */
+static bool vm_end_of(const struct circuit *c, int role, struct cn_msg_circuit *r)
+{
+	uint32_t position;
+	int vec;
+
+	if (!pool_slot_vm(c->slot, &vec, &position))
+		return false;
+	if (c->slot->vm_role == role) {
+		r->chunk_id = position;
+		r->vm_vec = (uint8_t)vec;
+	}
+	return true;
+}
+
 static void fill_circuit_msg(struct cn_msg_circuit *r, enum cn_msg_type type, uint32_t seq,
 			     const struct circuit *c, int role, uint64_t lst)
 {
@@ -1034,6 +1100,8 @@ static void fill_circuit_msg(struct cn_msg_circuit *r, enum cn_msg_type type, ui
 	r->ring_size[1] = c->ring_size[1];
 	r->local = c->end[role].addr;
 	r->remote = c->end[!role].addr;
+	if (c->slot && vm_end_of(c, role, r))
+		r->flags |= CN_CIRCUIT_VM;
 }
 
 /*
@@ -1045,12 +1113,20 @@ struct bundle {
 	int chunk;
 	int wake[2][2]; /* [data, space][role] */
 	int lease[2];	/* [role] */
+	/* a VM's pair: the VM's role (its end gets no fds), the host end's eventfds */
+	int vm_role;
+	int vmwake[4];
 };
 
 static void bundle_close(struct bundle *b)
 {
 	int i;
 
+	for (i = 0; i < 4; i++) {
+		if (b->vmwake[i] >= 0)
+			close(b->vmwake[i]);
+		b->vmwake[i] = -1;
+	}
 	for (i = 0; i < 2; i++) {
 		if (b->wake[i][0] >= 0)
 			close(b->wake[i][0]);
@@ -1069,6 +1145,9 @@ static int bundle_make(struct op *op, const struct guest *a, const struct guest 
 	int err = 0, i;
 
 	bd->chunk = -1;
+	bd->vm_role = a->vm ? 0 : b->vm ? 1 : -1;
+	for (i = 0; i < 4; i++)
+		bd->vmwake[i] = -1;
 	for (i = 0; i < 2; i++)
 		bd->wake[i][0] = bd->wake[i][1] = bd->lease[i] = -1;
 	sl = pool_slot_new(op, a, b, cn_circuit_size(prm), bd->lease, &err);
@@ -1080,16 +1159,28 @@ static int bundle_make(struct op *op, const struct guest *a, const struct guest 
 	sl->c = c;
 	bd->chunk = pool_slot_fd(sl);
 	err = pool_slot_format(sl, prm);
-	for (i = 0; i < 2 && !err; i++)
+	if (!err && bd->vm_role >= 0) /* the device's vectors are the notifiers */
+		err = pool_slot_vm_wake(sl, bd->vmwake);
+	for (i = 0; i < 2 && !err && bd->vm_role < 0; i++)
 		err = cn_socket_notifier_pair(bd->wake[i]);
 	if (err)
 		bundle_close(bd); /* the leases hang up: the slot comes back by itself */
 	return err;
 }
 
-static int bundle_select(const struct bundle *b, int role, int out[CN_POOL_NFDS])
+static int bundle_select(const struct bundle *b, int role, int out[CN_MSG_MAX_FDS])
 {
+	int i;
+
+	if (b->vm_role == role)
+		return 0; /* the VM maps its device and sleeps on its vectors */
 	out[0] = b->chunk;
+	if (b->vm_role >= 0) {
+		for (i = 0; i < 4; i++)
+			out[1 + i] = b->vmwake[i];
+		out[5] = b->lease[role];
+		return CN_POOL_NFDS_VM;
+	}
 	out[1] = b->wake[0][role];
 	out[2] = b->wake[1][role];
 	out[3] = b->lease[role];
@@ -1215,7 +1306,7 @@ static int handle_connect(struct op *op, struct session *s, const struct cn_msg_
 	struct cn_msg_circuit r;
 	struct bundle fds;
 	struct circuit *c;
-	int ends[CN_POOL_NFDS], nfds, err;
+	int ends[CN_MSG_MAX_FDS], nfds, err;
 	size_t mem;
 
 	st.to = m->dst;
@@ -1289,7 +1380,7 @@ static int handle_connect(struct op *op, struct session *s, const struct cn_msg_
 
 	fill_circuit_msg(&r, CN_MSG_CONNECT_OK, m->h.seq, c, CN_ROLE_INITIATOR, 0);
 	if (prm.pending)
-		r.flags = CN_CIRCUIT_PENDING;
+		r.flags |= CN_CIRCUIT_PENDING;
 	nfds = bundle_select(&fds, CN_ROLE_INITIATOR, ends);
 	err = send_msg(s, &r.h, ends, nfds);
 	/*
@@ -1473,6 +1564,16 @@ static int handle_echo(struct session *s, const struct cn_msg_echo *m)
 }
 
 /* 0: keep the session; -1: drop it. chan: a LISTEN's channel fd (ours to close), or -1. */
+static int dispatch(struct op *op, struct session *s, const union cn_msg *m, int chan);
+
+int core_vm_dispatch(struct op *op, struct session *s, const union cn_msg *m)
+{
+	/* a VM's listeners come in a later version: it has no channel to give */
+	if (m->h.type == CN_MSG_LISTEN || m->h.type == CN_MSG_CLAIM)
+		return reply_error(s, m->h.seq, EOPNOTSUPP) ? -1 : 0;
+	return dispatch(op, s, m, -1);
+}
+
 static int dispatch(struct op *op, struct session *s, const union cn_msg *m, int chan)
 {
 	if (m->h.type == CN_MSG_LISTEN && (m->listen.flags & CN_LISTEN_CHANNEL))

@@ -228,12 +228,14 @@ static void view_guests(struct op *op, struct sbuf *b, bool json)
 				  ",\"vm\":{\"attached\":%s,\"qemu_pid\":%d,\"memory\":%llu,"
 				  "\"control_ok\":%s,\"control_messages\":%llu,\"control_resets\":%llu,"
 				  "\"attaches\":%llu,"
-				  "\"attaches_refused\":%llu,\"violations\":%llu}",
+				  "\"attaches_refused\":%llu,\"violations\":%llu,"
+				  "\"pair_devices\":%u,\"pairs_assigned\":%u}",
 				  st.attached ? "true" : "false", st.pid,
 				  (unsigned long long)st.memory, st.control_ok ? "true" : "false",
 				  (unsigned long long)st.messages, (unsigned long long)st.resets,
 				  (unsigned long long)st.attaches,
-				  (unsigned long long)st.refused, (unsigned long long)st.violations);
+				  (unsigned long long)st.refused, (unsigned long long)st.violations,
+				  st.pair_devices, st.pairs_assigned);
 		}
 		sb_printf(b, "}");
 		first = false;

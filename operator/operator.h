@@ -91,7 +91,8 @@ struct listener {
 };
 
 struct session {
-	struct evsrc ev;
+	struct evsrc ev; /* fd -1: a VM's session (vm), not in epoll */
+	struct vm_dev *vm;
 	struct guest *g;
 	uint64_t id;
 	pid_t pid;
@@ -129,6 +130,8 @@ struct slot {
 	struct circuit *c;     /* the circuit in the books, while there is one */
 	uint64_t linger_gid[2]; /* [role]: the guest charged for a lingering end, or 0 */
 	struct slot *next_free;
+	int vm_vec;  /* a VM's pair: the slot's vector pair of the device, else -1 */
+	int vm_role; /* a VM's pair: the VM's end while open (it has no lease), else -1 */
 	int64_t freed_ms;  /* CLOCK_MONOTONIC, when it became free */
 	struct list sweep; /* in op->unswept while free with its pages */
 	struct list link;  /* in its chunk */
@@ -240,6 +243,15 @@ struct guest *guest_by_id(struct op *op, uint64_t id);
  */
 void core_end_gone(struct op *op, struct circuit *c, int role);
 
+/* A VM's session: its control circuit (vm.c) carries the messages. */
+struct vm_dev;
+struct session *core_vm_session(struct op *op, struct guest *g, struct vm_dev *d, pid_t pid);
+void core_vm_session_close(struct op *op, struct session *s, const char *why);
+/* A message from the VM, validated: 0, or -1 when the session must go. */
+int core_vm_dispatch(struct op *op, struct session *s, const union cn_msg *m);
+/* vm.c: a message for the VM, over its control circuit (nfds must be 0). 0 or -errno. */
+int vm_session_send(struct vm_dev *d, const struct cn_msg_hdr *h, int nfds);
+
 /* HELLO_OK for guest g (for sessions and VM control circuits alike). */
 void core_hello_ok(struct op *op, struct guest *g, uint32_t seq, struct cn_msg_hello_ok *r);
 
@@ -248,6 +260,7 @@ struct vm_status {
 	bool attached, control_ok;
 	int pid; /* QEMU's */
 	uint64_t memory, messages, resets, attaches, refused, violations;
+	unsigned int pair_devices, pairs_assigned;
 };
 int vm_open(struct op *op, struct guest *g, const char *dir);
 void vm_close(struct op *op, struct guest *g);
@@ -255,6 +268,18 @@ void vm_sock_event(struct op *op, struct evsrc *ev);
 void vm_dev_event(struct op *op, struct evsrc *ev);
 void vm_bell_event(struct op *op, struct evsrc *ev);
 void vm_status(const struct guest *g, struct vm_status *st);
+struct vm_dev;
+/*
+ * The memory of the VM's device for its pair with host (assigned on first
+ * contact, for as long as the device lives): a dup of its memfd, its size
+ * and the device. -errno: no device left for a new peer.
+ */
+int vm_pair_memory(struct op *op, const struct guest *vm, const struct guest *host,
+		   size_t *size, struct vm_dev **dev);
+int vm_vectors_get(struct vm_dev *d); /* a free vector pair, or -1 */
+void vm_vectors_put(struct vm_dev *d, int pair);
+int vm_vectors_fds(struct vm_dev *d, int pair, int fds[4]);
+uint32_t vm_dev_position(const struct vm_dev *d);
 
 /* pool.c */
 struct cn_circuit_params;
@@ -272,7 +297,15 @@ int pool_slot_fd(const struct slot *sl);
 uint64_t pool_slot_chunk(const struct slot *sl);
 uint64_t pool_slot_off(const struct slot *sl);
 /* An end closed in the books: its guest is charged while it still holds the lease. */
-void pool_end_closed(struct slot *sl, int role, struct guest *g);
+void pool_end_closed(struct op *op, struct slot *sl, int role, struct guest *g);
+/*
+ * A VM's pair (vm.c): true for a slot in a VM's device, with its vector
+ * pair and the device's IVPosition; the host end's four eventfds (dups,
+ * the caller's: wait_rx, wait_tx, sig_rx, sig_tx); a device gone.
+ */
+bool pool_slot_vm(const struct slot *sl, int *vm_vec, uint32_t *position);
+int pool_slot_vm_wake(const struct slot *sl, int fds[4]);
+void pool_vm_gone(struct op *op, struct vm_dev *d);
 /* A lease hung up: its end's last holder is gone. */
 void pool_lease_event(struct op *op, struct lease *l);
 void pool_fini(struct op *op);

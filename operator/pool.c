@@ -45,10 +45,10 @@
 #include "log.h"
 #include "operator.h"
 
-#define CHUNK_SIZE	 ((size_t)16 << 20)
-#define CHUNK_SEALS	 (F_SEAL_SHRINK | F_SEAL_GROW | F_SEAL_SEAL)
-#define POOL_EMPTY_KEEP 1 /* empty chunks a pair keeps, so that a busy pair does not churn */
-#define POOL_SWEEP_MS	 500 /* a free slot keeps its pages this long (pool_sweep) */
+#define CHUNK_SIZE	((size_t)16 << 20)
+#define CHUNK_SEALS	(F_SEAL_SHRINK | F_SEAL_GROW | F_SEAL_SEAL)
+#define POOL_EMPTY_KEEP 1   /* empty chunks a pair keeps, so that a busy pair does not churn */
+#define POOL_SWEEP_MS	500 /* a free slot keeps its pages this long (pool_sweep) */
 
 struct pool {
 	uint64_t gid[2]; /* the pair's guests by runtime id (ids outlive reloads) */
@@ -62,6 +62,12 @@ struct pchunk {
 	struct pool *p;
 	uint64_t id;
 	int fd;
+	/*
+	 * A VM's pair (vm.c): the chunk is the memory of the VM's device for
+	 * this pair, whole and fixed (a BAR does not grow), and each slot
+	 * takes a vector pair of the device. NULL once the device is gone.
+	 */
+	struct vm_dev *vmdev;
 	size_t size, bump;
 	unsigned int used; /* slots handed out and not free yet */
 	struct slot *free; /* freed slots, most recent first */
@@ -123,7 +129,8 @@ static struct pool *pool_find(struct op *op, const struct guest *a, const struct
 {
 	struct list *pos;
 
-	list_for_each(pos, &op->pools) {
+	list_for_each(pos, &op->pools)
+	{
 		struct pool *p = container_of(pos, struct pool, link);
 
 		if ((p->gid[0] == a->id && p->gid[1] == b->id) ||
@@ -180,6 +187,31 @@ static struct pchunk *chunk_new(struct op *op, struct pool *p, size_t size, int 
 	p->nchunks++;
 	op->nchunks++;
 	op->chunk_bytes += size;
+	return ch;
+}
+
+/* The pair's device memory as its one chunk (vm.c assigns the device to the pair). */
+static struct pchunk *chunk_new_vm(struct op *op, struct pool *p, const struct guest *vm,
+				   const struct guest *host, int *errp)
+{
+	struct pchunk *ch = calloc(1, sizeof(*ch));
+
+	if (!ch)
+		return NULL;
+	ch->fd = vm_pair_memory(op, vm, host, &ch->size, &ch->vmdev);
+	if (ch->fd < 0) {
+		*errp = ch->fd;
+		free(ch);
+		return NULL;
+	}
+	ch->fd = cn_fd_lift(ch->fd);
+	list_init(&ch->slots);
+	ch->p = p;
+	ch->id = ++op->next_id;
+	list_add_tail(&p->chunks, &ch->link);
+	p->nchunks++;
+	op->nchunks++;
+	op->chunk_bytes += ch->size;
 	return ch;
 }
 
@@ -287,6 +319,9 @@ static void slot_release(struct op *op, struct slot *sl)
 		sl->c->slot = NULL;
 		sl->c = NULL;
 	}
+	if (ch->vmdev && sl->vm_vec >= 0)
+		vm_vectors_put(ch->vmdev, sl->vm_vec);
+	sl->vm_vec = -1;
 	/* its pages go back once it stayed free a while (pool_sweep) */
 	sl->freed_ms = mono_now_ms();
 	list_add_tail(&op->unswept, &sl->sweep);
@@ -297,7 +332,8 @@ static void slot_release(struct op *op, struct slot *sl)
 	if (ch->used)
 		return;
 	/* keep POOL_EMPTY_KEEP empty chunks per pair; the rest go */
-	list_for_each_safe(pos, tmp, &p->chunks) {
+	list_for_each_safe(pos, tmp, &p->chunks)
+	{
 		struct pchunk *c = container_of(pos, struct pchunk, link);
 
 		if (!c->used && ++empty > POOL_EMPTY_KEEP)
@@ -305,8 +341,59 @@ static void slot_release(struct op *op, struct slot *sl)
 	}
 }
 
-struct slot *pool_slot_new(struct op *op, const struct guest *a, const struct guest *b,
-			   size_t size, int guest_lease[2], int *errp)
+/*
+ * A slot in a VM's pair: in the device's memory, with a vector pair of the
+ * device, and a lease for the host end only. The VM's end has no process
+ * to hold a lease: it ends when the VM says CLOSED or its session or device
+ * goes (pool_end_closed), and a VM that writes on after that breaks only
+ * circuits of its own pair.
+ */
+static struct slot *slot_new_vm(struct op *op, struct pool *p, const struct guest *a,
+				const struct guest *b, size_t size, int guest_lease[2], int *errp)
+{
+	size_t page = (size_t)pagesz();
+	int vm_role = a->vm ? 0 : 1, err = -ENOBUFS;
+	struct pchunk *ch;
+	struct slot *sl;
+
+	if (a->vm && b->vm) {
+		*errp = -EOPNOTSUPP; /* VM to VM: a later version (docs/vms.md) */
+		return NULL;
+	}
+	if (list_empty(&p->chunks) && !chunk_new_vm(op, p, vm_role ? b : a, vm_role ? a : b, errp))
+		return NULL;
+	ch = container_of(p->chunks.next, struct pchunk, link);
+	*errp = -ENOBUFS;
+	if (!ch->vmdev)
+		return NULL; /* the device is gone */
+	size = (size + page - 1) & ~(page - 1);
+	sl = chunk_take(ch, size);
+	if (!sl)
+		return NULL; /* the device's memory is full */
+	sl->vm_vec = vm_vectors_get(ch->vmdev);
+	sl->lease[0].ev.fd = sl->lease[1].ev.fd = -1;
+	guest_lease[0] = guest_lease[1] = -1;
+	/* -ENOBUFS when every vector pair is taken */
+	if (sl->vm_vec < 0 || (err = lease_open(op, sl, !vm_role, &guest_lease[!vm_role]))) {
+		if (sl->vm_vec >= 0)
+			vm_vectors_put(ch->vmdev, sl->vm_vec);
+		sl->vm_vec = -1;
+		sl->next_free = ch->free;
+		ch->free = sl;
+		*errp = err;
+		return NULL;
+	}
+	sl->vm_role = vm_role;
+	sl->live = 2; /* the host's lease, and the VM's end */
+	sl->c = NULL;
+	sl->linger_gid[0] = sl->linger_gid[1] = 0;
+	ch->used++;
+	op->slots_used++;
+	return sl;
+}
+
+struct slot *pool_slot_new(struct op *op, const struct guest *a, const struct guest *b, size_t size,
+			   int guest_lease[2], int *errp)
 {
 	size_t page = (size_t)pagesz();
 	struct pool *p = pool_get(op, a, b);
@@ -318,8 +405,11 @@ struct slot *pool_slot_new(struct op *op, const struct guest *a, const struct gu
 	*errp = -ENOMEM;
 	if (!p)
 		return NULL;
+	if (a->vm || b->vm)
+		return slot_new_vm(op, p, a, b, size, guest_lease, errp);
 	size = (size + page - 1) & ~(page - 1);
-	list_for_each(pos, &p->chunks) {
+	list_for_each(pos, &p->chunks)
+	{
 		sl = chunk_take(container_of(pos, struct pchunk, link), size);
 		if (sl)
 			break;
@@ -334,6 +424,8 @@ struct slot *pool_slot_new(struct op *op, const struct guest *a, const struct gu
 		}
 	}
 	sl->lease[0].ev.fd = sl->lease[1].ev.fd = -1;
+	sl->vm_vec = -1;
+	sl->vm_role = -1;
 	guest_lease[0] = guest_lease[1] = -1;
 	for (role = 0; role < 2; role++) {
 		err = lease_open(op, sl, role, &guest_lease[role]);
@@ -390,8 +482,47 @@ uint64_t pool_slot_off(const struct slot *sl)
 	return sl->off;
 }
 
-void pool_end_closed(struct slot *sl, int role, struct guest *g)
+bool pool_slot_vm(const struct slot *sl, int *vm_vec, uint32_t *position)
 {
+	if (!sl->ch->vmdev)
+		return false;
+	*vm_vec = sl->vm_vec;
+	*position = vm_dev_position(sl->ch->vmdev);
+	return true;
+}
+
+int pool_slot_vm_wake(const struct slot *sl, int fds[4])
+{
+	return sl->ch->vmdev ? vm_vectors_fds(sl->ch->vmdev, sl->vm_vec, fds) : -ENODEV;
+}
+
+void pool_vm_gone(struct op *op, struct vm_dev *d)
+{
+	struct list *pp, *cp;
+
+	list_for_each(pp, &op->pools)
+	{
+		struct pool *p = container_of(pp, struct pool, link);
+
+		list_for_each(cp, &p->chunks)
+		{
+			struct pchunk *ch = container_of(cp, struct pchunk, link);
+
+			if (ch->vmdev == d)
+				ch->vmdev = NULL;
+		}
+	}
+}
+
+void pool_end_closed(struct op *op, struct slot *sl, int role, struct guest *g)
+{
+	if (role == sl->vm_role) {
+		/* a VM's end holds no lease: closed in the books, it is gone */
+		sl->vm_role = -1;
+		if (!--sl->live)
+			slot_release(op, sl);
+		return;
+	}
 	if (sl->lease[role].ev.fd >= 0 && !sl->linger_gid[role]) {
 		sl->linger_gid[role] = g->id;
 		g->nlinger++;
@@ -426,7 +557,8 @@ void pool_fini(struct op *op)
 			struct list *pos;
 
 			/* slots still in use: their memory lives on with the guests that map it */
-			list_for_each(pos, &ch->slots) {
+			list_for_each(pos, &ch->slots)
+			{
 				struct slot *sl = container_of(pos, struct slot, link);
 
 				lease_close(op, sl, 0);

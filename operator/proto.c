@@ -34,8 +34,8 @@ static const struct {
 	[CN_MSG_ERROR] = { "error", sizeof(struct cn_msg_error), 0 },
 	[CN_MSG_HELLO_OK] = { "hello-ok", sizeof(struct cn_msg_hello_ok), 0 },
 	[CN_MSG_LISTEN_OK] = { "listen-ok", sizeof(struct cn_msg_listen_ok), 0 },
-	[CN_MSG_CONNECT_OK] = { "connect-ok", sizeof(struct cn_msg_circuit), CN_LOCAL_NFDS },
-	[CN_MSG_NEW_CONN] = { "new-conn", sizeof(struct cn_msg_circuit), CN_LOCAL_NFDS },
+	[CN_MSG_CONNECT_OK] = { "connect-ok", sizeof(struct cn_msg_circuit), CN_MSG_MAX_FDS },
+	[CN_MSG_NEW_CONN] = { "new-conn", sizeof(struct cn_msg_circuit), CN_MSG_MAX_FDS },
 	[CN_MSG_RESET] = { "reset", sizeof(struct cn_msg_reset), 0 },
 	[CN_MSG_QUERY_OK] = { "query-ok", sizeof(struct cn_msg_query_ok), 0 },
 	[CN_MSG_OK] = { "ok", sizeof(struct cn_msg_hdr), 0 },
@@ -162,10 +162,14 @@ static int check_body(const union cn_msg *m, const char **why)
 	case CN_MSG_NEW_CONN:
 		if ((err = check_l4(m->circuit.l4, why)))
 			break;
-		if (m->circuit.role > 1 || m->circuit.pad)
-			FAIL("circuit: bad role or padding");
-		if (m->circuit.flags & ~CN_CIRCUIT_PENDING)
+		if (m->circuit.role > 1)
+			FAIL("circuit: bad role");
+		if (m->circuit.flags & ~(CN_CIRCUIT_PENDING | CN_CIRCUIT_VM))
 			FAIL("circuit: unknown flags");
+		if (m->circuit.vm_vec && !(m->circuit.flags & CN_CIRCUIT_VM))
+			FAIL("circuit: a vector pair outside a VM's circuit");
+		if ((m->circuit.flags & CN_CIRCUIT_VM) && (!m->circuit.chunk_id || m->h.type == CN_MSG_CLAIM))
+			FAIL("circuit: a VM's circuit outside a device");
 		if (m->circuit.slot_off % CN_DATA_OFF || (!m->circuit.chunk_id && m->circuit.slot_off))
 			FAIL("circuit: a slot not page aligned, or outside a chunk");
 		if (!(err = check_addr(&m->circuit.local, 0, why)))
@@ -226,9 +230,14 @@ static bool fds_ok(const void *buf, size_t len, int nfds)
 	int want = msg_types[h->type].nfds;
 	uint64_t chunk;
 
-	if (want != CN_LOCAL_NFDS || len != sizeof(struct cn_msg_circuit))
+	uint8_t flags;
+
+	if (want != CN_MSG_MAX_FDS || len != sizeof(struct cn_msg_circuit))
 		return nfds == want;
 	memcpy(&chunk, (const char *)buf + offsetof(struct cn_msg_circuit, chunk_id), sizeof(chunk));
+	memcpy(&flags, (const char *)buf + offsetof(struct cn_msg_circuit, flags), sizeof(flags));
+	if (flags & CN_CIRCUIT_VM) /* the VM's end has none; the host's, a device's bundle */
+		return nfds == 0 || nfds == CN_POOL_NFDS_VM;
 	if (chunk)
 		return nfds == CN_POOL_NFDS;
 	return nfds == CN_LOCAL_NFDS || nfds == CN_LOCAL_NFDS_SOCK;

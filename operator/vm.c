@@ -1,28 +1,37 @@
 // SPDX-License-Identifier: MIT
 /*
  * operator/vm.c - VM guests (circnet/vm.h): the operator as the ivshmem
- * server of each VM, and the VM's control circuit.
+ * server of each VM, the VM's control circuit and session, and the memory
+ * and vectors of its pairs.
  *
  * Owns, per VM guest (`vm ivshmem` in its config block), the socket QEMU's
- * ivshmem-doorbell device connects to (run-dir/guests/NAME/ivshmem.sock),
- * and per connected device: its memory (a sealed memfd of vm-memory bytes),
- * the eventfds of its vectors and of ours, and the operator's end of the
- * control circuit at offset 0 of the device.
+ * ivshmem-doorbell devices connect to (run-dir/guests/NAME/ivshmem.sock),
+ * and per connected device: its memory (a sealed memfd of vm-memory bytes)
+ * and the eventfds of its vectors, ours and the VM's.
+ *
+ * The first device QEMU connects is the control device: the operator's end
+ * of the control circuit at its offset 0 (vm.h) is the VM's session, the
+ * same protocol and the same core code as a process's Unix socket, minus
+ * fds. Every further device is a pair device: free until the VM's first
+ * circuit with a host peer, then that pair's region for as long as the
+ * device lives. It is never given to another peer: the peer's processes may
+ * keep the memory mapped after their last circuit, and nothing can take a
+ * mapping back. On a pair device the host peer is peer 0 and each circuit
+ * takes a vector pair, one eventfd per direction and side.
  *
  * The ivshmem-server protocol (QEMU docs/specs/ivshmem-spec.rst): on
  * connect, little-endian int64 messages, some with one fd: the protocol
  * version (0), the client's peer id, -1 with the shared memory, then for
  * every peer its id once per vector with that vector's eventfd (the
- * client's own id: the eventfds QEMU turns into its MSI-X interrupts). A
- * peer id with no fd says that peer is gone. We are peer 0 on every device
- * and the VM is peer 1; no other peer is ever announced, so the VM can
- * ring nobody but us.
+ * client's own id: the eventfds QEMU turns into its MSI-X interrupts). We
+ * announce peer 0 (us, or the host peer) and the VM itself, nobody else,
+ * so the VM can ring no one but the other end of each device.
  *
- * The operator maps only the control circuit's pages of a device, never
- * the rest, and reads them as the rings do everywhere: a VM that scribbles
- * over them breaks its own control circuit (we stop serving it and count
- * it), never the operator. Every call on it is non-blocking: the operator's
- * loop must not wait for a guest.
+ * The operator maps only the control circuit's pages, never a pair device,
+ * and reads them as the rings do everywhere: a VM that scribbles over them
+ * breaks its own control circuit (we stop serving it and count it), never
+ * the operator. Every call on it is non-blocking: the operator's loop must
+ * not wait for a guest.
  */
 #define _GNU_SOURCE
 #include <errno.h>
@@ -45,8 +54,9 @@
 #include "log.h"
 #include "operator.h"
 
-#define VM_MSGS_PER_ROUND 64 /* control messages served per wake-up: fairness */
-#define VM_BELLS	  3  /* our vectors the VM may ring: RX, TX and RESET */
+#define VM_MSGS_PER_ROUND 64	      /* control messages served per wake-up: fairness */
+#define VM_BELLS	  3	      /* our vectors the VM may ring: RX, TX and RESET */
+#define VM_OUT_BYTES	  (32u << 10) /* replies and pushes waiting for ring space */
 
 struct vm_dev;
 
@@ -56,33 +66,53 @@ struct vm_bell {
 	unsigned int vector;
 };
 
-struct vm_dev {
-	struct evsrc ev; /* QEMU's connection (EV_VM_DEV): its hang-up ends the device */
-	struct vm *vm;
-	pid_t pid;
-	uint64_t size;
-	void *ctl_base; /* the control circuit's pages, nothing else */
-	size_t ctl_size;
+/* The control device's state: its circuit, and the VM's session on it. */
+struct vm_ctl {
+	void *base; /* the control circuit's pages, nothing else */
+	size_t size;
 	/* notif[0..1]: our RX/TX vectors (we sleep), [2..3]: the VM's (we ring) */
 	struct cn_notifier notif[4];
 	struct vm_bell bell[VM_BELLS];
 	int reset_done_fd; /* the VM's CN_VM_VEC_RESET eventfd: "your circuit is new" */
 	struct cn_endpoint ep;
-	bool broken; /* the VM broke the control circuit: served again after a reset */
-	uint64_t resets;
+	struct session *s; /* the VM's session while the circuit is served */
+	bool broken;	   /* the VM broke the circuit: served again after a reset */
+	uint64_t resets, msgs;
 	size_t inlen, outlen, outoff;
 	union cn_msg in;
-	union cn_msg out;
-	uint64_t msgs;
+	uint8_t out[VM_OUT_BYTES];
+};
+
+/* A pair device's state: its memory and vectors, and whose pair it is. */
+struct vm_pair {
+	int memfd;
+	uint64_t peer_gid; /* the host guest of the pair, 0: free */
+	char peer[CN_NAME_MAX];
+	int host_vec[CN_VM_PAIR_VECTORS]; /* peer 0's: QEMU writes them when the VM rings */
+	int vm_vec[CN_VM_PAIR_VECTORS];	  /* the VM's: QEMU turns them into interrupts */
+	uint32_t pairs_used;		  /* bit i: vector pair i has a circuit */
+};
+
+struct vm_dev {
+	struct evsrc ev; /* QEMU's connection (EV_VM_DEV): its hang-up ends the device */
+	struct vm *vm;
+	pid_t pid;
+	uint32_t position; /* the VM's peer id on it (IVPosition) */
+	uint64_t size;
+	struct vm_ctl *ctl;   /* the control device */
+	struct vm_pair *pair; /* or a pair device */
 };
 
 struct vm {
 	struct evsrc ev; /* ivshmem.sock (EV_VM_SOCK) */
 	struct guest *g;
 	char path[CFG_PATH_MAX + 80];
-	struct vm_dev *dev; /* one device per VM in this version */
+	struct vm_dev *ctl; /* the control device, while QEMU holds it */
+	struct vm_dev *pairs[CN_VM_PAIRS_MAX];
 	uint64_t attaches, refused, violations;
 };
+
+static void serve(struct op *op, struct vm_dev *d);
 
 static int vm_ep_add(struct op *op, struct evsrc *ev)
 {
@@ -91,11 +121,50 @@ static int vm_ep_add(struct op *op, struct evsrc *ev)
 	return epoll_ctl(op->epfd, EPOLL_CTL_ADD, ev->fd, &e) ? -errno : 0;
 }
 
+static void close_all(int *fds, int n)
+{
+	int i;
+
+	for (i = 0; i < n; i++)
+		if (fds[i] >= 0)
+			close(fds[i]);
+}
+
+static int make_eventfds(int *fds, int n)
+{
+	int i;
+
+	for (i = 0; i < n; i++) {
+		fds[i] = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
+		if (fds[i] < 0)
+			return -errno;
+	}
+	return 0;
+}
+
 /* ---- the ivshmem-server protocol ---- */
 
 static int send_posn(int sock, int64_t posn, int fd)
 {
 	return cn_send_fds(sock, fd >= 0 ? &fd : NULL, fd >= 0 ? 1 : 0, &posn, sizeof(posn));
+}
+
+/* Everything a device gets on connect: its id, its memory, peer 0's vectors and its own. */
+static int send_setup(int sock, uint32_t position, int memfd, const int *peer0, int npeer0,
+		      const int *own, int nown)
+{
+	int i, err;
+
+	err = send_posn(sock, 0, -1); /* protocol version */
+	if (!err)
+		err = send_posn(sock, position, -1);
+	if (!err)
+		err = send_posn(sock, -1, memfd);
+	for (i = 0; i < npeer0 && !err; i++)
+		err = send_posn(sock, CN_VM_PEER_OPERATOR, peer0[i]);
+	for (i = 0; i < nown && !err; i++)
+		err = send_posn(sock, position, own[i]);
+	return err;
 }
 
 /* A sealed memfd of size bytes: nobody can shrink it under a mapping. */
@@ -115,159 +184,179 @@ static int vm_memfd(const char *name, uint64_t size)
 	return fd;
 }
 
-static void dev_free(struct op *op, struct vm_dev *d)
-{
-	int i;
-
-	for (i = 0; i < VM_BELLS; i++)
-		if (d->bell[i].ev.fd >= 0)
-			epoll_ctl(op->epfd, EPOLL_CTL_DEL, d->bell[i].ev.fd, NULL);
-	for (i = 0; i < 4; i++)
-		cn_notifier_release(&d->notif[i]);
-	/* the RX and TX bells' fds were the notifiers': closed just now */
-	if (d->bell[CN_VM_VEC_RESET].ev.fd >= 0)
-		close(d->bell[CN_VM_VEC_RESET].ev.fd);
-	if (d->reset_done_fd >= 0)
-		close(d->reset_done_fd);
-	if (d->ctl_base)
-		munmap(d->ctl_base, d->ctl_size);
-	if (d->ev.fd >= 0) {
-		epoll_ctl(op->epfd, EPOLL_CTL_DEL, d->ev.fd, NULL);
-		close(d->ev.fd);
-	}
-	if (d->vm->dev == d)
-		d->vm->dev = NULL;
-	op->vm_devices--;
-	free(d);
-}
-
-/*
- * The device's memory with the control circuit formatted at its start,
- * and our mapping of that circuit only. Returns the memfd or -errno.
- */
-static int dev_memory(struct vm_dev *d, const struct guest_conf *gc)
+static size_t ctl_size(void)
 {
 	struct cn_circuit_params p = {
 		.mode = CN_MODE_STREAM,
 		.ring_size = { CN_VM_CTL_RING, CN_VM_CTL_RING },
 	};
-	long page = sysconf(_SC_PAGESIZE);
-	int fd, err;
+	size_t page = (size_t)sysconf(_SC_PAGESIZE);
 
-	d->size = gc->vm_memory;
-	d->ctl_size = (cn_circuit_size(&p) + (size_t)page - 1) & ~((size_t)page - 1);
-	if (!d->ctl_size || d->ctl_size > d->size)
-		return -EINVAL;
-	fd = vm_memfd("circnet-vm", d->size);
-	if (fd < 0)
-		return fd;
-	d->ctl_base = mmap(NULL, d->ctl_size, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
-	if (d->ctl_base == MAP_FAILED) {
-		err = -errno;
-		d->ctl_base = NULL;
-		close(fd);
-		return err;
-	}
-	err = cn_circuit_format(d->ctl_base, d->ctl_size, &p);
-	if (!err)
-		err = cn_ep_attach(&d->ep, d->ctl_base, d->ctl_size, CN_ROLE_ACCEPTOR);
-	if (err) {
-		close(fd);
-		return err;
-	}
-	return fd;
+	return (cn_circuit_size(&p) + page - 1) & ~(page - 1);
 }
 
-/*
- * Our vectors' eventfds become the notifiers we sleep on (and the bells in
- * epoll), the VM's the ones we ring. QEMU gets its copies in the setup
- * messages. Returns 0 or -errno; fds sent are ours to close after sending.
- */
-static int dev_vectors(struct op *op, struct vm_dev *d, int ours[VM_BELLS],
-		       int theirs[CN_VM_VECTORS])
+/* ---- devices ---- */
+
+static void ctl_free(struct op *op, struct vm_dev *d)
 {
+	struct vm_ctl *c = d->ctl;
+	int i;
+
+	if (c->s)
+		core_vm_session_close(op, c->s, "its VM's device is gone");
+	for (i = 0; i < VM_BELLS; i++)
+		if (c->bell[i].ev.fd >= 0)
+			epoll_ctl(op->epfd, EPOLL_CTL_DEL, c->bell[i].ev.fd, NULL);
+	for (i = 0; i < 4; i++)
+		cn_notifier_release(&c->notif[i]);
+	/* the RX and TX bells' fds were the notifiers': closed just now */
+	if (c->bell[CN_VM_VEC_RESET].ev.fd >= 0)
+		close(c->bell[CN_VM_VEC_RESET].ev.fd);
+	if (c->reset_done_fd >= 0)
+		close(c->reset_done_fd);
+	if (c->base)
+		munmap(c->base, c->size);
+	free(c);
+}
+
+static void pair_free(struct op *op, struct vm_dev *d)
+{
+	struct vm_pair *p = d->pair;
+
+	pool_vm_gone(op, d);
+	close_all(p->host_vec, CN_VM_PAIR_VECTORS);
+	close_all(p->vm_vec, CN_VM_PAIR_VECTORS);
+	if (p->memfd >= 0)
+		close(p->memfd);
+	free(p);
+}
+
+static void dev_free(struct op *op, struct vm_dev *d)
+{
+	unsigned int i;
+
+	if (d->ctl)
+		ctl_free(op, d);
+	if (d->pair)
+		pair_free(op, d);
+	if (d->ev.fd >= 0) {
+		epoll_ctl(op->epfd, EPOLL_CTL_DEL, d->ev.fd, NULL);
+		close(d->ev.fd);
+	}
+	if (d->vm->ctl == d)
+		d->vm->ctl = NULL;
+	for (i = 0; i < CN_VM_PAIRS_MAX; i++)
+		if (d->vm->pairs[i] == d)
+			d->vm->pairs[i] = NULL;
+	op->vm_devices--;
+	free(d);
+}
+
+/* Our vectors' eventfds: RX and TX become the notifiers we sleep on, all three bells. */
+static int ctl_bells(struct op *op, struct vm_dev *d, const int ours[VM_BELLS],
+		     const int theirs[CN_VM_VECTORS])
+{
+	struct vm_ctl *c = d->ctl;
 	int i, err;
 
-	for (i = 0; i < VM_BELLS; i++) {
-		ours[i] = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
-		if (ours[i] < 0)
-			return -errno;
-	}
-	for (i = 0; i < CN_VM_VECTORS; i++) {
-		theirs[i] = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
-		if (theirs[i] < 0)
-			return -errno;
-	}
 	for (i = 0; i < VM_BELLS; i++) {
 		int dupfd = fcntl(ours[i], F_DUPFD_CLOEXEC, 0);
 
 		if (dupfd < 0)
 			return -errno;
-		d->bell[i].ev.kind = EV_VM_BELL;
-		d->bell[i].ev.fd = dupfd;
-		d->bell[i].d = d;
-		d->bell[i].vector = (unsigned int)i;
+		c->bell[i].ev.kind = EV_VM_BELL;
+		c->bell[i].ev.fd = dupfd;
+		c->bell[i].d = d;
+		c->bell[i].vector = (unsigned int)i;
 		/* RX and TX: the notifiers we sleep on own their fds */
-		if (i != CN_VM_VEC_RESET && (err = cn_eventfd_notifier_init(&d->notif[i], dupfd)))
+		if (i != CN_VM_VEC_RESET && (err = cn_eventfd_notifier_init(&c->notif[i], dupfd)))
 			return err;
-		err = vm_ep_add(op, &d->bell[i].ev);
+		err = vm_ep_add(op, &c->bell[i].ev);
 		if (err)
 			return err;
 	}
-	d->reset_done_fd = fcntl(theirs[CN_VM_VEC_RESET], F_DUPFD_CLOEXEC, 0);
-	if (d->reset_done_fd < 0)
-		return -errno;
 	for (i = 0; i < 2; i++) {
 		int dupfd = fcntl(theirs[i], F_DUPFD_CLOEXEC, 0);
 
 		if (dupfd < 0)
 			return -errno;
-		err = cn_eventfd_notifier_init(&d->notif[2 + i], dupfd);
+		err = cn_eventfd_notifier_init(&c->notif[2 + i], dupfd);
 		if (err) {
 			close(dupfd);
 			return err;
 		}
 	}
-	/* we sleep on RX (data came) and TX (space came); we ring the VM's */
-	cn_ep_set_notifiers(&d->ep, &d->notif[CN_VM_VEC_RX], &d->notif[CN_VM_VEC_TX],
-			    &d->notif[2 + CN_VM_VEC_RX], &d->notif[2 + CN_VM_VEC_TX]);
-	return 0;
+	c->reset_done_fd = fcntl(theirs[CN_VM_VEC_RESET], F_DUPFD_CLOEXEC, 0);
+	return c->reset_done_fd < 0 ? -errno : 0;
 }
 
-static int dev_setup_messages(struct vm_dev *d, int memfd, const int ours[VM_BELLS],
-			      const int theirs[CN_VM_VECTORS])
+/* The control device: its memory, with our mapping of the control circuit only. */
+static int ctl_setup(struct op *op, struct vm_dev *d)
 {
-	int i, err;
+	int ours[VM_BELLS] = { -1, -1, -1 }, theirs[CN_VM_VECTORS] = { -1, -1, -1, -1 };
+	struct vm_ctl *c = calloc(1, sizeof(*c));
+	int memfd, err, i;
 
-	err = send_posn(d->ev.fd, 0, -1); /* protocol version */
+	if (!c)
+		return -ENOMEM;
+	d->ctl = c;
+	c->reset_done_fd = -1;
+	for (i = 0; i < VM_BELLS; i++)
+		c->bell[i].ev.fd = -1;
+	c->broken = true; /* served once the VM asks for its circuit (CN_VM_VEC_RESET) */
+	c->size = ctl_size();
+	if (!c->size || c->size > d->size)
+		return -EINVAL;
+	memfd = vm_memfd("circnet-vm-control", d->size);
+	if (memfd < 0)
+		return memfd;
+	c->base = mmap(NULL, c->size, PROT_READ | PROT_WRITE, MAP_SHARED, memfd, 0);
+	if (c->base == MAP_FAILED) {
+		c->base = NULL;
+		close(memfd);
+		return -errno;
+	}
+	err = make_eventfds(ours, VM_BELLS);
 	if (!err)
-		err = send_posn(d->ev.fd, CN_VM_PEER_GUEST, -1);
+		err = make_eventfds(theirs, CN_VM_VECTORS);
 	if (!err)
-		err = send_posn(d->ev.fd, -1, memfd);
-	for (i = 0; i < VM_BELLS && !err; i++)
-		err = send_posn(d->ev.fd, CN_VM_PEER_OPERATOR, ours[i]);
-	for (i = 0; i < CN_VM_VECTORS && !err; i++)
-		err = send_posn(d->ev.fd, CN_VM_PEER_GUEST, theirs[i]);
+		err = ctl_bells(op, d, ours, theirs);
+	if (!err)
+		err = send_setup(d->ev.fd, d->position, memfd, ours, VM_BELLS, theirs,
+				 CN_VM_VECTORS);
+	close(memfd); /* QEMU and our mapping keep the memory */
+	close_all(ours, VM_BELLS);
+	close_all(theirs, CN_VM_VECTORS);
 	return err;
 }
 
-static void serve(struct op *op, struct vm_dev *d);
-
-static void close_all(int *fds, int n)
+/* A pair device: its memory and all its vectors' eventfds stay with us, for the circuits. */
+static int pair_setup(struct vm_dev *d)
 {
-	int i;
+	struct vm_pair *p = calloc(1, sizeof(*p));
+	int err, i;
 
-	for (i = 0; i < n; i++)
-		if (fds[i] >= 0)
-			close(fds[i]);
+	if (!p)
+		return -ENOMEM;
+	d->pair = p;
+	for (i = 0; i < CN_VM_PAIR_VECTORS; i++)
+		p->host_vec[i] = p->vm_vec[i] = -1;
+	p->memfd = vm_memfd("circnet-vm-pair", d->size);
+	if (p->memfd < 0)
+		return p->memfd;
+	err = make_eventfds(p->host_vec, CN_VM_PAIR_VECTORS);
+	if (!err)
+		err = make_eventfds(p->vm_vec, CN_VM_PAIR_VECTORS);
+	if (!err)
+		err = send_setup(d->ev.fd, d->position, p->memfd, p->host_vec, CN_VM_PAIR_VECTORS,
+				 p->vm_vec, CN_VM_PAIR_VECTORS);
+	return err;
 }
 
-static struct vm_dev *dev_new(struct op *op, struct vm *vm, int sock, pid_t pid)
+static struct vm_dev *dev_new(struct op *op, struct vm *vm, int sock, pid_t pid, int pair)
 {
-	const struct guest_conf *gc = guest_conf(op, vm->g);
-	int ours[VM_BELLS] = { -1, -1, -1 }, theirs[CN_VM_VECTORS] = { -1, -1, -1, -1 };
 	struct vm_dev *d = calloc(1, sizeof(*d));
-	int memfd = -1, err, i;
+	int err;
 
 	if (!d)
 		return NULL;
@@ -275,205 +364,187 @@ static struct vm_dev *dev_new(struct op *op, struct vm *vm, int sock, pid_t pid)
 	d->pid = pid;
 	d->ev.kind = EV_VM_DEV;
 	d->ev.fd = sock;
-	for (i = 0; i < VM_BELLS; i++)
-		d->bell[i].ev.fd = -1;
-	d->reset_done_fd = -1;
+	d->size = guest_conf(op, vm->g)->vm_memory;
+	d->position = pair < 0 ? CN_VM_PEER_GUEST : CN_VM_PEER_GUEST + 1 + (uint32_t)pair;
 	op->vm_devices++;
-	memfd = dev_memory(d, gc);
-	err = memfd < 0 ? memfd : dev_vectors(op, d, ours, theirs);
-	if (!err)
-		err = dev_setup_messages(d, memfd, ours, theirs);
+	err = pair < 0 ? ctl_setup(op, d) : pair_setup(d);
 	if (!err)
 		err = vm_ep_add(op, &d->ev);
-	if (memfd >= 0)
-		close(memfd); /* QEMU and our mapping keep the memory */
-	close_all(ours, VM_BELLS);
-	close_all(theirs, CN_VM_VECTORS);
 	if (err) {
-		log_err("vm %s: cannot set up the device of QEMU pid %d: %s", vm->g->name, (int)pid,
+		log_err("vm %s: cannot set up a device of QEMU pid %d: %s", vm->g->name, (int)pid,
 			strerror(-err));
 		d->ev.fd = -1; /* the caller closes the socket */
 		dev_free(op, d);
 		return NULL;
 	}
-	serve(op, d); /* arms our reader's want flag: the VM's first write rings us */
 	return d;
 }
 
 /* ---- the control circuit ---- */
 
-static void dev_break(struct vm_dev *d, const char *why)
+static void ctl_break(struct vm_dev *d, const char *why)
 {
-	if (d->broken)
+	struct vm_ctl *c = d->ctl;
+
+	if (c->broken)
 		return;
-	d->broken = true;
+	c->broken = true;
 	d->vm->violations++;
 	log_warn("vm %s: control circuit dropped: %s (until the VM asks for a new one)",
 		 d->vm->g->name, why);
-	cn_reset(&d->ep);
+	cn_reset(&c->ep);
 }
 
-static void reply(struct vm_dev *d, const struct cn_msg_hdr *h)
+int vm_session_send(struct vm_dev *d, const struct cn_msg_hdr *h, int nfds)
 {
-	memcpy(&d->out, h, h->len);
-	d->outlen = h->len;
-	d->outoff = 0;
+	struct vm_ctl *c = d->ctl;
+
+	if (nfds)
+		return -EINVAL; /* core gives a VM's end no fds */
+	if (!c || c->broken)
+		return -EPIPE;
+	if (c->outlen + h->len > sizeof(c->out))
+		return -ENOBUFS; /* the VM does not read: what it misses is its loss */
+	memcpy(c->out + c->outlen, h, h->len);
+	c->outlen += h->len;
+	return 0;
 }
 
-static void reply_error(struct vm_dev *d, uint32_t seq, int err)
-{
-	struct cn_msg_error e;
-
-	cn_msg_init(&e.h, CN_MSG_ERROR, sizeof(e), seq);
-	e.err = err;
-	reply(d, &e.h);
-}
-
-static void dispatch(struct op *op, struct vm_dev *d, const union cn_msg *m)
-{
-	d->msgs++;
-	switch (m->h.type) {
-	case CN_MSG_HELLO: {
-		struct cn_msg_hello_ok r;
-
-		core_hello_ok(op, d->vm->g, m->h.seq, &r);
-		reply(d, &r.h);
-		log_info("vm %s: registered over its control circuit (QEMU pid %d)", d->vm->g->name,
-			 (int)d->pid);
-		break;
-	}
-	case CN_MSG_ECHO: {
-		struct cn_msg_echo r = m->echo;
-
-		r.h.type = CN_MSG_ECHO_OK;
-		reply(d, &r.h);
-		break;
-	}
-	default:
-		/* connections of VM guests come in a later version */
-		reply_error(d, m->h.seq, EOPNOTSUPP);
-		break;
-	}
-}
-
-/* Send what is left of the pending reply. true when nothing is left. */
+/* Send what is queued for the VM. true when nothing is left. */
 static bool flush(struct vm_dev *d)
 {
-	while (d->outoff < d->outlen) {
-		ssize_t n = cn_send(&d->ep, (char *)&d->out + d->outoff, d->outlen - d->outoff,
-				    CN_MSG_DONTWAIT);
+	struct vm_ctl *c = d->ctl;
+
+	while (c->outoff < c->outlen) {
+		ssize_t n =
+			cn_send(&c->ep, c->out + c->outoff, c->outlen - c->outoff, CN_MSG_DONTWAIT);
 
 		if (n == -EAGAIN)
 			return false;
 		if (n < 0) {
-			dev_break(d, "the circuit failed under a reply");
+			ctl_break(d, "the circuit failed under a reply");
 			return false;
 		}
-		d->outoff += (size_t)n;
+		c->outoff += (size_t)n;
 	}
-	d->outlen = d->outoff = 0;
+	c->outlen = c->outoff = 0;
 	return true;
 }
 
 /*
  * Read toward one whole message: its header first, then the rest its
- * length names. 1: a message is in d->in; 0: not yet (EAGAIN); -1: done
+ * length names. 1: a message is in c->in; 0: not yet (EAGAIN); -1: done
  * with this circuit (EOF, broken, a bad length).
  */
 static int take_message(struct vm_dev *d)
 {
+	struct vm_ctl *c = d->ctl;
+
 	for (;;) {
 		size_t want = sizeof(struct cn_msg_hdr);
 		ssize_t n;
 
-		if (d->inlen >= sizeof(struct cn_msg_hdr)) {
-			uint32_t len = d->in.h.len; /* our copy: the ring cannot change it */
+		if (c->inlen >= sizeof(struct cn_msg_hdr)) {
+			uint32_t len = c->in.h.len; /* our copy: the ring cannot change it */
 
-			if (len < sizeof(struct cn_msg_hdr) || len > sizeof(d->in)) {
-				dev_break(d, "a message length out of range");
+			if (len < sizeof(struct cn_msg_hdr) || len > sizeof(c->in)) {
+				ctl_break(d, "a message length out of range");
 				return -1;
 			}
 			want = len;
-			if (d->inlen == want)
+			if (c->inlen == want)
 				return 1;
 		}
-		n = cn_recv(&d->ep, (char *)&d->in + d->inlen, want - d->inlen, CN_MSG_DONTWAIT);
+		n = cn_recv(&c->ep, (char *)&c->in + c->inlen, want - c->inlen, CN_MSG_DONTWAIT);
 		if (n == -EAGAIN)
 			return 0;
 		if (n <= 0) {
 			if (n < 0)
-				dev_break(d, "the circuit is broken");
+				ctl_break(d, "the circuit is broken");
 			else
 				log_info("vm %s: the VM closed its control circuit",
 					 d->vm->g->name);
-			d->broken = true;
+			c->broken = true;
 			return -1;
 		}
-		d->inlen += (size_t)n;
+		c->inlen += (size_t)n;
 	}
 }
 
 static void serve(struct op *op, struct vm_dev *d)
 {
+	struct vm_ctl *c = d->ctl;
 	const char *why;
 	int i, r;
 
-	for (i = 0; i < VM_MSGS_PER_ROUND && !d->broken; i++) {
+	for (i = 0; i < VM_MSGS_PER_ROUND && !c->broken; i++) {
 		if (!flush(d))
 			break;
 		r = take_message(d);
-		if (r <= 0) {
-			if (r == 0 && !d->broken && !(cn_poll_arm(&d->ep, CN_POLLIN) & CN_POLLIN))
-				break;
-			if (r < 0)
+		if (r < 0)
+			break;
+		if (r == 0) {
+			if (c->broken || !(cn_poll_arm(&c->ep, CN_POLLIN) & CN_POLLIN))
 				break;
 			continue; /* data came while we armed: read on */
 		}
-		d->inlen = 0;
-		if (cn_msg_validate(&d->in, d->in.h.len, 0, &why)) {
-			dev_break(d, why);
+		c->inlen = 0;
+		if (cn_msg_validate(&c->in, c->in.h.len, 0, &why)) {
+			ctl_break(d, why);
 			break;
 		}
-		dispatch(op, d, &d->in);
+		c->msgs++;
+		if (core_vm_dispatch(op, c->s, &c->in)) {
+			ctl_break(d, "a request the VM's session cannot go on after");
+			break;
+		}
 	}
-	if (i == VM_MSGS_PER_ROUND && !d->broken)
+	if (!c->broken)
+		flush(d); /* what the last message's answer left */
+	if (i == VM_MSGS_PER_ROUND && !c->broken)
 		/* out of budget, not of work: our own bell brings us back next round */
-		cn_notifier_kick(&d->notif[CN_VM_VEC_RX]);
-	else if (!d->broken && d->outlen)
-		cn_poll_arm(&d->ep, CN_POLLOUT); /* the VM's reading will ring our TX */
-	if (cn_ep_broken(&d->ep))
-		dev_break(d, "the VM wrote indices out of range");
+		cn_notifier_kick(&c->notif[CN_VM_VEC_RX]);
+	else if (!c->broken && c->outlen)
+		cn_poll_arm(&c->ep, CN_POLLOUT); /* the VM's reading will ring our TX */
+	if (cn_ep_broken(&c->ep))
+		ctl_break(d, "the VM wrote indices out of range");
 }
 
 /*
  * The VM asks for a new control circuit (its driver or tool attaches, the
- * VM rebooted, or it broke the old one): format it again, forget any half
- * message, and tell the VM on its RESET vector. Any bytes of the old
- * circuit are gone; the next message starts a new stream.
+ * VM rebooted, or it broke the old one): the old session ends with all its
+ * circuits, the circuit is formatted again and the VM told on its RESET
+ * vector. The next message starts a new stream and a new session.
  */
-static void dev_reset(struct op *op, struct vm_dev *d)
+static void ctl_reset(struct op *op, struct vm_dev *d)
 {
 	struct cn_circuit_params p = {
 		.mode = CN_MODE_STREAM,
 		.ring_size = { CN_VM_CTL_RING, CN_VM_CTL_RING },
 	};
+	struct vm_ctl *c = d->ctl;
 	uint64_t one = 1;
 
-	memset(d->ctl_base, 0, d->ctl_size);
-	if (cn_circuit_format(d->ctl_base, d->ctl_size, &p) ||
-	    cn_ep_attach(&d->ep, d->ctl_base, d->ctl_size, CN_ROLE_ACCEPTOR)) {
-		d->broken = true;
+	if (c->s)
+		core_vm_session_close(op, c->s, "the VM asked for a new control circuit");
+	c->s = NULL;
+	c->broken = true;
+	memset(c->base, 0, c->size);
+	if (cn_circuit_format(c->base, c->size, &p) ||
+	    cn_ep_attach(&c->ep, c->base, c->size, CN_ROLE_ACCEPTOR))
 		return;
-	}
-	cn_ep_set_notifiers(&d->ep, &d->notif[CN_VM_VEC_RX], &d->notif[CN_VM_VEC_TX],
-			    &d->notif[2 + CN_VM_VEC_RX], &d->notif[2 + CN_VM_VEC_TX]);
-	d->broken = false;
-	d->inlen = d->outlen = d->outoff = 0;
-	d->resets++;
+	cn_ep_set_notifiers(&c->ep, &c->notif[CN_VM_VEC_RX], &c->notif[CN_VM_VEC_TX],
+			    &c->notif[2 + CN_VM_VEC_RX], &c->notif[2 + CN_VM_VEC_TX]);
+	c->s = core_vm_session(op, d->vm->g, d, d->pid);
+	if (!c->s)
+		return;
+	c->broken = false;
+	c->inlen = c->outlen = c->outoff = 0;
+	c->resets++;
 	log_debug("vm %s: control circuit formatted anew (reset %llu)", d->vm->g->name,
-		  (unsigned long long)d->resets);
+		  (unsigned long long)c->resets);
 	serve(op, d); /* arm before the VM hears of it */
-	if (write(d->reset_done_fd, &one, sizeof(one)) < 0 && errno != EAGAIN)
+	if (write(c->reset_done_fd, &one, sizeof(one)) < 0 && errno != EAGAIN)
 		log_warn("vm %s: cannot ring the VM's reset vector: %s", d->vm->g->name,
 			 strerror(errno));
 }
@@ -488,8 +559,8 @@ void vm_bell_event(struct op *op, struct evsrc *ev)
 	if (read(ev->fd, &v, sizeof(v)) < 0 && errno != EAGAIN)
 		return;
 	if (b->vector == CN_VM_VEC_RESET)
-		dev_reset(op, d);
-	else if (!d->broken)
+		ctl_reset(op, d);
+	else if (!d->ctl->broken)
 		serve(op, d);
 }
 
@@ -502,9 +573,106 @@ void vm_dev_event(struct op *op, struct evsrc *ev)
 	if (n < 0 && errno == EAGAIN)
 		return;
 	/* QEMU says nothing after the setup: anything but EAGAIN is its end */
-	log_info("vm %s: device of QEMU pid %d gone (%llu control messages served)", d->vm->g->name,
-		 (int)d->pid, (unsigned long long)d->msgs);
+	if (d->ctl)
+		log_info("vm %s: control device of QEMU pid %d gone (%llu control messages "
+			 "served)",
+			 d->vm->g->name, (int)d->pid, (unsigned long long)d->ctl->msgs);
+	else
+		log_info("vm %s: pair device %u of QEMU pid %d gone%s%s", d->vm->g->name,
+			 d->position, (int)d->pid, d->pair->peer_gid ? ", peer " : "",
+			 d->pair->peer_gid ? d->pair->peer : "");
 	dev_free(op, d);
+}
+
+/* ---- pairs (pool.c asks) ---- */
+
+int vm_pair_memory(struct op *op, const struct guest *vm, const struct guest *host, size_t *size,
+		   struct vm_dev **dev)
+{
+	struct vm *v = vm->vm;
+	struct vm_dev *d = NULL;
+	unsigned int i;
+	int fd;
+
+	if (!v || !v->ctl)
+		return -ENOTCONN;
+	for (i = 0; i < CN_VM_PAIRS_MAX && !d; i++)
+		if (v->pairs[i] && v->pairs[i]->pair->peer_gid == host->id)
+			d = v->pairs[i];
+	for (i = 0; i < CN_VM_PAIRS_MAX && !d; i++)
+		if (v->pairs[i] && !v->pairs[i]->pair->peer_gid)
+			d = v->pairs[i];
+	if (!d) {
+		log_warn("vm %s: no pair device left for a new peer (%s): start QEMU with more "
+			 "(scripts/vm-run.sh --peers)",
+			 vm->name, host->name);
+		return -ENOBUFS;
+	}
+	if (!d->pair->peer_gid) {
+		d->pair->peer_gid = host->id;
+		snprintf(d->pair->peer, sizeof(d->pair->peer), "%s", host->name);
+		log_info("vm %s: pair device %u is %s's from now on", vm->name, d->position,
+			 host->name);
+	}
+	fd = fcntl(d->pair->memfd, F_DUPFD_CLOEXEC, 0);
+	if (fd < 0)
+		return -errno;
+	*size = d->size;
+	*dev = d;
+	return fd;
+}
+
+int vm_vectors_get(struct vm_dev *d)
+{
+	uint32_t free_pairs = ~d->pair->pairs_used;
+	int i;
+
+	if (!free_pairs)
+		return -1;
+	i = __builtin_ctz(free_pairs);
+	if (i >= CN_VM_PAIR_VECTORS / 2)
+		return -1;
+	d->pair->pairs_used |= 1u << i;
+	return i;
+}
+
+void vm_vectors_put(struct vm_dev *d, int pair)
+{
+	uint64_t v;
+	int i;
+
+	d->pair->pairs_used &= ~(1u << pair);
+	/* a new circuit on these vectors starts with no wake-up of the old one pending */
+	for (i = 0; i < 2; i++)
+		if (read(d->pair->host_vec[2 * pair + i], &v, sizeof(v)) < 0 && errno != EAGAIN)
+			log_debug("vm: draining a vector: %s", strerror(errno));
+}
+
+int vm_vectors_fds(struct vm_dev *d, int pair, int fds[4])
+{
+	/* the host end: wait_rx, wait_tx (its sleeps), sig_rx, sig_tx (the VM's vectors) */
+	const int src[4] = { d->pair->host_vec[2 * pair], d->pair->host_vec[2 * pair + 1],
+			     d->pair->vm_vec[2 * pair], d->pair->vm_vec[2 * pair + 1] };
+	int i;
+
+	for (i = 0; i < 4; i++) {
+		fds[i] = fcntl(src[i], F_DUPFD_CLOEXEC, 0);
+		if (fds[i] < 0) {
+			int err = -errno;
+
+			while (i-- > 0) {
+				close(fds[i]);
+				fds[i] = -1;
+			}
+			return err;
+		}
+	}
+	return 0;
+}
+
+uint32_t vm_dev_position(const struct vm_dev *d)
+{
+	return d->position;
 }
 
 /* ---- the attach socket ---- */
@@ -515,7 +683,8 @@ void vm_sock_event(struct op *op, struct evsrc *ev)
 	const struct guest_conf *gc = guest_conf(op, vm->g);
 	struct ucred cred = { 0 };
 	socklen_t len = sizeof(cred);
-	int fd = accept4(ev->fd, NULL, NULL, SOCK_CLOEXEC | SOCK_NONBLOCK);
+	int fd = accept4(ev->fd, NULL, NULL, SOCK_CLOEXEC | SOCK_NONBLOCK), pair = -1;
+	struct vm_dev *d;
 
 	if (fd < 0)
 		return;
@@ -527,21 +696,34 @@ void vm_sock_event(struct op *op, struct evsrc *ev)
 		close(fd);
 		return;
 	}
-	if (vm->dev) {
-		log_warn("vm %s: attach from pid %d refused: QEMU pid %d holds the VM's device",
-			 vm->g->name, (int)cred.pid, (int)vm->dev->pid);
-		vm->refused++;
+	/* the control device first; then the same QEMU's pair devices */
+	if (vm->ctl) {
+		for (pair = 0; pair < CN_VM_PAIRS_MAX && vm->pairs[pair]; pair++)
+			;
+		if (cred.pid != vm->ctl->pid || pair == CN_VM_PAIRS_MAX) {
+			log_warn("vm %s: attach from pid %d refused: %s", vm->g->name,
+				 (int)cred.pid,
+				 cred.pid != vm->ctl->pid ? "another QEMU holds the VM"
+							  : "it has all its pair devices");
+			vm->refused++;
+			close(fd);
+			return;
+		}
+	}
+	d = dev_new(op, vm, fd, cred.pid, pair);
+	if (!d) {
 		close(fd);
 		return;
 	}
-	vm->dev = dev_new(op, vm, fd, cred.pid);
-	if (!vm->dev) {
-		close(fd);
-		return;
+	if (pair < 0) {
+		vm->ctl = d;
+		vm->attaches++;
+		log_info("vm %s: control device attached by QEMU pid %d (%llu MiB)", vm->g->name,
+			 (int)cred.pid, (unsigned long long)(d->size >> 20));
+	} else {
+		vm->pairs[pair] = d;
+		log_debug("vm %s: pair device %u attached", vm->g->name, d->position);
 	}
-	vm->attaches++;
-	log_info("vm %s: device attached by QEMU pid %d (%llu MiB)", vm->g->name, (int)cred.pid,
-		 (unsigned long long)(vm->dev->size >> 20));
 }
 
 int vm_open(struct op *op, struct guest *g, const char *dir)
@@ -578,20 +760,23 @@ int vm_open(struct op *op, struct guest *g, const char *dir)
 		return err;
 	}
 	g->vm = vm;
-	log_info("vm %s: QEMU attaches at %s (-chardev socket,path=%s,id=cn0 "
-		 "-device ivshmem-doorbell,chardev=cn0,vectors=%d)",
-		 g->name, vm->path, vm->path, CN_VM_VECTORS);
+	log_info("vm %s: QEMU attaches at %s (scripts/vm-run.sh --print shows how)", g->name,
+		 vm->path);
 	return 0;
 }
 
 void vm_close(struct op *op, struct guest *g)
 {
 	struct vm *vm = g->vm;
+	unsigned int i;
 
 	if (!vm)
 		return;
-	if (vm->dev)
-		dev_free(op, vm->dev);
+	for (i = 0; i < CN_VM_PAIRS_MAX; i++)
+		if (vm->pairs[i])
+			dev_free(op, vm->pairs[i]);
+	if (vm->ctl)
+		dev_free(op, vm->ctl);
 	epoll_ctl(op->epfd, EPOLL_CTL_DEL, vm->ev.fd, NULL);
 	close(vm->ev.fd);
 	unlink(vm->path);
@@ -602,17 +787,25 @@ void vm_close(struct op *op, struct guest *g)
 void vm_status(const struct guest *g, struct vm_status *st)
 {
 	const struct vm *vm = g->vm;
+	const struct vm_ctl *c;
+	unsigned int i;
 
 	memset(st, 0, sizeof(*st));
 	if (!vm)
 		return;
-	st->attached = vm->dev != NULL;
-	st->pid = vm->dev ? vm->dev->pid : 0;
-	st->memory = vm->dev ? vm->dev->size : 0;
-	st->control_ok = vm->dev && !vm->dev->broken;
-	st->messages = vm->dev ? vm->dev->msgs : 0;
-	st->resets = vm->dev ? vm->dev->resets : 0;
+	c = vm->ctl ? vm->ctl->ctl : NULL;
+	st->attached = c != NULL;
+	st->pid = vm->ctl ? vm->ctl->pid : 0;
+	st->memory = vm->ctl ? vm->ctl->size : 0;
+	st->control_ok = c && !c->broken;
+	st->messages = c ? c->msgs : 0;
+	st->resets = c ? c->resets : 0;
 	st->attaches = vm->attaches;
 	st->refused = vm->refused;
 	st->violations = vm->violations;
+	for (i = 0; i < CN_VM_PAIRS_MAX; i++)
+		if (vm->pairs[i]) {
+			st->pair_devices++;
+			st->pairs_assigned += vm->pairs[i]->pair->peer_gid != 0;
+		}
 }

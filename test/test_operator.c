@@ -273,16 +273,21 @@ static struct cn_addr wildcard(uint16_t port)
 }
 
 /* Both directions of an open circuit carry data. */
-static void check_talks(struct cn_local_ep *a, struct cn_local_ep *b)
+static void check_talks_ep(struct cn_endpoint *a, struct cn_endpoint *b)
 {
 	char buf[64];
 
-	assert_int_equal(cn_send(&a->ep, "ping", 4, 0), 4);
-	assert_int_equal(cn_recv(&b->ep, buf, sizeof(buf), 0), 4);
+	assert_int_equal(cn_send(a, "ping", 4, 0), 4);
+	assert_int_equal(cn_recv(b, buf, sizeof(buf), 0), 4);
 	assert_memory_equal(buf, "ping", 4);
-	assert_int_equal(cn_send(&b->ep, "pong!", 5, 0), 5);
-	assert_int_equal(cn_recv(&a->ep, buf, sizeof(buf), 0), 5);
+	assert_int_equal(cn_send(b, "pong!", 5, 0), 5);
+	assert_int_equal(cn_recv(a, buf, sizeof(buf), 0), 5);
 	assert_memory_equal(buf, "pong!", 5);
+}
+
+static void check_talks(struct cn_local_ep *a, struct cn_local_ep *b)
+{
+	check_talks_ep(&a->ep, &b->ep);
 }
 
 struct listener_g {
@@ -1387,6 +1392,7 @@ static void test_pool_pages_return(void **state)
 /* Guest vmx becomes a VM with a reload (and goes away with the next). */
 static const char *const vm_guest = "guest vmx {\n"
 				    "    address 10.9.0.40\n"
+				    "    group clients\n"
 				    "    vm ivshmem\n"
 				    "    vm-memory 1M\n"
 				    "}\n";
@@ -1406,6 +1412,13 @@ static void vm_guest_remove(void)
 	write_config("");
 	assert_int_equal(ctl(out, sizeof(out), "reload"), 0);
 }
+
+struct fake_pair { /* a pair device, as QEMU holds it */
+	int sock;
+	void *mem;
+	int host_vec[CN_VM_PAIR_VECTORS]; /* peer 0's: we ring them */
+	int vm_vec[CN_VM_PAIR_VECTORS];	  /* ours */
+};
 
 struct fake_vm {
 	int sock;
@@ -1530,6 +1543,40 @@ static void vm_detach(struct fake_vm *v)
 	close(v->sock);
 }
 
+/* A pair device of the same QEMU: id 2, its memory, 64 vectors each side. */
+static void vm_attach_pair(struct fake_pair *p)
+{
+	struct stat st;
+	int fd, i;
+
+	p->sock = vm_connect();
+	assert_int_equal(vm_msg(p->sock, &fd), 0);
+	assert_int_equal(vm_msg(p->sock, &fd), CN_VM_PEER_GUEST + 1);
+	assert_int_equal(vm_msg(p->sock, &fd), -1);
+	assert_true(fd >= 0);
+	assert_int_equal(fstat(fd, &st), 0);
+	assert_int_equal(st.st_size, 1 << 20);
+	p->mem = mmap(NULL, 1 << 20, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
+	assert_true(p->mem != MAP_FAILED);
+	close(fd);
+	for (i = 0; i < CN_VM_PAIR_VECTORS; i++)
+		assert_int_equal(vm_msg(p->sock, &p->host_vec[i]), CN_VM_PEER_OPERATOR);
+	for (i = 0; i < CN_VM_PAIR_VECTORS; i++)
+		assert_int_equal(vm_msg(p->sock, &p->vm_vec[i]), CN_VM_PEER_GUEST + 1);
+}
+
+static void vm_detach_pair(struct fake_pair *p)
+{
+	int i;
+
+	for (i = 0; i < CN_VM_PAIR_VECTORS; i++) {
+		close(p->host_vec[i]);
+		close(p->vm_vec[i]);
+	}
+	munmap(p->mem, 1 << 20);
+	close(p->sock);
+}
+
 static void vm_send(struct fake_vm *v, const struct cn_msg_hdr *h)
 {
 	assert_int_equal(cn_send(&v->ep, h, h->len, 0), (ssize_t)h->len);
@@ -1612,10 +1659,12 @@ static int op_fd_count(void)
  */
 static void test_vm_control_circuit(void **state)
 {
+	int fds_before, i, second, status;
+	struct fake_pair pd;
 	struct cn_msg_echo e;
 	struct fake_vm v;
-	int fds_before, i, second;
 	union cn_msg r;
+	pid_t child;
 	char buf[8];
 
 	vm_guest_add();
@@ -1644,12 +1693,24 @@ static void test_vm_control_circuit(void **state)
 	assert_int_equal(r.h.seq, 4000);
 	assert_true(vm_view("\"control_messages\":") >= 4001);
 
-	/* a second QEMU for the same VM: hung up at once, nothing sent */
-	second = vm_connect();
-	assert_int_equal(recv(second, buf, sizeof(buf), 0), 0);
-	close(second);
+	/* the same QEMU's next device is a pair device, free until a peer comes */
+	vm_attach_pair(&pd);
+	wait_status("\"vm_devices\":", 2);
+	assert_int_equal(vm_view("\"pair_devices\":"), 1);
+	assert_int_equal(vm_view("\"pairs_assigned\":"), 0);
+
+	/* another QEMU for the same VM: hung up at once, nothing sent */
+	child = fork();
+	assert_true(child >= 0);
+	if (!child) {
+		second = vm_connect();
+		_exit(recv(second, buf, sizeof(buf), 0) == 0 ? 0 : 1);
+	}
+	assert_int_equal(waitpid(child, &status, 0), child);
+	assert_true(WIFEXITED(status) && WEXITSTATUS(status) == 0);
 	assert_int_equal(vm_view("\"attaches_refused\":"), 1);
 
+	vm_detach_pair(&pd);
 	vm_detach(&v);
 	wait_status("\"vm_devices\":", 0);
 	assert_int_equal(op_fd_count(), fds_before);
@@ -1664,8 +1725,8 @@ static void test_vm_control_circuit(void **state)
  */
 static void test_vm_hostile(void **state)
 {
+	struct cn_msg_listen q;
 	struct cn_msg_hdr bad;
-	struct cn_msg_id q;
 	struct fake_vm v;
 	union cn_msg r;
 	uint8_t *p;
@@ -1695,17 +1756,201 @@ static void test_vm_hostile(void **state)
 
 	vm_reset(&v);
 	assert_int_equal(vm_view("\"control_ok\":"), 1);
-	cn_msg_init(&q.h, CN_MSG_CLOSED, sizeof(q), 3);
-	q.id = 1;
+	vm_hello(&v);
+	cn_msg_init(&q.h, CN_MSG_LISTEN, sizeof(q), 3);
+	q.l4 = CN_L4_TCP;
+	q.backlog = 8;
+	q.addr.port = 8080;
 	vm_send(&v, &q.h);
 	vm_recv(&v, &r, CN_MSG_ERROR);
 	assert_int_equal(r.error.err, EOPNOTSUPP);
-	vm_hello(&v);
 	assert_int_equal(vm_view("\"violations\":"), 3);
 	vm_detach(&v);
 	wait_status("\"vm_devices\":", 0);
 	vm_guest_remove();
 	assert_true(ctl_reachable());
+}
+
+struct vm_bulk {
+	struct cn_endpoint *ep;
+	size_t bytes;
+	uint64_t sum;
+	int err;
+};
+
+static uint64_t fnv(uint64_t h, const uint8_t *p, size_t n)
+{
+	while (n--)
+		h = (h ^ *p++) * 0x100000001b3ull;
+	return h;
+}
+
+/* Receive bytes and checksum them: the far side of a bulk transfer, in a thread. */
+static void *vm_bulk_recv(void *arg)
+{
+	struct vm_bulk *b = arg;
+	uint8_t buf[8192];
+	size_t got = 0;
+
+	b->sum = 0xcbf29ce484222325ull;
+	while (got < b->bytes) {
+		ssize_t n = cn_recv(b->ep, buf, sizeof(buf), 0);
+
+		if (n <= 0) {
+			b->err = n ? (int)n : -EPIPE;
+			return NULL;
+		}
+		b->sum = fnv(b->sum, buf, (size_t)n);
+		got += (size_t)n;
+	}
+	return NULL;
+}
+
+/* bytes from one endpoint to the other, every byte checked, wake-ups both ways */
+static void vm_bulk(struct cn_endpoint *from, struct cn_endpoint *to, size_t bytes)
+{
+	struct vm_bulk b = { .ep = to, .bytes = bytes };
+	uint64_t sum = 0xcbf29ce484222325ull;
+	uint8_t buf[7000];
+	size_t sent = 0, i;
+	pthread_t t;
+
+	assert_int_equal(pthread_create(&t, NULL, vm_bulk_recv, &b), 0);
+	while (sent < bytes) {
+		size_t n = bytes - sent < sizeof(buf) ? bytes - sent : sizeof(buf);
+
+		for (i = 0; i < n; i++)
+			buf[i] = (uint8_t)((sent + i) * 2654435761u >> 13);
+		assert_int_equal(cn_send(from, buf, n, 0), (ssize_t)n);
+		sum = fnv(sum, buf, n);
+		sent += n;
+	}
+	assert_int_equal(pthread_join(t, NULL), 0);
+	assert_int_equal(b.err, 0);
+	assert_true(b.sum == sum);
+}
+
+/* The VM's end of a circuit in its pair device, as its driver would open it. */
+static void vm_open_circuit(struct fake_pair *p, const struct cn_msg_circuit *c,
+			    struct cn_endpoint *ep, struct cn_notifier n[4])
+{
+	struct cn_circuit_params prm = { .mode = CN_MODE_STREAM,
+					 .ring_size = { c->ring_size[0], c->ring_size[1] } };
+	int v = c->vm_vec;
+
+	assert_true(c->flags & CN_CIRCUIT_VM);
+	assert_int_equal(c->chunk_id, CN_VM_PEER_GUEST + 1); /* the pair device's IVPosition */
+	assert_true(v < CN_VM_PAIR_VECTORS / 2);
+	assert_true(c->slot_off + cn_circuit_size(&prm) <= (1u << 20));
+	memset(ep, 0, sizeof(*ep));
+	assert_int_equal(cn_ep_attach_stamped(ep, (char *)p->mem + c->slot_off,
+					      cn_circuit_size(&prm), CN_ROLE_INITIATOR,
+					      c->circuit_id),
+			 0);
+	assert_int_equal(cn_eventfd_notifier_init(&n[0], dup(p->vm_vec[2 * v])), 0);
+	assert_int_equal(cn_eventfd_notifier_init(&n[1], dup(p->vm_vec[2 * v + 1])), 0);
+	assert_int_equal(cn_eventfd_notifier_init(&n[2], dup(p->host_vec[2 * v])), 0);
+	assert_int_equal(cn_eventfd_notifier_init(&n[3], dup(p->host_vec[2 * v + 1])), 0);
+	cn_ep_set_notifiers(ep, &n[0], &n[1], &n[2], &n[3]);
+	cn_ep_set_timeouts(ep, 5000, 5000);
+}
+
+static void vm_connect_web(struct fake_vm *v, struct cn_msg_circuit *out)
+{
+	struct cn_msg_connect m;
+	union cn_msg r;
+
+	cn_msg_init(&m.h, CN_MSG_CONNECT, sizeof(m), 11);
+	m.l4 = CN_L4_TCP;
+	m.dst = addr("10.9.0.2:80");
+	vm_send(v, &m.h);
+	vm_recv(v, &r, CN_MSG_CONNECT_OK);
+	*out = r.circuit;
+}
+
+/*
+ * A VM connects to a process guest's listener: the policy decides as for
+ * anyone, the circuit lives in the VM's pair device (assigned to the pair
+ * on first contact), the host end gets eventfds of the device's vectors,
+ * 2 MiB cross each way with every byte checked, the VM's CLOSED frees the
+ * slot and its vectors once the host end has gone too, and a policy
+ * denial reads ECONNREFUSED in the VM.
+ */
+static void test_vm_connect(void **state)
+{
+	struct cn_notifier n[4];
+	struct listener_g web;
+	struct cn_local_ep host;
+	struct cn_op_conn hi;
+	struct cn_msg_circuit c, c2;
+	struct cn_msg_connect m;
+	struct cn_endpoint ep;
+	struct fake_pair pd;
+	struct fake_vm v;
+	struct cn_msg_id cl;
+	union cn_msg r;
+	char link[64], path[64];
+	ssize_t len;
+	int i;
+
+	vm_guest_add();
+	listen_on(&web, "web", CN_L4_TCP, wildcard(80), 16);
+	vm_attach(&v);
+	vm_attach_pair(&pd);
+	wait_status("\"vm_devices\":", 2);
+	vm_hello(&v);
+	vm_connect_web(&v, &c);
+	assert_int_equal(cn_op_accept(&web.op, &host, &hi, 0), 0);
+	assert_int_equal(hi.circuit_id, c.circuit_id);
+	assert_int_equal(vm_view("\"pairs_assigned\":"), 1);
+	/* the host end sleeps on eventfds that QEMU writes */
+	snprintf(path, sizeof(path), "/proc/self/fd/%d", host.notif[0].fd);
+	len = readlink(path, link, sizeof(link) - 1);
+	assert_true(len > 0);
+	link[len] = 0;
+	assert_string_equal(link, "anon_inode:[eventfd]");
+
+	vm_open_circuit(&pd, &c, &ep, n);
+	vm_bulk(&ep, &host.ep, 2u << 20);
+	vm_bulk(&host.ep, &ep, 2u << 20);
+
+	/* both ends close: the slot and its vector pair go back */
+	cn_msg_init(&cl.h, CN_MSG_CLOSED, sizeof(cl), 0);
+	cl.id = c.circuit_id;
+	vm_send(&v, &cl.h);
+	for (i = 0; i < 4; i++)
+		cn_notifier_release(&n[i]);
+	cn_local_close(&host);
+	cn_op_closed(&web.op, hi.circuit_id);
+	wait_slots(0);
+
+	/* again: the same device, a vector pair free again */
+	vm_connect_web(&v, &c2);
+	assert_true(c2.vm_vec == c.vm_vec);
+	assert_int_equal(cn_op_accept(&web.op, &host, &hi, 0), 0);
+	vm_open_circuit(&pd, &c2, &ep, n);
+	check_talks_ep(&ep, &host.ep);
+
+	/* the policy still decides: cache:6379 is not the VM's to reach */
+	cn_msg_init(&m.h, CN_MSG_CONNECT, sizeof(m), 12);
+	m.l4 = CN_L4_TCP;
+	m.dst = addr("10.9.0.3:6379");
+	vm_send(&v, &m.h);
+	vm_recv(&v, &r, CN_MSG_ERROR);
+	assert_int_equal(r.error.err, ECONNREFUSED);
+
+	/* QEMU goes with a circuit open: the VM's end closes, the host's stays its own */
+	for (i = 0; i < 4; i++)
+		cn_notifier_release(&n[i]);
+	vm_detach_pair(&pd);
+	vm_detach(&v);
+	wait_status("\"vm_devices\":", 0);
+	cn_local_close(&host);
+	cn_op_closed(&web.op, hi.circuit_id);
+	wait_slots(0);
+	wait_circuits(0);
+	cn_op_close(&web.op);
+	vm_guest_remove();
 }
 
 static int group_setup(void **state)
@@ -1761,6 +2006,7 @@ int main(int argc, char **argv)
 		cmocka_unit_test(test_pipelined_connects),
 		cmocka_unit_test(test_vm_control_circuit),
 		cmocka_unit_test(test_vm_hostile),
+		cmocka_unit_test(test_vm_connect),
 	};
 
 	if (argc != 3) {

@@ -104,6 +104,15 @@ int cn_local_open(struct cn_local_ep *l, const int *fds, int nfds, enum cn_role 
 int cn_local_open_slot(struct cn_local_ep *l, struct cn_chunk *chunk, uint64_t off, size_t size,
 		       const int notif_fds[2], int lease_fd, enum cn_role role, uint64_t stamp);
 
+/*
+ * The same for the host end of a VM's circuit (CN_CIRCUIT_VM, proto.h):
+ * four eventfd notifiers, wait_rx, wait_tx, sig_rx, sig_tx, as a 5-fd
+ * bundle's [1]..[4], in the memory of the VM's device for the pair.
+ */
+int cn_local_open_slot_vm(struct cn_local_ep *l, struct cn_chunk *chunk, uint64_t off,
+			  size_t size, const int notif_fds[4], int lease_fd, enum cn_role role,
+			  uint64_t stamp);
+
 /* True for an endpoint whose memory is a pooled slot (then: chunk, lease). */
 static inline bool cn_local_pooled(const struct cn_local_ep *l)
 {

@@ -155,6 +155,14 @@ struct cn_msg_connect {
  * still connecting and reports the outcome in the circuit (layout.h).
  */
 #define CN_CIRCUIT_PENDING 0x01u
+/*
+ * CONNECT_OK and NEW_CONN: one end is a VM (circnet/vm.h), the circuit lives
+ * in the memory of the VM's device for this pair. To the VM (over its
+ * control circuit, no fds): chunk_id is the device's IVPosition and vm_vec
+ * the circuit's vector pair (vectors 2 vm_vec and 2 vm_vec + 1: its reader's
+ * and its writer's). To the host end: CN_POOL_NFDS_VM fds.
+ */
+#define CN_CIRCUIT_VM 0x02u
 
 /*
  * CONNECT_OK and NEW_CONN: the circuit and both ends' addresses. A pooled
@@ -165,6 +173,14 @@ struct cn_msg_connect {
  * of its own (chunk_id 0) comes as a bundle of local.h (3 or 5 fds).
  */
 #define CN_POOL_NFDS 4
+/*
+ * The host end of a VM's circuit (CN_CIRCUIT_VM): [0] the device's memfd,
+ * eventfds [1] wait_rx [2] wait_tx (QEMU writes them when the VM rings),
+ * [3] sig_rx [4] sig_tx (the VM's vectors: QEMU turns them into its
+ * interrupts), [5] the lease.
+ */
+#define CN_POOL_NFDS_VM 6
+#define CN_MSG_MAX_FDS	6 /* the most fds any message carries */
 struct cn_msg_circuit {
 	struct cn_msg_hdr h;
 	uint64_t circuit_id;
@@ -172,7 +188,7 @@ struct cn_msg_circuit {
 	uint8_t l4;
 	uint8_t role; /* enum cn_role of the receiver */
 	uint8_t flags; /* CN_CIRCUIT_* */
-	uint8_t pad;
+	uint8_t vm_vec; /* CN_CIRCUIT_VM to a VM: the vector pair; else 0 */
 	uint32_t ring_size[2];
 	struct cn_addr local;
 	struct cn_addr remote;

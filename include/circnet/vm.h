@@ -9,7 +9,7 @@
  * ivshmem-doorbell device to run-dir/guests/NAME/ivshmem.sock, and the
  * operator answers with the device's memory (a sealed memfd) and its
  * vectors' eventfds. On every device the operator is peer CN_VM_PEER_OPERATOR
- * and the VM is peer CN_VM_PEER_GUEST.
+ * and the VM is peer CN_VM_PEER_GUEST (+ 1 + k on its pair device k).
  *
  * A VM has no Unix socket to the host, so its control channel to the
  * operator is a circuit: the stream circuit at offset 0 of its first device,
@@ -34,9 +34,19 @@
 #include <circnet/notify.h>
 #include <circnet/region.h>
 
-#define CN_VM_PEER_OPERATOR 0
-#define CN_VM_PEER_GUEST    1
-#define CN_VM_VECTORS	    4 /* -device ivshmem-doorbell,vectors=4 */
+#define CN_VM_PEER_OPERATOR 0 /* on a pair device: the host peer */
+#define CN_VM_PEER_GUEST    1 /* the VM on its control device; pair device k: 2 + k */
+#define CN_VM_VECTORS	    4 /* control device: -device ivshmem-doorbell,vectors=4 */
+
+/*
+ * Pair devices (operator/vm.c): every device after the first. Each becomes
+ * the region of one (VM, host peer) pair on first contact, for as long as
+ * it lives. A circuit in it takes vector pair i: vectors 2i (its VM end's
+ * reader) and 2i + 1 (its writer), and peer 0's vectors 2i, 2i + 1 wake the
+ * host end's. -device ivshmem-doorbell,vectors=64.
+ */
+#define CN_VM_PAIRS_MAX	    8
+#define CN_VM_PAIR_VECTORS  64
 #define CN_VM_VEC_RX	    0
 #define CN_VM_VEC_TX	    1
 #define CN_VM_VEC_RESET	    2 /* VM -> operator: format my control circuit anew; back: done */
