@@ -104,8 +104,7 @@ static int notifier_from_fd(struct cn_notifier *n, int fd, bool signal_only)
 	if (fstat(fd, &st) < 0)
 		return -errno;
 	if (S_ISSOCK(st.st_mode))
-		return cn_socket_notifier_init_flags(n, fd,
-						     signal_only ? CN_NOTIFIER_SIGNAL_ONLY : 0);
+		return cn_socket_notifier_init_flags(n, fd, signal_only ? CN_NOTIFIER_SIGNAL_ONLY : 0);
 	return cn_eventfd_notifier_init(n, fd);
 }
 
@@ -167,8 +166,8 @@ int cn_local_open(struct cn_local_ep *l, const int *fds, int nfds, enum cn_role 
 		return err;
 	err = cn_ep_attach(&l->ep, l->region.base, l->region.size, role);
 	if (!err)
-		err = nfds == CN_LOCAL_NFDS_SOCK ? open_notifiers_shared(l, fds)
-						 : open_notifiers_each(l, fds);
+		err = nfds == CN_LOCAL_NFDS_SOCK ? open_notifiers_shared(l, fds) :
+						   open_notifiers_each(l, fds);
 	if (err) {
 		l->region.fd = -1; /* ownership stays with the caller on failure */
 		cn_region_release(&l->region);

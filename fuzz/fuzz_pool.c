@@ -80,6 +80,11 @@ uint32_t vm_dev_position(const struct vm_dev *d)
 	abort();
 }
 
+void vm_vectors_wake_host(struct vm_dev *d, int pair)
+{
+	abort();
+}
+
 /* the harness gives slots no circuits: a lease hang-up never reaches one */
 void core_end_gone(struct op *op, struct circuit *c, int role)
 {

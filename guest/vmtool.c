@@ -10,6 +10,10 @@
  *                                               K requests in flight, every byte checked
  *   circnet-vm [--device PATH] scribble         a hostile VM: garbage over the control
  *                                               circuit's indices, then a doorbell
+ *   circnet-vm connect IPV4:PORT [--put N] [--get N]
+ *                                               a circuit to a host guest's listener:
+ *                                               N bytes each way, checked with the
+ *                                               peer's FNV-1a (the test server's protocol)
  *
  * A static binary with the same ring code as the host (circuit/), so the
  * VM image needs nothing else. Exit 0 on success, 1 on failure (one line
@@ -234,15 +238,20 @@ static void echo_fill(struct cn_msg_echo *m, uint32_t seq, size_t left)
 	}
 }
 
+static int cmd_hello(struct ctl *c);
+
 static int cmd_echo(struct ctl *c, size_t bytes, unsigned int window)
 {
 	size_t sent = 0, back = 0;
 	uint32_t next = 1, expect = 1;
 	struct cn_msg_echo m, want;
-	double t0 = now_s(), dt;
+	double t0, dt;
 	union cn_msg r;
 	int err;
 
+	if (cmd_hello(c)) /* a new control circuit is a new session: it starts with HELLO */
+		return 1;
+	t0 = now_s();
 	while (back < bytes) {
 		while (sent < bytes && next - expect < window) {
 			echo_fill(&m, next++, bytes - sent);
@@ -286,10 +295,236 @@ static int cmd_scribble(struct ctl *c)
 	return 0;
 }
 
+/* ---- circuits to host guests ---- */
+
+struct vmconn {
+	int devfd;
+	struct cn_region mem; /* the whole pair device */
+	struct cn_notifier notif[4];
+	struct cn_endpoint ep;
+	uint64_t id;
+};
+
+/* The pair device whose IVPosition the operator named, opened. */
+static int find_device(uint32_t position)
+{
+	char path[32];
+	int i;
+
+	for (i = 0; i < 16; i++) {
+		struct cn_ivshmem_info info;
+		int fd;
+
+		snprintf(path, sizeof(path), "/dev/circnet-ivshmem%d", i);
+		fd = open(path, O_RDWR | O_CLOEXEC);
+		if (fd < 0)
+			continue;
+		if (!ioctl(fd, CN_IVSHMEM_IOC_INFO, &info) && info.ivposition == position)
+			return fd;
+		close(fd);
+	}
+	return -ENODEV;
+}
+
+/* The VM's end of a circuit the operator set up in a pair device (CN_CIRCUIT_VM). */
+static int conn_open(struct vmconn *k, const struct cn_msg_circuit *m)
+{
+	struct cn_circuit_params prm = {
+		.mode = m->l4 == CN_L4_TCP ? CN_MODE_STREAM : CN_MODE_DGRAM,
+		.ring_size = { m->ring_size[0], m->ring_size[1] },
+	};
+	size_t size = cn_circuit_size(&prm);
+	struct cn_ivshmem_info info;
+	char path[64];
+	int i, err;
+
+	if (!(m->flags & CN_CIRCUIT_VM) || m->chunk_id > UINT32_MAX || !size)
+		return -EPROTO;
+	k->id = m->circuit_id;
+	k->devfd = find_device((uint32_t)m->chunk_id);
+	if (k->devfd < 0)
+		return k->devfd;
+	if (ioctl(k->devfd, CN_IVSHMEM_IOC_INFO, &info) < 0)
+		return -errno;
+	/* the slot must lie in the device: the operator's word is checked too */
+	if (m->slot_off > info.region_size || size > info.region_size - m->slot_off ||
+	    2u * m->vm_vec + 1 >= info.vectors)
+		return -EPROTO;
+	err = cn_ivshmem_region_map(&k->mem, k->devfd, 0, info.region_size);
+	if (err)
+		return err;
+	err = cn_ep_attach_stamped(&k->ep, (char *)k->mem.base + m->slot_off, size,
+				   (enum cn_role)m->role, m->circuit_id);
+	if (err)
+		return err;
+	snprintf(path, sizeof(path), "/proc/self/fd/%d", k->devfd);
+	for (i = 0; i < 4; i++) {
+		unsigned int vec = 2u * m->vm_vec + (unsigned int)(i % 2);
+		int fd = open(path, O_RDWR | O_CLOEXEC | O_NONBLOCK);
+
+		if (fd < 0)
+			return -errno;
+		err = cn_ivshmem_notifier_init(&k->notif[i], fd, vec,
+					       cn_ivshmem_doorbell(CN_VM_PEER_OPERATOR,
+								   (uint16_t)vec));
+		if (err) {
+			close(fd);
+			return err;
+		}
+	}
+	cn_ep_set_notifiers(&k->ep, &k->notif[0], &k->notif[1], &k->notif[2], &k->notif[3]);
+	cn_ep_set_timeouts(&k->ep, IO_TIMEOUT_MS, IO_TIMEOUT_MS);
+	return 0;
+}
+
+static uint64_t fnv1a(uint64_t h, const uint8_t *p, size_t n)
+{
+	while (n--)
+		h = (h ^ *p++) * 0x100000001b3ull;
+	return h;
+}
+
+static uint8_t pattern(size_t i)
+{
+	return (uint8_t)((i * 2654435761u) >> 13);
+}
+
+/* One line from the peer (up to '\n'), NUL-terminated. */
+static int recv_line(struct cn_endpoint *ep, char *buf, size_t len)
+{
+	size_t n = 0;
+
+	while (n + 1 < len) {
+		ssize_t r = cn_recv(ep, buf + n, 1, 0);
+
+		if (r <= 0)
+			return r ? (int)r : -ECONNRESET;
+		if (buf[n] == '\n')
+			break;
+		n++;
+	}
+	buf[n] = 0;
+	return 0;
+}
+
+/*
+ * put: "put N\n" and N pattern bytes to the peer, which answers with the
+ * FNV-1a of what it got. get: "get N\n"; the peer answers with the FNV-1a
+ * of N bytes, then the bytes. Either way every byte is checked.
+ */
+static int transfer(struct vmconn *k, bool put, size_t bytes)
+{
+	uint64_t sum = 0xcbf29ce484222325ull, theirs = 0;
+	uint8_t buf[16384];
+	char line[64];
+	size_t done = 0, i;
+	int err;
+
+	snprintf(line, sizeof(line), "%s %zu\n", put ? "put" : "get", bytes);
+	if (cn_send(&k->ep, line, strlen(line), 0) != (ssize_t)strlen(line))
+		return -EIO;
+	while (put && done < bytes) {
+		size_t n = bytes - done < sizeof(buf) ? bytes - done : sizeof(buf);
+		ssize_t w;
+
+		for (i = 0; i < n; i++)
+			buf[i] = pattern(done + i);
+		sum = fnv1a(sum, buf, n);
+		w = cn_send(&k->ep, buf, n, 0);
+		if (w != (ssize_t)n)
+			return w < 0 ? (int)w : -EIO;
+		done += n;
+	}
+	err = recv_line(&k->ep, line, sizeof(line));
+	if (err)
+		return err;
+	if (sscanf(line, "fnv=%" SCNx64, &theirs) != 1)
+		return -EPROTO;
+	while (!put && done < bytes) {
+		ssize_t r = cn_recv(&k->ep, buf, sizeof(buf), 0);
+
+		if (r <= 0)
+			return r ? (int)r : -ECONNRESET;
+		sum = fnv1a(sum, buf, (size_t)r);
+		done += (size_t)r;
+	}
+	if (sum != theirs) {
+		fprintf(stderr, "circnet-vm: %s: checksums differ (%016" PRIx64 " here, %016" PRIx64
+				" there)\n",
+			put ? "put" : "get", sum, theirs);
+		return -EBADMSG;
+	}
+	return 0;
+}
+
+static int parse_hostport(const char *s, struct cn_addr *a)
+{
+	unsigned int b[4], port;
+	char tail;
+
+	memset(a, 0, sizeof(*a));
+	if (sscanf(s, "%u.%u.%u.%u:%u%c", &b[0], &b[1], &b[2], &b[3], &port, &tail) != 5 ||
+	    b[0] > 255 || b[1] > 255 || b[2] > 255 || b[3] > 255 || !port || port > 65535)
+		return -EINVAL;
+	a->family = CN_AF_INET;
+	a->port = (uint16_t)port;
+	for (int i = 0; i < 4; i++)
+		a->addr[i] = (uint8_t)b[i];
+	return 0;
+}
+
+static int cmd_connect(struct ctl *c, const char *dst, size_t put, size_t get)
+{
+	struct cn_msg_connect m;
+	struct vmconn k = { .devfd = -1 };
+	struct cn_msg_id closed;
+	struct cn_msg_hello h;
+	union cn_msg r;
+	double t0;
+	int err;
+
+	cn_msg_init(&m.h, CN_MSG_CONNECT, sizeof(m), 2);
+	m.l4 = CN_L4_TCP;
+	if (parse_hostport(dst, &m.dst)) {
+		fprintf(stderr, "circnet-vm: bad address '%s' (IPV4:PORT)\n", dst);
+		return 2;
+	}
+	cn_msg_init(&h.h, CN_MSG_HELLO, sizeof(h), 1);
+	h.pid = (uint32_t)getpid();
+	err = send_all(c, &h.h);
+	if (!err)
+		err = recv_msg(c, &r, CN_MSG_HELLO_OK);
+	if (!err)
+		err = send_all(c, &m.h);
+	if (!err)
+		err = recv_msg(c, &r, CN_MSG_CONNECT_OK);
+	if (err)
+		return die(dst, err);
+	err = conn_open(&k, &r.circuit);
+	if (err)
+		return die("the circuit", err);
+	t0 = now_s();
+	if (put)
+		err = transfer(&k, true, put);
+	if (!err && get)
+		err = transfer(&k, false, get);
+	if (err)
+		return die("transfer", err);
+	printf("connect %s: circuit %" PRIu64 " in pair device %" PRIu64 ", vectors %u/%u: "
+	       "%zu bytes out, %zu in, all checked, %.2f s\n",
+	       dst, k.id, (uint64_t)r.circuit.chunk_id, 2u * r.circuit.vm_vec,
+	       2u * r.circuit.vm_vec + 1, put, get, now_s() - t0);
+	cn_close(&k.ep);
+	cn_msg_init(&closed.h, CN_MSG_CLOSED, sizeof(closed), 0);
+	closed.id = k.id;
+	return send_all(c, &closed.h) ? 1 : 0;
+}
+
 static int usage(FILE *f)
 {
 	fprintf(f, "usage: circnet-vm [--device PATH] info | hello | "
-		   "echo [--bytes N] [--window K] | scribble\n");
+		   "echo [--bytes N] [--window K] | scribble |\n"
+		   "       connect IPV4:PORT [--put N] [--get N]\n");
 	return f == stderr ? 2 : 0;
 }
 
@@ -299,16 +534,18 @@ int main(int argc, char **argv)
 		{ "device", required_argument, NULL, 'd' },
 		{ "bytes", required_argument, NULL, 'b' },
 		{ "window", required_argument, NULL, 'w' },
+		{ "put", required_argument, NULL, 'p' },
+		{ "get", required_argument, NULL, 'g' },
 		{ "help", no_argument, NULL, 'h' },
 		{ 0 },
 	};
 	struct ctl c = { .path = "/dev/circnet-ivshmem0", .fd = -1 };
-	unsigned long long bytes = 1 << 20, window = 8;
+	unsigned long long bytes = 1 << 20, window = 8, put = 0, get = 0;
 	const char *cmd;
 	char *end;
 	int o, err;
 
-	while ((o = getopt_long(argc, argv, "d:b:w:h", opts, NULL)) != -1) {
+	while ((o = getopt_long(argc, argv, "d:b:w:p:g:h", opts, NULL)) != -1) {
 		switch (o) {
 		case 'd':
 			c.path = optarg;
@@ -328,17 +565,29 @@ int main(int argc, char **argv)
 				return 2;
 			}
 			break;
+		case 'p':
+		case 'g':
+			errno = 0;
+			*(o == 'p' ? &put : &get) = strtoull(optarg, &end, 10);
+			if (errno || *end) {
+				fprintf(stderr, "circnet-vm: bad --%s '%s'\n", o == 'p' ? "put" : "get",
+					optarg);
+				return 2;
+			}
+			break;
 		case 'h':
 			return usage(stdout);
 		default:
 			return usage(stderr);
 		}
 	}
-	if (optind != argc - 1)
+	if (optind >= argc)
 		return usage(stderr);
 	cmd = argv[optind];
+	if (optind != argc - 1 - !strcmp(cmd, "connect"))
+		return usage(stderr);
 	if (strcmp(cmd, "info") && strcmp(cmd, "hello") && strcmp(cmd, "echo") &&
-	    strcmp(cmd, "scribble")) {
+	    strcmp(cmd, "scribble") && strcmp(cmd, "connect")) {
 		fprintf(stderr, "circnet-vm: unknown command '%s'\n", cmd);
 		return usage(stderr);
 	}
@@ -352,5 +601,7 @@ int main(int argc, char **argv)
 		return cmd_hello(&c);
 	if (!strcmp(cmd, "echo"))
 		return cmd_echo(&c, (size_t)bytes, (unsigned int)window);
+	if (!strcmp(cmd, "connect"))
+		return cmd_connect(&c, argv[optind + 1], (size_t)put, (size_t)get);
 	return cmd_scribble(&c);
 }

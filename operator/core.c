@@ -304,8 +304,10 @@ void core_vm_session_close(struct op *op, struct session *s, const char *why)
 		struct circuit_end *e = container_of(pos, struct circuit_end, link);
 		struct circuit *c = container_of(e - e->role, struct circuit, end[0]);
 
-		if (c->end[!e->role].g)
+		if (c->end[!e->role].g) {
+			pool_slot_vm_reset(op, c);
 			push_reset(c, !e->role);
+		}
 	}
 	session_close(op, s, why);
 }

@@ -279,6 +279,7 @@ int vm_pair_memory(struct op *op, const struct guest *vm, const struct guest *ho
 int vm_vectors_get(struct vm_dev *d); /* a free vector pair, or -1 */
 void vm_vectors_put(struct vm_dev *d, int pair);
 int vm_vectors_fds(struct vm_dev *d, int pair, int fds[4]);
+void vm_vectors_wake_host(struct vm_dev *d, int pair); /* both of the host end's eventfds */
 uint32_t vm_dev_position(const struct vm_dev *d);
 
 /* pool.c */
@@ -306,6 +307,8 @@ void pool_end_closed(struct op *op, struct slot *sl, int role, struct guest *g);
 bool pool_slot_vm(const struct slot *sl, int *vm_vec, uint32_t *position);
 int pool_slot_vm_wake(const struct slot *sl, int fds[4]);
 void pool_vm_gone(struct op *op, struct vm_dev *d);
+/* The VM's end of c went without a word: a reset in the circuit, the host end woken. */
+void pool_slot_vm_reset(struct op *op, struct circuit *c);
 /* A lease hung up: its end's last holder is gone. */
 void pool_lease_event(struct op *op, struct lease *l);
 void pool_fini(struct op *op);

@@ -45,10 +45,10 @@
 #include "log.h"
 #include "operator.h"
 
-#define CHUNK_SIZE	((size_t)16 << 20)
-#define CHUNK_SEALS	(F_SEAL_SHRINK | F_SEAL_GROW | F_SEAL_SEAL)
-#define POOL_EMPTY_KEEP 1   /* empty chunks a pair keeps, so that a busy pair does not churn */
-#define POOL_SWEEP_MS	500 /* a free slot keeps its pages this long (pool_sweep) */
+#define CHUNK_SIZE	 ((size_t)16 << 20)
+#define CHUNK_SEALS	 (F_SEAL_SHRINK | F_SEAL_GROW | F_SEAL_SEAL)
+#define POOL_EMPTY_KEEP 1 /* empty chunks a pair keeps, so that a busy pair does not churn */
+#define POOL_SWEEP_MS	 500 /* a free slot keeps its pages this long (pool_sweep) */
 
 struct pool {
 	uint64_t gid[2]; /* the pair's guests by runtime id (ids outlive reloads) */
@@ -68,6 +68,7 @@ struct pchunk {
 	 * takes a vector pair of the device. NULL once the device is gone.
 	 */
 	struct vm_dev *vmdev;
+	bool vm;
 	size_t size, bump;
 	unsigned int used; /* slots handed out and not free yet */
 	struct slot *free; /* freed slots, most recent first */
@@ -129,8 +130,7 @@ static struct pool *pool_find(struct op *op, const struct guest *a, const struct
 {
 	struct list *pos;
 
-	list_for_each(pos, &op->pools)
-	{
+	list_for_each(pos, &op->pools) {
 		struct pool *p = container_of(pos, struct pool, link);
 
 		if ((p->gid[0] == a->id && p->gid[1] == b->id) ||
@@ -205,6 +205,7 @@ static struct pchunk *chunk_new_vm(struct op *op, struct pool *p, const struct g
 		return NULL;
 	}
 	ch->fd = cn_fd_lift(ch->fd);
+	ch->vm = true;
 	list_init(&ch->slots);
 	ch->p = p;
 	ch->id = ++op->next_id;
@@ -331,9 +332,12 @@ static void slot_release(struct op *op, struct slot *sl)
 	op->slots_used--;
 	if (ch->used)
 		return;
+	if (ch->vm && !ch->vmdev) {
+		chunk_free(op, ch); /* its VM's device is gone: nothing comes back to it */
+		return;
+	}
 	/* keep POOL_EMPTY_KEEP empty chunks per pair; the rest go */
-	list_for_each_safe(pos, tmp, &p->chunks)
-	{
+	list_for_each_safe(pos, tmp, &p->chunks) {
 		struct pchunk *c = container_of(pos, struct pchunk, link);
 
 		if (!c->used && ++empty > POOL_EMPTY_KEEP)
@@ -408,8 +412,7 @@ struct slot *pool_slot_new(struct op *op, const struct guest *a, const struct gu
 	if (a->vm || b->vm)
 		return slot_new_vm(op, p, a, b, size, guest_lease, errp);
 	size = (size + page - 1) & ~(page - 1);
-	list_for_each(pos, &p->chunks)
-	{
+	list_for_each(pos, &p->chunks) {
 		sl = chunk_take(container_of(pos, struct pchunk, link), size);
 		if (sl)
 			break;
@@ -496,20 +499,61 @@ int pool_slot_vm_wake(const struct slot *sl, int fds[4])
 	return sl->ch->vmdev ? vm_vectors_fds(sl->ch->vmdev, sl->vm_vec, fds) : -ENODEV;
 }
 
+/*
+ * The VM's end of c is gone without a word (its session or device ended):
+ * leave the reset the VM would have left, so that the host end reads
+ * ECONNRESET, and wake it. A socket pair's hang-up does this for process
+ * peers; an eventfd has none. The one time the operator maps a slot: the
+ * slot alone, for this moment, through the same validating attach as any
+ * endpoint (a header the VM scribbled over is not touched, the host end
+ * then learns of the end from its session's RESET).
+ */
+void pool_slot_vm_reset(struct op *op, struct circuit *c)
+{
+	struct slot *sl = c->slot;
+	struct cn_circuit_params prm = {
+		.mode = c->l4 == CN_L4_TCP ? CN_MODE_STREAM : CN_MODE_DGRAM,
+		.ring_size = { c->ring_size[0], c->ring_size[1] },
+	};
+	struct cn_endpoint ep;
+	size_t size = cn_circuit_size(&prm);
+	void *base;
+
+	if (!sl || sl->vm_role < 0 || !sl->ch->vmdev || !size || size > sl->size)
+		return;
+	base = mmap(NULL, sl->size, PROT_READ | PROT_WRITE, MAP_SHARED, sl->ch->fd, (off_t)sl->off);
+	if (base == MAP_FAILED)
+		return;
+	memset(&ep, 0, sizeof(ep));
+	if (!cn_ep_attach_stamped(&ep, base, size, (enum cn_role)sl->vm_role, c->id))
+		cn_reset(&ep);
+	munmap(base, sl->size);
+	vm_vectors_wake_host(sl->ch->vmdev, sl->vm_vec);
+}
+
 void pool_vm_gone(struct op *op, struct vm_dev *d)
 {
-	struct list *pp, *cp;
+	struct list *pp, *cp, *sp, *tmp;
 
-	list_for_each(pp, &op->pools)
-	{
+	list_for_each(pp, &op->pools) {
 		struct pool *p = container_of(pp, struct pool, link);
 
-		list_for_each(cp, &p->chunks)
-		{
+		list_for_each_safe(cp, tmp, &p->chunks) {
 			struct pchunk *ch = container_of(cp, struct pchunk, link);
 
-			if (ch->vmdev == d)
-				ch->vmdev = NULL;
+			if (ch->vmdev != d)
+				continue;
+			/* circuits still in it: their host ends learn of it now */
+			list_for_each(sp, &ch->slots) {
+				struct slot *sl = container_of(sp, struct slot, link);
+
+				if (sl->c && sl->vm_role >= 0)
+					pool_slot_vm_reset(op, sl->c);
+			}
+			ch->vmdev = NULL;
+			/* the device's memory lives on only while host ends still use it */
+			if (!ch->used)
+				chunk_free(op, ch);
 		}
 	}
 }
@@ -557,8 +601,7 @@ void pool_fini(struct op *op)
 			struct list *pos;
 
 			/* slots still in use: their memory lives on with the guests that map it */
-			list_for_each(pos, &ch->slots)
-			{
+			list_for_each(pos, &ch->slots) {
 				struct slot *sl = container_of(pos, struct slot, link);
 
 				lease_close(op, sl, 0);

@@ -670,6 +670,16 @@ int vm_vectors_fds(struct vm_dev *d, int pair, int fds[4])
 	return 0;
 }
 
+void vm_vectors_wake_host(struct vm_dev *d, int pair)
+{
+	uint64_t one = 1;
+	int i;
+
+	for (i = 0; i < 2; i++)
+		if (write(d->pair->host_vec[2 * pair + i], &one, sizeof(one)) < 0 && errno != EAGAIN)
+			log_debug("vm: waking a host end: %s", strerror(errno));
+}
+
 uint32_t vm_dev_position(const struct vm_dev *d)
 {
 	return d->position;

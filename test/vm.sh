@@ -30,10 +30,12 @@ for tool in qemu-system-x86_64 busybox cpio gzip make; do
 	command -v "$tool" >/dev/null || skip "$tool missing"
 done
 ls /lib/modules/*/build/Makefile >/dev/null 2>&1 || skip "no kernel headers"
+{ [ "$(id -u)" = 0 ] && unshare -n true 2>/dev/null; } || skip "no root or network namespaces (the host peer runs in one)"
 
 dir=$(mktemp -d /tmp/circnet-vm-test.XXXXXX)
-op_pid=
+op_pid= peer_pid=
 cleanup() {
+	[ -n "$peer_pid" ] && kill "$peer_pid" 2>/dev/null && wait "$peer_pid" 2>/dev/null
 	[ -n "$op_pid" ] && kill "$op_pid" 2>/dev/null && wait "$op_pid" 2>/dev/null
 	rm -rf "$dir"
 }
@@ -42,6 +44,7 @@ fail() {
 	echo "vm.sh: FAIL: $*"
 	[ -f "$dir/console.log" ] && { echo "--- VM console"; tail -40 "$dir/console.log"; }
 	[ -f "$dir/op.log" ] && { echo "--- operator"; tail -20 "$dir/op.log"; }
+	[ -f "$dir/peer.log" ] && { echo "--- host peer"; tail -10 "$dir/peer.log"; }
 	exit 1
 }
 
@@ -56,13 +59,25 @@ guest vm1 {
     vm ivshmem
     vm-memory 4M
 }
-allow any from any to any
+guest h1 {
+    address 10.77.0.31
+    listen tcp 7000,7001
+}
+allow tcp from vm1 to h1 port 7000
+deny any from any to any
 CONF
 "$op" --config "$dir/op.conf" 2>"$dir/op.log" &
 op_pid=$!
 for _ in $(seq 50); do [ -S "$dir/run/guests/vm1/ivshmem.sock" ] && break; sleep 0.1; done
 [ -S "$dir/run/guests/vm1/ivshmem.sock" ] || fail "the operator made no ivshmem.sock"
+# the VM's host peer: a process guest serving test/vm_peer.py's protocol
+"$build/guest/circnet" run --guest h1 --run-dir "$dir/run" -- \
+	python3 "$root/test/vm_peer.py" 7000 >"$dir/peer.log" 2>&1 &
+peer_pid=$!
+for _ in $(seq 100); do grep -q listening "$dir/peer.log" 2>/dev/null && break; sleep 0.1; done
+grep -q listening "$dir/peer.log" || fail "the host peer did not start: $(cat "$dir/peer.log")"
 fds_before=$(ls /proc/$op_pid/fd | wc -l)
+ls -l /proc/$op_pid/fd | awk '{print $NF}' | sort >"$dir/fds-before"
 
 # the VM's part: one line "CHECK name ok|FAIL" per step
 mkdir -p "$dir/t"
@@ -74,6 +89,11 @@ check info circnet-vm info
 check hello circnet-vm hello
 check echo circnet-vm echo --bytes 1048576 --window 16
 check vectors sh -c 'grep circnet /proc/interrupts | awk "{n += \$2} END {exit !(n > 0)}"'
+check pair-devices test -c /dev/circnet-ivshmem2
+check put circnet-vm connect 10.77.0.31:7000 --put 1048576
+check get circnet-vm connect 10.77.0.31:7000 --get 1048576
+check put-get circnet-vm connect 10.77.0.31:7000 --put 300000 --get 300000
+check denied sh -c '! circnet-vm connect 10.77.0.31:7001 --put 10 2>/tmp/err && grep -q "refused" /tmp/err'
 check scribble circnet-vm scribble
 sleep 1
 check hello-again circnet-vm hello
@@ -87,6 +107,10 @@ check unload rmmod circnet_ivshmem
 check device-gone test ! -e /dev/circnet-ivshmem0
 check reload insmod /lib/modules/circnet_ivshmem.ko
 check hello-reloaded circnet-vm hello
+check put-reloaded circnet-vm connect 10.77.0.31:7000 --put 65536
+# the VM dies with a circuit open: its host peer must see the end, the operator leak nothing
+circnet-vm connect 10.77.0.31:7000 --put 4000000000 >/dev/null 2>&1 &
+sleep 2
 VMTEST
 chmod +x "$dir/t/test.sh"
 (cd "$dir/t" && echo test.sh | cpio -o -H newc --quiet | gzip -1) >"$dir/t.cpio.gz"
@@ -95,15 +119,16 @@ cat "$INITRD" "$dir/t.cpio.gz" >"$dir/initrd.gz"
 echo "vm.sh: booting the VM (QEMU TCG, kernel $KVER)"
 start=$(date +%s)
 timeout 240 "$root/scripts/vm-run.sh" --guest vm1 --run-dir "$dir/run" --kernel "$KERNEL" \
-	--initrd "$dir/initrd.gz" </dev/null >"$dir/console.log" 2>&1
+	--initrd "$dir/initrd.gz" --peers 2 </dev/null >"$dir/console.log" 2>&1
 rc=$?
 echo "vm.sh: the VM ran $(($(date +%s) - start)) s (exit $rc)"
 [ $rc = 0 ] || fail "QEMU exit $rc"
 grep -a '^CHECK' "$dir/console.log" | tr -d '\r'
 grep -a 'echo:' "$dir/console.log" | tr -d '\r'
-want=13
+want=19
 got=$(grep -ac '^CHECK .* ok' "$dir/console.log")
 [ "$got" = "$want" ] || fail "$got of $want checks in the VM passed"
+grep -a '^connect' "$dir/console.log" | tr -d '\r'
 
 kill -0 "$op_pid" 2>/dev/null || fail "the operator died"
 for _ in $(seq 50); do
@@ -120,7 +145,21 @@ assert vm["attaches"] == 1 and not vm["attached"], vm
 assert vm["violations"] == 1, vm
 PY
 grep -q 'control circuit dropped' "$dir/op.log" || fail "the scribble went unnoticed"
+# the circuit open when the VM died: its host end was reset or saw EOF, and is gone
+for _ in $(seq 50); do
+	"$ctl" --run-dir "$dir/run" status --json | grep -q '"circuits":0,' && break
+	sleep 0.1
+done
+"$ctl" --run-dir "$dir/run" status --json | grep -q '"circuits":0,' || fail "circuits outlived the VM"
+"$ctl" --run-dir "$dir/run" status --json | grep -q '"slots_in_use":0' || fail "slots outlived the VM"
+tail -3 "$dir/peer.log"
+grep -Eq 'connection lost|EOF with' "$dir/peer.log" || fail "the host peer never saw the VM go"
+kill -0 "$peer_pid" 2>/dev/null || fail "the host peer died"
+[ "$(grep -c '^vm_peer: put\|^vm_peer: get' "$dir/peer.log")" = 5 ] || fail "the host peer served $(grep -c '^vm_peer: put\|^vm_peer: get' "$dir/peer.log") of 5 transfers"
 fds_after=$(ls /proc/$op_pid/fd | wc -l)
-[ "$fds_after" = "$fds_before" ] || fail "the operator holds $fds_after fds, $fds_before before the VM"
+if [ "$fds_after" != "$fds_before" ]; then
+	ls -l /proc/$op_pid/fd | awk '{print $NF}' | sort | diff "$dir/fds-before" - | grep '^[<>]'
+	fail "the operator holds $fds_after fds, $fds_before before the VM"
+fi
 grep -E ' (error|crit|alert|emerg):' "$dir/op.log" && fail "errors in the operator's log"
 echo "vm.sh: all passed"
