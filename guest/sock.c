@@ -1400,6 +1400,7 @@ bool csock_export(struct csock *cs, int appfd, struct csock_image *img)
 	memset(img, 0, sizeof(*img));
 	if (cs->dgram)
 		return false; /* datagram sockets do not cross exec yet */
+	/* a VM's circuit (eventfd notifiers, notif[2] set) does not cross exec yet */
 	if (cs->state == CS_CONNECTED &&
 	    (csock_memfd(cs) < 0 || !cs->ep.notif[1].ops || cs->ep.notif[2].ops))
 		return false;

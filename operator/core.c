@@ -1352,6 +1352,15 @@ static int handle_connect(struct op *op, struct session *s, const struct cn_msg_
 		return reply_error(s, m->h.seq, ENOMEM);
 	prm.stamp = c->id;
 	err = bundle_make(op, s->g, st.dst, &prm, c, &fds);
+	if (err == -EOPNOTSUPP || (err == -ENOBUFS && (s->g->vm || st.dst->vm))) {
+		/* what a VM cannot have yet, or its devices are full: a refusal (docs/vms.md) */
+		log_refusal(s->g, "guest %s: circuit to %s: %s", s->g->name, st.dst->name,
+			    err == -ENOBUFS ? "the VM's pair devices are full" :
+					      "not between these kinds of guest yet");
+		op->cnt.refused++;
+		circuit_free(op, c);
+		return reply_error(s, m->h.seq, -err);
+	}
 	if (err) {
 		log_err("guest %s: creating a circuit failed: %s", s->g->name, strerror(-err));
 		op->cnt.errors++;

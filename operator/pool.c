@@ -360,8 +360,8 @@ static struct slot *slot_new_vm(struct op *op, struct pool *p, const struct gues
 	struct pchunk *ch;
 	struct slot *sl;
 
-	if (a->vm && b->vm) {
-		*errp = -EOPNOTSUPP; /* VM to VM: a later version (docs/vms.md) */
+	if ((a->vm && b->vm) || a == op->proxy || b == op->proxy) {
+		*errp = -EOPNOTSUPP; /* VM to VM, and a VM's off-host traffic: later (docs/vms.md) */
 		return NULL;
 	}
 	if (list_empty(&p->chunks) && !chunk_new_vm(op, p, vm_role ? b : a, vm_role ? a : b, errp))

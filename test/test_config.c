@@ -179,6 +179,16 @@ static const struct {
 	{ "guest a {\nlisten tcp 1,2,3,4,5,6,7,8,9,10,11,12,13,14,15,16,17\n}\n",
 	  "t.conf:2:12: too many port ranges (at most 16)" },
 	{ "guest a {\nfoo\n}\n", "t.conf:2:1: unknown guest directive 'foo'" },
+	{ "guest a {\naddress 10.0.0.1\nvm xen\n}\n", "t.conf:3:4: unknown VM kind 'xen' (ivshmem)" },
+	{ "guest a {\naddress 10.0.0.1\nvm\n}\n", "t.conf:3:1: 'vm' takes 1 value" },
+	{ "guest a {\naddress 10.0.0.1\nvm ivshmem\nvm-memory 3M\n}\n",
+	  "t.conf:4:11: vm-memory must be a power of two from 1M to 1G" },
+	{ "guest a {\naddress 10.0.0.1\nvm ivshmem\nvm-memory 512K\n}\n",
+	  "t.conf:4:11: vm-memory must be a power of two from 1M to 1G" },
+	{ "guest a {\naddress 10.0.0.1\nvm ivshmem\nvm-memory 2G\n}\n",
+	  "t.conf:4:11: '2G' is too large (at most 1073741824)" },
+	{ "guest a {\naddress 10.0.0.1\nvm-memory 4M\n}\n",
+	  "t.conf:1:1: guest 'a' has vm-memory but is no VM (add 'vm ivshmem')" },
 	{ "guest a {\naddress 10.0.0.1\nallow tcp from a to a\n}\n",
 	  "t.conf:3:1: 'allow' belongs outside blocks (block opened on line 1)" },
 	{ "defaults {\nguest a {\n", "t.conf:2:1: 'guest' belongs outside blocks (block opened on line 1)" },
@@ -402,6 +412,46 @@ static void test_proto_channel_and_claim(void **state)
 	assert_string_equal(cn_msg_name(CN_MSG_CLAIM), "claim");
 }
 
+/* A VM's circuits (CN_CIRCUIT_VM) and ECHO: the rules of docs/vms.md. */
+static void test_proto_vm_and_echo(void **state)
+{
+	union cn_msg m;
+	const char *why;
+
+	cn_msg_init(&m.h, CN_MSG_CONNECT_OK, sizeof(m.circuit), 3);
+	m.circuit.circuit_id = 42;
+	m.circuit.l4 = CN_L4_TCP;
+	m.circuit.local.family = m.circuit.remote.family = CN_AF_INET;
+	m.circuit.flags = CN_CIRCUIT_VM;
+	m.circuit.chunk_id = 2; /* the VM's end: a device's IVPosition, no fds */
+	m.circuit.vm_vec = 31;
+	assert_int_equal(cn_msg_validate(&m, sizeof(m.circuit), 0, &why), 0);
+	/* the host's end: the device's bundle */
+	assert_int_equal(cn_msg_validate(&m, sizeof(m.circuit), CN_POOL_NFDS_VM, &why), 0);
+	assert_int_equal(cn_msg_validate(&m, sizeof(m.circuit), CN_POOL_NFDS, &why), -EBADMSG);
+	m.circuit.chunk_id = 0;
+	assert_int_equal(cn_msg_validate(&m, sizeof(m.circuit), 0, &why), -EBADMSG);
+	assert_string_equal(why, "circuit: a VM's circuit outside a device");
+	m.circuit.chunk_id = 2;
+	m.circuit.flags = 0; /* a vector pair on a process's circuit */
+	assert_int_equal(cn_msg_validate(&m, sizeof(m.circuit), CN_POOL_NFDS, &why), -EBADMSG);
+	assert_string_equal(why, "circuit: a vector pair outside a VM's circuit");
+	m.circuit.vm_vec = 0;
+	assert_int_equal(cn_msg_validate(&m, sizeof(m.circuit), CN_POOL_NFDS, &why), 0);
+
+	cn_msg_init(&m.h, CN_MSG_ECHO, sizeof(m.echo), 4);
+	m.echo.len = CN_ECHO_MAX;
+	memset(m.echo.data, 0xab, CN_ECHO_MAX);
+	assert_int_equal(cn_msg_validate(&m, sizeof(m.echo), 0, &why), 0);
+	m.echo.len = 10; /* bytes past len must be zero */
+	assert_int_equal(cn_msg_validate(&m, sizeof(m.echo), 0, &why), -EBADMSG);
+	memset(m.echo.data + 10, 0, CN_ECHO_MAX - 10);
+	assert_int_equal(cn_msg_validate(&m, sizeof(m.echo), 0, &why), 0);
+	m.echo.len = CN_ECHO_MAX + 1;
+	assert_int_equal(cn_msg_validate(&m, sizeof(m.echo), 0, &why), -EBADMSG);
+	assert_string_equal(cn_msg_name(CN_MSG_ECHO_OK), "echo-ok");
+}
+
 static void test_proto_validate(void **state)
 {
 	union cn_msg m;
@@ -505,6 +555,7 @@ int main(void)
 		cmocka_unit_test(test_policy),	       cmocka_unit_test(test_prefix_match),
 		cmocka_unit_test(test_proto_validate),
 		cmocka_unit_test(test_proto_channel_and_claim),
+		cmocka_unit_test(test_proto_vm_and_echo),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
