@@ -14,6 +14,8 @@
  *                                               a circuit to a host guest's listener:
  *                                               N bytes each way, checked with the
  *                                               peer's FNV-1a (the test server's protocol)
+ *   circnet-vm serve PORT [--count N]            listen, and serve N connections from
+ *                                               host guests with that protocol
  *
  * A static binary with the same ring code as the host (circuit/), so the
  * VM image needs nothing else. Exit 0 on success, 1 on failure (one line
@@ -41,6 +43,7 @@
 
 #define IO_TIMEOUT_MS	10000 /* a dead operator fails a call, never hangs the VM */
 #define ECHO_WINDOW_MAX 32    /* requests and replies both fit their 16 KiB rings */
+#define SERVE_TIMEOUT_MS 60000 /* serve: how long to wait for the next connection */
 
 struct ctl {
 	const char *path;
@@ -389,14 +392,17 @@ static uint8_t pattern(size_t i)
 	return (uint8_t)((i * 2654435761u) >> 13);
 }
 
-/* One line from the peer (up to '\n'), NUL-terminated. */
+/* One line from the peer (up to '\n'), NUL-terminated. 1: the peer's EOF before any byte. */
 static int recv_line(struct cn_endpoint *ep, char *buf, size_t len)
 {
 	size_t n = 0;
 
+	buf[0] = 0;
 	while (n + 1 < len) {
 		ssize_t r = cn_recv(ep, buf + n, 1, 0);
 
+		if (r == 0 && n == 0)
+			return 1;
 		if (r <= 0)
 			return r ? (int)r : -ECONNRESET;
 		if (buf[n] == '\n')
@@ -437,7 +443,7 @@ static int transfer(struct vmconn *k, bool put, size_t bytes)
 	}
 	err = recv_line(&k->ep, line, sizeof(line));
 	if (err)
-		return err;
+		return err > 0 ? -ECONNRESET : err;
 	if (sscanf(line, "fnv=%" SCNx64, &theirs) != 1)
 		return -EPROTO;
 	while (!put && done < bytes) {
@@ -520,11 +526,132 @@ static int cmd_connect(struct ctl *c, const char *dst, size_t put, size_t get)
 	return send_all(c, &closed.h) ? 1 : 0;
 }
 
+/* The server side of the put/get protocol on one circuit, until the peer's EOF. */
+static int serve_conn(struct vmconn *k, size_t *moved)
+{
+	uint8_t buf[16384];
+	char line[64], cmd[8];
+	size_t n, done, i;
+
+	for (;;) {
+		uint64_t sum = 0xcbf29ce484222325ull;
+		int err = recv_line(&k->ep, line, sizeof(line));
+
+		if (err == 1)
+			return 0; /* EOF between requests: the peer is done */
+		if (err)
+			return err;
+		if (sscanf(line, "%7s %zu", cmd, &n) != 2 || (strcmp(cmd, "put") && strcmp(cmd, "get")))
+			return -EPROTO;
+		if (!strcmp(cmd, "put")) {
+			for (done = 0; done < n;) {
+				size_t want = n - done < sizeof(buf) ? n - done : sizeof(buf);
+				ssize_t r = cn_recv(&k->ep, buf, want, 0);
+
+				if (r <= 0)
+					return r ? (int)r : -ECONNRESET;
+				sum = fnv1a(sum, buf, (size_t)r);
+				done += (size_t)r;
+			}
+			snprintf(line, sizeof(line), "fnv=%016" PRIx64 "\n", sum);
+			if (cn_send(&k->ep, line, strlen(line), 0) != (ssize_t)strlen(line))
+				return -EIO;
+		} else {
+			for (i = 0; i < n; i++) /* the sum first: it goes ahead of the bytes */
+				sum = fnv1a(sum, (uint8_t[]){ pattern(i) }, 1);
+			snprintf(line, sizeof(line), "fnv=%016" PRIx64 "\n", sum);
+			if (cn_send(&k->ep, line, strlen(line), 0) != (ssize_t)strlen(line))
+				return -EIO;
+			for (done = 0; done < n;) {
+				size_t m = n - done < sizeof(buf) ? n - done : sizeof(buf);
+				ssize_t w;
+
+				for (i = 0; i < m; i++)
+					buf[i] = pattern(done + i);
+				w = cn_send(&k->ep, buf, m, 0);
+				if (w != (ssize_t)m)
+					return w < 0 ? (int)w : -EIO;
+				done += m;
+			}
+		}
+		*moved += n;
+	}
+}
+
+/*
+ * Listen on PORT (any of the VM's addresses) and serve count connections
+ * from host guests, one at a time, with the put/get protocol. The operator
+ * pushes each NEW_CONN over the control circuit; ACCEPTED frees its
+ * backlog slot.
+ */
+static int cmd_serve(struct ctl *c, const char *port_s, unsigned long long count)
+{
+	struct cn_msg_listen l;
+	struct cn_msg_hello h;
+	struct cn_msg_id id;
+	union cn_msg r;
+	unsigned long long served = 0;
+	char *end;
+	unsigned long port = strtoul(port_s, &end, 10);
+	int err;
+
+	if (*end || !port || port > 65535) {
+		fprintf(stderr, "circnet-vm: bad port '%s'\n", port_s);
+		return 2;
+	}
+	cn_msg_init(&h.h, CN_MSG_HELLO, sizeof(h), 1);
+	h.pid = (uint32_t)getpid();
+	cn_msg_init(&l.h, CN_MSG_LISTEN, sizeof(l), 2);
+	l.l4 = CN_L4_TCP;
+	l.backlog = 8;
+	l.addr.port = (uint16_t)port;
+	err = send_all(c, &h.h);
+	if (!err)
+		err = recv_msg(c, &r, CN_MSG_HELLO_OK);
+	if (!err)
+		err = send_all(c, &l.h);
+	if (!err)
+		err = recv_msg(c, &r, CN_MSG_LISTEN_OK);
+	if (err)
+		return die("listen", err);
+	printf("circnet-vm: serving on port %lu\n", port);
+	fflush(stdout);
+	cn_ep_set_timeouts(&c->ep, SERVE_TIMEOUT_MS, IO_TIMEOUT_MS);
+	while (served < count) {
+		struct vmconn k = { .devfd = -1 };
+		size_t moved = 0;
+
+		err = recv_msg(c, &r, CN_MSG_NEW_CONN);
+		if (err)
+			return die("waiting for a connection", err);
+		cn_msg_init(&id.h, CN_MSG_ACCEPTED, sizeof(id), 0);
+		id.id = r.circuit.circuit_id;
+		err = send_all(c, &id.h);
+		if (!err)
+			err = conn_open(&k, &r.circuit);
+		if (!err)
+			err = serve_conn(&k, &moved);
+		if (err)
+			return die("serving a connection", err);
+		printf("serve: circuit %" PRIu64 " from %u.%u.%u.%u:%u: %zu bytes, all checked\n",
+		       k.id, r.circuit.remote.addr[0], r.circuit.remote.addr[1],
+		       r.circuit.remote.addr[2], r.circuit.remote.addr[3], r.circuit.remote.port,
+		       moved);
+		cn_close(&k.ep);
+		cn_msg_init(&id.h, CN_MSG_CLOSED, sizeof(id), 0);
+		id.id = k.id;
+		if (send_all(c, &id.h))
+			return 1;
+		served++;
+	}
+	return 0;
+}
+
 static int usage(FILE *f)
 {
 	fprintf(f, "usage: circnet-vm [--device PATH] info | hello | "
 		   "echo [--bytes N] [--window K] | scribble |\n"
-		   "       connect IPV4:PORT [--put N] [--get N]\n");
+		   "       connect IPV4:PORT [--put N] [--get N] | serve PORT [--count N]\n");
 	return f == stderr ? 2 : 0;
 }
 
@@ -536,16 +663,17 @@ int main(int argc, char **argv)
 		{ "window", required_argument, NULL, 'w' },
 		{ "put", required_argument, NULL, 'p' },
 		{ "get", required_argument, NULL, 'g' },
+		{ "count", required_argument, NULL, 'c' },
 		{ "help", no_argument, NULL, 'h' },
 		{ 0 },
 	};
 	struct ctl c = { .path = "/dev/circnet-ivshmem0", .fd = -1 };
-	unsigned long long bytes = 1 << 20, window = 8, put = 0, get = 0;
+	unsigned long long bytes = 1 << 20, window = 8, put = 0, get = 0, count = 1;
 	const char *cmd;
 	char *end;
 	int o, err;
 
-	while ((o = getopt_long(argc, argv, "d:b:w:p:g:h", opts, NULL)) != -1) {
+	while ((o = getopt_long(argc, argv, "d:b:w:p:g:c:h", opts, NULL)) != -1) {
 		switch (o) {
 		case 'd':
 			c.path = optarg;
@@ -567,11 +695,12 @@ int main(int argc, char **argv)
 			break;
 		case 'p':
 		case 'g':
+		case 'c':
 			errno = 0;
-			*(o == 'p' ? &put : &get) = strtoull(optarg, &end, 10);
+			*(o == 'p' ? &put : o == 'g' ? &get : &count) = strtoull(optarg, &end, 10);
 			if (errno || *end) {
-				fprintf(stderr, "circnet-vm: bad --%s '%s'\n", o == 'p' ? "put" : "get",
-					optarg);
+				fprintf(stderr, "circnet-vm: bad --%s '%s'\n",
+					o == 'p' ? "put" : o == 'g' ? "get" : "count", optarg);
 				return 2;
 			}
 			break;
@@ -584,10 +713,10 @@ int main(int argc, char **argv)
 	if (optind >= argc)
 		return usage(stderr);
 	cmd = argv[optind];
-	if (optind != argc - 1 - !strcmp(cmd, "connect"))
+	if (optind != argc - 1 - (!strcmp(cmd, "connect") || !strcmp(cmd, "serve")))
 		return usage(stderr);
 	if (strcmp(cmd, "info") && strcmp(cmd, "hello") && strcmp(cmd, "echo") &&
-	    strcmp(cmd, "scribble") && strcmp(cmd, "connect")) {
+	    strcmp(cmd, "scribble") && strcmp(cmd, "connect") && strcmp(cmd, "serve")) {
 		fprintf(stderr, "circnet-vm: unknown command '%s'\n", cmd);
 		return usage(stderr);
 	}
@@ -603,5 +732,7 @@ int main(int argc, char **argv)
 		return cmd_echo(&c, (size_t)bytes, (unsigned int)window);
 	if (!strcmp(cmd, "connect"))
 		return cmd_connect(&c, argv[optind + 1], (size_t)put, (size_t)get);
+	if (!strcmp(cmd, "serve"))
+		return cmd_serve(&c, argv[optind + 1], count);
 	return cmd_scribble(&c);
 }

@@ -232,6 +232,8 @@ static void session_close(struct op *op, struct session *s, const char *why)
 		epoll_ctl(op->epfd, EPOLL_CTL_DEL, s->ev.fd, NULL);
 		close(s->ev.fd);
 	}
+	if (s->vm)
+		vm_session_gone(s->vm); /* its control circuit is served no more */
 	list_del(&s->link);
 	g->nsessions--;
 	op->nsessions--;
@@ -1579,8 +1581,14 @@ static int dispatch(struct op *op, struct session *s, const union cn_msg *m, int
 
 int core_vm_dispatch(struct op *op, struct session *s, const union cn_msg *m)
 {
-	/* a VM's listeners come in a later version: it has no channel to give */
-	if (m->h.type == CN_MSG_LISTEN || m->h.type == CN_MSG_CLAIM)
+	/*
+	 * A VM listens on its session itself (one TCP listener per session:
+	 * NEW_CONN comes over the control circuit); it has no channel to give,
+	 * no claims to make, and its datagrams come in a later version.
+	 */
+	if ((m->h.type == CN_MSG_LISTEN &&
+	     (m->listen.l4 != CN_L4_TCP || (m->listen.flags & (CN_LISTEN_CHANNEL | CN_LISTEN_PROXY)))) ||
+	    m->h.type == CN_MSG_CLAIM)
 		return reply_error(s, m->h.seq, EOPNOTSUPP) ? -1 : 0;
 	return dispatch(op, s, m, -1);
 }
@@ -1782,6 +1790,8 @@ static void guest_remove(struct op *op, struct guest *g, bool shutdown)
 {
 	struct list *pos, *tmp;
 
+	vm_close(op, g); /* a VM's session and devices first: they reset its host peers */
+
 	list_for_each_safe(pos, tmp, &g->sessions)
 		session_close(op, container_of(pos, struct session, link),
 			      shutdown ? NULL : "guest removed");
@@ -1796,7 +1806,6 @@ static void guest_remove(struct op *op, struct guest *g, bool shutdown)
 				break;
 			}
 	}
-	vm_close(op, g);
 	epoll_ctl(op->epfd, EPOLL_CTL_DEL, g->ev.fd, NULL);
 	close(g->ev.fd);
 	unlink(g->path);

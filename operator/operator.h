@@ -251,6 +251,8 @@ void core_vm_session_close(struct op *op, struct session *s, const char *why);
 int core_vm_dispatch(struct op *op, struct session *s, const union cn_msg *m);
 /* vm.c: a message for the VM, over its control circuit (nfds must be 0). 0 or -errno. */
 int vm_session_send(struct vm_dev *d, const struct cn_msg_hdr *h, int nfds);
+/* vm.c: core closed a VM's session (guest removed, a parked connect failed). */
+void vm_session_gone(struct vm_dev *d);
 
 /* HELLO_OK for guest g (for sessions and VM control circuits alike). */
 void core_hello_ok(struct op *op, struct guest *g, uint32_t seq, struct cn_msg_hello_ok *r);

@@ -77,6 +77,7 @@ struct vm_ctl {
 	struct cn_endpoint ep;
 	struct session *s; /* the VM's session while the circuit is served */
 	bool broken;	   /* the VM broke the circuit: served again after a reset */
+	bool serving;	   /* inside serve(): it flushes at the end */
 	uint64_t resets, msgs;
 	size_t inlen, outlen, outoff;
 	union cn_msg in;
@@ -204,6 +205,7 @@ static void ctl_free(struct op *op, struct vm_dev *d)
 
 	if (c->s)
 		core_vm_session_close(op, c->s, "its VM's device is gone");
+	c->s = NULL;
 	for (i = 0; i < VM_BELLS; i++)
 		if (c->bell[i].ev.fd >= 0)
 			epoll_ctl(op->epfd, EPOLL_CTL_DEL, c->bell[i].ev.fd, NULL);
@@ -395,6 +397,8 @@ static void ctl_break(struct vm_dev *d, const char *why)
 	cn_reset(&c->ep);
 }
 
+static bool flush(struct vm_dev *d);
+
 int vm_session_send(struct vm_dev *d, const struct cn_msg_hdr *h, int nfds)
 {
 	struct vm_ctl *c = d->ctl;
@@ -407,7 +411,23 @@ int vm_session_send(struct vm_dev *d, const struct cn_msg_hdr *h, int nfds)
 		return -ENOBUFS; /* the VM does not read: what it misses is its loss */
 	memcpy(c->out + c->outlen, h, h->len);
 	c->outlen += h->len;
+	/*
+	 * Out at once: a push (NEW_CONN, RESET) comes while we serve someone
+	 * else, and the VM may be asleep on its ring. What does not fit waits
+	 * for the VM's reading to ring our TX vector.
+	 */
+	if (!c->serving && !flush(d) && !c->broken &&
+	    (cn_poll_arm(&c->ep, CN_POLLOUT) & CN_POLLOUT))
+		flush(d);
 	return 0;
+}
+
+void vm_session_gone(struct vm_dev *d)
+{
+	if (d->ctl) {
+		d->ctl->s = NULL;
+		d->ctl->broken = true; /* until the VM asks for a new circuit */
+	}
 }
 
 /* Send what is queued for the VM. true when nothing is left. */
@@ -477,6 +497,7 @@ static void serve(struct op *op, struct vm_dev *d)
 	const char *why;
 	int i, r;
 
+	c->serving = true;
 	for (i = 0; i < VM_MSGS_PER_ROUND && !c->broken; i++) {
 		if (!flush(d))
 			break;
@@ -499,6 +520,7 @@ static void serve(struct op *op, struct vm_dev *d)
 			break;
 		}
 	}
+	c->serving = false;
 	if (!c->broken)
 		flush(d); /* what the last message's answer left */
 	if (i == VM_MSGS_PER_ROUND && !c->broken)

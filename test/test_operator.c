@@ -1395,7 +1395,9 @@ static const char *const vm_guest = "guest vmx {\n"
 				    "    group clients\n"
 				    "    vm ivshmem\n"
 				    "    vm-memory 1M\n"
-				    "}\n";
+				    "    listen tcp 8080\n"
+				    "}\n"
+				    "allow tcp from client to vmx port 8080\n";
 
 static void vm_guest_add(void)
 {
@@ -1415,6 +1417,7 @@ static void vm_guest_remove(void)
 
 struct fake_pair { /* a pair device, as QEMU holds it */
 	int sock;
+	uint32_t position;
 	void *mem;
 	int host_vec[CN_VM_PAIR_VECTORS]; /* peer 0's: we ring them */
 	int vm_vec[CN_VM_PAIR_VECTORS];	  /* ours */
@@ -1543,15 +1546,16 @@ static void vm_detach(struct fake_vm *v)
 	close(v->sock);
 }
 
-/* A pair device of the same QEMU: id 2, its memory, 64 vectors each side. */
-static void vm_attach_pair(struct fake_pair *p)
+/* Pair device k of the same QEMU: id 2 + k, its memory, 64 vectors each side. */
+static void vm_attach_pair(struct fake_pair *p, int k)
 {
 	struct stat st;
 	int fd, i;
 
 	p->sock = vm_connect();
 	assert_int_equal(vm_msg(p->sock, &fd), 0);
-	assert_int_equal(vm_msg(p->sock, &fd), CN_VM_PEER_GUEST + 1);
+	p->position = CN_VM_PEER_GUEST + 1 + (uint32_t)k;
+	assert_int_equal(vm_msg(p->sock, &fd), p->position);
 	assert_int_equal(vm_msg(p->sock, &fd), -1);
 	assert_true(fd >= 0);
 	assert_int_equal(fstat(fd, &st), 0);
@@ -1562,7 +1566,7 @@ static void vm_attach_pair(struct fake_pair *p)
 	for (i = 0; i < CN_VM_PAIR_VECTORS; i++)
 		assert_int_equal(vm_msg(p->sock, &p->host_vec[i]), CN_VM_PEER_OPERATOR);
 	for (i = 0; i < CN_VM_PAIR_VECTORS; i++)
-		assert_int_equal(vm_msg(p->sock, &p->vm_vec[i]), CN_VM_PEER_GUEST + 1);
+		assert_int_equal(vm_msg(p->sock, &p->vm_vec[i]), p->position);
 }
 
 static void vm_detach_pair(struct fake_pair *p)
@@ -1694,7 +1698,7 @@ static void test_vm_control_circuit(void **state)
 	assert_true(vm_view("\"control_messages\":") >= 4001);
 
 	/* the same QEMU's next device is a pair device, free until a peer comes */
-	vm_attach_pair(&pd);
+	vm_attach_pair(&pd, 0);
 	wait_status("\"vm_devices\":", 2);
 	assert_int_equal(vm_view("\"pair_devices\":"), 1);
 	assert_int_equal(vm_view("\"pairs_assigned\":"), 0);
@@ -1758,7 +1762,7 @@ static void test_vm_hostile(void **state)
 	assert_int_equal(vm_view("\"control_ok\":"), 1);
 	vm_hello(&v);
 	cn_msg_init(&q.h, CN_MSG_LISTEN, sizeof(q), 3);
-	q.l4 = CN_L4_TCP;
+	q.l4 = CN_L4_UDP; /* a VM's datagrams: a later version */
 	q.backlog = 8;
 	q.addr.port = 8080;
 	vm_send(&v, &q.h);
@@ -1839,12 +1843,12 @@ static void vm_open_circuit(struct fake_pair *p, const struct cn_msg_circuit *c,
 	int v = c->vm_vec;
 
 	assert_true(c->flags & CN_CIRCUIT_VM);
-	assert_int_equal(c->chunk_id, CN_VM_PEER_GUEST + 1); /* the pair device's IVPosition */
+	assert_int_equal(c->chunk_id, p->position); /* the pair device's IVPosition */
 	assert_true(v < CN_VM_PAIR_VECTORS / 2);
 	assert_true(c->slot_off + cn_circuit_size(&prm) <= (1u << 20));
 	memset(ep, 0, sizeof(*ep));
 	assert_int_equal(cn_ep_attach_stamped(ep, (char *)p->mem + c->slot_off,
-					      cn_circuit_size(&prm), CN_ROLE_INITIATOR,
+					      cn_circuit_size(&prm), (enum cn_role)c->role,
 					      c->circuit_id),
 			 0);
 	assert_int_equal(cn_eventfd_notifier_init(&n[0], dup(p->vm_vec[2 * v])), 0);
@@ -1896,7 +1900,7 @@ static void test_vm_connect(void **state)
 	vm_guest_add();
 	listen_on(&web, "web", CN_L4_TCP, wildcard(80), 16);
 	vm_attach(&v);
-	vm_attach_pair(&pd);
+	vm_attach_pair(&pd, 0);
 	wait_status("\"vm_devices\":", 2);
 	vm_hello(&v);
 	vm_connect_web(&v, &c);
@@ -1930,6 +1934,47 @@ static void test_vm_connect(void **state)
 	assert_int_equal(cn_op_accept(&web.op, &host, &hi, 0), 0);
 	vm_open_circuit(&pd, &c2, &ep, n);
 	check_talks_ep(&ep, &host.ep);
+
+	/* the other way: a VM listens, a process guest connects (a pair device of its own) */
+	{
+		struct cn_notifier n2[4];
+		struct cn_msg_listen l;
+		struct cn_local_ep cl_ep;
+		struct cn_op_conn ci;
+		struct cn_endpoint vep;
+		struct fake_pair pd2;
+		struct cn_op client;
+		struct cn_addr d = addr("10.9.0.40:8080");
+
+		vm_attach_pair(&pd2, 1);
+		wait_status("\"vm_devices\":", 3);
+		cn_msg_init(&l.h, CN_MSG_LISTEN, sizeof(l), 13);
+		l.l4 = CN_L4_TCP;
+		l.backlog = 4;
+		l.addr.port = 8080;
+		vm_send(&v, &l.h);
+		vm_recv(&v, &r, CN_MSG_LISTEN_OK);
+		assert_int_equal(open_guest(&client, "client"), 0);
+		assert_int_equal(cn_op_connect(&client, CN_L4_TCP, NULL, &d, &cl_ep, &ci), 0);
+		vm_recv(&v, &r, CN_MSG_NEW_CONN);
+		assert_int_equal(r.circuit.role, CN_ROLE_ACCEPTOR);
+		assert_int_equal(r.circuit.circuit_id, ci.circuit_id);
+		cn_msg_init(&cl.h, CN_MSG_ACCEPTED, sizeof(cl), 0);
+		cl.id = r.circuit.circuit_id;
+		vm_send(&v, &cl.h);
+		vm_open_circuit(&pd2, &r.circuit, &vep, n2);
+		vm_bulk(&cl_ep.ep, &vep, 1u << 20);
+		vm_bulk(&vep, &cl_ep.ep, 1u << 20);
+		assert_int_equal(vm_view("\"pairs_assigned\":"), 2);
+		cl.h.type = CN_MSG_CLOSED;
+		vm_send(&v, &cl.h);
+		for (i = 0; i < 4; i++)
+			cn_notifier_release(&n2[i]);
+		cn_local_close(&cl_ep);
+		cn_op_closed(&client, ci.circuit_id);
+		cn_op_close(&client);
+		vm_detach_pair(&pd2);
+	}
 
 	/* the policy still decides: cache:6379 is not the VM's to reach */
 	cn_msg_init(&m.h, CN_MSG_CONNECT, sizeof(m), 12);

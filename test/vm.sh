@@ -58,12 +58,14 @@ guest vm1 {
     address 10.77.0.21
     vm ivshmem
     vm-memory 4M
+    listen tcp 7100
 }
 guest h1 {
     address 10.77.0.31
     listen tcp 7000,7001
 }
 allow tcp from vm1 to h1 port 7000
+allow tcp from h1 to vm1 port 7100
 deny any from any to any
 CONF
 "$op" --config "$dir/op.conf" 2>"$dir/op.log" &
@@ -108,6 +110,8 @@ check device-gone test ! -e /dev/circnet-ivshmem0
 check reload insmod /lib/modules/circnet_ivshmem.ko
 check hello-reloaded circnet-vm hello
 check put-reloaded circnet-vm connect 10.77.0.31:7000 --put 65536
+# the other way: a host guest connects to the VM (vm.sh runs the client when it sees this serve)
+check serve circnet-vm serve 7100 --count 1
 # the VM dies with a circuit open: its host peer must see the end, the operator leak nothing
 circnet-vm connect 10.77.0.31:7000 --put 4000000000 >/dev/null 2>&1 &
 sleep 2
@@ -119,16 +123,30 @@ cat "$INITRD" "$dir/t.cpio.gz" >"$dir/initrd.gz"
 echo "vm.sh: booting the VM (QEMU TCG, kernel $KVER)"
 start=$(date +%s)
 timeout 240 "$root/scripts/vm-run.sh" --guest vm1 --run-dir "$dir/run" --kernel "$KERNEL" \
-	--initrd "$dir/initrd.gz" --peers 2 </dev/null >"$dir/console.log" 2>&1
+	--initrd "$dir/initrd.gz" --peers 2 </dev/null >"$dir/console.log" 2>&1 &
+qemu=$!
+# when the VM serves, a host guest connects to it: 1 MiB each way
+for _ in $(seq 1800); do
+	grep -aq 'serving on port 7100' "$dir/console.log" && break
+	kill -0 $qemu 2>/dev/null || break
+	sleep 0.1
+done
+if grep -aq 'serving on port 7100' "$dir/console.log"; then
+	"$build/guest/circnet" run --guest h1 --run-dir "$dir/run" -- \
+		python3 "$root/test/vm_peer.py" client 10.77.0.21 7100 1048576 1048576 >"$dir/client.log" 2>&1
+	echo "vm.sh: host client exit $?: $(tail -1 "$dir/client.log")"
+fi
+wait $qemu
 rc=$?
 echo "vm.sh: the VM ran $(($(date +%s) - start)) s (exit $rc)"
 [ $rc = 0 ] || fail "QEMU exit $rc"
 grep -a '^CHECK' "$dir/console.log" | tr -d '\r'
 grep -a 'echo:' "$dir/console.log" | tr -d '\r'
-want=19
+want=20
 got=$(grep -ac '^CHECK .* ok' "$dir/console.log")
 [ "$got" = "$want" ] || fail "$got of $want checks in the VM passed"
-grep -a '^connect' "$dir/console.log" | tr -d '\r'
+grep -a '^connect\|^serve' "$dir/console.log" | tr -d '\r'
+grep -q 'all checked' "$dir/client.log" || fail "the host client's transfer to the VM: $(cat "$dir/client.log")"
 
 kill -0 "$op_pid" 2>/dev/null || fail "the operator died"
 for _ in $(seq 50); do

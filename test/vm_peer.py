@@ -4,6 +4,9 @@
 # on PORT, one at a time, each a series of requests, a line and its bytes:
 #   "put N\n" + N bytes   -> "fnv=HEX\n", the FNV-1a 64 of the N bytes
 #   "get N\n"             -> "fnv=HEX\n" + N bytes (circnet-vm's pattern)
+# test/vm_peer.py client HOST PORT PUT GET - the other way: connect to a VM
+# that serves the same protocol (circnet-vm serve), put PUT bytes and get GET
+# bytes, each checked by the FNV-1a the other side sends; exit 0 if all match.
 # It reads and writes with the plain socket API: the circuit to the VM is
 # a socket to it like any other.
 import socket
@@ -56,7 +59,36 @@ def serve_one(conn, f, line):
     return True
 
 
+def recv_line(f):
+    line = f.readline().decode()
+    if not line.startswith("fnv="):
+        raise OSError(f"bad answer {line!r}")
+    return int(line[4:], 16)
+
+
+def client(host, port, put, get):
+    conn = socket.create_connection((host, port), timeout=60)
+    f = conn.makefile("rb")
+    data = pattern(put)
+    conn.sendall(b"put %d\n" % put + data)
+    if recv_line(f) != fnv(FNV_OFFSET, data):
+        print("vm_peer: client: put: the VM's checksum differs", flush=True)
+        return 1
+    conn.sendall(b"get %d\n" % get)
+    want = recv_line(f)
+    got = f.read(get)
+    if len(got) != get or fnv(FNV_OFFSET, got) != want:
+        print(f"vm_peer: client: get: {len(got)} bytes, checksum differs", flush=True)
+        return 1
+    conn.close()
+    print(f"vm_peer: client: put {put} and got {get} bytes from {host}:{port}, all checked",
+          flush=True)
+    return 0
+
+
 def main():
+    if sys.argv[1] == "client":
+        sys.exit(client(sys.argv[2], int(sys.argv[3]), int(sys.argv[4]), int(sys.argv[5])))
     port = int(sys.argv[1])
     count = int(sys.argv[2]) if len(sys.argv) > 2 else -1
     srv = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
