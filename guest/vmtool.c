@@ -41,8 +41,8 @@
 #include <circnet/proto.h>
 #include <circnet/vm.h>
 
-#define IO_TIMEOUT_MS	10000 /* a dead operator fails a call, never hangs the VM */
-#define ECHO_WINDOW_MAX 32    /* requests and replies both fit their 16 KiB rings */
+#define IO_TIMEOUT_MS	 10000 /* a dead operator fails a call, never hangs the VM */
+#define ECHO_WINDOW_MAX	 32    /* requests and replies both fit their 16 KiB rings */
 #define SERVE_TIMEOUT_MS 60000 /* serve: how long to wait for the next connection */
 
 struct ctl {
@@ -367,9 +367,9 @@ static int conn_open(struct vmconn *k, const struct cn_msg_circuit *m)
 
 		if (fd < 0)
 			return -errno;
-		err = cn_ivshmem_notifier_init(&k->notif[i], fd, vec,
-					       cn_ivshmem_doorbell(CN_VM_PEER_OPERATOR,
-								   (uint16_t)vec));
+		err = cn_ivshmem_notifier_init(
+			&k->notif[i], fd, vec,
+			cn_ivshmem_doorbell(CN_VM_PEER_OPERATOR, (uint16_t)vec));
 		if (err) {
 			close(fd);
 			return err;
@@ -455,8 +455,9 @@ static int transfer(struct vmconn *k, bool put, size_t bytes)
 		done += (size_t)r;
 	}
 	if (sum != theirs) {
-		fprintf(stderr, "circnet-vm: %s: checksums differ (%016" PRIx64 " here, %016" PRIx64
-				" there)\n",
+		fprintf(stderr,
+			"circnet-vm: %s: checksums differ (%016" PRIx64 " here, %016" PRIx64
+			" there)\n",
 			put ? "put" : "get", sum, theirs);
 		return -EBADMSG;
 	}
@@ -541,7 +542,8 @@ static int serve_conn(struct vmconn *k, size_t *moved)
 			return 0; /* EOF between requests: the peer is done */
 		if (err)
 			return err;
-		if (sscanf(line, "%7s %zu", cmd, &n) != 2 || (strcmp(cmd, "put") && strcmp(cmd, "get")))
+		if (sscanf(line, "%7s %zu", cmd, &n) != 2 ||
+		    (strcmp(cmd, "put") && strcmp(cmd, "get")))
 			return -EPROTO;
 		if (!strcmp(cmd, "put")) {
 			for (done = 0; done < n;) {
@@ -700,7 +702,10 @@ int main(int argc, char **argv)
 			*(o == 'p' ? &put : o == 'g' ? &get : &count) = strtoull(optarg, &end, 10);
 			if (errno || *end) {
 				fprintf(stderr, "circnet-vm: bad --%s '%s'\n",
-					o == 'p' ? "put" : o == 'g' ? "get" : "count", optarg);
+					o == 'p'   ? "put"
+					: o == 'g' ? "get"
+						   : "count",
+					optarg);
 				return 2;
 			}
 			break;

@@ -698,7 +698,8 @@ void vm_vectors_wake_host(struct vm_dev *d, int pair)
 	int i;
 
 	for (i = 0; i < 2; i++)
-		if (write(d->pair->host_vec[2 * pair + i], &one, sizeof(one)) < 0 && errno != EAGAIN)
+		if (write(d->pair->host_vec[2 * pair + i], &one, sizeof(one)) < 0 &&
+		    errno != EAGAIN)
 			log_debug("vm: waking a host end: %s", strerror(errno));
 }
 
