@@ -75,12 +75,17 @@ int vm_vectors_fds(struct vm_dev *d, int pair, int fds[4])
 	abort();
 }
 
-uint32_t vm_dev_position(const struct vm_dev *d)
+uint32_t vm_dev_position(const struct vm_dev *d, const struct guest *guest)
 {
 	abort();
 }
 
-void vm_vectors_wake_host(struct vm_dev *d, int pair)
+void vm_vectors_wake_other(struct vm_dev *d, int pair, const struct guest *gone)
+{
+	abort();
+}
+
+bool vm_dev_is(const struct vm_dev *d, const struct vm_dev *which)
 {
 	abort();
 }

@@ -307,7 +307,7 @@ void core_vm_session_close(struct op *op, struct session *s, const char *why)
 		struct circuit *c = container_of(e - e->role, struct circuit, end[0]);
 
 		if (c->end[!e->role].g) {
-			pool_slot_vm_reset(op, c);
+			pool_slot_vm_reset(op, c, e->role);
 			push_reset(c, !e->role);
 		}
 	}
@@ -1076,14 +1076,15 @@ static int check_limits(struct op *op, struct session *s, struct setup *st, size
  * A VM's circuit (CN_CIRCUIT_VM, both ends' messages say so): the VM's
  * message names its device and vector pair instead of a chunk.
  */
-static bool vm_end_of(const struct circuit *c, int role, struct cn_msg_circuit *r)
+static bool vm_end_of(const struct circuit *c, int role, struct cn_msg_circuit *r,
+		      const struct guest *g)
 {
 	uint32_t position;
 	int vec;
 
-	if (!pool_slot_vm(c->slot, &vec, &position))
+	if (!pool_slot_vm(c->slot, g, &vec, &position))
 		return false;
-	if (c->slot->vm_role == role) {
+	if (c->slot->vm_ends & (1u << role)) {
 		r->chunk_id = position;
 		r->vm_vec = (uint8_t)vec;
 	}
@@ -1091,7 +1092,7 @@ static bool vm_end_of(const struct circuit *c, int role, struct cn_msg_circuit *
 }
 
 static void fill_circuit_msg(struct cn_msg_circuit *r, enum cn_msg_type type, uint32_t seq,
-			     const struct circuit *c, int role, uint64_t lst)
+			     const struct circuit *c, int role, uint64_t lst, const struct guest *g)
 {
 	cn_msg_init(&r->h, type, sizeof(*r), seq);
 	r->circuit_id = c->id;
@@ -1104,7 +1105,7 @@ static void fill_circuit_msg(struct cn_msg_circuit *r, enum cn_msg_type type, ui
 	r->ring_size[1] = c->ring_size[1];
 	r->local = c->end[role].addr;
 	r->remote = c->end[!role].addr;
-	if (c->slot && vm_end_of(c, role, r))
+	if (c->slot && vm_end_of(c, role, r, g))
 		r->flags |= CN_CIRCUIT_VM;
 }
 
@@ -1117,8 +1118,8 @@ struct bundle {
 	int chunk;
 	int wake[2][2]; /* [data, space][role] */
 	int lease[2];	/* [role] */
-	/* a VM's pair: the VM's role (its end gets no fds), the host end's eventfds */
-	int vm_role;
+	/* a VM's pair: bit role for a VM's end (it gets no fds), the host end's eventfds */
+	unsigned int vm_ends;
 	int vmwake[4];
 };
 
@@ -1149,7 +1150,7 @@ static int bundle_make(struct op *op, const struct guest *a, const struct guest 
 	int err = 0, i;
 
 	bd->chunk = -1;
-	bd->vm_role = a->vm ? 0 : b->vm ? 1 : -1;
+	bd->vm_ends = (a->vm ? 1u : 0u) | (b->vm ? 2u : 0u);
 	for (i = 0; i < 4; i++)
 		bd->vmwake[i] = -1;
 	for (i = 0; i < 2; i++)
@@ -1163,9 +1164,9 @@ static int bundle_make(struct op *op, const struct guest *a, const struct guest 
 	sl->c = c;
 	bd->chunk = pool_slot_fd(sl);
 	err = pool_slot_format(sl, prm);
-	if (!err && bd->vm_role >= 0) /* the device's vectors are the notifiers */
+	if (!err && bd->vm_ends && bd->vm_ends != 3) /* the device's vectors are the notifiers */
 		err = pool_slot_vm_wake(sl, bd->vmwake);
-	for (i = 0; i < 2 && !err && bd->vm_role < 0; i++)
+	for (i = 0; i < 2 && !err && !bd->vm_ends; i++)
 		err = cn_socket_notifier_pair(bd->wake[i]);
 	if (err)
 		bundle_close(bd); /* the leases hang up: the slot comes back by itself */
@@ -1176,10 +1177,10 @@ static int bundle_select(const struct bundle *b, int role, int out[CN_MSG_MAX_FD
 {
 	int i;
 
-	if (b->vm_role == role)
+	if (b->vm_ends & (1u << role))
 		return 0; /* the VM maps its device and sleeps on its vectors */
 	out[0] = b->chunk;
-	if (b->vm_role >= 0) {
+	if (b->vm_ends) {
 		for (i = 0; i < 4; i++)
 			out[1 + i] = b->vmwake[i];
 		out[5] = b->lease[role];
@@ -1373,7 +1374,7 @@ static int handle_connect(struct op *op, struct session *s, const struct cn_msg_
 	c->end[CN_ROLE_ACCEPTOR].addr = st.to;
 
 	/* the acceptor first: if it cannot take it, the connector is refused */
-	fill_circuit_msg(&r, CN_MSG_NEW_CONN, 0, c, CN_ROLE_ACCEPTOR, st.lst->id);
+	fill_circuit_msg(&r, CN_MSG_NEW_CONN, 0, c, CN_ROLE_ACCEPTOR, st.lst->id, st.dst);
 	nfds = bundle_select(&fds, CN_ROLE_ACCEPTOR, ends);
 	err = send_msg(st.lst->s, &r.h, ends, nfds);
 	if (err) {
@@ -1391,7 +1392,7 @@ static int handle_connect(struct op *op, struct session *s, const struct cn_msg_
 	st.lst->queued++;
 	st.dst->npending++;
 
-	fill_circuit_msg(&r, CN_MSG_CONNECT_OK, m->h.seq, c, CN_ROLE_INITIATOR, 0);
+	fill_circuit_msg(&r, CN_MSG_CONNECT_OK, m->h.seq, c, CN_ROLE_INITIATOR, 0, s->g);
 	if (prm.pending)
 		r.flags |= CN_CIRCUIT_PENDING;
 	nfds = bundle_select(&fds, CN_ROLE_INITIATOR, ends);

@@ -131,7 +131,7 @@ struct slot {
 	uint64_t linger_gid[2]; /* [role]: the guest charged for a lingering end, or 0 */
 	struct slot *next_free;
 	int vm_vec;  /* a VM's pair: the slot's vector pair of the device, else -1 */
-	int vm_role; /* a VM's pair: the VM's end while open (it has no lease), else -1 */
+	unsigned int vm_ends; /* a VM's pair: bit role for each VM end still open (no lease) */
 	int64_t freed_ms;  /* CLOCK_MONOTONIC, when it became free */
 	struct list sweep; /* in op->unswept while free with its pages */
 	struct list link;  /* in its chunk */
@@ -281,8 +281,12 @@ int vm_pair_memory(struct op *op, const struct guest *vm, const struct guest *ho
 int vm_vectors_get(struct vm_dev *d); /* a free vector pair, or -1 */
 void vm_vectors_put(struct vm_dev *d, int pair);
 int vm_vectors_fds(struct vm_dev *d, int pair, int fds[4]);
-void vm_vectors_wake_host(struct vm_dev *d, int pair); /* both of the host end's eventfds */
-uint32_t vm_dev_position(const struct vm_dev *d);
+/* Wake both of a circuit's vectors on the side that is not gone's. */
+void vm_vectors_wake_other(struct vm_dev *d, int pair, const struct guest *gone);
+/* The IVPosition by which guest g (one of the pair's VMs) knows the device. */
+uint32_t vm_dev_position(const struct vm_dev *d, const struct guest *g);
+/* d is which, or which's other half (VM to VM). */
+bool vm_dev_is(const struct vm_dev *d, const struct vm_dev *which);
 
 /* pool.c */
 struct cn_circuit_params;
@@ -306,11 +310,12 @@ void pool_end_closed(struct op *op, struct slot *sl, int role, struct guest *g);
  * pair and the device's IVPosition; the host end's four eventfds (dups,
  * the caller's: wait_rx, wait_tx, sig_rx, sig_tx); a device gone.
  */
-bool pool_slot_vm(const struct slot *sl, int *vm_vec, uint32_t *position);
+bool pool_slot_vm(const struct slot *sl, const struct guest *g, int *vm_vec, uint32_t *position);
 int pool_slot_vm_wake(const struct slot *sl, int fds[4]);
-void pool_vm_gone(struct op *op, struct vm_dev *d);
-/* The VM's end of c went without a word: a reset in the circuit, the host end woken. */
-void pool_slot_vm_reset(struct op *op, struct circuit *c);
+struct vm;
+void pool_vm_gone(struct op *op, struct vm_dev *d, const struct vm *gone_vm);
+/* The VM end role of c went without a word: a reset in the circuit, the other end woken. */
+void pool_slot_vm_reset(struct op *op, struct circuit *c, int role);
 /* A lease hung up: its end's last holder is gone. */
 void pool_lease_event(struct op *op, struct lease *l);
 void pool_fini(struct op *op);

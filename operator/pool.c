@@ -347,29 +347,35 @@ static void slot_release(struct op *op, struct slot *sl)
 
 /*
  * A slot in a VM's pair: in the device's memory, with a vector pair of the
- * device, and a lease for the host end only. The VM's end has no process
- * to hold a lease: it ends when the VM says CLOSED or its session or device
+ * device, and a lease for a host end only. A VM's end has no process to
+ * hold a lease: it ends when the VM says CLOSED or its session or device
  * goes (pool_end_closed), and a VM that writes on after that breaks only
- * circuits of its own pair.
+ * circuits of its own pair. Between two VMs neither end has a lease.
  */
 static struct slot *slot_new_vm(struct op *op, struct pool *p, const struct guest *a,
 				const struct guest *b, size_t size, int guest_lease[2], int *errp)
 {
+	unsigned int vm_ends = (a->vm ? 1u : 0u) | (b->vm ? 2u : 0u);
+	const struct guest *vm = a->vm ? a : b, *other = a->vm ? b : a;
 	size_t page = (size_t)pagesz();
-	int vm_role = a->vm ? 0 : 1, err = -ENOBUFS;
+	int host = vm_ends == 3 ? -1 : a->vm ? 1 : 0, err = -ENOBUFS;
 	struct pchunk *ch;
+	struct list *pos;
 	struct slot *sl;
 
-	if ((a->vm && b->vm) || a == op->proxy || b == op->proxy) {
-		*errp = -EOPNOTSUPP; /* VM to VM, and a VM's off-host traffic: later (docs/vms.md) */
+	if (a == b || a == op->proxy || b == op->proxy) {
+		/* a VM's own loopback is its kernel's; its off-host traffic: later (docs/vms.md) */
+		*errp = -EOPNOTSUPP;
 		return NULL;
 	}
-	if (list_empty(&p->chunks) && !chunk_new_vm(op, p, vm_role ? b : a, vm_role ? a : b, errp))
+	/* the pair's live device: chunks of devices gone stay only while their slots are used */
+	ch = NULL;
+	list_for_each(pos, &p->chunks)
+		if (container_of(pos, struct pchunk, link)->vmdev)
+			ch = container_of(pos, struct pchunk, link);
+	if (!ch && !(ch = chunk_new_vm(op, p, vm, other, errp)))
 		return NULL;
-	ch = container_of(p->chunks.next, struct pchunk, link);
 	*errp = -ENOBUFS;
-	if (!ch->vmdev)
-		return NULL; /* the device is gone */
 	size = (size + page - 1) & ~(page - 1);
 	sl = chunk_take(ch, size);
 	if (!sl)
@@ -378,7 +384,8 @@ static struct slot *slot_new_vm(struct op *op, struct pool *p, const struct gues
 	sl->lease[0].ev.fd = sl->lease[1].ev.fd = -1;
 	guest_lease[0] = guest_lease[1] = -1;
 	/* -ENOBUFS when every vector pair is taken */
-	if (sl->vm_vec < 0 || (err = lease_open(op, sl, !vm_role, &guest_lease[!vm_role]))) {
+	if (sl->vm_vec < 0 ||
+	    (host >= 0 && (err = lease_open(op, sl, host, &guest_lease[host])))) {
 		if (sl->vm_vec >= 0)
 			vm_vectors_put(ch->vmdev, sl->vm_vec);
 		sl->vm_vec = -1;
@@ -387,8 +394,8 @@ static struct slot *slot_new_vm(struct op *op, struct pool *p, const struct gues
 		*errp = err;
 		return NULL;
 	}
-	sl->vm_role = vm_role;
-	sl->live = 2; /* the host's lease, and the VM's end */
+	sl->vm_ends = vm_ends;
+	sl->live = 2; /* a host's lease and a VM's end, or two VMs' ends */
 	sl->c = NULL;
 	sl->linger_gid[0] = sl->linger_gid[1] = 0;
 	ch->used++;
@@ -428,7 +435,7 @@ struct slot *pool_slot_new(struct op *op, const struct guest *a, const struct gu
 	}
 	sl->lease[0].ev.fd = sl->lease[1].ev.fd = -1;
 	sl->vm_vec = -1;
-	sl->vm_role = -1;
+	sl->vm_ends = 0;
 	guest_lease[0] = guest_lease[1] = -1;
 	for (role = 0; role < 2; role++) {
 		err = lease_open(op, sl, role, &guest_lease[role]);
@@ -485,12 +492,12 @@ uint64_t pool_slot_off(const struct slot *sl)
 	return sl->off;
 }
 
-bool pool_slot_vm(const struct slot *sl, int *vm_vec, uint32_t *position)
+bool pool_slot_vm(const struct slot *sl, const struct guest *g, int *vm_vec, uint32_t *position)
 {
 	if (!sl->ch->vmdev)
 		return false;
 	*vm_vec = sl->vm_vec;
-	*position = vm_dev_position(sl->ch->vmdev);
+	*position = vm_dev_position(sl->ch->vmdev, g);
 	return true;
 }
 
@@ -508,7 +515,7 @@ int pool_slot_vm_wake(const struct slot *sl, int fds[4])
  * endpoint (a header the VM scribbled over is not touched, the host end
  * then learns of the end from its session's RESET).
  */
-void pool_slot_vm_reset(struct op *op, struct circuit *c)
+void pool_slot_vm_reset(struct op *op, struct circuit *c, int role)
 {
 	struct slot *sl = c->slot;
 	struct cn_circuit_params prm = {
@@ -519,19 +526,20 @@ void pool_slot_vm_reset(struct op *op, struct circuit *c)
 	size_t size = cn_circuit_size(&prm);
 	void *base;
 
-	if (!sl || sl->vm_role < 0 || !sl->ch->vmdev || !size || size > sl->size)
+	if (!sl || !(sl->vm_ends & (1u << role)) || !sl->ch->vmdev || !size || size > sl->size ||
+	    !c->end[role].g)
 		return;
 	base = mmap(NULL, sl->size, PROT_READ | PROT_WRITE, MAP_SHARED, sl->ch->fd, (off_t)sl->off);
 	if (base == MAP_FAILED)
 		return;
 	memset(&ep, 0, sizeof(ep));
-	if (!cn_ep_attach_stamped(&ep, base, size, (enum cn_role)sl->vm_role, c->id))
+	if (!cn_ep_attach_stamped(&ep, base, size, (enum cn_role)role, c->id))
 		cn_reset(&ep);
 	munmap(base, sl->size);
-	vm_vectors_wake_host(sl->ch->vmdev, sl->vm_vec);
+	vm_vectors_wake_other(sl->ch->vmdev, sl->vm_vec, c->end[role].g);
 }
 
-void pool_vm_gone(struct op *op, struct vm_dev *d)
+void pool_vm_gone(struct op *op, struct vm_dev *d, const struct vm *gone_vm)
 {
 	struct list *pp, *cp, *sp, *tmp;
 
@@ -541,14 +549,16 @@ void pool_vm_gone(struct op *op, struct vm_dev *d)
 		list_for_each_safe(cp, tmp, &p->chunks) {
 			struct pchunk *ch = container_of(cp, struct pchunk, link);
 
-			if (ch->vmdev != d)
+			if (!ch->vmdev || !vm_dev_is(ch->vmdev, d))
 				continue;
-			/* circuits still in it: their host ends learn of it now */
+			/* circuits still in it: their other ends learn of it now */
 			list_for_each(sp, &ch->slots) {
 				struct slot *sl = container_of(sp, struct slot, link);
+				int role;
 
-				if (sl->c && sl->vm_role >= 0)
-					pool_slot_vm_reset(op, sl->c);
+				for (role = 0; role < 2 && sl->c; role++)
+					if (sl->c->end[role].g && sl->c->end[role].g->vm == gone_vm)
+						pool_slot_vm_reset(op, sl->c, role);
 			}
 			ch->vmdev = NULL;
 			/* the device's memory lives on only while host ends still use it */
@@ -560,9 +570,9 @@ void pool_vm_gone(struct op *op, struct vm_dev *d)
 
 void pool_end_closed(struct op *op, struct slot *sl, int role, struct guest *g)
 {
-	if (role == sl->vm_role) {
+	if (sl->vm_ends & (1u << role)) {
 		/* a VM's end holds no lease: closed in the books, it is gone */
-		sl->vm_role = -1;
+		sl->vm_ends &= ~(1u << role);
 		if (!--sl->live)
 			slot_release(op, sl);
 		return;

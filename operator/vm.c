@@ -87,11 +87,19 @@ struct vm_ctl {
 /* A pair device's state: its memory and vectors, and whose pair it is. */
 struct vm_pair {
 	int memfd;
-	uint64_t peer_gid; /* the host guest of the pair, 0: free */
+	uint64_t peer_gid; /* the other guest of the pair, 0: free */
 	char peer[CN_NAME_MAX];
 	int host_vec[CN_VM_PAIR_VECTORS]; /* peer 0's: QEMU writes them when the VM rings */
 	int vm_vec[CN_VM_PAIR_VECTORS];	  /* the VM's: QEMU turns them into interrupts */
 	uint32_t pairs_used;		  /* bit i: vector pair i has a circuit */
+	/*
+	 * VM to VM: the other VM's device with the same memory. Its peer 0 is
+	 * our VM and ours is it: our host_vec are its vm_vec and the other way
+	 * round. The first of the two (shared == false) keeps the vector
+	 * pairs' bitmap for both.
+	 */
+	struct vm_dev *partner;
+	bool shared; /* set up as the second of a VM pair */
 };
 
 struct vm_dev {
@@ -225,7 +233,12 @@ static void pair_free(struct op *op, struct vm_dev *d)
 {
 	struct vm_pair *p = d->pair;
 
-	pool_vm_gone(op, d);
+	pool_vm_gone(op, d, d->vm);
+	if (p->partner) {
+		/* the other VM keeps the memory mapped: no one else ever gets that device */
+		p->partner->pair->partner = NULL;
+		p->partner->pair->shared = false;
+	}
 	close_all(p->host_vec, CN_VM_PAIR_VECTORS);
 	close_all(p->vm_vec, CN_VM_PAIR_VECTORS);
 	if (p->memfd >= 0)
@@ -333,9 +346,73 @@ static int ctl_setup(struct op *op, struct vm_dev *d)
 }
 
 /* A pair device: its memory and all its vectors' eventfds stay with us, for the circuits. */
-static int pair_setup(struct vm_dev *d)
+/*
+ * A free pair device of another running VM that has none with ours yet:
+ * the device we are setting up becomes its other half (VM to VM). NULL
+ * when there is none.
+ */
+static struct vm_dev *pair_partner_for(struct op *op, struct vm *vm)
+{
+	struct list *pos;
+	unsigned int i;
+
+	list_for_each(pos, &op->guests) {
+		struct guest *g = container_of(pos, struct guest, link);
+		struct vm_dev *free_dev = NULL;
+		bool paired = false;
+
+		if (!g->vm || g->vm == vm || !g->vm->ctl)
+			continue;
+		for (i = 0; i < CN_VM_PAIRS_MAX; i++) {
+			struct vm_dev *o = g->vm->pairs[i];
+
+			if (!o)
+				continue;
+			if (o->pair->peer_gid == vm->g->id && o->pair->partner)
+				paired = true; /* one live shared device per VM pair is enough */
+			else if (!o->pair->peer_gid && !free_dev)
+				free_dev = o;
+		}
+		if (!paired && free_dev)
+			return free_dev;
+	}
+	return NULL;
+}
+
+/* The second half of a VM pair: the partner's memory, its vectors crossed over. */
+static int pair_share(struct vm_dev *d, struct vm_dev *o)
+{
+	struct vm_pair *p = d->pair;
+	int i;
+
+	p->memfd = fcntl(o->pair->memfd, F_DUPFD_CLOEXEC, 0);
+	if (p->memfd < 0)
+		return -errno;
+	for (i = 0; i < CN_VM_PAIR_VECTORS; i++) {
+		p->host_vec[i] = fcntl(o->pair->vm_vec[i], F_DUPFD_CLOEXEC, 0);
+		p->vm_vec[i] = fcntl(o->pair->host_vec[i], F_DUPFD_CLOEXEC, 0);
+		if (p->host_vec[i] < 0 || p->vm_vec[i] < 0)
+			return -errno;
+	}
+	d->size = o->size; /* the BAR is the memory's size */
+	p->partner = o;
+	p->shared = true;
+	p->peer_gid = o->vm->g->id;
+	snprintf(p->peer, sizeof(p->peer), "%s", o->vm->g->name);
+	o->pair->partner = d;
+	o->pair->peer_gid = d->vm->g->id;
+	snprintf(o->pair->peer, sizeof(o->pair->peer), "%s", d->vm->g->name);
+	log_info("vm %s: pair device %u shares vm %s's device %u: circuits between the two live "
+		 "there",
+		 d->vm->g->name, d->position, o->vm->g->name, o->position);
+	return send_setup(d->ev.fd, d->position, p->memfd, p->host_vec, CN_VM_PAIR_VECTORS,
+			  p->vm_vec, CN_VM_PAIR_VECTORS);
+}
+
+static int pair_setup(struct op *op, struct vm_dev *d)
 {
 	struct vm_pair *p = calloc(1, sizeof(*p));
+	struct vm_dev *o;
 	int err, i;
 
 	if (!p)
@@ -343,6 +420,9 @@ static int pair_setup(struct vm_dev *d)
 	d->pair = p;
 	for (i = 0; i < CN_VM_PAIR_VECTORS; i++)
 		p->host_vec[i] = p->vm_vec[i] = -1;
+	o = pair_partner_for(op, d->vm);
+	if (o)
+		return pair_share(d, o);
 	p->memfd = vm_memfd("circnet-vm-pair", d->size);
 	if (p->memfd < 0)
 		return p->memfd;
@@ -369,7 +449,7 @@ static struct vm_dev *dev_new(struct op *op, struct vm *vm, int sock, pid_t pid,
 	d->size = guest_conf(op, vm->g)->vm_memory;
 	d->position = pair < 0 ? CN_VM_PEER_GUEST : CN_VM_PEER_GUEST + 1 + (uint32_t)pair;
 	op->vm_devices++;
-	err = pair < 0 ? ctl_setup(op, d) : pair_setup(d);
+	err = pair < 0 ? ctl_setup(op, d) : pair_setup(op, d);
 	if (!err)
 		err = vm_ep_add(op, &d->ev);
 	if (err) {
@@ -619,11 +699,20 @@ int vm_pair_memory(struct op *op, const struct guest *vm, const struct guest *ho
 	if (!v || !v->ctl)
 		return -ENOTCONN;
 	for (i = 0; i < CN_VM_PAIRS_MAX && !d; i++)
-		if (v->pairs[i] && v->pairs[i]->pair->peer_gid == host->id)
+		/* a VM peer's device counts only while its other half lives */
+		if (v->pairs[i] && v->pairs[i]->pair->peer_gid == host->id &&
+		    (!host->vm || v->pairs[i]->pair->partner))
 			d = v->pairs[i];
-	for (i = 0; i < CN_VM_PAIRS_MAX && !d; i++)
+	/* VM to VM: only a device shared at attach (pair_share) will do */
+	for (i = 0; i < CN_VM_PAIRS_MAX && !d && !host->vm; i++)
 		if (v->pairs[i] && !v->pairs[i]->pair->peer_gid)
 			d = v->pairs[i];
+	if (!d && host->vm) {
+		log_warn("vm %s: no device shared with vm %s: both need a free pair device when the "
+			 "later one starts (docs/vms.md)",
+			 vm->name, host->name);
+		return -ENOBUFS;
+	}
 	if (!d) {
 		log_warn("vm %s: no pair device left for a new peer (%s): start QEMU with more "
 			 "(scripts/vm-run.sh --peers)",
@@ -640,7 +729,7 @@ int vm_pair_memory(struct op *op, const struct guest *vm, const struct guest *ho
 	if (fd < 0)
 		return -errno;
 	*size = d->size;
-	*dev = d;
+	*dev = d->pair->shared ? d->pair->partner : d; /* the first half keeps the books */
 	return fd;
 }
 
@@ -664,8 +753,12 @@ void vm_vectors_put(struct vm_dev *d, int pair)
 	int i;
 
 	d->pair->pairs_used &= ~(1u << pair);
-	/* a new circuit on these vectors starts with no wake-up of the old one pending */
-	for (i = 0; i < 2; i++)
+	/*
+	 * A new circuit on these vectors starts with no wake-up of the old one
+	 * pending. Not between two VMs: there these are the other QEMU's
+	 * interrupt eventfds, its to read.
+	 */
+	for (i = 0; i < 2 && !d->pair->partner; i++)
 		if (read(d->pair->host_vec[2 * pair + i], &v, sizeof(v)) < 0 && errno != EAGAIN)
 			log_debug("vm: draining a vector: %s", strerror(errno));
 }
@@ -692,20 +785,29 @@ int vm_vectors_fds(struct vm_dev *d, int pair, int fds[4])
 	return 0;
 }
 
-void vm_vectors_wake_host(struct vm_dev *d, int pair)
+void vm_vectors_wake_other(struct vm_dev *d, int pair, const struct guest *gone)
 {
+	/* d is the first half: its host_vec wake its peer 0, its vm_vec its own VM */
+	const int *fds = d->vm->g == gone ? d->pair->host_vec : d->pair->vm_vec;
 	uint64_t one = 1;
 	int i;
 
 	for (i = 0; i < 2; i++)
-		if (write(d->pair->host_vec[2 * pair + i], &one, sizeof(one)) < 0 &&
-		    errno != EAGAIN)
-			log_debug("vm: waking a host end: %s", strerror(errno));
+		if (write(fds[2 * pair + i], &one, sizeof(one)) < 0 && errno != EAGAIN)
+			log_debug("vm: waking a circuit's other end: %s", strerror(errno));
 }
 
-uint32_t vm_dev_position(const struct vm_dev *d)
+uint32_t vm_dev_position(const struct vm_dev *d, const struct guest *g)
 {
+	/* VM to VM: each VM names the device by its own half's IVPosition */
+	if (d->vm->g != g && d->pair && d->pair->partner)
+		return d->pair->partner->position;
 	return d->position;
+}
+
+bool vm_dev_is(const struct vm_dev *d, const struct vm_dev *which)
+{
+	return d == which || (d->pair && d->pair->partner == which);
 }
 
 /* ---- the attach socket ---- */

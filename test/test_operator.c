@@ -1397,7 +1397,14 @@ static const char *const vm_guest = "guest vmx {\n"
 				    "    vm-memory 1M\n"
 				    "    listen tcp 8080\n"
 				    "}\n"
-				    "allow tcp from client to vmx port 8080\n";
+				    "allow tcp from client to vmx port 8080\n"
+				    "guest vmy {\n"
+				    "    address 10.9.0.41\n"
+				    "    vm ivshmem\n"
+				    "    vm-memory 1M\n"
+				    "    listen tcp 9000\n"
+				    "}\n"
+				    "allow tcp from vmx to vmy port 9000\n";
 
 static void vm_guest_add(void)
 {
@@ -1424,6 +1431,7 @@ struct fake_pair { /* a pair device, as QEMU holds it */
 };
 
 struct fake_vm {
+	const char *name;
 	int sock;
 	void *mem;
 	size_t size;
@@ -1433,13 +1441,13 @@ struct fake_vm {
 	struct cn_endpoint ep;
 };
 
-static int vm_connect(void)
+static int vm_connect_to(const char *name)
 {
 	struct sockaddr_un sa = { .sun_family = AF_UNIX };
 	int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
 
 	assert_true(fd >= 0);
-	snprintf(sa.sun_path, sizeof(sa.sun_path), "%s/guests/vmx/ivshmem.sock", run_dir);
+	snprintf(sa.sun_path, sizeof(sa.sun_path), "%s/guests/%s/ivshmem.sock", run_dir, name);
 	assert_int_equal(connect(fd, (struct sockaddr *)&sa, sizeof(sa)), 0);
 	return fd;
 }
@@ -1493,14 +1501,20 @@ static void vm_reset(struct fake_vm *v)
 	cn_ep_set_timeouts(&v->ep, 3000, 3000);
 }
 
+static int vm_connect(void)
+{
+	return vm_connect_to("vmx");
+}
+
 /* What QEMU's ivshmem-doorbell device gets on connect, checked message by message. */
-static void vm_attach(struct fake_vm *v)
+static void vm_attach_as(struct fake_vm *v, const char *name)
 {
 	int fd, i, seals;
 	struct stat st;
 
 	memset(v, 0, sizeof(*v));
-	v->sock = vm_connect();
+	v->name = name;
+	v->sock = vm_connect_to(name);
 	assert_int_equal(vm_msg(v->sock, &fd), 0); /* protocol version */
 	assert_int_equal(fd, -1);
 	assert_int_equal(vm_msg(v->sock, &fd), CN_VM_PEER_GUEST);
@@ -1532,6 +1546,11 @@ static void vm_attach(struct fake_vm *v)
 	vm_reset(v);
 }
 
+static void vm_attach(struct fake_vm *v)
+{
+	vm_attach_as(v, "vmx");
+}
+
 static void vm_detach(struct fake_vm *v)
 {
 	int i;
@@ -1547,12 +1566,12 @@ static void vm_detach(struct fake_vm *v)
 }
 
 /* Pair device k of the same QEMU: id 2 + k, its memory, 64 vectors each side. */
-static void vm_attach_pair(struct fake_pair *p, int k)
+static void vm_attach_pair_as(struct fake_pair *p, const char *name, int k)
 {
 	struct stat st;
 	int fd, i;
 
-	p->sock = vm_connect();
+	p->sock = vm_connect_to(name);
 	assert_int_equal(vm_msg(p->sock, &fd), 0);
 	p->position = CN_VM_PEER_GUEST + 1 + (uint32_t)k;
 	assert_int_equal(vm_msg(p->sock, &fd), p->position);
@@ -1567,6 +1586,11 @@ static void vm_attach_pair(struct fake_pair *p, int k)
 		assert_int_equal(vm_msg(p->sock, &p->host_vec[i]), CN_VM_PEER_OPERATOR);
 	for (i = 0; i < CN_VM_PAIR_VECTORS; i++)
 		assert_int_equal(vm_msg(p->sock, &p->vm_vec[i]), p->position);
+}
+
+static void vm_attach_pair(struct fake_pair *p, int k)
+{
+	vm_attach_pair_as(p, "vmx", k);
 }
 
 static void vm_detach_pair(struct fake_pair *p)
@@ -1608,7 +1632,7 @@ static void vm_hello(struct fake_vm *v)
 	vm_send(v, &h.h);
 	vm_recv(v, &r, CN_MSG_HELLO_OK);
 	assert_int_equal(r.h.seq, 7);
-	assert_string_equal(r.hello_ok.name, "vmx");
+	assert_string_equal(r.hello_ok.name, v->name);
 	assert_int_equal(r.hello_ok.naddr, 1);
 }
 
@@ -1998,6 +2022,86 @@ static void test_vm_connect(void **state)
 	vm_guest_remove();
 }
 
+/*
+ * Two VMs: the later one's pair device becomes the other half of the
+ * earlier one's free device (the same memory, the vectors crossed), and a
+ * circuit between them lives there: 1 MiB each way with every byte
+ * checked, each VM naming the device by its own IVPosition. The first VM
+ * then dies with the circuit open: the second reads ECONNRESET.
+ */
+static void test_vm_to_vm(void **state)
+{
+	struct cn_notifier nx[4], ny[4];
+	struct cn_endpoint ex, ey;
+	struct fake_pair px, py;
+	struct fake_vm x, y;
+	struct cn_msg_connect m;
+	struct cn_msg_listen l;
+	struct cn_msg_id a;
+	struct cn_msg_circuit cx, cy;
+	union cn_msg r;
+	char buf[16];
+	int i;
+
+	vm_guest_add();
+	vm_attach_as(&x, "vmx");
+	vm_attach_pair_as(&px, "vmx", 0);
+	wait_status("\"vm_devices\":", 2);
+	vm_attach_as(&y, "vmy");
+	vm_attach_pair_as(&py, "vmy", 0);
+	wait_status("\"vm_devices\":", 4);
+	/* one memory: what x writes, y reads */
+	memcpy((char *)px.mem + (1 << 20) - 8, "shared!", 8);
+	assert_memory_equal((char *)py.mem + (1 << 20) - 8, "shared!", 8);
+	assert_true(log_has("vm vmy: pair device 2 shares vm vmx's device 2"));
+
+	vm_hello(&y);
+	cn_msg_init(&l.h, CN_MSG_LISTEN, sizeof(l), 2);
+	l.l4 = CN_L4_TCP;
+	l.backlog = 4;
+	l.addr.port = 9000;
+	vm_send(&y, &l.h);
+	vm_recv(&y, &r, CN_MSG_LISTEN_OK);
+	vm_hello(&x);
+	cn_msg_init(&m.h, CN_MSG_CONNECT, sizeof(m), 3);
+	m.l4 = CN_L4_TCP;
+	m.dst = addr("10.9.0.41:9000");
+	vm_send(&x, &m.h);
+	vm_recv(&x, &r, CN_MSG_CONNECT_OK);
+	cx = r.circuit;
+	vm_recv(&y, &r, CN_MSG_NEW_CONN);
+	cy = r.circuit;
+	assert_int_equal(cx.circuit_id, cy.circuit_id);
+	assert_int_equal(cx.slot_off, cy.slot_off);
+	assert_int_equal(cx.vm_vec, cy.vm_vec);
+	cn_msg_init(&a.h, CN_MSG_ACCEPTED, sizeof(a), 0);
+	a.id = cy.circuit_id;
+	vm_send(&y, &a.h);
+	vm_open_circuit(&px, &cx, &ex, nx);
+	vm_open_circuit(&py, &cy, &ey, ny);
+	vm_bulk(&ex, &ey, 1u << 20);
+	vm_bulk(&ey, &ex, 1u << 20);
+	assert_int_equal(status_num("\"circuits\":"), 1);
+
+	/* x's QEMU goes: y's end reads the reset the operator left in x's place */
+	for (i = 0; i < 4; i++)
+		cn_notifier_release(&nx[i]);
+	vm_detach_pair(&px);
+	vm_detach(&x);
+	assert_int_equal(cn_recv(&ey, buf, sizeof(buf), 0), -ECONNRESET);
+	cn_msg_init(&a.h, CN_MSG_CLOSED, sizeof(a), 0);
+	a.id = cy.circuit_id;
+	vm_send(&y, &a.h);
+	wait_circuits(0);
+	wait_slots(0);
+	for (i = 0; i < 4; i++)
+		cn_notifier_release(&ny[i]);
+	vm_detach_pair(&py);
+	vm_detach(&y);
+	wait_status("\"vm_devices\":", 0);
+	vm_guest_remove();
+}
+
 static int group_setup(void **state)
 {
 	snprintf(dir, sizeof(dir), "/tmp/circnet-test-op.XXXXXX");
@@ -2052,6 +2156,7 @@ int main(int argc, char **argv)
 		cmocka_unit_test(test_vm_control_circuit),
 		cmocka_unit_test(test_vm_hostile),
 		cmocka_unit_test(test_vm_connect),
+		cmocka_unit_test(test_vm_to_vm),
 	};
 
 	if (argc != 3) {
