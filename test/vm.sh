@@ -60,12 +60,19 @@ guest vm1 {
     vm-memory 4M
     listen tcp 7100
 }
+guest vm2 {
+    address 10.77.0.22
+    vm ivshmem
+    vm-memory 4M
+    listen tcp 7200
+}
 guest h1 {
     address 10.77.0.31
     listen tcp 7000,7001
 }
 allow tcp from vm1 to h1 port 7000
 allow tcp from h1 to vm1 port 7100
+allow tcp from vm1 to vm2 port 7200
 deny any from any to any
 CONF
 "$op" --config "$dir/op.conf" 2>"$dir/op.log" &
@@ -96,6 +103,8 @@ check put circnet-vm connect 10.77.0.31:7000 --put 1048576
 check get circnet-vm connect 10.77.0.31:7000 --get 1048576
 check put-get circnet-vm connect 10.77.0.31:7000 --put 300000 --get 300000
 check denied sh -c '! circnet-vm connect 10.77.0.31:7001 --put 10 2>/tmp/err && grep -q "refused" /tmp/err'
+# VM to VM: vm2 serves once it is up (refused until then)
+check vm-to-vm sh -c 'for i in $(seq 90); do circnet-vm connect 10.77.0.22:7200 --put 1048576 --get 1048576 2>/tmp/err && exit 0; grep -q refused /tmp/err || { cat /tmp/err; exit 1; }; sleep 1; done; exit 1'
 check scribble circnet-vm scribble
 sleep 1
 check hello-again circnet-vm hello
@@ -119,12 +128,27 @@ VMTEST
 chmod +x "$dir/t/test.sh"
 (cd "$dir/t" && echo test.sh | cpio -o -H newc --quiet | gzip -1) >"$dir/t.cpio.gz"
 cat "$INITRD" "$dir/t.cpio.gz" >"$dir/initrd.gz"
+# vm2: serves vm1 once, over the device its QEMU shares with vm1's
+mkdir -p "$dir/t2"
+cat >"$dir/t2/test.sh" <<'VMTEST'
+#!/bin/sh
+if circnet-vm serve 7200 --count 1; then echo "CHECK serve-vm ok"; else echo "CHECK serve-vm FAIL"; fi
+VMTEST
+chmod +x "$dir/t2/test.sh"
+(cd "$dir/t2" && echo test.sh | cpio -o -H newc --quiet | gzip -1) >"$dir/t2.cpio.gz"
+cat "$INITRD" "$dir/t2.cpio.gz" >"$dir/initrd2.gz"
 
 echo "vm.sh: booting the VM (QEMU TCG, kernel $KVER)"
 start=$(date +%s)
 timeout 240 "$root/scripts/vm-run.sh" --guest vm1 --run-dir "$dir/run" --kernel "$KERNEL" \
 	--initrd "$dir/initrd.gz" --peers 2 </dev/null >"$dir/console.log" 2>&1 &
 qemu=$!
+# vm2 starts once vm1's devices are up: its pair device becomes the other half of one of vm1's
+for _ in $(seq 100); do grep -q 'vm vm1: control device attached' "$dir/op.log" && break; sleep 0.1; done
+sleep 0.5
+timeout 240 "$root/scripts/vm-run.sh" --guest vm2 --run-dir "$dir/run" --kernel "$KERNEL" \
+	--initrd "$dir/initrd2.gz" --peers 1 </dev/null >"$dir/console2.log" 2>&1 &
+qemu2=$!
 # when the VM serves, a host guest connects to it: 1 MiB each way
 for _ in $(seq 1800); do
 	grep -aq 'serving on port 7100' "$dir/console.log" && break
@@ -138,11 +162,16 @@ if grep -aq 'serving on port 7100' "$dir/console.log"; then
 fi
 wait $qemu
 rc=$?
+wait $qemu2
+rc2=$?
+echo "vm.sh: vm2: $(grep -a '^serve\|^CHECK' "$dir/console2.log" | tr -d '\r' | tr '\n' ' ')"
+[ $rc2 = 0 ] || fail "vm2's QEMU exit $rc2"
+grep -aq '^CHECK serve-vm ok' "$dir/console2.log" || { tail -20 "$dir/console2.log"; fail "vm2 did not serve vm1"; }
 echo "vm.sh: the VM ran $(($(date +%s) - start)) s (exit $rc)"
 [ $rc = 0 ] || fail "QEMU exit $rc"
 grep -a '^CHECK' "$dir/console.log" | tr -d '\r'
 grep -a 'echo:' "$dir/console.log" | tr -d '\r'
-want=20
+want=21
 got=$(grep -ac '^CHECK .* ok' "$dir/console.log")
 [ "$got" = "$want" ] || fail "$got of $want checks in the VM passed"
 grep -a '^connect\|^serve' "$dir/console.log" | tr -d '\r'
