@@ -2008,6 +2008,40 @@ static void test_vm_connect(void **state)
 	vm_recv(&v, &r, CN_MSG_ERROR);
 	assert_int_equal(r.error.err, ECONNREFUSED);
 
+	/*
+	 * A hostile VM: 0xff over its whole pair device, then a ring of the
+	 * host end's vectors. The host end reads a broken circuit, never
+	 * anything outside it; the operator serves on, and a new circuit in
+	 * the same device (its head formatted anew) works.
+	 */
+	{
+		struct cn_msg_circuit c3;
+		struct cn_local_ep host3;
+		struct cn_op_conn hi3;
+		struct cn_notifier n3[4];
+		struct cn_endpoint ep3;
+		uint64_t one = 1;
+		char b[8];
+
+		memset(pd.mem, 0xff, 1u << 20);
+		assert_int_equal(write(pd.host_vec[2 * c2.vm_vec], &one, sizeof(one)), sizeof(one));
+		i = (int)cn_recv(&host.ep, b, sizeof(b), CN_MSG_DONTWAIT);
+		assert_true(i < 0 && i != -EAGAIN);
+		assert_true(cn_send(&host.ep, "x", 1, CN_MSG_DONTWAIT) < 0);
+		assert_true(ctl_reachable());
+		vm_connect_web(&v, &c3);
+		assert_int_equal(cn_op_accept(&web.op, &host3, &hi3, 0), 0);
+		vm_open_circuit(&pd, &c3, &ep3, n3);
+		check_talks_ep(&ep3, &host3.ep);
+		for (i = 0; i < 4; i++)
+			cn_notifier_release(&n3[i]);
+		cn_msg_init(&cl.h, CN_MSG_CLOSED, sizeof(cl), 0);
+		cl.id = c3.circuit_id;
+		vm_send(&v, &cl.h);
+		cn_local_close(&host3);
+		cn_op_closed(&web.op, hi3.circuit_id);
+	}
+
 	/* QEMU goes with a circuit open: the VM's end closes, the host's stays its own */
 	for (i = 0; i < 4; i++)
 		cn_notifier_release(&n[i]);
