@@ -7,10 +7,12 @@
  * the module reports, so a bad request fails here with a clear error.
  */
 #include <errno.h>
+#include <string.h>
 #include <sys/ioctl.h>
 #include <sys/mman.h>
 #include <unistd.h>
 
+#include <circnet/circuit.h>
 #include <circnet/ivshmem.h>
 #include <circnet/vm.h>
 
@@ -43,4 +45,20 @@ int cn_ivshmem_region_map(struct cn_region *r, int devfd, size_t off, size_t len
 	r->size = len;
 	r->fd = -1;
 	return 0;
+}
+
+void cn_vm_ctl_params(struct cn_circuit_params *p)
+{
+	memset(p, 0, sizeof(*p));
+	p->mode = CN_MODE_STREAM;
+	p->ring_size[0] = p->ring_size[1] = CN_VM_CTL_RING;
+}
+
+size_t cn_vm_ctl_size(void)
+{
+	struct cn_circuit_params p;
+	size_t page = (size_t)sysconf(_SC_PAGESIZE);
+
+	cn_vm_ctl_params(&p);
+	return (cn_circuit_size(&p) + page - 1) & ~(page - 1);
 }

@@ -69,17 +69,6 @@ static double now_s(void)
 	return (double)ts.tv_sec + ts.tv_nsec / 1e9;
 }
 
-static size_t ctl_size(void)
-{
-	struct cn_circuit_params p = {
-		.mode = CN_MODE_STREAM,
-		.ring_size = { CN_VM_CTL_RING, CN_VM_CTL_RING },
-	};
-	size_t page = (size_t)sysconf(_SC_PAGESIZE);
-
-	return (cn_circuit_size(&p) + page - 1) & ~(page - 1);
-}
-
 /*
  * A control circuit of our own: ring the operator's RESET vector and wait
  * for ours. Whatever the last user left in the circuit (a half message, a
@@ -134,7 +123,7 @@ static int ctl_open(struct ctl *c)
 		return -errno;
 	if (ioctl(c->fd, CN_IVSHMEM_IOC_INFO, &c->info) < 0)
 		return -errno;
-	err = cn_ivshmem_region_map(&c->region, c->fd, CN_VM_CTL_OFF, ctl_size());
+	err = cn_ivshmem_region_map(&c->region, c->fd, CN_VM_CTL_OFF, cn_vm_ctl_size());
 	if (!err && c->reset)
 		err = ctl_reset(c);
 	if (err)

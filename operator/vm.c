@@ -193,17 +193,6 @@ static int vm_memfd(const char *name, uint64_t size)
 	return fd;
 }
 
-static size_t ctl_size(void)
-{
-	struct cn_circuit_params p = {
-		.mode = CN_MODE_STREAM,
-		.ring_size = { CN_VM_CTL_RING, CN_VM_CTL_RING },
-	};
-	size_t page = (size_t)sysconf(_SC_PAGESIZE);
-
-	return (cn_circuit_size(&p) + page - 1) & ~(page - 1);
-}
-
 /* ---- devices ---- */
 
 static void ctl_free(struct op *op, struct vm_dev *d)
@@ -319,7 +308,7 @@ static int ctl_setup(struct op *op, struct vm_dev *d)
 	for (i = 0; i < VM_BELLS; i++)
 		c->bell[i].ev.fd = -1;
 	c->broken = true; /* served once the VM asks for its circuit (CN_VM_VEC_RESET) */
-	c->size = ctl_size();
+	c->size = cn_vm_ctl_size();
 	if (!c->size || c->size > d->size)
 		return -EINVAL;
 	memfd = vm_memfd("circnet-vm-control", d->size);
@@ -620,13 +609,11 @@ static void serve(struct op *op, struct vm_dev *d)
  */
 static void ctl_reset(struct op *op, struct vm_dev *d)
 {
-	struct cn_circuit_params p = {
-		.mode = CN_MODE_STREAM,
-		.ring_size = { CN_VM_CTL_RING, CN_VM_CTL_RING },
-	};
+	struct cn_circuit_params p;
 	struct vm_ctl *c = d->ctl;
 	uint64_t one = 1;
 
+	cn_vm_ctl_params(&p);
 	if (c->s)
 		core_vm_session_close(op, c->s, "the VM asked for a new control circuit");
 	c->s = NULL;

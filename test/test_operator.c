@@ -1482,21 +1482,13 @@ static void vm_wait_vec(int fd)
 	assert_int_equal(read(fd, &v, sizeof(v)), sizeof(v));
 }
 
-static size_t vm_ctl_size(void)
-{
-	struct cn_circuit_params p = { .mode = CN_MODE_STREAM,
-				       .ring_size = { CN_VM_CTL_RING, CN_VM_CTL_RING } };
-
-	return (cn_circuit_size(&p) + 4095) & ~(size_t)4095;
-}
-
 /* A new control circuit, as the VM's driver asks for one, then attach it. */
 static void vm_reset(struct fake_vm *v)
 {
 	vm_bell(v->op_vec[CN_VM_VEC_RESET]);
 	vm_wait_vec(v->my_vec[CN_VM_VEC_RESET]);
 	memset(&v->ep, 0, sizeof(v->ep));
-	assert_int_equal(cn_ep_attach(&v->ep, v->mem, vm_ctl_size(), CN_ROLE_INITIATOR), 0);
+	assert_int_equal(cn_ep_attach(&v->ep, v->mem, cn_vm_ctl_size(), CN_ROLE_INITIATOR), 0);
 	cn_ep_set_notifiers(&v->ep, &v->notif[0], &v->notif[1], &v->notif[2], &v->notif[3]);
 	cn_ep_set_timeouts(&v->ep, 3000, 3000);
 }
@@ -1883,16 +1875,38 @@ static void vm_open_circuit(struct fake_pair *p, const struct cn_msg_circuit *c,
 	cn_ep_set_timeouts(ep, 5000, 5000);
 }
 
-static void vm_connect_web(struct fake_vm *v, struct cn_msg_circuit *out)
+/* The VM's CONNECT to dst; its answer, of type want, in r. */
+static void vm_request_connect(struct fake_vm *v, const char *dst, unsigned int want,
+			       union cn_msg *r)
 {
 	struct cn_msg_connect m;
-	union cn_msg r;
 
 	cn_msg_init(&m.h, CN_MSG_CONNECT, sizeof(m), 11);
 	m.l4 = CN_L4_TCP;
-	m.dst = addr("10.9.0.2:80");
+	m.dst = addr(dst);
 	vm_send(v, &m.h);
-	vm_recv(v, &r, CN_MSG_CONNECT_OK);
+	vm_recv(v, r, want);
+}
+
+/* The VM listens on a TCP port of its own session. */
+static void vm_listen(struct fake_vm *v, uint16_t port)
+{
+	struct cn_msg_listen l;
+	union cn_msg r;
+
+	cn_msg_init(&l.h, CN_MSG_LISTEN, sizeof(l), 13);
+	l.l4 = CN_L4_TCP;
+	l.backlog = 4;
+	l.addr.port = port;
+	vm_send(v, &l.h);
+	vm_recv(v, &r, CN_MSG_LISTEN_OK);
+}
+
+static void vm_connect_web(struct fake_vm *v, struct cn_msg_circuit *out)
+{
+	union cn_msg r;
+
+	vm_request_connect(v, "10.9.0.2:80", CN_MSG_CONNECT_OK, &r);
 	*out = r.circuit;
 }
 
@@ -1911,7 +1925,6 @@ static void test_vm_connect(void **state)
 	struct cn_local_ep host;
 	struct cn_op_conn hi;
 	struct cn_msg_circuit c, c2;
-	struct cn_msg_connect m;
 	struct cn_endpoint ep;
 	struct fake_pair pd;
 	struct fake_vm v;
@@ -1962,7 +1975,6 @@ static void test_vm_connect(void **state)
 	/* the other way: a VM listens, a process guest connects (a pair device of its own) */
 	{
 		struct cn_notifier n2[4];
-		struct cn_msg_listen l;
 		struct cn_local_ep cl_ep;
 		struct cn_op_conn ci;
 		struct cn_endpoint vep;
@@ -1972,12 +1984,7 @@ static void test_vm_connect(void **state)
 
 		vm_attach_pair(&pd2, 1);
 		wait_status("\"vm_devices\":", 3);
-		cn_msg_init(&l.h, CN_MSG_LISTEN, sizeof(l), 13);
-		l.l4 = CN_L4_TCP;
-		l.backlog = 4;
-		l.addr.port = 8080;
-		vm_send(&v, &l.h);
-		vm_recv(&v, &r, CN_MSG_LISTEN_OK);
+		vm_listen(&v, 8080);
 		assert_int_equal(open_guest(&client, "client"), 0);
 		assert_int_equal(cn_op_connect(&client, CN_L4_TCP, NULL, &d, &cl_ep, &ci), 0);
 		vm_recv(&v, &r, CN_MSG_NEW_CONN);
@@ -2001,11 +2008,7 @@ static void test_vm_connect(void **state)
 	}
 
 	/* the policy still decides: cache:6379 is not the VM's to reach */
-	cn_msg_init(&m.h, CN_MSG_CONNECT, sizeof(m), 12);
-	m.l4 = CN_L4_TCP;
-	m.dst = addr("10.9.0.3:6379");
-	vm_send(&v, &m.h);
-	vm_recv(&v, &r, CN_MSG_ERROR);
+	vm_request_connect(&v, "10.9.0.3:6379", CN_MSG_ERROR, &r);
 	assert_int_equal(r.error.err, ECONNREFUSED);
 
 	/*
@@ -2069,8 +2072,6 @@ static void test_vm_to_vm(void **state)
 	struct cn_endpoint ex, ey;
 	struct fake_pair px, py;
 	struct fake_vm x, y;
-	struct cn_msg_connect m;
-	struct cn_msg_listen l;
 	struct cn_msg_id a;
 	struct cn_msg_circuit cx, cy;
 	union cn_msg r;
@@ -2090,18 +2091,9 @@ static void test_vm_to_vm(void **state)
 	assert_true(log_has("vm vmy: pair device 2 shares vm vmx's device 2"));
 
 	vm_hello(&y);
-	cn_msg_init(&l.h, CN_MSG_LISTEN, sizeof(l), 2);
-	l.l4 = CN_L4_TCP;
-	l.backlog = 4;
-	l.addr.port = 9000;
-	vm_send(&y, &l.h);
-	vm_recv(&y, &r, CN_MSG_LISTEN_OK);
+	vm_listen(&y, 9000);
 	vm_hello(&x);
-	cn_msg_init(&m.h, CN_MSG_CONNECT, sizeof(m), 3);
-	m.l4 = CN_L4_TCP;
-	m.dst = addr("10.9.0.41:9000");
-	vm_send(&x, &m.h);
-	vm_recv(&x, &r, CN_MSG_CONNECT_OK);
+	vm_request_connect(&x, "10.9.0.41:9000", CN_MSG_CONNECT_OK, &r);
 	cx = r.circuit;
 	vm_recv(&y, &r, CN_MSG_NEW_CONN);
 	cy = r.circuit;

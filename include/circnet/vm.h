@@ -54,6 +54,12 @@
 #define CN_VM_CTL_OFF  0	  /* the control circuit's place in device 0 */
 #define CN_VM_CTL_RING (16 << 10) /* per direction */
 
+struct cn_circuit_params;
+/* The control circuit's parameters (a stream, CN_VM_CTL_RING each way). */
+void cn_vm_ctl_params(struct cn_circuit_params *p);
+/* Its size in the device: whole pages, what both ends map. */
+size_t cn_vm_ctl_size(void);
+
 #define CN_VM_MEM_MIN (1ull << 20) /* a device's memory: a power of two in [MIN, MAX] */
 #define CN_VM_MEM_MAX (1ull << 30)
 
