@@ -188,65 +188,94 @@ static __poll_t cnv_poll(struct file *file, poll_table *wait)
 	return cnv_pending(cf, false) ? EPOLLIN | EPOLLRDNORM : 0;
 }
 
+/*
+ * Pages come in on fault, one at a time, under the device lock: a fault
+ * either sees the device gone (SIGBUS) or inserts its page before remove()
+ * zaps every mapping. A mapping made whole at mmap() time could slip past
+ * remove(), whose zap does not see a VMA that mmap() has not linked yet.
+ */
+static vm_fault_t cnv_fault(struct vm_fault *vmf)
+{
+	struct vm_area_struct *vma = vmf->vma;
+	struct cnv_file *cf = vma->vm_private_data;
+	struct cnv_dev *d = cf->dev;
+	unsigned long pgoff = vmf->pgoff;
+	vm_fault_t ret;
+
+	mutex_lock(&d->lock);
+	if (d->gone || pgoff >= (d->shm_len >> PAGE_SHIFT))
+		ret = VM_FAULT_SIGBUS;
+	else
+		ret = vmf_insert_pfn(vma, vmf->address, (d->shm_phys >> PAGE_SHIFT) + pgoff);
+	mutex_unlock(&d->lock);
+	return ret;
+}
+
+static const struct vm_operations_struct cnv_vm_ops = {
+	.fault = cnv_fault,
+};
+
 static int cnv_mmap(struct file *file, struct vm_area_struct *vma)
 {
 	struct cnv_file *cf = file->private_data;
 	struct cnv_dev *d = cf->dev;
 	unsigned long size = vma->vm_end - vma->vm_start;
 	unsigned long pages = d->shm_len >> PAGE_SHIFT;
-	int err;
 
 	if (!(vma->vm_flags & VM_SHARED))
 		return -EINVAL;
 	/* bounds in pages first, so that the byte offset cannot overflow */
 	if (vma->vm_pgoff >= pages || (size >> PAGE_SHIFT) > pages - vma->vm_pgoff)
 		return -EINVAL;
-	mutex_lock(&d->lock);
-	if (d->gone) {
-		mutex_unlock(&d->lock);
+	if (READ_ONCE(d->gone))
 		return -ENODEV;
-	}
 	vma->vm_flags |= VM_IO | VM_PFNMAP | VM_DONTEXPAND | VM_DONTDUMP;
-	err = io_remap_pfn_range(vma, vma->vm_start, (d->shm_phys >> PAGE_SHIFT) + vma->vm_pgoff,
-				 size, vma->vm_page_prot);
-	mutex_unlock(&d->lock);
-	return err;
+	vma->vm_private_data = cf;
+	vma->vm_ops = &cnv_vm_ops;
+	return 0;
 }
 
+/*
+ * User memory is touched outside the device lock: a fault on it takes the
+ * mmap lock, which cnv_fault holds when it takes ours.
+ */
 static long cnv_ioctl(struct file *file, unsigned int cmd, unsigned long arg)
 {
 	struct cnv_file *cf = file->private_data;
 	struct cnv_dev *d = cf->dev;
 	struct cn_ivshmem_info info;
-	u32 bell;
 	long ret = 0;
+	u32 bell;
 
-	mutex_lock(&d->lock);
-	if (d->gone) {
-		mutex_unlock(&d->lock);
-		return -ENODEV;
-	}
 	switch (cmd) {
 	case CN_IVSHMEM_IOC_INFO:
 		memset(&info, 0, sizeof(info));
-		info.region_size = d->shm_len;
-		info.ivposition = readl(d->regs + IVSHMEM_REG_IVPOSITION);
-		info.vectors = d->nvec;
-		if (copy_to_user((void __user *)arg, &info, sizeof(info)))
+		mutex_lock(&d->lock);
+		if (d->gone) {
+			ret = -ENODEV;
+		} else {
+			info.region_size = d->shm_len;
+			info.ivposition = readl(d->regs + IVSHMEM_REG_IVPOSITION);
+			info.vectors = d->nvec;
+		}
+		mutex_unlock(&d->lock);
+		if (!ret && copy_to_user((void __user *)arg, &info, sizeof(info)))
 			ret = -EFAULT;
-		break;
+		return ret;
 	case CN_IVSHMEM_IOC_RING:
 		if (get_user(bell, (u32 __user *)arg))
-			ret = -EFAULT;
+			return -EFAULT;
+		mutex_lock(&d->lock);
+		if (d->gone)
+			ret = -ENODEV;
 		else
 			/* the device ignores peers and vectors it does not know */
 			writel(bell, d->regs + IVSHMEM_REG_DOORBELL);
-		break;
+		mutex_unlock(&d->lock);
+		return ret;
 	default:
-		ret = -ENOTTY;
+		return -ENOTTY;
 	}
-	mutex_unlock(&d->lock);
-	return ret;
 }
 
 static const struct file_operations cnv_fops = {

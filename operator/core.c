@@ -104,8 +104,11 @@ static void circuit_free(struct op *op, struct circuit *c)
 	struct circuit **pp;
 	int i;
 
-	if (c->slot)
+	if (c->slot) {
 		c->slot->c = NULL;
+		/* a VM's end never attached (a failed setup) has no lease to give it back */
+		pool_vm_ends_drop(op, c->slot);
+	}
 
 	for (pp = hash_slot(op, c->id); *pp; pp = &(*pp)->hnext)
 		if (*pp == c) {
@@ -207,6 +210,8 @@ static void unpark_session(struct op *op, struct session *s)
 	}
 }
 
+static void vm_session_resets(struct op *op, struct session *s);
+
 static void session_close(struct op *op, struct session *s, const char *why)
 {
 	struct guest *g = s->g;
@@ -216,6 +221,8 @@ static void session_close(struct op *op, struct session *s, const char *why)
 			 (unsigned long long)s->id, (int)s->pid, why);
 	if (op->nparked)
 		unpark_session(op, s);
+	if (s->vm)
+		vm_session_resets(op, s);
 	while (!list_empty(&s->circuits)) {
 		struct circuit_end *e = container_of(s->circuits.next, struct circuit_end, link);
 		struct circuit *c = container_of(e - e->role, struct circuit, end[0]);
@@ -293,12 +300,12 @@ struct session *core_vm_session(struct op *op, struct guest *g, struct vm_dev *d
 static void push_reset(struct circuit *c, int role);
 
 /*
- * The VM's session ends (its device went, or its driver asked for a new
- * control circuit): the host ends of its circuits are reset, as a peer
- * host's crash resets TCP connections. An eventfd shows no hang-up, so
- * the host end learns it from us.
+ * A VM's session ends (its device went, its driver asked for a new control
+ * circuit, core dropped it): the other ends of its circuits are reset, as
+ * a peer host's crash resets TCP connections. An eventfd shows no hang-up,
+ * so the other end learns it from us.
  */
-void core_vm_session_close(struct op *op, struct session *s, const char *why)
+static void vm_session_resets(struct op *op, struct session *s)
 {
 	struct list *pos;
 
@@ -311,6 +318,10 @@ void core_vm_session_close(struct op *op, struct session *s, const char *why)
 			push_reset(c, !e->role);
 		}
 	}
+}
+
+void core_vm_session_close(struct op *op, struct session *s, const char *why)
+{
 	session_close(op, s, why);
 }
 
@@ -330,6 +341,13 @@ void core_guest_event(struct op *op, struct guest *g)
 	}
 	if (getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &cred, &len)) {
 		log_warn("guest %s: SO_PEERCRED: %s", g->name, strerror(errno));
+		close(fd);
+		return;
+	}
+	if (g->vm) {
+		/* a VM's circuits live in its devices: its session is its control circuit */
+		log_warn("guest %s: refused a session from pid %d: the guest is a VM", g->name,
+			 (int)cred.pid);
 		close(fd);
 		return;
 	}

@@ -147,9 +147,17 @@ static void run(struct op *op)
 				break;
 			case EV_CTL_SOCK:
 				ctl_event(op);
+				/*
+				 * A reload may have freed what later events of this
+				 * batch point to (guests, sessions, VM devices and
+				 * their bells): they are level-triggered, the next
+				 * epoll_wait reports them again.
+				 */
+				i = n;
 				break;
 			case EV_SIGNAL:
 				signal_event(op, ev);
+				i = n; /* the same: SIGHUP reloads */
 				break;
 			case EV_LEASE:
 				pool_lease_event(op, (struct lease *)ev);

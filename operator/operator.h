@@ -314,6 +314,8 @@ bool pool_slot_vm(const struct slot *sl, const struct guest *g, int *vm_vec, uin
 int pool_slot_vm_wake(const struct slot *sl, int fds[4]);
 struct vm;
 void pool_vm_gone(struct op *op, struct vm_dev *d, const struct vm *gone_vm);
+/* The VM ends of a slot whose circuit is freed before they were attached (a failed setup). */
+void pool_vm_ends_drop(struct op *op, struct slot *sl);
 /* The VM end role of c went without a word: a reset in the circuit, the other end woken. */
 void pool_slot_vm_reset(struct op *op, struct circuit *c, int role);
 /* A lease hung up: its end's last holder is gone. */

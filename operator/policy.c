@@ -57,6 +57,33 @@ enum verdict policy_decide(const struct config *c, const struct flow *f, int *ru
 	return VERDICT_DENY;
 }
 
+/* Does s match guest g by any of its addresses? */
+static bool selector_matches_guest(const struct config *c, const struct selector *s, int g)
+{
+	int i;
+
+	if (s->kind != SEL_PREFIX)
+		return selector_match(c, s, g, NULL);
+	for (i = 0; i < c->guests[g].naddr; i++)
+		if (prefix_match(&s->prefix, &c->guests[g].addrs[i]))
+			return true;
+	return false;
+}
+
+bool policy_may_ever_allow(const struct config *c, int src, int dst)
+{
+	int i;
+
+	for (i = 0; i < c->nrules; i++) {
+		const struct rule *r = &c->rules[i];
+
+		if (r->action == ACT_ALLOW && selector_matches_guest(c, &r->src, src) &&
+		    selector_matches_guest(c, &r->dst, dst))
+			return true;
+	}
+	return false;
+}
+
 bool policy_may_listen(const struct guest_conf *g, unsigned int l4, uint16_t port)
 {
 	int i;

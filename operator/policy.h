@@ -27,6 +27,14 @@ struct flow {
  */
 enum verdict policy_decide(const struct config *c, const struct flow *f, int *rule);
 
+/*
+ * Could any connection from guest src to guest dst (config indices) be
+ * allowed: is there an allow rule that names both, whatever the protocol
+ * and port? An over-approximation (an earlier deny may shadow it), for
+ * what has to be prepared before any connection: a device two VMs share.
+ */
+bool policy_may_ever_allow(const struct config *c, int src, int dst);
+
 /* May guest g listen on (or bind for datagrams) this port? */
 bool policy_may_listen(const struct guest_conf *g, unsigned int l4, uint16_t port);
 

@@ -420,6 +420,9 @@ struct slot *pool_slot_new(struct op *op, const struct guest *a, const struct gu
 		return slot_new_vm(op, p, a, b, size, guest_lease, errp);
 	size = (size + page - 1) & ~(page - 1);
 	list_for_each(pos, &p->chunks) {
+		/* a VM's device left from before a reload made the guest a process guest: not here */
+		if (container_of(pos, struct pchunk, link)->vm)
+			continue;
 		sl = chunk_take(container_of(pos, struct pchunk, link), size);
 		if (sl)
 			break;
@@ -566,6 +569,21 @@ void pool_vm_gone(struct op *op, struct vm_dev *d, const struct vm *gone_vm)
 				chunk_free(op, ch);
 		}
 	}
+}
+
+void pool_vm_ends_drop(struct op *op, struct slot *sl)
+{
+	unsigned int role;
+
+	if (!sl->vm_ends)
+		return; /* both ends were closed in the books: released then, if at all */
+	for (role = 0; role < 2; role++)
+		if (sl->vm_ends & (1u << role)) {
+			sl->vm_ends &= ~(1u << role);
+			sl->live--;
+		}
+	if (!sl->live)
+		slot_release(op, sl);
 }
 
 void pool_end_closed(struct op *op, struct slot *sl, int role, struct guest *g)

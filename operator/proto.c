@@ -16,6 +16,7 @@
 
 #include <circnet/local.h>
 #include <circnet/proto.h>
+#include <circnet/vm.h>
 
 static const struct {
 	const char *name;
@@ -168,6 +169,8 @@ static int check_body(const union cn_msg *m, const char **why)
 			FAIL("circuit: unknown flags");
 		if (m->circuit.vm_vec && !(m->circuit.flags & CN_CIRCUIT_VM))
 			FAIL("circuit: a vector pair outside a VM's circuit");
+		if (m->circuit.vm_vec >= CN_VM_PAIR_VECTORS / 2)
+			FAIL("circuit: a vector pair the device does not have");
 		if ((m->circuit.flags & CN_CIRCUIT_VM) && (!m->circuit.chunk_id || m->h.type == CN_MSG_CLAIM))
 			FAIL("circuit: a VM's circuit outside a device");
 		if (m->circuit.slot_off % CN_DATA_OFF || (!m->circuit.chunk_id && m->circuit.slot_off))

@@ -53,6 +53,7 @@
 
 #include "log.h"
 #include "operator.h"
+#include "policy.h"
 
 #define VM_MSGS_PER_ROUND 64	      /* control messages served per wake-up: fairness */
 #define VM_BELLS	  3	      /* our vectors the VM may ring: RX, TX and RESET */
@@ -99,7 +100,8 @@ struct vm_pair {
 	 * pairs' bitmap for both.
 	 */
 	struct vm_dev *partner;
-	bool shared; /* set up as the second of a VM pair */
+	bool shared;  /* set up as the second of a VM pair */
+	bool carried; /* a circuit was given memory in it */
 };
 
 struct vm_dev {
@@ -224,9 +226,20 @@ static void pair_free(struct op *op, struct vm_dev *d)
 
 	pool_vm_gone(op, d, d->vm);
 	if (p->partner) {
-		/* the other VM keeps the memory mapped: no one else ever gets that device */
-		p->partner->pair->partner = NULL;
-		p->partner->pair->shared = false;
+		struct vm_pair *o = p->partner->pair;
+
+		o->partner = NULL;
+		o->shared = false;
+		/*
+		 * A device that carried a circuit stays dead for the other VM's
+		 * lifetime (its peer had the memory); one that never did is
+		 * free again, so that a QEMU coming and going cannot use up
+		 * another VM's devices.
+		 */
+		if (!o->carried && !p->carried) {
+			o->peer_gid = 0;
+			o->peer[0] = 0;
+		}
 	}
 	close_all(p->host_vec, CN_VM_PAIR_VECTORS);
 	close_all(p->vm_vec, CN_VM_PAIR_VECTORS);
@@ -273,8 +286,11 @@ static int ctl_bells(struct op *op, struct vm_dev *d, const int ours[VM_BELLS],
 		c->bell[i].d = d;
 		c->bell[i].vector = (unsigned int)i;
 		/* RX and TX: the notifiers we sleep on own their fds */
-		if (i != CN_VM_VEC_RESET && (err = cn_eventfd_notifier_init(&c->notif[i], dupfd)))
+		if (i != CN_VM_VEC_RESET && (err = cn_eventfd_notifier_init(&c->notif[i], dupfd))) {
+			c->bell[i].ev.fd = -1; /* nobody owns it: ours to close */
+			close(dupfd);
 			return err;
+		}
 		err = vm_ep_add(op, &c->bell[i].ev);
 		if (err)
 			return err;
@@ -350,7 +366,11 @@ static struct vm_dev *pair_partner_for(struct op *op, struct vm *vm)
 		struct vm_dev *free_dev = NULL;
 		bool paired = false;
 
-		if (!g->vm || g->vm == vm || !g->vm->ctl)
+		if (!g->vm || g->vm == vm || !g->vm->ctl || g->conf < 0 || vm->g->conf < 0)
+			continue;
+		/* only VMs the policy may let talk share memory and doorbells */
+		if (!policy_may_ever_allow(op->cfg, vm->g->conf, g->conf) &&
+		    !policy_may_ever_allow(op->cfg, g->conf, vm->g->conf))
 			continue;
 		for (i = 0; i < CN_VM_PAIRS_MAX; i++) {
 			struct vm_dev *o = g->vm->pairs[i];
@@ -717,6 +737,9 @@ int vm_pair_memory(struct op *op, const struct guest *vm, const struct guest *ho
 		return -errno;
 	*size = d->size;
 	*dev = d->pair->shared ? d->pair->partner : d; /* the first half keeps the books */
+	d->pair->carried = true;
+	if (d->pair->partner)
+		d->pair->partner->pair->carried = true;
 	return fd;
 }
 

@@ -18,6 +18,7 @@
 
 #include <circnet/local.h>
 #include <circnet/proto.h>
+#include <circnet/vm.h>
 
 #include "../operator/config.h"
 #include "../operator/policy.h"
@@ -438,6 +439,10 @@ static void test_proto_vm_and_echo(void **state)
 	assert_string_equal(why, "circuit: a vector pair outside a VM's circuit");
 	m.circuit.vm_vec = 0;
 	assert_int_equal(cn_msg_validate(&m, sizeof(m.circuit), CN_POOL_NFDS, &why), 0);
+	m.circuit.flags = CN_CIRCUIT_VM;
+	m.circuit.vm_vec = CN_VM_PAIR_VECTORS / 2; /* one past the device's last pair */
+	assert_int_equal(cn_msg_validate(&m, sizeof(m.circuit), 0, &why), -EBADMSG);
+	m.circuit.vm_vec = 0;
 
 	cn_msg_init(&m.h, CN_MSG_ECHO, sizeof(m.echo), 4);
 	m.echo.len = CN_ECHO_MAX;

@@ -2128,6 +2128,42 @@ static void test_vm_to_vm(void **state)
 	vm_guest_remove();
 }
 
+/*
+ * A setup that fails after its slot was carved: the VM listens, then
+ * breaks its control circuit, so the NEW_CONN cannot reach it. The
+ * connect is refused and the slot and its vector pair come back, though
+ * the VM's end never had a lease to hang up.
+ */
+static void test_vm_failed_setup(void **state)
+{
+	struct cn_addr d = addr("10.9.0.40:8080");
+	struct cn_local_ep ep;
+	struct cn_op_conn ci;
+	struct cn_op client;
+	struct fake_pair pd;
+	struct fake_vm v;
+	unsigned long long bad;
+
+	vm_guest_add();
+	vm_attach(&v);
+	vm_attach_pair(&pd, 0);
+	vm_hello(&v);
+	vm_listen(&v, 8080);
+	bad = vm_view("\"violations\":");
+	memset(v.mem, 0xff, CN_DATA_OFF);
+	vm_bell(v.op_vec[CN_VM_VEC_RX]);
+	wait_vm_view("\"violations\":", bad + 1);
+	assert_int_equal(open_guest(&client, "client"), 0);
+	assert_int_equal(cn_op_connect(&client, CN_L4_TCP, NULL, &d, &ep, &ci), -ECONNREFUSED);
+	wait_slots(0);
+	assert_int_equal(status_num("\"circuits\":"), 0);
+	cn_op_close(&client);
+	vm_detach_pair(&pd);
+	vm_detach(&v);
+	wait_status("\"vm_devices\":", 0);
+	vm_guest_remove();
+}
+
 static int group_setup(void **state)
 {
 	snprintf(dir, sizeof(dir), "/tmp/circnet-test-op.XXXXXX");
@@ -2183,6 +2219,7 @@ int main(int argc, char **argv)
 		cmocka_unit_test(test_vm_hostile),
 		cmocka_unit_test(test_vm_connect),
 		cmocka_unit_test(test_vm_to_vm),
+		cmocka_unit_test(test_vm_failed_setup),
 	};
 
 	if (argc != 3) {

@@ -34,7 +34,7 @@ struct cn_op_reply {
 	bool arrived;
 	int err; /* an ERROR reply's errno (positive), EPROTO for a wrong type; 0: msg */
 	struct cn_msg_circuit msg;
-	int fds[CN_LOCAL_NFDS];
+	int fds[CN_MSG_MAX_FDS];
 	int nfds;
 };
 
@@ -59,7 +59,7 @@ struct cn_op {
 	unsigned int npending;
 	struct cn_op_pending {
 		struct cn_msg_circuit msg;
-		int fds[CN_LOCAL_NFDS];
+		int fds[CN_MSG_MAX_FDS];
 		int nfds;
 	} pending[CN_OP_PENDING];
 	/* pipelined connects sent and not collected yet (allocated on first use) */
