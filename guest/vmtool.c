@@ -31,7 +31,10 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <arpa/inet.h>
+#include <netinet/in.h>
 #include <sys/ioctl.h>
+#include <sys/socket.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -295,7 +298,39 @@ struct vmconn {
 	struct cn_notifier notif[4];
 	struct cn_endpoint ep;
 	uint64_t id;
+	int sock; /* >= 0: the same protocol over a kernel TCP socket (the virtio-net baseline) */
 };
+
+/* The connection's bytes, over the circuit or the socket: cn_send/cn_recv's conventions. */
+static ssize_t k_send(struct vmconn *k, const void *buf, size_t len)
+{
+	size_t done = 0;
+
+	if (k->sock < 0)
+		return cn_send(&k->ep, buf, len, 0);
+	while (done < len) {
+		ssize_t n = send(k->sock, (const char *)buf + done, len - done, MSG_NOSIGNAL);
+
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n < 0)
+			return -errno;
+		done += (size_t)n;
+	}
+	return (ssize_t)done;
+}
+
+static ssize_t k_recv(struct vmconn *k, void *buf, size_t len)
+{
+	ssize_t n;
+
+	if (k->sock < 0)
+		return cn_recv(&k->ep, buf, len, 0);
+	do
+		n = recv(k->sock, buf, len, 0);
+	while (n < 0 && errno == EINTR);
+	return n < 0 ? -errno : n;
+}
 
 /* The pair device whose IVPosition the operator named, opened. */
 static int find_device(uint32_t position)
@@ -382,13 +417,13 @@ static uint8_t pattern(size_t i)
 }
 
 /* One line from the peer (up to '\n'), NUL-terminated. 1: the peer's EOF before any byte. */
-static int recv_line(struct cn_endpoint *ep, char *buf, size_t len)
+static int recv_line(struct vmconn *k, char *buf, size_t len)
 {
 	size_t n = 0;
 
 	buf[0] = 0;
 	while (n + 1 < len) {
-		ssize_t r = cn_recv(ep, buf + n, 1, 0);
+		ssize_t r = k_recv(k, buf + n, 1);
 
 		if (r == 0 && n == 0)
 			return 1;
@@ -416,7 +451,7 @@ static int transfer(struct vmconn *k, bool put, size_t bytes)
 	int err;
 
 	snprintf(line, sizeof(line), "%s %zu\n", put ? "put" : "get", bytes);
-	if (cn_send(&k->ep, line, strlen(line), 0) != (ssize_t)strlen(line))
+	if (k_send(k, line, strlen(line)) != (ssize_t)strlen(line))
 		return -EIO;
 	while (put && done < bytes) {
 		size_t n = bytes - done < sizeof(buf) ? bytes - done : sizeof(buf);
@@ -425,18 +460,18 @@ static int transfer(struct vmconn *k, bool put, size_t bytes)
 		for (i = 0; i < n; i++)
 			buf[i] = pattern(done + i);
 		sum = fnv1a(sum, buf, n);
-		w = cn_send(&k->ep, buf, n, 0);
+		w = k_send(k, buf, n);
 		if (w != (ssize_t)n)
 			return w < 0 ? (int)w : -EIO;
 		done += n;
 	}
-	err = recv_line(&k->ep, line, sizeof(line));
+	err = recv_line(k, line, sizeof(line));
 	if (err)
 		return err > 0 ? -ECONNRESET : err;
 	if (sscanf(line, "fnv=%" SCNx64, &theirs) != 1)
 		return -EPROTO;
 	while (!put && done < bytes) {
-		ssize_t r = cn_recv(&k->ep, buf, sizeof(buf), 0);
+		ssize_t r = k_recv(k, buf, sizeof(buf));
 
 		if (r <= 0)
 			return r ? (int)r : -ECONNRESET;
@@ -469,10 +504,52 @@ static int parse_hostport(const char *s, struct cn_addr *a)
 	return 0;
 }
 
+static int transfer_both(struct vmconn *k, size_t put, size_t get)
+{
+	int err = 0;
+
+	if (put)
+		err = transfer(k, true, put);
+	if (!err && get)
+		err = transfer(k, false, get);
+	return err;
+}
+
+/*
+ * The same put/get over a kernel TCP socket through the VM's own NIC: the
+ * packet-switched baseline (virtio-net) that scripts/bench-vms.py sets
+ * beside the circuit, in the same VMs and the same run.
+ */
+static int cmd_tcp_connect(const char *dst, size_t put, size_t get)
+{
+	struct vmconn k = { .devfd = -1, .sock = -1 };
+	struct sockaddr_in sa = { .sin_family = AF_INET };
+	struct cn_addr a;
+	double t0;
+	int err;
+
+	if (parse_hostport(dst, &a)) {
+		fprintf(stderr, "circnet-vm: bad address '%s' (IPV4:PORT)\n", dst);
+		return 2;
+	}
+	memcpy(&sa.sin_addr, a.addr, 4);
+	sa.sin_port = htons(a.port);
+	k.sock = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	if (k.sock < 0 || connect(k.sock, (struct sockaddr *)&sa, sizeof(sa)) < 0)
+		return die(dst, errno);
+	t0 = now_s();
+	err = transfer_both(&k, put, get);
+	if (err)
+		return die("transfer", err);
+	printf("RESULT transport=tcp put=%zu get=%zu secs=%.6f\n", put, get, now_s() - t0);
+	close(k.sock);
+	return 0;
+}
+
 static int cmd_connect(struct ctl *c, const char *dst, size_t put, size_t get)
 {
 	struct cn_msg_connect m;
-	struct vmconn k = { .devfd = -1 };
+	struct vmconn k = { .devfd = -1, .sock = -1 };
 	struct cn_msg_id closed;
 	struct cn_msg_hello h;
 	union cn_msg r;
@@ -500,16 +577,14 @@ static int cmd_connect(struct ctl *c, const char *dst, size_t put, size_t get)
 	if (err)
 		return die("the circuit", err);
 	t0 = now_s();
-	if (put)
-		err = transfer(&k, true, put);
-	if (!err && get)
-		err = transfer(&k, false, get);
+	err = transfer_both(&k, put, get);
 	if (err)
 		return die("transfer", err);
 	printf("connect %s: circuit %" PRIu64 " in pair device %" PRIu64 ", vectors %u/%u: "
 	       "%zu bytes out, %zu in, all checked, %.2f s\n",
 	       dst, k.id, (uint64_t)r.circuit.chunk_id, 2u * r.circuit.vm_vec,
 	       2u * r.circuit.vm_vec + 1, put, get, now_s() - t0);
+	printf("RESULT transport=circuit put=%zu get=%zu secs=%.6f\n", put, get, now_s() - t0);
 	cn_close(&k.ep);
 	cn_msg_init(&closed.h, CN_MSG_CLOSED, sizeof(closed), 0);
 	closed.id = k.id;
@@ -525,7 +600,7 @@ static int serve_conn(struct vmconn *k, size_t *moved)
 
 	for (;;) {
 		uint64_t sum = 0xcbf29ce484222325ull;
-		int err = recv_line(&k->ep, line, sizeof(line));
+		int err = recv_line(k, line, sizeof(line));
 
 		if (err == 1)
 			return 0; /* EOF between requests: the peer is done */
@@ -537,7 +612,7 @@ static int serve_conn(struct vmconn *k, size_t *moved)
 		if (!strcmp(cmd, "put")) {
 			for (done = 0; done < n;) {
 				size_t want = n - done < sizeof(buf) ? n - done : sizeof(buf);
-				ssize_t r = cn_recv(&k->ep, buf, want, 0);
+				ssize_t r = k_recv(k, buf, want);
 
 				if (r <= 0)
 					return r ? (int)r : -ECONNRESET;
@@ -545,13 +620,13 @@ static int serve_conn(struct vmconn *k, size_t *moved)
 				done += (size_t)r;
 			}
 			snprintf(line, sizeof(line), "fnv=%016" PRIx64 "\n", sum);
-			if (cn_send(&k->ep, line, strlen(line), 0) != (ssize_t)strlen(line))
+			if (k_send(k, line, strlen(line)) != (ssize_t)strlen(line))
 				return -EIO;
 		} else {
 			for (i = 0; i < n; i++) /* the sum first: it goes ahead of the bytes */
 				sum = fnv1a(sum, (uint8_t[]){ pattern(i) }, 1);
 			snprintf(line, sizeof(line), "fnv=%016" PRIx64 "\n", sum);
-			if (cn_send(&k->ep, line, strlen(line), 0) != (ssize_t)strlen(line))
+			if (k_send(k, line, strlen(line)) != (ssize_t)strlen(line))
 				return -EIO;
 			for (done = 0; done < n;) {
 				size_t m = n - done < sizeof(buf) ? n - done : sizeof(buf);
@@ -559,7 +634,7 @@ static int serve_conn(struct vmconn *k, size_t *moved)
 
 				for (i = 0; i < m; i++)
 					buf[i] = pattern(done + i);
-				w = cn_send(&k->ep, buf, m, 0);
+				w = k_send(k, buf, m);
 				if (w != (ssize_t)m)
 					return w < 0 ? (int)w : -EIO;
 				done += m;
@@ -609,7 +684,7 @@ static int cmd_serve(struct ctl *c, const char *port_s, unsigned long long count
 	fflush(stdout);
 	cn_ep_set_timeouts(&c->ep, SERVE_TIMEOUT_MS, IO_TIMEOUT_MS);
 	while (served < count) {
-		struct vmconn k = { .devfd = -1 };
+		struct vmconn k = { .devfd = -1, .sock = -1 };
 		size_t moved = 0;
 
 		err = recv_msg(c, &r, CN_MSG_NEW_CONN);
@@ -638,11 +713,45 @@ static int cmd_serve(struct ctl *c, const char *port_s, unsigned long long count
 	return 0;
 }
 
+static int cmd_tcp_serve(const char *port_s, unsigned long long count)
+{
+	struct sockaddr_in sa = { .sin_family = AF_INET };
+	unsigned long port = strtoul(port_s, NULL, 10);
+	int one = 1, lfd, err;
+
+	if (!port || port > 65535) {
+		fprintf(stderr, "circnet-vm: bad port '%s'\n", port_s);
+		return 2;
+	}
+	sa.sin_port = htons((uint16_t)port);
+	lfd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	if (lfd < 0 || setsockopt(lfd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one)) ||
+	    bind(lfd, (struct sockaddr *)&sa, sizeof(sa)) || listen(lfd, 8))
+		return die("tcp-serve", errno);
+	printf("circnet-vm: serving tcp on port %lu\n", port);
+	fflush(stdout);
+	while (count--) {
+		struct vmconn k = { .devfd = -1 };
+		size_t moved = 0;
+
+		k.sock = accept4(lfd, NULL, NULL, SOCK_CLOEXEC);
+		if (k.sock < 0)
+			return die("accept", errno);
+		err = serve_conn(&k, &moved);
+		close(k.sock);
+		if (err)
+			return die("serving a connection", err);
+	}
+	close(lfd);
+	return 0;
+}
+
 static int usage(FILE *f)
 {
 	fprintf(f, "usage: circnet-vm [--device PATH] info | hello | "
 		   "echo [--bytes N] [--window K] | scribble |\n"
-		   "       connect IPV4:PORT [--put N] [--get N] | serve PORT [--count N]\n");
+		   "       connect IPV4:PORT [--put N] [--get N] | serve PORT [--count N] |\n"
+		   "       tcp-connect IPV4:PORT [--put N] [--get N] | tcp-serve PORT [--count N]\n");
 	return f == stderr ? 2 : 0;
 }
 
@@ -707,8 +816,14 @@ int main(int argc, char **argv)
 	if (optind >= argc)
 		return usage(stderr);
 	cmd = argv[optind];
-	if (optind != argc - 1 - (!strcmp(cmd, "connect") || !strcmp(cmd, "serve")))
+	if (optind != argc - 1 - (!strcmp(cmd, "connect") || !strcmp(cmd, "serve") ||
+				  !strcmp(cmd, "tcp-connect") || !strcmp(cmd, "tcp-serve")))
 		return usage(stderr);
+	/* the baseline over the VM's NIC needs no device */
+	if (!strcmp(cmd, "tcp-connect"))
+		return cmd_tcp_connect(argv[optind + 1], (size_t)put, (size_t)get);
+	if (!strcmp(cmd, "tcp-serve"))
+		return cmd_tcp_serve(argv[optind + 1], count);
 	if (strcmp(cmd, "info") && strcmp(cmd, "hello") && strcmp(cmd, "echo") &&
 	    strcmp(cmd, "scribble") && strcmp(cmd, "connect") && strcmp(cmd, "serve")) {
 		fprintf(stderr, "circnet-vm: unknown command '%s'\n", cmd);

@@ -56,6 +56,26 @@ mkdir -p "$rootfs"/{bin,dev,proc,sys,tmp,lib/modules}
 cp "$busybox" "$rootfs/bin/busybox"
 cp "$build/guest/circnet-vm" "$rootfs/bin/circnet-vm"
 cp "$out/kmod/circnet_ivshmem.ko" "$rootfs/lib/modules/"
+# virtio-net, for the packet-switched baseline of scripts/bench-vms.py (not loaded at boot:
+# a circnet VM has no NIC); /bin/virtio-net-up ADDR/LEN loads it and brings eth0 up
+mkdir -p "$rootfs/lib/modules/virtio"
+n=0
+for m in drivers/virtio/virtio_ring drivers/virtio/virtio drivers/virtio/virtio_pci_modern_dev \
+	drivers/virtio/virtio_pci_legacy_dev drivers/virtio/virtio_pci net/core/failover \
+	drivers/net/net_failover drivers/net/virtio_net; do
+	f=/lib/modules/$kver/kernel/$m.ko
+	[ -r "$f" ] || continue
+	n=$((n + 1))
+	cp "$f" "$rootfs/lib/modules/virtio/$n-$(basename "$f")"
+done
+cat >"$rootfs/bin/virtio-net-up" <<'UP'
+#!/bin/busybox sh
+# virtio-net-up ADDR/LEN: the baseline NIC of scripts/bench-vms.py
+for m in /lib/modules/virtio/*.ko; do insmod "$m" 2>/dev/null; done
+for _ in 1 2 3 4 5 6 7 8 9 10; do [ -e /sys/class/net/eth0 ] && break; sleep 0.2; done
+ip addr add "$1" dev eth0 && ip link set eth0 up
+UP
+chmod +x "$rootfs/bin/virtio-net-up"
 cat >"$rootfs/init" <<'INIT'
 #!/bin/busybox sh
 /bin/busybox --install -s /bin
