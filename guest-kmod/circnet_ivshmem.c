@@ -319,14 +319,21 @@ static int cnv_setup_vectors(struct cnv_dev *d)
 		d->vec[i].dev = d;
 		d->vec[i].index = i;
 		err = request_irq(pci_irq_vector(d->pdev, i), cnv_irq, 0, d->name, &d->vec[i]);
-		if (err) {
-			d->nvec = i;
-			cnv_free_vectors(d);
-			pci_free_irq_vectors(d->pdev);
-			return err;
-		}
+		if (err)
+			break;
 	}
-	d->nvec = n;
+	if (!i) {
+		pci_free_irq_vectors(d->pdev);
+		return err;
+	}
+	/*
+	 * Fewer than the device has (the CPUs' interrupt vectors ran out):
+	 * keep what we got. INFO says how many, and user space refuses a
+	 * circuit whose vectors are beyond them.
+	 */
+	if (i < n)
+		dev_warn(&d->pdev->dev, "%d of %d vectors: %d\n", i, n, err);
+	d->nvec = i;
 	return 0;
 }
 

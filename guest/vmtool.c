@@ -504,6 +504,31 @@ static int parse_hostport(const char *s, struct cn_addr *a)
 	return 0;
 }
 
+/*
+ * A connect off-host (through the proxy stack) is pending until the proxy
+ * writes how its own connect went into the circuit and rings our data
+ * vector: 0, or the errno a kernel connect would have given.
+ */
+static int settle(struct vmconn *k)
+{
+	double end = now_s() + IO_TIMEOUT_MS / 1000.0 * 3;
+
+	for (;;) {
+		int st = cn_ep_connect_status(&k->ep);
+
+		if (st != -EINPROGRESS)
+			return st == -EPROTO ? -ECONNRESET : st;
+		cn_notifier_drain(&k->notif[0]);
+		if (cn_ep_connect_status(&k->ep) != -EINPROGRESS)
+			continue;
+		if (now_s() > end)
+			return -ETIMEDOUT;
+		st = cn_notifier_wait(&k->notif[0], 1000);
+		if (st && st != -ETIMEDOUT && st != -EINTR)
+			return st;
+	}
+}
+
 static int transfer_both(struct vmconn *k, size_t put, size_t get)
 {
 	int err = 0;
@@ -576,6 +601,11 @@ static int cmd_connect(struct ctl *c, const char *dst, size_t put, size_t get)
 	err = conn_open(&k, &r.circuit);
 	if (err)
 		return die("the circuit", err);
+	if (r.circuit.flags & CN_CIRCUIT_PENDING) {
+		err = settle(&k);
+		if (err)
+			return die(dst, err);
+	}
 	t0 = now_s();
 	err = transfer_both(&k, put, get);
 	if (err)

@@ -363,9 +363,8 @@ static struct slot *slot_new_vm(struct op *op, struct pool *p, const struct gues
 	struct list *pos;
 	struct slot *sl;
 
-	if (a == b || a == op->proxy || b == op->proxy) {
-		/* a VM's own loopback is its kernel's; its off-host traffic: later (docs/vms.md) */
-		*errp = -EOPNOTSUPP;
+	if (a == b) {
+		*errp = -EOPNOTSUPP; /* a VM's own loopback is its kernel's */
 		return NULL;
 	}
 	/* the pair's live device: chunks of devices gone stay only while their slots are used */

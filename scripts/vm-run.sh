@@ -59,7 +59,7 @@ cmd=(qemu-system-x86_64 -machine q35 -accel "$accel" -m "$mem" -smp 1 -nographic
 	-device "ivshmem-doorbell,chardev=circnet0,vectors=4")
 # the pair devices: the same socket, after the control device (the operator counts)
 for i in $(seq "$peers"); do
-	cmd+=(-chardev "socket,path=$sock,id=circnet$i" -device "ivshmem-doorbell,chardev=circnet$i,vectors=64")
+	cmd+=(-chardev "socket,path=$sock,id=circnet$i" -device "ivshmem-doorbell,chardev=circnet$i,vectors=32")
 done
 cmd+=("$@")
 if [ "$print" = 1 ]; then

@@ -425,7 +425,7 @@ static void test_proto_vm_and_echo(void **state)
 	m.circuit.local.family = m.circuit.remote.family = CN_AF_INET;
 	m.circuit.flags = CN_CIRCUIT_VM;
 	m.circuit.chunk_id = 2; /* the VM's end: a device's IVPosition, no fds */
-	m.circuit.vm_vec = 31;
+	m.circuit.vm_vec = CN_VM_PAIR_VECTORS / 2 - 1;
 	assert_int_equal(cn_msg_validate(&m, sizeof(m.circuit), 0, &why), 0);
 	/* the host's end: the device's bundle */
 	assert_int_equal(cn_msg_validate(&m, sizeof(m.circuit), CN_POOL_NFDS_VM, &why), 0);

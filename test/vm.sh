@@ -33,8 +33,12 @@ ls /lib/modules/*/build/Makefile >/dev/null 2>&1 || skip "no kernel headers"
 { [ "$(id -u)" = 0 ] && unshare -n true 2>/dev/null; } || skip "no root or network namespaces (the host peer runs in one)"
 
 dir=$(mktemp -d /tmp/circnet-vm-test.XXXXXX)
-op_pid= peer_pid=
+op_pid= peer_pid= dp_pid= remote_pid=
+ns=cnvm-remote-$$ vh=cnvmh$$
 cleanup() {
+	for p in $remote_pid $dp_pid; do kill "$p" 2>/dev/null && wait "$p" 2>/dev/null; done
+	ip netns del "$ns" 2>/dev/null
+	ip link del "$vh" 2>/dev/null
 	[ -n "$peer_pid" ] && kill "$peer_pid" 2>/dev/null && wait "$peer_pid" 2>/dev/null
 	[ -n "$op_pid" ] && kill "$op_pid" 2>/dev/null && wait "$op_pid" 2>/dev/null
 	rm -rf "$dir"
@@ -73,6 +77,7 @@ guest h1 {
 allow tcp from vm1 to h1 port 7000
 allow tcp from h1 to vm1 port 7100
 allow tcp from vm1 to vm2 port 7200
+proxy tcp from vm1 to 10.214.77.0/24
 deny any from any to any
 CONF
 "$op" --config "$dir/op.conf" 2>"$dir/op.log" &
@@ -85,6 +90,26 @@ for _ in $(seq 50); do [ -S "$dir/run/guests/vm1/ivshmem.sock" ] && break; sleep
 peer_pid=$!
 for _ in $(seq 100); do grep -q listening "$dir/peer.log" 2>/dev/null && break; sleep 0.1; done
 grep -q listening "$dir/peer.log" || fail "the host peer did not start: $(cat "$dir/peer.log")"
+# off-host: a remote host in a network namespace behind a veth pair, reached
+# through the kernel proxy stack (circnet-dataplane)
+ip netns add "$ns" || fail "no network namespace"
+ip link add "$vh" type veth peer name cnvmr$$ || fail "no veth pair"
+ip link set cnvmr$$ netns "$ns"
+ip addr add 10.214.77.1/24 dev "$vh"
+ip link set "$vh" up
+ip netns exec "$ns" ip addr add 10.214.77.2/24 dev cnvmr$$
+ip netns exec "$ns" ip link set cnvmr$$ up
+ip netns exec "$ns" ip link set lo up
+ip netns exec "$ns" python3 "$root/test/vm_peer.py" 7300 >"$dir/remote.log" 2>&1 &
+remote_pid=$!
+"$build/dataplane/circnet-dataplane" --run-dir "$dir/run" --threads 1 --connect-timeout 3 \
+	2>"$dir/dataplane.log" &
+dp_pid=$!
+for _ in $(seq 100); do
+	"$ctl" --run-dir "$dir/run" proxy --json 2>/dev/null | grep -q '"operator_sessions":[1-9]' && break
+	sleep 0.1
+done
+for _ in $(seq 100); do grep -q listening "$dir/remote.log" 2>/dev/null && break; sleep 0.1; done
 fds_before=$(ls /proc/$op_pid/fd | wc -l)
 ls -l /proc/$op_pid/fd | awk '{print $NF}' | sort >"$dir/fds-before"
 
@@ -98,11 +123,14 @@ check info circnet-vm info
 check hello circnet-vm hello
 check echo circnet-vm echo --bytes 1048576 --window 16
 check vectors sh -c 'grep circnet /proc/interrupts | awk "{n += \$2} END {exit !(n > 0)}"'
-check pair-devices test -c /dev/circnet-ivshmem2
+check pair-devices test -c /dev/circnet-ivshmem3
 check put circnet-vm connect 10.77.0.31:7000 --put 1048576
 check get circnet-vm connect 10.77.0.31:7000 --get 1048576
 check put-get circnet-vm connect 10.77.0.31:7000 --put 300000 --get 300000
 check denied sh -c '! circnet-vm connect 10.77.0.31:7001 --put 10 2>/tmp/err && grep -q "refused" /tmp/err'
+# off-host through the proxy stack: 1 MiB each way to the remote, and a port nobody serves
+check proxy circnet-vm connect 10.214.77.2:7300 --put 1048576 --get 1048576
+check proxy-refused sh -c '! circnet-vm connect 10.214.77.2:7399 --put 10 2>/tmp/err && grep -q "refused" /tmp/err'
 # VM to VM: vm2 serves once it is up (refused until then)
 check vm-to-vm sh -c 'for i in $(seq 90); do circnet-vm connect 10.77.0.22:7200 --put 1048576 --get 1048576 2>/tmp/err && exit 0; grep -q refused /tmp/err || { cat /tmp/err; exit 1; }; sleep 1; done; exit 1'
 check scribble circnet-vm scribble
@@ -141,7 +169,7 @@ cat "$INITRD" "$dir/t2.cpio.gz" >"$dir/initrd2.gz"
 echo "vm.sh: booting the VM (QEMU TCG, kernel $KVER)"
 start=$(date +%s)
 timeout 240 "$root/scripts/vm-run.sh" --guest vm1 --run-dir "$dir/run" --kernel "$KERNEL" \
-	--initrd "$dir/initrd.gz" --peers 2 </dev/null >"$dir/console.log" 2>&1 &
+	--initrd "$dir/initrd.gz" --peers 3 </dev/null >"$dir/console.log" 2>&1 &
 qemu=$!
 # vm2 starts once vm1's devices are up: its pair device becomes the other half of one of vm1's
 for _ in $(seq 100); do grep -q 'vm vm1: control device attached' "$dir/op.log" && break; sleep 0.1; done
@@ -171,7 +199,7 @@ echo "vm.sh: the VM ran $(($(date +%s) - start)) s (exit $rc)"
 [ $rc = 0 ] || fail "QEMU exit $rc"
 grep -a '^CHECK' "$dir/console.log" | tr -d '\r'
 grep -a 'echo:' "$dir/console.log" | tr -d '\r'
-want=21
+want=23
 got=$(grep -ac '^CHECK .* ok' "$dir/console.log")
 [ "$got" = "$want" ] || fail "$got of $want checks in the VM passed"
 grep -a '^connect\|^serve' "$dir/console.log" | tr -d '\r'

@@ -43,10 +43,13 @@
  * the region of one (VM, host peer) pair on first contact, for as long as
  * it lives. A circuit in it takes vector pair i: vectors 2i (its VM end's
  * reader) and 2i + 1 (its writer), and peer 0's vectors 2i, 2i + 1 wake the
- * host end's. -device ivshmem-doorbell,vectors=64.
+ * host end's. -device ivshmem-doorbell,vectors=32: 16 circuits per peer at
+ * once, and a few devices fit a one-CPU VM's interrupt vectors (x86 has
+ * about 200 per CPU). Per-circuit wake flags in the memory and one vector
+ * per direction would lift the limit (issue 14's multiplexed wake-ups).
  */
 #define CN_VM_PAIRS_MAX	    8
-#define CN_VM_PAIR_VECTORS  64
+#define CN_VM_PAIR_VECTORS  32
 #define CN_VM_VEC_RX	    0
 #define CN_VM_VEC_TX	    1
 #define CN_VM_VEC_RESET	    2 /* VM -> operator: format my control circuit anew; back: done */
