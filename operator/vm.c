@@ -17,7 +17,14 @@
  * device lives. It is never given to another peer: the peer's processes may
  * keep the memory mapped after their last circuit, and nothing can take a
  * mapping back. On a pair device the host peer is peer 0 and each circuit
- * takes a vector pair, one eventfd per direction and side.
+ * takes a vector pair, one eventfd per direction and side. The proxy
+ * stack is a host peer like any other (a VM's off-host traffic).
+ *
+ * Two VMs share a device instead (pair_share): QEMU takes a device's memory
+ * when it creates the device, so a pair device that attaches while another
+ * VM (one the policy may let talk to this one) has a free pair device
+ * becomes that device's other half, with the vectors crossed over: each
+ * VM's own vectors are the other's peer 0.
  *
  * The ivshmem-server protocol (QEMU docs/specs/ivshmem-spec.rst): on
  * connect, little-endian int64 messages, some with one fd: the protocol
@@ -27,8 +34,9 @@
  * announce peer 0 (us, or the host peer) and the VM itself, nobody else,
  * so the VM can ring no one but the other end of each device.
  *
- * The operator maps only the control circuit's pages, never a pair device,
- * and reads them as the rings do everywhere: a VM that scribbles over them
+ * The operator maps only the control circuit's pages (and, for a moment,
+ * the slot of a circuit whose VM end is gone: pool_slot_vm_reset), and
+ * reads them as the rings do everywhere: a VM that scribbles over them
  * breaks its own control circuit (we stop serving it and count it), never
  * the operator. Every call on it is non-blocking: the operator's loop must
  * not wait for a guest.
