@@ -190,18 +190,31 @@ static int cmd_info(struct ctl *c)
 	return 0;
 }
 
-static int cmd_hello(struct ctl *c)
+/* A request and its answer of type want (ERROR: -its errno). */
+static int request(struct ctl *c, const struct cn_msg_hdr *h, union cn_msg *r, unsigned int want)
+{
+	int err = send_all(c, h);
+
+	return err ? err : recv_msg(c, r, want);
+}
+
+/* A new control circuit is a new session: it starts with HELLO. */
+static int ctl_hello(struct ctl *c, union cn_msg *r)
 {
 	struct cn_msg_hello m;
+
+	cn_msg_init(&m.h, CN_MSG_HELLO, sizeof(m), 1);
+	m.pid = (uint32_t)getpid();
+	return request(c, &m.h, r, CN_MSG_HELLO_OK);
+}
+
+static int cmd_hello(struct ctl *c)
+{
 	union cn_msg r;
 	uint32_t i;
 	int err;
 
-	cn_msg_init(&m.h, CN_MSG_HELLO, sizeof(m), 1);
-	m.pid = (uint32_t)getpid();
-	err = send_all(c, &m.h);
-	if (!err)
-		err = recv_msg(c, &r, CN_MSG_HELLO_OK);
+	err = ctl_hello(c, &r);
 	if (err)
 		return die("hello", err);
 	printf("guest %s (id %" PRIu64 "), ring %u, addresses:", r.hello_ok.name,
@@ -233,8 +246,6 @@ static void echo_fill(struct cn_msg_echo *m, uint32_t seq, size_t left)
 	}
 }
 
-static int cmd_hello(struct ctl *c);
-
 static int cmd_echo(struct ctl *c, size_t bytes, unsigned int window)
 {
 	size_t sent = 0, back = 0;
@@ -244,8 +255,9 @@ static int cmd_echo(struct ctl *c, size_t bytes, unsigned int window)
 	union cn_msg r;
 	int err;
 
-	if (cmd_hello(c)) /* a new control circuit is a new session: it starts with HELLO */
-		return 1;
+	err = ctl_hello(c, &r);
+	if (err)
+		return die("hello", err);
 	t0 = now_s();
 	while (back < bytes) {
 		while (sent < bytes && next - expect < window) {
@@ -437,6 +449,51 @@ static int recv_line(struct vmconn *k, char *buf, size_t len)
 	return 0;
 }
 
+/* n bytes of the pattern to the peer, summed into *sum as they go. */
+static int send_pattern(struct vmconn *k, size_t n, uint64_t *sum)
+{
+	uint8_t buf[16384];
+	size_t done, i;
+
+	for (done = 0; done < n;) {
+		size_t m = n - done < sizeof(buf) ? n - done : sizeof(buf);
+		ssize_t w;
+
+		for (i = 0; i < m; i++)
+			buf[i] = pattern(done + i);
+		*sum = fnv1a(*sum, buf, m);
+		w = k_send(k, buf, m);
+		if (w != (ssize_t)m)
+			return w < 0 ? (int)w : -EIO;
+		done += m;
+	}
+	return 0;
+}
+
+/* n bytes from the peer, summed into *sum; its EOF before them is a reset. */
+static int recv_summed(struct vmconn *k, size_t n, uint64_t *sum)
+{
+	uint8_t buf[16384];
+	size_t done;
+
+	for (done = 0; done < n;) {
+		ssize_t r = k_recv(k, buf, n - done < sizeof(buf) ? n - done : sizeof(buf));
+
+		if (r <= 0)
+			return r ? (int)r : -ECONNRESET;
+		*sum = fnv1a(*sum, buf, (size_t)r);
+		done += (size_t)r;
+	}
+	return 0;
+}
+
+static int send_line(struct vmconn *k, const char *line)
+{
+	return k_send(k, line, strlen(line)) == (ssize_t)strlen(line) ? 0 : -EIO;
+}
+
+#define FNV_OFFSET 0xcbf29ce484222325ull
+
 /*
  * put: "put N\n" and N pattern bytes to the peer, which answers with the
  * FNV-1a of what it got. get: "get N\n"; the peer answers with the FNV-1a
@@ -444,40 +501,22 @@ static int recv_line(struct vmconn *k, char *buf, size_t len)
  */
 static int transfer(struct vmconn *k, bool put, size_t bytes)
 {
-	uint64_t sum = 0xcbf29ce484222325ull, theirs = 0;
-	uint8_t buf[16384];
+	uint64_t sum = FNV_OFFSET, theirs = 0;
 	char line[64];
-	size_t done = 0, i;
 	int err;
 
 	snprintf(line, sizeof(line), "%s %zu\n", put ? "put" : "get", bytes);
-	if (k_send(k, line, strlen(line)) != (ssize_t)strlen(line))
-		return -EIO;
-	while (put && done < bytes) {
-		size_t n = bytes - done < sizeof(buf) ? bytes - done : sizeof(buf);
-		ssize_t w;
-
-		for (i = 0; i < n; i++)
-			buf[i] = pattern(done + i);
-		sum = fnv1a(sum, buf, n);
-		w = k_send(k, buf, n);
-		if (w != (ssize_t)n)
-			return w < 0 ? (int)w : -EIO;
-		done += n;
-	}
-	err = recv_line(k, line, sizeof(line));
+	err = send_line(k, line);
+	if (!err && put)
+		err = send_pattern(k, bytes, &sum);
+	if (!err)
+		err = recv_line(k, line, sizeof(line));
 	if (err)
 		return err > 0 ? -ECONNRESET : err;
 	if (sscanf(line, "fnv=%" SCNx64, &theirs) != 1)
 		return -EPROTO;
-	while (!put && done < bytes) {
-		ssize_t r = k_recv(k, buf, sizeof(buf));
-
-		if (r <= 0)
-			return r ? (int)r : -ECONNRESET;
-		sum = fnv1a(sum, buf, (size_t)r);
-		done += (size_t)r;
-	}
+	if (!put && (err = recv_summed(k, bytes, &sum)))
+		return err;
 	if (sum != theirs) {
 		fprintf(stderr,
 			"circnet-vm: %s: checksums differ (%016" PRIx64 " here, %016" PRIx64
@@ -576,7 +615,6 @@ static int cmd_connect(struct ctl *c, const char *dst, size_t put, size_t get)
 	struct cn_msg_connect m;
 	struct vmconn k = { .devfd = -1, .sock = -1 };
 	struct cn_msg_id closed;
-	struct cn_msg_hello h;
 	union cn_msg r;
 	double t0;
 	int err;
@@ -587,15 +625,9 @@ static int cmd_connect(struct ctl *c, const char *dst, size_t put, size_t get)
 		fprintf(stderr, "circnet-vm: bad address '%s' (IPV4:PORT)\n", dst);
 		return 2;
 	}
-	cn_msg_init(&h.h, CN_MSG_HELLO, sizeof(h), 1);
-	h.pid = (uint32_t)getpid();
-	err = send_all(c, &h.h);
+	err = ctl_hello(c, &r);
 	if (!err)
-		err = recv_msg(c, &r, CN_MSG_HELLO_OK);
-	if (!err)
-		err = send_all(c, &m.h);
-	if (!err)
-		err = recv_msg(c, &r, CN_MSG_CONNECT_OK);
+		err = request(c, &m.h, &r, CN_MSG_CONNECT_OK);
 	if (err)
 		return die(dst, err);
 	err = conn_open(&k, &r.circuit);
@@ -624,12 +656,11 @@ static int cmd_connect(struct ctl *c, const char *dst, size_t put, size_t get)
 /* The server side of the put/get protocol on one circuit, until the peer's EOF. */
 static int serve_conn(struct vmconn *k, size_t *moved)
 {
-	uint8_t buf[16384];
 	char line[64], cmd[8];
-	size_t n, done, i;
+	size_t n, i;
 
 	for (;;) {
-		uint64_t sum = 0xcbf29ce484222325ull;
+		uint64_t sum = FNV_OFFSET;
 		int err = recv_line(k, line, sizeof(line));
 
 		if (err == 1)
@@ -640,36 +671,22 @@ static int serve_conn(struct vmconn *k, size_t *moved)
 		    (strcmp(cmd, "put") && strcmp(cmd, "get")))
 			return -EPROTO;
 		if (!strcmp(cmd, "put")) {
-			for (done = 0; done < n;) {
-				size_t want = n - done < sizeof(buf) ? n - done : sizeof(buf);
-				ssize_t r = k_recv(k, buf, want);
-
-				if (r <= 0)
-					return r ? (int)r : -ECONNRESET;
-				sum = fnv1a(sum, buf, (size_t)r);
-				done += (size_t)r;
-			}
+			err = recv_summed(k, n, &sum);
 			snprintf(line, sizeof(line), "fnv=%016" PRIx64 "\n", sum);
-			if (k_send(k, line, strlen(line)) != (ssize_t)strlen(line))
-				return -EIO;
+			if (!err)
+				err = send_line(k, line);
 		} else {
+			uint64_t ours = FNV_OFFSET;
+
 			for (i = 0; i < n; i++) /* the sum first: it goes ahead of the bytes */
 				sum = fnv1a(sum, (uint8_t[]){ pattern(i) }, 1);
 			snprintf(line, sizeof(line), "fnv=%016" PRIx64 "\n", sum);
-			if (k_send(k, line, strlen(line)) != (ssize_t)strlen(line))
-				return -EIO;
-			for (done = 0; done < n;) {
-				size_t m = n - done < sizeof(buf) ? n - done : sizeof(buf);
-				ssize_t w;
-
-				for (i = 0; i < m; i++)
-					buf[i] = pattern(done + i);
-				w = k_send(k, buf, m);
-				if (w != (ssize_t)m)
-					return w < 0 ? (int)w : -EIO;
-				done += m;
-			}
+			err = send_line(k, line);
+			if (!err)
+				err = send_pattern(k, n, &ours);
 		}
+		if (err)
+			return err;
 		*moved += n;
 	}
 }
@@ -683,7 +700,6 @@ static int serve_conn(struct vmconn *k, size_t *moved)
 static int cmd_serve(struct ctl *c, const char *port_s, unsigned long long count)
 {
 	struct cn_msg_listen l;
-	struct cn_msg_hello h;
 	struct cn_msg_id id;
 	union cn_msg r;
 	unsigned long long served = 0;
@@ -695,19 +711,13 @@ static int cmd_serve(struct ctl *c, const char *port_s, unsigned long long count
 		fprintf(stderr, "circnet-vm: bad port '%s'\n", port_s);
 		return 2;
 	}
-	cn_msg_init(&h.h, CN_MSG_HELLO, sizeof(h), 1);
-	h.pid = (uint32_t)getpid();
 	cn_msg_init(&l.h, CN_MSG_LISTEN, sizeof(l), 2);
 	l.l4 = CN_L4_TCP;
 	l.backlog = 8;
 	l.addr.port = (uint16_t)port;
-	err = send_all(c, &h.h);
+	err = ctl_hello(c, &r);
 	if (!err)
-		err = recv_msg(c, &r, CN_MSG_HELLO_OK);
-	if (!err)
-		err = send_all(c, &l.h);
-	if (!err)
-		err = recv_msg(c, &r, CN_MSG_LISTEN_OK);
+		err = request(c, &l.h, &r, CN_MSG_LISTEN_OK);
 	if (err)
 		return die("listen", err);
 	printf("circnet-vm: serving on port %lu\n", port);
@@ -778,10 +788,11 @@ static int cmd_tcp_serve(const char *port_s, unsigned long long count)
 
 static int usage(FILE *f)
 {
-	fprintf(f, "usage: circnet-vm [--device PATH] info | hello | "
-		   "echo [--bytes N] [--window K] | scribble |\n"
-		   "       connect IPV4:PORT [--put N] [--get N] | serve PORT [--count N] |\n"
-		   "       tcp-connect IPV4:PORT [--put N] [--get N] | tcp-serve PORT [--count N]\n");
+	fprintf(f,
+		"usage: circnet-vm [--device PATH] info | hello | "
+		"echo [--bytes N] [--window K] | scribble |\n"
+		"       connect IPV4:PORT [--put N] [--get N] | serve PORT [--count N] |\n"
+		"       tcp-connect IPV4:PORT [--put N] [--get N] | tcp-serve PORT [--count N]\n");
 	return f == stderr ? 2 : 0;
 }
 
@@ -846,8 +857,9 @@ int main(int argc, char **argv)
 	if (optind >= argc)
 		return usage(stderr);
 	cmd = argv[optind];
-	if (optind != argc - 1 - (!strcmp(cmd, "connect") || !strcmp(cmd, "serve") ||
-				  !strcmp(cmd, "tcp-connect") || !strcmp(cmd, "tcp-serve")))
+	if (optind != argc - 1 -
+			      (!strcmp(cmd, "connect") || !strcmp(cmd, "serve") ||
+			       !strcmp(cmd, "tcp-connect") || !strcmp(cmd, "tcp-serve")))
 		return usage(stderr);
 	/* the baseline over the VM's NIC needs no device */
 	if (!strcmp(cmd, "tcp-connect"))
