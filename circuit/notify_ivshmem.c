@@ -5,11 +5,10 @@
  * the device (the guest module counts its interrupts), signal = ring a
  * peer's doorbell (an eventfd on the host: the operator's or a host peer's).
  *
- * Each notifier reads through an open file of its own: the module keeps a
- * "seen" count per vector and per open file, so a read by one notifier
- * never consumes another's wake-up. Bits of other vectors in a read are
- * not ours and are dropped: their own notifiers see them through their
- * own files.
+ * Each notifier reads through an open file of its own that watches its
+ * one vector (CN_IVSHMEM_IOC_WATCH): the module keeps a "seen" count per
+ * vector and per open file, so a read by one notifier never consumes
+ * another's wake-up, and an interrupt wakes only its vector's sleeper.
  *
  * Local kicks use the sleeping thread's kick eventfd (kick.c), as the
  * socket notifier does.
@@ -70,7 +69,7 @@ static int ivs_wait(struct cn_notifier *n, int timeout_ms)
 		if (r < 0)
 			return r;
 	}
-	/* other vectors' bits, a kick or a slice: the caller re-checks its ring */
+	/* a kick or a slice: the caller re-checks its ring */
 	return 0;
 }
 
@@ -92,11 +91,16 @@ int cn_ivshmem_notifier_init(struct cn_notifier *n, int devfd, unsigned int wait
 			     uint32_t doorbell)
 {
 	struct cn_ivshmem_info info;
+	__u64 watch;
 
 	if (ioctl(devfd, CN_IVSHMEM_IOC_INFO, &info) < 0)
 		return -errno;
 	if (wait_vector >= info.vectors || wait_vector >= CN_IVSHMEM_MAX_VECTORS)
 		return -EINVAL;
+	watch = 1ull << wait_vector;
+	/* our vector only: the others' interrupts neither wake nor concern us */
+	if (ioctl(devfd, CN_IVSHMEM_IOC_WATCH, &watch) < 0)
+		return -errno;
 	n->ops = &ivshmem_ops;
 	n->fd = devfd;
 	n->aux_fd = -1;

@@ -58,7 +58,8 @@ struct cnv_dev {
 	unsigned int nvec;
 	struct cnv_vector vec[CN_IVSHMEM_MAX_VECTORS];
 	atomic_t fired[CN_IVSHMEM_MAX_VECTORS]; /* interrupts per vector, ever */
-	wait_queue_head_t wq;
+	wait_queue_head_t wq; /* every interrupt: files that watch several vectors */
+	wait_queue_head_t vec_wq[CN_IVSHMEM_MAX_VECTORS]; /* files that watch one */
 	struct miscdevice misc;
 	char name[32];
 	int id;
@@ -72,6 +73,12 @@ struct cnv_file {
 	struct file *file;
 	struct list_head node;
 	int seen[CN_IVSHMEM_MAX_VECTORS]; /* fired[] as of this file's last read */
+	/*
+	 * The vectors this file reports (CN_IVSHMEM_IOC_WATCH; all at open).
+	 * A notifier watches one, so an interrupt wakes its sleeper only, not
+	 * every sleeper on the device.
+	 */
+	u64 watch;
 };
 
 static DEFINE_IDA(cnv_ids);
@@ -89,6 +96,7 @@ static irqreturn_t cnv_irq(int irq, void *arg)
 	struct cnv_vector *v = arg;
 
 	atomic_inc(&v->dev->fired[v->index]);
+	wake_up_interruptible_all(&v->dev->vec_wq[v->index]);
 	wake_up_interruptible_all(&v->dev->wq);
 	return IRQ_HANDLED;
 }
@@ -103,6 +111,8 @@ static u64 cnv_pending(struct cnv_file *cf, bool consume)
 	for (i = 0; i < d->nvec; i++) {
 		int now = atomic_read(&d->fired[i]);
 
+		if (!(READ_ONCE(cf->watch) & (1ull << i)))
+			continue;
 		if (now != cf->seen[i]) {
 			bits |= 1ull << i;
 			if (consume)
@@ -132,6 +142,7 @@ static int cnv_open(struct inode *inode, struct file *file)
 	cf->file = file;
 	for (i = 0; i < d->nvec; i++)
 		cf->seen[i] = atomic_read(&d->fired[i]);
+	cf->watch = ~0ull;
 	list_add(&cf->node, &d->files);
 	mutex_unlock(&d->lock);
 	file->private_data = cf;
@@ -151,6 +162,16 @@ static int cnv_release(struct inode *inode, struct file *file)
 	return 0;
 }
 
+/* Where this file's sleepers wait: its one vector's queue, or the device's. */
+static wait_queue_head_t *cnv_queue(struct cnv_file *cf)
+{
+	u64 w = READ_ONCE(cf->watch);
+
+	if (w && !(w & (w - 1)) && __ffs64(w) < cf->dev->nvec)
+		return &cf->dev->vec_wq[__ffs64(w)];
+	return &cf->dev->wq;
+}
+
 static ssize_t cnv_read(struct file *file, char __user *buf, size_t len, loff_t *ppos)
 {
 	struct cnv_file *cf = file->private_data;
@@ -168,7 +189,8 @@ static ssize_t cnv_read(struct file *file, char __user *buf, size_t len, loff_t 
 			break;
 		if (file->f_flags & O_NONBLOCK)
 			return -EAGAIN;
-		err = wait_event_interruptible(d->wq, READ_ONCE(d->gone) || cnv_pending(cf, false));
+		err = wait_event_interruptible(*cnv_queue(cf),
+					       READ_ONCE(d->gone) || cnv_pending(cf, false));
 		if (err)
 			return err;
 	}
@@ -182,7 +204,7 @@ static __poll_t cnv_poll(struct file *file, poll_table *wait)
 	struct cnv_file *cf = file->private_data;
 	struct cnv_dev *d = cf->dev;
 
-	poll_wait(file, &d->wq, wait);
+	poll_wait(file, cnv_queue(cf), wait);
 	if (READ_ONCE(d->gone))
 		return EPOLLERR | EPOLLHUP;
 	return cnv_pending(cf, false) ? EPOLLIN | EPOLLRDNORM : 0;
@@ -245,6 +267,8 @@ static long cnv_ioctl(struct file *file, unsigned int cmd, unsigned long arg)
 	struct cnv_dev *d = cf->dev;
 	struct cn_ivshmem_info info;
 	long ret = 0;
+	unsigned int bit;
+	u64 watch;
 	u32 bell;
 
 	switch (cmd) {
@@ -262,6 +286,17 @@ static long cnv_ioctl(struct file *file, unsigned int cmd, unsigned long arg)
 		if (!ret && copy_to_user((void __user *)arg, &info, sizeof(info)))
 			ret = -EFAULT;
 		return ret;
+	case CN_IVSHMEM_IOC_WATCH:
+		if (copy_from_user(&watch, (void __user *)arg, sizeof(watch)))
+			return -EFAULT;
+		if (!watch)
+			return -EINVAL;
+		/* a vector watched from now on starts with what fired so far seen */
+		for (bit = 0; bit < d->nvec; bit++)
+			if ((watch & ~cf->watch) & (1ull << bit))
+				cf->seen[bit] = atomic_read(&d->fired[bit]);
+		WRITE_ONCE(cf->watch, watch);
+		return 0;
 	case CN_IVSHMEM_IOC_RING:
 		if (get_user(bell, (u32 __user *)arg))
 			return -EFAULT;
@@ -340,7 +375,7 @@ static int cnv_setup_vectors(struct cnv_dev *d)
 static int cnv_probe(struct pci_dev *pdev, const struct pci_device_id *id)
 {
 	struct cnv_dev *d;
-	int err;
+	int err, i;
 
 	d = kzalloc(sizeof(*d), GFP_KERNEL);
 	if (!d)
@@ -349,6 +384,8 @@ static int cnv_probe(struct pci_dev *pdev, const struct pci_device_id *id)
 	mutex_init(&d->lock);
 	INIT_LIST_HEAD(&d->files);
 	init_waitqueue_head(&d->wq);
+	for (i = 0; i < CN_IVSHMEM_MAX_VECTORS; i++)
+		init_waitqueue_head(&d->vec_wq[i]);
 	d->pdev = pdev;
 	d->id = ida_alloc(&cnv_ids, GFP_KERNEL);
 	if (d->id < 0) {
@@ -405,6 +442,7 @@ static void cnv_remove(struct pci_dev *pdev)
 {
 	struct cnv_dev *d = pci_get_drvdata(pdev);
 	struct cnv_file *cf;
+	int i;
 
 	misc_deregister(&d->misc);
 	mutex_lock(&d->lock);
@@ -413,6 +451,8 @@ static void cnv_remove(struct pci_dev *pdev)
 	list_for_each_entry(cf, &d->files, node) unmap_mapping_range(cf->file->f_mapping, 0, 0, 1);
 	mutex_unlock(&d->lock);
 	wake_up_interruptible_all(&d->wq);
+	for (i = 0; i < CN_IVSHMEM_MAX_VECTORS; i++)
+		wake_up_interruptible_all(&d->vec_wq[i]);
 	cnv_free_vectors(d);
 	kref_put(&d->ref, cnv_free);
 }

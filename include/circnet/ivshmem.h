@@ -18,6 +18,10 @@
  *    and how many vectors the device has.
  *  - ioctl(CN_IVSHMEM_IOC_RING, &doorbell): ring vector (doorbell & 0xffff)
  *    of peer (doorbell >> 16): one interrupt or eventfd signal there.
+ *  - ioctl(CN_IVSHMEM_IOC_WATCH, &mask): the vectors this open file reports
+ *    (all of them after open; never none). A file that watches one vector
+ *    sleeps on that vector's queue alone: an interrupt wakes only the
+ *    sleepers that care about it.
  */
 #ifndef CIRCNET_IVSHMEM_H
 #define CIRCNET_IVSHMEM_H
@@ -36,6 +40,7 @@ struct cn_ivshmem_info {
 #define CN_IVSHMEM_IOC_MAGIC 0xC7
 #define CN_IVSHMEM_IOC_INFO  _IOR(CN_IVSHMEM_IOC_MAGIC, 1, struct cn_ivshmem_info)
 #define CN_IVSHMEM_IOC_RING  _IOW(CN_IVSHMEM_IOC_MAGIC, 2, __u32)
+#define CN_IVSHMEM_IOC_WATCH _IOW(CN_IVSHMEM_IOC_MAGIC, 3, __u64)
 
 static inline __u32 cn_ivshmem_doorbell(__u16 peer, __u16 vector)
 {
