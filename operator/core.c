@@ -212,6 +212,21 @@ static void unpark_session(struct op *op, struct session *s)
 
 static void vm_session_resets(struct op *op, struct session *s);
 
+static void session_close(struct op *op, struct session *s, const char *why);
+
+/* A VM's session ends: so do its listener sessions first. */
+static void vm_children_close(struct op *op, struct session *s)
+{
+	struct list *pos, *tmp;
+
+	list_for_each_safe(pos, tmp, &s->g->sessions) {
+		struct session *t = container_of(pos, struct session, link);
+
+		if (t->vm_parent == s)
+			session_close(op, t, NULL);
+	}
+}
+
 static void session_close(struct op *op, struct session *s, const char *why)
 {
 	struct guest *g = s->g;
@@ -221,6 +236,8 @@ static void session_close(struct op *op, struct session *s, const char *why)
 			 (unsigned long long)s->id, (int)s->pid, why);
 	if (op->nparked)
 		unpark_session(op, s);
+	if (s->vm && !s->vm_parent)
+		vm_children_close(op, s);
 	if (s->vm)
 		vm_session_resets(op, s);
 	while (!list_empty(&s->circuits)) {
@@ -239,7 +256,7 @@ static void session_close(struct op *op, struct session *s, const char *why)
 		epoll_ctl(op->epfd, EPOLL_CTL_DEL, s->ev.fd, NULL);
 		close(s->ev.fd);
 	}
-	if (s->vm)
+	if (s->vm && !s->vm_parent)
 		vm_session_gone(s->vm); /* its control circuit is served no more */
 	list_del(&s->link);
 	g->nsessions--;
@@ -1598,18 +1615,82 @@ static int handle_echo(struct session *s, const struct cn_msg_echo *m)
 /* 0: keep the session; -1: drop it. chan: a LISTEN's channel fd (ours to close), or -1. */
 static int dispatch(struct op *op, struct session *s, const union cn_msg *m, int chan);
 
+/*
+ * A VM's LISTEN: the listener gets a session of its own, a child of the
+ * VM's session on the same control circuit, so a VM holds as many
+ * listeners as its limits allow (its kernel's sockets all share the one
+ * circuit) while everything keyed by session stays as for processes.
+ */
+static int vm_listen(struct op *op, struct session *s, const struct cn_msg_listen *m)
+{
+	struct cn_msg_listen_ok r;
+	struct session *t;
+	int err;
+
+	if (!s->hello)
+		return reply_error(s, m->h.seq, ENOTCONN);
+	if (s->g->nsessions >= guest_conf(op, s->g)->lim.max_sessions)
+		return reply_error(s, m->h.seq, ENOBUFS);
+	t = core_vm_session(op, s->g, s->vm, s->pid);
+	if (!t)
+		return reply_error(s, m->h.seq, ENOMEM);
+	t->vm_parent = s;
+	t->hello = true;
+	err = listen_setup(op, t, m, &r);
+	if (err) {
+		session_close(op, t, NULL);
+		return reply_error(s, m->h.seq, err);
+	}
+	return send_msg(s, &r.h, NULL, 0);
+}
+
+/* The VM's listener session that holds listener id, or NULL. */
+static struct session *vm_listener_session(struct session *s, uint64_t id)
+{
+	struct list *pos;
+
+	list_for_each(pos, &s->g->sessions) {
+		struct session *t = container_of(pos, struct session, link);
+
+		if (t->vm_parent == s && t->lst && t->lst->id == id)
+			return t;
+	}
+	return NULL;
+}
+
 int core_vm_dispatch(struct op *op, struct session *s, const union cn_msg *m)
 {
+	struct circuit *c;
+	struct session *t;
+	struct cn_msg_hdr ok;
+
 	/*
-	 * A VM listens on its session itself (one TCP listener per session:
-	 * NEW_CONN comes over the control circuit); it has no channel to give,
-	 * no claims to make, and its datagrams come in a later version.
+	 * A VM has no channel to give and no claims to make, and its
+	 * datagrams come in a later version.
 	 */
 	if ((m->h.type == CN_MSG_LISTEN &&
 	     (m->listen.l4 != CN_L4_TCP || (m->listen.flags & (CN_LISTEN_CHANNEL | CN_LISTEN_PROXY)))) ||
 	    m->h.type == CN_MSG_CLAIM)
 		return reply_error(s, m->h.seq, EOPNOTSUPP) ? -1 : 0;
-	return dispatch(op, s, m, -1);
+	switch (m->h.type) {
+	case CN_MSG_LISTEN:
+		return vm_listen(op, s, &m->listen) ? -1 : 0;
+	case CN_MSG_UNLISTEN:
+		t = s->hello ? vm_listener_session(s, m->id.id) : NULL;
+		if (!t)
+			return reply_error(s, m->h.seq, ENOENT) ? -1 : 0;
+		session_close(op, t, NULL);
+		cn_msg_init(&ok, CN_MSG_OK, sizeof(ok), m->h.seq);
+		return send_msg(s, &ok, NULL, 0) ? -1 : 0;
+	case CN_MSG_ACCEPTED:
+		/* NEW_CONN came from a listener session: the answer belongs there */
+		c = circuit_find(op, m->id.id);
+		if (c && c->queued_in && c->queued_in->s->vm_parent == s)
+			return handle_accepted(op, c->queued_in->s, &m->id);
+		return 0;
+	default:
+		return dispatch(op, s, m, -1);
+	}
 }
 
 static int dispatch(struct op *op, struct session *s, const union cn_msg *m, int chan)

@@ -93,6 +93,11 @@ struct listener {
 struct session {
 	struct evsrc ev; /* fd -1: a VM's session (vm), not in epoll */
 	struct vm_dev *vm;
+	/*
+	 * A VM's listener session: one per listener the VM holds, all on the
+	 * VM's one control circuit (core.c), children of its session.
+	 */
+	struct session *vm_parent;
 	struct guest *g;
 	uint64_t id;
 	pid_t pid;

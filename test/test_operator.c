@@ -1396,8 +1396,10 @@ static const char *const vm_guest = "guest vmx {\n"
 				    "    vm ivshmem\n"
 				    "    vm-memory 1M\n"
 				    "    listen tcp 8080\n"
+				    "    listen tcp 8081\n"
 				    "}\n"
 				    "allow tcp from client to vmx port 8080\n"
+				    "allow tcp from client to vmx port 8081\n"
 				    "guest vmy {\n"
 				    "    address 10.9.0.41\n"
 				    "    vm ivshmem\n"
@@ -1888,8 +1890,8 @@ static void vm_request_connect(struct fake_vm *v, const char *dst, unsigned int 
 	vm_recv(v, r, want);
 }
 
-/* The VM listens on a TCP port of its own session. */
-static void vm_listen(struct fake_vm *v, uint16_t port)
+/* The VM listens on a TCP port; the listener's id. */
+static uint64_t vm_listen(struct fake_vm *v, uint16_t port)
 {
 	struct cn_msg_listen l;
 	union cn_msg r;
@@ -1900,6 +1902,19 @@ static void vm_listen(struct fake_vm *v, uint16_t port)
 	l.addr.port = port;
 	vm_send(v, &l.h);
 	vm_recv(v, &r, CN_MSG_LISTEN_OK);
+	assert_int_equal(r.listen_ok.bound.port, port);
+	return r.listen_ok.listener_id;
+}
+
+static void vm_unlisten(struct fake_vm *v, uint64_t id, unsigned int want)
+{
+	struct cn_msg_id m;
+	union cn_msg r;
+
+	cn_msg_init(&m.h, CN_MSG_UNLISTEN, sizeof(m), 14);
+	m.id = id;
+	vm_send(v, &m.h);
+	vm_recv(v, &r, want);
 }
 
 static void vm_connect_web(struct fake_vm *v, struct cn_msg_circuit *out)
@@ -1972,7 +1987,12 @@ static void test_vm_connect(void **state)
 	vm_open_circuit(&pd, &c2, &ep, n);
 	check_talks_ep(&ep, &host.ep);
 
-	/* the other way: a VM listens, a process guest connects (a pair device of its own) */
+	/*
+	 * The other way: a VM listens, a process guest connects (a pair
+	 * device of its own). The VM holds two listeners on its one control
+	 * circuit (its kernel's sockets share it); NEW_CONN names the one
+	 * connected to, and UNLISTEN ends one listener, not the session.
+	 */
 	{
 		struct cn_notifier n2[4];
 		struct cn_local_ep cl_ep;
@@ -1980,16 +2000,23 @@ static void test_vm_connect(void **state)
 		struct cn_endpoint vep;
 		struct fake_pair pd2;
 		struct cn_op client;
-		struct cn_addr d = addr("10.9.0.40:8080");
+		struct cn_addr d = addr("10.9.0.40:8081");
+		uint64_t l80, l81;
 
 		vm_attach_pair(&pd2, 1);
 		wait_status("\"vm_devices\":", 3);
-		vm_listen(&v, 8080);
+		l80 = vm_listen(&v, 8080);
+		l81 = vm_listen(&v, 8081);
+		assert_true(l80 != l81);
 		assert_int_equal(open_guest(&client, "client"), 0);
 		assert_int_equal(cn_op_connect(&client, CN_L4_TCP, NULL, &d, &cl_ep, &ci), 0);
 		vm_recv(&v, &r, CN_MSG_NEW_CONN);
 		assert_int_equal(r.circuit.role, CN_ROLE_ACCEPTOR);
 		assert_int_equal(r.circuit.circuit_id, ci.circuit_id);
+		assert_int_equal(r.circuit.listener_id, l81);
+		vm_unlisten(&v, l80, CN_MSG_OK);
+		vm_unlisten(&v, l80, CN_MSG_ERROR);
+		assert_int_equal(status_num("\"listeners\":"), 2); /* 8081 and web's */
 		cn_msg_init(&cl.h, CN_MSG_ACCEPTED, sizeof(cl), 0);
 		cl.id = r.circuit.circuit_id;
 		vm_send(&v, &cl.h);
