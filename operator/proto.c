@@ -158,7 +158,7 @@ static int check_body(const union cn_msg *m, const char **why)
 	case CN_MSG_CLAIM:
 		if (m->circuit.flags || m->circuit.listener_id)
 			FAIL("claim: flags or a listener");
-		__attribute__((fallthrough));
+		__attribute__((__fallthrough__));
 	case CN_MSG_CONNECT_OK:
 	case CN_MSG_NEW_CONN:
 		if ((err = check_l4(m->circuit.l4, why)))

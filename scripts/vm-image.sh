@@ -8,7 +8,8 @@
 #   --build DIR  the meson build holding guest/circnet-vm (default: build)
 #   --out DIR    where the image goes (default: DIR/vm)
 #
-# The image's /init mounts /proc, /sys and /dev, loads the module, then runs
+# The image's /init mounts /proc, /sys and /dev, loads the module (with the
+# circnet.NAME=VALUE parameters of the kernel command line), then runs
 # /test.sh if the image has one (a test appends its own cpio with it: the
 # kernel unpacks concatenated archives in order), else a shell on the console.
 # Needs linux-image-amd64, linux-headers-amd64 and busybox-static
@@ -45,7 +46,12 @@ mkdir -p "$out"
 # the module, built off the source tree
 rm -rf "$out/kmod"
 mkdir -p "$out/kmod"
-cp "$root/guest-kmod/circnet_ivshmem.c" "$root/guest-kmod/Kbuild" "$out/kmod/"
+cp -r "$root/guest-kmod/"*.c "$root/guest-kmod/"*.h "$root/guest-kmod/Kbuild" \
+	"$root/guest-kmod/compat" "$out/kmod/"
+# shared/: the host's ring code and protocol checks, the same files (guest-kmod/Kbuild)
+mkdir -p "$out/kmod/shared"
+cp "$root"/circuit/{ring,stream,dgram,circuit,zerocopy}.c "$root/circuit/internal.h" \
+	"$root/operator/proto.c" "$out/kmod/shared/"
 make -s -C "/lib/modules/$kver/build" M="$out/kmod" CIRCNET_INCLUDE="$root/include" modules \
 	>"$out/kmod/build.log" 2>&1 || { cat "$out/kmod/build.log" >&2; fail "the module did not build"; }
 
@@ -55,7 +61,7 @@ rm -rf "$rootfs"
 mkdir -p "$rootfs"/{bin,dev,proc,sys,tmp,lib/modules}
 cp "$busybox" "$rootfs/bin/busybox"
 cp "$build/guest/circnet-vm" "$rootfs/bin/circnet-vm"
-cp "$out/kmod/circnet_ivshmem.ko" "$rootfs/lib/modules/"
+cp "$out/kmod/circnet.ko" "$rootfs/lib/modules/"
 # virtio-net, for the packet-switched baseline of scripts/bench-vms.py (not loaded at boot:
 # a circnet VM has no NIC); /bin/virtio-net-up ADDR/LEN loads it and brings eth0 up
 mkdir -p "$rootfs/lib/modules/virtio"
@@ -83,7 +89,10 @@ mount -t proc proc /proc
 mount -t sysfs sys /sys
 mount -t devtmpfs dev /dev
 echo "circnet-vm-image: up, kernel $(uname -r)"
-if ! insmod /lib/modules/circnet_ivshmem.ko; then
+# circnet.NAME=VALUE on the kernel command line: the module's parameters
+# (circnet.sockets=0: the devices are user space's, no kernel sockets)
+args=$(tr ' ' '\n' </proc/cmdline | sed -n 's/^circnet\.//p' | tr '\n' ' ')
+if ! insmod /lib/modules/circnet.ko $args; then
 	echo "circnet-vm-image: insmod failed"
 fi
 if [ -x /test.sh ]; then

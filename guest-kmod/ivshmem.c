@@ -1,6 +1,6 @@
 // SPDX-License-Identifier: GPL-2.0 OR MIT
 /*
- * circnet_ivshmem.c - the VM side of circnet's ivshmem transport.
+ * ivshmem.c - the VM side of circnet's ivshmem transport.
  *
  * Owns the ivshmem PCI devices (1af4:1110) the host's operator serves:
  * their registers (BAR0), their shared memory (BAR2) and their MSI-X
@@ -8,11 +8,17 @@
  * (the interface is in include/circnet/ivshmem.h), through which user space
  * maps the memory, sleeps on the vectors and rings the peers' doorbells.
  *
- * The module never reads the shared memory itself: everything in it is the
- * host's and the peers' to write at any time, and the code that interprets
- * it (circuit/, the same rings as on the host) validates every index it
- * reads. What the module owns is what a hostile peer cannot reach: the
- * registers, the interrupt counts and the bounds of each mapping.
+ * With sockets=1 (the default) the kernel uses the devices itself (ctl.c,
+ * sock.c): each is mapped into the kernel once, its vectors call hooks
+ * instead of waking files, and user space may not open it (-EBUSY), since
+ * two users of one control circuit would corrupt each other's stream.
+ * sockets=0 leaves every device to user space (circnet-vm, tests).
+ *
+ * This file never interprets the shared memory: everything in it is the
+ * host's and the peers' to write at any time, and the code that does
+ * (shared/, the same rings as on the host) validates every index it reads.
+ * What this file owns is what a hostile peer cannot reach: the registers,
+ * the interrupt counts and the bounds of each mapping.
  *
  * A device that goes away (unbind, hot-unplug) zaps every user mapping of
  * its memory, so a late access gets SIGBUS rather than whatever the bus
@@ -35,7 +41,13 @@
 
 #include <circnet/ivshmem.h>
 
+#include "circnet.h"
+
 #define DRV_NAME "circnet_ivshmem"
+
+bool cn_sockets = true;
+module_param_named(sockets, cn_sockets, bool, 0444);
+MODULE_PARM_DESC(sockets, "AF_INET stream sockets are circuits (1, default); 0: the devices are user space's");
 
 /* BAR0 registers (QEMU docs/specs/ivshmem-spec.rst) */
 #define IVSHMEM_REG_INTRMASK   0x00
@@ -47,6 +59,8 @@ struct cnv_dev;
 struct cnv_vector {
 	struct cnv_dev *dev;
 	unsigned int index;
+	void (*hook)(void *arg); /* the kernel's user of this vector, under dev->hook_lock */
+	void *hook_arg;
 };
 
 struct cnv_dev {
@@ -55,6 +69,8 @@ struct cnv_dev {
 	void __iomem *regs;
 	phys_addr_t shm_phys;
 	resource_size_t shm_len;
+	void *kbase; /* the kernel's mapping (sockets): unmapped with the last reference */
+	spinlock_t hook_lock;
 	unsigned int nvec;
 	struct cnv_vector vec[CN_IVSHMEM_MAX_VECTORS];
 	atomic_t fired[CN_IVSHMEM_MAX_VECTORS]; /* interrupts per vector, ever */
@@ -66,6 +82,8 @@ struct cnv_dev {
 	struct mutex lock; /* files, gone */
 	struct list_head files;
 	bool gone;
+	u32 position; /* IVPosition, read once at probe */
+	struct list_head kdevs_node; /* in cnv_kdevs, while the kernel uses it */
 };
 
 struct cnv_file {
@@ -83,18 +101,118 @@ struct cnv_file {
 
 static DEFINE_IDA(cnv_ids);
 
+/* Devices the kernel uses (sockets), to find them by IVPosition. */
+static LIST_HEAD(cnv_kdevs);
+static DEFINE_MUTEX(cnv_kdevs_lock);
+
 static void cnv_free(struct kref *ref)
 {
 	struct cnv_dev *d = container_of(ref, struct cnv_dev, ref);
 
+	/*
+	 * A socket may have copied from this memory until it dropped its
+	 * reference: only now can the mapping go. (After a hot-unplug the
+	 * addresses read as unassigned memory, never as someone else's.)
+	 */
+	if (d->kbase)
+		memunmap(d->kbase);
 	ida_free(&cnv_ids, d->id);
 	kfree(d);
+}
+
+struct cnv_dev *cnv_get(u32 pos)
+{
+	struct cnv_dev *d, *found = NULL;
+
+	mutex_lock(&cnv_kdevs_lock);
+	list_for_each_entry(d, &cnv_kdevs, kdevs_node) {
+		if (!READ_ONCE(d->gone) && d->position == pos) {
+			kref_get(&d->ref);
+			found = d;
+			break;
+		}
+	}
+	mutex_unlock(&cnv_kdevs_lock);
+	return found;
+}
+
+void cnv_put(struct cnv_dev *d)
+{
+	kref_put(&d->ref, cnv_free);
+}
+
+void *cnv_base(struct cnv_dev *d)
+{
+	return d->kbase;
+}
+
+size_t cnv_size(struct cnv_dev *d)
+{
+	return d->shm_len;
+}
+
+unsigned int cnv_nvec(struct cnv_dev *d)
+{
+	return d->nvec;
+}
+
+u32 cnv_position(struct cnv_dev *d)
+{
+	return d->position;
+}
+
+void cnv_ring(struct cnv_dev *d, u32 bell)
+{
+	/*
+	 * From any context, interrupts included: the doorbell is one
+	 * register write. A device being removed still has its BAR0 mapped
+	 * until remove() returns, and users stop ringing before they let go.
+	 */
+	if (!READ_ONCE(d->gone))
+		writel(bell, d->regs + IVSHMEM_REG_DOORBELL);
+}
+
+int cnv_hook(struct cnv_dev *d, unsigned int vec, void (*fn)(void *arg), void *arg)
+{
+	unsigned long flags;
+	int err = 0;
+
+	if (vec >= d->nvec)
+		return -EINVAL;
+	spin_lock_irqsave(&d->hook_lock, flags);
+	if (d->vec[vec].hook && (d->vec[vec].hook != fn || d->vec[vec].hook_arg != arg)) {
+		err = -EBUSY;
+	} else {
+		d->vec[vec].hook = fn;
+		d->vec[vec].hook_arg = arg;
+	}
+	spin_unlock_irqrestore(&d->hook_lock, flags);
+	return err;
+}
+
+void cnv_unhook(struct cnv_dev *d, unsigned int vec)
+{
+	unsigned long flags;
+
+	if (vec >= d->nvec)
+		return;
+	spin_lock_irqsave(&d->hook_lock, flags);
+	d->vec[vec].hook = NULL;
+	d->vec[vec].hook_arg = NULL;
+	spin_unlock_irqrestore(&d->hook_lock, flags);
 }
 
 static irqreturn_t cnv_irq(int irq, void *arg)
 {
 	struct cnv_vector *v = arg;
 
+	if (v->dev->kbase) {
+		spin_lock(&v->dev->hook_lock);
+		if (v->hook)
+			v->hook(v->hook_arg);
+		spin_unlock(&v->dev->hook_lock);
+		return IRQ_HANDLED;
+	}
 	atomic_inc(&v->dev->fired[v->index]);
 	wake_up_interruptible_all(&v->dev->vec_wq[v->index]);
 	wake_up_interruptible_all(&v->dev->wq);
@@ -128,6 +246,8 @@ static int cnv_open(struct inode *inode, struct file *file)
 	struct cnv_file *cf;
 	unsigned int i;
 
+	if (d->kbase)
+		return -EBUSY; /* the kernel's sockets use this device */
 	cf = kzalloc(sizeof(*cf), GFP_KERNEL);
 	if (!cf)
 		return -ENOMEM;
@@ -384,6 +504,8 @@ static int cnv_probe(struct pci_dev *pdev, const struct pci_device_id *id)
 	mutex_init(&d->lock);
 	INIT_LIST_HEAD(&d->files);
 	init_waitqueue_head(&d->wq);
+	spin_lock_init(&d->hook_lock);
+	INIT_LIST_HEAD(&d->kdevs_node);
 	for (i = 0; i < CN_IVSHMEM_MAX_VECTORS; i++)
 		init_waitqueue_head(&d->vec_wq[i]);
 	d->pdev = pdev;
@@ -412,6 +534,14 @@ static int cnv_probe(struct pci_dev *pdev, const struct pci_device_id *id)
 	d->regs = pcim_iomap_table(pdev)[0];
 	d->shm_phys = pci_resource_start(pdev, 2);
 	d->shm_len = pci_resource_len(pdev, 2) & PAGE_MASK;
+	d->position = readl(d->regs + IVSHMEM_REG_IVPOSITION);
+	if (cn_sockets) {
+		d->kbase = memremap(d->shm_phys, d->shm_len, MEMREMAP_WB);
+		if (!d->kbase) {
+			err = -ENOMEM;
+			goto fail;
+		}
+	}
 	err = cnv_setup_vectors(d);
 	if (err)
 		goto fail;
@@ -426,9 +556,15 @@ static int cnv_probe(struct pci_dev *pdev, const struct pci_device_id *id)
 	if (err)
 		goto fail_vectors;
 	pci_set_drvdata(pdev, d);
-	dev_info(&pdev->dev, "%s: %llu KiB shared, peer id %u, %u vectors\n", d->name,
-		 (unsigned long long)d->shm_len >> 10, readl(d->regs + IVSHMEM_REG_IVPOSITION),
-		 d->nvec);
+	dev_info(&pdev->dev, "%s: %llu KiB shared, peer id %u, %u vectors%s\n", d->name,
+		 (unsigned long long)d->shm_len >> 10, d->position, d->nvec,
+		 d->kbase ? ", kernel sockets" : "");
+	if (d->kbase) {
+		mutex_lock(&cnv_kdevs_lock);
+		list_add_tail(&d->kdevs_node, &cnv_kdevs);
+		mutex_unlock(&cnv_kdevs_lock);
+		cn_ctl_device_added(d);
+	}
 	return 0;
 
 fail_vectors:
@@ -444,6 +580,14 @@ static void cnv_remove(struct pci_dev *pdev)
 	struct cnv_file *cf;
 	int i;
 
+	if (d->kbase) {
+		/* its circuits are reset and its hooks gone before its vectors are */
+		cn_ctl_device_removing(d);
+		cn_sock_device_gone(d);
+		mutex_lock(&cnv_kdevs_lock);
+		list_del_init(&d->kdevs_node);
+		mutex_unlock(&cnv_kdevs_lock);
+	}
 	misc_deregister(&d->misc);
 	mutex_lock(&d->lock);
 	d->gone = true;
@@ -469,7 +613,13 @@ static struct pci_driver cnv_driver = {
 	.probe = cnv_probe,
 	.remove = cnv_remove,
 };
-module_pci_driver(cnv_driver);
 
-MODULE_DESCRIPTION("circnet: circuits over ivshmem in a VM");
-MODULE_LICENSE("Dual MIT/GPL");
+int cnv_init(void)
+{
+	return pci_register_driver(&cnv_driver);
+}
+
+void cnv_exit(void)
+{
+	pci_unregister_driver(&cnv_driver);
+}
