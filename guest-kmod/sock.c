@@ -39,6 +39,7 @@
 #include <linux/in.h>
 #include <net/sock.h>
 #include <net/tcp_states.h>
+#include <stdatomic.h> /* compat/: the ring's flags as shared/ writes them */
 
 #include "circnet.h"
 
@@ -391,9 +392,12 @@ static int cn_disconnect(struct cn_sock *cs, struct socket *sock)
 {
 	if (cs->sk.sk_state == TCP_LISTEN)
 		return -EINVAL; /* not ours to end here: close() it */
+	if (!cs->kc)
+		return 0;
 	cn_sock_drop_circuit(cs, true); /* TCP's disconnect is abortive */
 	spin_lock(&cs->lock);
 	cs->sk.sk_state = TCP_CLOSE;
+	cs->sk.sk_err = ECONNRESET; /* as tcp_disconnect: the next call reports it */
 	spin_unlock(&cs->lock);
 	sock->state = SS_UNCONNECTED;
 	return 0;
@@ -778,6 +782,15 @@ static int cn_recvmsg(struct socket *sock, struct msghdr *msg, size_t len, int f
 		if ((flags & MSG_PEEK) || copied >= (size_t)target)
 			break;
 	}
+	/*
+	 * A poller stays registered on the wait queue (epoll): keep asking the
+	 * peer for a wake-up on its next write, data left or not, so that
+	 * edge-triggered epoll sees every arrival as it does with TCP. The
+	 * peer clears the flag when it rings, so this costs at most one
+	 * interrupt per read.
+	 */
+	if (!err && skwq_has_sleeper(&sock->wq))
+		atomic_store_explicit(&ep->rx.ctrl->reader_want, 1, memory_order_seq_cst);
 	mutex_unlock(&cs->rx_lock);
 	return copied ? copied : err;
 }

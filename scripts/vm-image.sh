@@ -61,6 +61,8 @@ rm -rf "$rootfs"
 mkdir -p "$rootfs"/{bin,dev,proc,sys,tmp,lib/modules}
 cp "$busybox" "$rootfs/bin/busybox"
 cp "$build/guest/circnet-vm" "$rootfs/bin/circnet-vm"
+# the socket-API test body, when built (test/vm.sh runs it in the VM)
+[ -x "$build/test/sockcheck-static" ] && cp "$build/test/sockcheck-static" "$rootfs/bin/sockcheck"
 cp "$out/kmod/circnet.ko" "$rootfs/lib/modules/"
 # virtio-net, for the packet-switched baseline of scripts/bench-vms.py (not loaded at boot:
 # a circnet VM has no NIC); /bin/virtio-net-up ADDR/LEN loads it and brings eth0 up

@@ -1126,6 +1126,8 @@ int main(int argc, char **argv)
 	case_splice();
 	case_threads();
 	case_exec();
-	case_udp();
+	/* VMs have no datagram circuits yet (docs/vms.md): test/vm.sh leaves UDP out */
+	if (!getenv("SOCKCHECK_NO_UDP"))
+		case_udp();
 	return 0;
 }

@@ -1,14 +1,19 @@
 #!/usr/bin/env bash
-# test/vm.sh BUILD_DIR - a VM is a guest (issue 15, first slice): the
-# operator serves the VM's ivshmem-doorbell device itself, the guest module
-# binds it, and circnet-vm in the VM talks to the operator over the
-# control circuit in the device's memory. One boot (QEMU, TCG), in it:
-# the device and its MSI-X vectors; HELLO; 1 MiB echoed through the
-# operator with every byte checked; a hostile scribble over the circuit's
-# indices, after which a new circuit works again; module unload refused
-# while the device is open, then unload, load and use again. On the host:
-# the operator lived through it all, counted the violation, holds no fd
-# more than before, and let the device go when QEMU exited.
+# test/vm.sh BUILD_DIR - VMs are guests (issue 15): the operator serves
+# the VMs' ivshmem-doorbell devices itself, the guest module binds them.
+# Two VMs (QEMU, TCG), each booted once.
+# vm1 first runs with circnet.sockets=0, user space owning the devices:
+# circnet-vm over the control circuit (HELLO, 1 MiB echoed, a hostile
+# scribble, circuits to a process guest, to vm2 and off-host; unload
+# refused while a device is open). Then the module is loaded again with
+# kernel sockets, and unmodified socket programs run over circuits: the
+# same transfers through plain connect()/accept(), busybox wget against a
+# Python HTTP server in a process guest, sockcheck against the kernel's
+# own TCP (the outputs must agree, as in preload.sh), unload refused while
+# a circuit socket is open, and the VM killed mid-transfer. vm2 serves vm1
+# with kernel sockets throughout. On the host: the operator lived through
+# it all, counted the violation, holds no fd more than before, and let the
+# devices go when QEMU exited.
 # Skips (77) only where QEMU, a kernel with headers or busybox is absent,
 # and never under CIRCNET_REQUIRE_VM=1 (CI).
 set -uo pipefail
@@ -41,7 +46,7 @@ cleanup() {
 	ip link del "$vh" 2>/dev/null
 	[ -n "$peer_pid" ] && kill "$peer_pid" 2>/dev/null && wait "$peer_pid" 2>/dev/null
 	[ -n "$op_pid" ] && kill "$op_pid" 2>/dev/null && wait "$op_pid" 2>/dev/null
-	rm -rf "$dir"
+	[ -n "${CIRCNET_KEEP_TEST_DIR:-}" ] || rm -rf "$dir"
 }
 trap cleanup EXIT
 fail() {
@@ -72,9 +77,12 @@ guest vm2 {
 }
 guest h1 {
     address 10.77.0.31
-    listen tcp 7000,7001
+    listen tcp 7000,7001,7003,7010
+    listen udp 7010
 }
 allow tcp from vm1 to h1 port 7000
+allow tcp from vm1 to h1 port 7003
+allow tcp from vm1 to h1 port 7010
 allow tcp from h1 to vm1 port 7100
 allow tcp from vm1 to vm2 port 7200
 proxy tcp from vm1 to 10.214.77.0/24
@@ -110,11 +118,33 @@ for _ in $(seq 100); do
 	sleep 0.1
 done
 for _ in $(seq 100); do grep -q listening "$dir/remote.log" 2>/dev/null && break; sleep 0.1; done
+# sockcheck over the kernel's TCP on the host's loopback: what the VM must print
+port=$((7400 + RANDOM % 500))
+timeout 20 "$build/test/sockcheck" server 127.0.0.1 $port 2>/dev/null &
+kernel_server=$!
+sleep 0.3
+timeout 60 "$build/test/sockcheck" client 127.0.0.1 $port >"$dir/kernel.out" 2>"$dir/kernel.err" ||
+	fail "sockcheck over the kernel's TCP: $(cat "$dir/kernel.err")"
+kill $kernel_server 2>/dev/null
+wait $kernel_server 2>/dev/null
+# ... and its server as a process guest, for the VM's client (port 7011: refused)
+"$build/guest/circnet" run --guest h1 --run-dir "$dir/run" -- \
+	timeout 200 "$build/test/sockcheck" server 0.0.0.0 7010 2>"$dir/sockcheck-server.log" &
+# an unmodified HTTP server in a process guest, for busybox wget in the VM
+mkdir -p "$dir/www" "$dir/t"
+head -c 1048576 /dev/urandom >"$dir/www/blob"
+md5sum <"$dir/www/blob" | cut -d' ' -f1 >"$dir/t/blob.md5"
+"$build/guest/circnet" run --guest h1 --run-dir "$dir/run" -- \
+	timeout 200 python3 -m http.server 7003 --bind 0.0.0.0 --directory "$dir/www" \
+	>"$dir/http.log" 2>&1 &
+for _ in $(seq 100); do
+	[ "$("$ctl" --run-dir "$dir/run" listeners | grep -c ':70[01][03] ')" = 2 ] && break
+	sleep 0.1
+done
 fds_before=$(ls /proc/$op_pid/fd | wc -l)
 ls -l /proc/$op_pid/fd | awk '{print $NF}' | sort >"$dir/fds-before"
 
 # the VM's part: one line "CHECK name ok|FAIL" per step
-mkdir -p "$dir/t"
 cat >"$dir/t/test.sh" <<'VMTEST'
 #!/bin/sh
 check() { name=$1; shift; if "$@"; then echo "CHECK $name ok"; else echo "CHECK $name FAIL"; fi; }
@@ -140,27 +170,43 @@ check echo-again circnet-vm echo --bytes 65536 --window 32
 sleep 30 </dev/circnet-ivshmem0 &
 holder=$!
 sleep 0.5
-check unload-busy sh -c '! rmmod circnet_ivshmem 2>/dev/null'
+check unload-busy sh -c '! rmmod circnet 2>/dev/null'
 kill $holder; wait $holder 2>/dev/null
-check unload rmmod circnet_ivshmem
+check unload rmmod circnet
 check device-gone test ! -e /dev/circnet-ivshmem0
-check reload insmod /lib/modules/circnet_ivshmem.ko
+check reload insmod /lib/modules/circnet.ko sockets=0
 check hello-reloaded circnet-vm hello
 check put-reloaded circnet-vm connect 10.77.0.31:7000 --put 65536
 # the other way: a host guest connects to the VM (vm.sh runs the client when it sees this serve)
 check serve circnet-vm serve 7100 --count 1
-# the VM dies with a circuit open: its host peer must see the end, the operator leak nothing
-circnet-vm connect 10.77.0.31:7000 --put 4000000000 >/dev/null 2>&1 &
+# kernel sockets: every AF_INET stream socket is a circuit
+check sockets-load sh -c 'rmmod circnet && insmod /lib/modules/circnet.ko'
+check sockets-up sh -c 'for i in $(seq 50); do dmesg | grep -q "stream sockets are circuits" && exit 0; sleep 0.1; done; exit 1'
+check devices-kernel sh -c '! circnet-vm info 2>/dev/null'
+check k-put-get circnet-vm tcp-connect 10.77.0.31:7000 --put 1048576 --get 1048576
+check k-denied sh -c '! circnet-vm tcp-connect 10.77.0.31:7001 --put 10 2>/tmp/err && grep -q "refused" /tmp/err'
+check k-proxy circnet-vm tcp-connect 10.214.77.2:7300 --put 1048576 --get 1048576
+check k-proxy-refused sh -c '! circnet-vm tcp-connect 10.214.77.2:7399 --put 10 2>/tmp/err && grep -q "refused" /tmp/err'
+check k-vm-to-vm circnet-vm tcp-connect 10.77.0.22:7200 --put 1048576 --get 1048576
+check k-wget sh -c 'wget -q -O /tmp/blob http://10.77.0.31:7003/blob && [ "$(md5sum </tmp/blob | cut -d" " -f1)" = "$(cat /blob.md5)" ]'
+SOCKCHECK_NO_UDP=1 timeout 90 sockcheck client 10.77.0.31 7010 2>/tmp/sockcheck.err | sed 's/^/SOCKCHECK /'
+sed 's/^/SOCKCHECK-ERR /' /tmp/sockcheck.err
+check k-serve circnet-vm tcp-serve 7100 --count 1
+# unload refused while a circuit socket is open; then the VM dies with it
+# mid-transfer: its host peer must see the end, the operator leak nothing
+circnet-vm tcp-connect 10.77.0.31:7000 --put 4000000000 >/dev/null 2>&1 &
 sleep 2
+check k-unload-busy sh -c '! rmmod circnet 2>/dev/null'
 VMTEST
 chmod +x "$dir/t/test.sh"
-(cd "$dir/t" && echo test.sh | cpio -o -H newc --quiet | gzip -1) >"$dir/t.cpio.gz"
+(cd "$dir/t" && printf 'test.sh\nblob.md5\n' | cpio -o -H newc --quiet | gzip -1) >"$dir/t.cpio.gz"
 cat "$INITRD" "$dir/t.cpio.gz" >"$dir/initrd.gz"
-# vm2: serves vm1 once, over the device its QEMU shares with vm1's
+# vm2: serves vm1 twice with kernel sockets (vm1's circnet-vm, then its
+# kernel), over the device its QEMU shares with vm1's
 mkdir -p "$dir/t2"
 cat >"$dir/t2/test.sh" <<'VMTEST'
 #!/bin/sh
-if circnet-vm serve 7200 --count 1; then echo "CHECK serve-vm ok"; else echo "CHECK serve-vm FAIL"; fi
+if circnet-vm tcp-serve 7200 --count 2; then echo "CHECK serve-vm ok"; else echo "CHECK serve-vm FAIL"; fi
 VMTEST
 chmod +x "$dir/t2/test.sh"
 (cd "$dir/t2" && echo test.sh | cpio -o -H newc --quiet | gzip -1) >"$dir/t2.cpio.gz"
@@ -169,7 +215,7 @@ cat "$INITRD" "$dir/t2.cpio.gz" >"$dir/initrd2.gz"
 echo "vm.sh: booting the VM (QEMU TCG, kernel $KVER)"
 start=$(date +%s)
 timeout 240 "$root/scripts/vm-run.sh" --guest vm1 --run-dir "$dir/run" --kernel "$KERNEL" \
-	--initrd "$dir/initrd.gz" --peers 3 </dev/null >"$dir/console.log" 2>&1 &
+	--initrd "$dir/initrd.gz" --peers 3 --append circnet.sockets=0 </dev/null >"$dir/console.log" 2>&1 &
 qemu=$!
 # vm2 starts once vm1's devices are up: its pair device becomes the other half of one of vm1's
 for _ in $(seq 100); do grep -q 'vm vm1: control device attached' "$dir/op.log" && break; sleep 0.1; done
@@ -177,17 +223,19 @@ sleep 0.5
 timeout 240 "$root/scripts/vm-run.sh" --guest vm2 --run-dir "$dir/run" --kernel "$KERNEL" \
 	--initrd "$dir/initrd2.gz" --peers 1 </dev/null >"$dir/console2.log" 2>&1 &
 qemu2=$!
-# when the VM serves, a host guest connects to it: 1 MiB each way
-for _ in $(seq 1800); do
-	grep -aq 'serving on port 7100' "$dir/console.log" && break
-	kill -0 $qemu 2>/dev/null || break
-	sleep 0.1
-done
-if grep -aq 'serving on port 7100' "$dir/console.log"; then
+# when the VM serves (circnet-vm, then the kernel's sockets), a host guest
+# connects to it: 1 MiB each way
+for what in 'serving on port 7100' 'serving tcp on port 7100'; do
+	for _ in $(seq 1800); do
+		grep -aq "$what" "$dir/console.log" && break
+		kill -0 $qemu 2>/dev/null || break
+		sleep 0.1
+	done
+	grep -aq "$what" "$dir/console.log" || break
 	"$build/guest/circnet" run --guest h1 --run-dir "$dir/run" -- \
-		python3 "$root/test/vm_peer.py" client 10.77.0.21 7100 1048576 1048576 >"$dir/client.log" 2>&1
-	echo "vm.sh: host client exit $?: $(tail -1 "$dir/client.log")"
-fi
+		python3 "$root/test/vm_peer.py" client 10.77.0.21 7100 1048576 1048576 >>"$dir/client.log" 2>&1
+	echo "vm.sh: host client ($what) exit $?: $(tail -1 "$dir/client.log")"
+done
 wait $qemu
 rc=$?
 wait $qemu2
@@ -199,11 +247,21 @@ echo "vm.sh: the VM ran $(($(date +%s) - start)) s (exit $rc)"
 [ $rc = 0 ] || fail "QEMU exit $rc"
 grep -a '^CHECK' "$dir/console.log" | tr -d '\r'
 grep -a 'echo:' "$dir/console.log" | tr -d '\r'
-want=23
+want=34
 got=$(grep -ac '^CHECK .* ok' "$dir/console.log")
 [ "$got" = "$want" ] || fail "$got of $want checks in the VM passed"
 grep -a '^connect\|^serve' "$dir/console.log" | tr -d '\r'
-grep -q 'all checked' "$dir/client.log" || fail "the host client's transfer to the VM: $(cat "$dir/client.log")"
+[ "$(grep -c 'all checked' "$dir/client.log")" = 2 ] ||
+	fail "the host client's transfers to the VM: $(cat "$dir/client.log")"
+# sockcheck in the VM, over kernel sockets that are circuits, against the
+# kernel's TCP on the host. UDP is not a circuit in VMs yet (docs/vms.md):
+# its cases are left out of the comparison.
+grep -a '^SOCKCHECK ' "$dir/console.log" | tr -d '\r' | sed 's/^SOCKCHECK //' >"$dir/vm.out"
+grep -a '^SOCKCHECK-ERR ' "$dir/console.log" | tr -d '\r' | head -5
+if ! diff -u <(grep -v '^udp:' "$dir/kernel.out") <(grep -v '^udp:' "$dir/vm.out"); then
+	fail "sockcheck in the VM and over the kernel's TCP disagree (above: - kernel, + VM)"
+fi
+echo "vm.sh: sockcheck: $(grep -vc '^udp:' "$dir/kernel.out") checks, the VM's kernel sockets and the host kernel's TCP agree"
 
 kill -0 "$op_pid" 2>/dev/null || fail "the operator died"
 for _ in $(seq 50); do
@@ -230,7 +288,7 @@ done
 tail -3 "$dir/peer.log"
 grep -Eq 'connection lost|EOF with' "$dir/peer.log" || fail "the host peer never saw the VM go"
 kill -0 "$peer_pid" 2>/dev/null || fail "the host peer died"
-[ "$(grep -c '^vm_peer: put\|^vm_peer: get' "$dir/peer.log")" = 5 ] || fail "the host peer served $(grep -c '^vm_peer: put\|^vm_peer: get' "$dir/peer.log") of 5 transfers"
+[ "$(grep -c '^vm_peer: put\|^vm_peer: get' "$dir/peer.log")" = 7 ] || fail "the host peer served $(grep -c '^vm_peer: put\|^vm_peer: get' "$dir/peer.log") of 7 transfers"
 fds_after=$(ls /proc/$op_pid/fd | wc -l)
 if [ "$fds_after" != "$fds_before" ]; then
 	ls -l /proc/$op_pid/fd | awk '{print $NF}' | sort | diff "$dir/fds-before" - | grep '^[<>]'
