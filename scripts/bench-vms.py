@@ -6,10 +6,17 @@ usage: sudo scripts/bench-vms.py [BUILD_DIR] [--bytes N] [--reps R] [--out DIR] 
 Boots two QEMU VMs (TCG unless CIRCNET_VM_ACCEL=kvm) with the guest module.
 Each VM gets its circnet devices (docs/vms.md) and a virtio-net NIC on a Linux
 bridge with a tap per VM: what a packet-switched VM network is. vm1 puts N
-bytes to vm2 R times over each path, interleaved:
+bytes to vm2 R times over each path:
 
-  circuit   circnet-vm connect: the circuit in the device the two QEMUs share
-  virtio    circnet-vm tcp-connect: a kernel TCP socket over the NICs and the bridge
+  socket    circnet-vm tcp-connect with the module's kernel sockets: a plain
+            connect()/write() whose socket is a circuit (what applications get)
+  circuit   circnet-vm connect: the same circuit driven from user space
+            (the module with sockets=0, the device mapped by circnet-vm)
+  virtio    circnet-vm tcp-connect with sockets=0: the kernel's TCP over the
+            NICs and the bridge
+
+circuit and virtio runs interleave; then both VMs reload the module with
+kernel sockets and the socket runs follow.
 
 Both sides check every byte (FNV-1a). Time is the VM's own clock (the same
 clock for both paths, so the ratio holds; under TCG the absolute figures are
@@ -104,11 +111,14 @@ def main():
         f.write("run-dir %s\nnetwork 10.78.0.0/24\n"
                 "guest vm1 {\n address 10.78.0.1\n vm ivshmem\n vm-memory 16M\n}\n"
                 "guest vm2 {\n address 10.78.0.2\n vm ivshmem\n vm-memory 16M\n"
-                " listen tcp 7200\n}\n"
-                "allow tcp from vm1 to vm2 port 7200\n" % run_dir)
+                " listen tcp 7200,7202\n}\n"
+                "allow tcp from vm1 to vm2 port 7200\n"
+                "allow tcp from vm1 to vm2 port 7202\n" % run_dir)
+    sockets_on = "rmmod circnet && insmod /lib/modules/circnet.ko\n"
     vm2 = ("#!/bin/sh\nvirtio-net-up 192.168.78.2/24\n"
            "circnet-vm tcp-serve 7201 --count %d &\n"
-           "circnet-vm serve 7200 --count %d\nwait\n" % (a.reps, a.reps))
+           "circnet-vm serve 7200 --count %d\nwait\n" % (a.reps, a.reps) + sockets_on +
+           "circnet-vm tcp-serve 7202 --count %d\n" % a.reps)
     vm1 = ("#!/bin/sh\nvirtio-net-up 192.168.78.1/24\n"
            "for i in $(seq 120); do ping -c1 -W1 192.168.78.2 >/dev/null 2>&1 && break; done\n"
            "for r in $(seq %d); do\n"
@@ -116,7 +126,11 @@ def main():
            " grep -q refused /tmp/e || { cat /tmp/e; break; }; sleep 1; done\n"
            "  for i in $(seq 60); do circnet-vm tcp-connect 192.168.78.2:7201 --put %d && break;"
            " sleep 1; done\n"
-           "done\n" % (a.reps, a.bytes, a.bytes))
+           "done\n" % (a.reps, a.bytes, a.bytes) + sockets_on + "echo PHASE sockets\n" +
+           "for r in $(seq %d); do\n"
+           "  for i in $(seq 120); do circnet-vm tcp-connect 10.78.0.2:7202 --put %d 2>/tmp/e"
+           " && break; grep -q refused /tmp/e || { cat /tmp/e; break; }; sleep 1; done\n"
+           "done\n" % (a.reps, a.bytes))
     procs = []
     try:
         net_up()
@@ -135,7 +149,8 @@ def main():
                                        ("vm2", initrd2, TAPS[1], "52:54:00:78:00:02")):
             logs[name] = os.path.join(scratch, name + ".console")
             cmd = [os.path.join(ROOT, "scripts", "vm-run.sh"), "--guest", name, "--run-dir",
-                   run_dir, "--kernel", kernel, "--initrd", initrd, "--peers", "1", "--",
+                   run_dir, "--kernel", kernel, "--initrd", initrd, "--peers", "1",
+                   "--append", "circnet.sockets=0", "--",
                    "-netdev", "tap,id=n0,ifname=%s,script=no,downscript=no" % tap,
                    "-device", "virtio-net-pci,netdev=n0,mac=%s" % mac]
             procs.append(subprocess.Popen(["timeout", "900"] + cmd, stdin=subprocess.DEVNULL,
@@ -150,17 +165,19 @@ def main():
             print("bench-vms: %s booting" % name, flush=True)
         for p in procs[1:]:
             p.wait()
-        samples = {"circuit": [], "virtio": []}
+        samples = {"socket": [], "circuit": [], "virtio": []}
+        sockets = False
         for line in open(logs["vm1"], errors="replace"):
+            sockets = sockets or line.startswith("PHASE sockets")
             m = re.match(r"RESULT transport=(\w+) put=(\d+) get=\d+ secs=([\d.]+)", line.strip())
             if m and float(m.group(3)) > 0:
-                t = "circuit" if m.group(1) == "circuit" else "virtio"
+                t = "circuit" if m.group(1) == "circuit" else "socket" if sockets else "virtio"
                 samples[t].append(int(m.group(2)) * 8 / float(m.group(3)) / 1e9)
-        if len(samples["circuit"]) != a.reps or len(samples["virtio"]) != a.reps:
+        if any(len(s) != a.reps for s in samples.values()):
             print(open(logs["vm1"], errors="replace").read()[-3000:])
             print(open(logs["vm2"], errors="replace").read()[-1500:])
-            sys.exit("bench-vms: %d circuit and %d virtio runs of %d finished" %
-                     (len(samples["circuit"]), len(samples["virtio"]), a.reps))
+            sys.exit("bench-vms: %s runs of %d finished" % (
+                ", ".join("%d %s" % (len(s), t) for t, s in samples.items()), a.reps))
     finally:
         for p in procs:
             if p.poll() is None:
@@ -169,7 +186,7 @@ def main():
         net_down()
     base = statistics.median(samples["virtio"])
     rows = []
-    for t in ("circuit", "virtio"):
+    for t in ("socket", "circuit", "virtio"):
         s = samples[t]
         med = statistics.median(s)
         rows.append({"name": "vm-goodput/%s/%d" % (t, a.bytes), "group": "vm-goodput",
@@ -196,7 +213,7 @@ def main():
         print("%-12s %-9s %10d %12.4g %-7s %7.0f%% %10s" % (
             r["group"], r["transport"], r["size"], r["value"], r["unit"], spread,
             ("%.2fx" % r["ratios"]["virtio"]) if "virtio" in r["ratios"] else "-"))
-    print("ratio: circuit median / virtio-net median, same VMs, same run, the VMs' clock")
+    print("ratio: median / virtio-net median, same VMs, same run, the VMs' clock")
     shutil.rmtree(scratch, ignore_errors=True)
 
 
