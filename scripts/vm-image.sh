@@ -63,6 +63,15 @@ cp "$busybox" "$rootfs/bin/busybox"
 cp "$build/guest/circnet-vm" "$rootfs/bin/circnet-vm"
 # the socket-API test body, when built (test/vm.sh runs it in the VM)
 [ -x "$build/test/sockcheck-static" ] && cp "$build/test/sockcheck-static" "$rootfs/bin/sockcheck"
+# unmodified Debian programs, with their shared libraries, where installed
+for prog in iperf3 curl; do
+	p=$(command -v "$prog") || continue
+	cp "$p" "$rootfs/bin/$prog"
+	for lib in $(ldd "$p" | awk '$2 == "=>" && $3 ~ /^\// {print $3} $1 ~ /^\// {print $1}'); do
+		mkdir -p "$rootfs$(dirname "$lib")"
+		cp -L "$lib" "$rootfs$lib"
+	done
+done
 cp "$out/kmod/circnet.ko" "$rootfs/lib/modules/"
 # virtio-net, for the packet-switched baseline of scripts/bench-vms.py (not loaded at boot:
 # a circnet VM has no NIC); /bin/virtio-net-up ADDR/LEN loads it and brings eth0 up

@@ -40,8 +40,9 @@ ls /lib/modules/*/build/Makefile >/dev/null 2>&1 || skip "no kernel headers"
 dir=$(mktemp -d /tmp/circnet-vm-test.XXXXXX)
 op_pid= peer_pid= dp_pid= remote_pid=
 ns=cnvm-remote-$$ vh=cnvmh$$
+app_pids=
 cleanup() {
-	for p in $remote_pid $dp_pid; do kill "$p" 2>/dev/null && wait "$p" 2>/dev/null; done
+	for p in $app_pids $remote_pid $dp_pid; do kill "$p" 2>/dev/null && wait "$p" 2>/dev/null; done
 	ip netns del "$ns" 2>/dev/null
 	ip link del "$vh" 2>/dev/null
 	[ -n "$peer_pid" ] && kill "$peer_pid" 2>/dev/null && wait "$peer_pid" 2>/dev/null
@@ -77,11 +78,12 @@ guest vm2 {
 }
 guest h1 {
     address 10.77.0.31
-    listen tcp 7000,7001,7003,7010
+    listen tcp 7000,7001,7003,7004,7010
     listen udp 7010
 }
 allow tcp from vm1 to h1 port 7000
 allow tcp from vm1 to h1 port 7003
+allow tcp from vm1 to h1 port 7004
 allow tcp from vm1 to h1 port 7010
 allow tcp from h1 to vm1 port 7100
 allow tcp from vm1 to vm2 port 7200
@@ -127,9 +129,12 @@ timeout 60 "$build/test/sockcheck" client 127.0.0.1 $port >"$dir/kernel.out" 2>"
 	fail "sockcheck over the kernel's TCP: $(cat "$dir/kernel.err")"
 kill $kernel_server 2>/dev/null
 wait $kernel_server 2>/dev/null
+fds_before=$(ls /proc/$op_pid/fd | wc -l)
+ls -l /proc/$op_pid/fd | awk '{print $NF}' | sort >"$dir/fds-before"
 # ... and its server as a process guest, for the VM's client (port 7011: refused)
 "$build/guest/circnet" run --guest h1 --run-dir "$dir/run" -- \
 	timeout 200 "$build/test/sockcheck" server 0.0.0.0 7010 2>"$dir/sockcheck-server.log" &
+app_pids=$!
 # an unmodified HTTP server in a process guest, for busybox wget in the VM
 mkdir -p "$dir/www" "$dir/t"
 head -c 1048576 /dev/urandom >"$dir/www/blob"
@@ -137,12 +142,15 @@ md5sum <"$dir/www/blob" | cut -d' ' -f1 >"$dir/t/blob.md5"
 "$build/guest/circnet" run --guest h1 --run-dir "$dir/run" -- \
 	timeout 200 python3 -m http.server 7003 --bind 0.0.0.0 --directory "$dir/www" \
 	>"$dir/http.log" 2>&1 &
+app_pids="$app_pids $!"
+# iperf3's server in a process guest, for iperf3 in the VM (both directions)
+"$build/guest/circnet" run --guest h1 --run-dir "$dir/run" -- \
+	timeout 200 iperf3 -s -p 7004 >"$dir/iperf3.log" 2>&1 &
+app_pids="$app_pids $!"
 for _ in $(seq 100); do
-	[ "$("$ctl" --run-dir "$dir/run" listeners | grep -c ':70[01][03] ')" = 2 ] && break
+	[ "$("$ctl" --run-dir "$dir/run" listeners | grep -Ec ':(7003|7004|7010) ')" = 3 ] && break
 	sleep 0.1
 done
-fds_before=$(ls /proc/$op_pid/fd | wc -l)
-ls -l /proc/$op_pid/fd | awk '{print $NF}' | sort >"$dir/fds-before"
 
 # the VM's part: one line "CHECK name ok|FAIL" per step
 cat >"$dir/t/test.sh" <<'VMTEST'
@@ -189,6 +197,9 @@ check k-proxy circnet-vm tcp-connect 10.214.77.2:7300 --put 1048576 --get 104857
 check k-proxy-refused sh -c '! circnet-vm tcp-connect 10.214.77.2:7399 --put 10 2>/tmp/err && grep -q "refused" /tmp/err'
 check k-vm-to-vm circnet-vm tcp-connect 10.77.0.22:7200 --put 1048576 --get 1048576
 check k-wget sh -c 'wget -q -O /tmp/blob http://10.77.0.31:7003/blob && [ "$(md5sum </tmp/blob | cut -d" " -f1)" = "$(cat /blob.md5)" ]'
+check k-curl sh -c 'curl -sf -o /tmp/blob2 http://10.77.0.31:7003/blob && [ "$(md5sum </tmp/blob2 | cut -d" " -f1)" = "$(cat /blob.md5)" ]'
+check k-iperf3 sh -c 'iperf3 -c 10.77.0.31 -p 7004 -n 4M >/tmp/iperf 2>&1 || { cat /tmp/iperf; exit 1; }; grep receiver /tmp/iperf'
+check k-iperf3-reverse sh -c 'iperf3 -c 10.77.0.31 -p 7004 -n 4M -R >/tmp/iperf 2>&1 || { cat /tmp/iperf; exit 1; }; grep receiver /tmp/iperf'
 SOCKCHECK_NO_UDP=1 timeout 90 sockcheck client 10.77.0.31 7010 2>/tmp/sockcheck.err | sed 's/^/SOCKCHECK /'
 sed 's/^/SOCKCHECK-ERR /' /tmp/sockcheck.err
 check k-serve circnet-vm tcp-serve 7100 --count 1
@@ -247,7 +258,7 @@ echo "vm.sh: the VM ran $(($(date +%s) - start)) s (exit $rc)"
 [ $rc = 0 ] || fail "QEMU exit $rc"
 grep -a '^CHECK' "$dir/console.log" | tr -d '\r'
 grep -a 'echo:' "$dir/console.log" | tr -d '\r'
-want=34
+want=37
 got=$(grep -ac '^CHECK .* ok' "$dir/console.log")
 [ "$got" = "$want" ] || fail "$got of $want checks in the VM passed"
 grep -a '^connect\|^serve' "$dir/console.log" | tr -d '\r'
@@ -289,6 +300,9 @@ tail -3 "$dir/peer.log"
 grep -Eq 'connection lost|EOF with' "$dir/peer.log" || fail "the host peer never saw the VM go"
 kill -0 "$peer_pid" 2>/dev/null || fail "the host peer died"
 [ "$(grep -c '^vm_peer: put\|^vm_peer: get' "$dir/peer.log")" = 7 ] || fail "the host peer served $(grep -c '^vm_peer: put\|^vm_peer: get' "$dir/peer.log") of 7 transfers"
+# the host's application servers go (their sessions with them): what is left is the VMs'
+for p in $app_pids; do kill "$p" 2>/dev/null; wait "$p" 2>/dev/null; done
+for _ in $(seq 50); do [ "$(ls /proc/$op_pid/fd | wc -l)" = "$fds_before" ] && break; sleep 0.1; done
 fds_after=$(ls /proc/$op_pid/fd | wc -l)
 if [ "$fds_after" != "$fds_before" ]; then
 	ls -l /proc/$op_pid/fd | awk '{print $NF}' | sort | diff "$dir/fds-before" - | grep '^[<>]'
