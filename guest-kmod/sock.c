@@ -2,7 +2,8 @@
 /*
  * sock.c - AF_INET stream sockets that are circuits: what applications in
  * a VM get from socket(AF_INET, SOCK_STREAM, 0), unmodified and static
- * binaries included.
+ * binaries included; and the family takeover that gives them (and udp.c's
+ * datagram sockets) their sockets.
  *
  * How a plain socket() reaches us on Debian's 6.1 kernel: the module takes
  * over the PF_INET family (sock_unregister + sock_register) and creates a
@@ -41,40 +42,14 @@
 #include <net/tcp_states.h>
 #include <stdatomic.h> /* compat/: the ring's flags as shared/ writes them */
 
-#include "circnet.h"
+#include "sock.h"
 
-#define CN_TCP_OPTS 32
-
-struct cn_sock {
-	struct sock sk; /* first: sk_alloc's object */
-	spinlock_t lock;
-	struct mutex rx_lock, tx_lock;
-	struct cn_kcirc *kc; /* the circuit: connected, accepted, or queued */
-	u64 circuit_id;
-	struct cn_addr local, remote;
-	bool pending; /* an off-host connect the proxy stack has not settled */
-	bool creq_busy;
-	struct cn_req creq; /* CONNECT in flight */
-	u64 listener_id;
-	struct list_head lnode; /* in cn_listeners */
-	struct list_head cnode; /* in cn_conns while kc is set */
-	struct list_head accq;	/* listener: accepted by the operator, not by accept() */
-	struct list_head qnode; /* in the listener's accq */
-	int tcp_opt[CN_TCP_OPTS];
-	int ip_tos, ip_ttl;
-};
-
-static LIST_HEAD(cn_listeners);
+LIST_HEAD(cn_listeners);
 static LIST_HEAD(cn_conns);
-static DEFINE_SPINLOCK(cn_lock);
+DEFINE_SPINLOCK(cn_lock);
 
 static const struct net_proto_family *cn_inet_orig;
 static bool cn_took_inet;
-
-static inline struct cn_sock *cn_sk(struct sock *sk)
-{
-	return container_of(sk, struct cn_sock, sk);
-}
 
 static struct proto cn_proto = {
 	.name = "CIRCNET",
@@ -85,7 +60,7 @@ static struct proto cn_proto = {
 static const struct proto_ops cn_stream_ops;
 
 /* The circuit's vectors fired, or a local state change: wake every sleeper. */
-static void cn_sock_wake(void *arg)
+void cn_sock_wake(void *arg)
 {
 	struct sock *sk = arg;
 	struct socket_wq *wq;
@@ -99,12 +74,12 @@ static void cn_sock_wake(void *arg)
 }
 
 /* Errors the ring code reports in terms a TCP application knows. */
-static int tcp_errno(long err)
+int cn_errno(long err)
 {
 	return err == -EPROTO ? -ECONNRESET : (int)err;
 }
 
-static void addr_to_sin(const struct cn_addr *a, struct sockaddr_in *sin)
+void cn_addr_to_sin(const struct cn_addr *a, struct sockaddr_in *sin)
 {
 	memset(sin, 0, sizeof(*sin));
 	sin->sin_family = AF_INET;
@@ -112,7 +87,7 @@ static void addr_to_sin(const struct cn_addr *a, struct sockaddr_in *sin)
 	memcpy(&sin->sin_addr, a->addr, 4);
 }
 
-static void sin_to_addr(const struct sockaddr_in *sin, struct cn_addr *a)
+void cn_sin_to_addr(const struct sockaddr_in *sin, struct cn_addr *a)
 {
 	memset(a, 0, sizeof(*a));
 	a->family = CN_AF_INET;
@@ -129,6 +104,8 @@ static void cn_sock_init_fields(struct cn_sock *cs)
 	INIT_LIST_HEAD(&cs->cnode);
 	INIT_LIST_HEAD(&cs->accq);
 	INIT_LIST_HEAD(&cs->qnode);
+	INIT_LIST_HEAD(&cs->peers);
+	cs->dflt.family = CN_AF_NONE;
 	cs->local.family = CN_AF_INET;
 	/* what Linux's TCP reports before anyone sets them */
 	cs->tcp_opt[TCP_MAXSEG] = 536;
@@ -140,15 +117,15 @@ static void cn_sock_init_fields(struct cn_sock *cs)
 	cs->ip_ttl = 64;
 }
 
-static struct sock *cn_sk_alloc(struct net *net, struct socket *sock, int kern)
+struct sock *cn_sk_alloc(struct net *net, struct socket *sock, int type, int kern)
 {
 	struct sock *sk = sk_alloc(net, PF_INET, GFP_KERNEL, &cn_proto, kern);
 
 	if (!sk)
 		return NULL;
 	sock_init_data(sock, sk);
-	sk->sk_protocol = IPPROTO_TCP;
-	sk->sk_type = SOCK_STREAM;
+	sk->sk_protocol = type == SOCK_DGRAM ? IPPROTO_UDP : IPPROTO_TCP;
+	sk->sk_type = type;
 	sk->sk_state = TCP_CLOSE;
 	cn_sock_init_fields(cn_sk(sk));
 	return sk;
@@ -210,6 +187,7 @@ void cn_sock_reset(u64 circuit_id, int err)
 		break;
 	}
 	spin_unlock(&cn_lock);
+	cn_udp_reset(circuit_id);
 }
 
 void cn_sock_device_gone(struct cnv_dev *d)
@@ -224,6 +202,7 @@ void cn_sock_device_gone(struct cnv_dev *d)
 		spin_unlock(&cs->lock);
 	}
 	spin_unlock(&cn_lock);
+	cn_udp_device_gone(d);
 }
 
 static struct cn_sock *find_listener(u64 id)
@@ -266,7 +245,11 @@ void cn_sock_new_conn(const struct cn_msg_circuit *m)
 		cn_ctl_notify_later(CN_MSG_CLOSED, m->circuit_id);
 		return;
 	}
-	sk = cn_sk_alloc(sock_net(&ls->sk), NULL, 0);
+	if (ls->sk.sk_type == SOCK_DGRAM) {
+		cn_udp_new_peer(ls, m); /* a peer's first datagram is on its way */
+		goto out;
+	}
+	sk = cn_sk_alloc(sock_net(&ls->sk), NULL, SOCK_STREAM, 0);
 	if (!sk) {
 		cn_ctl_notify_later(CN_MSG_CLOSED, m->circuit_id);
 		goto out;
@@ -314,7 +297,7 @@ static void cn_settle(struct cn_sock *cs)
 	if (!st) {
 		cs->sk.sk_state = TCP_ESTABLISHED;
 	} else {
-		cs->sk.sk_err = -tcp_errno(st);
+		cs->sk.sk_err = -cn_errno(st);
 		cs->sk.sk_state = TCP_CLOSE;
 	}
 }
@@ -442,7 +425,7 @@ static int cn_connect(struct socket *sock, struct sockaddr *uaddr, int len, int 
 		memset(m.pad, 0, sizeof(m.pad));
 		m.flags = 0;
 		memset(&m.src, 0, sizeof(m.src));
-		sin_to_addr(&sin, &m.dst);
+		cn_sin_to_addr(&sin, &m.dst);
 		cs->creq.want = CN_MSG_CONNECT_OK;
 		cs->creq.done = connect_done;
 		sock_hold(sk);
@@ -490,12 +473,9 @@ out:
 
 /* ---- bind, listen, accept ---- */
 
-static int cn_bind(struct socket *sock, struct sockaddr *uaddr, int len)
+int cn_bind_addr(struct sockaddr *uaddr, int len, struct cn_addr *a)
 {
-	struct cn_sock *cs = cn_sk(sock->sk);
 	struct sockaddr_in sin;
-	struct cn_addr a;
-	int err = 0;
 
 	if (len < (int)sizeof(sin))
 		return -EINVAL;
@@ -503,10 +483,21 @@ static int cn_bind(struct socket *sock, struct sockaddr *uaddr, int len)
 	if (sin.sin_family != AF_INET &&
 	    (sin.sin_family != AF_UNSPEC || sin.sin_addr.s_addr != htonl(INADDR_ANY)))
 		return -EAFNOSUPPORT;
-	sin_to_addr(&sin, &a);
+	cn_sin_to_addr(&sin, a);
 	if (sin.sin_addr.s_addr != htonl(INADDR_ANY) && !ipv4_is_loopback(sin.sin_addr.s_addr) &&
-	    !cn_ctl_owns(&a))
+	    !cn_ctl_owns(a))
 		return -EADDRNOTAVAIL;
+	return 0;
+}
+
+static int cn_bind(struct socket *sock, struct sockaddr *uaddr, int len)
+{
+	struct cn_sock *cs = cn_sk(sock->sk);
+	struct cn_addr a;
+	int err = cn_bind_addr(uaddr, len, &a);
+
+	if (err)
+		return err;
 	mutex_lock(&cs->tx_lock);
 	if (cs->sk.sk_state != TCP_CLOSE || cs->local.port || cs->kc)
 		err = -EINVAL;
@@ -697,7 +688,7 @@ static int cn_sendmsg(struct socket *sock, struct msghdr *msg, size_t len)
 	if (!err && !len) {
 		struct cn_span sp[2];
 
-		err = tcp_errno(cn_reserve(ep, 0, sp, CN_MSG_DONTWAIT));
+		err = cn_errno(cn_reserve(ep, 0, sp, CN_MSG_DONTWAIT));
 	}
 	while (!err && copied < len) {
 		struct cn_span sp[2];
@@ -709,7 +700,7 @@ static int cn_sendmsg(struct socket *sock, struct msghdr *msg, size_t len)
 			continue;
 		}
 		if (r < 0) {
-			err = tcp_errno(r);
+			err = cn_errno(r);
 			break;
 		}
 		first = min_t(size_t, r, sp[0].len);
@@ -722,7 +713,7 @@ static int cn_sendmsg(struct socket *sock, struct msghdr *msg, size_t len)
 			err = copied ? 0 : -EFAULT;
 			break;
 		}
-		err = tcp_errno(err);
+		err = cn_errno(err);
 	}
 	mutex_unlock(&cs->tx_lock);
 	if (copied)
@@ -764,7 +755,7 @@ static int cn_recvmsg(struct socket *sock, struct msghdr *msg, size_t len, int f
 			continue;
 		}
 		if (r < 0) {
-			err = tcp_errno(r);
+			err = cn_errno(r);
 			break;
 		}
 		n = min_t(size_t, r, len - copied);
@@ -797,7 +788,7 @@ static int cn_recvmsg(struct socket *sock, struct msghdr *msg, size_t len, int f
 
 /* ---- readiness, names, options, shutdown ---- */
 
-static __poll_t cn_poll_mask(unsigned int ev)
+__poll_t cn_poll_mask(unsigned int ev)
 {
 	__poll_t mask = 0;
 
@@ -852,7 +843,7 @@ static int cn_getname(struct socket *sock, struct sockaddr *uaddr, int peer)
 		spin_unlock(&cs->lock);
 		return -ENOTCONN;
 	}
-	addr_to_sin(peer ? &cs->remote : &cs->local, &sin);
+	cn_addr_to_sin(peer ? &cs->remote : &cs->local, &sin);
 	spin_unlock(&cs->lock);
 	memcpy(uaddr, &sin, sizeof(sin));
 	return sizeof(sin);
@@ -896,7 +887,7 @@ static int cn_sock_shutdown(struct socket *sock, int how)
 		return -EINVAL;
 	spin_lock(&cs->lock);
 	if (cs->kc && cs->sk.sk_state == TCP_ESTABLISHED)
-		err = tcp_errno(cn_shutdown(cn_kcirc_ep(cs->kc), how));
+		err = cn_errno(cn_shutdown(cn_kcirc_ep(cs->kc), how));
 	else if (cs->sk.sk_state != TCP_LISTEN)
 		err = -ENOTCONN;
 	spin_unlock(&cs->lock);
@@ -924,12 +915,14 @@ static bool tcp_opt_known(int name)
  * nothing. TCP_NODELAY is what it means anyway: every write is visible to
  * the peer at once.
  */
-static int cn_setsockopt(struct socket *sock, int level, int name, sockptr_t optval,
-			 unsigned int optlen)
+int cn_setsockopt(struct socket *sock, int level, int name, sockptr_t optval,
+		  unsigned int optlen)
 {
 	struct cn_sock *cs = cn_sk(sock->sk);
 	int val;
 
+	if (level == SOL_TCP && sock->type != SOCK_STREAM)
+		return -ENOPROTOOPT;
 	if (level == SOL_TCP && name == TCP_CONGESTION)
 		return 0;
 	if (level != SOL_TCP && level != SOL_IP)
@@ -971,8 +964,8 @@ static int cn_setsockopt(struct socket *sock, int level, int name, sockptr_t opt
 	return 0;
 }
 
-static int cn_getsockopt(struct socket *sock, int level, int name, char __user *optval,
-			 int __user *optlen)
+int cn_getsockopt(struct socket *sock, int level, int name, char __user *optval,
+		  int __user *optlen)
 {
 	struct cn_sock *cs = cn_sk(sock->sk);
 	int len, val;
@@ -981,6 +974,8 @@ static int cn_getsockopt(struct socket *sock, int level, int name, char __user *
 		return -EFAULT;
 	if (len < 0)
 		return -EINVAL;
+	if (level == SOL_TCP && sock->type != SOCK_STREAM)
+		return -ENOPROTOOPT;
 	if (level == SOL_TCP && name == TCP_INFO) {
 		struct tcp_info info = { .tcpi_state = cs->sk.sk_state };
 
@@ -1080,16 +1075,19 @@ static const struct proto_ops cn_stream_ops = {
 
 static int cn_inet_create(struct net *net, struct socket *sock, int protocol, int kern)
 {
+	bool stream = sock->type == SOCK_STREAM && (!protocol || protocol == IPPROTO_TCP);
+	bool dgram = sock->type == SOCK_DGRAM && (!protocol || protocol == IPPROTO_UDP);
 	struct sock *sk;
 
-	if (kern || sock->type != SOCK_STREAM || (protocol && protocol != IPPROTO_TCP) ||
-	    !cn_ctl_ready())
+	if (kern || !(stream || dgram) || !cn_ctl_ready())
 		return cn_inet_orig->create(net, sock, protocol, kern);
-	sk = cn_sk_alloc(net, sock, kern);
+	sk = cn_sk_alloc(net, sock, sock->type, kern);
 	if (!sk)
 		return -ENOBUFS;
-	sock->ops = &cn_stream_ops;
+	sock->ops = stream ? &cn_stream_ops : &cn_dgram_ops;
 	sock->state = SS_UNCONNECTED;
+	if (dgram)
+		cn_udp_created(cn_sk(sk));
 	return 0;
 }
 

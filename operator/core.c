@@ -1658,23 +1658,48 @@ static struct session *vm_listener_session(struct session *s, uint64_t id)
 	return NULL;
 }
 
+/* The VM's UDP binding session on port, or NULL. */
+static struct session *vm_binding_session(struct session *s, uint16_t port)
+{
+	struct list *pos;
+
+	list_for_each(pos, &s->g->sessions) {
+		struct session *t = container_of(pos, struct session, link);
+
+		if (t->vm_parent == s && t->lst && t->lst->l4 == CN_L4_UDP &&
+		    t->lst->addr.port == port)
+			return t;
+	}
+	return NULL;
+}
+
 int core_vm_dispatch(struct op *op, struct session *s, const union cn_msg *m)
 {
 	struct circuit *c;
 	struct session *t;
 	struct cn_msg_hdr ok;
 
-	/*
-	 * A VM has no channel to give and no claims to make, and its
-	 * datagrams come in a later version.
-	 */
+	/* a VM has no channel to give and no claims to make */
 	if ((m->h.type == CN_MSG_LISTEN &&
-	     (m->listen.l4 != CN_L4_TCP || (m->listen.flags & (CN_LISTEN_CHANNEL | CN_LISTEN_PROXY)))) ||
+	     (m->listen.flags & (CN_LISTEN_CHANNEL | CN_LISTEN_PROXY))) ||
 	    m->h.type == CN_MSG_CLAIM)
 		return reply_error(s, m->h.seq, EOPNOTSUPP) ? -1 : 0;
 	switch (m->h.type) {
 	case CN_MSG_LISTEN:
 		return vm_listen(op, s, &m->listen) ? -1 : 0;
+	case CN_MSG_CONNECT:
+		/*
+		 * A datagram circuit runs from a binding of the VM's (a UDP
+		 * listener session): it is that session's, as a process's
+		 * is its bound socket's channel's.
+		 */
+		if (m->connect.l4 == CN_L4_UDP && s->hello) {
+			t = vm_binding_session(s, m->connect.src.port);
+			if (!t)
+				return reply_error(s, m->h.seq, EINVAL) ? -1 : 0;
+			return dispatch(op, t, m, -1);
+		}
+		return dispatch(op, s, m, -1);
 	case CN_MSG_UNLISTEN:
 		t = s->hello ? vm_listener_session(s, m->id.id) : NULL;
 		if (!t)

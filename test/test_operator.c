@@ -1780,12 +1780,17 @@ static void test_vm_hostile(void **state)
 	assert_int_equal(vm_view("\"control_ok\":"), 1);
 	vm_hello(&v);
 	cn_msg_init(&q.h, CN_MSG_LISTEN, sizeof(q), 3);
-	q.l4 = CN_L4_UDP; /* a VM's datagrams: a later version */
+	q.l4 = CN_L4_UDP;
+	q.flags = CN_LISTEN_PROXY; /* a VM is not the proxy stack */
 	q.backlog = 8;
 	q.addr.port = 8080;
 	vm_send(&v, &q.h);
 	vm_recv(&v, &r, CN_MSG_ERROR);
 	assert_int_equal(r.error.err, EOPNOTSUPP);
+	q.flags = 0; /* UDP on a port not in its listen ports */
+	vm_send(&v, &q.h);
+	vm_recv(&v, &r, CN_MSG_ERROR);
+	assert_int_equal(r.error.err, EACCES);
 	assert_int_equal(vm_view("\"violations\":"), 3);
 	vm_detach(&v);
 	wait_status("\"vm_devices\":", 0);

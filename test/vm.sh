@@ -85,6 +85,7 @@ allow tcp from vm1 to h1 port 7000
 allow tcp from vm1 to h1 port 7003
 allow tcp from vm1 to h1 port 7004
 allow tcp from vm1 to h1 port 7010
+allow udp from vm1 to h1 port 7010
 allow tcp from h1 to vm1 port 7100
 allow tcp from vm1 to vm2 port 7200
 proxy tcp from vm1 to 10.214.77.0/24
@@ -200,7 +201,7 @@ check k-wget sh -c 'wget -q -O /tmp/blob http://10.77.0.31:7003/blob && [ "$(md5
 check k-curl sh -c 'curl -sf -o /tmp/blob2 http://10.77.0.31:7003/blob && [ "$(md5sum </tmp/blob2 | cut -d" " -f1)" = "$(cat /blob.md5)" ]'
 check k-iperf3 sh -c 'iperf3 -c 10.77.0.31 -p 7004 -n 4M >/tmp/iperf 2>&1 || { cat /tmp/iperf; exit 1; }; grep receiver /tmp/iperf'
 check k-iperf3-reverse sh -c 'iperf3 -c 10.77.0.31 -p 7004 -n 4M -R >/tmp/iperf 2>&1 || { cat /tmp/iperf; exit 1; }; grep receiver /tmp/iperf'
-SOCKCHECK_NO_UDP=1 timeout 90 sockcheck client 10.77.0.31 7010 2>/tmp/sockcheck.err | sed 's/^/SOCKCHECK /'
+timeout 90 sockcheck client 10.77.0.31 7010 2>/tmp/sockcheck.err | sed 's/^/SOCKCHECK /'
 sed 's/^/SOCKCHECK-ERR /' /tmp/sockcheck.err
 check k-serve circnet-vm tcp-serve 7100 --count 1
 # unload refused while a circuit socket is open; then the VM dies with it
