@@ -28,7 +28,13 @@ extern bool cn_sockets;
 
 /* The device whose IVPosition is pos, with a reference; NULL if none. */
 struct cnv_dev *cnv_get(u32 pos);
+void cnv_hold(struct cnv_dev *d);
 void cnv_put(struct cnv_dev *d);
+/*
+ * The device is being removed: a circuit attached now must be reset at
+ * once (checked under the lock that puts it where removal looks for it).
+ */
+bool cnv_dying(struct cnv_dev *d);
 void *cnv_base(struct cnv_dev *d); /* the kernel's mapping of the memory */
 size_t cnv_size(struct cnv_dev *d);
 unsigned int cnv_nvec(struct cnv_dev *d);
@@ -59,8 +65,8 @@ typedef void (*cn_kwake_fn)(void *arg);
  * slot inside its memory, the vectors it has) and the header against the
  * circuit's id. wake(arg) runs when either of its vectors fires.
  */
-struct cn_kcirc *cn_kcirc_open(const struct cn_msg_circuit *m, cn_kwake_fn wake, void *arg,
-			       int *err);
+struct cn_kcirc *cn_kcirc_open(const struct cn_msg_circuit *m, unsigned int l4, cn_kwake_fn wake,
+			       void *arg, int *err);
 /* The control circuit at offset 0 of the control device. */
 struct cn_kcirc *cn_kcirc_open_ctl(struct cnv_dev *d, cn_kwake_fn wake, void *arg, int *err);
 /* Change who is woken (a queued connection that accept() hands to a socket). */

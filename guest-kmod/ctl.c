@@ -84,8 +84,8 @@ static bool ctl_ready_for(unsigned int ev)
 	return READ_ONCE(ctl.broken) || (cn_poll_arm(ctl.ep, ev) & (ev | CN_POLLERR | CN_POLLHUP));
 }
 
-/* len bytes from the operator; the thread only. */
-static int ctl_read(void *buf, size_t len)
+/* len bytes from the operator, by deadline (jiffies; 0: none); the thread only. */
+static int ctl_read(void *buf, size_t len, unsigned long deadline)
 {
 	size_t done = 0;
 
@@ -114,6 +114,8 @@ static int ctl_read(void *buf, size_t len)
 			return -EINTR;
 		if (READ_ONCE(ctl.broken))
 			return -EPIPE;
+		if (deadline && time_after(jiffies, deadline))
+			return -ETIMEDOUT;
 	}
 	return 0;
 }
@@ -291,6 +293,19 @@ out:
 	return err;
 }
 
+/*
+ * A reply nobody waits for any more (its caller was interrupted or gave
+ * up): what it made at the operator is given back, so nothing stays
+ * allocated for a socket that does not exist.
+ */
+static void ctl_orphan_reply(const union cn_msg *m)
+{
+	if (m->h.type == CN_MSG_CONNECT_OK)
+		cn_ctl_notify_later(CN_MSG_CLOSED, m->circuit.circuit_id);
+	else if (m->h.type == CN_MSG_LISTEN_OK)
+		cn_ctl_notify_later(CN_MSG_UNLISTEN, m->listen_ok.listener_id);
+}
+
 /* Hand a reply to its request (the thread). */
 static void ctl_reply(const union cn_msg *m)
 {
@@ -305,10 +320,13 @@ static void ctl_reply(const union cn_msg *m)
 		}
 	}
 	spin_unlock(&ctl.lock);
-	if (!req)
-		return; /* cancelled, or an UNLISTEN's OK that nobody waits for */
+	if (!req) {
+		ctl_orphan_reply(m); /* cancelled, or an UNLISTEN's OK */
+		return;
+	}
 	if (m->h.type == CN_MSG_ERROR) {
-		req->err = m->error.err > 0 && m->error.err < 4096 ? -m->error.err : -EPROTO;
+		/* a user-space errno, never one of the kernel's internal ones (512+) */
+		req->err = m->error.err > 0 && m->error.err < 512 ? -m->error.err : -EPROTO;
 	} else if (m->h.type != req->want) {
 		req->err = -EPROTO;
 	} else {
@@ -337,10 +355,10 @@ static void ctl_fail_requests(void)
 }
 
 /* One message from the operator, validated, into m. */
-static int ctl_read_msg(union cn_msg *m)
+static int ctl_read_msg(union cn_msg *m, unsigned long deadline)
 {
 	const char *why;
-	int err = ctl_read(&m->h, sizeof(m->h));
+	int err = ctl_read(&m->h, sizeof(m->h), deadline);
 
 	if (err)
 		return err;
@@ -348,7 +366,7 @@ static int ctl_read_msg(union cn_msg *m)
 		pr_warn("circnet: the operator sent a message of %u bytes\n", m->h.len);
 		return -EBADMSG;
 	}
-	err = ctl_read((char *)m + sizeof(m->h), m->h.len - sizeof(m->h));
+	err = ctl_read((char *)m + sizeof(m->h), m->h.len - sizeof(m->h), deadline);
 	if (err)
 		return err;
 	if (cn_msg_validate(m, m->h.len, 0, &why)) {
@@ -388,7 +406,7 @@ static int ctl_start(struct cnv_dev *d)
 	m = kmalloc(sizeof(*m), GFP_KERNEL);
 	if (!m)
 		return -ENOMEM;
-	err = ctl_read_msg(m);
+	err = ctl_read_msg(m, jiffies + CTL_START_TIMEOUT);
 	if (!err && m->h.type == CN_MSG_ERROR)
 		err = -m->error.err;
 	else if (!err && m->h.type != CN_MSG_HELLO_OK)
@@ -412,7 +430,7 @@ static int ctl_thread(void *arg)
 			CN_NAME_MAX, ctl.hello.name, ctl.hello.naddr);
 	}
 	while (!err) {
-		err = ctl_read_msg(m);
+		err = ctl_read_msg(m, 0);
 		if (err)
 			break;
 		switch (m->h.type) {
@@ -431,7 +449,15 @@ static int ctl_thread(void *arg)
 	kfree(m);
 	if (err != -EINTR)
 		pr_warn("circnet: the session with the operator ended (%d)\n", err);
+	/*
+	 * Down under the write lock: a request submitted from now on is
+	 * refused, and one submitted before is on the list that is failed.
+	 */
+	WRITE_ONCE(ctl.broken, true); /* writers waiting for space let go of life */
+	wake_up_all(&ctl.wq);
+	down_write(&ctl.life);
 	WRITE_ONCE(ctl.state, CTL_DOWN);
+	up_write(&ctl.life);
 	wake_up_all(&ctl.wq);
 	ctl_fail_requests();
 	while (!kthread_should_stop()) {

@@ -82,6 +82,7 @@ struct cnv_dev {
 	struct mutex lock; /* files, gone */
 	struct list_head files;
 	bool gone;
+	bool dying; /* remove() has begun: no new kernel circuits */
 	u32 position; /* IVPosition, read once at probe */
 	struct list_head kdevs_node; /* in cnv_kdevs, while the kernel uses it */
 };
@@ -126,7 +127,7 @@ struct cnv_dev *cnv_get(u32 pos)
 
 	mutex_lock(&cnv_kdevs_lock);
 	list_for_each_entry(d, &cnv_kdevs, kdevs_node) {
-		if (!READ_ONCE(d->gone) && d->position == pos) {
+		if (!READ_ONCE(d->dying) && d->position == pos) {
 			kref_get(&d->ref);
 			found = d;
 			break;
@@ -134,6 +135,16 @@ struct cnv_dev *cnv_get(u32 pos)
 	}
 	mutex_unlock(&cnv_kdevs_lock);
 	return found;
+}
+
+void cnv_hold(struct cnv_dev *d)
+{
+	kref_get(&d->ref);
+}
+
+bool cnv_dying(struct cnv_dev *d)
+{
+	return READ_ONCE(d->dying);
 }
 
 void cnv_put(struct cnv_dev *d)
@@ -165,11 +176,13 @@ void cnv_ring(struct cnv_dev *d, u32 bell)
 {
 	/*
 	 * From any context, interrupts included: the doorbell is one
-	 * register write. A device being removed still has its BAR0 mapped
-	 * until remove() returns, and users stop ringing before they let go.
+	 * register write. remove() sets gone, then waits out every reader
+	 * (synchronize_rcu) before BAR0 can be unmapped.
 	 */
+	rcu_read_lock();
 	if (!READ_ONCE(d->gone))
 		writel(bell, d->regs + IVSHMEM_REG_DOORBELL);
+	rcu_read_unlock();
 }
 
 int cnv_hook(struct cnv_dev *d, unsigned int vec, void (*fn)(void *arg), void *arg)
@@ -581,12 +594,18 @@ static void cnv_remove(struct pci_dev *pdev)
 	int i;
 
 	if (d->kbase) {
-		/* its circuits are reset and its hooks gone before its vectors are */
-		cn_ctl_device_removing(d);
-		cn_sock_device_gone(d);
+		/*
+		 * Nobody finds the device any more; a circuit attached
+		 * meanwhile sees dying where it is listed and resets itself.
+		 * Then its circuits are reset and its hooks gone before its
+		 * vectors are.
+		 */
 		mutex_lock(&cnv_kdevs_lock);
+		WRITE_ONCE(d->dying, true);
 		list_del_init(&d->kdevs_node);
 		mutex_unlock(&cnv_kdevs_lock);
+		cn_ctl_device_removing(d);
+		cn_sock_device_gone(d);
 	}
 	misc_deregister(&d->misc);
 	mutex_lock(&d->lock);
@@ -594,6 +613,7 @@ static void cnv_remove(struct pci_dev *pdev)
 	/* no process may touch the BAR once the device is gone */
 	list_for_each_entry(cf, &d->files, node) unmap_mapping_range(cf->file->f_mapping, 0, 0, 1);
 	mutex_unlock(&d->lock);
+	synchronize_rcu(); /* no doorbell write is under way (cnv_ring) */
 	wake_up_interruptible_all(&d->wq);
 	for (i = 0; i < CN_IVSHMEM_MAX_VECTORS; i++)
 		wake_up_interruptible_all(&d->vec_wq[i]);

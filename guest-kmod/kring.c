@@ -137,8 +137,8 @@ fail:
 	return NULL;
 }
 
-struct cn_kcirc *cn_kcirc_open(const struct cn_msg_circuit *m, cn_kwake_fn wake, void *arg,
-			       int *err)
+struct cn_kcirc *cn_kcirc_open(const struct cn_msg_circuit *m, unsigned int l4, cn_kwake_fn wake,
+			       void *arg, int *err)
 {
 	struct cn_circuit_params prm = {
 		.mode = m->l4 == CN_L4_TCP ? CN_MODE_STREAM : CN_MODE_DGRAM,
@@ -149,8 +149,9 @@ struct cn_kcirc *cn_kcirc_open(const struct cn_msg_circuit *m, cn_kwake_fn wake,
 	struct cnv_dev *d;
 
 	*err = -EPROTO;
-	if (!(m->flags & CN_CIRCUIT_VM) || m->chunk_id > U32_MAX || !size ||
-	    m->vm_vec >= CN_VM_PAIR_VECTORS / 2)
+	/* the id is the header's stamp: 0 would match any header */
+	if (!(m->flags & CN_CIRCUIT_VM) || m->chunk_id > U32_MAX || !size || m->l4 != l4 ||
+	    !m->circuit_id || m->vm_vec >= CN_VM_PAIR_VECTORS / 2)
 		return NULL;
 	d = cnv_get((u32)m->chunk_id);
 	if (!d) {
@@ -165,8 +166,16 @@ struct cn_kcirc *cn_kcirc_open(const struct cn_msg_circuit *m, cn_kwake_fn wake,
 	}
 	kc = kcirc_attach(d, m->slot_off, size, (enum cn_role)m->role, m->circuit_id,
 			  2u * m->vm_vec, 2u * m->vm_vec + 1, wake, arg, err);
-	if (!kc)
+	if (!kc) {
 		cnv_put(d);
+		return NULL;
+	}
+	/* the header said what the operator did: a stream circuit for TCP */
+	if (cn_kcirc_ep(kc)->mode != (l4 == CN_L4_TCP ? CN_MODE_STREAM : CN_MODE_DGRAM)) {
+		cn_kcirc_close(kc);
+		*err = -EPROTO;
+		return NULL;
+	}
 	return kc;
 }
 
@@ -181,12 +190,18 @@ static size_t kctl_size(void)
 
 struct cn_kcirc *cn_kcirc_open_ctl(struct cnv_dev *d, cn_kwake_fn wake, void *arg, int *err)
 {
+	struct cn_kcirc *kc;
+
 	if (kctl_size() > cnv_size(d) || cnv_nvec(d) < CN_VM_VECTORS) {
 		*err = -ENODEV;
 		return NULL;
 	}
-	return kcirc_attach(d, CN_VM_CTL_OFF, kctl_size(), CN_ROLE_INITIATOR, 0,
-			    CN_VM_VEC_RX, CN_VM_VEC_TX, wake, arg, err);
+	cnv_hold(d); /* cn_kcirc_close() lets go of it, as of a circuit's */
+	kc = kcirc_attach(d, CN_VM_CTL_OFF, kctl_size(), CN_ROLE_INITIATOR, 0, CN_VM_VEC_RX,
+			  CN_VM_VEC_TX, wake, arg, err);
+	if (!kc)
+		cnv_put(d);
+	return kc;
 }
 
 void cn_kcirc_rehook(struct cn_kcirc *kc, cn_kwake_fn wake, void *arg)

@@ -123,6 +123,8 @@ struct sock *cn_sk_alloc(struct net *net, struct socket *sock, int type, int ker
 
 	if (!sk)
 		return NULL;
+	/* sk_alloc clears struct sock only: the rest is ours to zero */
+	memset((char *)sk + sizeof(*sk), 0, sizeof(struct cn_sock) - sizeof(*sk));
 	sock_init_data(sock, sk);
 	sk->sk_protocol = type == SOCK_DGRAM ? IPPROTO_UDP : IPPROTO_TCP;
 	sk->sk_type = type;
@@ -168,6 +170,9 @@ static void cn_sock_set_circuit(struct cn_sock *cs, struct cn_kcirc *kc,
 	cs->local = m->local;
 	cs->remote = m->remote;
 	list_add_tail(&cs->cnode, &cn_conns);
+	/* its device is going and may have looked at cn_conns already */
+	if (cnv_dying(cn_kcirc_dev(kc)))
+		cn_revoke(cn_kcirc_ep(kc));
 }
 
 /* ---- pushes from the operator (the control thread) ---- */
@@ -255,7 +260,7 @@ void cn_sock_new_conn(const struct cn_msg_circuit *m)
 		goto out;
 	}
 	child = cn_sk(sk);
-	kc = cn_kcirc_open(m, cn_sock_wake, sk, &err);
+	kc = cn_kcirc_open(m, CN_L4_TCP, cn_sock_wake, sk, &err);
 	if (!kc) {
 		pr_warn("circnet: connection %llu refused: its circuit is unusable (%d)\n",
 			(unsigned long long)m->circuit_id, err);
@@ -297,7 +302,8 @@ static void cn_settle(struct cn_sock *cs)
 	if (!st) {
 		cs->sk.sk_state = TCP_ESTABLISHED;
 	} else {
-		cs->sk.sk_err = -cn_errno(st);
+		/* the proxy stack's word: a user-space errno or a reset */
+		cs->sk.sk_err = -st > 0 && -st < 512 ? -cn_errno(st) : ECONNRESET;
 		cs->sk.sk_state = TCP_CLOSE;
 	}
 }
@@ -311,7 +317,7 @@ static void connect_done(struct cn_req *req)
 	bool dead;
 
 	if (!err) {
-		kc = cn_kcirc_open(&req->reply.circuit, cn_sock_wake, sk, &err);
+		kc = cn_kcirc_open(&req->reply.circuit, CN_L4_TCP, cn_sock_wake, sk, &err);
 		if (!kc) {
 			cn_ctl_notify_later(CN_MSG_CLOSED, req->reply.circuit.circuit_id);
 			err = -ECONNABORTED;
@@ -371,13 +377,25 @@ static int wait_connect(struct cn_sock *cs, long *timeo)
 	return 0;
 }
 
+/* connect(AF_UNSPEC); the caller holds tx_lock. */
 static int cn_disconnect(struct cn_sock *cs, struct socket *sock)
 {
 	if (cs->sk.sk_state == TCP_LISTEN)
 		return -EINVAL; /* not ours to end here: close() it */
 	if (!cs->kc)
 		return 0;
+	/*
+	 * A reader in recv() holds rx_lock and uses the circuit: reset it,
+	 * which wakes the reader with an error, and take rx_lock before the
+	 * circuit goes.
+	 */
+	spin_lock(&cs->lock);
+	if (cs->kc)
+		cn_revoke(cn_kcirc_ep(cs->kc));
+	spin_unlock(&cs->lock);
+	mutex_lock(&cs->rx_lock);
 	cn_sock_drop_circuit(cs, true); /* TCP's disconnect is abortive */
+	mutex_unlock(&cs->rx_lock);
 	spin_lock(&cs->lock);
 	cs->sk.sk_state = TCP_CLOSE;
 	cs->sk.sk_err = ECONNRESET; /* as tcp_disconnect: the next call reports it */
@@ -397,7 +415,8 @@ static int cn_connect(struct socket *sock, struct sockaddr *uaddr, int len, int 
 
 	if (len < (int)sizeof(uaddr->sa_family))
 		return -EINVAL;
-	mutex_lock(&cs->tx_lock);
+	if (mutex_lock_interruptible(&cs->tx_lock))
+		return -ERESTARTSYS;
 	if (uaddr->sa_family == AF_UNSPEC) {
 		err = cn_disconnect(cs, sock);
 		goto out;
@@ -420,11 +439,15 @@ static int cn_connect(struct socket *sock, struct sockaddr *uaddr, int len, int 
 		err = -EISCONN;
 		if (sk->sk_state != TCP_CLOSE)
 			goto out;
+		/* what a failed connect left (an off-host one keeps its circuit) */
+		cn_disconnect(cs, sock);
 		cn_msg_init(&m.h, CN_MSG_CONNECT, sizeof(m), 0);
 		m.l4 = CN_L4_TCP;
 		memset(m.pad, 0, sizeof(m.pad));
 		m.flags = 0;
 		memset(&m.src, 0, sizeof(m.src));
+		if (cs->local.port || memchr_inv(cs->local.addr, 0, sizeof(cs->local.addr)))
+			m.src = cs->local; /* bind() before connect() */
 		cn_sin_to_addr(&sin, &m.dst);
 		cs->creq.want = CN_MSG_CONNECT_OK;
 		cs->creq.done = connect_done;
@@ -451,21 +474,26 @@ static int cn_connect(struct socket *sock, struct sockaddr *uaddr, int len, int 
 		err = -EINVAL;
 		goto out;
 	}
+	/* the wait holds no lock: other threads' calls on the socket go on */
+	mutex_unlock(&cs->tx_lock);
 	timeo = sock_sndtimeo(sk, flags & O_NONBLOCK);
 	if (!connect_settled(cs)) {
 		if (!timeo)
-			goto out; /* EINPROGRESS, or EALREADY */
+			return err; /* EINPROGRESS, or EALREADY */
 		err = wait_connect(cs, &timeo);
 		if (err)
-			goto out;
+			return err;
 	}
+	spin_lock(&cs->lock);
 	if (sk->sk_state == TCP_CLOSE) {
+		spin_unlock(&cs->lock);
 		err = sock_error(sk) ?: -ECONNABORTED;
 		sock->state = SS_UNCONNECTED;
-		goto out;
+		return err;
 	}
+	spin_unlock(&cs->lock);
 	sock->state = SS_CONNECTED;
-	err = 0;
+	return 0;
 out:
 	mutex_unlock(&cs->tx_lock);
 	return err;
@@ -651,6 +679,34 @@ static int cn_wait(struct cn_sock *cs, bool (*ready)(struct cn_sock *), long *ti
 	return 0;
 }
 
+static int ring_fill(const struct cn_ring_view *r);
+
+/* More than have bytes readable, or the stream's end (the caller holds rx_lock). */
+static bool rx_more(struct cn_sock *cs, ssize_t have)
+{
+	struct cn_endpoint *ep = cn_kcirc_ep(cs->kc);
+
+	/* data already waits, so cn_poll_arm would not ask for a wake-up: ask */
+	atomic_store_explicit(&ep->rx.ctrl->reader_want, 1, memory_order_seq_cst);
+	return ring_fill(&ep->rx) > have ||
+	       (cn_poll(ep) & (CN_POLLERR | CN_POLLHUP | CN_POLLRDHUP));
+}
+
+static int cn_wait_more(struct cn_sock *cs, ssize_t have, long *timeo)
+{
+	long t;
+
+	if (signal_pending(current))
+		return sock_intr_errno(*timeo);
+	t = wait_event_interruptible_timeout(*sk_sleep(&cs->sk), rx_more(cs, have), *timeo);
+	if (t < 0)
+		return sock_intr_errno(*timeo);
+	if (!t)
+		return -EAGAIN;
+	*timeo = t;
+	return 0;
+}
+
 /* The circuit a reader or writer uses now, after a connect in flight settled. */
 static int cn_data_circuit(struct cn_sock *cs, long *timeo, bool tx, struct cn_endpoint **ep)
 {
@@ -683,7 +739,8 @@ static int cn_sendmsg(struct socket *sock, struct msghdr *msg, size_t len)
 
 	if (flags & MSG_OOB)
 		return -EOPNOTSUPP;
-	mutex_lock(&cs->tx_lock);
+	if (mutex_lock_interruptible(&cs->tx_lock))
+		return -ERESTARTSYS;
 	err = cn_data_circuit(cs, &timeo, true, &ep);
 	if (!err && !len) {
 		struct cn_span sp[2];
@@ -736,7 +793,8 @@ static int cn_recvmsg(struct socket *sock, struct msghdr *msg, size_t len, int f
 		return -EINVAL;
 	if (flags & MSG_ERRQUEUE)
 		return -EAGAIN;
-	mutex_lock(&cs->rx_lock);
+	if (mutex_lock_interruptible(&cs->rx_lock))
+		return -ERESTARTSYS;
 	err = cn_data_circuit(cs, &timeo, false, &ep);
 	while (!err && copied < len) {
 		struct cn_span sp[2];
@@ -745,13 +803,18 @@ static int cn_recvmsg(struct socket *sock, struct msghdr *msg, size_t len, int f
 
 		if (r == 0)
 			break; /* EOF */
-		if (r == -EAGAIN || (r > 0 && (flags & MSG_PEEK) && (size_t)r < (size_t)target &&
-				     timeo && (flags & MSG_WAITALL))) {
+		if (r > 0 && (flags & (MSG_PEEK | MSG_WAITALL)) == (MSG_PEEK | MSG_WAITALL) &&
+		    (size_t)r < (size_t)target && timeo) {
+			/* peek all of it at once: wait for more than is there */
+			err = cn_wait_more(cs, r, &timeo);
+			if (err == -EAGAIN)
+				err = 0, timeo = 0; /* the time is up: peek what there is */
+			continue;
+		}
+		if (r == -EAGAIN) {
 			if (copied && !(flags & MSG_WAITALL))
 				break;
 			err = cn_wait(cs, rx_ready, &timeo);
-			if (err == -EAGAIN && (flags & MSG_PEEK) && r > 0)
-				err = 0, timeo = 0; /* peek what there is */
 			continue;
 		}
 		if (r < 0) {
@@ -849,32 +912,32 @@ static int cn_getname(struct socket *sock, struct sockaddr *uaddr, int peer)
 	return sizeof(sin);
 }
 
+/*
+ * Bytes between a ring's two indices, read from shared memory without
+ * touching either side's cache (no lock: a reader or writer may be at
+ * work); 0 for indices no correct peer writes.
+ */
+static int ring_fill(const struct cn_ring_view *r)
+{
+	u64 prod = atomic_load_explicit(&r->ctrl->prod, memory_order_seq_cst);
+	u64 cons = atomic_load_explicit(&r->ctrl->cons, memory_order_seq_cst);
+
+	return prod - cons <= r->size ? (int)min_t(u64, prod - cons, INT_MAX) : 0;
+}
+
 static int cn_ioctl(struct socket *sock, unsigned int cmd, unsigned long arg)
 {
 	struct cn_sock *cs = cn_sk(sock->sk);
 	int val = 0;
 
-	switch (cmd) {
-	case SIOCINQ:
-		if (cs->sk.sk_state == TCP_LISTEN)
-			return -EINVAL;
-		mutex_lock(&cs->rx_lock);
-		if (cs->kc)
-			val = (int)min_t(size_t, cn_readable(cn_kcirc_ep(cs->kc)), INT_MAX);
-		mutex_unlock(&cs->rx_lock);
-		break;
-	case SIOCOUTQ:
-	case SIOCOUTQNSD:
-		if (cs->sk.sk_state == TCP_LISTEN)
-			return -EINVAL;
-		mutex_lock(&cs->tx_lock);
-		if (cs->kc)
-			val = (int)min_t(size_t, cn_unconsumed(cn_kcirc_ep(cs->kc)), INT_MAX);
-		mutex_unlock(&cs->tx_lock);
-		break;
-	default:
+	if (cmd != SIOCINQ && cmd != SIOCOUTQ && cmd != SIOCOUTQNSD)
 		return -ENOIOCTLCMD;
-	}
+	if (cs->sk.sk_state == TCP_LISTEN)
+		return -EINVAL;
+	spin_lock(&cs->lock);
+	if (cs->kc)
+		val = ring_fill(cmd == SIOCINQ ? &cn_kcirc_ep(cs->kc)->rx : &cn_kcirc_ep(cs->kc)->tx);
+	spin_unlock(&cs->lock);
 	return put_user(val, (int __user *)arg);
 }
 
@@ -1034,19 +1097,19 @@ static int cn_release(struct socket *sock)
 	if (!sk)
 		return 0;
 	cs = cn_sk(sk);
+	/*
+	 * Dead first, under the lock connect_done takes: a CONNECT still in
+	 * flight then finds nobody and gives its circuit back itself (it
+	 * holds its own reference to the socket until it ran).
+	 */
+	spin_lock(&cs->lock);
+	sock_set_flag(sk, SOCK_DEAD);
+	spin_unlock(&cs->lock);
 	if (sk->sk_state == TCP_LISTEN)
 		cn_listener_close(cs);
-	spin_lock(&cs->lock);
-	if (cs->creq_busy && cn_ctl_cancel(&cs->creq)) {
-		cs->creq_busy = false;
-		spin_unlock(&cs->lock);
-		sock_put(sk); /* the request's: its reply will find nobody */
-	} else {
-		spin_unlock(&cs->lock);
-	}
 	linger0 = sock_flag(sk, SOCK_LINGER) && !sk->sk_lingertime;
 	cn_sock_drop_circuit(cs, linger0);
-	sock_orphan(sk); /* a connect still in flight sees SOCK_DEAD */
+	sock_orphan(sk);
 	sock->sk = NULL;
 	sock_put(sk);
 	return 0;
@@ -1079,7 +1142,11 @@ static int cn_inet_create(struct net *net, struct socket *sock, int protocol, in
 	bool dgram = sock->type == SOCK_DGRAM && (!protocol || protocol == IPPROTO_UDP);
 	struct sock *sk;
 
-	if (kern || !(stream || dgram) || !cn_ctl_ready())
+	/*
+	 * Other network namespaces (containers in the VM) keep the kernel's
+	 * sockets: a circuit would bypass what isolates them.
+	 */
+	if (kern || !(stream || dgram) || !net_eq(net, &init_net) || !cn_ctl_ready())
 		return cn_inet_orig->create(net, sock, protocol, kern);
 	sk = cn_sk_alloc(net, sock, sock->type, kern);
 	if (!sk)

@@ -8,6 +8,8 @@
 #define CIRCNET_KMOD_SOCK_H
 
 #include <linux/in.h>
+#include <linux/tcp.h>
+#include <linux/udp.h>
 #include <net/sock.h>
 
 #include "circnet.h"
@@ -15,7 +17,16 @@
 #define CN_TCP_OPTS 32
 
 struct cn_sock {
-	struct sock sk; /* first: sk_alloc's object */
+	/*
+	 * First: sk_alloc's object. Kernel code that sees IPPROTO_TCP or
+	 * IPPROTO_UDP may read tcp_sk()/udp_sk() fields (SO_TIMESTAMPING's
+	 * OPT_ID does): they are there, and zero (cn_sk_alloc).
+	 */
+	union {
+		struct sock sk;
+		struct tcp_sock tcp;
+		struct udp_sock udp;
+	};
 	spinlock_t lock;
 	struct mutex rx_lock, tx_lock;
 	struct cn_kcirc *kc; /* stream: the circuit, connected, accepted, or queued */

@@ -80,6 +80,9 @@ static void peer_add(struct cn_sock *cs, struct cn_kcirc *kc, const struct cn_ms
 	p->remote = *remote;
 	spin_lock(&cs->lock);
 	list_add_tail(&p->node, &cs->peers);
+	/* its device is going and may have looked at this list already */
+	if (cnv_dying(cn_kcirc_dev(kc)))
+		cn_revoke(cn_kcirc_ep(kc));
 	spin_unlock(&cs->lock);
 	cn_sock_wake(&cs->sk);
 }
@@ -168,7 +171,7 @@ static struct cn_upeer *peer_open(struct cn_sock *cs, const struct cn_addr *dst,
 		kfree(r);
 		return NULL;
 	}
-	kc = cn_kcirc_open(&r->circuit, cn_sock_wake, &cs->sk, err);
+	kc = cn_kcirc_open(&r->circuit, CN_L4_UDP, cn_sock_wake, &cs->sk, err);
 	if (!kc) {
 		struct cn_msg_id closed;
 
@@ -188,7 +191,7 @@ void cn_udp_new_peer(struct cn_sock *ls, const struct cn_msg_circuit *m)
 	struct cn_kcirc *kc;
 	int err;
 
-	kc = cn_kcirc_open(m, cn_sock_wake, &ls->sk, &err);
+	kc = cn_kcirc_open(m, CN_L4_UDP, cn_sock_wake, &ls->sk, &err);
 	if (!kc) {
 		pr_warn("circnet: udp peer circuit %llu refused: unusable (%d)\n",
 			(unsigned long long)m->circuit_id, err);
@@ -285,7 +288,8 @@ static int udp_sendmsg(struct socket *sock, struct msghdr *msg, size_t len)
 	err = udp_dest(cs, msg, &dst);
 	if (err)
 		return err;
-	mutex_lock(&cs->tx_lock);
+	if (mutex_lock_interruptible(&cs->tx_lock))
+		return -ERESTARTSYS;
 	err = sock_error(sk);
 	if (err)
 		goto out;
@@ -405,7 +409,8 @@ static int udp_recvmsg(struct socket *sock, struct msghdr *msg, size_t len, int 
 		return -EAGAIN;
 	if (flags & MSG_OOB)
 		return -EOPNOTSUPP;
-	mutex_lock(&cs->rx_lock);
+	if (mutex_lock_interruptible(&cs->rx_lock))
+		return -ERESTARTSYS;
 	for (;;) {
 		long t;
 
@@ -532,7 +537,8 @@ static int udp_ioctl(struct socket *sock, unsigned int cmd, unsigned long arg)
 
 	switch (cmd) {
 	case SIOCINQ: /* the next datagram's size, as UDP's */
-		mutex_lock(&cs->rx_lock);
+		if (mutex_lock_interruptible(&cs->rx_lock))
+			return -ERESTARTSYS;
 		if (next_datagram(cs, sp, &dlen, false))
 			val = (int)dlen;
 		mutex_unlock(&cs->rx_lock);
