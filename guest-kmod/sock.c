@@ -38,6 +38,8 @@
 #include <asm/ioctls.h>
 #include <linux/tcp.h>
 #include <linux/in.h>
+#include <linux/in6.h>
+#include <net/ipv6.h>
 #include <net/sock.h>
 #include <net/tcp_states.h>
 #include <stdatomic.h> /* compat/: the ring's flags as shared/ writes them */
@@ -48,8 +50,6 @@ LIST_HEAD(cn_listeners);
 static LIST_HEAD(cn_conns);
 DEFINE_SPINLOCK(cn_lock);
 
-static const struct net_proto_family *cn_inet_orig;
-static bool cn_took_inet;
 
 static struct proto cn_proto = {
 	.name = "CIRCNET",
@@ -79,20 +79,64 @@ int cn_errno(long err)
 	return err == -EPROTO ? -ECONNRESET : (int)err;
 }
 
-void cn_addr_to_sin(const struct cn_addr *a, struct sockaddr_in *sin)
-{
-	memset(sin, 0, sizeof(*sin));
-	sin->sin_family = AF_INET;
-	sin->sin_port = htons(a->port);
-	memcpy(&sin->sin_addr, a->addr, 4);
-}
-
-void cn_sin_to_addr(const struct sockaddr_in *sin, struct cn_addr *a)
+int cn_addr_from_user(int fam, const struct sockaddr *uaddr, int len, struct cn_addr *a)
 {
 	memset(a, 0, sizeof(*a));
-	a->family = CN_AF_INET;
-	a->port = ntohs(sin->sin_port);
-	memcpy(a->addr, &sin->sin_addr, 4);
+	if (fam == AF_INET6) {
+		struct sockaddr_in6 sin6 = { 0 };
+
+		if (len < SIN6_LEN_RFC2133)
+			return -EINVAL;
+		memcpy(&sin6, uaddr, min_t(int, len, sizeof(sin6)));
+		if (sin6.sin6_family != AF_INET6)
+			return -EAFNOSUPPORT;
+		a->port = ntohs(sin6.sin6_port);
+		if (ipv6_addr_v4mapped(&sin6.sin6_addr)) {
+			a->family = CN_AF_INET;
+			memcpy(a->addr, &sin6.sin6_addr.s6_addr32[3], 4);
+		} else {
+			a->family = CN_AF_INET6;
+			memcpy(a->addr, &sin6.sin6_addr, 16);
+		}
+		return 0;
+	} else {
+		struct sockaddr_in sin;
+
+		if (len < (int)sizeof(sin))
+			return -EINVAL;
+		memcpy(&sin, uaddr, sizeof(sin));
+		if (sin.sin_family != AF_INET)
+			return -EAFNOSUPPORT;
+		a->family = CN_AF_INET;
+		a->port = ntohs(sin.sin_port);
+		memcpy(a->addr, &sin.sin_addr, 4);
+		return 0;
+	}
+}
+
+int cn_addr_to_user(int fam, const struct cn_addr *a, struct sockaddr *uaddr)
+{
+	if (fam == AF_INET6) {
+		struct sockaddr_in6 sin6 = { .sin6_family = AF_INET6, .sin6_port = htons(a->port) };
+
+		if (a->family == CN_AF_INET6)
+			memcpy(&sin6.sin6_addr, a->addr, 16);
+		else if (memchr_inv(a->addr, 0, 4)) /* IPv4 any shows as :: */
+			ipv6_addr_set_v4mapped(*(const __be32 *)a->addr, &sin6.sin6_addr);
+		memcpy(uaddr, &sin6, sizeof(sin6));
+		return sizeof(sin6);
+	} else {
+		struct sockaddr_in sin = { .sin_family = AF_INET, .sin_port = htons(a->port) };
+
+		memcpy(&sin.sin_addr, a->addr, 4);
+		memcpy(uaddr, &sin, sizeof(sin));
+		return sizeof(sin);
+	}
+}
+
+bool cn_addr_same(const struct cn_addr *a, const struct cn_addr *b)
+{
+	return a->family == b->family && a->port == b->port && !memcmp(a->addr, b->addr, 16);
 }
 
 static void cn_sock_init_fields(struct cn_sock *cs)
@@ -117,9 +161,9 @@ static void cn_sock_init_fields(struct cn_sock *cs)
 	cs->ip_ttl = 64;
 }
 
-struct sock *cn_sk_alloc(struct net *net, struct socket *sock, int type, int kern)
+struct sock *cn_sk_alloc(struct net *net, struct socket *sock, int family, int type, int kern)
 {
-	struct sock *sk = sk_alloc(net, PF_INET, GFP_KERNEL, &cn_proto, kern);
+	struct sock *sk = sk_alloc(net, family, GFP_KERNEL, &cn_proto, kern);
 
 	if (!sk)
 		return NULL;
@@ -130,6 +174,7 @@ struct sock *cn_sk_alloc(struct net *net, struct socket *sock, int type, int ker
 	sk->sk_type = type;
 	sk->sk_state = TCP_CLOSE;
 	cn_sock_init_fields(cn_sk(sk));
+	cn_sk(sk)->local.family = family == AF_INET6 ? CN_AF_INET6 : CN_AF_INET;
 	return sk;
 }
 
@@ -254,7 +299,7 @@ void cn_sock_new_conn(const struct cn_msg_circuit *m)
 		cn_udp_new_peer(ls, m); /* a peer's first datagram is on its way */
 		goto out;
 	}
-	sk = cn_sk_alloc(sock_net(&ls->sk), NULL, SOCK_STREAM, 0);
+	sk = cn_sk_alloc(sock_net(&ls->sk), NULL, ls->sk.sk_family, SOCK_STREAM, 0);
 	if (!sk) {
 		cn_ctl_notify_later(CN_MSG_CLOSED, m->circuit_id);
 		goto out;
@@ -408,8 +453,8 @@ static int cn_connect(struct socket *sock, struct sockaddr *uaddr, int len, int 
 {
 	struct cn_sock *cs = cn_sk(sock->sk);
 	struct sock *sk = sock->sk;
-	struct sockaddr_in sin;
 	struct cn_msg_connect m;
+	struct cn_addr dst;
 	long timeo;
 	int err;
 
@@ -421,13 +466,12 @@ static int cn_connect(struct socket *sock, struct sockaddr *uaddr, int len, int 
 		err = cn_disconnect(cs, sock);
 		goto out;
 	}
-	err = -EINVAL;
-	if (len < (int)sizeof(sin))
+	err = cn_addr_from_user(sk->sk_family, uaddr, len, &dst);
+	if (err)
 		goto out;
-	err = -EAFNOSUPPORT;
-	if (uaddr->sa_family != AF_INET)
+	err = -ENETUNREACH;
+	if (cs->v6only && dst.family != CN_AF_INET6)
 		goto out;
-	memcpy(&sin, uaddr, sizeof(sin));
 	switch (sock->state) {
 	case SS_CONNECTED:
 		err = -EISCONN;
@@ -448,7 +492,7 @@ static int cn_connect(struct socket *sock, struct sockaddr *uaddr, int len, int 
 		memset(&m.src, 0, sizeof(m.src));
 		if (cs->local.port || memchr_inv(cs->local.addr, 0, sizeof(cs->local.addr)))
 			m.src = cs->local; /* bind() before connect() */
-		cn_sin_to_addr(&sin, &m.dst);
+		m.dst = dst;
 		cs->creq.want = CN_MSG_CONNECT_OK;
 		cs->creq.done = connect_done;
 		sock_hold(sk);
@@ -501,28 +545,37 @@ out:
 
 /* ---- bind, listen, accept ---- */
 
-int cn_bind_addr(struct sockaddr *uaddr, int len, struct cn_addr *a)
+int cn_bind_addr(struct sock *sk, struct sockaddr *uaddr, int len, struct cn_addr *a)
 {
-	struct sockaddr_in sin;
+	static const u8 v6lo[16] = { [15] = 1 };
+	int err;
 
-	if (len < (int)sizeof(sin))
-		return -EINVAL;
-	memcpy(&sin, uaddr, sizeof(sin));
-	if (sin.sin_family != AF_INET &&
-	    (sin.sin_family != AF_UNSPEC || sin.sin_addr.s_addr != htonl(INADDR_ANY)))
-		return -EAFNOSUPPORT;
-	cn_sin_to_addr(&sin, a);
-	if (sin.sin_addr.s_addr != htonl(INADDR_ANY) && !ipv4_is_loopback(sin.sin_addr.s_addr) &&
-	    !cn_ctl_owns(a))
-		return -EADDRNOTAVAIL;
-	return 0;
+	/* AF_INET's old habit: AF_UNSPEC with INADDR_ANY binds */
+	if (sk->sk_family == AF_INET && len >= (int)sizeof(struct sockaddr_in) &&
+	    uaddr->sa_family == AF_UNSPEC &&
+	    ((struct sockaddr_in *)uaddr)->sin_addr.s_addr == htonl(INADDR_ANY)) {
+		struct sockaddr_in sin;
+
+		memcpy(&sin, uaddr, sizeof(sin));
+		sin.sin_family = AF_INET;
+		return cn_addr_from_user(AF_INET, (struct sockaddr *)&sin, sizeof(sin), a);
+	}
+	err = cn_addr_from_user(sk->sk_family, uaddr, len, a);
+	if (err)
+		return err;
+	if (!memchr_inv(a->addr, 0, sizeof(a->addr)))
+		return 0; /* every address */
+	if ((a->family == CN_AF_INET && a->addr[0] == 127) ||
+	    (a->family == CN_AF_INET6 && !memcmp(a->addr, v6lo, 16)))
+		return 0;
+	return cn_ctl_owns(a) ? 0 : -EADDRNOTAVAIL;
 }
 
 static int cn_bind(struct socket *sock, struct sockaddr *uaddr, int len)
 {
 	struct cn_sock *cs = cn_sk(sock->sk);
 	struct cn_addr a;
-	int err = cn_bind_addr(uaddr, len, &a);
+	int err = cn_bind_addr(sock->sk, uaddr, len, &a);
 
 	if (err)
 		return err;
@@ -563,9 +616,9 @@ static int cn_listen(struct socket *sock, int backlog)
 	m.flags = 0;
 	memset(m.pad, 0, sizeof(m.pad));
 	m.backlog = clamp(backlog, 1, 4096);
-	m.addr = cs->local;
-	if (!memchr_inv(m.addr.addr, 0, sizeof(m.addr.addr)))
-		m.addr.family = CN_AF_NONE; /* every address of the guest */
+	m.addr = cs->local; /* 0.0.0.0 takes IPv4, :: both (operator/core.c) */
+	if (cs->v6only)
+		m.flags |= CN_LISTEN_V6ONLY;
 	err = cn_ctl_call(&m.h, r, CN_MSG_LISTEN_OK);
 	if (!err) {
 		cs->listener_id = r->listen_ok.listener_id;
@@ -899,17 +952,16 @@ static __poll_t cn_sock_poll(struct file *file, struct socket *sock, poll_table 
 static int cn_getname(struct socket *sock, struct sockaddr *uaddr, int peer)
 {
 	struct cn_sock *cs = cn_sk(sock->sk);
-	struct sockaddr_in sin;
+	struct cn_addr a;
 
 	spin_lock(&cs->lock);
 	if (peer && (!cs->kc || cs->sk.sk_state != TCP_ESTABLISHED)) {
 		spin_unlock(&cs->lock);
 		return -ENOTCONN;
 	}
-	cn_addr_to_sin(peer ? &cs->remote : &cs->local, &sin);
+	a = peer ? cs->remote : cs->local;
 	spin_unlock(&cs->lock);
-	memcpy(uaddr, &sin, sizeof(sin));
-	return sizeof(sin);
+	return cn_addr_to_user(sock->sk->sk_family, &a, uaddr);
 }
 
 /*
@@ -988,12 +1040,26 @@ int cn_setsockopt(struct socket *sock, int level, int name, sockptr_t optval,
 		return -ENOPROTOOPT;
 	if (level == SOL_TCP && name == TCP_CONGESTION)
 		return 0;
-	if (level != SOL_TCP && level != SOL_IP)
+	if (level == SOL_IPV6 && sock->sk->sk_family != AF_INET6)
+		return -ENOPROTOOPT;
+	if (level != SOL_TCP && level != SOL_IP && level != SOL_IPV6)
 		return -ENOPROTOOPT;
 	if (optlen < sizeof(int))
 		return -EINVAL;
 	if (copy_from_sockptr(&val, optval, sizeof(val)))
 		return -EFAULT;
+	if (level == SOL_IPV6) {
+		if (name == IPV6_V6ONLY) {
+			/* Linux: fixed once the socket has a port */
+			if (cs->local.port || cs->kc || cs->listener_id)
+				return -EINVAL;
+			cs->v6only = !!val;
+		} else if (name != IPV6_TCLASS && name != IPV6_UNICAST_HOPS &&
+			   name != IPV6_RECVERR && name != IPV6_MTU_DISCOVER) {
+			return -ENOPROTOOPT;
+		}
+		return 0;
+	}
 	if (level == SOL_IP) {
 		if (name == IP_TOS)
 			cs->ip_tos = val & 0xff;
@@ -1057,6 +1123,12 @@ int cn_getsockopt(struct socket *sock, int level, int name, char __user *optval,
 	}
 	if (level == SOL_IP && (name == IP_TOS || name == IP_TTL))
 		val = name == IP_TOS ? cs->ip_tos : cs->ip_ttl;
+	else if (level == SOL_IPV6 && sock->sk->sk_family == AF_INET6 && name == IPV6_V6ONLY)
+		val = cs->v6only;
+	else if (level == SOL_IPV6 && sock->sk->sk_family == AF_INET6 && name == IPV6_TCLASS)
+		val = 0;
+	else if (level == SOL_IPV6 && sock->sk->sk_family == AF_INET6 && name == IPV6_UNICAST_HOPS)
+		val = 64;
 	else if (level == SOL_TCP && tcp_opt_known(name))
 		val = READ_ONCE(cs->tcp_opt[name]);
 	else
@@ -1115,31 +1187,46 @@ static int cn_release(struct socket *sock)
 	return 0;
 }
 
-static const struct proto_ops cn_stream_ops = {
-	.family = PF_INET,
-	.owner = THIS_MODULE,
-	.release = cn_release,
-	.bind = cn_bind,
-	.connect = cn_connect,
-	.socketpair = sock_no_socketpair,
-	.accept = cn_accept,
-	.getname = cn_getname,
-	.poll = cn_sock_poll,
-	.ioctl = cn_ioctl,
-	.listen = cn_listen,
-	.shutdown = cn_sock_shutdown,
-	.setsockopt = cn_setsockopt,
-	.getsockopt = cn_getsockopt,
-	.sendmsg = cn_sendmsg,
-	.recvmsg = cn_recvmsg,
-	.mmap = sock_no_mmap,
-	.sendpage = sock_no_sendpage,
-};
+#define CN_STREAM_OPS(fam)					\
+	{							\
+		.family = fam,					\
+		.owner = THIS_MODULE,				\
+		.release = cn_release,				\
+		.bind = cn_bind,				\
+		.connect = cn_connect,				\
+		.socketpair = sock_no_socketpair,		\
+		.accept = cn_accept,				\
+		.getname = cn_getname,				\
+		.poll = cn_sock_poll,				\
+		.ioctl = cn_ioctl,				\
+		.listen = cn_listen,				\
+		.shutdown = cn_sock_shutdown,			\
+		.setsockopt = cn_setsockopt,			\
+		.getsockopt = cn_getsockopt,			\
+		.sendmsg = cn_sendmsg,				\
+		.recvmsg = cn_recvmsg,				\
+		.mmap = sock_no_mmap,				\
+		.sendpage = sock_no_sendpage,			\
+	}
 
-static int cn_inet_create(struct net *net, struct socket *sock, int protocol, int kern)
+static const struct proto_ops cn_stream_ops = CN_STREAM_OPS(PF_INET);
+static const struct proto_ops cn_stream6_ops = CN_STREAM_OPS(PF_INET6);
+
+/* The families we stand in for: the kernel's, then ours. */
+static struct cn_family {
+	int family;
+	const char *symbol;
+	const struct net_proto_family *orig;
+	struct net_proto_family ours;
+	bool taken;
+} cn_families[2];
+
+static int cn_create(struct cn_family *f, struct net *net, struct socket *sock, int protocol,
+		     int kern)
 {
 	bool stream = sock->type == SOCK_STREAM && (!protocol || protocol == IPPROTO_TCP);
 	bool dgram = sock->type == SOCK_DGRAM && (!protocol || protocol == IPPROTO_UDP);
+	bool v6 = f->family == PF_INET6;
 	struct sock *sk;
 
 	/*
@@ -1147,26 +1234,40 @@ static int cn_inet_create(struct net *net, struct socket *sock, int protocol, in
 	 * sockets: a circuit would bypass what isolates them.
 	 */
 	if (kern || !(stream || dgram) || !net_eq(net, &init_net) || !cn_ctl_ready())
-		return cn_inet_orig->create(net, sock, protocol, kern);
-	sk = cn_sk_alloc(net, sock, sock->type, kern);
+		return f->orig->create(net, sock, protocol, kern);
+	sk = cn_sk_alloc(net, sock, f->family, sock->type, kern);
 	if (!sk)
 		return -ENOBUFS;
-	sock->ops = stream ? &cn_stream_ops : &cn_dgram_ops;
+	if (stream)
+		sock->ops = v6 ? &cn_stream6_ops : &cn_stream_ops;
+	else
+		sock->ops = v6 ? &cn_dgram6_ops : &cn_dgram_ops;
 	sock->state = SS_UNCONNECTED;
 	if (dgram)
 		cn_udp_created(cn_sk(sk));
 	return 0;
 }
 
-static const struct net_proto_family cn_inet_family = {
-	.family = PF_INET,
-	.create = cn_inet_create,
-	.owner = THIS_MODULE,
+static int cn_inet_create(struct net *net, struct socket *sock, int protocol, int kern)
+{
+	return cn_create(&cn_families[0], net, sock, protocol, kern);
+}
+
+static int cn_inet6_create(struct net *net, struct socket *sock, int protocol, int kern)
+{
+	return cn_create(&cn_families[1], net, sock, protocol, kern);
+}
+
+static struct cn_family cn_families[2] = {
+	{ .family = PF_INET, .symbol = "inet_family_ops",
+	  .ours = { .family = PF_INET, .create = cn_inet_create, .owner = THIS_MODULE } },
+	{ .family = PF_INET6, .symbol = "inet6_family_ops",
+	  .ours = { .family = PF_INET6, .create = cn_inet6_create, .owner = THIS_MODULE } },
 };
 
 /*
  * kallsyms_lookup_name is not exported since 5.7; a kprobe on it says
- * where it is. Used once, at load, to find the family we stand in for.
+ * where it is. Used once, at load, to find the families we stand in for.
  */
 static unsigned long cn_lookup(const char *name)
 {
@@ -1180,39 +1281,62 @@ static unsigned long cn_lookup(const char *name)
 	return lookup ? lookup(name) : 0;
 }
 
+static void cn_family_give_back(struct cn_family *f)
+{
+	if (!f->taken)
+		return;
+	sock_unregister(f->family);
+	sock_register(f->orig);
+	f->taken = false;
+}
+
+static int cn_family_take(struct cn_family *f)
+{
+	const struct net_proto_family *orig =
+		(const struct net_proto_family *)cn_lookup(f->symbol);
+	int err;
+
+	if (!orig || orig->family != f->family || !orig->create) {
+		pr_err("circnet: cannot find the kernel's %s: sockets stay the kernel's\n",
+		       f->symbol);
+		return -ENOENT;
+	}
+	f->orig = orig;
+	sock_unregister(f->family);
+	err = sock_register(&f->ours);
+	if (err) {
+		sock_register(orig);
+		return err;
+	}
+	f->taken = true;
+	return 0;
+}
+
 int cn_sock_init(void)
 {
-	const struct net_proto_family *orig;
 	int err;
 
 	if (!cn_sockets)
 		return 0;
-	orig = (const struct net_proto_family *)cn_lookup("inet_family_ops");
-	if (!orig || orig->family != PF_INET || !orig->create) {
-		pr_err("circnet: cannot find the kernel's PF_INET family: sockets stay the kernel's\n");
-		return -ENOENT;
-	}
-	cn_inet_orig = orig;
 	err = proto_register(&cn_proto, 0);
 	if (err)
 		return err;
-	sock_unregister(PF_INET);
-	err = sock_register(&cn_inet_family);
-	if (err) {
-		sock_register(orig);
-		proto_unregister(&cn_proto);
-		return err;
+	err = cn_family_take(&cn_families[0]);
+	if (!err) {
+		err = cn_family_take(&cn_families[1]);
+		if (err)
+			cn_family_give_back(&cn_families[0]);
 	}
-	cn_took_inet = true;
-	return 0;
+	if (err)
+		proto_unregister(&cn_proto);
+	return err;
 }
 
 void cn_sock_exit(void)
 {
-	if (!cn_took_inet)
+	if (!cn_families[0].taken)
 		return;
-	sock_unregister(PF_INET);
-	sock_register(cn_inet_orig);
+	cn_family_give_back(&cn_families[1]);
+	cn_family_give_back(&cn_families[0]);
 	proto_unregister(&cn_proto);
-	cn_took_inet = false;
 }

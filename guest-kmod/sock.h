@@ -42,6 +42,7 @@ struct cn_sock {
 	struct list_head qnode; /* in the listener's accq */
 	int tcp_opt[CN_TCP_OPTS];
 	int ip_tos, ip_ttl;
+	bool v6only; /* IPV6_V6ONLY: an AF_INET6 socket that takes IPv6 only */
 	/* datagram sockets (udp.c): a circuit per peer, under lock */
 	struct list_head peers;
 	struct cn_addr dflt; /* connect()'s peer: family CN_AF_NONE if none */
@@ -58,11 +59,19 @@ extern spinlock_t cn_lock;
 
 void cn_sock_wake(void *arg);
 int cn_errno(long err);
-void cn_addr_to_sin(const struct cn_addr *a, struct sockaddr_in *sin);
-void cn_sin_to_addr(const struct sockaddr_in *sin, struct cn_addr *a);
-struct sock *cn_sk_alloc(struct net *net, struct socket *sock, int type, int kern);
+/*
+ * Socket addresses of a socket of family fam (AF_INET or AF_INET6). An
+ * AF_INET6 socket is dual-stack: v4-mapped addresses are IPv4 to the
+ * operator and show as v4-mapped again. from_user: 0 with *a set, or the
+ * errno the call returns; to_user: the length written (uaddr is a
+ * sockaddr_storage).
+ */
+int cn_addr_from_user(int fam, const struct sockaddr *uaddr, int len, struct cn_addr *a);
+int cn_addr_to_user(int fam, const struct cn_addr *a, struct sockaddr *uaddr);
+bool cn_addr_same(const struct cn_addr *a, const struct cn_addr *b);
+struct sock *cn_sk_alloc(struct net *net, struct socket *sock, int family, int type, int kern);
 /* A bind()'s address: 0 with *a set, or the errno bind() returns. */
-int cn_bind_addr(struct sockaddr *uaddr, int len, struct cn_addr *a);
+int cn_bind_addr(struct sock *sk, struct sockaddr *uaddr, int len, struct cn_addr *a);
 __poll_t cn_poll_mask(unsigned int ev);
 int cn_setsockopt(struct socket *sock, int level, int name, sockptr_t optval,
 		  unsigned int optlen);
@@ -70,7 +79,7 @@ int cn_getsockopt(struct socket *sock, int level, int name, char __user *optval,
 		  int __user *optlen);
 
 /* udp.c */
-extern const struct proto_ops cn_dgram_ops;
+extern const struct proto_ops cn_dgram_ops, cn_dgram6_ops;
 void cn_udp_new_peer(struct cn_sock *ls, const struct cn_msg_circuit *m);
 void cn_udp_reset(u64 circuit_id);
 void cn_udp_device_gone(struct cnv_dev *d);

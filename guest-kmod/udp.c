@@ -44,10 +44,6 @@ struct cn_upeer {
 /* datagram sockets, for pushes by circuit id (guarded by cn_lock) */
 static LIST_HEAD(cn_udp_socks);
 
-static bool same_peer(const struct cn_addr *a, const struct cn_addr *b)
-{
-	return a->family == b->family && a->port == b->port && !memcmp(a->addr, b->addr, 4);
-}
 
 static struct cn_upeer *peer_find(struct cn_sock *cs, const struct cn_addr *a)
 {
@@ -55,7 +51,7 @@ static struct cn_upeer *peer_find(struct cn_sock *cs, const struct cn_addr *a)
 
 	spin_lock(&cs->lock);
 	list_for_each_entry(p, &cs->peers, node) {
-		if (same_peer(&p->remote, a)) {
+		if (cn_addr_same(&p->remote, a)) {
 			found = p;
 			break;
 		}
@@ -104,13 +100,12 @@ static int udp_bind_locked(struct cn_sock *cs, const struct cn_addr *a)
 	m.flags = (cs->sk.sk_reuse || cs->sk.sk_reuseport) ? CN_LISTEN_REUSE : 0;
 	memset(m.pad, 0, sizeof(m.pad));
 	m.backlog = UDP_PEERS_BACKLOG;
-	m.addr = *a;
-	if (!memchr_inv(m.addr.addr, 0, sizeof(m.addr.addr)))
-		m.addr.family = CN_AF_NONE;
+	m.addr = *a; /* 0.0.0.0 takes IPv4, :: both (operator/core.c) */
+	if (cs->v6only)
+		m.flags |= CN_LISTEN_V6ONLY;
 	err = cn_ctl_call(&m.h, r, CN_MSG_LISTEN_OK);
 	if (!err) {
 		cs->local = *a;
-		cs->local.family = CN_AF_INET;
 		cs->local.port = r->listen_ok.bound.port;
 		spin_lock(&cn_lock);
 		cs->listener_id = r->listen_ok.listener_id;
@@ -123,7 +118,9 @@ static int udp_bind_locked(struct cn_sock *cs, const struct cn_addr *a)
 
 static int udp_autobind_locked(struct cn_sock *cs)
 {
-	struct cn_addr any = { .family = CN_AF_INET };
+	struct cn_addr any = {
+		.family = cs->sk.sk_family == AF_INET6 ? CN_AF_INET6 : CN_AF_INET,
+	};
 
 	return cs->listener_id ? 0 : udp_bind_locked(cs, &any);
 }
@@ -132,7 +129,7 @@ static int udp_bind(struct socket *sock, struct sockaddr *uaddr, int len)
 {
 	struct cn_sock *cs = cn_sk(sock->sk);
 	struct cn_addr a;
-	int err = cn_bind_addr(uaddr, len, &a);
+	int err = cn_bind_addr(sock->sk, uaddr, len, &a);
 
 	if (err)
 		return err;
@@ -251,17 +248,20 @@ static bool lost_on_the_way(int err)
 
 static int udp_dest(struct cn_sock *cs, struct msghdr *msg, struct cn_addr *dst)
 {
-	struct sockaddr_in sin;
-
 	if (msg->msg_name) {
-		if (msg->msg_namelen < (int)sizeof(sin))
+		struct sockaddr *sa = msg->msg_name;
+		int err;
+
+		if (msg->msg_namelen >= (int)sizeof(sa->sa_family) && sa->sa_family == AF_UNSPEC &&
+		    cs->dflt.family)
+			return -EISCONN;
+		err = cn_addr_from_user(cs->sk.sk_family, sa, msg->msg_namelen, dst);
+		if (err)
+			return err;
+		if (!dst->port)
 			return -EINVAL;
-		memcpy(&sin, msg->msg_name, sizeof(sin));
-		if (sin.sin_family != AF_INET)
-			return sin.sin_family == AF_UNSPEC && cs->dflt.family ? -EISCONN : -EAFNOSUPPORT;
-		if (!sin.sin_port)
-			return -EINVAL;
-		cn_sin_to_addr(&sin, dst);
+		if (cs->v6only && dst->family != CN_AF_INET6)
+			return -ENETUNREACH;
 		return 0;
 	}
 	if (cs->dflt.family == CN_AF_NONE)
@@ -299,7 +299,7 @@ static int udp_sendmsg(struct socket *sock, struct msghdr *msg, size_t len)
 		if (!p) {
 			if (lost_on_the_way(err)) {
 				/* connected: the refusal comes back, as ICMP's would */
-				if (cs->dflt.family && same_peer(&cs->dflt, &dst)) {
+				if (cs->dflt.family && cn_addr_same(&cs->dflt, &dst)) {
 					sk->sk_err = -err;
 					sk_error_report(sk);
 				}
@@ -359,7 +359,7 @@ static struct cn_upeer *next_datagram(struct cn_sock *cs, struct cn_span sp[2], 
 		struct cn_endpoint *ep = cn_kcirc_ep(p->kc);
 		ssize_t r;
 
-		if (cs->dflt.family && !same_peer(&cs->dflt, &p->remote))
+		if (cs->dflt.family && !cn_addr_same(&cs->dflt, &p->remote))
 			continue;
 		r = cn_peek(ep, sp, CN_MSG_DONTWAIT);
 		if (r > 0 || (r == 0 && sp[0].ptr)) {
@@ -385,7 +385,7 @@ static bool udp_readable(struct cn_sock *cs)
 	list_for_each_entry(p, &cs->peers, node) {
 		if (ready)
 			break;
-		if (cs->dflt.family && !same_peer(&cs->dflt, &p->remote))
+		if (cs->dflt.family && !cn_addr_same(&cs->dflt, &p->remote))
 			continue;
 		ready = cn_poll_arm(cn_kcirc_ep(p->kc), CN_POLLIN) & CN_POLLIN;
 	}
@@ -398,7 +398,7 @@ static int udp_recvmsg(struct socket *sock, struct msghdr *msg, size_t len, int 
 	struct cn_sock *cs = cn_sk(sock->sk);
 	struct sock *sk = sock->sk;
 	long timeo = sock_rcvtimeo(sk, flags & MSG_DONTWAIT);
-	DECLARE_SOCKADDR(struct sockaddr_in *, sin, msg->msg_name);
+	struct sockaddr *name = msg->msg_name;
 	struct cn_span sp[2];
 	struct cn_upeer *p;
 	ssize_t dlen = 0;
@@ -444,10 +444,8 @@ static int udp_recvmsg(struct socket *sock, struct msghdr *msg, size_t len, int 
 	}
 	if (!(flags & MSG_PEEK))
 		cn_consume(cn_kcirc_ep(p->kc), dlen);
-	if (sin) {
-		cn_addr_to_sin(&p->remote, sin);
-		msg->msg_namelen = sizeof(*sin);
-	}
+	if (name)
+		msg->msg_namelen = cn_addr_to_user(sk->sk_family, &p->remote, name);
 	if (n < (size_t)dlen)
 		msg->msg_flags |= MSG_TRUNC;
 	err = (flags & MSG_TRUNC) ? (int)dlen : (int)n;
@@ -461,7 +459,7 @@ out:
 static int udp_connect(struct socket *sock, struct sockaddr *uaddr, int len, int flags)
 {
 	struct cn_sock *cs = cn_sk(sock->sk);
-	struct sockaddr_in sin;
+	struct cn_addr dst;
 	int err;
 
 	if (len < (int)sizeof(uaddr->sa_family))
@@ -476,18 +474,17 @@ static int udp_connect(struct socket *sock, struct sockaddr *uaddr, int len, int
 		err = 0;
 		goto out;
 	}
-	err = -EINVAL;
-	if (len < (int)sizeof(sin))
+	err = cn_addr_from_user(sock->sk->sk_family, uaddr, len, &dst);
+	if (err)
 		goto out;
-	memcpy(&sin, uaddr, sizeof(sin));
-	err = -EAFNOSUPPORT;
-	if (sin.sin_family != AF_INET)
+	err = -ENETUNREACH;
+	if (cs->v6only && dst.family != CN_AF_INET6)
 		goto out;
 	err = udp_autobind_locked(cs);
 	if (err)
 		goto out;
 	spin_lock(&cs->lock);
-	cn_sin_to_addr(&sin, &cs->dflt);
+	cs->dflt = dst;
 	cs->sk.sk_state = TCP_ESTABLISHED;
 	spin_unlock(&cs->lock);
 	sock->state = SS_CONNECTED;
@@ -500,17 +497,16 @@ out:
 static int udp_getname(struct socket *sock, struct sockaddr *uaddr, int peer)
 {
 	struct cn_sock *cs = cn_sk(sock->sk);
-	struct sockaddr_in sin;
+	struct cn_addr a;
 
 	spin_lock(&cs->lock);
 	if (peer && !cs->dflt.family) {
 		spin_unlock(&cs->lock);
 		return -ENOTCONN;
 	}
-	cn_addr_to_sin(peer ? &cs->dflt : &cs->local, &sin);
+	a = peer ? cs->dflt : cs->local;
 	spin_unlock(&cs->lock);
-	memcpy(uaddr, &sin, sizeof(sin));
-	return sizeof(sin);
+	return cn_addr_to_user(sock->sk->sk_family, &a, uaddr);
 }
 
 static __poll_t udp_poll(struct file *file, struct socket *sock, poll_table *wait)
@@ -604,26 +600,30 @@ static int udp_release(struct socket *sock)
 	return 0;
 }
 
-const struct proto_ops cn_dgram_ops = {
-	.family = PF_INET,
-	.owner = THIS_MODULE,
-	.release = udp_release,
-	.bind = udp_bind,
-	.connect = udp_connect,
-	.socketpair = sock_no_socketpair,
-	.accept = sock_no_accept,
-	.getname = udp_getname,
-	.poll = udp_poll,
-	.ioctl = udp_ioctl,
-	.listen = sock_no_listen,
-	.shutdown = udp_shutdown,
-	.setsockopt = cn_setsockopt,
-	.getsockopt = cn_getsockopt,
-	.sendmsg = udp_sendmsg,
-	.recvmsg = udp_recvmsg,
-	.mmap = sock_no_mmap,
-	.sendpage = sock_no_sendpage,
-};
+#define CN_DGRAM_OPS(fam)					\
+	{							\
+		.family = fam,					\
+		.owner = THIS_MODULE,				\
+		.release = udp_release,				\
+		.bind = udp_bind,				\
+		.connect = udp_connect,				\
+		.socketpair = sock_no_socketpair,		\
+		.accept = sock_no_accept,			\
+		.getname = udp_getname,				\
+		.poll = udp_poll,				\
+		.ioctl = udp_ioctl,				\
+		.listen = sock_no_listen,			\
+		.shutdown = udp_shutdown,			\
+		.setsockopt = cn_setsockopt,			\
+		.getsockopt = cn_getsockopt,			\
+		.sendmsg = udp_sendmsg,				\
+		.recvmsg = udp_recvmsg,				\
+		.mmap = sock_no_mmap,				\
+		.sendpage = sock_no_sendpage,			\
+	}
+
+const struct proto_ops cn_dgram_ops = CN_DGRAM_OPS(PF_INET);
+const struct proto_ops cn_dgram6_ops = CN_DGRAM_OPS(PF_INET6);
 
 /* A new datagram socket joins the list that pushes search. */
 void cn_udp_created(struct cn_sock *cs)

@@ -10,6 +10,9 @@
  *                                               K requests in flight, every byte checked
  *   circnet-vm [--device PATH] scribble         a hostile VM: garbage over the control
  *                                               circuit's indices, then a doorbell
+ *   circnet-vm scribble-pairs SECONDS           a hostile VM's module: garbage over all
+ *                                               of every pair device's memory, and all
+ *                                               of its peers' doorbells, for SECONDS
  *   circnet-vm connect IPV4:PORT [--put N] [--get N]
  *                                               a circuit to a host guest's listener:
  *                                               N bytes each way, checked with the
@@ -34,6 +37,7 @@
 #include <arpa/inet.h>
 #include <netinet/in.h>
 #include <sys/ioctl.h>
+#include <sys/mman.h>
 #include <sys/socket.h>
 #include <time.h>
 #include <unistd.h>
@@ -288,6 +292,71 @@ static int cmd_echo(struct ctl *c, size_t bytes, unsigned int window)
 }
 
 /* What a hostile VM can do: any bytes over the control blocks, then ring. */
+/*
+ * What a VM whose module was replaced by a hostile writer does to the
+ * memory it shares with its peers: random bytes over every pair device,
+ * again and again, ringing every vector of the other side each time, so
+ * that the peers' readers (host processes, the operator, another VM's
+ * kernel) meet garbage wherever they look.
+ */
+static int cmd_scribble_pairs(const char *secs_s)
+{
+	struct { uint8_t *p; size_t len; int fd; unsigned int nvec; } dev[16];
+	double end = now_s() + strtod(secs_s, NULL);
+	unsigned long passes = 0;
+	int n = 0, i;
+
+	for (i = 0; i < 16 && n < 16; i++) {
+		struct cn_ivshmem_info info;
+		char path[32];
+		void *p;
+		int fd;
+
+		snprintf(path, sizeof(path), "/dev/circnet-ivshmem%d", i);
+		fd = open(path, O_RDWR | O_CLOEXEC);
+		if (fd < 0)
+			continue;
+		if (ioctl(fd, CN_IVSHMEM_IOC_INFO, &info) || info.ivposition < 2) {
+			close(fd);
+			continue;
+		}
+		p = mmap(NULL, info.region_size, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
+		if (p == MAP_FAILED) {
+			close(fd);
+			continue;
+		}
+		dev[n].p = p;
+		dev[n].len = info.region_size;
+		dev[n].fd = fd;
+		dev[n].nvec = info.vectors;
+		n++;
+	}
+	if (!n) {
+		fprintf(stderr, "circnet-vm: no pair device to scribble over\n");
+		return 1;
+	}
+	srand((unsigned int)time(NULL));
+	while (now_s() < end) {
+		for (i = 0; i < n; i++) {
+			uint32_t *w = (uint32_t *)dev[i].p;
+			size_t k;
+			unsigned int v;
+
+			for (k = 0; k < dev[i].len / 4; k++)
+				w[k] = (uint32_t)rand() * 2654435761u;
+			for (v = 0; v < dev[i].nvec; v++) {
+				uint32_t bell = cn_ivshmem_doorbell(CN_VM_PEER_OPERATOR, (uint16_t)v);
+
+				ioctl(dev[i].fd, CN_IVSHMEM_IOC_RING, &bell);
+			}
+		}
+		passes++;
+		usleep(20000);
+	}
+	printf("scribble-pairs: %lu passes over %d pair devices\n", passes, n);
+	return 0;
+}
+
 static int cmd_scribble(struct ctl *c)
 {
 	uint8_t *p = c->region.base;
@@ -790,7 +859,7 @@ static int usage(FILE *f)
 {
 	fprintf(f,
 		"usage: circnet-vm [--device PATH] info | hello | "
-		"echo [--bytes N] [--window K] | scribble |\n"
+		"echo [--bytes N] [--window K] | scribble | scribble-pairs SECONDS |\n"
 		"       connect IPV4:PORT [--put N] [--get N] | serve PORT [--count N] |\n"
 		"       tcp-connect IPV4:PORT [--put N] [--get N] | tcp-serve PORT [--count N]\n");
 	return f == stderr ? 2 : 0;
@@ -859,8 +928,11 @@ int main(int argc, char **argv)
 	cmd = argv[optind];
 	if (optind != argc - 1 -
 			      (!strcmp(cmd, "connect") || !strcmp(cmd, "serve") ||
-			       !strcmp(cmd, "tcp-connect") || !strcmp(cmd, "tcp-serve")))
+			       !strcmp(cmd, "tcp-connect") || !strcmp(cmd, "tcp-serve") ||
+			       !strcmp(cmd, "scribble-pairs")))
 		return usage(stderr);
+	if (!strcmp(cmd, "scribble-pairs"))
+		return cmd_scribble_pairs(argv[optind + 1]);
 	/* the baseline over the VM's NIC needs no device */
 	if (!strcmp(cmd, "tcp-connect"))
 		return cmd_tcp_connect(argv[optind + 1], (size_t)put, (size_t)get);

@@ -38,12 +38,13 @@ ls /lib/modules/*/build/Makefile >/dev/null 2>&1 || skip "no kernel headers"
 { [ "$(id -u)" = 0 ] && unshare -n true 2>/dev/null; } || skip "no root or network namespaces (the host peer runs in one)"
 
 dir=$(mktemp -d /tmp/circnet-vm-test.XXXXXX)
-op_pid= peer_pid= dp_pid= remote_pid=
-ns=cnvm-remote-$$ vh=cnvmh$$
+op_pid= peer_pid= dp_pid= remote_pid= remote2_pid=
+ns=cnvm-remote-$$ vh=cnvmh$$ ns2=cnvm-dpdk-$$ tap2=cnvmt$$
 app_pids=
 cleanup() {
-	for p in $app_pids $remote_pid $dp_pid; do kill "$p" 2>/dev/null && wait "$p" 2>/dev/null; done
+	for p in $app_pids $remote_pid $remote2_pid $dp_pid; do kill "$p" 2>/dev/null && wait "$p" 2>/dev/null; done
 	ip netns del "$ns" 2>/dev/null
+	ip netns del "$ns2" 2>/dev/null
 	ip link del "$vh" 2>/dev/null
 	[ -n "$peer_pid" ] && kill "$peer_pid" 2>/dev/null && wait "$peer_pid" 2>/dev/null
 	[ -n "$op_pid" ] && kill "$op_pid" 2>/dev/null && wait "$op_pid" 2>/dev/null
@@ -66,6 +67,7 @@ log-level info
 network 10.77.0.0/24
 guest vm1 {
     address 10.77.0.21
+    address fd00:77::21
     vm ivshmem
     vm-memory 4M
     listen tcp 7100
@@ -74,10 +76,11 @@ guest vm2 {
     address 10.77.0.22
     vm ivshmem
     vm-memory 4M
-    listen tcp 7200
+    listen tcp 7200,7201
 }
 guest h1 {
     address 10.77.0.31
+    address fd00:77::31
     listen tcp 7000,7001,7003,7004,7010
     listen udp 7010
 }
@@ -88,7 +91,9 @@ allow tcp from vm1 to h1 port 7010
 allow udp from vm1 to h1 port 7010
 allow tcp from h1 to vm1 port 7100
 allow tcp from vm1 to vm2 port 7200
+allow tcp from vm1 to vm2 port 7201
 proxy tcp from vm1 to 10.214.77.0/24
+proxy tcp from vm1 to 10.218.77.0/24
 deny any from any to any
 CONF
 "$op" --config "$dir/op.conf" 2>"$dir/op.log" &
@@ -113,6 +118,8 @@ ip netns exec "$ns" ip link set cnvmr$$ up
 ip netns exec "$ns" ip link set lo up
 ip netns exec "$ns" python3 "$root/test/vm_peer.py" 7300 >"$dir/remote.log" 2>&1 &
 remote_pid=$!
+fds_before=$(ls /proc/$op_pid/fd | wc -l)
+ls -l /proc/$op_pid/fd | awk '{print $NF}' | sort >"$dir/fds-before"
 "$build/dataplane/circnet-dataplane" --run-dir "$dir/run" --threads 1 --connect-timeout 3 \
 	2>"$dir/dataplane.log" &
 dp_pid=$!
@@ -130,8 +137,38 @@ timeout 60 "$build/test/sockcheck" client 127.0.0.1 $port >"$dir/kernel.out" 2>"
 	fail "sockcheck over the kernel's TCP: $(cat "$dir/kernel.err")"
 kill $kernel_server 2>/dev/null
 wait $kernel_server 2>/dev/null
-fds_before=$(ls /proc/$op_pid/fd | wc -l)
-ls -l /proc/$op_pid/fd | awk '{print $NF}' | sort >"$dir/fds-before"
+# The DPDK proxy stack takes over from the kernel's halfway through (both
+# backends carry the VM's circuits): its remote is another namespace, whose
+# tap the dataplane drives; lwIP is 10.218.77.2 there, the remote .1.
+dpdk=
+if [[ " $("$build/dataplane/circnet-dataplane" --backends) " == *" dpdk "* ]]; then
+	dpdk=1
+	ip netns add "$ns2" || fail "no network namespace"
+	ip netns exec "$ns2" ip link set lo up
+	ip netns exec "$ns2" python3 "$root/test/vm_peer.py" 7300 >"$dir/remote2.log" 2>&1 &
+	remote2_pid=$!
+elif [ -n "${CIRCNET_REQUIRE_DPDK:-}" ]; then
+	fail "circnet-dataplane has no DPDK backend, and CIRCNET_REQUIRE_DPDK is set"
+fi
+swap_to_dpdk() {
+	kill -TERM "$dp_pid" && wait "$dp_pid"
+	dp_pid=
+	local cores=0
+	[ "$(nproc)" -gt 1 ] && cores=0-1
+	ip netns exec "$ns2" "$build/dataplane/circnet-dataplane" --backend dpdk -l $cores \
+		--no-huge -m 256 --no-pci --file-prefix "cnvm$$" --vdev="net_tap0,iface=$tap2" -- \
+		--ip 10.218.77.2/24 --run-dir "$dir/run" --connect-timeout 3 --idle-sleep 20 \
+		2>"$dir/dataplane-dpdk.log" &
+	dp_pid=$!
+	for _ in $(seq 100); do
+		"$ctl" --run-dir "$dir/run" proxy --json 2>/dev/null | grep -q '"operator_sessions":[1-9]' && break
+		sleep 0.1
+	done
+	ip netns exec "$ns2" ip addr add 10.218.77.1/24 dev "$tap2" &&
+		ip netns exec "$ns2" ip link set "$tap2" up ||
+		{ tail -5 "$dir/dataplane-dpdk.log"; fail "the DPDK dataplane did not come up"; }
+	echo "vm.sh: the DPDK proxy stack took over from the kernel's"
+}
 # ... and its server as a process guest, for the VM's client (port 7011: refused)
 "$build/guest/circnet" run --guest h1 --run-dir "$dir/run" -- \
 	timeout 200 "$build/test/sockcheck" server 0.0.0.0 7010 2>"$dir/sockcheck-server.log" &
@@ -141,7 +178,7 @@ mkdir -p "$dir/www" "$dir/t"
 head -c 1048576 /dev/urandom >"$dir/www/blob"
 md5sum <"$dir/www/blob" | cut -d' ' -f1 >"$dir/t/blob.md5"
 "$build/guest/circnet" run --guest h1 --run-dir "$dir/run" -- \
-	timeout 200 python3 -m http.server 7003 --bind 0.0.0.0 --directory "$dir/www" \
+	timeout 200 python3 -m http.server 7003 --bind :: --directory "$dir/www" \
 	>"$dir/http.log" 2>&1 &
 app_pids="$app_pids $!"
 # iperf3's server in a process guest, for iperf3 in the VM (both directions)
@@ -196,9 +233,19 @@ check k-put-get circnet-vm tcp-connect 10.77.0.31:7000 --put 1048576 --get 10485
 check k-denied sh -c '! circnet-vm tcp-connect 10.77.0.31:7001 --put 10 2>/tmp/err && grep -q "refused" /tmp/err'
 check k-proxy circnet-vm tcp-connect 10.214.77.2:7300 --put 1048576 --get 1048576
 check k-proxy-refused sh -c '! circnet-vm tcp-connect 10.214.77.2:7399 --put 10 2>/tmp/err && grep -q "refused" /tmp/err'
+# the DPDK proxy stack: vm.sh swaps it in for the kernel's when it reads this
+if [ -e /dpdk ]; then
+	echo "VM: kernel proxy done"
+	check k-dpdk-proxy sh -c 'for i in $(seq 120); do circnet-vm tcp-connect 10.218.77.1:7300 --put 1048576 --get 1048576 2>/tmp/err && exit 0; sleep 0.5; done; cat /tmp/err; exit 1'
+	check k-dpdk-refused sh -c '! circnet-vm tcp-connect 10.218.77.1:7399 --put 10 2>/tmp/err && grep -q "refused" /tmp/err'
+fi
 check k-vm-to-vm circnet-vm tcp-connect 10.77.0.22:7200 --put 1048576 --get 1048576
+# vm2 turns hostile (its module replaced by a writer of garbage over all of its pair
+# devices): a connection to it fails, and this kernel lives on (k-kernel-clean, below)
+check k-hostile-peer sh -c 'for i in $(seq 60); do circnet-vm tcp-connect 10.77.0.22:7201 --put 200000000 >/tmp/h 2>&1; grep -q refused /tmp/h || break; sleep 0.5; done; cat /tmp/h; ! grep -q RESULT /tmp/h'
 check k-wget sh -c 'wget -q -O /tmp/blob http://10.77.0.31:7003/blob && [ "$(md5sum </tmp/blob | cut -d" " -f1)" = "$(cat /blob.md5)" ]'
 check k-curl sh -c 'curl -sf -o /tmp/blob2 http://10.77.0.31:7003/blob && [ "$(md5sum </tmp/blob2 | cut -d" " -f1)" = "$(cat /blob.md5)" ]'
+check k-curl-ipv6 sh -c 'curl -sfg -o /tmp/blob3 "http://[fd00:77::31]:7003/blob" && [ "$(md5sum </tmp/blob3 | cut -d" " -f1)" = "$(cat /blob.md5)" ]'
 check k-iperf3 sh -c 'iperf3 -c 10.77.0.31 -p 7004 -n 4M >/tmp/iperf 2>&1 || { cat /tmp/iperf; exit 1; }; grep receiver /tmp/iperf'
 check k-iperf3-reverse sh -c 'iperf3 -c 10.77.0.31 -p 7004 -n 4M -R >/tmp/iperf 2>&1 || { cat /tmp/iperf; exit 1; }; grep receiver /tmp/iperf'
 timeout 90 sockcheck client 10.77.0.31 7010 2>/tmp/sockcheck.err | sed 's/^/SOCKCHECK /'
@@ -215,14 +262,20 @@ sleep 2
 check k-unload-busy sh -c '! rmmod circnet 2>/dev/null'
 VMTEST
 chmod +x "$dir/t/test.sh"
-(cd "$dir/t" && printf 'test.sh\nblob.md5\n' | cpio -o -H newc --quiet | gzip -1) >"$dir/t.cpio.gz"
+[ -n "$dpdk" ] && touch "$dir/t/dpdk"
+(cd "$dir/t" && ls test.sh blob.md5 dpdk 2>/dev/null | cpio -o -H newc --quiet | gzip -1) >"$dir/t.cpio.gz"
 cat "$INITRD" "$dir/t.cpio.gz" >"$dir/initrd.gz"
 # vm2: serves vm1 twice with kernel sockets (vm1's circnet-vm, then its
-# kernel), over the device its QEMU shares with vm1's
+# kernel), over the device its QEMU shares with vm1's; then it turns hostile:
+# the module without kernel sockets, a listener for vm1, and garbage over all
+# of the shared memory while vm1 talks to it
 mkdir -p "$dir/t2"
 cat >"$dir/t2/test.sh" <<'VMTEST'
 #!/bin/sh
 if circnet-vm tcp-serve 7200 --count 2; then echo "CHECK serve-vm ok"; else echo "CHECK serve-vm FAIL"; fi
+if rmmod circnet && insmod /lib/modules/circnet.ko sockets=0; then echo "CHECK hostile-module ok"; fi
+circnet-vm serve 7201 --count 1 >/dev/null 2>&1 &
+circnet-vm scribble-pairs 15
 VMTEST
 chmod +x "$dir/t2/test.sh"
 (cd "$dir/t2" && echo test.sh | cpio -o -H newc --quiet | gzip -1) >"$dir/t2.cpio.gz"
@@ -240,14 +293,19 @@ timeout 240 "$root/scripts/vm-run.sh" --guest vm2 --run-dir "$dir/run" --kernel 
 	--initrd "$dir/initrd2.gz" --peers 1 </dev/null >"$dir/console2.log" 2>&1 &
 qemu2=$!
 # when the VM serves (circnet-vm, then the kernel's sockets), a host guest
-# connects to it: 1 MiB each way
-for what in 'serving on port 7100' 'serving tcp on port 7100'; do
+# connects to it: 1 MiB each way; in between, the DPDK proxy stack comes in
+for what in 'serving on port 7100' 'VM: kernel proxy done' 'serving tcp on port 7100'; do
+	[ "$what" = 'VM: kernel proxy done' ] && [ -z "$dpdk" ] && continue
 	for _ in $(seq 1800); do
 		grep -aq "$what" "$dir/console.log" && break
 		kill -0 $qemu 2>/dev/null || break
 		sleep 0.1
 	done
 	grep -aq "$what" "$dir/console.log" || break
+	if [ "$what" = 'VM: kernel proxy done' ]; then
+		swap_to_dpdk
+		continue
+	fi
 	"$build/guest/circnet" run --guest h1 --run-dir "$dir/run" -- \
 		python3 "$root/test/vm_peer.py" client 10.77.0.21 7100 1048576 1048576 >>"$dir/client.log" 2>&1
 	echo "vm.sh: host client ($what) exit $?: $(tail -1 "$dir/client.log")"
@@ -256,14 +314,17 @@ wait $qemu
 rc=$?
 wait $qemu2
 rc2=$?
-echo "vm.sh: vm2: $(grep -a '^serve\|^CHECK' "$dir/console2.log" | tr -d '\r' | tr '\n' ' ')"
+echo "vm.sh: vm2: $(grep -a '^serve\|^CHECK\|^scribble' "$dir/console2.log" | tr -d '\r' | tr '\n' ' ')"
 [ $rc2 = 0 ] || fail "vm2's QEMU exit $rc2"
 grep -aq '^CHECK serve-vm ok' "$dir/console2.log" || { tail -20 "$dir/console2.log"; fail "vm2 did not serve vm1"; }
+grep -aq '^scribble-pairs: [1-9][0-9]* passes over 1 pair devices' "$dir/console2.log" ||
+	{ tail -20 "$dir/console2.log"; fail "vm2 did not scribble"; }
 echo "vm.sh: the VM ran $(($(date +%s) - start)) s (exit $rc)"
 [ $rc = 0 ] || fail "QEMU exit $rc"
 grep -a '^CHECK' "$dir/console.log" | tr -d '\r'
 grep -a 'echo:' "$dir/console.log" | tr -d '\r'
-want=40
+want=42
+[ -n "$dpdk" ] && want=44 # and the two checks through the DPDK proxy stack
 got=$(grep -ac '^CHECK .* ok' "$dir/console.log")
 [ "$got" = "$want" ] || fail "$got of $want checks in the VM passed"
 grep -a '^connect\|^serve' "$dir/console.log" | tr -d '\r'
@@ -304,8 +365,10 @@ tail -3 "$dir/peer.log"
 grep -Eq 'connection lost|EOF with' "$dir/peer.log" || fail "the host peer never saw the VM go"
 kill -0 "$peer_pid" 2>/dev/null || fail "the host peer died"
 [ "$(grep -c '^vm_peer: put\|^vm_peer: get' "$dir/peer.log")" = 8 ] || fail "the host peer served $(grep -c '^vm_peer: put\|^vm_peer: get' "$dir/peer.log") of 8 transfers"
-# the host's application servers go (their sessions with them): what is left is the VMs'
-for p in $app_pids; do kill "$p" 2>/dev/null; wait "$p" 2>/dev/null; done
+# the host's application servers and the proxy stack go (their sessions with
+# them): what is left is the VMs'
+for p in $app_pids $dp_pid; do kill "$p" 2>/dev/null; wait "$p" 2>/dev/null; done
+dp_pid=
 for _ in $(seq 50); do [ "$(ls /proc/$op_pid/fd | wc -l)" = "$fds_before" ] && break; sleep 0.1; done
 fds_after=$(ls /proc/$op_pid/fd | wc -l)
 if [ "$fds_after" != "$fds_before" ]; then
