@@ -67,6 +67,13 @@ typedef void (*cn_kwake_fn)(void *arg);
  */
 struct cn_kcirc *cn_kcirc_open(const struct cn_msg_circuit *m, unsigned int l4, cn_kwake_fn wake,
 			       void *arg, int *err);
+/*
+ * A circuit between two sockets of this VM (loopback, or to one of its own
+ * addresses): a stream circuit in kernel memory, each end's signal waking
+ * the other end. *a is the initiator's end, *b the acceptor's. 0 or -errno.
+ */
+int cn_kcirc_pair_local(u64 id, struct cn_kcirc **a, cn_kwake_fn wake_a, void *arg_a,
+			struct cn_kcirc **b, cn_kwake_fn wake_b, void *arg_b);
 /* The control circuit at offset 0 of the control device. */
 struct cn_kcirc *cn_kcirc_open_ctl(struct cnv_dev *d, cn_kwake_fn wake, void *arg, int *err);
 /* Change who is woken (a queued connection that accept() hands to a socket). */
@@ -74,7 +81,7 @@ void cn_kcirc_rehook(struct cn_kcirc *kc, cn_kwake_fn wake, void *arg);
 void cn_kcirc_close(struct cn_kcirc *kc);
 struct cn_endpoint *cn_kcirc_ep(struct cn_kcirc *kc);
 u64 cn_kcirc_id(const struct cn_kcirc *kc);
-struct cnv_dev *cn_kcirc_dev(const struct cn_kcirc *kc);
+struct cnv_dev *cn_kcirc_dev(const struct cn_kcirc *kc); /* NULL: a local circuit */
 
 /* ---- ctl.c ---- */
 /*

@@ -17,6 +17,7 @@
  */
 #include <linux/mm.h>
 #include <linux/slab.h>
+#include <linux/vmalloc.h>
 
 #include <circnet/ivshmem.h>
 #include <circnet/vm.h>
@@ -28,8 +29,18 @@ struct cn_knotifier {
 	struct cn_kcirc *kc;
 };
 
+/* A local circuit's memory and its two ends (cn_kcirc_pair_local). */
+struct cn_klocal {
+	struct kref ref; /* one per end */
+	spinlock_t lock; /* end[] */
+	struct cn_kcirc *end[2];
+	void *mem;
+};
+
 struct cn_kcirc {
 	struct cn_endpoint ep;
+	struct cn_klocal *local; /* a local circuit: no device */
+	unsigned int role;
 	struct cn_knotifier notif[4]; /* wait_rx, wait_tx, sig_rx, sig_tx */
 	struct cnv_dev *dev;
 	unsigned int vec[2]; /* ours: data arrived (reader), space freed (writer) */
@@ -39,11 +50,24 @@ struct cn_kcirc {
 	spinlock_t lock; /* wake, wake_arg */
 };
 
+static void kcirc_wake(void *arg);
+static void kn_init(struct cn_kcirc *kc);
+
 static int kn_signal(struct cn_notifier *n)
 {
 	struct cn_knotifier *k = container_of(n, struct cn_knotifier, n);
+	struct cn_klocal *l = k->kc->local;
+	unsigned long flags;
 
-	cnv_ring(k->kc->dev, n->doorbell);
+	if (!l) {
+		cnv_ring(k->kc->dev, n->doorbell);
+		return 0;
+	}
+	/* the other end is a socket of this kernel: wake it directly */
+	spin_lock_irqsave(&l->lock, flags);
+	if (l->end[!k->kc->role])
+		kcirc_wake(l->end[!k->kc->role]);
+	spin_unlock_irqrestore(&l->lock, flags);
 	return 0;
 }
 
@@ -95,7 +119,6 @@ static struct cn_kcirc *kcirc_attach(struct cnv_dev *d, size_t off, size_t size,
 				     unsigned int vec_tx, cn_kwake_fn wake, void *arg, int *err)
 {
 	struct cn_kcirc *kc = kzalloc(sizeof(*kc), GFP_KERNEL);
-	unsigned int i;
 
 	if (!kc) {
 		*err = -ENOMEM;
@@ -111,18 +134,7 @@ static struct cn_kcirc *kcirc_attach(struct cnv_dev *d, size_t off, size_t size,
 	*err = cn_ep_attach_stamped(&kc->ep, (char *)cnv_base(d) + off, size, role, id);
 	if (*err)
 		goto fail;
-	for (i = 0; i < 4; i++) {
-		unsigned int vec = kc->vec[i % 2];
-
-		kc->notif[i].kc = kc;
-		kc->notif[i].n.ops = &kn_ops;
-		kc->notif[i].n.fd = -1;
-		kc->notif[i].n.aux_fd = -1;
-		kc->notif[i].n.vector = vec;
-		kc->notif[i].n.doorbell = cn_ivshmem_doorbell(CN_VM_PEER_OPERATOR, (uint16_t)vec);
-	}
-	cn_ep_set_notifiers(&kc->ep, &kc->notif[0].n, &kc->notif[1].n, &kc->notif[2].n,
-			    &kc->notif[3].n);
+	kn_init(kc);
 	*err = cnv_hook(d, vec_rx, kcirc_wake, kc);
 	if (!*err) {
 		*err = cnv_hook(d, vec_tx, kcirc_wake, kc);
@@ -214,9 +226,97 @@ void cn_kcirc_rehook(struct cn_kcirc *kc, cn_kwake_fn wake, void *arg)
 	spin_unlock_irqrestore(&kc->lock, flags);
 }
 
+static void klocal_free(struct kref *ref)
+{
+	struct cn_klocal *l = container_of(ref, struct cn_klocal, ref);
+
+	vfree(l->mem);
+	kfree(l);
+}
+
+static void kn_init(struct cn_kcirc *kc)
+{
+	unsigned int i;
+
+	for (i = 0; i < 4; i++) {
+		unsigned int vec = kc->vec[i % 2];
+
+		kc->notif[i].kc = kc;
+		kc->notif[i].n.ops = &kn_ops;
+		kc->notif[i].n.fd = -1;
+		kc->notif[i].n.aux_fd = -1;
+		kc->notif[i].n.vector = vec;
+		kc->notif[i].n.doorbell = cn_ivshmem_doorbell(CN_VM_PEER_OPERATOR, (uint16_t)vec);
+	}
+	cn_ep_set_notifiers(&kc->ep, &kc->notif[0].n, &kc->notif[1].n, &kc->notif[2].n,
+			    &kc->notif[3].n);
+}
+
+int cn_kcirc_pair_local(u64 id, struct cn_kcirc **a, cn_kwake_fn wake_a, void *arg_a,
+			struct cn_kcirc **b, cn_kwake_fn wake_b, void *arg_b)
+{
+	struct cn_circuit_params p = { .mode = CN_MODE_STREAM, .stamp = id };
+	size_t size = cn_circuit_size(&p);
+	struct cn_kcirc *end[2] = { NULL, NULL };
+	struct cn_klocal *l = kzalloc(sizeof(*l), GFP_KERNEL);
+	unsigned int r;
+	int err = -ENOMEM;
+
+	if (!l)
+		return -ENOMEM;
+	kref_init(&l->ref);
+	spin_lock_init(&l->lock);
+	l->mem = vzalloc(size);
+	if (!l->mem)
+		goto fail;
+	err = cn_circuit_format(l->mem, size, &p);
+	for (r = 0; r < 2 && !err; r++) {
+		end[r] = kzalloc(sizeof(*end[r]), GFP_KERNEL);
+		if (!end[r]) {
+			err = -ENOMEM;
+			break;
+		}
+		end[r]->local = l;
+		end[r]->role = r;
+		end[r]->id = id;
+		end[r]->wake = r ? wake_b : wake_a;
+		end[r]->wake_arg = r ? arg_b : arg_a;
+		spin_lock_init(&end[r]->lock);
+		err = cn_ep_attach_stamped(&end[r]->ep, l->mem, size,
+					   r ? CN_ROLE_ACCEPTOR : CN_ROLE_INITIATOR, id);
+		if (!err)
+			kn_init(end[r]);
+	}
+	if (err)
+		goto fail;
+	kref_get(&l->ref); /* one per end */
+	l->end[0] = end[0];
+	l->end[1] = end[1];
+	*a = end[0];
+	*b = end[1];
+	return 0;
+fail:
+	kfree(end[0]);
+	kfree(end[1]);
+	vfree(l->mem);
+	kfree(l);
+	return err;
+}
+
 /* The caller closed the endpoint (cn_close / cn_reset) first, if it had to. */
 void cn_kcirc_close(struct cn_kcirc *kc)
 {
+	if (kc->local) {
+		struct cn_klocal *l = kc->local;
+		unsigned long flags;
+
+		spin_lock_irqsave(&l->lock, flags);
+		l->end[kc->role] = NULL;
+		spin_unlock_irqrestore(&l->lock, flags);
+		kfree(kc);
+		kref_put(&l->ref, klocal_free);
+		return;
+	}
 	cnv_unhook(kc->dev, kc->vec[0]);
 	cnv_unhook(kc->dev, kc->vec[1]);
 	cnv_put(kc->dev);

@@ -198,6 +198,8 @@ static void cn_sock_drop_circuit(struct cn_sock *cs, bool reset)
 	else
 		cn_close(cn_kcirc_ep(kc));
 	cn_kcirc_close(kc);
+	if (cs->is_local)
+		return;
 	cn_msg_init(&m.h, CN_MSG_CLOSED, sizeof(m), 0);
 	m.id = cs->circuit_id;
 	if (current->flags & PF_KTHREAD)
@@ -216,7 +218,7 @@ static void cn_sock_set_circuit(struct cn_sock *cs, struct cn_kcirc *kc,
 	cs->remote = m->remote;
 	list_add_tail(&cs->cnode, &cn_conns);
 	/* its device is going and may have looked at cn_conns already */
-	if (cnv_dying(cn_kcirc_dev(kc)))
+	if (cn_kcirc_dev(kc) && cnv_dying(cn_kcirc_dev(kc)))
 		cn_revoke(cn_kcirc_ep(kc));
 }
 
@@ -422,6 +424,118 @@ static int wait_connect(struct cn_sock *cs, long *timeo)
 	return 0;
 }
 
+/* ---- connections inside the VM ---- */
+
+/* Loopback, or one of the VM's own addresses: its own listeners answer. */
+static bool dst_is_local(const struct cn_addr *dst)
+{
+	static const u8 v6lo[16] = { [15] = 1 };
+
+	if (dst->family == CN_AF_INET && dst->addr[0] == 127)
+		return true;
+	if (dst->family == CN_AF_INET6 && !memcmp(dst->addr, v6lo, 16))
+		return true;
+	return cn_ctl_owns(dst);
+}
+
+/* A listener of this VM that takes dst, held; as the operator's listener_takes(). */
+static struct cn_sock *find_local_listener(const struct cn_addr *dst)
+{
+	struct cn_sock *cs, *found = NULL;
+
+	spin_lock(&cn_lock);
+	list_for_each_entry(cs, &cn_listeners, lnode) {
+		bool any = !memchr_inv(cs->local.addr, 0, sizeof(cs->local.addr));
+
+		if (cs->sk.sk_type != SOCK_STREAM || cs->sk.sk_state != TCP_LISTEN ||
+		    cs->local.port != dst->port)
+			continue;
+		if (any && cs->local.family == CN_AF_INET && dst->family != CN_AF_INET)
+			continue;
+		if (any && cs->v6only && dst->family != CN_AF_INET6)
+			continue;
+		if (!any && (cs->local.family != dst->family ||
+			     memcmp(cs->local.addr, dst->addr, sizeof(dst->addr))))
+			continue;
+		sock_hold(&cs->sk);
+		found = cs;
+		break;
+	}
+	spin_unlock(&cn_lock);
+	return found;
+}
+
+static atomic64_t cn_local_ids = ATOMIC64_INIT(0);
+static atomic_t cn_local_ports = ATOMIC_INIT(0);
+
+/*
+ * A connection to a listener of this VM: no operator, no device. The
+ * circuit lives in kernel memory, the child is queued on the listener as
+ * NEW_CONN would queue it, and the connect completes at once. Its ids have
+ * the top bit set, which the operator's never have (they start at the wall
+ * clock in microseconds). The caller holds tx_lock.
+ */
+static int cn_connect_local(struct cn_sock *cs, const struct cn_addr *dst)
+{
+	struct cn_sock *ls = find_local_listener(dst), *child;
+	struct cn_kcirc *a, *b;
+	struct cn_msg_circuit mc = { 0 };
+	struct sock *sk;
+	unsigned int queued = 0;
+	struct cn_sock *q;
+	int err;
+
+	if (!ls)
+		return -ECONNREFUSED;
+	spin_lock(&ls->lock);
+	list_for_each_entry(q, &ls->accq, qnode)
+		queued++;
+	spin_unlock(&ls->lock);
+	err = -ECONNREFUSED; /* a full backlog refuses, rather than making the client wait */
+	if (queued > max_t(u32, READ_ONCE(ls->sk.sk_max_ack_backlog), 1))
+		goto out;
+	err = -ENOBUFS;
+	sk = cn_sk_alloc(sock_net(&ls->sk), NULL, ls->sk.sk_family, SOCK_STREAM, 0);
+	if (!sk)
+		goto out;
+	child = cn_sk(sk);
+	mc.circuit_id = (1ull << 63) | atomic64_inc_return(&cn_local_ids);
+	err = cn_kcirc_pair_local(mc.circuit_id, &a, cn_sock_wake, &cs->sk, &b, cn_sock_wake, sk);
+	if (err) {
+		sk_free(sk);
+		goto out;
+	}
+	mc.local = *dst; /* the source: the same address, a port of our own */
+	mc.local.port = cs->local.port ? cs->local.port :
+		(u16)(32768 + (u32)atomic_inc_return(&cn_local_ports) % 28232);
+	mc.remote = *dst;
+	cs->is_local = true;
+	child->is_local = true;
+	spin_lock(&cn_lock);
+	cn_sock_set_circuit(cs, a, &mc);
+	swap(mc.local, mc.remote);
+	cn_sock_set_circuit(child, b, &mc);
+	spin_unlock(&cn_lock);
+	sk->sk_state = TCP_ESTABLISHED;
+	spin_lock(&cs->lock);
+	cs->sk.sk_state = TCP_ESTABLISHED;
+	spin_unlock(&cs->lock);
+	err = 0;
+	spin_lock(&ls->lock);
+	if (ls->sk.sk_state == TCP_LISTEN)
+		list_add_tail(&child->qnode, &ls->accq);
+	else
+		err = -ECONNREFUSED;
+	spin_unlock(&ls->lock);
+	if (err)
+		cn_child_free(child, true);
+	else
+		cn_sock_wake(&ls->sk);
+out:
+	sock_put(&ls->sk);
+	return err;
+}
+
 /* connect(AF_UNSPEC); the caller holds tx_lock. */
 static int cn_disconnect(struct cn_sock *cs, struct socket *sock)
 {
@@ -485,6 +599,14 @@ static int cn_connect(struct socket *sock, struct sockaddr *uaddr, int len, int 
 			goto out;
 		/* what a failed connect left (an off-host one keeps its circuit) */
 		cn_disconnect(cs, sock);
+		sk->sk_err = 0;
+		cs->is_local = false;
+		if (dst_is_local(&dst)) {
+			err = cn_connect_local(cs, &dst);
+			if (!err)
+				sock->state = SS_CONNECTED;
+			goto out;
+		}
 		cn_msg_init(&m.h, CN_MSG_CONNECT, sizeof(m), 0);
 		m.l4 = CN_L4_TCP;
 		memset(m.pad, 0, sizeof(m.pad));
@@ -684,6 +806,8 @@ static int cn_accept(struct socket *sock, struct socket *newsock, int flags, boo
 	}
 	sock_graft(&child->sk, newsock);
 	newsock->state = SS_CONNECTED;
+	if (child->is_local)
+		return 0;
 	cn_msg_init(&m.h, CN_MSG_ACCEPTED, sizeof(m), 0);
 	m.id = child->circuit_id;
 	cn_ctl_notify(&m.h);

@@ -43,6 +43,7 @@ struct cn_sock {
 	int tcp_opt[CN_TCP_OPTS];
 	int ip_tos, ip_ttl;
 	bool v6only; /* IPV6_V6ONLY: an AF_INET6 socket that takes IPv6 only */
+	bool is_local; /* its circuit is to a socket of this VM: the operator never knew it */
 	/* datagram sockets (udp.c): a circuit per peer, under lock */
 	struct list_head peers;
 	struct cn_addr dflt; /* connect()'s peer: family CN_AF_NONE if none */

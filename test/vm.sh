@@ -70,7 +70,7 @@ guest vm1 {
     address fd00:77::21
     vm ivshmem
     vm-memory 4M
-    listen tcp 7100
+    listen tcp 7100,7500
 }
 guest vm2 {
     address 10.77.0.22
@@ -251,6 +251,13 @@ check k-iperf3-reverse sh -c 'iperf3 -c 10.77.0.31 -p 7004 -n 4M -R >/tmp/iperf 
 timeout 90 sockcheck client 10.77.0.31 7010 2>/tmp/sockcheck.err | sed 's/^/SOCKCHECK /'
 sed 's/^/SOCKCHECK-ERR /' /tmp/sockcheck.err
 check k-serve circnet-vm tcp-serve 7100 --count 1
+# inside the VM: sockcheck's server and client over loopback (circuits in the
+# kernel's own memory; UDP over loopback is not a circuit yet)
+sockcheck server 127.0.0.1 7500 2>/dev/null &
+lsrv=$!
+sleep 0.5
+SOCKCHECK_NO_UDP=1 timeout 60 sockcheck client 127.0.0.1 7500 2>/tmp/lsc.err | sed 's/^/LOCALCHECK /'
+kill $lsrv
 # every circuit socket closed: the module goes and comes back (the session's teardown)
 check k-unload sh -c 'rmmod circnet && insmod /lib/modules/circnet.ko'
 check k-again sh -c 'for i in $(seq 50); do circnet-vm tcp-connect 10.77.0.31:7000 --put 65536 >/dev/null 2>&1 && exit 0; sleep 0.1; done; exit 1'
@@ -338,6 +345,12 @@ if ! diff -u "$dir/kernel.out" "$dir/vm.out"; then
 	fail "sockcheck in the VM and over the kernel's TCP/IP disagree (above: - kernel, + VM)"
 fi
 echo "vm.sh: sockcheck: $(wc -l <"$dir/kernel.out") checks, the VM's kernel sockets and the host kernel's TCP/IP agree"
+# ... and inside the VM over loopback (the TCP cases)
+grep -a '^LOCALCHECK ' "$dir/console.log" | tr -d '\r' | sed 's/^LOCALCHECK //' >"$dir/vm-local.out"
+if ! diff -u <(grep -v '^udp:' "$dir/kernel.out") "$dir/vm-local.out"; then
+	fail "sockcheck over the VM's loopback and over the kernel's TCP disagree (above: - kernel, + VM)"
+fi
+echo "vm.sh: sockcheck over the VM's loopback: $(wc -l <"$dir/vm-local.out") TCP checks agree"
 
 kill -0 "$op_pid" 2>/dev/null || fail "the operator died"
 for _ in $(seq 50); do
