@@ -17,6 +17,7 @@
  */
 #include <linux/mm.h>
 #include <linux/slab.h>
+#include <linux/delay.h>
 #include <linux/vmalloc.h>
 
 #include <circnet/ivshmem.h>
@@ -149,6 +150,28 @@ fail:
 	return NULL;
 }
 
+/*
+ * The device the operator named. A hot-plugged device (scripts/vm-add-peer.py)
+ * reaches the operator when QEMU adds it and this kernel a moment later, when
+ * PCIe hotplug has probed it; the operator may hand out a circuit in it in
+ * between. A circuit left unattached would leave its peer waiting, so wait
+ * a little for the probe.
+ */
+#define CN_DEVICE_WAIT_MS 5000
+
+static struct cnv_dev *cnv_get_wait(u32 pos)
+{
+	unsigned int waited;
+	struct cnv_dev *d;
+
+	for (waited = 0;; waited += 50) {
+		d = cnv_get(pos);
+		if (d || waited >= CN_DEVICE_WAIT_MS)
+			return d;
+		msleep(50);
+	}
+}
+
 struct cn_kcirc *cn_kcirc_open(const struct cn_msg_circuit *m, unsigned int l4, cn_kwake_fn wake,
 			       void *arg, int *err)
 {
@@ -165,7 +188,7 @@ struct cn_kcirc *cn_kcirc_open(const struct cn_msg_circuit *m, unsigned int l4, 
 	if (!(m->flags & CN_CIRCUIT_VM) || m->chunk_id > U32_MAX || !size || m->l4 != l4 ||
 	    !m->circuit_id || m->vm_vec >= CN_VM_PAIR_VECTORS / 2)
 		return NULL;
-	d = cnv_get((u32)m->chunk_id);
+	d = cnv_get_wait((u32)m->chunk_id);
 	if (!d) {
 		*err = -ENODEV;
 		return NULL;

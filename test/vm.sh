@@ -92,6 +92,7 @@ allow udp from vm1 to h1 port 7010
 allow tcp from h1 to vm1 port 7100
 allow tcp from vm1 to vm2 port 7200
 allow tcp from vm1 to vm2 port 7201
+allow tcp from vm2 to h1 port 7000
 proxy tcp from vm1 to 10.214.77.0/24
 proxy tcp from vm1 to 10.218.77.0/24
 deny any from any to any
@@ -280,6 +281,15 @@ mkdir -p "$dir/t2"
 cat >"$dir/t2/test.sh" <<'VMTEST'
 #!/bin/sh
 if circnet-vm tcp-serve 7200 --count 2; then echo "CHECK serve-vm ok"; else echo "CHECK serve-vm FAIL"; fi
+# its one pair device is vm1's: a new peer needs another, which vm.sh hot-plugs
+# (QMP) when it reads this line; until then the operator refuses
+echo "VM2: a device for h1, please"
+ok=
+for i in $(seq 100); do
+	circnet-vm tcp-connect 10.77.0.31:7000 --put 65536 >/dev/null 2>&1 && { ok=1; break; }
+	sleep 0.3
+done
+[ -n "$ok" ] && echo "CHECK hotplug-peer ok" || echo "CHECK hotplug-peer FAIL"
 if rmmod circnet && insmod /lib/modules/circnet.ko sockets=0; then echo "CHECK hostile-module ok"; fi
 circnet-vm serve 7201 --count 1 >/dev/null 2>&1 &
 circnet-vm scribble-pairs 15
@@ -297,8 +307,20 @@ qemu=$!
 for _ in $(seq 100); do grep -q 'vm vm1: control device attached' "$dir/op.log" && break; sleep 0.1; done
 sleep 0.5
 timeout 240 "$root/scripts/vm-run.sh" --guest vm2 --run-dir "$dir/run" --kernel "$KERNEL" \
-	--initrd "$dir/initrd2.gz" --peers 1 </dev/null >"$dir/console2.log" 2>&1 &
+	--initrd "$dir/initrd2.gz" --peers 1 --hotplug 1 --qmp "$dir/vm2.qmp" \
+	</dev/null >"$dir/console2.log" 2>&1 &
 qemu2=$!
+# vm2 asks for a device for a new peer: QMP hot-plugs one into its empty slot
+(
+	for _ in $(seq 1800); do
+		grep -aq 'VM2: a device for h1' "$dir/console2.log" && break
+		kill -0 $qemu2 2>/dev/null || exit 0
+		sleep 0.1
+	done
+	python3 "$root/scripts/vm-add-peer.py" --qmp "$dir/vm2.qmp" \
+		--socket "$dir/run/guests/vm2/ivshmem.sock" --slot 1 >"$dir/hotplug.log" 2>&1
+) &
+hotplug_pid=$!
 # when the VM serves (circnet-vm, then the kernel's sockets), a host guest
 # connects to it: 1 MiB each way; in between, the DPDK proxy stack comes in
 for what in 'serving on port 7100' 'VM: kernel proxy done' 'serving tcp on port 7100'; do
@@ -324,7 +346,10 @@ rc2=$?
 echo "vm.sh: vm2: $(grep -a '^serve\|^CHECK\|^scribble' "$dir/console2.log" | tr -d '\r' | tr '\n' ' ')"
 [ $rc2 = 0 ] || fail "vm2's QEMU exit $rc2"
 grep -aq '^CHECK serve-vm ok' "$dir/console2.log" || { tail -20 "$dir/console2.log"; fail "vm2 did not serve vm1"; }
-grep -aq '^scribble-pairs: [1-9][0-9]* passes over 1 pair devices' "$dir/console2.log" ||
+grep -aq '^CHECK hotplug-peer ok' "$dir/console2.log" ||
+	{ cat "$dir/hotplug.log"; tail -20 "$dir/console2.log"; fail "vm2 got no hot-plugged pair device"; }
+wait $hotplug_pid
+grep -aq '^scribble-pairs: [1-9][0-9]* passes over 2 pair devices' "$dir/console2.log" ||
 	{ tail -20 "$dir/console2.log"; fail "vm2 did not scribble"; }
 echo "vm.sh: the VM ran $(($(date +%s) - start)) s (exit $rc)"
 [ $rc = 0 ] || fail "QEMU exit $rc"
@@ -377,7 +402,7 @@ done
 tail -3 "$dir/peer.log"
 grep -Eq 'connection lost|EOF with' "$dir/peer.log" || fail "the host peer never saw the VM go"
 kill -0 "$peer_pid" 2>/dev/null || fail "the host peer died"
-[ "$(grep -c '^vm_peer: put\|^vm_peer: get' "$dir/peer.log")" = 8 ] || fail "the host peer served $(grep -c '^vm_peer: put\|^vm_peer: get' "$dir/peer.log") of 8 transfers"
+[ "$(grep -c '^vm_peer: put\|^vm_peer: get' "$dir/peer.log")" = 9 ] || fail "the host peer served $(grep -c '^vm_peer: put\|^vm_peer: get' "$dir/peer.log") of 9 transfers"
 # the host's application servers and the proxy stack go (their sessions with
 # them): what is left is the VMs'
 for p in $app_pids $dp_pid; do kill "$p" 2>/dev/null; wait "$p" 2>/dev/null; done
