@@ -199,8 +199,11 @@ void cn_udp_new_peer(struct cn_sock *ls, const struct cn_msg_circuit *m)
 	peer_add(ls, kc, m, &m->remote);
 }
 
-/* A revoked peer circuit reads as a reset; the socket lives on. */
-void cn_udp_reset(u64 circuit_id)
+/*
+ * Revoke the peer circuits that match (by id, or by device): they read as
+ * reset, and their sockets live on.
+ */
+static void udp_revoke(u64 circuit_id, struct cnv_dev *d)
 {
 	struct cn_upeer *p;
 	struct cn_sock *cs;
@@ -209,27 +212,21 @@ void cn_udp_reset(u64 circuit_id)
 	list_for_each_entry(cs, &cn_udp_socks, cnode) {
 		spin_lock(&cs->lock);
 		list_for_each_entry(p, &cs->peers, node)
-			if (p->id == circuit_id)
+			if (d ? cn_kcirc_dev(p->kc) == d : p->id == circuit_id)
 				cn_revoke(cn_kcirc_ep(p->kc));
 		spin_unlock(&cs->lock);
 	}
 	spin_unlock(&cn_lock);
 }
 
+void cn_udp_reset(u64 circuit_id)
+{
+	udp_revoke(circuit_id, NULL);
+}
+
 void cn_udp_device_gone(struct cnv_dev *d)
 {
-	struct cn_upeer *p;
-	struct cn_sock *cs;
-
-	spin_lock(&cn_lock);
-	list_for_each_entry(cs, &cn_udp_socks, cnode) {
-		spin_lock(&cs->lock);
-		list_for_each_entry(p, &cs->peers, node)
-			if (cn_kcirc_dev(p->kc) == d)
-				cn_revoke(cn_kcirc_ep(p->kc));
-		spin_unlock(&cs->lock);
-	}
-	spin_unlock(&cn_lock);
+	udp_revoke(0, d);
 }
 
 /* ---- send ---- */
