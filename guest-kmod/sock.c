@@ -816,7 +816,7 @@ static int cn_accept(struct socket *sock, struct socket *newsock, int flags, boo
 
 /* ---- the data path ---- */
 
-static bool rx_ready(struct cn_sock *cs)
+static bool rx_ready(struct cn_sock *cs, void *unused)
 {
 	bool r;
 
@@ -827,7 +827,7 @@ static bool rx_ready(struct cn_sock *cs)
 	return r;
 }
 
-static bool tx_ready(struct cn_sock *cs)
+static bool tx_ready(struct cn_sock *cs, void *unused)
 {
 	bool r;
 
@@ -839,7 +839,7 @@ static bool tx_ready(struct cn_sock *cs)
 }
 
 /* Sleep until ready() or the time runs out; 0, -EAGAIN or the signal's error. */
-static int cn_wait(struct cn_sock *cs, bool (*ready)(struct cn_sock *), long *timeo)
+int cn_wait(struct cn_sock *cs, bool (*ready)(struct cn_sock *, void *), void *arg, long *timeo)
 {
 	long t;
 
@@ -847,10 +847,10 @@ static int cn_wait(struct cn_sock *cs, bool (*ready)(struct cn_sock *), long *ti
 		return -EAGAIN;
 	if (signal_pending(current))
 		return sock_intr_errno(*timeo);
-	t = wait_event_interruptible_timeout(*sk_sleep(&cs->sk), ready(cs), *timeo);
+	t = wait_event_interruptible_timeout(*sk_sleep(&cs->sk), ready(cs, arg), *timeo);
 	if (t < 0)
 		return sock_intr_errno(*timeo);
-	if (!t && !ready(cs))
+	if (!t && !ready(cs, arg))
 		return -EAGAIN;
 	*timeo = t ? t : 1;
 	return 0;
@@ -930,7 +930,7 @@ static int cn_sendmsg(struct socket *sock, struct msghdr *msg, size_t len)
 		size_t n, first;
 
 		if (r == -EAGAIN) {
-			err = cn_wait(cs, tx_ready, &timeo);
+			err = cn_wait(cs, tx_ready, NULL, &timeo);
 			continue;
 		}
 		if (r < 0) {
@@ -991,7 +991,7 @@ static int cn_recvmsg(struct socket *sock, struct msghdr *msg, size_t len, int f
 		if (r == -EAGAIN) {
 			if (copied && !(flags & MSG_WAITALL))
 				break;
-			err = cn_wait(cs, rx_ready, &timeo);
+			err = cn_wait(cs, rx_ready, NULL, &timeo);
 			continue;
 		}
 		if (r < 0) {

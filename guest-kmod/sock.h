@@ -74,6 +74,8 @@ struct sock *cn_sk_alloc(struct net *net, struct socket *sock, int family, int t
 /* A bind()'s address: 0 with *a set, or the errno bind() returns. */
 int cn_bind_addr(struct sock *sk, struct sockaddr *uaddr, int len, struct cn_addr *a);
 __poll_t cn_poll_mask(unsigned int ev);
+/* Sleep until ready(cs, arg) or *timeo runs out: 0, -EAGAIN or the signal's error. */
+int cn_wait(struct cn_sock *cs, bool (*ready)(struct cn_sock *, void *), void *arg, long *timeo);
 int cn_setsockopt(struct socket *sock, int level, int name, sockptr_t optval,
 		  unsigned int optlen);
 int cn_getsockopt(struct socket *sock, int level, int name, char __user *optval,

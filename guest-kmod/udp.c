@@ -231,8 +231,10 @@ void cn_udp_device_gone(struct cnv_dev *d)
 
 /* ---- send ---- */
 
-static bool peer_writable(struct cn_upeer *p, size_t len)
+static bool peer_writable(struct cn_sock *cs, void *peer)
 {
+	struct cn_upeer *p = peer;
+
 	return cn_poll_arm(cn_kcirc_ep(p->kc), CN_POLLOUT) & (CN_POLLOUT | CN_POLLERR | CN_POLLHUP);
 }
 
@@ -306,24 +308,12 @@ static int udp_sendmsg(struct socket *sock, struct msghdr *msg, size_t len)
 		}
 	}
 	for (;;) {
-		long t;
-
 		r = cn_reserve(cn_kcirc_ep(p->kc), len, sp, CN_MSG_DONTWAIT);
 		if (r != -EAGAIN)
 			break;
-		err = -EAGAIN;
-		if (!timeo)
+		err = cn_wait(cs, peer_writable, p, &timeo);
+		if (err)
 			goto out;
-		if (signal_pending(current)) {
-			err = sock_intr_errno(timeo);
-			goto out;
-		}
-		t = wait_event_interruptible_timeout(*sk_sleep(sk), peer_writable(p, len), timeo);
-		if (t < 0) {
-			err = sock_intr_errno(timeo);
-			goto out;
-		}
-		timeo = t;
 	}
 	if (r < 0) {
 		err = r == -EMSGSIZE ? -EMSGSIZE : cn_errno(r);
@@ -346,8 +336,7 @@ out:
  * The next peer with a datagram (connect()ed: only that peer), moved to the
  * back so that peers take turns; its datagram in sp, its length in *len.
  */
-static struct cn_upeer *next_datagram(struct cn_sock *cs, struct cn_span sp[2], ssize_t *len,
-				      bool arm)
+static struct cn_upeer *next_datagram(struct cn_sock *cs, struct cn_span sp[2], ssize_t *len)
 {
 	struct cn_upeer *p, *found = NULL;
 
@@ -364,8 +353,6 @@ static struct cn_upeer *next_datagram(struct cn_sock *cs, struct cn_span sp[2], 
 			found = p;
 			break;
 		}
-		if (arm)
-			cn_poll_arm(ep, CN_POLLIN);
 	}
 	if (found)
 		list_move_tail(&found->node, &cs->peers);
@@ -373,7 +360,7 @@ static struct cn_upeer *next_datagram(struct cn_sock *cs, struct cn_span sp[2], 
 	return found;
 }
 
-static bool udp_readable(struct cn_sock *cs)
+static bool udp_readable(struct cn_sock *cs, void *unused)
 {
 	struct cn_upeer *p;
 	bool ready = READ_ONCE(cs->sk.sk_err) || (cs->sk.sk_shutdown & RCV_SHUTDOWN);
@@ -409,30 +396,18 @@ static int udp_recvmsg(struct socket *sock, struct msghdr *msg, size_t len, int 
 	if (mutex_lock_interruptible(&cs->rx_lock))
 		return -ERESTARTSYS;
 	for (;;) {
-		long t;
-
 		err = sock_error(sk);
 		if (err)
 			goto out;
-		p = next_datagram(cs, sp, &dlen, false);
+		p = next_datagram(cs, sp, &dlen);
 		if (p)
 			break;
 		err = 0;
 		if (sk->sk_shutdown & RCV_SHUTDOWN)
 			goto out;
-		err = -EAGAIN;
-		if (!timeo)
+		err = cn_wait(cs, udp_readable, NULL, &timeo);
+		if (err)
 			goto out;
-		if (signal_pending(current)) {
-			err = sock_intr_errno(timeo);
-			goto out;
-		}
-		t = wait_event_interruptible_timeout(*sk_sleep(sk), udp_readable(cs), timeo);
-		if (t < 0) {
-			err = sock_intr_errno(timeo);
-			goto out;
-		}
-		timeo = t;
 	}
 	n = min_t(size_t, len, dlen);
 	if (copy_to_iter(sp[0].ptr, n, &msg->msg_iter) != n) {
@@ -512,7 +487,7 @@ static __poll_t udp_poll(struct file *file, struct socket *sock, poll_table *wai
 	__poll_t mask = EPOLLOUT | EPOLLWRNORM;
 
 	sock_poll_wait(file, sock, wait);
-	if (udp_readable(cs))
+	if (udp_readable(cs, NULL))
 		mask |= EPOLLIN | EPOLLRDNORM;
 	if (READ_ONCE(cs->sk.sk_err))
 		mask |= EPOLLERR;
@@ -532,7 +507,7 @@ static int udp_ioctl(struct socket *sock, unsigned int cmd, unsigned long arg)
 	case SIOCINQ: /* the next datagram's size, as UDP's */
 		if (mutex_lock_interruptible(&cs->rx_lock))
 			return -ERESTARTSYS;
-		if (next_datagram(cs, sp, &dlen, false))
+		if (next_datagram(cs, sp, &dlen))
 			val = (int)dlen;
 		mutex_unlock(&cs->rx_lock);
 		break;

@@ -1644,30 +1644,20 @@ static int vm_listen(struct op *op, struct session *s, const struct cn_msg_liste
 	return send_msg(s, &r.h, NULL, 0);
 }
 
-/* The VM's listener session that holds listener id, or NULL. */
-static struct session *vm_listener_session(struct session *s, uint64_t id)
+/*
+ * The VM's listener session that holds listener id (id != 0), or its UDP
+ * binding on port; NULL if none.
+ */
+static struct session *vm_child(struct session *s, uint64_t id, uint16_t port)
 {
 	struct list *pos;
 
 	list_for_each(pos, &s->g->sessions) {
 		struct session *t = container_of(pos, struct session, link);
 
-		if (t->vm_parent == s && t->lst && t->lst->id == id)
-			return t;
-	}
-	return NULL;
-}
-
-/* The VM's UDP binding session on port, or NULL. */
-static struct session *vm_binding_session(struct session *s, uint16_t port)
-{
-	struct list *pos;
-
-	list_for_each(pos, &s->g->sessions) {
-		struct session *t = container_of(pos, struct session, link);
-
-		if (t->vm_parent == s && t->lst && t->lst->l4 == CN_L4_UDP &&
-		    t->lst->addr.port == port)
+		if (t->vm_parent != s || !t->lst)
+			continue;
+		if (id ? t->lst->id == id : t->lst->l4 == CN_L4_UDP && t->lst->addr.port == port)
 			return t;
 	}
 	return NULL;
@@ -1694,14 +1684,14 @@ int core_vm_dispatch(struct op *op, struct session *s, const union cn_msg *m)
 		 * is its bound socket's channel's.
 		 */
 		if (m->connect.l4 == CN_L4_UDP && s->hello) {
-			t = vm_binding_session(s, m->connect.src.port);
+			t = vm_child(s, 0, m->connect.src.port);
 			if (!t)
 				return reply_error(s, m->h.seq, EINVAL) ? -1 : 0;
 			return dispatch(op, t, m, -1);
 		}
 		return dispatch(op, s, m, -1);
 	case CN_MSG_UNLISTEN:
-		t = s->hello ? vm_listener_session(s, m->id.id) : NULL;
+		t = s->hello && m->id.id ? vm_child(s, m->id.id, 0) : NULL;
 		if (!t)
 			return reply_error(s, m->h.seq, ENOENT) ? -1 : 0;
 		session_close(op, t, NULL);
