@@ -1117,6 +1117,8 @@ static int cn_ioctl(struct socket *sock, unsigned int cmd, unsigned long arg)
 	return put_user(val, (int __user *)arg);
 }
 
+static void cn_listener_close(struct cn_sock *cs);
+
 static int cn_sock_shutdown(struct socket *sock, int how)
 {
 	struct cn_sock *cs = cn_sk(sock->sk);
@@ -1124,6 +1126,16 @@ static int cn_sock_shutdown(struct socket *sock, int how)
 
 	if (how < SHUT_RD || how > SHUT_RDWR)
 		return -EINVAL;
+	if (cs->sk.sk_state == TCP_LISTEN && how != SHUT_WR) {
+		/* as TCP's: the listener stops, a blocked accept() returns EINVAL */
+		if (mutex_lock_interruptible(&cs->tx_lock))
+			return -ERESTARTSYS;
+		if (cs->sk.sk_state == TCP_LISTEN)
+			cn_listener_close(cs);
+		mutex_unlock(&cs->tx_lock);
+		cn_sock_wake(sock->sk);
+		return 0;
+	}
 	spin_lock(&cs->lock);
 	if (cs->kc && cs->sk.sk_state == TCP_ESTABLISHED)
 		err = cn_errno(cn_shutdown(cn_kcirc_ep(cs->kc), how));

@@ -1668,6 +1668,7 @@ int core_vm_dispatch(struct op *op, struct session *s, const union cn_msg *m)
 	struct circuit *c;
 	struct session *t;
 	struct cn_msg_hdr ok;
+	int role;
 
 	/* a VM has no channel to give and no claims to make */
 	if ((m->h.type == CN_MSG_LISTEN &&
@@ -1697,6 +1698,13 @@ int core_vm_dispatch(struct op *op, struct session *s, const union cn_msg *m)
 		session_close(op, t, NULL);
 		cn_msg_init(&ok, CN_MSG_OK, sizeof(ok), m->h.seq);
 		return send_msg(s, &ok, NULL, 0) ? -1 : 0;
+	case CN_MSG_CLOSED:
+		/* an end the VM never attached: its other end must not wait for it */
+		c = s->hello ? circuit_find(op, m->id.id) : NULL;
+		for (role = 0; c && role < 2; role++)
+			if (c->end[role].g == s->g && c->end[!role].g)
+				pool_slot_vm_closed(op, c, role);
+		return dispatch(op, s, m, -1);
 	case CN_MSG_ACCEPTED:
 		/* NEW_CONN came from a listener session: the answer belongs there */
 		c = circuit_find(op, m->id.id);

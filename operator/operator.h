@@ -323,6 +323,7 @@ void pool_vm_gone(struct op *op, struct vm_dev *d, const struct vm *gone_vm);
 void pool_vm_ends_drop(struct op *op, struct slot *sl);
 /* The VM end role of c went without a word: a reset in the circuit, the other end woken. */
 void pool_slot_vm_reset(struct op *op, struct circuit *c, int role);
+void pool_slot_vm_closed(struct op *op, struct circuit *c, int role);
 /* A lease hung up: its end's last holder is gone. */
 void pool_lease_event(struct op *op, struct lease *l);
 void pool_fini(struct op *op);

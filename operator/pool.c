@@ -517,7 +517,25 @@ int pool_slot_vm_wake(const struct slot *sl, int fds[4])
  * endpoint (a header the VM scribbled over is not touched, the host end
  * then learns of the end from its session's RESET).
  */
+static void pool_slot_vm_reset_if(struct op *op, struct circuit *c, int role, bool silent_only);
+
+/*
+ * The VM end of c says CLOSED: if it left no word in the circuit (no FIN,
+ * no reset: it never attached it, its device was not there), leave the
+ * reset it would have left, or the other end waits for a peer that never
+ * comes. An end that closed itself has written FIN or RST first.
+ */
+void pool_slot_vm_closed(struct op *op, struct circuit *c, int role)
+{
+	pool_slot_vm_reset_if(op, c, role, true);
+}
+
 void pool_slot_vm_reset(struct op *op, struct circuit *c, int role)
+{
+	pool_slot_vm_reset_if(op, c, role, false);
+}
+
+static void pool_slot_vm_reset_if(struct op *op, struct circuit *c, int role, bool silent_only)
 {
 	struct slot *sl = c->slot;
 	struct cn_circuit_params prm = {
@@ -535,8 +553,17 @@ void pool_slot_vm_reset(struct op *op, struct circuit *c, int role)
 	if (base == MAP_FAILED)
 		return;
 	memset(&ep, 0, sizeof(ep));
-	if (!cn_ep_attach_stamped(&ep, base, size, (enum cn_role)role, c->id))
+	if (!cn_ep_attach_stamped(&ep, base, size, (enum cn_role)role, c->id)) {
+		uint32_t pf = atomic_load_explicit(&ep.tx.ctrl->prod_flags, memory_order_seq_cst);
+		uint32_t cf = atomic_load_explicit(&ep.rx.ctrl->cons_flags, memory_order_seq_cst);
+
+		/* what a closing end writes before it says CLOSED: FIN, CLOSED or RST */
+		if (silent_only && ((pf & (CN_PF_FIN | CN_PF_RST)) || (cf & (CN_CF_CLOSED | CN_CF_RST)))) {
+			munmap(base, sl->size);
+			return;
+		}
 		cn_reset(&ep);
+	}
 	munmap(base, sl->size);
 	vm_vectors_wake_other(sl->ch->vmdev, sl->vm_vec, c->end[role].g);
 }

@@ -2196,6 +2196,67 @@ static void test_vm_failed_setup(void **state)
 	vm_guest_remove();
 }
 
+/*
+ * A VM answers a circuit it could not attach (its device was not there)
+ * with CLOSED alone: the operator leaves the reset the VM would have left,
+ * so the host end reads ECONNRESET instead of waiting. One the VM closed
+ * itself (FIN written first) ends in EOF, as before.
+ */
+static void test_vm_unattached(void **state)
+{
+	struct listener_g web;
+	struct cn_local_ep host;
+	struct cn_op_conn hi;
+	struct cn_msg_circuit c;
+	struct cn_notifier n[4];
+	struct cn_endpoint ep;
+	struct fake_pair pd;
+	struct fake_vm v;
+	struct cn_msg_id cl;
+	char b[8];
+	int i;
+
+	vm_guest_add();
+	listen_on(&web, "web", CN_L4_TCP, wildcard(80), 16);
+	vm_attach(&v);
+	vm_attach_pair(&pd, 0);
+	wait_status("\"vm_devices\":", 2);
+	vm_hello(&v);
+
+	vm_connect_web(&v, &c);
+	assert_int_equal(cn_op_accept(&web.op, &host, &hi, 0), 0);
+	cn_ep_set_timeouts(&host.ep, 5000, 5000);
+	cn_msg_init(&cl.h, CN_MSG_CLOSED, sizeof(cl), 0);
+	cl.id = c.circuit_id;
+	vm_send(&v, &cl.h);
+	assert_int_equal(cn_recv(&host.ep, b, sizeof(b), 0), -ECONNRESET);
+	cn_local_close(&host);
+	cn_op_closed(&web.op, hi.circuit_id);
+
+	/* attached and closed by the VM: FIN first, then CLOSED: EOF after the data */
+	vm_connect_web(&v, &c);
+	assert_int_equal(cn_op_accept(&web.op, &host, &hi, 0), 0);
+	cn_ep_set_timeouts(&host.ep, 5000, 5000);
+	vm_open_circuit(&pd, &c, &ep, n);
+	assert_int_equal(cn_send(&ep, "bye", 3, 0), 3);
+	cn_close(&ep);
+	cl.id = c.circuit_id;
+	vm_send(&v, &cl.h);
+	assert_int_equal(cn_recv(&host.ep, b, sizeof(b), CN_MSG_WAITALL), 3);
+	assert_int_equal(cn_recv(&host.ep, b, sizeof(b), 0), 0);
+	for (i = 0; i < 4; i++)
+		cn_notifier_release(&n[i]);
+	cn_local_close(&host);
+	cn_op_closed(&web.op, hi.circuit_id);
+	wait_slots(0);
+
+	vm_detach_pair(&pd);
+	vm_detach(&v);
+	wait_status("\"vm_devices\":", 0);
+	cn_op_close(&web.op);
+	vm_guest_remove();
+}
+
 static int group_setup(void **state)
 {
 	snprintf(dir, sizeof(dir), "/tmp/circnet-test-op.XXXXXX");
@@ -2252,6 +2313,7 @@ int main(int argc, char **argv)
 		cmocka_unit_test(test_vm_connect),
 		cmocka_unit_test(test_vm_to_vm),
 		cmocka_unit_test(test_vm_failed_setup),
+		cmocka_unit_test(test_vm_unattached),
 	};
 
 	if (argc != 3) {
