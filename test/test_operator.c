@@ -1882,6 +1882,17 @@ static void vm_open_circuit(struct fake_pair *p, const struct cn_msg_circuit *c,
 	cn_ep_set_timeouts(ep, 5000, 5000);
 }
 
+/* Guest vmx as a VM with one pair device, said HELLO; web listens on port 80. */
+static void vm_web_setup(struct listener_g *web, struct fake_vm *v, struct fake_pair *pd)
+{
+	vm_guest_add();
+	listen_on(web, "web", CN_L4_TCP, wildcard(80), 16);
+	vm_attach(v);
+	vm_attach_pair(pd, 0);
+	wait_status("\"vm_devices\":", 2);
+	vm_hello(v);
+}
+
 /* The VM's CONNECT to dst; its answer, of type want, in r. */
 static void vm_request_connect(struct fake_vm *v, const char *dst, unsigned int want,
 			       union cn_msg *r)
@@ -1954,12 +1965,7 @@ static void test_vm_connect(void **state)
 	ssize_t len;
 	int i;
 
-	vm_guest_add();
-	listen_on(&web, "web", CN_L4_TCP, wildcard(80), 16);
-	vm_attach(&v);
-	vm_attach_pair(&pd, 0);
-	wait_status("\"vm_devices\":", 2);
-	vm_hello(&v);
+	vm_web_setup(&web, &v, &pd);
 	vm_connect_web(&v, &c);
 	assert_int_equal(cn_op_accept(&web.op, &host, &hi, 0), 0);
 	assert_int_equal(hi.circuit_id, c.circuit_id);
@@ -2216,12 +2222,7 @@ static void test_vm_unattached(void **state)
 	char b[8];
 	int i;
 
-	vm_guest_add();
-	listen_on(&web, "web", CN_L4_TCP, wildcard(80), 16);
-	vm_attach(&v);
-	vm_attach_pair(&pd, 0);
-	wait_status("\"vm_devices\":", 2);
-	vm_hello(&v);
+	vm_web_setup(&web, &v, &pd);
 
 	vm_connect_web(&v, &c);
 	assert_int_equal(cn_op_accept(&web.op, &host, &hi, 0), 0);

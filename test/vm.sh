@@ -59,6 +59,14 @@ fail() {
 	exit 1
 }
 
+# until a proxy stack has attached to the operator (bounded)
+wait_proxy() {
+	for _ in $(seq 100); do
+		"$ctl" --run-dir "$dir/run" proxy --json 2>/dev/null | grep -q '"operator_sessions":[1-9]' && return
+		sleep 0.1
+	done
+}
+
 eval "$("$root/scripts/vm-image.sh" --build "$build" --out "$build/vm")" || fail "no VM image"
 
 cat >"$dir/op.conf" <<CONF
@@ -124,10 +132,7 @@ ls -l /proc/$op_pid/fd | awk '{print $NF}' | sort >"$dir/fds-before"
 "$build/dataplane/circnet-dataplane" --run-dir "$dir/run" --threads 1 --connect-timeout 3 \
 	2>"$dir/dataplane.log" &
 dp_pid=$!
-for _ in $(seq 100); do
-	"$ctl" --run-dir "$dir/run" proxy --json 2>/dev/null | grep -q '"operator_sessions":[1-9]' && break
-	sleep 0.1
-done
+wait_proxy
 for _ in $(seq 100); do grep -q listening "$dir/remote.log" 2>/dev/null && break; sleep 0.1; done
 # sockcheck over the kernel's TCP on the host's loopback: what the VM must print
 port=$((7400 + RANDOM % 500))
@@ -161,10 +166,7 @@ swap_to_dpdk() {
 		--ip 10.218.77.2/24 --run-dir "$dir/run" --connect-timeout 3 --idle-sleep 20 \
 		2>"$dir/dataplane-dpdk.log" &
 	dp_pid=$!
-	for _ in $(seq 100); do
-		"$ctl" --run-dir "$dir/run" proxy --json 2>/dev/null | grep -q '"operator_sessions":[1-9]' && break
-		sleep 0.1
-	done
+	wait_proxy
 	ip netns exec "$ns2" ip addr add 10.218.77.1/24 dev "$tap2" &&
 		ip netns exec "$ns2" ip link set "$tap2" up ||
 		{ tail -5 "$dir/dataplane-dpdk.log"; fail "the DPDK dataplane did not come up"; }
